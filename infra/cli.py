@@ -1,0 +1,119 @@
+"""``./dev``: bring the local stack up and down, look at it, and run the whole test suite."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from infra import stack
+from infra.console import say, seconds, step
+from infra.errors import InfraError
+from infra.layout import Layout
+from infra.services import Context, all_services
+
+NO_TESTS_COLLECTED = 5
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="./dev", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="install what is missing, start everything, print addresses")
+    commands.add_parser("down", help="stop the processes ./dev started (data is kept)")
+    commands.add_parser("status", help="what runs, its pid, memory and whether it answers")
+    commands.add_parser("reset", help="stop everything and wipe data and logs (keeps downloads)")
+    logs = commands.add_parser("logs", help="show (or follow) service logs")
+    logs.add_argument("services", nargs="*", help="default: all")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("-f", "--follow", action="store_true")
+    commands.add_parser("check", help="formatting, lint and strict type checks")
+    test = commands.add_parser(
+        "test", help="start what is not running, then run checks and every test"
+    )
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    ctx = Context(layout=Layout.from_env())
+    try:
+        return _dispatch(ctx, args)
+    except InfraError as exc:
+        say(f"\nerror: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("\ninterrupted")
+        return 130
+
+
+def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "up":
+        started = time.monotonic()
+        outcomes = stack.up(ctx)
+        stack.summary(outcomes)
+        say(f"All up in {seconds(time.monotonic() - started)}.")
+        return 0
+    if command == "down":
+        stack.down(ctx)
+        return 0
+    if command == "status":
+        return 0 if stack.status(ctx) else 1
+    if command == "reset":
+        stack.reset(ctx)
+        return 0
+    if command == "logs":
+        known = [service.name for service in all_services()]
+        names: list[str] = args.services or known
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise InfraError(f"unknown service {', '.join(unknown)}; known: {', '.join(known)}")
+        return stack.follow_logs(ctx, names, args.lines, args.follow)
+    if command == "check":
+        return check(ctx)
+    if command == "test":
+        return test(ctx, args.pytest_args)
+    raise AssertionError(command)
+
+
+def check(ctx: Context) -> int:
+    root = ctx.layout.project
+    python = sys.executable
+    for title, cmd in (
+        ("ruff format --check", [python, "-m", "ruff", "format", "--check", "."]),
+        ("ruff check", [python, "-m", "ruff", "check", "."]),
+        ("mypy --strict", [python, "-m", "mypy"]),
+    ):
+        with step(title):
+            code = subprocess.call(cmd, cwd=root)
+        if code != 0:
+            say(f"{title} failed (exit {code})")
+            return code
+    return 0
+
+
+def test(ctx: Context, pytest_args: list[str]) -> int:
+    """The whole suite against real services: start what is missing, check, then pytest."""
+    outcomes = stack.up(ctx)
+    stack.summary(outcomes)
+    try:
+        code = check(ctx)
+        if code != 0:
+            return code
+        with step("pytest (unit, integration, e2e)"):
+            code = subprocess.call(
+                [sys.executable, "-m", "pytest", *pytest_args], cwd=ctx.layout.project
+            )
+        if code == NO_TESTS_COLLECTED:
+            say("pytest collected no tests: that is a failure for this suite")
+            return 1
+        return code
+    finally:
+        if os.environ.get("CI") == "true":
+            # A CI machine should not keep JVMs running after the job; a developer's should.
+            started_here = [outcome.service for outcome in outcomes if outcome.started_here]
+            stack.down(ctx, started_here)

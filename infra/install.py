@@ -1,0 +1,202 @@
+"""Installing what the local stack needs: jars from Maven Central, Jaeger from the Go module
+proxy, Redis from Debian's packages. Each install is skipped when its result is already there."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from infra.commands import Progress, run_logged
+from infra.console import detail
+from infra.errors import InfraError, MissingTool
+from infra.layout import Layout
+
+# Pinned plugin: an unpinned ``dependency:copy-dependencies`` lets Maven pick the newest plugin,
+# which may need a newer Maven than the machine has.
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+MAVEN_DOWNLOADS = Progress(re.compile(r"^Downloaded from "), "files downloaded")
+
+# Jaeger v2 is published from a module path without /v2, so its v2.x.y tags are not valid Go
+# versions. Every v2 release is dual-tagged v1.(x+63).y; v1.76.0 is the v2.13.0 release (commit
+# 63b27e18). The module sum pins the exact source, as a commit hash would.
+JAEGER_MODULE = "github.com/jaegertracing/jaeger"
+JAEGER_VERSION = "v1.76.0"
+JAEGER_RELEASE = "v2.13.0"
+JAEGER_SUM = "h1:sWCOOF1dr+NL0PLil7mFo3BqqQL8k4WiM7aguFbc14g="
+GO_COMPILED = Progress(re.compile(r"^[\w.\-]+(/[\w.\-~]+)*$"), "Go packages compiled")
+
+
+def file_digest(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def require_program(name: str, hint: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise MissingTool(f"{name} is not on PATH: {hint}")
+    return found
+
+
+def maven_libs(layout: Layout, name: str, java: Path) -> Path:
+    """Copy the runtime jars of ``infra/<name>/pom.xml`` into ``.infra/<name>/lib``.
+
+    Maven downloads into ``~/.m2`` (its own cache); the copy is redone only when the POM changes.
+    """
+    pom = layout.sources / name / "pom.xml"
+    lib = layout.home(name) / "lib"
+    stamp = lib / ".pom-sha256"
+    wanted = file_digest(pom)
+    if stamp.is_file() and stamp.read_text().strip() == wanted:
+        detail(f"cached: {sum(1 for _ in lib.glob('*.jar'))} jars in {lib}")
+        return lib
+    mvn = require_program("mvn", "install Maven 3.8+ (Debian package maven)")
+    staging = lib.with_name("lib.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    run_logged(
+        [
+            mvn,
+            "-B",
+            "-f",
+            str(pom),
+            f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging}",
+        ],
+        log=layout.build_log(f"{name}-maven"),
+        what=f"downloading the {name} jars with Maven",
+        progress=MAVEN_DOWNLOADS,
+        env={"JAVA_HOME": str(java.parent.parent)},
+    )
+    shutil.rmtree(lib, ignore_errors=True)
+    staging.rename(lib)
+    stamp.write_text(wanted + "\n")
+    jars = list(lib.glob("*.jar"))
+    size = sum(jar.stat().st_size for jar in jars) / 2**20
+    detail(f"{len(jars)} jars, {size:.0f} MiB in {lib}")
+    return lib
+
+
+def jaeger_binary(layout: Layout) -> Path:
+    """Build Jaeger v2 from the Go module proxy once per user, then link it into ``.infra/bin``.
+
+    ``go install module@version`` refuses this module (its go.mod has a replace directive), so
+    the module source is downloaded, checked against the pinned sum, and built in place with its
+    own go.mod and go.sum.
+    """
+    target = layout.bin / "jaeger"
+    cached = layout.cache / "jaeger" / JAEGER_VERSION / "jaeger"
+    if not cached.is_file():
+        _build_jaeger(layout, cached)
+    else:
+        detail(f"cached build: {cached}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.is_file() or not target.samefile(cached):
+        target.unlink(missing_ok=True)
+        try:
+            os.link(cached, target)
+        except OSError:
+            shutil.copy2(cached, target)
+    return target
+
+
+def _build_jaeger(layout: Layout, output: Path) -> None:
+    go = require_program("go", "install Go 1.24 or newer")
+    log = layout.build_log("jaeger-download")
+    run_logged(
+        [go, "mod", "download", "-json", f"{JAEGER_MODULE}@{JAEGER_VERSION}"],
+        log=log,
+        what=f"downloading {JAEGER_MODULE}@{JAEGER_VERSION} from the Go module proxy",
+        cwd=layout.state,
+    )
+    info = _download_info(log)
+    if info.get("Sum") != JAEGER_SUM:
+        raise InfraError(
+            f"{JAEGER_MODULE}@{JAEGER_VERSION} has sum {info.get('Sum')}, expected {JAEGER_SUM}"
+        )
+    source = output.parent / "src"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(info["Dir"], source)
+    for path in [source, *source.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o200)
+    partial = output.with_name("jaeger.partial")
+    detail("compiling Jaeger (several minutes on 2 cores the first time; Go caches the rest)")
+    run_logged(
+        [go, "build", "-v", "-trimpath", "-o", str(partial), "./cmd/jaeger"],
+        log=layout.build_log("jaeger-build"),
+        what="building Jaeger with go build",
+        progress=GO_COMPILED,
+        cwd=source,
+        env={"CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"},
+    )
+    partial.rename(output)
+    shutil.rmtree(source, ignore_errors=True)
+    detail(f"built {output} ({output.stat().st_size / 2**20:.0f} MiB)")
+
+
+def _download_info(log: Path) -> dict[str, str]:
+    text = log.read_text()
+    start = text.find("{")
+    if start < 0:
+        raise InfraError(f"go mod download printed no module description; see {log}")
+    decoded = json.loads(text[start:])
+    if not isinstance(decoded, dict) or "Dir" not in decoded:
+        raise InfraError(f"go mod download did not report a module folder; see {log}")
+    return {str(key): str(value) for key, value in decoded.items()}
+
+
+def redis_server(layout: Layout) -> Path:
+    """``redis-server`` from PATH, installing Debian's package when it is missing."""
+    found = shutil.which("redis-server")
+    if found is not None:
+        detail(f"found {found}")
+        return Path(found)
+    apt = require_program("apt-get", "install redis-server (7.x) by hand on this system")
+    sudo: list[str] = []
+    if os.geteuid() != 0:
+        sudo = [require_program("sudo", "run as root or install redis-server by hand")]
+    # The package's maintainer script would start a system-wide redis on 6379, the port infra
+    # wants for its own. A policy-rc.d that answers 101 ("action forbidden") prevents that.
+    policy = Path("/usr/sbin/policy-rc.d")
+    created_policy = False
+    if not policy.exists() and os.geteuid() == 0:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        created_policy = True
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        run_logged(
+            [*sudo, apt, "update"],
+            log=layout.build_log("apt-update"),
+            what="apt-get update",
+            env=env,
+        )
+        run_logged(
+            [*sudo, apt, "install", "-y", "--no-install-recommends", "redis-server"],
+            log=layout.build_log("redis-apt"),
+            what="installing redis-server with apt-get",
+            progress=Progress(re.compile(r"^(Get:|Setting up)"), "package steps"),
+            env=env,
+        )
+    finally:
+        if created_policy:
+            policy.unlink(missing_ok=True)
+    found = shutil.which("redis-server")
+    if found is None:
+        raise MissingTool("apt-get installed redis-server but it is not on PATH")
+    return Path(found)
+
+
+def redis_version(binary: Path) -> str:
+    result = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, check=False, timeout=10
+    )
+    return result.stdout.strip()

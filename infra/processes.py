@@ -1,0 +1,195 @@
+"""Starting, finding and stopping service processes by pid.
+
+A pid file records the pid and the process start time read from /proc, so a pid that the kernel
+has since reused for another program is never mistaken for ours (and never signalled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.console import indented, tail
+from infra.errors import NotReady, PortInUse, ProcessDied
+
+
+@dataclass(frozen=True)
+class Tracked:
+    pid: int
+    start_ticks: int
+    command: str
+
+
+def start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses; fields resume after ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    state = fields[0]
+    if state == "Z":
+        return None
+    return int(fields[19])
+
+
+def read_pidfile(path: Path) -> Tracked | None:
+    try:
+        raw = json.loads(path.read_text())
+        return Tracked(
+            pid=int(raw["pid"]), start_ticks=int(raw["start_ticks"]), command=raw["command"]
+        )
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def alive(path: Path) -> Tracked | None:
+    """The process recorded in ``path`` if it still runs; clears a stale pid file."""
+    tracked = read_pidfile(path)
+    if tracked is None:
+        return None
+    if start_ticks(tracked.pid) != tracked.start_ticks:
+        path.unlink(missing_ok=True)
+        return None
+    return tracked
+
+
+def resident_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except FileNotFoundError:
+        return None
+    return None
+
+
+def port_holder(port: int) -> str:
+    """Best-effort description of who listens on ``port`` (via ``ss``), for error messages."""
+    try:
+        result = subprocess.run(
+            ["ss", "-Hltnp", f"sport = :{port}"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown process"
+    line = result.stdout.strip().splitlines()[0] if result.stdout.strip() else ""
+    marker = line.find("users:(")
+    return line[marker:] if marker >= 0 else "unknown process"
+
+
+def check_ports_free(service: str, ports: Mapping[str, int], host: str = "127.0.0.1") -> None:
+    """Raise PortInUse naming the first port of ``service`` that something already holds."""
+    for purpose, port in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise PortInUse(
+                    f"{service}: port {port} ({purpose}) on {host} is already in use by "
+                    f"{port_holder(port)}; stop that process or free the port"
+                ) from exc
+
+
+def spawn(
+    command: Sequence[str],
+    *,
+    pidfile: Path,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own session (it outlives this tool), output appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as sink:
+        sink.write(
+            f"\n--- started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {' '.join(command)}\n".encode()
+        )
+        sink.flush()
+        process = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
+    ticks = start_ticks(process.pid)
+    pidfile.write_text(
+        json.dumps({"pid": process.pid, "start_ticks": ticks or 0, "command": command[0]}) + "\n"
+    )
+    return process
+
+
+def wait_ready(
+    service: str,
+    process: subprocess.Popen[bytes] | None,
+    probe: Callable[[], bool],
+    *,
+    log: Path,
+    timeout: float,
+    pidfile: Path | None = None,
+) -> None:
+    """Poll ``probe`` until it answers; fail at once, with the log tail, if the process exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            if pidfile is not None:
+                pidfile.unlink(missing_ok=True)
+            raise ProcessDied(
+                f"{service} exited with code {process.returncode} while starting; "
+                f"log: {log}\n{indented(tail(log))}"
+            )
+        if probe():
+            return
+        if time.monotonic() > deadline:
+            raise NotReady(
+                f"{service} did not become ready within {timeout:.0f}s; log: {log}\n"
+                f"{indented(tail(log))}"
+            )
+        time.sleep(0.5)
+
+
+def stop(pidfile: Path, *, grace: float) -> Tracked | None:
+    """SIGTERM the recorded process group, SIGKILL it after ``grace`` seconds. Returns what ran."""
+    tracked = alive(pidfile)
+    if tracked is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(tracked.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if start_ticks(tracked.pid) != tracked.start_ticks:
+            break
+        _reap(tracked.pid)
+        time.sleep(0.2)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(tracked.pid, signal.SIGKILL)
+        while start_ticks(tracked.pid) == tracked.start_ticks:
+            _reap(tracked.pid)
+            time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+    return tracked
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the process is our own child (started by this same command)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
