@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -50,22 +51,24 @@ def run_logged(
     counter = _Counter()
     started = time.monotonic()
     full_env = {**os.environ, **(env or {})}
-    with log.open("w", encoding="utf-8") as sink:
+    executable = shutil.which(command[0])
+    if executable is None:
+        raise StepFailed(f"{what}: cannot run {command[0]!r}: not found on PATH")
+    with (
+        log.open("w", encoding="utf-8") as sink,
+        subprocess.Popen(
+            [executable, *command[1:]],
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        ) as process,
+    ):
         sink.write(f"$ {' '.join(command)}\n")
         sink.flush()
-        try:
-            process = subprocess.Popen(
-                list(command),
-                cwd=cwd,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-            )
-        except FileNotFoundError as exc:
-            raise StepFailed(f"{what}: cannot run {command[0]!r}: {exc.strerror}") from exc
         reader = threading.Thread(
             target=_pump, args=(process, sink, counter, progress), daemon=True
         )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.console import indented, tail
-from infra.errors import NotReady, PortInUse, ProcessDied
+from infra.errors import InfraError, NotReady, PortInUse, ProcessDied
 
 
 @dataclass(frozen=True)
@@ -112,34 +112,52 @@ def spawn(
     pidfile: Path,
     log: Path,
     env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start ``command`` in its own session (it outlives this tool), output appended to ``log``."""
+) -> int:
+    """Start ``command`` in its own session, output appended to ``log``; returns the pid.
+
+    posix_spawn rather than subprocess.Popen: the process is meant to outlive this tool, and a
+    Popen object dropped while its child runs is a leak warning, not a daemon.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as sink:
-        sink.write(
-            f"\n--- started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {' '.join(command)}\n".encode()
-        )
-        sink.flush()
-        process = subprocess.Popen(
+    with log.open("a") as sink:
+        sink.write(f"\n--- started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {' '.join(command)}\n")
+    file_actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    try:
+        pid = os.posix_spawnp(
+            command[0],
             list(command),
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-            cwd=cwd,
+            {**os.environ, **(env or {})},
+            file_actions=file_actions,
+            setsid=True,
         )
-    ticks = start_ticks(process.pid)
+    except OSError as exc:
+        raise InfraError(f"cannot start {command[0]!r}: {exc.strerror}") from exc
+    ticks = start_ticks(pid)
     pidfile.write_text(
-        json.dumps({"pid": process.pid, "start_ticks": ticks or 0, "command": command[0]}) + "\n"
+        json.dumps({"pid": pid, "start_ticks": ticks or 0, "command": command[0]}) + "\n"
     )
-    return process
+    return pid
+
+
+def exit_code(pid: int) -> int | None:
+    """The exit code of our child ``pid`` if it has exited (reaping it), else None."""
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        # Not our child (started by an earlier ./dev): alive as long as /proc says so.
+        return None if start_ticks(pid) is not None else -1
+    if reaped == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
 
 
 def wait_ready(
     service: str,
-    process: subprocess.Popen[bytes] | None,
+    pid: int | None,
     probe: Callable[[], bool],
     *,
     log: Path,
@@ -149,11 +167,12 @@ def wait_ready(
     """Poll ``probe`` until it answers; fail at once, with the log tail, if the process exits."""
     deadline = time.monotonic() + timeout
     while True:
-        if process is not None and process.poll() is not None:
+        code = None if pid is None else exit_code(pid)
+        if code is not None:
             if pidfile is not None:
                 pidfile.unlink(missing_ok=True)
             raise ProcessDied(
-                f"{service} exited with code {process.returncode} while starting; "
+                f"{service} exited with code {code} while starting; "
                 f"log: {log}\n{indented(tail(log))}"
             )
         if probe():

@@ -47,18 +47,14 @@ def _start(ctx: Context, service: Service) -> Outcome:
         return Outcome(service, running.pid, started_here=False)
     processes.check_ports_free(service.name, service.ports)
     service.prepare(ctx)
-    process = processes.spawn(
-        service.command(ctx),
-        pidfile=pidfile,
-        log=log,
-        env=service.environment(ctx),
-        cwd=layout.home(service.name),
+    pid = processes.spawn(
+        service.command(ctx), pidfile=pidfile, log=log, env=service.environment(ctx)
     )
-    detail(f"started pid {process.pid}, log {log}; waiting for a real client to get an answer")
+    detail(f"started pid {pid}, log {log}; waiting for a real client to get an answer")
     try:
         processes.wait_ready(
             service.name,
-            process,
+            pid,
             service.probe,
             log=log,
             timeout=service.ready_timeout,
@@ -69,7 +65,7 @@ def _start(ctx: Context, service: Service) -> Outcome:
         processes.stop(pidfile, grace=service.stop_grace)
         raise
     detail("ready")
-    return Outcome(service, process.pid, started_here=True)
+    return Outcome(service, pid, started_here=True)
 
 
 def down(ctx: Context, services: list[Service] | None = None) -> None:

@@ -55,6 +55,7 @@ class Cassandra(Service):
             f"-Xms{heap}",
             f"-Xmx{heap}",
             "-XX:+ExitOnOutOfMemoryError",
+            f"-XX:ErrorFile={ctx.layout.logs(self.name)}/hs_err_pid%p.log",
             # jamm measures object sizes for memtable accounting; Cassandra dies without it.
             *(f"-javaagent:{jar}" for jar in jamm[-1:]),
             *options_file(ctx.layout.sources / "cassandra" / "jvm17.options"),

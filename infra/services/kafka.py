@@ -87,6 +87,7 @@ class Kafka(Service):
             "-XX:InitiatingHeapOccupancyPercent=35",
             "-XX:+ExplicitGCInvokesConcurrent",
             "-XX:+ExitOnOutOfMemoryError",
+            f"-XX:ErrorFile={ctx.layout.logs(self.name)}/hs_err_pid%p.log",
             "-Djava.awt.headless=true",
             self._log4j(ctx),
             f"-Dkafka.logs.dir={ctx.layout.logs(self.name)}",

@@ -1,0 +1,36 @@
+"""Suite-wide rules: a test's folder decides its marker, and unit tests get no network."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytest_socket import disable_socket, enable_socket
+
+KINDS = ("unit", "integration", "e2e")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        relative = item.path.resolve().relative_to(TESTS)
+        kind = relative.parts[0] if len(relative.parts) > 1 else ""
+        if kind not in KINDS:
+            raise pytest.UsageError(
+                f"{item.nodeid}: put tests under tests/unit, tests/integration or tests/e2e"
+            )
+        item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(autouse=True)
+def _network_policy(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Unit tests may use Unix sockets (the event loop needs them) but no IP networking."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    disable_socket(allow_unix_socket=True)
+    try:
+        yield
+    finally:
+        enable_socket()
