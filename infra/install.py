@@ -135,7 +135,7 @@ def _build_jaeger(layout: Layout, output: Path) -> None:
         what="building Jaeger with go build",
         progress=GO_COMPILED,
         cwd=source,
-        env={"CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"},
+        env={"CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false"},
     )
     partial.rename(output)
     shutil.rmtree(source, ignore_errors=True)
