@@ -33,19 +33,19 @@ def _java_major(java: Path) -> int | None:
     return major_version(result.stderr + result.stdout)
 
 
-def candidate_homes(env: dict[str, str]) -> list[Path]:
+def candidate_homes(env: dict[str, str], *, search_system: bool = True) -> list[Path]:
     homes = [Path(env[key]) for key in ("CHAT_JAVA17_HOME", "JAVA_HOME") if env.get(key)]
     jvm = Path("/usr/lib/jvm")
-    if jvm.is_dir():
+    if search_system and jvm.is_dir():
         homes.extend(sorted(path for path in jvm.iterdir() if "17" in path.name))
     return homes
 
 
-def find_java17(env: dict[str, str] | None = None) -> Path:
+def find_java17(env: dict[str, str] | None = None, *, search_system: bool = True) -> Path:
     """The ``java`` binary of a JDK 17, or MissingTool saying where it looked."""
     env = dict(os.environ if env is None else env)
     tried: list[str] = []
-    for home in candidate_homes(env):
+    for home in candidate_homes(env, search_system=search_system):
         java = home / "bin" / "java"
         if not java.is_file():
             continue

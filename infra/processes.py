@@ -21,6 +21,18 @@ from pathlib import Path
 from infra.console import indented, tail
 from infra.errors import InfraError, NotReady, PortInUse, ProcessDied
 
+# Each start appends this line to the service log, so errors can show only the latest run.
+RUN_MARKER = "\n--- started "
+
+
+def latest_run(log: Path, lines: int = 30) -> str:
+    """The tail of ``log`` since the process was last started."""
+    text = tail(log, lines=400)
+    marker = text.rfind(RUN_MARKER.strip())
+    if marker >= 0:
+        text = text[marker:]
+    return "\n".join(text.splitlines()[-lines:])
+
 
 @dataclass(frozen=True)
 class Tracked:
@@ -120,7 +132,7 @@ def spawn(
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as sink:
-        sink.write(f"\n--- started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {' '.join(command)}\n")
+        sink.write(f"{RUN_MARKER}{time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {' '.join(command)}\n")
     file_actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
@@ -173,14 +185,14 @@ def wait_ready(
                 pidfile.unlink(missing_ok=True)
             raise ProcessDied(
                 f"{service} exited with code {code} while starting; "
-                f"log: {log}\n{indented(tail(log))}"
+                f"log: {log}\n{indented(latest_run(log))}"
             )
         if probe():
             return
         if time.monotonic() > deadline:
             raise NotReady(
                 f"{service} did not become ready within {timeout:.0f}s; log: {log}\n"
-                f"{indented(tail(log))}"
+                f"{indented(latest_run(log))}"
             )
         time.sleep(0.5)
 
