@@ -8,30 +8,22 @@ from cassandra import OperationTimedOut
 from cassandra.cluster import Cluster, NoHostAvailable
 from cassandra.policies import RoundRobinPolicy
 
-from infra import install
-from infra.console import detail
-from infra.services.base import Context, Service
-from infra.services.jvm import classpath, options_file
+from infra.services.base import Context
+from infra.services.jvm import JvmService, options_file
 from infra.templates import render_file
 
 PORT = 9042
 STORAGE_PORT = 7000
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 
-# The driver logs every refused connection as a warning; while polling that is expected noise.
-for _name in ("cassandra", "cassandra.cluster", "cassandra.pool", "cassandra.connection"):
-    logging.getLogger(_name).setLevel(logging.CRITICAL)
 
-
-class Cassandra(Service):
+class Cassandra(JvmService):
     name = "cassandra"
     ports = {"CQL": PORT, "storage": STORAGE_PORT}  # noqa: RUF012
     ready_timeout = 180.0
     stop_grace = 60.0
-
-    def install(self, ctx: Context) -> None:
-        detail(f"using {ctx.java}")
-        install.maven_libs(ctx.layout, self.name, ctx.java)
+    heap_env = "CHAT_CASSANDRA_HEAP"
+    default_heap = "1G"
 
     def prepare(self, ctx: Context) -> None:
         data = ctx.layout.data(self.name)
@@ -45,17 +37,11 @@ class Cassandra(Service):
 
     def command(self, ctx: Context) -> list[str]:
         home = ctx.layout.home(self.name)
-        lib = home / "lib"
-        jamm = sorted(lib.glob("jamm-*.jar"))
-        heap = ctx.env.get("CHAT_CASSANDRA_HEAP", "1G")
+        jamm = sorted(self.lib(ctx).glob("jamm-*.jar"))
         data = ctx.layout.data(self.name)
         logback = ctx.layout.sources / "cassandra" / "logback.xml"
         return [
-            str(ctx.java),
-            f"-Xms{heap}",
-            f"-Xmx{heap}",
-            "-XX:+ExitOnOutOfMemoryError",
-            f"-XX:ErrorFile={ctx.layout.logs(self.name)}/hs_err_pid%p.log",
+            *self.base_command(ctx),
             # jamm measures object sizes for memtable accounting; Cassandra dies without it.
             *(f"-javaagent:{jar}" for jar in jamm[-1:]),
             *options_file(ctx.layout.sources / "cassandra" / "jvm17.options"),
@@ -65,11 +51,14 @@ class Cassandra(Service):
             f"-Dcassandra.logdir={ctx.layout.logs(self.name)}",
             f"-Dlogback.configurationFile=file://{logback}",
             "-cp",
-            classpath(lib),
+            self.classpath(ctx),
             MAIN_CLASS,
         ]
 
     def probe(self) -> bool:
+        # The driver logs each refused connection as a warning; while polling that is noise.
+        for name in ("cassandra.cluster", "cassandra.pool", "cassandra.connection"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         cluster = Cluster(
             ["127.0.0.1"],
             port=PORT,

@@ -1,13 +1,43 @@
-"""Shared pieces of the two JVM services (Kafka, Cassandra)."""
+"""What the two JVM services (Kafka, Cassandra) share: jars from Maven, JDK 17, base flags."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from infra import install
+from infra.console import detail
+from infra.services.base import Context, Service
 
-def classpath(lib: Path) -> str:
-    # A wildcard entry: the JVM expands it to every jar in the folder.
-    return f"{lib}/*"
+
+class JvmService(Service):
+    """A service run from ``infra/<name>/pom.xml``'s runtime jars on JDK 17."""
+
+    #: Environment variable that overrides the heap size, and its default.
+    heap_env: str
+    default_heap: str
+
+    def install(self, ctx: Context) -> None:
+        detail(f"using {ctx.java}")
+        install.maven_libs(ctx.layout, self.name, ctx.java)
+
+    def lib(self, ctx: Context) -> Path:
+        return ctx.layout.home(self.name) / "lib"
+
+    def classpath(self, ctx: Context) -> str:
+        # A wildcard entry: the JVM expands it to every jar in the folder.
+        return f"{self.lib(ctx)}/*"
+
+    def base_command(self, ctx: Context) -> list[str]:
+        """``java`` with a fixed heap (never the JVM's share-of-RAM default) and crash files
+        kept beside the service's log."""
+        heap = ctx.env.get(self.heap_env, self.default_heap)
+        return [
+            str(ctx.java),
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+ExitOnOutOfMemoryError",
+            f"-XX:ErrorFile={ctx.layout.logs(self.name)}/hs_err_pid%p.log",
+        ]
 
 
 def options_file(path: Path) -> list[str]:

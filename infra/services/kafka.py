@@ -9,11 +9,10 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from infra import install
 from infra.commands import run_logged
 from infra.console import detail
-from infra.services.base import Context, Service
-from infra.services.jvm import classpath
+from infra.services.base import Context
+from infra.services.jvm import JvmService
 from infra.templates import render_file
 
 PORT = 9092
@@ -22,15 +21,13 @@ MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 
 
-class Kafka(Service):
+class Kafka(JvmService):
     name = "kafka"
     ports = {"client": PORT, "controller": CONTROLLER_PORT}  # noqa: RUF012
     ready_timeout = 90.0
     stop_grace = 30.0
-
-    def install(self, ctx: Context) -> None:
-        detail(f"using {ctx.java}")
-        install.maven_libs(ctx.layout, self.name, ctx.java)
+    heap_env = "CHAT_KAFKA_HEAP"
+    default_heap = "512m"
 
     def _config(self, ctx: Context) -> Path:
         return ctx.layout.home(self.name) / "server.properties"
@@ -61,7 +58,7 @@ class Kafka(Service):
                 "-Xmx256m",
                 self._log4j(ctx),
                 "-cp",
-                classpath(ctx.layout.home(self.name) / "lib"),
+                self.classpath(ctx),
                 STORAGE_TOOL,
                 "format",
                 "--config",
@@ -76,23 +73,18 @@ class Kafka(Service):
         detail(f"formatted {data} (cluster id {cluster_id})")
 
     def command(self, ctx: Context) -> list[str]:
-        heap = ctx.env.get("CHAT_KAFKA_HEAP", "512m")
         return [
-            str(ctx.java),
-            f"-Xms{heap}",
-            f"-Xmx{heap}",
+            *self.base_command(ctx),
             "-server",
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-XX:InitiatingHeapOccupancyPercent=35",
             "-XX:+ExplicitGCInvokesConcurrent",
-            "-XX:+ExitOnOutOfMemoryError",
-            f"-XX:ErrorFile={ctx.layout.logs(self.name)}/hs_err_pid%p.log",
             "-Djava.awt.headless=true",
             self._log4j(ctx),
             f"-Dkafka.logs.dir={ctx.layout.logs(self.name)}",
             "-cp",
-            classpath(ctx.layout.home(self.name) / "lib"),
+            self.classpath(ctx),
             MAIN_CLASS,
             str(self._config(ctx)),
         ]
