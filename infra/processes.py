@@ -107,6 +107,9 @@ def check_ports_free(service: str, ports: Mapping[str, int], host: str = "127.0.
     """Raise PortInUse naming the first port of ``service`` that something already holds."""
     for purpose, port in ports.items():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As servers do: connections of a stopped server lingering in TIME_WAIT must not
+            # count as "in use", only a socket that still listens.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as exc:
