@@ -1,0 +1,71 @@
+"""``python -m bff``: the HTTP API for browsers and other HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from contextlib import AsyncExitStack
+
+import grpc
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from bff.app import Backends, create_app
+from bff.settings import Settings
+from chatlib import lifecycle, ops, telemetry
+from protos.chat.v1 import history_pb2_grpc
+
+logger = logging.getLogger("bff")
+
+
+def main() -> int:
+    settings = Settings.from_env(os.environ)
+    shutdown = telemetry.setup("bff", settings.common)
+    try:
+        lifecycle.run(lambda stack, stop: _run(settings, stack, stop))
+    finally:
+        shutdown()
+    return 0
+
+
+async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
+    interceptors = telemetry.grpc_client_interceptors()
+    history_channel = grpc.aio.insecure_channel(settings.history_address, interceptors=interceptors)
+    stack.push_async_callback(history_channel.close)
+    client = aioredis.Redis.from_url(settings.common.redis_url)
+    stack.push_async_callback(client.aclose)
+    channels: dict[str, grpc.aio.Channel] = {}
+
+    async def close_channels() -> None:
+        for channel in channels.values():
+            await channel.close()
+
+    stack.push_async_callback(close_channels)
+    backends = Backends(
+        history=history_pb2_grpc.HistoryServiceStub(history_channel),
+        redis=client,
+        secret=settings.common.jwt_secret,
+        access_ttl=settings.access_ttl_seconds,
+        refresh_ttl=settings.refresh_ttl_seconds,
+        messaging_channels=channels,
+        client_interceptors=interceptors,
+    )
+    runner = web.AppRunner(create_app(backends, settings.max_request_bytes), access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    await web.TCPSite(runner, settings.host, settings.port).start()
+
+    async def redis_check() -> str | None:
+        await client.ping()
+        return None
+
+    ops_runner = await ops.start("127.0.0.1", settings.ops_port, {"redis": redis_check})
+    stack.push_async_callback(ops_runner.cleanup)
+    logger.info("bff on http://%s:%d", settings.host, settings.port)
+    await stop.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Errors as problem+json (RFC 9457): the one place the BFF turns errors into HTTP responses."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+from aiohttp import web
+
+from chatlib import errors
+
+logger = logging.getLogger(__name__)
+
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+def problem(status: int, title: str, detail: str) -> web.Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return web.Response(
+        status=status, text=json.dumps(body), content_type="application/problem+json"
+    )
+
+
+def from_code(code: grpc.StatusCode, detail: str) -> web.Response:
+    status = HTTP_STATUS.get(code, 502)
+    return problem(status, code.name.replace("_", " ").lower(), detail)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.ChatError as exc:
+        return from_code(exc.code, str(exc))
+    except grpc.aio.AioRpcError as exc:
+        return from_code(exc.code(), exc.details() or exc.code().name)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return problem(413, "request too large", exc.text or "the request body is too large")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return problem(exc.status, exc.reason, exc.text or exc.reason)
+        raise

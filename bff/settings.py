@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from chatlib.settings import Common, Env
+
+
+@dataclass(frozen=True)
+class Settings:
+    common: Common
+    host: str
+    port: int
+    ops_port: int
+    history_address: str
+    access_ttl_seconds: int
+    refresh_ttl_seconds: int
+    max_request_bytes: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        read = Env(env)
+        return cls(
+            common=Common(read),
+            host=read.text("CHAT_BFF_HOST", "127.0.0.1"),
+            port=read.integer("CHAT_BFF_PORT", 8080, minimum=1),
+            ops_port=read.integer("CHAT_OPS_PORT", 9401, minimum=1),
+            history_address=read.text("CHAT_HISTORY_ADDRESS", "127.0.0.1:7201"),
+            access_ttl_seconds=read.integer("CHAT_ACCESS_TTL_SECONDS", 900, minimum=10),
+            refresh_ttl_seconds=read.integer("CHAT_REFRESH_TTL_SECONDS", 30 * 86400, minimum=60),
+            max_request_bytes=read.integer("CHAT_MAX_REQUEST_BYTES", 64 * 1024, minimum=1024),
+        )

@@ -1,0 +1,49 @@
+"""64-bit Snowflake ids: 41 bits of milliseconds, 10 bits of worker id, 12 bits of sequence."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+WORKER_BITS = 10
+SEQUENCE_BITS = 12
+TIME_SHIFT = WORKER_BITS + SEQUENCE_BITS
+MAX_SEQUENCE = (1 << SEQUENCE_BITS) - 1
+
+
+def timestamp_ms(snowflake: int) -> int:
+    """Milliseconds since the Unix epoch at which ``snowflake`` was minted."""
+    return (snowflake >> TIME_SHIFT) + EPOCH_MS
+
+
+def smallest_id_at(unix_ms: int) -> int:
+    """The smallest id minted at or after ``unix_ms`` (for range bounds)."""
+    return max(0, unix_ms - EPOCH_MS) << TIME_SHIFT
+
+
+class Snowflake:
+    """Mints strictly increasing ids; ``worker_id`` is asked for on every call, so a lost lease
+    stops minting at once (the callable raises)."""
+
+    def __init__(
+        self,
+        worker_id: Callable[[], int],
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._worker_id = worker_id
+        self._clock_ms = clock_ms
+        self._last_ms = -1
+        self._sequence = 0
+
+    def next_id(self) -> int:
+        worker = self._worker_id()
+        now = max(self._clock_ms(), self._last_ms)  # never step back if the wall clock does
+        if now == self._last_ms:
+            self._sequence = (self._sequence + 1) & MAX_SEQUENCE
+            if self._sequence == 0:
+                now = self._last_ms + 1  # 4,096 ids in one millisecond: borrow the next one
+        else:
+            self._sequence = 0
+        self._last_ms = now
+        return ((now - EPOCH_MS) << TIME_SHIFT) | (worker << SEQUENCE_BITS) | self._sequence

@@ -1,0 +1,95 @@
+"""Worker ids leased from Redis, so no two live processes ever mint ids with the same one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+import redis.asyncio as aioredis
+
+logger = logging.getLogger(__name__)
+
+MAX_WORKERS = 1024
+KEY = "chat:worker-lease:{}"
+# Extend only while we still hold the lease (the value is our token).
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class LeaseLost(Exception):
+    """The lease expired or was taken: minting ids now could duplicate another process's."""
+
+
+class WorkerLease:
+    """``SET NX PX`` on the first free ``chat:worker-lease:<n>``, renewed at a third of the TTL.
+
+    ``valid_until`` is a local monotonic deadline computed from the *start* of each successful
+    acquire or renew, so it errs on the early side: we stop minting before Redis could hand the
+    id to someone else.
+    """
+
+    def __init__(self, client: aioredis.Redis, ttl_ms: int = 15_000) -> None:
+        self._client = client
+        self._ttl_ms = ttl_ms
+        self._token = uuid.uuid4().hex
+        self.worker_id = -1
+        self.valid_until = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def acquire(self) -> int:
+        for candidate in range(MAX_WORKERS):
+            started = time.monotonic()
+            if await self._client.set(KEY.format(candidate), self._token, nx=True, px=self._ttl_ms):
+                self.worker_id = candidate
+                self.valid_until = started + self._ttl_ms / 1000
+                self._task = asyncio.create_task(self._renew_forever(), name="worker-lease")
+                logger.info("leased worker id %d", candidate)
+                return candidate
+        raise LeaseLost(f"all {MAX_WORKERS} worker ids are leased")
+
+    def check(self) -> int:
+        """The worker id, or LeaseLost if the lease may have expired."""
+        if self.worker_id < 0 or time.monotonic() >= self.valid_until:
+            raise LeaseLost(f"worker id lease {self.worker_id} is not held")
+        return self.worker_id
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl_ms / 3000)
+            started = time.monotonic()
+            try:
+                renewed = await self._client.eval(
+                    _RENEW, 1, KEY.format(self.worker_id), self._token, str(self._ttl_ms)
+                )
+            except (aioredis.RedisError, OSError) as exc:
+                logger.warning("renewing worker lease %d failed: %s", self.worker_id, exc)
+                continue
+            if renewed:
+                self.valid_until = started + self._ttl_ms / 1000
+            else:
+                logger.error("worker lease %d was lost; minting stops", self.worker_id)
+                self.valid_until = 0.0
+                return
+
+    async def release(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.worker_id >= 0:
+            with contextlib.suppress(aioredis.RedisError, OSError):
+                await self._client.eval(_RELEASE, 1, KEY.format(self.worker_id), self._token)
+        self.valid_until = 0.0

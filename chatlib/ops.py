@@ -1,0 +1,41 @@
+"""The operations side port of every service: /livez, /readyz and Prometheus /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+Check = Callable[[], Awaitable[str | None]]
+
+
+async def start(host: str, port: int, checks: dict[str, Check]) -> web.AppRunner:
+    """Serve the ops endpoints. Each check returns None when healthy, else what is wrong."""
+
+    async def livez(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        problems = {}
+        for name, check in checks.items():
+            try:
+                problem = await check()
+            except Exception as exc:  # noqa: BLE001 - a failing check is a finding, not a crash
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem is not None:
+                problems[name] = problem
+        status = 200 if not problems else 503
+        return web.json_response({"ready": not problems, "problems": problems}, status=status)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

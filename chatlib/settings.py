@@ -1,0 +1,64 @@
+"""Reading settings from the environment: typed, and loud about a missing or malformed key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the key."""
+
+
+class Env:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self._env.get(key, default)
+        if value is None or value == "":
+            raise ConfigError(f"setting {key} is required but not set")
+        return value
+
+    def integer(self, key: str, default: int | None = None, *, minimum: int | None = None) -> int:
+        raw = self._env.get(key)
+        if raw is None or raw == "":
+            if default is None:
+                raise ConfigError(f"setting {key} is required but not set")
+            value = default
+        else:
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"setting {key}={raw!r} is not an integer") from None
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"setting {key}={value} is below the minimum {minimum}")
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        raw = self._env.get(key)
+        if raw is None or raw == "":
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"setting {key}={raw!r} is not a number") from None
+
+    def items(self, key: str, default: str) -> list[str]:
+        return [item.strip() for item in self.text(key, default).split(",") if item.strip()]
+
+
+class Common:
+    """Keys every service reads; each service's Settings holds one of these."""
+
+    def __init__(self, env: Env) -> None:
+        self.kafka_bootstrap = env.text("CHAT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+        self.deliveries_topic = env.text("CHAT_DELIVERIES_TOPIC", "chat.deliveries.v1")
+        self.dead_letter_topic = env.text("CHAT_DEAD_LETTER_TOPIC", "chat.deliveries.dlq.v1")
+        self.cassandra_hosts = env.items("CHAT_CASSANDRA_HOSTS", "127.0.0.1")
+        self.cassandra_port = env.integer("CHAT_CASSANDRA_PORT", 9042)
+        self.keyspace = env.text("CHAT_KEYSPACE", "chat")
+        self.redis_url = env.text("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0")
+        self.otlp_endpoint = env.text("CHAT_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        self.fluent_host = env.text("CHAT_FLUENT_HOST", "-")
+        self.fluent_port = env.integer("CHAT_FLUENT_PORT", 24224)
+        self.jwt_secret = env.text("CHAT_JWT_SECRET")

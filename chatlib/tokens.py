@@ -1,0 +1,75 @@
+"""Access tokens: HS256 JWTs (subject, session id, expiry), issued by the BFF, checked locally."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+ALGORITHM = "HS256"
+ISSUER = "chat-bff"
+SERVICE_SUBJECT = "service:bff"
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, forged, expired or of the wrong kind; says which."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    subject: str
+    session_id: str
+    expires_at: int
+
+    @property
+    def user_id(self) -> int:
+        try:
+            return int(self.subject)
+        except ValueError:
+            raise InvalidToken("token subject is not a user") from None
+
+
+def issue(secret: str, subject: str, ttl_seconds: int, session_id: str | None = None) -> str:
+    now = int(time.time())
+    payload = {
+        "sub": subject,
+        "sid": session_id or uuid.uuid4().hex,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "iss": ISSUER,
+    }
+    return jwt.encode(payload, secret, algorithm=ALGORITHM)
+
+
+def verify(secret: str, token: str) -> Claims:
+    """Only HS256 with our key is accepted: ``alg: none`` and other keys are forgeries."""
+    try:
+        payload = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["sub", "sid", "exp", "iss"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("access token expired") from None
+    except jwt.InvalidSignatureError:
+        raise InvalidToken("access token signature is invalid") from None
+    except jwt.InvalidAlgorithmError:
+        raise InvalidToken("access token algorithm is not allowed") from None
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(f"access token is invalid: {exc}") from None
+    return Claims(
+        subject=str(payload["sub"]), session_id=str(payload["sid"]), expires_at=int(payload["exp"])
+    )
+
+
+def bearer(header: str | None) -> str:
+    if not header:
+        raise InvalidToken("no access token: send 'authorization: Bearer <token>'")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("authorization must be 'Bearer <token>'")
+    return token.strip()

@@ -1,0 +1,1 @@
+"""History: Kafka consumers that persist deliveries to Cassandra, and the query service."""

@@ -1,0 +1,132 @@
+"""``python -m history migrate | writer | query``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from contextlib import AsyncExitStack
+
+import grpc
+import redis.asyncio as aioredis
+from confluent_kafka import Consumer
+
+from chatlib import cassandra, lifecycle, ops, telemetry
+from chatlib.ids import Snowflake
+from chatlib.kafka import AsyncProducer
+from chatlib.leases import WorkerLease
+from history import migrate
+from history.query_service import HistoryService
+from history.settings import Settings
+from history.store import HistoryStore
+from history.writer import HistoryWriter
+from protos.chat.v1 import history_pb2_grpc
+
+logger = logging.getLogger("history")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m history")
+    parser.add_argument("command", choices=["migrate", "writer", "query"])
+    args = parser.parse_args(argv)
+    settings = Settings.from_env(os.environ)
+    if args.command == "migrate":
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        cluster, session = cassandra.connect(
+            settings.common.cassandra_hosts, settings.common.cassandra_port
+        )
+        try:
+            applied = migrate.apply(session, settings.common.keyspace, settings.replication)
+        finally:
+            cluster.shutdown()
+        print(f"keyspace {settings.common.keyspace}: applied {applied or 'nothing, up to date'}")
+        return 0
+    service = f"history-{args.command}"
+    shutdown = telemetry.setup(service, settings.common)
+    try:
+        lifecycle.run(lambda stack, stop: _run(args.command, settings, stack, stop))
+    finally:
+        shutdown()
+    return 0
+
+
+async def _run(
+    command: str, settings: Settings, stack: AsyncExitStack, stop: asyncio.Event
+) -> None:
+    common = settings.common
+    cluster, session = cassandra.connect(
+        common.cassandra_hosts, common.cassandra_port, common.keyspace
+    )
+    stack.callback(cluster.shutdown)
+    db = cassandra.AsyncSession(session)
+    store = HistoryStore(db)
+
+    async def cassandra_check() -> str | None:
+        await db.execute("SELECT release_version FROM system.local")
+        return None
+
+    if command == "writer":
+        consumer = Consumer(
+            {
+                "bootstrap.servers": common.kafka_bootstrap,
+                "group.id": settings.writer_group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+            }
+        )
+        stack.callback(consumer.close)
+        producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
+        stack.callback(producer.close)
+        writer = HistoryWriter(
+            consumer,
+            store,
+            producer,
+            topic=common.deliveries_topic,
+            dead_letter_topic=common.dead_letter_topic,
+        )
+        task = asyncio.create_task(writer.run(stop), name="history-writer")
+
+        async def loop_check() -> str | None:
+            return f"writer loop ended: {task.exception()!r}" if task.done() else None
+
+        runner = await ops.start(
+            "127.0.0.1", settings.ops_port, {"cassandra": cassandra_check, "consumer": loop_check}
+        )
+        stack.push_async_callback(runner.cleanup)
+        logger.info(
+            "history writer consuming %s as %s", common.deliveries_topic, settings.writer_group
+        )
+        await task  # ends when stop is set; an exception here fails the process loudly
+        return
+
+    client = aioredis.Redis.from_url(common.redis_url)
+    stack.push_async_callback(client.aclose)
+    lease = WorkerLease(client)
+    await lease.acquire()
+    stack.push_async_callback(lease.release)
+    server = grpc.aio.server(interceptors=telemetry.grpc_server_interceptors())
+    history_pb2_grpc.add_HistoryServiceServicer_to_server(
+        HistoryService(
+            store,
+            Snowflake(lease.check),
+            common.jwt_secret,
+            settings.page_default,
+            settings.page_max,
+        ),
+        server,
+    )
+    address = f"{settings.query_host}:{settings.query_port}"
+    server.add_insecure_port(address)
+    await server.start()
+    runner = await ops.start("127.0.0.1", settings.ops_port, {"cassandra": cassandra_check})
+    stack.push_async_callback(runner.cleanup)
+    logger.info("history query service on %s", address)
+    await stop.wait()
+    await server.stop(5)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,148 @@
+"""The history gRPC service: chat lists and history pages for users, the user registry for
+the BFF."""
+
+from __future__ import annotations
+
+import grpc
+from opentelemetry import trace
+
+from chatlib import errors, grpc_auth, tokens
+from chatlib.ids import Snowflake
+from history.store import HistoryStore
+from protos.chat.v1 import common_pb2, history_pb2, history_pb2_grpc
+
+tracer = trace.get_tracer(__name__)
+Context = grpc.aio.ServicerContext[object, object]
+
+
+class HistoryService(history_pb2_grpc.HistoryServiceServicer):
+    def __init__(
+        self, store: HistoryStore, ids: Snowflake, secret: str, page_default: int, page_max: int
+    ) -> None:
+        self._store = store
+        self._ids = ids
+        self._secret = secret
+        self._page_default = page_default
+        self._page_max = page_max
+
+    async def ListChats(
+        self, request: history_pb2.ListChatsRequest, context: Context
+    ) -> history_pb2.ListChatsResponse:
+        async def act() -> history_pb2.ListChatsResponse:
+            user = self._user(context)
+            limit = _limit(request.limit, 100, 1000)
+            rows = await self._store.chats_of(user, limit)
+            return history_pb2.ListChatsResponse(
+                chats=[
+                    history_pb2.ChatSummary(
+                        chat_id=r.chat_id,
+                        kind=r.kind or "direct",
+                        member_ids=sorted(r.member_ids or ()),
+                        last_message_id=r.last_message_id or 0,
+                        last_preview=r.last_preview or "",
+                        last_sender_id=r.last_sender_id or 0,
+                        unread_count=r.unread_count or 0,
+                    )
+                    for r in rows
+                ]
+            )
+
+        return await errors.guard(context, act)
+
+    async def GetHistory(
+        self, request: history_pb2.GetHistoryRequest, context: Context
+    ) -> history_pb2.GetHistoryResponse:
+        async def act() -> history_pb2.GetHistoryResponse:
+            user = self._user(context)
+            if request.before_id and request.after_id:
+                raise errors.InvalidArgument("give before_id or after_id, not both")
+            if request.limit < 0 or request.limit > self._page_max:
+                raise errors.InvalidArgument(f"limit must be between 1 and {self._page_max}")
+            chat = await self._store.chat(request.chat_id)
+            if chat is None:
+                raise errors.NotFound(f"chat {request.chat_id!r} does not exist")
+            if user not in chat.member_ids:
+                raise errors.PermissionDenied(f"you are not a member of chat {request.chat_id!r}")
+            with tracer.start_as_current_span(
+                "history.get_page", attributes={"db.system": "cassandra", "chat.id": chat.chat_id}
+            ):
+                messages, more = await self._store.page(
+                    chat,
+                    before_id=request.before_id,
+                    after_id=request.after_id,
+                    limit=request.limit or self._page_default,
+                )
+            return history_pb2.GetHistoryResponse(
+                messages=[
+                    common_pb2.Message(
+                        message_id=m.message_id,
+                        chat_id=m.chat_id,
+                        sender_id=m.sender_id,
+                        body=m.body,
+                        client_message_id=m.client_message_id,
+                        created_at_ms=m.created_at_ms,
+                    )
+                    for m in messages
+                ],
+                has_more=more,
+            )
+
+        return await errors.guard(context, act)
+
+    async def CreateUser(
+        self, request: history_pb2.CreateUserRequest, context: Context
+    ) -> history_pb2.User:
+        async def act() -> history_pb2.User:
+            self._service(context)
+            if not request.username or not request.password_hash:
+                raise errors.InvalidArgument("username and password_hash are required")
+            user_id = self._ids.next_id()
+            if not await self._store.create_user(user_id, request.username, request.password_hash):
+                raise errors.AlreadyExists(f"username {request.username!r} is taken")
+            return history_pb2.User(user_id=user_id, username=request.username)
+
+        return await errors.guard(context, act)
+
+    async def FindUser(
+        self, request: history_pb2.FindUserRequest, context: Context
+    ) -> history_pb2.User:
+        async def act() -> history_pb2.User:
+            is_service = self._caller(context).subject == tokens.SERVICE_SUBJECT
+            key = request.WhichOneof("key")
+            if key == "username":
+                row = await self._store.user_by_name(request.username)
+            elif key == "user_id":
+                row = await self._store.user_by_id(request.user_id)
+            else:
+                raise errors.InvalidArgument("give username or user_id")
+            if row is None:
+                raise errors.NotFound("no such user")
+            return history_pb2.User(
+                user_id=row.user_id,
+                username=row.username,
+                password_hash=row.password_hash if is_service else "",
+            )
+
+        return await errors.guard(context, act)
+
+    def _caller(self, context: Context) -> tokens.Claims:
+        try:
+            return grpc_auth.claims(context, self._secret)
+        except tokens.InvalidToken as exc:
+            raise errors.Unauthenticated(str(exc)) from None
+
+    def _user(self, context: Context) -> int:
+        try:
+            return self._caller(context).user_id
+        except tokens.InvalidToken as exc:
+            raise errors.Unauthenticated(str(exc)) from None
+
+    def _service(self, context: Context) -> None:
+        if self._caller(context).subject != tokens.SERVICE_SUBJECT:
+            raise errors.PermissionDenied("only the BFF may manage users")
+
+
+def _limit(value: int, default: int, maximum: int) -> int:
+    if value < 0 or value > maximum:
+        raise errors.InvalidArgument(f"limit must be between 1 and {maximum}")
+    return value or default

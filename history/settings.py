@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from chatlib.settings import Common, Env
+
+
+@dataclass(frozen=True)
+class Settings:
+    common: Common
+    query_host: str
+    query_port: int
+    ops_port: int
+    writer_group: str
+    replication: str
+    page_default: int
+    page_max: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        read = Env(env)
+        return cls(
+            common=Common(read),
+            query_host=read.text("CHAT_HISTORY_HOST", "127.0.0.1"),
+            query_port=read.integer("CHAT_HISTORY_PORT", 7201, minimum=1),
+            ops_port=read.integer("CHAT_OPS_PORT", 9301, minimum=1),
+            writer_group=read.text("CHAT_HISTORY_GROUP", "history-writers"),
+            replication=read.text(
+                "CHAT_KEYSPACE_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+            ),
+            page_default=read.integer("CHAT_PAGE_DEFAULT", 50, minimum=1),
+            page_max=read.integer("CHAT_PAGE_MAX", 200, minimum=1),
+        )

@@ -1,0 +1,1 @@
+"""Messaging: the gRPC server clients send through and receive live events from."""

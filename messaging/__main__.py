@@ -1,0 +1,134 @@
+"""``python -m messaging``: one messaging server (CHAT_SERVER_NAME names its partition range)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from contextlib import AsyncExitStack
+
+import grpc
+import redis.asyncio as aioredis
+from confluent_kafka import Consumer
+
+from chatlib import cassandra, lifecycle, ops, partitioning, telemetry
+from chatlib.ids import Snowflake
+from chatlib.kafka import AsyncProducer
+from chatlib.leases import WorkerLease
+from messaging.chats import ChatDirectory
+from messaging.fanout import FanOut
+from messaging.replay import Watermarks
+from messaging.send import Sender
+from messaging.service import MessagingService
+from messaging.settings import Settings
+from messaging.streams import StreamRegistry
+from protos.chat.v1 import messaging_pb2_grpc
+
+logger = logging.getLogger("messaging")
+
+
+def main() -> int:
+    settings = Settings.from_env(os.environ)
+    shutdown = telemetry.setup("messaging", settings.common, instance=settings.server_name)
+    try:
+        lifecycle.run(lambda stack, stop: _run(settings, stack, stop))
+    finally:
+        shutdown()
+    return 0
+
+
+async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
+    common = settings.common
+    client = aioredis.Redis.from_url(common.redis_url)
+    stack.push_async_callback(client.aclose)
+    config = await partitioning.load(client)
+    me = config.server(settings.server_name)
+    lease = WorkerLease(client)
+    await lease.acquire()
+    stack.push_async_callback(lease.release)
+
+    cluster, session = cassandra.connect(
+        common.cassandra_hosts, common.cassandra_port, common.keyspace
+    )
+    stack.callback(cluster.shutdown)
+    db = cassandra.AsyncSession(session)
+    directory = ChatDirectory(db)
+    producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
+    stack.callback(producer.close)
+    watermarks = Watermarks(common.kafka_bootstrap, common.deliveries_topic)
+    stack.callback(watermarks.close)
+    registry = StreamRegistry()
+    sender = Sender(
+        producer,
+        client,
+        directory,
+        Snowflake(lease.check),
+        topic=common.deliveries_topic,
+        partitions=config.partitions,
+        max_body_bytes=settings.max_body_bytes,
+        dedup_ttl_seconds=settings.dedup_ttl_seconds,
+    )
+    consumer = Consumer(
+        {
+            "bootstrap.servers": common.kafka_bootstrap,
+            "group.id": f"messaging-{settings.server_name}",
+            "enable.auto.commit": False,
+        }
+    )
+    stack.callback(consumer.close)
+    fanout = FanOut(consumer, registry, common.deliveries_topic, range(me.first, me.last + 1))
+    fanout_task = asyncio.create_task(fanout.run(stop), name="fan-out")
+
+    server = grpc.aio.server(interceptors=telemetry.grpc_server_interceptors())
+    messaging_pb2_grpc.add_MessagingServiceServicer_to_server(
+        MessagingService(
+            server_name=settings.server_name,
+            partitioning=config,
+            sender=sender,
+            directory=directory,
+            registry=registry,
+            watermarks=watermarks,
+            bootstrap=common.kafka_bootstrap,
+            topic=common.deliveries_topic,
+            secret=common.jwt_secret,
+            stream_queue=settings.stream_queue,
+        ),
+        server,
+    )
+    address = f"{settings.host}:{settings.port}"
+    server.add_insecure_port(address)
+    await server.start()
+
+    async def fanout_check() -> str | None:
+        return f"fan-out ended: {fanout_task.exception()!r}" if fanout_task.done() else None
+
+    async def lease_check() -> str | None:
+        lease.check()
+        return None
+
+    async def redis_check() -> str | None:
+        await client.ping()
+        return None
+
+    runner = await ops.start(
+        "127.0.0.1",
+        settings.ops_port,
+        {"fan-out": fanout_check, "worker-lease": lease_check, "redis": redis_check},
+    )
+    stack.push_async_callback(runner.cleanup)
+    logger.info(
+        "messaging %s on %s owns partitions %d-%d of %d",
+        settings.server_name,
+        address,
+        me.first,
+        me.last,
+        config.partitions,
+    )
+    await stop.wait()
+    await server.stop(5)
+    await fanout_task
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Chats and membership: who may send to and read a chat. Messaging owns these decisions."""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+from chatlib.cassandra import AsyncSession
+from chatlib.errors import InvalidArgument, NotFound, PermissionDenied
+
+DIRECT = re.compile(r"^d:(\d{1,20}):(\d{1,20})$")
+CACHE_SIZE = 100_000
+
+
+def direct_chat_id(a: int, b: int) -> str:
+    low, high = sorted((a, b))
+    return f"d:{low}:{high}"
+
+
+def check_chat_id(chat_id: str) -> None:
+    if not chat_id:
+        raise InvalidArgument("chat_id is required")
+    if len(chat_id) > 64 or not (DIRECT.match(chat_id) or chat_id.startswith("g:")):
+        raise InvalidArgument(f"chat_id {chat_id[:64]!r} is not a chat id")
+
+
+class ChatDirectory:
+    """Membership from Cassandra's ``chats`` table, cached: direct chats never change members."""
+
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+        self._members: OrderedDict[str, frozenset[int]] = OrderedDict()
+
+    async def members(self, chat_id: str) -> frozenset[int]:
+        cached = self._members.get(chat_id)
+        if cached is not None:
+            self._members.move_to_end(chat_id)
+            return cached
+        rows = await self._db.execute("SELECT member_ids FROM chats WHERE chat_id = ?", (chat_id,))
+        if not rows:
+            raise NotFound(f"chat {chat_id!r} does not exist")
+        members = frozenset(rows[0].member_ids or ())
+        self._members[chat_id] = members
+        if len(self._members) > CACHE_SIZE:
+            self._members.popitem(last=False)
+        return members
+
+    async def check_member(self, chat_id: str, user_id: int) -> frozenset[int]:
+        members = await self.members(chat_id)
+        if user_id not in members:
+            raise PermissionDenied(f"you are not a member of chat {chat_id!r}")
+        return members
+
+    async def open_direct(self, user_id: int, peer_id: int) -> str:
+        if peer_id == user_id:
+            raise InvalidArgument("peer_id must be another user")
+        if not peer_id:
+            raise InvalidArgument("peer_id is required")
+        rows = await self._db.execute("SELECT user_id FROM users WHERE user_id = ?", (peer_id,))
+        if not rows:
+            raise NotFound(f"user {peer_id} does not exist")
+        chat_id = direct_chat_id(user_id, peer_id)
+        members = {user_id, peer_id}
+        # IF NOT EXISTS keeps the first creation time when both users open the chat at once.
+        await self._db.execute(
+            "INSERT INTO chats (chat_id, kind, member_ids, created_at)"
+            " VALUES (?, 'direct', ?, toTimestamp(now())) IF NOT EXISTS",
+            (chat_id, members),
+        )
+        for member in members:
+            await self._db.execute(
+                "UPDATE chats_by_user SET kind = 'direct', member_ids = ?"
+                " WHERE user_id = ? AND chat_id = ?",
+                (members, member, chat_id),
+            )
+        return chat_id

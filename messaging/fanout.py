@@ -1,0 +1,67 @@
+"""Feeding live streams: consume the partitions this server owns and push to each recipient.
+
+The loop never awaits a client: ``StreamRegistry.publish`` only ``put_nowait``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
+from google.protobuf.message import DecodeError
+from opentelemetry import trace
+
+from chatlib.telemetry import context_from_headers
+from messaging import events
+from messaging.streams import StreamRegistry
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+BATCH = 500
+POLL_SECONDS = 0.2
+
+
+class FanOut:
+    def __init__(
+        self, consumer: Consumer, registry: StreamRegistry, topic: str, partitions: range
+    ) -> None:
+        self._consumer = consumer
+        self._registry = registry
+        self._topic = topic
+        self._partitions = partitions
+
+    async def run(self, stop: asyncio.Event) -> None:
+        # Live only: streams that need older events replay them from their cursor.
+        self._consumer.assign(
+            [TopicPartition(self._topic, p, OFFSET_END) for p in self._partitions]
+        )
+        logger.info("fan-out consuming %s partitions %s", self._topic, self._partitions)
+        while not stop.is_set():
+            records = await asyncio.to_thread(self._consumer.consume, BATCH, POLL_SECONDS)
+            for record in records:
+                error = record.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        logger.warning("fan-out consumer error: %s", error)
+                    continue
+                try:
+                    recipient, event = events.decode(record)
+                except (DecodeError, ValueError) as exc:
+                    # History dead-letters it; live delivery just cannot show it.
+                    logger.warning("skipping undecodable record at %s: %s", record.offset(), exc)
+                    continue
+                parent = context_from_headers(record.headers())  # type: ignore[arg-type]
+                with tracer.start_as_current_span(
+                    "messaging.deliver",
+                    context=parent,
+                    kind=trace.SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.destination.name": self._topic,
+                        "messaging.kafka.partition": event.cursor.partition,
+                        "messaging.kafka.offset": event.cursor.offset,
+                    },
+                ) as span:
+                    span.set_attribute("chat.streams", self._registry.publish(recipient, event))

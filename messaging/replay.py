@@ -1,0 +1,79 @@
+"""Replaying a recipient's missed events from Kafka, from a resume cursor."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from google.protobuf.message import DecodeError
+
+from messaging import events
+from messaging.streams import LiveEvent
+
+BATCH = 500
+
+
+class Watermarks:
+    """(low, high) offsets of a partition, from a consumer used for nothing else."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._topic = topic
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": f"messaging-watermarks-{uuid.uuid4().hex}"}
+        )
+        self._lock = asyncio.Lock()
+
+    async def get(self, partition: int) -> tuple[int, int]:
+        async with self._lock:
+            low, high = await asyncio.to_thread(
+                self._consumer.get_watermark_offsets,
+                TopicPartition(self._topic, partition),
+                10.0,
+                False,
+            )
+        return int(low), int(high)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+async def replay(
+    bootstrap: str, topic: str, partition: int, start: int, end: int, user_id: int
+) -> AsyncIterator[LiveEvent]:
+    """Every event for ``user_id`` at offsets [start, end) of ``partition``, in order."""
+    if start >= end:
+        return
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            # Never committed: the group id only satisfies the client.
+            "group.id": f"messaging-replay-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        position = start
+        while position < end:
+            records = await asyncio.to_thread(consumer.consume, BATCH, 1.0)
+            for record in records:
+                error = record.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return
+                    raise RuntimeError(f"replay of partition {partition} failed: {error}")
+                offset = record.offset() or 0
+                position = offset + 1
+                if offset >= end:
+                    return
+                try:
+                    recipient, event = events.decode(record)
+                except (DecodeError, ValueError):
+                    continue
+                if recipient == user_id:
+                    yield event
+    finally:
+        await asyncio.to_thread(consumer.close)

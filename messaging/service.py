@@ -1,0 +1,159 @@
+"""The messaging gRPC service: Subscribe (live stream with resume), Send, OpenDirectChat."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from chatlib import errors, grpc_auth, tokens
+from chatlib.hashing import partition_for
+from chatlib.partitioning import Partitioning
+from messaging.chats import ChatDirectory
+from messaging.cursor import Cursor
+from messaging.replay import Watermarks, replay
+from messaging.send import Sender
+from messaging.streams import LiveEvent, LiveStream, StreamRegistry
+from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
+
+logger = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[object, object]
+REDIRECT_KEY = "chat-redirect"
+
+
+class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        partitioning: Partitioning,
+        sender: Sender,
+        directory: ChatDirectory,
+        registry: StreamRegistry,
+        watermarks: Watermarks,
+        bootstrap: str,
+        topic: str,
+        secret: str,
+        stream_queue: int,
+    ) -> None:
+        self._server_name = server_name
+        self._partitioning = partitioning
+        self._sender = sender
+        self._directory = directory
+        self._registry = registry
+        self._watermarks = watermarks
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._secret = secret
+        self._stream_queue = stream_queue
+
+    async def Send(
+        self, request: messaging_pb2.SendRequest, context: Context
+    ) -> messaging_pb2.SendResponse:
+        async def act() -> messaging_pb2.SendResponse:
+            user = self._user(context)
+            accepted = await self._sender.send(
+                user, request.chat_id, request.client_message_id, request.body
+            )
+            return messaging_pb2.SendResponse(
+                message_id=accepted.message_id,
+                created_at_ms=accepted.created_at_ms,
+                duplicate=accepted.duplicate,
+            )
+
+        return await errors.guard(context, act)
+
+    async def OpenDirectChat(
+        self, request: messaging_pb2.OpenDirectChatRequest, context: Context
+    ) -> common_pb2.Chat:
+        async def act() -> common_pb2.Chat:
+            user = self._user(context)
+            chat_id = await self._directory.open_direct(user, request.peer_id)
+            members = sorted({user, request.peer_id})
+            return common_pb2.Chat(chat_id=chat_id, kind="direct", member_ids=members)
+
+        return await errors.guard(context, act)
+
+    async def Subscribe(
+        self, request: messaging_pb2.SubscribeRequest, context: Context
+    ) -> AsyncIterator[messaging_pb2.ClientEvent]:
+        try:
+            user = self._user(context)
+            partition = partition_for(user, self._partitioning.partitions)
+            owner = self._partitioning.owner(partition)
+            if owner.name != self._server_name:
+                context.set_trailing_metadata(((REDIRECT_KEY, owner.address),))
+                raise errors.FailedPrecondition(
+                    f"partition {partition} of user {user} is served by {owner.name} at "
+                    f"{owner.address}; connect there"
+                )
+            cursor = Cursor.decode(request.resume_cursor) if request.resume_cursor else None
+            if cursor is not None and cursor.partition != partition:
+                raise errors.InvalidArgument(
+                    f"resume_cursor is for partition {cursor.partition}, yours is {partition}"
+                )
+        except errors.ChatError as exc:
+            await errors.abort(context, exc)
+            return
+        stream = LiveStream(user, self._stream_queue)
+        # Registered before the replay starts, so nothing published meanwhile is missed;
+        # offsets already replayed are skipped when the live queue is drained.
+        self._registry.add(stream)
+        try:
+            async for event in self._events(stream, partition, cursor):
+                yield event
+        finally:
+            self._registry.remove(stream)
+
+    async def _events(
+        self, stream: LiveStream, partition: int, cursor: Cursor | None
+    ) -> AsyncIterator[messaging_pb2.ClientEvent]:
+        low, high = await self._watermarks.get(partition)
+        last = Cursor(partition, high - 1)
+        if cursor is not None:
+            if cursor.offset + 1 < low:
+                yield messaging_pb2.ClientEvent(
+                    cursor=last.encode(),
+                    resync_required=messaging_pb2.ResyncRequired(
+                        reason="the cursor is older than the retained events; re-sync from "
+                        "the chat list and history"
+                    ),
+                )
+            else:
+                last = cursor
+                async for event in replay(
+                    self._bootstrap, self._topic, partition, cursor.offset + 1, high, stream.user_id
+                ):
+                    last = event.cursor
+                    yield _message(event)
+                last = max(last, Cursor(partition, high - 1))
+        yield messaging_pb2.ClientEvent(cursor=last.encode(), caught_up=messaging_pb2.CaughtUp())
+        while True:
+            while not stream.queue.empty():
+                event = stream.queue.get_nowait()
+                if event.cursor <= last:
+                    continue
+                last = event.cursor
+                yield _message(event)
+            if stream.overflowed:
+                yield messaging_pb2.ClientEvent(
+                    cursor=last.encode(),
+                    resume_required=messaging_pb2.ResumeRequired(
+                        reason="the stream fell behind; reconnect with this cursor"
+                    ),
+                )
+                return
+            stream.wake.clear()
+            if stream.queue.empty():
+                await stream.wake.wait()
+
+    def _user(self, context: Context) -> int:
+        try:
+            return grpc_auth.claims(context, self._secret).user_id
+        except tokens.InvalidToken as exc:
+            raise errors.Unauthenticated(str(exc)) from None
+
+
+def _message(event: LiveEvent) -> messaging_pb2.ClientEvent:
+    return messaging_pb2.ClientEvent(cursor=event.cursor.encode(), message=event.message)
