@@ -31,6 +31,7 @@ def main() -> int:
 
 
 async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
+    telemetry.instrument_aiohttp_server()
     interceptors = telemetry.grpc_client_interceptors()
     history_channel = grpc.aio.insecure_channel(settings.history_address, interceptors=interceptors)
     stack.push_async_callback(history_channel.close)

@@ -11,7 +11,6 @@ from typing import Any
 import grpc
 import redis.asyncio as aioredis
 from aiohttp import web
-from opentelemetry.instrumentation.aiohttp_server import create_aiohttp_middleware
 
 from bff import passwords, problems
 from bff.openapi import DOCUMENT
@@ -60,7 +59,7 @@ BACKENDS = web.AppKey("backends", Backends)
 def create_app(backends: Backends, max_request_bytes: int) -> web.Application:
     app = web.Application(
         client_max_size=max_request_bytes,
-        middlewares=[create_aiohttp_middleware(), problems.middleware],
+        middlewares=[problems.middleware],
     )
     app[BACKENDS] = backends
     app.router.add_post("/v1/users", register)

@@ -98,6 +98,16 @@ def context_from_headers(headers: list[tuple[str, bytes]] | None) -> context.Con
     return propagate.extract(carrier)
 
 
+def instrument_aiohttp_server() -> None:
+    """Server spans for every aiohttp request, continuing the caller's W3C trace context.
+
+    Call before creating the ``web.Application``: the instrumentor replaces the class.
+    """
+    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+
+    AioHttpServerInstrumentor().instrument()
+
+
 def grpc_server_interceptors() -> list[grpc.aio.ServerInterceptor]:
     """Server spans for every call, continuing the caller's trace from gRPC metadata."""
     return [aio_server_interceptor()]  # type: ignore[no-untyped-call]

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from infra import stack
+from infra import apps, stack
 from infra.console import say, seconds, step
 from infra.errors import InfraError
 from infra.layout import Layout
@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("services", nargs="*", help="default: all")
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
-    commands.add_parser("check", help="formatting, lint and strict type checks")
+    commands.add_parser("check", help="formatting, lint, strict types, generated protos current")
+    commands.add_parser("protos", help="regenerate protos/chat/v1 from the .proto files")
     test = commands.add_parser(
         "test", help="start what is not running, then run checks and every test"
     )
@@ -54,20 +55,22 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "up":
         started = time.monotonic()
-        outcomes = stack.up(ctx)
-        stack.summary(outcomes)
+        up(ctx)
         say(f"All up in {seconds(time.monotonic() - started)}.")
         return 0
     if command == "down":
+        apps.stop(ctx)
         stack.down(ctx)
         return 0
     if command == "status":
-        return 0 if stack.status(ctx) else 1
+        infra_ok = stack.status(ctx)
+        return 0 if apps.status(ctx) and infra_ok else 1
     if command == "reset":
+        apps.stop(ctx)
         stack.reset(ctx)
         return 0
     if command == "logs":
-        known = [service.name for service in all_services()]
+        known = [service.name for service in all_services()] + [app.name for app in apps.APPS]
         names: list[str] = args.services or known
         unknown = sorted(set(names) - set(known))
         if unknown:
@@ -75,6 +78,8 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         return stack.follow_logs(ctx, names, args.lines, args.follow)
     if command == "check":
         return check(ctx)
+    if command == "protos":
+        return subprocess.call([sys.executable, "-m", "protos.generate"], cwd=ctx.layout.project)
     if command == "test":
         return test(ctx, args.pytest_args)
     raise AssertionError(command)
@@ -87,6 +92,7 @@ def check(ctx: Context) -> int:
         ("ruff format --check", [python, "-m", "ruff", "format", "--check", "."]),
         ("ruff check", [python, "-m", "ruff", "check", "."]),
         ("mypy --strict", [python, "-m", "mypy"]),
+        ("generated protos are current", [python, "-m", "protos.generate", "--check"]),
     ):
         with step(title):
             code = subprocess.call(cmd, cwd=root)
@@ -96,10 +102,18 @@ def check(ctx: Context) -> int:
     return 0
 
 
-def test(ctx: Context, pytest_args: list[str]) -> int:
-    """The whole suite against real services: start what is missing, check, then pytest."""
+def up(ctx: Context) -> list[stack.Outcome]:
+    """Infrastructure (reused when running), then schema and topics, then every service."""
     outcomes = stack.up(ctx)
     stack.summary(outcomes)
+    apps.setup(ctx)
+    apps.summary(apps.start(ctx))
+    return outcomes
+
+
+def test(ctx: Context, pytest_args: list[str]) -> int:
+    """The whole suite against real services: start what is missing, check, then pytest."""
+    outcomes = up(ctx)
     try:
         code = check(ctx)
         if code != 0:
@@ -115,5 +129,6 @@ def test(ctx: Context, pytest_args: list[str]) -> int:
     finally:
         if os.environ.get("CI") == "true":
             # A CI machine should not keep JVMs running after the job; a developer's should.
+            apps.stop(ctx)
             started_here = [outcome.service for outcome in outcomes if outcome.started_here]
             stack.down(ctx, started_here)

@@ -14,8 +14,9 @@ from confluent_kafka import Consumer
 
 from chatlib import cassandra, lifecycle, ops, partitioning, telemetry
 from chatlib.ids import Snowflake
-from chatlib.kafka import AsyncProducer
+from chatlib.kafka import AsyncProducer, ensure_topic
 from chatlib.leases import WorkerLease
+from chatlib.settings import Common, Env
 from messaging.chats import ChatDirectory
 from messaging.fanout import FanOut
 from messaging.replay import Watermarks
@@ -28,7 +29,12 @@ from protos.chat.v1 import messaging_pb2_grpc
 logger = logging.getLogger("messaging")
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    if argv == ["setup"]:
+        return asyncio.run(_setup())
+    if argv:
+        print("usage: python -m messaging [setup]", file=sys.stderr)
+        return 2
     settings = Settings.from_env(os.environ)
     shutdown = telemetry.setup("messaging", settings.common, instance=settings.server_name)
     try:
@@ -130,5 +136,38 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     await fanout_task
 
 
+async def _setup() -> int:
+    """Create the topics and seed the default partitioning config; both idempotent."""
+    read = Env(os.environ)
+    common = Common(read)
+    partitions = read.integer("CHAT_PARTITIONS", 12, minimum=1)
+    replication = read.integer("CHAT_TOPIC_REPLICATION", 1, minimum=1)
+    week_ms = str(7 * 24 * 3600 * 1000)
+    for topic, count in ((common.deliveries_topic, partitions), (common.dead_letter_topic, 1)):
+        created = await asyncio.to_thread(
+            ensure_topic,
+            common.kafka_bootstrap,
+            topic,
+            count,
+            replication,
+            {"retention.ms": week_ms, "min.insync.replicas": str(min(2, replication))},
+        )
+        print(f"topic {topic}: {'created' if created else 'exists'} ({count} partitions)")
+    client = aioredis.Redis.from_url(common.redis_url)
+    try:
+        default = partitioning.Partitioning.from_json(read.text("CHAT_PARTITIONING_DEFAULT"))
+        if default.partitions != partitions:
+            raise SystemExit("CHAT_PARTITIONING_DEFAULT does not match CHAT_PARTITIONS")
+        seeded = await client.set(partitioning.KEY, default.to_json(), nx=True)
+        current = await partitioning.load(client)
+        print(
+            f"partitioning config: {'seeded' if seeded else 'exists'} (version {current.version},"
+            f" {len(current.servers)} servers)"
+        )
+    finally:
+        await client.aclose()
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

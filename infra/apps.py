@@ -1,0 +1,193 @@
+"""The project's own services, started by ``./dev up`` after the infrastructure.
+
+Unlike the infrastructure, they are restarted on every ``up`` (a second or two each), so what
+runs is always the code in the working tree.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from infra import processes
+from infra.console import detail, say, step
+from infra.errors import StepFailed
+from infra.services import Context
+
+PARTITIONS = 12
+READY_TIMEOUT = 60.0
+STOP_GRACE = 15.0
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    module: list[str]
+    ops_port: int
+    endpoint: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+APPS = [
+    App(
+        "history-query",
+        ["history", "query"],
+        9301,
+        "gRPC 127.0.0.1:7201",
+        {"CHAT_HISTORY_PORT": "7201"},
+    ),
+    App("history-writer", ["history", "writer"], 9302, "consumer group history-writers"),
+    App(
+        "messaging-m1",
+        ["messaging"],
+        9311,
+        f"gRPC 127.0.0.1:7101 (partitions 0-{PARTITIONS // 2 - 1})",
+        {"CHAT_SERVER_NAME": "m1", "CHAT_MESSAGING_PORT": "7101"},
+    ),
+    App(
+        "messaging-m2",
+        ["messaging"],
+        9312,
+        f"gRPC 127.0.0.1:7102 (partitions {PARTITIONS // 2}-{PARTITIONS - 1})",
+        {"CHAT_SERVER_NAME": "m2", "CHAT_MESSAGING_PORT": "7102"},
+    ),
+    App(
+        "bff",
+        ["bff"],
+        9401,
+        "HTTP http://127.0.0.1:8080 (OpenAPI /v1/openapi.json)",
+        {"CHAT_BFF_PORT": "8080"},
+    ),
+]
+
+
+def default_partitioning() -> str:
+    half = PARTITIONS // 2
+    return json.dumps(
+        {
+            "version": 1,
+            "partitions": PARTITIONS,
+            "servers": [
+                {"name": "m1", "address": "127.0.0.1:7101", "ranges": [[0, half - 1]]},
+                {"name": "m2", "address": "127.0.0.1:7102", "ranges": [[half, PARTITIONS - 1]]},
+            ],
+        }
+    )
+
+
+def environment(ctx: Context) -> dict[str, str]:
+    """What every service process gets: the shared secret and the local endpoints."""
+    secret_file = ctx.layout.state / "secrets" / "jwt"
+    if not secret_file.is_file():
+        secret_file.parent.mkdir(parents=True, exist_ok=True)
+        secret_file.write_text(secrets.token_urlsafe(48))
+        secret_file.chmod(0o600)
+    return {
+        "CHAT_JWT_SECRET": secret_file.read_text().strip(),
+        "CHAT_PARTITIONS": str(PARTITIONS),
+        "CHAT_PARTITIONING_DEFAULT": default_partitioning(),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def setup(ctx: Context) -> None:
+    """Schema migrations, topics and the default partitioning config (each idempotent)."""
+    env = environment(ctx)
+    for title, module in (
+        ("cassandra schema migrations", ["history", "migrate"]),
+        ("kafka topics and partitioning config", ["messaging", "setup"]),
+    ):
+        with step(title):
+            result = subprocess.run(
+                [sys.executable, "-m", *module],
+                env={**ctx.env, **env},
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=300,
+            )
+            for line in result.stdout.strip().splitlines():
+                detail(line)
+            if result.returncode != 0:
+                raise StepFailed(
+                    f"{title} failed (exit {result.returncode}):\n{result.stderr[-3000:]}"
+                )
+
+
+def start(ctx: Context) -> list[tuple[App, int]]:
+    env = environment(ctx)
+    started = []
+    for app in APPS:
+        with step(f"{app.name}: start"):
+            pidfile = ctx.layout.pidfile(app.name)
+            processes.stop(pidfile, grace=STOP_GRACE)
+            ctx.layout.home(app.name).mkdir(parents=True, exist_ok=True)
+            processes.check_ports_free(app.name, {"ops": app.ops_port})
+            pid = processes.spawn(
+                [sys.executable, "-m", *app.module],
+                pidfile=pidfile,
+                log=ctx.layout.log(app.name),
+                env={**env, **app.env, "CHAT_OPS_PORT": str(app.ops_port)},
+            )
+            detail(f"pid {pid}, log {ctx.layout.log(app.name)}")
+            processes.wait_ready(
+                app.name,
+                pid,
+                functools.partial(_ready, app.ops_port),
+                log=ctx.layout.log(app.name),
+                timeout=READY_TIMEOUT,
+                pidfile=pidfile,
+            )
+            started.append((app, pid))
+    return started
+
+
+def stop(ctx: Context) -> None:
+    for app in reversed(APPS):
+        began = time.monotonic()
+        stopped = processes.stop(ctx.layout.pidfile(app.name), grace=STOP_GRACE)
+        if stopped is not None:
+            say(f"{app.name}: stopped pid {stopped.pid} in {time.monotonic() - began:.1f}s")
+
+
+def status(ctx: Context) -> bool:
+    healthy = True
+    for app in APPS:
+        tracked = processes.alive(ctx.layout.pidfile(app.name))
+        if tracked is None:
+            say(f"{app.name:<15} stopped")
+            healthy = False
+            continue
+        ready = _ready(app.ops_port)
+        healthy = healthy and ready
+        rss = (processes.resident_kib(tracked.pid) or 0) / 1024
+        state = "ready" if ready else "NOT READY"
+        say(f"{app.name:<15} {state:<10} pid {tracked.pid:<8} rss {rss:5.0f} MiB   {app.endpoint}")
+    return healthy
+
+
+def summary(started: list[tuple[App, int]]) -> None:
+    say("")
+    say("Services are up:")
+    for app, pid in started:
+        say(
+            f"  {app.name:<15} pid {pid:<8} {app.endpoint}; ops http://127.0.0.1:{app.ops_port}/readyz"
+        )
+    say("Chat from a terminal: .venv/bin/python -m messaging.client --help")
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/readyz", timeout=2
+        ) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
