@@ -1,0 +1,191 @@
+"""Driving the running system as clients do: the BFF over HTTP, messaging over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+
+from infra.layout import Layout
+from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
+
+BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
+JAEGER = os.environ.get("CHAT_JAEGER_QUERY_URL", "http://127.0.0.1:16686")
+PASSWORD = "correct horse battery"
+
+
+def jwt_secret() -> str:
+    return (
+        os.environ.get("CHAT_JWT_SECRET")
+        or (Layout.from_env().state / "secrets" / "jwt").read_text().strip()
+    )
+
+
+@dataclass
+class User:
+    username: str
+    user_id: int
+    token: str
+    messaging_server: str
+    http: aiohttp.ClientSession
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def post(self, path: str, body: Any, **headers: str) -> tuple[int, Any]:
+        async with self.http.post(f"{BFF}{path}", json=body, headers={**self.auth, **headers}) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.http.get(f"{BFF}{path}", headers=self.auth) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def open_chat(self, peer: User) -> str:
+        status, body = await self.post("/v1/chats/direct", {"peer_id": str(peer.user_id)})
+        assert status == 200, body
+        return str(body["chat_id"])
+
+    async def send(self, chat_id: str, text: str, client_id: str | None = None) -> int:
+        status, body = await self.post(
+            f"/v1/chats/{chat_id}/messages",
+            {"client_message_id": client_id or uuid.uuid4().hex, "body": text},
+        )
+        assert status in (200, 201), body
+        return int(body["message_id"])
+
+    async def history(self, chat_id: str, **query: str) -> list[dict[str, Any]]:
+        params = "&".join(f"{k}={v}" for k, v in query.items())
+        status, body = await self.get(f"/v1/chats/{chat_id}/messages?{params}")
+        assert status == 200, body
+        return list(body["messages"])
+
+    async def chats(self) -> list[dict[str, Any]]:
+        status, body = await self.get("/v1/chats")
+        assert status == 200, body
+        return list(body["chats"])
+
+
+@dataclass
+class Stream:
+    """One live gRPC stream, its events collected in the background."""
+
+    call: Any
+    events: asyncio.Queue[messaging_pb2.ClientEvent] = field(default_factory=asyncio.Queue)
+    cursor: str = ""
+
+    async def next(self, seconds: float = 15.0) -> messaging_pb2.ClientEvent:
+        event = await asyncio.wait_for(self.events.get(), seconds)
+        self.cursor = event.cursor
+        return event
+
+    async def messages(self, count: int, seconds: float = 20.0) -> list[messaging_pb2.ClientEvent]:
+        found: list[messaging_pb2.ClientEvent] = []
+        async with asyncio.timeout(seconds):
+            while len(found) < count:
+                event = await self.next(seconds)
+                if event.WhichOneof("event") == "message":
+                    found.append(event)
+        return found
+
+    async def caught_up(self) -> messaging_pb2.ClientEvent:
+        while True:
+            event = await self.next()
+            if event.WhichOneof("event") == "caught_up":
+                return event
+
+
+class Clients:
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self.http = http
+        self.channels: dict[str, grpc.aio.Channel] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.calls: list[Any] = []
+
+    async def user(self, prefix: str = "u") -> User:
+        username = f"{prefix}{uuid.uuid4().hex[:10]}"
+        password = PASSWORD
+        async with self.http.post(
+            f"{BFF}/v1/users", json={"username": username, "password": password}
+        ) as r:
+            assert r.status == 201, await r.text()
+        return await self.login(username, password)
+
+    async def login(self, username: str, password: str = PASSWORD) -> User:
+        async with self.http.post(
+            f"{BFF}/v1/sessions", json={"username": username, "password": password}
+        ) as r:
+            body = await r.json()
+            assert r.status == 201, body
+        return User(
+            username,
+            int(body["user_id"]),
+            body["access_token"],
+            body["messaging_server"],
+            self.http,
+        )
+
+    def stub(self, address: str) -> messaging_pb2_grpc.MessagingServiceAsyncStub:
+        channel = self.channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(address)
+            self.channels[address] = channel
+        return messaging_pb2_grpc.MessagingServiceStub(channel)
+
+    async def subscribe(self, user: User, cursor: str = "") -> Stream:
+        call = self.stub(user.messaging_server).Subscribe(
+            messaging_pb2.SubscribeRequest(resume_cursor=cursor),
+            metadata=(("authorization", f"Bearer {user.token}"),),
+        )
+        stream = Stream(call)
+
+        async def pump() -> None:
+            try:
+                async for event in call:
+                    await stream.events.put(event)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.CANCELLED:
+                    raise
+
+        self.tasks.append(asyncio.create_task(pump()))
+        self.calls.append(call)
+        return stream
+
+    async def close(self) -> None:
+        for call in self.calls:
+            call.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                await task
+        for channel in self.channels.values():
+            await channel.close()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Clients]:
+    async with aiohttp.ClientSession() as http:
+        found = Clients(http)
+        try:
+            yield found
+        finally:
+            await found.close()
+
+
+async def eventually(check: Any, *, seconds: float = 20.0) -> Any:
+    """Poll an async check until it returns a truthy value (consumers apply asynchronously)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {seconds}s; last result {result!r}")
+        await asyncio.sleep(0.2)
