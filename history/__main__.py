@@ -75,6 +75,10 @@ async def _run(
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "cooperative-sticky",
+                # A writer that died (SIGKILL, lost host) holds its partitions until its session
+                # times out; 10 s bounds that pause instead of the client default of 45 s.
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
             }
         )
         stack.callback(consumer.close)

@@ -121,10 +121,13 @@ def setup(ctx: Context) -> None:
                 )
 
 
-def start(ctx: Context) -> list[tuple[App, int]]:
+def start(ctx: Context, only: set[str] | None = None) -> list[tuple[App, int]]:
+    """(Re)start every service, or the named ones, and wait until each reports ready."""
     env = environment(ctx)
     started = []
     for app in APPS:
+        if only is not None and app.name not in only:
+            continue
         with step(f"{app.name}: start"):
             pidfile = ctx.layout.pidfile(app.name)
             processes.stop(pidfile, grace=STOP_GRACE)
