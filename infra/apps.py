@@ -94,6 +94,8 @@ def environment(ctx: Context) -> dict[str, str]:
         "CHAT_PARTITIONS": str(PARTITIONS),
         "CHAT_PARTITIONING_DEFAULT": default_partitioning(),
         "PYTHONUNBUFFERED": "1",
+        # A crash in a C extension (librdkafka, the Cassandra driver) leaves a traceback.
+        "PYTHONFAULTHANDLER": "1",
     }
 
 
@@ -132,7 +134,7 @@ def start(ctx: Context, only: set[str] | None = None) -> list[tuple[App, int]]:
             pidfile = ctx.layout.pidfile(app.name)
             processes.stop(pidfile, grace=STOP_GRACE)
             ctx.layout.home(app.name).mkdir(parents=True, exist_ok=True)
-            processes.check_ports_free(app.name, {"ops": app.ops_port})
+            processes.check_ports_free(app.name, {"ops": app.ops_port}, wait=10.0)
             pid = processes.spawn(
                 [sys.executable, "-m", *app.module],
                 pidfile=pidfile,

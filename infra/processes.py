@@ -103,22 +103,36 @@ def port_holder(port: int) -> str:
     return line[marker:] if marker >= 0 else "unknown process"
 
 
-def check_ports_free(service: str, ports: Mapping[str, int], host: str = "127.0.0.1") -> None:
-    """Raise PortInUse naming the first port of ``service`` that something already holds."""
+def check_ports_free(
+    service: str, ports: Mapping[str, int], host: str = "127.0.0.1", *, wait: float = 0.0
+) -> None:
+    """Raise PortInUse naming the first port of ``service`` that something already holds.
+
+    ``wait`` gives a process that was just killed time to let go of its ports.
+    """
+    deadline = time.monotonic() + wait
     for purpose, port in ports.items():
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # As servers do: connections of a stopped server lingering in TIME_WAIT must not
-            # count as "in use", only a socket that still listens.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise
+        while not _bindable(host, port):
+            if time.monotonic() >= deadline:
                 raise PortInUse(
                     f"{service}: port {port} ({purpose}) on {host} is already in use by "
                     f"{port_holder(port)}; stop that process or free the port"
-                ) from exc
+                )
+            time.sleep(0.2)
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As servers do: connections of a stopped server lingering in TIME_WAIT must not
+        # count as "in use", only a socket that still listens.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            return False
+    return True
 
 
 def spawn(

@@ -83,7 +83,9 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         }
     )
     stack.callback(consumer.close)
-    fanout = FanOut(consumer, registry, common.deliveries_topic, range(me.first, me.last + 1))
+    fanout = FanOut(
+        consumer, registry, watermarks, common.deliveries_topic, range(me.first, me.last + 1)
+    )
     fanout_task = asyncio.create_task(fanout.run(stop), name="fan-out")
 
     server = grpc.aio.server(interceptors=telemetry.grpc_server_interceptors())
@@ -107,7 +109,9 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     await server.start()
 
     async def fanout_check() -> str | None:
-        return f"fan-out ended: {fanout_task.exception()!r}" if fanout_task.done() else None
+        if fanout_task.done():
+            return f"fan-out ended: {fanout_task.exception()!r}"
+        return None if fanout.assigned else "fan-out is not assigned its partitions yet"
 
     async def lease_check() -> str | None:
         lease.check()

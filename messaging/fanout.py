@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
 
 from chatlib.telemetry import context_from_headers
 from messaging import events
+from messaging.replay import Watermarks
 from messaging.streams import StreamRegistry
 
 logger = logging.getLogger(__name__)
@@ -25,18 +26,31 @@ POLL_SECONDS = 0.2
 
 class FanOut:
     def __init__(
-        self, consumer: Consumer, registry: StreamRegistry, topic: str, partitions: range
+        self,
+        consumer: Consumer,
+        registry: StreamRegistry,
+        watermarks: Watermarks,
+        topic: str,
+        partitions: range,
     ) -> None:
         self._consumer = consumer
+        self._watermarks = watermarks
         self._registry = registry
         self._topic = topic
         self._partitions = partitions
+        self.assigned = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        # Live only: streams that need older events replay them from their cursor.
-        self._consumer.assign(
-            [TopicPartition(self._topic, p, OFFSET_END) for p in self._partitions]
-        )
+        # Live only: streams that need older events replay them from their cursor. The start
+        # offsets are resolved here, before the server reports ready; a symbolic "end" would
+        # be resolved on the first fetch, and a record produced before that would never be
+        # pushed to a stream that subscribed in between.
+        starts = []
+        for partition in self._partitions:
+            _, high = await self._watermarks.get(partition)
+            starts.append(TopicPartition(self._topic, partition, high))
+        self._consumer.assign(starts)
+        self.assigned = True
         logger.info("fan-out consuming %s partitions %s", self._topic, self._partitions)
         while not stop.is_set():
             records = await asyncio.to_thread(self._consumer.consume, BATCH, POLL_SECONDS)
