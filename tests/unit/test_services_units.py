@@ -1,0 +1,72 @@
+"""Service pieces that need no network: cursors, stream back-pressure, passwords, migrations."""
+
+from __future__ import annotations
+
+import pytest
+
+from bff.passwords import hash_password, verify_password
+from chatlib.errors import InvalidArgument
+from history import migrate
+from messaging.chats import check_chat_id, direct_chat_id
+from messaging.cursor import Cursor
+from messaging.streams import LiveEvent, LiveStream, StreamRegistry
+from protos.chat.v1 import common_pb2
+
+
+def test_cursors_round_trip_and_order() -> None:
+    cursor = Cursor(3, 1234)
+    assert Cursor.decode(cursor.encode()) == cursor
+    assert Cursor(3, 5) < Cursor(3, 6)
+
+
+@pytest.mark.parametrize("raw", ["", "3.4", "v1.x.4", "v1.3", "v1.-1.4", "v2.3.4"])
+def test_foreign_cursors_are_rejected(raw: str) -> None:
+    with pytest.raises(InvalidArgument, match="resume_cursor"):
+        Cursor.decode(raw)
+
+
+def test_direct_chat_ids_are_deterministic_and_checked() -> None:
+    assert direct_chat_id(9, 2) == direct_chat_id(2, 9) == "d:2:9"
+    check_chat_id("d:2:9")
+    for bad in ("", "x", "d:2", "d:a:b", "d:" + "1" * 30 + ":2"):
+        with pytest.raises(InvalidArgument):
+            check_chat_id(bad)
+
+
+def _event(offset: int) -> LiveEvent:
+    return LiveEvent(Cursor(0, offset), common_pb2.Message(message_id=offset + 1))
+
+
+async def test_a_full_stream_overflows_without_growing_or_touching_others() -> None:
+    registry = StreamRegistry()
+    slow, fast = LiveStream(7, capacity=3), LiveStream(7, capacity=100)
+    registry.add(slow)
+    registry.add(fast)
+    for offset in range(10):
+        assert registry.publish(7, _event(offset)) == 2
+    assert slow.overflowed
+    assert slow.queue.qsize() == 3
+    assert fast.queue.qsize() == 10
+    assert not fast.overflowed
+    registry.remove(slow)
+    registry.remove(fast)
+    assert registry.count() == 0
+    assert registry.publish(7, _event(11)) == 0
+
+
+def test_passwords_verify_only_themselves() -> None:
+    stored = hash_password("correct horse")
+    assert stored.startswith("scrypt$")
+    assert verify_password("correct horse", stored)
+    assert not verify_password("correct horsf", stored)
+    assert not verify_password("correct horse", "not-a-hash")
+    assert hash_password("correct horse") != stored  # salted
+
+
+def test_migrations_are_numbered_and_split_into_statements() -> None:
+    migrations = migrate.load()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    first = migrations[0]
+    assert all(s.upper().startswith("CREATE TABLE IF NOT EXISTS") for s in first.statements)
+    tables = {s.split()[5] for s in first.statements}
+    assert {"users", "users_by_name", "chats", "messages_by_chat", "chats_by_user"} <= tables
