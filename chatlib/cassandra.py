@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from cassandra import ConsistencyLevel
-from cassandra.cluster import Cluster, ResponseFuture, Session
+from cassandra.cluster import (
+    EXEC_PROFILE_DEFAULT,
+    Cluster,
+    ExecutionProfile,
+    ResponseFuture,
+    Session,
+)
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement
 
@@ -15,16 +21,18 @@ from cassandra.query import PreparedStatement
 def connect(
     hosts: Sequence[str], port: int, keyspace: str | None = None
 ) -> tuple[Cluster, Session]:
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        # Quorum of the replicas: on one node that is the node; on three it survives one loss.
+        consistency_level=ConsistencyLevel.LOCAL_QUORUM,
+    )
     cluster = Cluster(
         list(hosts),
         port=port,
         protocol_version=5,
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
     )
-    session = cluster.connect(keyspace)
-    # Quorum of the replicas: on one node that is the node; on three it survives one loss.
-    session.default_consistency_level = ConsistencyLevel.LOCAL_QUORUM
-    return cluster, session
+    return cluster, cluster.connect(keyspace)
 
 
 class AsyncSession:
