@@ -52,6 +52,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         refresh_ttl=settings.refresh_ttl_seconds,
         messaging_channels=channels,
         client_interceptors=interceptors,
+        messaging_dial=settings.messaging_dial,
     )
     runner = web.AppRunner(create_app(backends, settings.max_request_bytes), access_log=None)
     await runner.setup()

@@ -34,6 +34,7 @@ class Backends:
     refresh_ttl: int
     messaging_channels: dict[str, grpc.aio.Channel]
     client_interceptors: list[grpc.aio.ClientInterceptor]
+    messaging_dial: dict[str, str]
 
     def service_metadata(self) -> tuple[tuple[str, str], ...]:
         return bearer_metadata(tokens.issue(self.secret, tokens.SERVICE_SUBJECT, 60))
@@ -44,12 +45,11 @@ class Backends:
         """The messaging server that owns the user's partition: where their stream lives."""
         config = await load_partitioning(self.redis)
         owner = config.owner(partition_for(user_id, config.partitions))
-        channel = self.messaging_channels.get(owner.address)
+        dial = self.messaging_dial.get(owner.name, owner.address)
+        channel = self.messaging_channels.get(dial)
         if channel is None:
-            channel = grpc.aio.insecure_channel(
-                owner.address, interceptors=self.client_interceptors
-            )
-            self.messaging_channels[owner.address] = channel
+            channel = grpc.aio.insecure_channel(dial, interceptors=self.client_interceptors)
+            self.messaging_channels[dial] = channel
         return owner.address, messaging_pb2_grpc.MessagingServiceStub(channel)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from chatlib.settings import Common, Env
+from chatlib.settings import Common, ConfigError, Env
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,9 @@ class Settings:
     access_ttl_seconds: int
     refresh_ttl_seconds: int
     max_request_bytes: int
+    #: Server name to the address the BFF itself dials, where it differs from the address
+    #: clients are given (containers, NAT). Empty: dial what the partitioning config says.
+    messaging_dial: dict[str, str]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -29,4 +32,15 @@ class Settings:
             access_ttl_seconds=read.integer("CHAT_ACCESS_TTL_SECONDS", 900, minimum=10),
             refresh_ttl_seconds=read.integer("CHAT_REFRESH_TTL_SECONDS", 30 * 86400, minimum=60),
             max_request_bytes=read.integer("CHAT_MAX_REQUEST_BYTES", 64 * 1024, minimum=1024),
+            messaging_dial=_pairs("CHAT_MESSAGING_DIAL", read.items("CHAT_MESSAGING_DIAL")),
         )
+
+
+def _pairs(key: str, items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        name, sep, address = item.partition("=")
+        if not sep or not name or not address:
+            raise ConfigError(f"setting {key}: {item!r} is not name=host:port")
+        pairs[name] = address
+    return pairs

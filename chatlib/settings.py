@@ -43,8 +43,10 @@ class Env:
         except ValueError:
             raise ConfigError(f"setting {key}={raw!r} is not a number") from None
 
-    def items(self, key: str, default: str) -> list[str]:
-        return [item.strip() for item in self.text(key, default).split(",") if item.strip()]
+    def items(self, key: str, default: str = "") -> list[str]:
+        """A comma-separated list; empty when unset and no default is given."""
+        raw = self._env.get(key) or default
+        return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 class Common:

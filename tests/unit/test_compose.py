@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from infra.layout import PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "compose.yaml"
 INFRASTRUCTURE = {"kafka", "cassandra", "redis", "jaeger", "elasticsearch", "kibana", "fluent-bit"}
+APPS = {"setup", "history-query", "history-writer", "messaging-m1", "messaging-m2", "bff"}
+LOCAL_IMAGE = "chat-backend:dev"
 PINNED = re.compile(r"^[\w./-]+:\d+(\.\d+)+$")
 
 
@@ -30,12 +33,42 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_the_whole_infrastructure_is_there(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) >= INFRASTRUCTURE
+def test_the_whole_stack_is_there(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == INFRASTRUCTURE | APPS
+
+
+def test_every_app_runs_the_one_image_and_an_existing_module(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert services["setup"]["build"] == "."
+    assert (PROJECT_ROOT / "Dockerfile").is_file()
+    for name in APPS:
+        assert services[name]["image"] == LOCAL_IMAGE, name
+        command = " ".join(services[name]["command"])
+        for module in re.findall(r"python -m (\w+)", command):
+            assert (PROJECT_ROOT / module / "__main__.py").is_file(), (name, module)
+        if name != "setup":
+            assert services[name]["depends_on"]["setup"]["condition"] == (
+                "service_completed_successfully"
+            )
+
+
+def test_the_messaging_addresses_clients_get_are_published(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    config = json.loads(services["setup"]["environment"]["CHAT_PARTITIONING_DEFAULT"])
+    published = {port for s in services.values() for port in s.get("ports", [])}
+    for server in config["servers"]:
+        port = server["address"].rsplit(":", 1)[1]
+        assert f"127.0.0.1:{port}:{port}" in published, server
 
 
 def test_every_image_is_pinned_to_a_version(services: dict[str, dict[str, Any]]) -> None:
-    images = {name: str(s["image"]) for name, s in services.items() if "image" in s}
+    images = {
+        name: str(s["image"])
+        for name, s in services.items()
+        if "image" in s and s["image"] != LOCAL_IMAGE
+    }
     unpinned = {name: image for name, image in images.items() if not PINNED.match(image)}
     assert unpinned == {}
 

@@ -1,0 +1,19 @@
+# One image for every service of the project: python -m history | messaging | bff.
+FROM python:3.11-slim
+
+WORKDIR /app
+ENV PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Dependencies first (pinned by constraints.txt), so code changes reuse this layer.
+COPY pyproject.toml constraints.txt ./
+RUN mkdir -p infra protos chatlib messaging history bff \
+    && pip install --no-cache-dir -c constraints.txt . \
+    && pip uninstall -y chat-backend
+
+COPY protos ./protos
+COPY chatlib ./chatlib
+COPY messaging ./messaging
+COPY history ./history
+COPY bff ./bff
+
+USER nobody
