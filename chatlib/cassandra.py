@@ -18,9 +18,8 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement
 
 
-def connect(
-    hosts: Sequence[str], port: int, keyspace: str | None = None
-) -> tuple[Cluster, Session]:
+def connect(hosts: Sequence[str], port: int) -> tuple[Cluster, Session]:
+    """A session without a current keyspace: statements name theirs (see AsyncSession)."""
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         # Quorum of the replicas: on one node that is the node; on three it survives one loss.
@@ -32,20 +31,25 @@ def connect(
         protocol_version=5,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
     )
-    return cluster, cluster.connect(keyspace)
+    return cluster, cluster.connect()
 
 
 class AsyncSession:
-    """``await execute(...)`` for a driver session; statements are prepared once and cached."""
+    """``await execute(...)`` for a driver session; statements are prepared once and cached.
 
-    def __init__(self, session: Session) -> None:
+    Statements are prepared for ``keyspace`` (protocol v5 carries it per statement) rather
+    than through ``USE``, which Cassandra warns is ambiguous with prepared statements.
+    """
+
+    def __init__(self, session: Session, keyspace: str | None = None) -> None:
         self.session = session
+        self.keyspace = keyspace
         self._prepared: dict[str, PreparedStatement] = {}
 
     def prepare(self, cql: str) -> PreparedStatement:
         statement = self._prepared.get(cql)
         if statement is None:
-            statement = self.session.prepare(cql)
+            statement = self.session.prepare(cql, keyspace=self.keyspace)
             self._prepared[cql] = statement
         return statement
 

@@ -56,11 +56,9 @@ async def _run(
     command: str, settings: Settings, stack: AsyncExitStack, stop: asyncio.Event
 ) -> None:
     common = settings.common
-    cluster, session = cassandra.connect(
-        common.cassandra_hosts, common.cassandra_port, common.keyspace
-    )
+    cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
     stack.callback(cluster.shutdown)
-    db = cassandra.AsyncSession(session)
+    db = cassandra.AsyncSession(session, common.keyspace)
     store = HistoryStore(db)
 
     async def cassandra_check() -> str | None:

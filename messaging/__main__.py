@@ -54,11 +54,9 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     await lease.acquire()
     stack.push_async_callback(lease.release)
 
-    cluster, session = cassandra.connect(
-        common.cassandra_hosts, common.cassandra_port, common.keyspace
-    )
+    cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
     stack.callback(cluster.shutdown)
-    db = cassandra.AsyncSession(session)
+    db = cassandra.AsyncSession(session, common.keyspace)
     directory = ChatDirectory(db)
     producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
     stack.callback(producer.close)
