@@ -79,7 +79,8 @@ class HistoryStore:
         if (
             row is not None
             and row.applied_partition == partition
-            and (row.applied_offset or -1) >= offset
+            and row.applied_offset is not None
+            and row.applied_offset >= offset
         ):
             return False
         recent: list[int] = list(row.recent_message_ids or []) if row is not None else []

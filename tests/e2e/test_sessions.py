@@ -1,0 +1,63 @@
+"""Sessions: refresh tokens rotate; the OpenAPI document describes the API that is served."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.e2e.conftest import BFF, PASSWORD, Clients
+
+
+async def test_a_refresh_token_works_once_and_yields_a_working_access_token(
+    clients: Clients,
+) -> None:
+    alice = await clients.user("alice")
+    async with clients.http.post(
+        f"{BFF}/v1/sessions", json={"username": alice.username, "password": PASSWORD}
+    ) as response:
+        session = await response.json()
+    refresh = session["refresh_token"]
+
+    async with clients.http.post(
+        f"{BFF}/v1/sessions/refresh", json={"refresh_token": refresh}
+    ) as r:
+        assert r.status == 200
+        renewed = await r.json()
+    assert renewed["user_id"] == session["user_id"]
+    assert renewed["refresh_token"] != refresh
+    async with clients.http.get(
+        f"{BFF}/v1/chats", headers={"Authorization": f"Bearer {renewed['access_token']}"}
+    ) as r:
+        assert r.status == 200
+
+    # Rotation: the old refresh token was spent.
+    async with clients.http.post(
+        f"{BFF}/v1/sessions/refresh", json={"refresh_token": refresh}
+    ) as r:
+        assert r.status == 401
+        assert "unknown or expired" in (await r.json())["detail"]
+
+
+async def test_the_openapi_document_lists_every_served_route(clients: Clients) -> None:
+    async with clients.http.get(f"{BFF}/v1/openapi.json") as response:
+        assert response.status == 200
+        document = await response.json()
+    assert document["openapi"].startswith("3.1")
+    served = {
+        ("post", "/v1/users"),
+        ("post", "/v1/sessions"),
+        ("post", "/v1/sessions/refresh"),
+        ("post", "/v1/chats/direct"),
+        ("get", "/v1/chats"),
+        ("get", "/v1/chats/{chat_id}/messages"),
+        ("post", "/v1/chats/{chat_id}/messages"),
+    }
+    described = {
+        (method, path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "delete", "patch"}
+    }
+    assert described == served
+    async with aiohttp.ClientSession() as http, http.get(f"{BFF}/v1/no-such-route") as response:
+        assert response.status == 404
+        assert response.content_type == "application/problem+json"
