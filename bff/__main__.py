@@ -22,12 +22,7 @@ logger = logging.getLogger("bff")
 
 def main() -> int:
     settings = Settings.from_env(os.environ)
-    shutdown = telemetry.setup("bff", settings.common)
-    try:
-        lifecycle.run(lambda stack, stop: _run(settings, stack, stop))
-    finally:
-        shutdown()
-    return 0
+    return lifecycle.serve("bff", settings.common, lambda stack, stop: _run(settings, stack, stop))
 
 
 async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:

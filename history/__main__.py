@@ -43,13 +43,11 @@ def main(argv: list[str]) -> int:
             cluster.shutdown()
         print(f"keyspace {settings.common.keyspace}: applied {applied or 'nothing, up to date'}")
         return 0
-    service = f"history-{args.command}"
-    shutdown = telemetry.setup(service, settings.common)
-    try:
-        lifecycle.run(lambda stack, stop: _run(args.command, settings, stack, stop))
-    finally:
-        shutdown()
-    return 0
+    return lifecycle.serve(
+        f"history-{args.command}",
+        settings.common,
+        lambda stack, stop: _run(args.command, settings, stack, stop),
+    )
 
 
 async def _run(

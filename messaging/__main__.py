@@ -36,12 +36,12 @@ def main(argv: list[str]) -> int:
         print("usage: python -m messaging [setup]", file=sys.stderr)
         return 2
     settings = Settings.from_env(os.environ)
-    shutdown = telemetry.setup("messaging", settings.common, instance=settings.server_name)
-    try:
-        lifecycle.run(lambda stack, stop: _run(settings, stack, stop))
-    finally:
-        shutdown()
-    return 0
+    return lifecycle.serve(
+        "messaging",
+        settings.common,
+        lambda stack, stop: _run(settings, stack, stop),
+        instance=settings.server_name,
+    )
 
 
 async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
