@@ -9,12 +9,11 @@ import sys
 from contextlib import AsyncExitStack
 
 import grpc
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from bff.app import Backends, create_app
 from bff.settings import Settings
-from chatlib import lifecycle, ops, telemetry
+from chatlib import lifecycle, ops, redis_client, telemetry
 from protos.chat.v1 import history_pb2_grpc
 
 logger = logging.getLogger("bff")
@@ -30,7 +29,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     interceptors = telemetry.grpc_client_interceptors()
     history_channel = grpc.aio.insecure_channel(settings.history_address, interceptors=interceptors)
     stack.push_async_callback(history_channel.close)
-    client = aioredis.Redis.from_url(settings.common.redis_url)
+    client = redis_client.connect(settings.common.redis_url)
     stack.push_async_callback(client.aclose)
     channels: dict[str, grpc.aio.Channel] = {}
 

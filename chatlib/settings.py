@@ -64,3 +64,10 @@ class Common:
         self.fluent_host = env.text("CHAT_FLUENT_HOST", "-")
         self.fluent_port = env.integer("CHAT_FLUENT_PORT", 24224)
         self.jwt_secret = env.text("CHAT_JWT_SECRET")
+        # Share of new traces recorded. 1.0 records every send (development, tests); at
+        # hundreds of messages per second the span work costs more CPU than the sends do.
+        self.trace_sample_ratio = env.number("CHAT_TRACE_SAMPLE_RATIO", 1.0)
+        if not 0.0 <= self.trace_sample_ratio <= 1.0:
+            raise ConfigError(
+                f"setting CHAT_TRACE_SAMPLE_RATIO={self.trace_sample_ratio} is not between 0 and 1"
+            )

@@ -21,6 +21,7 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_serv
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from chatlib.settings import Common
 
@@ -55,7 +56,10 @@ def setup(service: str, common: Common, *, instance: str = "") -> Callable[[], N
     resource = Resource.create(
         {"service.name": service, "service.instance.id": instance or service}
     )
-    provider = TracerProvider(resource=resource)
+    # Parent-based: a request that arrives with a sampled trace is always recorded, so one
+    # send is one whole trace or none of it.
+    sampler = ParentBased(TraceIdRatioBased(common.trace_sample_ratio))
+    provider = TracerProvider(resource=resource, sampler=sampler)
     provider.add_span_processor(
         BatchSpanProcessor(
             OTLPSpanExporter(endpoint=common.otlp_endpoint, insecure=True),

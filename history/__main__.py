@@ -10,10 +10,9 @@ import sys
 from contextlib import AsyncExitStack
 
 import grpc
-import redis.asyncio as aioredis
 from confluent_kafka import Consumer
 
-from chatlib import cassandra, lifecycle, ops, telemetry
+from chatlib import cassandra, lifecycle, ops, redis_client, telemetry
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer
 from chatlib.leases import WorkerLease
@@ -102,7 +101,7 @@ async def _run(
         await task  # ends when stop is set; an exception here fails the process loudly
         return
 
-    client = aioredis.Redis.from_url(common.redis_url)
+    client = redis_client.connect(common.redis_url)
     stack.push_async_callback(client.aclose)
     lease = WorkerLease(client)
     await lease.acquire()

@@ -9,10 +9,9 @@ import sys
 from contextlib import AsyncExitStack
 
 import grpc
-import redis.asyncio as aioredis
 from confluent_kafka import Consumer
 
-from chatlib import cassandra, lifecycle, ops, partitioning, telemetry
+from chatlib import cassandra, lifecycle, ops, partitioning, redis_client, telemetry
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer, ensure_topic
 from chatlib.leases import WorkerLease
@@ -46,7 +45,7 @@ def main(argv: list[str]) -> int:
 
 async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
     common = settings.common
-    client = aioredis.Redis.from_url(common.redis_url)
+    client = redis_client.connect(common.redis_url)
     stack.push_async_callback(client.aclose)
     config = await partitioning.load(client)
     me = config.server(settings.server_name)
@@ -155,7 +154,7 @@ async def _setup() -> int:
             {"retention.ms": week_ms, "min.insync.replicas": str(min(2, replication))},
         )
         print(f"topic {topic}: {'created' if created else 'exists'} ({count} partitions)")
-    client = aioredis.Redis.from_url(common.redis_url)
+    client = redis_client.connect(common.redis_url)
     try:
         default = partitioning.Partitioning.from_json(read.text("CHAT_PARTITIONING_DEFAULT"))
         if default.partitions != partitions:

@@ -1,0 +1,208 @@
+"""``python -m bench <scenario>``: run against the stack ``./dev up`` started.
+
+Scenarios (each writes bench/results/<name>.json; ``report`` turns them into
+bench/results/summary.md, PNG plots and docs/benchmarks.md):
+
+  e2e      N users hold streams, M send at a fixed total rate
+  step     the e2e rate stepped up until p99 passes 100 ms or anything is lost
+  floors   raw Kafka produce-to-consume and raw Cassandra inserts at the same rate
+  idle     idle streams on one messaging server: resident memory per stream
+  history  50-message history pages at rising rates
+  report   tables, plots and docs/benchmarks.md from the results
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from bench import e2e, floors, history_load, idle, report
+from bench.population import open_chats, register_and_login
+from chatlib import partitioning
+from infra import processes
+from infra.layout import Layout
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
+KAFKA = os.environ.get("CHAT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+REDIS = os.environ.get("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def save(name: str, command: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {
+        "scenario": name,
+        "command": command,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "result": result,
+    }
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
+async def run_e2e(args: argparse.Namespace, rate: float) -> dict[str, Any]:
+    plan = await e2e.build_plan(BFF, args.users, args.senders, rate, args.duration, args.body)
+    out = RESULTS / f"tmp-e2e-{rate:g}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = await asyncio.to_thread(e2e.run, plan, args.procs, out)
+    sends = result.pop("_sends")
+    deadline = time.monotonic() + 60
+    while True:
+        persisted = await e2e.check_persisted(BFF, plan, sends)
+        if persisted["persisted_missing"] == 0 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(2)
+    result.update(persisted)
+    result["timeline"] = report.downsample(result["timeline"], 4000)
+    return result
+
+
+def summarize(result: dict[str, Any]) -> str:
+    e2e_ms, ack = result["e2e_ms"], result["send_ack_ms"]
+    return (
+        f"rate {result['rate']:g}/s: acked {result['acked']}/{result['attempted']}, "
+        f"e2e p50 {e2e_ms['p50']} p99 {e2e_ms['p99']} max {e2e_ms['max']} ms, "
+        f"ack p50 {ack['p50']} p99 {ack['p99']} ms, lost {result['lost_deliveries']}, "
+        f"dup {result['duplicate_deliveries']}, persisted missing {result['persisted_missing']}"
+    )
+
+
+def lossless(result: dict[str, Any]) -> bool:
+    return bool(
+        result["acked"] == result["attempted"]
+        and result["lost_deliveries"] == 0
+        and result["duplicate_deliveries"] == 0
+        and result["persisted_missing"] == 0
+        and result["persisted_duplicates"] == 0
+    )
+
+
+async def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="scenario", required=True)
+    for name in ("e2e", "step"):
+        p = sub.add_parser(name)
+        p.add_argument("--users", type=int, default=200)
+        p.add_argument("--senders", type=int, default=100)
+        p.add_argument("--rate", type=float, default=500)
+        p.add_argument("--duration", type=float, default=60 if name == "e2e" else 20)
+        p.add_argument("--body", type=int, default=100, help="message body bytes")
+        p.add_argument("--procs", type=int, default=1, help="load generator processes")
+        if name == "step":
+            p.add_argument("--step", type=float, default=500)
+            p.add_argument("--max-rate", type=float, default=6000)
+    f = sub.add_parser("floors")
+    f.add_argument("--rate", type=float, default=500)
+    f.add_argument("--duration", type=float, default=60)
+    f.add_argument("--body", type=int, default=100)
+    i = sub.add_parser("idle")
+    i.add_argument("--streams", type=int, default=10_000)
+    i.add_argument("--server", default="m1")
+    h = sub.add_parser("history")
+    h.add_argument("--rates", default="100,250,500")
+    h.add_argument("--duration", type=float, default=10)
+    sub.add_parser("report")
+    args = parser.parse_args(argv)
+    command = "python -m bench " + " ".join(argv)
+
+    if args.scenario == "e2e":
+        result = await run_e2e(args, args.rate)
+        print(summarize(result))
+        save(f"e2e-{args.rate:g}", command, result)
+    elif args.scenario == "step":
+        steps = []
+        rate = args.rate
+        while rate <= args.max_rate:
+            result = await run_e2e(args, rate)
+            print(summarize(result))
+            steps.append(result)
+            if result["e2e_ms"]["p99"] > 100 or not lossless(result):
+                break
+            rate += args.step
+        sustained = [s["rate"] for s in steps if s["e2e_ms"]["p99"] <= 100 and lossless(s)]
+        save("step", command, {"steps": steps, "max_sustained_rate": max(sustained, default=0)})
+    elif args.scenario == "floors":
+        kafka = await floors.kafka_floor(KAFKA, args.rate, args.duration, args.body)
+        print(f"kafka produce-to-consume: {kafka['produce_to_consume_ms']}")
+        cass = await floors.cassandra_floor(
+            ["127.0.0.1"], 9042, args.rate, args.duration, args.body
+        )
+        print(f"cassandra insert: {cass['insert_ms']}")
+        save(f"floors-{args.rate:g}", command, {"kafka": kafka, "cassandra": cass})
+    elif args.scenario == "idle":
+        layout = Layout.from_env()
+        secret = (layout.state / "secrets" / "jwt").read_text().strip()
+        tracked = processes.alive(layout.pidfile(f"messaging-{args.server}"))
+        if tracked is None:
+            raise SystemExit(f"messaging-{args.server} is not running; ./dev up first")
+        client = aioredis.Redis.from_url(REDIS)
+        config = await partitioning.load(client)
+        await client.aclose()
+        result = await idle.idle_streams(secret, config, args.server, tracked.pid, args.streams)
+        print(result)
+        save("idle", command, result)
+    elif args.scenario == "history":
+        [alice, bob] = await register_and_login(BFF, 2, "hist")
+        [chat_id] = await open_chats(BFF, [(alice, bob)])
+        async with aiohttp.ClientSession() as http:
+            for n in range(120):
+                async with http.post(
+                    f"{BFF}/v1/chats/{chat_id}/messages",
+                    json={"client_message_id": f"h{n}", "body": f"history message {n} " + "x" * 80},
+                    headers={"Authorization": f"Bearer {alice.token}"},
+                ) as response:
+                    if response.status != 201:
+                        raise RuntimeError(f"seeding history: {await response.text()}")
+        await asyncio.sleep(3)  # the history writer persists asynchronously
+        levels = []
+        for rate in (float(r) for r in args.rates.split(",")):
+            level = await history_load.pages(
+                "127.0.0.1:7201", bob.token, chat_id, rate, args.duration
+            )
+            print(f"{rate:g} pages/s: {level['page_ms']} errors {level['errors']}")
+            levels.append(level)
+        save("history", command, {"levels": levels})
+    else:
+        await asyncio.to_thread(report.write, RESULTS, DOCS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))

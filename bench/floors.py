@@ -1,0 +1,122 @@
+"""The floors of our own pipeline, measured against the same broker and node:
+raw confluent-kafka produce-to-consume latency and raw cassandra-driver insert latency."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import threading
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from bench.stats import summary
+from chatlib import cassandra
+from chatlib.kafka import AsyncProducer, ensure_topic
+
+PARTITIONS = 12
+
+
+async def kafka_floor(
+    bootstrap: str, rate: float, duration: float, body_bytes: int
+) -> dict[str, Any]:
+    """Produce (idempotent, acks=all, as messaging does) at ``rate``; a consumer thread stamps
+    each record's arrival. Latency = arrival - produce call, on one monotonic clock."""
+    topic = f"bench.floor.{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(ensure_topic, bootstrap, topic, PARTITIONS, 1, {})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "fetch.wait.max.ms": 5})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    arrivals: list[tuple[int, float]] = []
+    stop = threading.Event()
+    total = int(rate * duration)
+
+    def consume() -> None:
+        while not stop.is_set() and len(arrivals) < total:
+            for record in consumer.consume(500, 0.1):
+                if record.error() is None:
+                    (index,) = struct.unpack_from(">q", record.value() or b"")
+                    arrivals.append((index, time.monotonic()))
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    await asyncio.sleep(2)  # let the consumer fetch from every partition first
+    producer = AsyncProducer({"bootstrap.servers": bootstrap})
+    sent: dict[int, float] = {}
+    padding = b"x" * max(0, body_bytes - 8)
+    start = time.monotonic() + 0.2
+    tasks = []
+    for i in range(total):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[i] = time.monotonic()
+        tasks.append(
+            asyncio.create_task(
+                producer.produce(topic, struct.pack(">q", i) + padding, partition=i % PARTITIONS)
+            )
+        )
+    await asyncio.gather(*tasks)
+    # The reader stops by itself once every record arrived; give it 10 s more at most.
+    await asyncio.to_thread(reader.join, 10)
+    stop.set()
+    reader.join()
+    producer.close()
+    consumer.close()
+    latencies = [(at - sent[i]) * 1000 for i, at in arrivals if i in sent]
+    return {
+        "rate": rate,
+        "duration_s": duration,
+        "body_bytes": body_bytes,
+        "produced": total,
+        "consumed": len(arrivals),
+        "produce_to_consume_ms": summary(latencies),
+    }
+
+
+async def cassandra_floor(
+    hosts: list[str], port: int, rate: float, duration: float, body_bytes: int
+) -> dict[str, Any]:
+    """Prepared inserts at ``rate`` into a table shaped like messages_by_chat."""
+    keyspace = f"bench_{uuid.uuid4().hex[:8]}"
+    cluster, session = cassandra.connect(hosts, port)
+    try:
+        session.execute(
+            f"CREATE KEYSPACE {keyspace} WITH replication ="
+            " {'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        session.execute(
+            f"CREATE TABLE {keyspace}.messages (chat_id text, bucket int, message_id bigint,"
+            " body text, PRIMARY KEY ((chat_id, bucket), message_id))"
+        )
+        db = cassandra.AsyncSession(session, keyspace)
+        insert = "INSERT INTO messages (chat_id, bucket, message_id, body) VALUES (?, ?, ?, ?)"
+        db.prepare(insert)
+        body = "x" * body_bytes
+        total = int(rate * duration)
+        latencies: list[float] = []
+
+        async def one(i: int) -> None:
+            began = time.monotonic()
+            await db.execute(insert, (f"chat-{i % 100}", 1, i, body))
+            latencies.append((time.monotonic() - began) * 1000)
+
+        start = time.monotonic() + 0.2
+        tasks = []
+        for i in range(total):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        return {
+            "rate": rate,
+            "duration_s": duration,
+            "body_bytes": body_bytes,
+            "inserts": total,
+            "insert_ms": summary(latencies),
+        }
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        cluster.shutdown()
