@@ -94,6 +94,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             directory=directory,
             registry=registry,
             watermarks=watermarks,
+            fanout=fanout,
             bootstrap=common.kafka_bootstrap,
             topic=common.deliveries_topic,
             secret=common.jwt_secret,

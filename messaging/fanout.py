@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
 
+from chatlib.errors import Unavailable
 from chatlib.telemetry import context_from_headers
 from messaging import events
 from messaging.replay import Watermarks
@@ -39,6 +40,19 @@ class FanOut:
         self._topic = topic
         self._partitions = partitions
         self.assigned = False
+        #: Per partition, the offset of the next record the fan-out will publish.
+        self._next: dict[int, int] = {}
+
+    def next_offset(self, partition: int) -> int:
+        """Every record from this offset on will still be published to registered streams.
+
+        A stream that registers now gets live what is at or after it; what is before it comes
+        from a replay. Asking the fan-out instead of the broker makes a subscribe cost no
+        round trip to Kafka.
+        """
+        if partition not in self._next:
+            raise Unavailable("this server is still starting; retry in a moment")
+        return self._next[partition]
 
     def _fetch(self) -> list[Message]:
         """Wait for the first record only, then take whatever else is already there.
@@ -60,6 +74,7 @@ class FanOut:
         for partition in self._partitions:
             _, high = await self._watermarks.get(partition)
             starts.append(TopicPartition(self._topic, partition, high))
+            self._next[partition] = high
         self._consumer.assign(starts)
         self.assigned = True
         logger.info("fan-out consuming %s partitions %s", self._topic, self._partitions)
@@ -71,6 +86,7 @@ class FanOut:
                     if error.code() != KafkaError._PARTITION_EOF:
                         logger.warning("fan-out consumer error: %s", error)
                     continue
+                self._next[record.partition() or 0] = (record.offset() or 0) + 1
                 try:
                     recipient, event = events.decode(record)
                 except (DecodeError, ValueError) as exc:

@@ -12,6 +12,7 @@ from chatlib.hashing import partition_for
 from chatlib.partitioning import Partitioning
 from messaging.chats import ChatDirectory
 from messaging.cursor import Cursor
+from messaging.fanout import FanOut
 from messaging.replay import Watermarks, replay
 from messaging.send import Sender
 from messaging.streams import LiveEvent, LiveStream, StreamRegistry
@@ -32,6 +33,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         directory: ChatDirectory,
         registry: StreamRegistry,
         watermarks: Watermarks,
+        fanout: FanOut,
         bootstrap: str,
         topic: str,
         secret: str,
@@ -43,6 +45,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self._directory = directory
         self._registry = registry
         self._watermarks = watermarks
+        self._fanout = fanout
         self._bootstrap = bootstrap
         self._topic = topic
         self._secret = secret
@@ -88,6 +91,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                     f"partition {partition} of user {user} is served by {owner.name} at "
                     f"{owner.address}; connect there"
                 )
+            self._fanout.next_offset(partition)  # Unavailable until the fan-out is assigned
             cursor = Cursor.decode(request.resume_cursor) if request.resume_cursor else None
             if cursor is not None and cursor.partition != partition:
                 raise errors.InvalidArgument(
@@ -109,9 +113,10 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
     async def _events(
         self, stream: LiveStream, partition: int, cursor: Cursor | None
     ) -> AsyncIterator[messaging_pb2.ClientEvent]:
-        low, high = await self._watermarks.get(partition)
+        high = self._fanout.next_offset(partition)
         last = Cursor(partition, high - 1)
         if cursor is not None:
+            low, _ = await self._watermarks.get(partition)
             if cursor.offset + 1 < low:
                 yield messaging_pb2.ClientEvent(
                     cursor=last.encode(),
