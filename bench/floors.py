@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from bench.pacing import at_rate
 from bench.stats import summary
 from chatlib import cassandra
 from chatlib.kafka import AsyncProducer, ensure_topic
@@ -50,19 +51,12 @@ async def kafka_floor(
     producer = AsyncProducer({"bootstrap.servers": bootstrap})
     sent: dict[int, float] = {}
     padding = b"x" * max(0, body_bytes - 8)
-    start = time.monotonic() + 0.2
-    tasks = []
-    for i in range(total):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+
+    async def produce(i: int) -> None:
         sent[i] = time.monotonic()
-        tasks.append(
-            asyncio.create_task(
-                producer.produce(topic, struct.pack(">q", i) + padding, partition=i % PARTITIONS)
-            )
-        )
-    await asyncio.gather(*tasks)
+        await producer.produce(topic, struct.pack(">q", i) + padding, partition=i % PARTITIONS)
+
+    await at_rate(total, rate, produce)
     # The reader stops by itself once every record arrived; give it 10 s more at most.
     await asyncio.to_thread(reader.join, 10)
     stop.set()
@@ -107,14 +101,7 @@ async def cassandra_floor(
             await db.execute(insert, (f"chat-{i % 100}", 1, i, body))
             latencies.append((time.monotonic() - began) * 1000)
 
-        start = time.monotonic() + 0.2
-        tasks = []
-        for i in range(total):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
+        await at_rate(total, rate, one)
         return {
             "rate": rate,
             "duration_s": duration,

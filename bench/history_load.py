@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 import grpc
 
+from bench.pacing import at_rate
 from bench.stats import summary
 from protos.chat.v1 import history_pb2, history_pb2_grpc
 
@@ -22,7 +22,7 @@ async def pages(
         metadata = (("authorization", f"Bearer {token}"),)
         request = history_pb2.GetHistoryRequest(chat_id=chat_id, limit=limit)
 
-        async def one() -> None:
+        async def one(_: int) -> None:
             nonlocal errors
             began = time.monotonic()
             try:
@@ -34,15 +34,7 @@ async def pages(
                 errors += 1
             latencies.append((time.monotonic() - began) * 1000)
 
-        total = int(rate * duration)
-        start = time.monotonic() + 0.2
-        tasks = []
-        for i in range(total):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
+        await at_rate(int(rate * duration), rate, one)
     return {
         "rate": rate,
         "duration_s": duration,
