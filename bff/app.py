@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,13 @@ from chatlib import tokens
 from chatlib.errors import InvalidArgument, NotFound, Unauthenticated
 from chatlib.grpc_auth import bearer_metadata
 from chatlib.hashing import partition_for
+from chatlib.partitioning import Partitioning
 from chatlib.partitioning import load as load_partitioning
 from protos.chat.v1 import history_pb2, history_pb2_grpc, messaging_pb2, messaging_pb2_grpc
 
 USERNAME = re.compile(r"^[a-z0-9_.-]{3,32}$")
 SESSION_KEY = "chat:session:{}"
+PARTITIONING_TTL = 5.0
 
 
 @dataclass
@@ -35,6 +38,17 @@ class Backends:
     messaging_channels: dict[str, grpc.aio.Channel]
     client_interceptors: list[grpc.aio.ClientInterceptor]
     messaging_dial: dict[str, str]
+    _partitioning: Partitioning | None = None
+    _partitioning_read_at: float = 0.0
+
+    async def partitioning(self) -> Partitioning:
+        """The routing config, re-read from Redis at most every few seconds: every send and
+        login needs it, and it changes rarely (live change notification is a later issue)."""
+        now = time.monotonic()
+        if self._partitioning is None or now - self._partitioning_read_at > PARTITIONING_TTL:
+            self._partitioning = await load_partitioning(self.redis)
+            self._partitioning_read_at = now
+        return self._partitioning
 
     def service_metadata(self) -> tuple[tuple[str, str], ...]:
         return bearer_metadata(tokens.issue(self.secret, tokens.SERVICE_SUBJECT, 60))
@@ -43,7 +57,7 @@ class Backends:
         self, user_id: int
     ) -> tuple[str, messaging_pb2_grpc.MessagingServiceAsyncStub]:
         """The messaging server that owns the user's partition: where their stream lives."""
-        config = await load_partitioning(self.redis)
+        config = await self.partitioning()
         owner = config.owner(partition_for(user_id, config.partitions))
         dial = self.messaging_dial.get(owner.name, owner.address)
         channel = self.messaging_channels.get(dial)
