@@ -14,8 +14,6 @@ from chatlib.hashing import partition_for
 from chatlib.partitioning import Partitioning
 from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
 
-# Past about 1,000 concurrent streams per server the calls end CANCELLED (see
-# docs/benchmarks.md); more channels per client made it fail sooner, so one per 1,000.
 STREAMS_PER_CHANNEL = 1000
 
 

@@ -95,7 +95,7 @@ def write(results: Path, docs: Path) -> None:
         keys["e2e_p50_over_kafka_p50"] = round(
             float(keys["e2e_p50_ms_at_500"]) / float(keys["kafka_floor_p50_ms_at_500"]), 2
         )
-    keys["centrifugo_p99_ms_at_500"] = "not measured (see Peer)"
+    keys["centrifugo_p99_ms_at_500"] = math.nan  # not measured: see the Peer section
     if step:
         keys["max_sustained_msgs_per_s"] = step["result"]["max_sustained_rate"]
     if idle:
@@ -107,6 +107,7 @@ def write(results: Path, docs: Path) -> None:
 
     lines: list[str] = ["# Benchmarks", ""]
     lines += [f"{key}: {value}" for key, value in keys.items()]
+    lines += ["", "(`nan`: not measured; the sections below say why.)"]
     lines += [
         "",
         "Numbers from `bench/results/*.json`; regenerate this page with `python -m bench report`.",
@@ -157,6 +158,12 @@ def write(results: Path, docs: Path) -> None:
             lines.append(
                 _row("floor: raw Cassandra insert", floors["result"]["cassandra"]["insert_ms"])
             )
+        if floors:
+            lines += [
+                "",
+                f"Floors: `{floors['command']}` ({floors['measured_at']}), same broker and node, "
+                "with the services idle.",
+            ]
         lines.append("")
         lines += [f"![{p}](../bench/results/{p})" for p in plots]
         lines.append("")

@@ -85,7 +85,17 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     )
     fanout_task = asyncio.create_task(fanout.run(stop), name="fan-out")
 
-    server = grpc.aio.server(interceptors=telemetry.grpc_server_interceptors())
+    server = grpc.aio.server(
+        interceptors=telemetry.grpc_server_interceptors(),
+        # gRPC cancels calls that arrive faster than the Python server loop picks them up once
+        # more than 1,000 are pending (RST_STREAM, seen by clients as CANCELLED). A burst of
+        # reconnecting clients after a restart is exactly that, so the queue may grow; each
+        # pending call is only a few hundred bytes.
+        options=[
+            ("grpc.server.max_pending_requests", 100_000),
+            ("grpc.server.max_pending_requests_hard_limit", 100_000),
+        ],
+    )
     messaging_pb2_grpc.add_MessagingServiceServicer_to_server(
         MessagingService(
             server_name=settings.server_name,
