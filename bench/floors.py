@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 from bench.pacing import at_rate
 from bench.stats import summary
 from chatlib import cassandra
-from chatlib.kafka import AsyncProducer, ensure_topic
+from chatlib.kafka import AsyncProducer, ensure_topic, fetch
 
 PARTITIONS = 12
 
@@ -34,13 +34,9 @@ async def kafka_floor(
     total = int(rate * duration)
 
     def consume() -> None:
-        # As the fan-out does: wait for one record, then drain what is there. A plain
-        # consume(500, timeout) would wait for a full batch and add the timeout to the floor.
+        # Fetched as the fan-out fetches, so the floor and the pipeline wait alike.
         while not stop.is_set() and len(arrivals) < total:
-            first = consumer.poll(0.1)
-            if first is None:
-                continue
-            for record in [first, *consumer.consume(499, 0)]:
+            for record in fetch(consumer, 500, 0.1):
                 if record.error() is None:
                     (index,) = struct.unpack_from(">q", record.value() or b"")
                     arrivals.append((index, time.monotonic()))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 # Re-exported by confluent_kafka.admin at run time; the stubs declare it in cimpl only.
@@ -110,6 +110,19 @@ def _settle(future: asyncio.Future[Produced], outcome: Produced | Exception) -> 
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
+
+
+def fetch(consumer: Consumer, limit: int, wait: float) -> list[Message]:
+    """Wait up to ``wait`` seconds for the first record, then take what else is already there.
+
+    ``consumer.consume(limit, wait)`` alone returns only when ``limit`` records arrived or
+    ``wait`` passed, which adds up to the whole wait to every record when traffic is light.
+    Blocking: call it from a thread.
+    """
+    first = consumer.poll(wait)
+    if first is None:
+        return []
+    return [first, *consumer.consume(limit - 1, 0)]
 
 
 def ensure_topic(

@@ -61,6 +61,8 @@ class HistoryWriter:
     async def run(self, stop: asyncio.Event) -> None:
         self._consumer.subscribe([self._topic])
         while not stop.is_set():
+            # consume() fills batches (up to POLL_SECONDS of waiting): persistence is about
+            # throughput, unlike the live fan-out, which uses chatlib.kafka.fetch.
             messages = await asyncio.to_thread(self._consumer.consume, BATCH, POLL_SECONDS)
             if not messages:
                 continue

@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
 
 from chatlib.errors import Unavailable
+from chatlib.kafka import fetch
 from chatlib.telemetry import context_from_headers
 from messaging import events
 from messaging.replay import Watermarks
@@ -54,17 +55,6 @@ class FanOut:
             raise Unavailable("this server is still starting; retry in a moment")
         return self._next[partition]
 
-    def _fetch(self) -> list[Message]:
-        """Wait for the first record only, then take whatever else is already there.
-
-        ``consume(n, timeout)`` alone waits until n records arrived or the timeout passed, which
-        adds up to the whole timeout to every live event when traffic is light.
-        """
-        first = self._consumer.poll(POLL_SECONDS)
-        if first is None:
-            return []
-        return [first, *self._consumer.consume(BATCH - 1, 0)]
-
     async def run(self, stop: asyncio.Event) -> None:
         # Live only: streams that need older events replay them from their cursor. The start
         # offsets are resolved here, before the server reports ready; a symbolic "end" would
@@ -79,7 +69,7 @@ class FanOut:
         self.assigned = True
         logger.info("fan-out consuming %s partitions %s", self._topic, self._partitions)
         while not stop.is_set():
-            records = await asyncio.to_thread(self._fetch)
+            records = await asyncio.to_thread(fetch, self._consumer, BATCH, POLL_SECONDS)
             for record in records:
                 error = record.error()
                 if error is not None:

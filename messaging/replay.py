@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from google.protobuf.message import DecodeError
 
+from chatlib.kafka import fetch
 from messaging import events
 from messaging.streams import LiveEvent
 
@@ -58,7 +59,7 @@ async def replay(
         consumer.assign([TopicPartition(topic, partition, start)])
         position = start
         while position < end:
-            records = await asyncio.to_thread(consumer.consume, BATCH, 1.0)
+            records = await asyncio.to_thread(fetch, consumer, BATCH, 1.0)
             for record in records:
                 error = record.error()
                 if error is not None:
