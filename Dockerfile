@@ -15,5 +15,6 @@ COPY chatlib ./chatlib
 COPY messaging ./messaging
 COPY history ./history
 COPY bff ./bff
+COPY config_service ./config_service
 
 USER nobody

@@ -14,6 +14,9 @@ from aiohttp import web
 from bff.app import Backends, create_app
 from bff.settings import Settings
 from chatlib import lifecycle, ops, redis_client, telemetry
+from chatlib.config_sections import Features
+from chatlib.live_config import LiveConfig, LiveSection
+from chatlib.partitioning import Partitioning
 from protos.chat.v1 import history_pb2_grpc
 
 logger = logging.getLogger("bff")
@@ -38,6 +41,11 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             await channel.close()
 
     stack.push_async_callback(close_channels)
+    routing = LiveSection("partitioning", Partitioning.parse)
+    features = LiveSection("features", Features.parse)
+    live = LiveConfig(settings.common.redis_url, [routing, features])
+    stack.push_async_callback(live.close)
+    await live.start(stop)
     backends = Backends(
         history=history_pb2_grpc.HistoryServiceStub(history_channel),
         redis=client,
@@ -47,6 +55,8 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         messaging_channels=channels,
         client_interceptors=interceptors,
         messaging_dial=settings.messaging_dial,
+        partitioning=routing,
+        features=features,
     )
     runner = web.AppRunner(create_app(backends, settings.max_request_bytes), access_log=None)
     await runner.setup()
@@ -57,7 +67,15 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         await client.ping()
         return None
 
-    ops_runner = await ops.start("127.0.0.1", settings.ops_port, {"redis": redis_check})
+    async def config_check() -> str | None:
+        return live.check()
+
+    ops_runner = await ops.start(
+        "127.0.0.1",
+        settings.ops_port,
+        {"redis": redis_check, "config": config_check},
+        degraded={"config": live.problem},
+    )
     stack.push_async_callback(ops_runner.cleanup)
     logger.info("bff on http://%s:%d", settings.host, settings.port)
     await stop.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,19 +12,19 @@ import grpc
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from bff import passwords, problems
+from bff import passwords
 from bff.openapi import DOCUMENT
-from chatlib import tokens
-from chatlib.errors import InvalidArgument, NotFound, Unauthenticated
+from chatlib import problems, tokens
+from chatlib.config_sections import Features
+from chatlib.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from chatlib.grpc_auth import bearer_metadata
 from chatlib.hashing import partition_for
+from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
-from chatlib.partitioning import load as load_partitioning
 from protos.chat.v1 import history_pb2, history_pb2_grpc, messaging_pb2, messaging_pb2_grpc
 
 USERNAME = re.compile(r"^[a-z0-9_.-]{3,32}$")
 SESSION_KEY = "chat:session:{}"
-PARTITIONING_TTL = 5.0
 
 
 @dataclass
@@ -38,17 +37,9 @@ class Backends:
     messaging_channels: dict[str, grpc.aio.Channel]
     client_interceptors: list[grpc.aio.ClientInterceptor]
     messaging_dial: dict[str, str]
-    _partitioning: Partitioning | None = None
-    _partitioning_read_at: float = 0.0
-
-    async def partitioning(self) -> Partitioning:
-        """The routing config, re-read from Redis at most every few seconds: every send and
-        login needs it, and it changes rarely (live change notification is a later issue)."""
-        now = time.monotonic()
-        if self._partitioning is None or now - self._partitioning_read_at > PARTITIONING_TTL:
-            self._partitioning = await load_partitioning(self.redis)
-            self._partitioning_read_at = now
-        return self._partitioning
+    #: Live config: routing changes and feature flags apply from the next request.
+    partitioning: LiveSection[Partitioning]
+    features: LiveSection[Features]
 
     def service_metadata(self) -> tuple[tuple[str, str], ...]:
         return bearer_metadata(tokens.issue(self.secret, tokens.SERVICE_SUBJECT, 60))
@@ -57,14 +48,14 @@ class Backends:
         self, user_id: int
     ) -> tuple[str, messaging_pb2_grpc.MessagingServiceAsyncStub]:
         """The messaging server that owns the user's partition: where their stream lives."""
-        config = await self.partitioning()
+        config = self.partitioning.get()
         owner = config.owner(partition_for(user_id, config.partitions))
-        dial = self.messaging_dial.get(owner.name, owner.address)
+        dial = self.messaging_dial.get(owner.name, owner.target)
         channel = self.messaging_channels.get(dial)
         if channel is None:
             channel = grpc.aio.insecure_channel(dial, interceptors=self.client_interceptors)
             self.messaging_channels[dial] = channel
-        return owner.address, messaging_pb2_grpc.MessagingServiceStub(channel)
+        return owner.target, messaging_pb2_grpc.MessagingServiceStub(channel)
 
 
 BACKENDS = web.AppKey("backends", Backends)
@@ -125,6 +116,8 @@ def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
 
 
 async def register(request: web.Request) -> web.Response:
+    if not request.app[BACKENDS].features.get().registration_open:
+        raise PermissionDenied("registration of new accounts is closed")
     body = await _json(request)
     username = _string(body, "username", maximum=32)
     password = _string(body, "password", maximum=256)

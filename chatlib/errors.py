@@ -10,10 +10,19 @@ import grpc
 T = TypeVar("T")
 
 
+RETRY_AFTER_KEY = "chat-retry-after-ms"
+REDIRECT_KEY = "chat-redirect"
+
+
 class ChatError(Exception):
     """Base: the message is for the caller and names the problem."""
 
     code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, *, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        #: Sent as gRPC trailing metadata: machine-readable detail (a redirect, a retry delay).
+        self.metadata = metadata
 
 
 class InvalidArgument(ChatError):
@@ -43,6 +52,10 @@ class FailedPrecondition(ChatError):
 class ResourceExhausted(ChatError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
+    def __init__(self, message: str, *, retry_after_ms: int) -> None:
+        super().__init__(message, metadata=((RETRY_AFTER_KEY, str(retry_after_ms)),))
+        self.retry_after_ms = retry_after_ms
+
 
 class Unavailable(ChatError):
     code = grpc.StatusCode.UNAVAILABLE
@@ -50,7 +63,7 @@ class Unavailable(ChatError):
 
 async def abort(context: grpc.aio.ServicerContext[object, object], error: ChatError) -> None:
     """Ends the call with the error's status; raises (as grpc.aio's abort does)."""
-    await context.abort(error.code, str(error))
+    await context.abort(error.code, str(error), trailing_metadata=error.metadata)
 
 
 async def guard(

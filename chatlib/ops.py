@@ -10,8 +10,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 Check = Callable[[], Awaitable[str | None]]
 
 
-async def start(host: str, port: int, checks: dict[str, Check]) -> web.AppRunner:
-    """Serve the ops endpoints. Each check returns None when healthy, else what is wrong."""
+async def start(
+    host: str,
+    port: int,
+    checks: dict[str, Check],
+    degraded: dict[str, Callable[[], str | None]] | None = None,
+) -> web.AppRunner:
+    """Serve the ops endpoints. Each check returns None when healthy, else what is wrong.
+
+    ``degraded`` reports what is stale but still serving (the live config while Redis is
+    away): listed in /readyz without making it fail, since taking the process out of
+    service would be worse than serving with the last good values.
+    """
 
     async def livez(_: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -25,8 +35,15 @@ async def start(host: str, port: int, checks: dict[str, Check]) -> web.AppRunner
                 problem = f"{type(exc).__name__}: {exc}"
             if problem is not None:
                 problems[name] = problem
+        notes = {}
+        for name, note in (degraded or {}).items():
+            found = note()
+            if found is not None:
+                notes[name] = found
         status = 200 if not problems else 503
-        return web.json_response({"ready": not problems, "problems": problems}, status=status)
+        return web.json_response(
+            {"ready": not problems, "problems": problems, "degraded": notes}, status=status
+        )
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -13,9 +13,11 @@ import grpc
 from confluent_kafka import Consumer
 
 from chatlib import cassandra, lifecycle, ops, redis_client, telemetry
+from chatlib.config_sections import Limits
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer
 from chatlib.leases import WorkerLease
+from chatlib.live_config import LiveConfig, LiveSection
 from history import migrate
 from history.query_service import HistoryService
 from history.settings import Settings
@@ -103,6 +105,10 @@ async def _run(
 
     client = redis_client.connect(common.redis_url)
     stack.push_async_callback(client.aclose)
+    limits = LiveSection("limits", Limits.parse)
+    live = LiveConfig(common.redis_url, [limits])
+    stack.push_async_callback(live.close)
+    await live.start(stop)
     lease = WorkerLease(client)
     await lease.acquire()
     stack.push_async_callback(lease.release)
@@ -112,15 +118,23 @@ async def _run(
             store,
             Snowflake(lease.check),
             common.jwt_secret,
-            settings.page_default,
-            settings.page_max,
+            limits,
         ),
         server,
     )
     address = f"{settings.query_host}:{settings.query_port}"
     server.add_insecure_port(address)
     await server.start()
-    runner = await ops.start("127.0.0.1", settings.ops_port, {"cassandra": cassandra_check})
+
+    async def config_check() -> str | None:
+        return live.check()
+
+    runner = await ops.start(
+        "127.0.0.1",
+        settings.ops_port,
+        {"cassandra": cassandra_check, "config": config_check},
+        degraded={"config": live.problem},
+    )
     stack.push_async_callback(runner.cleanup)
     logger.info("history query service on %s", address)
     await stop.wait()

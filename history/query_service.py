@@ -7,7 +7,9 @@ import grpc
 from opentelemetry import trace
 
 from chatlib import errors, grpc_auth, tokens
+from chatlib.config_sections import Limits
 from chatlib.ids import Snowflake
+from chatlib.live_config import LiveSection
 from history.store import HistoryStore
 from protos.chat.v1 import common_pb2, history_pb2, history_pb2_grpc
 
@@ -17,13 +19,12 @@ Context = grpc.aio.ServicerContext[object, object]
 
 class HistoryService(history_pb2_grpc.HistoryServiceServicer):
     def __init__(
-        self, store: HistoryStore, ids: Snowflake, secret: str, page_default: int, page_max: int
+        self, store: HistoryStore, ids: Snowflake, secret: str, limits: LiveSection[Limits]
     ) -> None:
         self._store = store
         self._ids = ids
         self._secret = secret
-        self._page_default = page_default
-        self._page_max = page_max
+        self._limits = limits
 
     async def ListChats(
         self, request: history_pb2.ListChatsRequest, context: Context
@@ -56,8 +57,8 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
             user = self._user(context)
             if request.before_id and request.after_id:
                 raise errors.InvalidArgument("give before_id or after_id, not both")
-            if request.limit < 0 or request.limit > self._page_max:
-                raise errors.InvalidArgument(f"limit must be between 1 and {self._page_max}")
+            limits = self._limits.get()
+            limit = _limit(request.limit, limits.history_page_default, limits.history_page_max)
             chat = await self._store.chat(request.chat_id)
             if chat is None:
                 raise errors.NotFound(f"chat {request.chat_id!r} does not exist")
@@ -70,7 +71,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
                     chat,
                     before_id=request.before_id,
                     after_id=request.after_id,
-                    limit=request.limit or self._page_default,
+                    limit=limit,
                 )
             return history_pb2.GetHistoryResponse(
                 messages=[

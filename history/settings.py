@@ -14,8 +14,6 @@ class Settings:
     ops_port: int
     writer_group: str
     replication: str
-    page_default: int
-    page_max: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -29,6 +27,4 @@ class Settings:
             replication=read.text(
                 "CHAT_KEYSPACE_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}"
             ),
-            page_default=read.integer("CHAT_PAGE_DEFAULT", 50, minimum=1),
-            page_max=read.integer("CHAT_PAGE_MAX", 200, minimum=1),
         )

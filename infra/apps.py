@@ -37,6 +37,13 @@ class App:
 
 APPS = [
     App(
+        "config-service",
+        ["config_service", "serve"],
+        9501,
+        "HTTP http://127.0.0.1:7301/v1/config (admin token: .infra/secrets/admin)",
+        {"CHAT_CONFIG_PORT": "7301"},
+    ),
+    App(
         "history-query",
         ["history", "query"],
         9301,
@@ -69,28 +76,38 @@ APPS = [
 
 
 def default_partitioning() -> str:
+    """The partitioning section ``./dev up`` seeds: two servers, half the partitions each."""
     half = PARTITIONS // 2
     return json.dumps(
         {
-            "version": 1,
             "partitions": PARTITIONS,
             "servers": [
-                {"name": "m1", "address": "127.0.0.1:7101", "ranges": [[0, half - 1]]},
-                {"name": "m2", "address": "127.0.0.1:7102", "ranges": [[half, PARTITIONS - 1]]},
+                {"name": "m1", "address": "grpc://127.0.0.1:7101", "ranges": [[0, half - 1]]},
+                {
+                    "name": "m2",
+                    "address": "grpc://127.0.0.1:7102",
+                    "ranges": [[half, PARTITIONS - 1]],
+                },
             ],
         }
     )
 
 
+def secret(ctx: Context, name: str) -> str:
+    """A random secret kept in .infra/secrets/<name>, made on first use."""
+    path = ctx.layout.state / "secrets" / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def environment(ctx: Context) -> dict[str, str]:
-    """What every service process gets: the shared secret and the local endpoints."""
-    secret_file = ctx.layout.state / "secrets" / "jwt"
-    if not secret_file.is_file():
-        secret_file.parent.mkdir(parents=True, exist_ok=True)
-        secret_file.write_text(secrets.token_urlsafe(48))
-        secret_file.chmod(0o600)
+    """What every service process gets: the shared secrets and the local endpoints."""
     return {
-        "CHAT_JWT_SECRET": secret_file.read_text().strip(),
+        "CHAT_JWT_SECRET": secret(ctx, "jwt"),
+        "CHAT_ADMIN_TOKENS": f"admin={secret(ctx, 'admin')}",
         "CHAT_PARTITIONS": str(PARTITIONS),
         "CHAT_PARTITIONING_DEFAULT": default_partitioning(),
         "PYTHONUNBUFFERED": "1",
@@ -100,11 +117,12 @@ def environment(ctx: Context) -> dict[str, str]:
 
 
 def setup(ctx: Context) -> None:
-    """Schema migrations, topics and the default partitioning config (each idempotent)."""
+    """Schema migrations, topics and the default config sections (each idempotent)."""
     env = environment(ctx)
     for title, module in (
         ("cassandra schema migrations", ["history", "migrate"]),
-        ("kafka topics and partitioning config", ["messaging", "setup"]),
+        ("kafka topics", ["messaging", "setup"]),
+        ("live config defaults", ["config_service", "seed"]),
     ):
         with step(title):
             result = subprocess.run(

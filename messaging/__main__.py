@@ -11,13 +11,17 @@ from contextlib import AsyncExitStack
 import grpc
 from confluent_kafka import Consumer
 
-from chatlib import cassandra, lifecycle, ops, partitioning, redis_client, telemetry
+from chatlib import cassandra, lifecycle, ops, redis_client, telemetry
+from chatlib.config_sections import Features, Limits
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer, ensure_topic
 from chatlib.leases import WorkerLease
+from chatlib.live_config import LiveConfig, LiveSection
+from chatlib.partitioning import Partitioning
 from chatlib.settings import Common, Env
 from messaging.chats import ChatDirectory
 from messaging.fanout import FanOut
+from messaging.rate_limit import RateLimiter
 from messaging.replay import Watermarks
 from messaging.send import Sender
 from messaging.service import MessagingService
@@ -47,8 +51,12 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     common = settings.common
     client = redis_client.connect(common.redis_url)
     stack.push_async_callback(client.aclose)
-    config = await partitioning.load(client)
-    me = config.server(settings.server_name)
+    routing = LiveSection("partitioning", Partitioning.parse)
+    limits = LiveSection("limits", Limits.parse)
+    features = LiveSection("features", Features.parse)
+    live = LiveConfig(common.redis_url, [routing, limits, features])
+    stack.push_async_callback(live.close)
+    await live.start(stop)
     lease = WorkerLease(client)
     await lease.acquire()
     stack.push_async_callback(lease.release)
@@ -67,22 +75,26 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         client,
         directory,
         Snowflake(lease.check),
+        RateLimiter(client),
+        limits=limits,
+        features=features,
+        partitioning=routing,
         topic=common.deliveries_topic,
-        partitions=config.partitions,
-        max_body_bytes=settings.max_body_bytes,
         dedup_ttl_seconds=settings.dedup_ttl_seconds,
     )
     consumer = Consumer(
         {
             "bootstrap.servers": common.kafka_bootstrap,
-            "group.id": f"messaging-{settings.server_name}",
+            # One group for every messaging server: a partition's position, committed by the
+            # server that gives it up, is where the next owner starts.
+            "group.id": settings.fanout_group,
             "enable.auto.commit": False,
         }
     )
     stack.callback(consumer.close)
-    fanout = FanOut(
-        consumer, registry, watermarks, common.deliveries_topic, range(me.first, me.last + 1)
-    )
+    fanout = FanOut(consumer, registry, watermarks, common.deliveries_topic, settings.server_name)
+    fanout.follow(routing.get())
+    routing.on_change(fanout.follow)
     fanout_task = asyncio.create_task(fanout.run(stop), name="fan-out")
 
     server = grpc.aio.server(
@@ -99,7 +111,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     messaging_pb2_grpc.add_MessagingServiceServicer_to_server(
         MessagingService(
             server_name=settings.server_name,
-            partitioning=config,
+            partitioning=routing,
             sender=sender,
             directory=directory,
             registry=registry,
@@ -119,7 +131,10 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     async def fanout_check() -> str | None:
         if fanout_task.done():
             return f"fan-out ended: {fanout_task.exception()!r}"
-        return None if fanout.assigned else "fan-out is not assigned its partitions yet"
+        return None if fanout.assigned else "fan-out is not consuming its partitions yet"
+
+    async def config_check() -> str | None:
+        return live.check()
 
     async def lease_check() -> str | None:
         lease.check()
@@ -132,16 +147,22 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     runner = await ops.start(
         "127.0.0.1",
         settings.ops_port,
-        {"fan-out": fanout_check, "worker-lease": lease_check, "redis": redis_check},
+        {
+            "fan-out": fanout_check,
+            "worker-lease": lease_check,
+            "redis": redis_check,
+            "config": config_check,
+        },
+        degraded={"config": live.problem},
     )
     stack.push_async_callback(runner.cleanup)
+    mine = routing.get().server(settings.server_name)
     logger.info(
-        "messaging %s on %s owns partitions %d-%d of %d",
+        "messaging %s on %s owns partitions %s of %d",
         settings.server_name,
         address,
-        me.first,
-        me.last,
-        config.partitions,
+        mine.describe() if mine is not None else "nothing",
+        routing.get().partitions,
     )
     await stop.wait()
     await server.stop(5)
@@ -149,7 +170,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
 
 
 async def _setup() -> int:
-    """Create the topics and seed the default partitioning config; both idempotent."""
+    """Create the topics (idempotent). The config service seeds the partitioning config."""
     read = Env(os.environ)
     common = Common(read)
     partitions = read.integer("CHAT_PARTITIONS", 12, minimum=1)
@@ -165,19 +186,6 @@ async def _setup() -> int:
             {"retention.ms": week_ms, "min.insync.replicas": str(min(2, replication))},
         )
         print(f"topic {topic}: {'created' if created else 'exists'} ({count} partitions)")
-    client = redis_client.connect(common.redis_url)
-    try:
-        default = partitioning.Partitioning.from_json(read.text("CHAT_PARTITIONING_DEFAULT"))
-        if default.partitions != partitions:
-            raise SystemExit("CHAT_PARTITIONING_DEFAULT does not match CHAT_PARTITIONS")
-        seeded = await client.set(partitioning.KEY, default.to_json(), nx=True)
-        current = await partitioning.load(client)
-        print(
-            f"partitioning config: {'seeded' if seeded else 'exists'} (version {current.version},"
-            f" {len(current.servers)} servers)"
-        )
-    finally:
-        await client.aclose()
     return 0
 
 

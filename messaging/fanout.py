@@ -1,29 +1,49 @@
 """Feeding live streams: consume the partitions this server owns and push to each recipient.
 
 The loop never awaits a client: ``StreamRegistry.publish`` only ``put_nowait``s.
+
+Ownership follows the live partitioning config. Between two fetches the loop compares what
+it consumes with what it should own:
+
+* a partition that moved away is unassigned first, its position committed (the consumer
+  group is shared by every messaging server), and only then are its streams redirected to
+  the new owner, each with the cursor of the last event it was given;
+* a partition that moved here is assigned at the committed position, so the new owner
+  picks up where the old one stopped (or at the end when that is too far back to be live).
+
+Clients never depend on the commit: a redirected client resumes from its own cursor, and the
+new owner replays whatever that cursor has not seen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
+from prometheus_client import Gauge
 
 from chatlib.errors import Unavailable
 from chatlib.kafka import fetch
+from chatlib.partitioning import Partitioning
 from chatlib.telemetry import context_from_headers
 from messaging import events
 from messaging.replay import Watermarks
-from messaging.streams import StreamRegistry
+from messaging.streams import Redirect, StreamRegistry
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
+OWNED = Gauge("messaging_owned_partitions", "Partitions this server feeds live streams from")
 
 BATCH = 500
 POLL_SECONDS = 0.2
+COMMIT_SECONDS = 1.0
+#: A committed position further back than this is not worth catching up on for live
+#: delivery (clients replay from their own cursors); start at the end instead.
+MAX_CATCH_UP = 50_000
 
 
 class FanOut:
@@ -33,16 +53,30 @@ class FanOut:
         registry: StreamRegistry,
         watermarks: Watermarks,
         topic: str,
-        partitions: range,
+        server_name: str,
     ) -> None:
         self._consumer = consumer
         self._watermarks = watermarks
         self._registry = registry
         self._topic = topic
-        self._partitions = partitions
-        self.assigned = False
-        #: Per partition, the offset of the next record the fan-out will publish.
+        self._name = server_name
+        self._config: Partitioning | None = None
+        self._applied: Partitioning | None = None
+        self._changed = asyncio.Event()
+        #: Per owned partition, the offset of the next record the fan-out will publish.
         self._next: dict[int, int] = {}
+        self._committed: dict[int, int] = {}
+        self._committed_at = 0.0
+
+    @property
+    def assigned(self) -> bool:
+        """True once the fan-out consumes exactly what the newest config gives this server."""
+        return self._applied is not None and self._applied is self._config
+
+    def follow(self, config: Partitioning) -> None:
+        """Take a new partitioning config; applied by the loop before its next fetch."""
+        self._config = config
+        self._changed.set()
 
     def next_offset(self, partition: int) -> int:
         """Every record from this offset on will still be published to registered streams.
@@ -52,47 +86,131 @@ class FanOut:
         round trip to Kafka.
         """
         if partition not in self._next:
-            raise Unavailable("this server is still starting; retry in a moment")
+            raise Unavailable(
+                f"partition {partition} is not being consumed here yet; retry in a moment"
+            )
         return self._next[partition]
 
     async def run(self, stop: asyncio.Event) -> None:
-        # Live only: streams that need older events replay them from their cursor. The start
-        # offsets are resolved here, before the server reports ready; a symbolic "end" would
-        # be resolved on the first fetch, and a record produced before that would never be
-        # pushed to a stream that subscribed in between.
+        try:
+            while not stop.is_set():
+                self._changed.clear()
+                if self._config is not self._applied:
+                    await self._rebalance()
+                if not self._next:
+                    # Nothing owned: wait for a config change instead of polling nothing.
+                    stop_wait = asyncio.create_task(stop.wait())
+                    change_wait = asyncio.create_task(self._changed.wait())
+                    await asyncio.wait({stop_wait, change_wait}, return_when="FIRST_COMPLETED")
+                    stop_wait.cancel()
+                    change_wait.cancel()
+                    continue
+                records = await asyncio.to_thread(fetch, self._consumer, BATCH, POLL_SECONDS)
+                for record in records:
+                    self._publish(record)
+                if time.monotonic() - self._committed_at > COMMIT_SECONDS:
+                    self._commit(set(self._next), asynchronous=True)
+        finally:
+            if self._next:
+                await asyncio.to_thread(self._commit, set(self._next), asynchronous=False)
+
+    async def _rebalance(self) -> None:
+        config = self._config
+        if config is None:
+            return
+        owned = set(self._next)
+        wanted = config.owned_by(self._name)
+        released = owned - wanted
+        gained = wanted - owned
+        if released:
+            self._consumer.incremental_unassign(
+                [TopicPartition(self._topic, p) for p in sorted(released)]
+            )
+            await asyncio.to_thread(self._commit, released, asynchronous=False)
+            for partition in sorted(released):
+                del self._next[partition]
+                self._committed.pop(partition, None)
+                owner = config.owner(partition)
+                moved = self._registry.redirect(partition, Redirect(owner.name, owner.target))
+                logger.info(
+                    "partition %d moved to %s: %d streams redirected", partition, owner.name, moved
+                )
+        if gained:
+            starts = await self._starts(sorted(gained))
+            self._consumer.incremental_assign(starts)
+            for start in starts:
+                self._next[start.partition] = start.offset
+                self._committed[start.partition] = start.offset
+            logger.info(
+                "fan-out now consumes partitions %s of %s",
+                ", ".join(f"{s.partition}@{s.offset}" for s in starts),
+                self._topic,
+            )
+        OWNED.set(len(self._next))
+        self._applied = config
+
+    async def _starts(self, partitions: list[int]) -> list[TopicPartition]:
+        committed = await asyncio.to_thread(
+            self._consumer.committed, [TopicPartition(self._topic, p) for p in partitions], 10.0
+        )
         starts = []
-        for partition in self._partitions:
-            _, high = await self._watermarks.get(partition)
-            starts.append(TopicPartition(self._topic, partition, high))
-            self._next[partition] = high
-        self._consumer.assign(starts)
-        self.assigned = True
-        logger.info("fan-out consuming %s partitions %s", self._topic, self._partitions)
-        while not stop.is_set():
-            records = await asyncio.to_thread(fetch, self._consumer, BATCH, POLL_SECONDS)
-            for record in records:
-                error = record.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        logger.warning("fan-out consumer error: %s", error)
-                    continue
-                self._next[record.partition() or 0] = (record.offset() or 0) + 1
-                try:
-                    recipient, event = events.decode(record)
-                except (DecodeError, ValueError) as exc:
-                    # History dead-letters it; live delivery just cannot show it.
-                    logger.warning("skipping undecodable record at %s: %s", record.offset(), exc)
-                    continue
-                parent = context_from_headers(record.headers())  # type: ignore[arg-type]
-                with tracer.start_as_current_span(
-                    "messaging.deliver",
-                    context=parent,
-                    kind=trace.SpanKind.CONSUMER,
-                    attributes={
-                        "messaging.system": "kafka",
-                        "messaging.destination.name": self._topic,
-                        "messaging.kafka.partition": event.cursor.partition,
-                        "messaging.kafka.offset": event.cursor.offset,
-                    },
-                ) as span:
-                    span.set_attribute("chat.streams", self._registry.publish(recipient, event))
+        for position in committed:
+            # The start is resolved here, before anyone is told this partition is served: a
+            # symbolic "end" would be resolved on the first fetch, and a record produced in
+            # between would reach neither the replay nor the live stream.
+            low, high = await self._watermarks.get(position.partition)
+            offset = position.offset if position.offset >= 0 else high
+            if high - offset > MAX_CATCH_UP:
+                offset = high
+            starts.append(TopicPartition(self._topic, position.partition, max(offset, low)))
+        return starts
+
+    def _commit(self, partitions: set[int], *, asynchronous: bool) -> None:
+        offsets = [
+            TopicPartition(self._topic, p, self._next[p])
+            for p in sorted(partitions)
+            if p in self._next and self._committed.get(p) != self._next[p]
+        ]
+        self._committed_at = time.monotonic()
+        if not offsets:
+            return
+        try:
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+        except Exception as exc:  # noqa: BLE001 - a failed commit only costs a longer catch-up
+            logger.warning("fan-out commit failed: %s", exc)
+            return
+        for offset in offsets:
+            self._committed[offset.partition] = offset.offset
+
+    def _publish(self, record: Message) -> None:
+        error = record.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                logger.warning("fan-out consumer error: %s", error)
+            return
+        partition = record.partition() or 0
+        if partition not in self._next:
+            return  # moved away after this batch was fetched; the new owner has it
+        self._next[partition] = (record.offset() or 0) + 1
+        try:
+            recipient, event = events.decode(record)
+        except (DecodeError, ValueError) as exc:
+            # History dead-letters it; live delivery just cannot show it.
+            logger.warning("skipping undecodable record at %s: %s", record.offset(), exc)
+            return
+        parent = context_from_headers(record.headers())  # type: ignore[arg-type]
+        with tracer.start_as_current_span(
+            "messaging.deliver",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": self._topic,
+                "messaging.kafka.partition": event.cursor.partition,
+                "messaging.kafka.offset": event.cursor.offset,
+            },
+        ) as span:
+            span.set_attribute("chat.streams", self._registry.publish(recipient, event))

@@ -16,13 +16,17 @@ import redis.asyncio as aioredis
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
+from chatlib.config_sections import Features, Limits
 from chatlib.errors import InvalidArgument, Unavailable
 from chatlib.hashing import partition_for
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer, ProduceFailed
 from chatlib.leases import LeaseLost
+from chatlib.live_config import LiveSection
+from chatlib.partitioning import Partitioning
 from chatlib.telemetry import kafka_headers
 from messaging.chats import ChatDirectory, check_chat_id
+from messaging.rate_limit import RateLimiter
 from protos.chat.v1 import envelope_pb2
 
 tracer = trace.get_tracer(__name__)
@@ -46,19 +50,23 @@ class Sender:
         redis: aioredis.Redis,
         directory: ChatDirectory,
         ids: Snowflake,
+        rates: RateLimiter,
         *,
+        limits: LiveSection[Limits],
+        features: LiveSection[Features],
+        partitioning: LiveSection[Partitioning],
         topic: str,
-        partitions: int,
-        max_body_bytes: int,
         dedup_ttl_seconds: int,
     ) -> None:
         self._producer = producer
         self._redis = redis
         self._directory = directory
         self._ids = ids
+        self._rates = rates
+        self._limits = limits
+        self._features = features
+        self._partitioning = partitioning
         self._topic = topic
-        self._partitions = partitions
-        self._max_body_bytes = max_body_bytes
         self._dedup_ttl = dedup_ttl_seconds
 
     def check(self, chat_id: str, client_message_id: str, body: str) -> None:
@@ -72,8 +80,9 @@ class Sender:
         if not body.strip():
             raise InvalidArgument("body is empty")
         size = len(body.encode("utf-8"))
-        if size > self._max_body_bytes:
-            raise InvalidArgument(f"body is {size} bytes, the maximum is {self._max_body_bytes}")
+        maximum = self._limits.get().max_body_bytes
+        if size > maximum:
+            raise InvalidArgument(f"body is {size} bytes, the maximum is {maximum}")
 
     async def send(self, sender: int, chat_id: str, client_message_id: str, body: str) -> Accepted:
         started = time.perf_counter()
@@ -81,7 +90,11 @@ class Sender:
             "messaging.send", attributes={"chat.id": chat_id, "chat.sender_id": str(sender)}
         ) as span:
             self.check(chat_id, client_message_id, body)
+            if not self._features.get().sending_enabled:
+                raise Unavailable("sending is switched off for maintenance; retry later")
             members = await self._directory.check_member(chat_id, sender)
+            limits = self._limits.get()
+            await self._rates.take(sender, limits.send_rate_per_second, limits.send_burst)
             key = f"chat:dedup:{sender}:{client_message_id}"
             message_id, created_ms, acked = await self._claim(key)
             span.set_attribute("chat.message_id", str(message_id))
@@ -138,6 +151,7 @@ class Sender:
             },
         ):
             headers = kafka_headers()
+            partitions = self._partitioning.get().partitions
             records = []
             for member in sorted(members):
                 delivery = envelope_pb2.Delivery(
@@ -156,7 +170,7 @@ class Sender:
                         self._topic,
                         str(member).encode(),
                         delivery.SerializeToString(),
-                        partition_for(member, self._partitions),
+                        partition_for(member, partitions),
                         headers,
                     )
                 )

@@ -9,6 +9,7 @@ import grpc
 
 from chatlib import errors, grpc_auth, tokens
 from chatlib.hashing import partition_for
+from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from messaging.chats import ChatDirectory
 from messaging.cursor import Cursor
@@ -20,7 +21,6 @@ from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
 logger = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[object, object]
-REDIRECT_KEY = "chat-redirect"
 
 
 class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
@@ -28,7 +28,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self,
         *,
         server_name: str,
-        partitioning: Partitioning,
+        partitioning: LiveSection[Partitioning],
         sender: Sender,
         directory: ChatDirectory,
         registry: StreamRegistry,
@@ -83,15 +83,18 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
     ) -> AsyncIterator[messaging_pb2.ClientEvent]:
         try:
             user = self._user(context)
-            partition = partition_for(user, self._partitioning.partitions)
-            owner = self._partitioning.owner(partition)
+            config = self._partitioning.get()
+            partition = partition_for(user, config.partitions)
+            owner = config.owner(partition)
             if owner.name != self._server_name:
-                context.set_trailing_metadata(((REDIRECT_KEY, owner.address),))
                 raise errors.FailedPrecondition(
                     f"partition {partition} of user {user} is served by {owner.name} at "
-                    f"{owner.address}; connect there"
+                    f"{owner.target}; connect there",
+                    metadata=((errors.REDIRECT_KEY, owner.target),),
                 )
-            self._fanout.next_offset(partition)  # Unavailable until the fan-out is assigned
+            # Unavailable while the partition is still moving here. Taken in the same step as
+            # the registration below: no fan-out batch can fall between the two.
+            high = self._fanout.next_offset(partition)
             cursor = Cursor.decode(request.resume_cursor) if request.resume_cursor else None
             if cursor is not None and cursor.partition != partition:
                 raise errors.InvalidArgument(
@@ -100,20 +103,19 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         except errors.ChatError as exc:
             await errors.abort(context, exc)
             return
-        stream = LiveStream(user, self._stream_queue)
+        stream = LiveStream(user, partition, self._stream_queue)
         # Registered before the replay starts, so nothing published meanwhile is missed;
         # offsets already replayed are skipped when the live queue is drained.
         self._registry.add(stream)
         try:
-            async for event in self._events(stream, partition, cursor):
+            async for event in self._events(stream, partition, high, cursor):
                 yield event
         finally:
             self._registry.remove(stream)
 
     async def _events(
-        self, stream: LiveStream, partition: int, cursor: Cursor | None
+        self, stream: LiveStream, partition: int, high: int, cursor: Cursor | None
     ) -> AsyncIterator[messaging_pb2.ClientEvent]:
-        high = self._fanout.next_offset(partition)
         last = Cursor(partition, high - 1)
         if cursor is not None:
             low, _ = await self._watermarks.get(partition)
@@ -146,6 +148,17 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                     cursor=last.encode(),
                     resume_required=messaging_pb2.ResumeRequired(
                         reason="the stream fell behind; reconnect with this cursor"
+                    ),
+                )
+                return
+            if stream.redirect is not None:
+                yield messaging_pb2.ClientEvent(
+                    cursor=last.encode(),
+                    redirect=messaging_pb2.Redirect(
+                        address=stream.redirect.target,
+                        server=stream.redirect.server,
+                        reason=f"partition {partition} moved to {stream.redirect.server}; "
+                        "subscribe there with this cursor",
                     ),
                 )
                 return

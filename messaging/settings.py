@@ -13,7 +13,7 @@ class Settings:
     host: str
     port: int
     ops_port: int
-    max_body_bytes: int
+    fanout_group: str
     stream_queue: int
     dedup_ttl_seconds: int
 
@@ -26,7 +26,7 @@ class Settings:
             host=read.text("CHAT_MESSAGING_HOST", "127.0.0.1"),
             port=read.integer("CHAT_MESSAGING_PORT", minimum=1),
             ops_port=read.integer("CHAT_OPS_PORT", minimum=1),
-            max_body_bytes=read.integer("CHAT_MAX_BODY_BYTES", 4096, minimum=1),
+            fanout_group=read.text("CHAT_FANOUT_GROUP", "messaging-fanout"),
             stream_queue=read.integer("CHAT_STREAM_QUEUE", 256, minimum=1),
             # Far beyond any client's retry window: a retry a day later still finds its id.
             dedup_ttl_seconds=read.integer("CHAT_DEDUP_TTL_SECONDS", 48 * 3600, minimum=86400),

@@ -19,6 +19,7 @@ from protos.chat.v1 import common_pb2
 STREAMS = Gauge("messaging_live_streams", "Connected live streams")
 PUSHED = Counter("messaging_events_pushed_total", "Events queued to live streams")
 OVERFLOWS = Counter("messaging_stream_overflows_total", "Streams closed for falling behind")
+REDIRECTS = Counter("messaging_stream_redirects_total", "Streams sent to a partition's new owner")
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,24 @@ class LiveEvent:
     message: common_pb2.Message
 
 
+@dataclass(frozen=True)
+class Redirect:
+    server: str
+    target: str
+
+
 class LiveStream:
-    def __init__(self, user_id: int, capacity: int) -> None:
+    def __init__(self, user_id: int, partition: int, capacity: int) -> None:
         self.user_id = user_id
+        self.partition = partition
         self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=capacity)
         self.overflowed = False
+        #: Set when the partition moved away: the stream ends after what is already queued.
+        self.redirect: Redirect | None = None
         self.wake = asyncio.Event()
 
     def offer(self, event: LiveEvent) -> None:
-        if self.overflowed:
+        if self.overflowed or self.redirect is not None:
             return
         try:
             self.queue.put_nowait(event)
@@ -69,6 +79,18 @@ class StreamRegistry:
         for stream in streams:
             stream.offer(event)
         return len(streams)
+
+    def redirect(self, partition: int, to: Redirect) -> int:
+        """End every stream of ``partition``: its events now come from another server."""
+        moved = 0
+        for streams in self._by_user.values():
+            for stream in streams:
+                if stream.partition == partition and stream.redirect is None:
+                    stream.redirect = to
+                    stream.wake.set()
+                    moved += 1
+        REDIRECTS.inc(moved)
+        return moved
 
     def count(self) -> int:
         return sum(len(s) for s in self._by_user.values())

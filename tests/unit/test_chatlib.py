@@ -1,4 +1,4 @@
-"""chatlib's pure pieces: routing hash, ids, tokens, settings, partitioning."""
+"""chatlib's pure pieces: routing hash, ids, tokens, settings."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from chatlib import tokens
 from chatlib.hashing import partition_for, stable_hash
 from chatlib.ids import EPOCH_MS, Snowflake, smallest_id_at, timestamp_ms
 from chatlib.leases import LeaseLost
-from chatlib.partitioning import Partitioning
 from chatlib.settings import ConfigError, Env
 
 # Pinned: changing the hash re-routes every user. Any other implementation must match these.
@@ -101,36 +100,3 @@ def test_settings_name_the_bad_key() -> None:
     with pytest.raises(ConfigError, match="CHAT_LOW=0 is below the minimum 1"):
         env.integer("CHAT_LOW", minimum=1)
     assert env.integer("CHAT_MISSING", 7) == 7
-
-
-def _config(ranges: list[list[int]], partitions: int = 4) -> str:
-    return json.dumps(
-        {
-            "version": 1,
-            "partitions": partitions,
-            "servers": [
-                {"name": f"m{i}", "address": f"127.0.0.1:{7100 + i}", "ranges": [r]}
-                for i, r in enumerate(ranges)
-            ],
-        }
-    )
-
-
-def test_partitioning_finds_owners_and_round_trips() -> None:
-    config = Partitioning.from_json(_config([[0, 1], [2, 3]]))
-    assert config.owner(3).name == "m1"
-    assert Partitioning.from_json(config.to_json()) == config
-
-
-@pytest.mark.parametrize(
-    ("ranges", "message"),
-    [
-        ([[0, 2], [2, 3]], "partition 2 has owners"),
-        ([[0, 1], [3, 3]], "partition 2 has owners \\[\\]"),
-    ],
-)
-def test_partitioning_needs_exactly_one_owner_per_partition(
-    ranges: list[list[int]], message: str
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        Partitioning.from_json(_config(ranges))

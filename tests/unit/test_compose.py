@@ -10,11 +10,20 @@ from typing import Any
 import pytest
 import yaml
 
+from chatlib.partitioning import Partitioning
 from infra.layout import PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "compose.yaml"
 INFRASTRUCTURE = {"kafka", "cassandra", "redis", "jaeger", "elasticsearch", "kibana", "fluent-bit"}
-APPS = {"setup", "history-query", "history-writer", "messaging-m1", "messaging-m2", "bff"}
+APPS = {
+    "setup",
+    "config-service",
+    "history-query",
+    "history-writer",
+    "messaging-m1",
+    "messaging-m2",
+    "bff",
+}
 LOCAL_IMAGE = "chat-backend:dev"
 PINNED = re.compile(r"^[\w./-]+:\d+(\.\d+)+$")
 
@@ -56,10 +65,12 @@ def test_every_app_runs_the_one_image_and_an_existing_module(
 def test_the_messaging_addresses_clients_get_are_published(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    config = json.loads(services["setup"]["environment"]["CHAT_PARTITIONING_DEFAULT"])
+    config = Partitioning.parse(
+        json.loads(services["setup"]["environment"]["CHAT_PARTITIONING_DEFAULT"])
+    )
     published = {port for s in services.values() for port in s.get("ports", [])}
-    for server in config["servers"]:
-        port = server["address"].rsplit(":", 1)[1]
+    for server in config.servers:
+        port = server.target.rsplit(":", 1)[1]
         assert f"127.0.0.1:{port}:{port}" in published, server
 
 

@@ -9,7 +9,7 @@ from chatlib.errors import InvalidArgument
 from history import migrate
 from messaging.chats import check_chat_id, direct_chat_id
 from messaging.cursor import Cursor
-from messaging.streams import LiveEvent, LiveStream, StreamRegistry
+from messaging.streams import LiveEvent, LiveStream, Redirect, StreamRegistry
 from protos.chat.v1 import common_pb2
 
 
@@ -39,7 +39,7 @@ def _event(offset: int) -> LiveEvent:
 
 async def test_a_full_stream_overflows_without_growing_or_touching_others() -> None:
     registry = StreamRegistry()
-    slow, fast = LiveStream(7, capacity=3), LiveStream(7, capacity=100)
+    slow, fast = LiveStream(7, 0, capacity=3), LiveStream(7, 0, capacity=100)
     registry.add(slow)
     registry.add(fast)
     for offset in range(10):
@@ -52,6 +52,21 @@ async def test_a_full_stream_overflows_without_growing_or_touching_others() -> N
     registry.remove(fast)
     assert registry.count() == 0
     assert registry.publish(7, _event(11)) == 0
+
+
+async def test_a_moved_partition_redirects_only_its_streams_after_what_was_queued() -> None:
+    registry = StreamRegistry()
+    moving, staying = LiveStream(7, 3, capacity=10), LiveStream(8, 4, capacity=10)
+    registry.add(moving)
+    registry.add(staying)
+    registry.publish(7, _event(1))
+    assert registry.redirect(3, Redirect("m2", "127.0.0.1:7102")) == 1
+    assert registry.redirect(3, Redirect("m2", "127.0.0.1:7102")) == 0  # once per stream
+    registry.publish(7, _event(2))  # after the move: not this server's to deliver
+    assert moving.redirect == Redirect("m2", "127.0.0.1:7102")
+    assert moving.queue.qsize() == 1
+    assert moving.wake.is_set()
+    assert staying.redirect is None
 
 
 def test_passwords_verify_only_themselves() -> None:

@@ -46,15 +46,14 @@ class ClientEvent(_message.Message):
     RESUME_REQUIRED_FIELD_NUMBER: _builtins.int
     RESYNC_REQUIRED_FIELD_NUMBER: _builtins.int
     CAUGHT_UP_FIELD_NUMBER: _builtins.int
+    REDIRECT_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Opaque; resume from here after a reconnect."""
     @_builtins.property
     def message(self) -> _common_pb2.Message: ...
     @_builtins.property
     def resume_required(self) -> Global___ResumeRequired:
-        """The stream ends after this: the client was too slow or ownership moved. Reconnect
-        (to `address` if set) with `cursor`.
-        """
+        """The stream ends after this: the client was too slow. Reconnect with `cursor`."""
 
     @_builtins.property
     def resync_required(self) -> Global___ResyncRequired:
@@ -64,6 +63,12 @@ class ClientEvent(_message.Message):
     def caught_up(self) -> Global___CaughtUp:
         """Replay is complete; everything after this is live."""
 
+    @_builtins.property
+    def redirect(self) -> Global___Redirect:
+        """The stream ends after this: the caller's partition moved to another server. Connect
+        to `address` and subscribe with `cursor`; nothing is missed.
+        """
+
     def __init__(
         self,
         *,
@@ -72,16 +77,43 @@ class ClientEvent(_message.Message):
         resume_required: Global___ResumeRequired | None = ...,
         resync_required: Global___ResyncRequired | None = ...,
         caught_up: Global___CaughtUp | None = ...,
+        redirect: Global___Redirect | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "event", b"event", "message", b"message", "resume_required", b"resume_required", "resync_required", b"resync_required"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "event", b"event", "message", b"message", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "cursor", b"cursor", "event", b"event", "message", b"message", "resume_required", b"resume_required", "resync_required", b"resync_required"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "cursor", b"cursor", "event", b"event", "message", b"message", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "resume_required", "resync_required", "caught_up"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "resume_required", "resync_required", "caught_up", "redirect"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___ClientEvent: _TypeAlias = ClientEvent  # noqa: Y015
+
+@_typing.final
+class Redirect(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    address: _builtins.str
+    """host:port of the server that owns the caller's partition now."""
+    server: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        address: _builtins.str = ...,
+        server: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "reason", b"reason", "server", b"server"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Redirect: _TypeAlias = Redirect  # noqa: Y015
 
 @_typing.final
 class ResumeRequired(_message.Message):
@@ -91,6 +123,7 @@ class ResumeRequired(_message.Message):
     ADDRESS_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     address: _builtins.str
+    """Unused (redirects are their own event); kept so the field number is never reused."""
     def __init__(
         self,
         *,

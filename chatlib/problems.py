@@ -1,10 +1,11 @@
-"""Errors as problem+json (RFC 9457): the one place the BFF turns errors into HTTP responses."""
+"""Errors as problem+json (RFC 9457): the one place HTTP services turn errors into responses."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 from aiohttp import web
@@ -34,9 +35,16 @@ def problem(status: int, title: str, detail: str) -> web.Response:
     )
 
 
-def from_code(code: grpc.StatusCode, detail: str) -> web.Response:
+def from_code(
+    code: grpc.StatusCode, detail: str, metadata: Sequence[tuple[str, str | bytes]] = ()
+) -> web.Response:
     status = HTTP_STATUS.get(code, 502)
-    return problem(status, code.name.replace("_", " ").lower(), detail)
+    response = problem(status, code.name.replace("_", " ").lower(), detail)
+    for key, value in metadata:
+        if key == errors.RETRY_AFTER_KEY:
+            # Whole seconds, rounded up, as HTTP wants; the exact delay is in the detail.
+            response.headers["Retry-After"] = str(max(1, math.ceil(int(value) / 1000)))
+    return response
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,9 +55,11 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     try:
         return await handler(request)
     except errors.ChatError as exc:
-        return from_code(exc.code, str(exc))
+        return from_code(exc.code, str(exc), exc.metadata)
     except grpc.aio.AioRpcError as exc:
-        return from_code(exc.code(), exc.details() or exc.code().name)
+        return from_code(
+            exc.code(), exc.details() or exc.code().name, tuple(exc.trailing_metadata() or ())
+        )
     except web.HTTPRequestEntityTooLarge as exc:
         return problem(413, "request too large", exc.text or "the request body is too large")
     except web.HTTPException as exc:

@@ -1,0 +1,87 @@
+"""The sections of the live configuration and how each is read.
+
+The config service validates a change with the same parser a service uses to read it, so a
+document that was accepted is always one every service can apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from chatlib.config_checks import InvalidConfig, boolean, fields, integer, number
+from chatlib.partitioning import Partitioning
+
+
+@dataclass(frozen=True)
+class Limits:
+    #: Largest message body in UTF-8 bytes; a larger send is refused.
+    max_body_bytes: int
+    #: History page size when the client gives none, and the largest it may ask for.
+    history_page_default: int
+    history_page_max: int
+    #: Per-user send rate (token bucket refill per second) and burst (bucket size).
+    send_rate_per_second: float
+    send_burst: int
+
+    def to_value(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, value: Any) -> Limits:
+        where = "limits"
+        doc = fields(value, where, set(cls.__dataclass_fields__))
+        found = cls(
+            max_body_bytes=integer(doc, "max_body_bytes", where, 1, 32_768),
+            history_page_default=integer(doc, "history_page_default", where, 1, 1000),
+            history_page_max=integer(doc, "history_page_max", where, 1, 1000),
+            send_rate_per_second=number(doc, "send_rate_per_second", where, 0.01, 10_000),
+            send_burst=integer(doc, "send_burst", where, 1, 100_000),
+        )
+        if found.history_page_default > found.history_page_max:
+            raise InvalidConfig(
+                f"limits.history_page_default ({found.history_page_default}) must not exceed"
+                f" limits.history_page_max ({found.history_page_max})"
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class Features:
+    #: New accounts may register (POST /v1/users); off answers 403.
+    registration_open: bool
+    #: Users may send; off answers UNAVAILABLE / 503 (read-only maintenance mode).
+    sending_enabled: bool
+
+    def to_value(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, value: Any) -> Features:
+        doc = fields(value, "features", set(cls.__dataclass_fields__))
+        return cls(**{key: boolean(doc, key, "features") for key in doc})
+
+
+DEFAULT_LIMITS = Limits(
+    max_body_bytes=4096,
+    history_page_default=50,
+    history_page_max=200,
+    send_rate_per_second=20.0,
+    send_burst=100,
+)
+DEFAULT_FEATURES = Features(registration_open=True, sending_enabled=True)
+
+#: Section name -> parser. A section not named here does not exist.
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "partitioning": Partitioning.parse,
+    "limits": Limits.parse,
+    "features": Features.parse,
+}
+
+
+def parse(section: str, value: Any) -> Any:
+    parser = PARSERS.get(section)
+    if parser is None:
+        raise InvalidConfig(f"unknown section {section!r} (sections: {', '.join(sorted(PARSERS))})")
+    return parser(value)

@@ -1,0 +1,1 @@
+"""The config service: the only writer of the live configuration."""

@@ -1,0 +1,132 @@
+"""Validated, versioned config sections in Redis, with an audit trail and change announcements.
+
+One Lua script makes each change atomic: it checks the version the change was based on, then
+stores the new document, appends the audit entry and publishes the document. Two operators
+changing a section at once cannot both win; nobody ever sees a document without its audit
+entry.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from chatlib import config_sections
+from chatlib.config_checks import InvalidConfig
+from chatlib.live_config import CHANNEL, Document, audit_key, read, section_key
+from chatlib.partitioning import Partitioning
+
+# Returns -1 when stored, else the version actually in Redis (the change was based on another).
+REPLACE = """
+local current = redis.call('GET', KEYS[1])
+local version = 0
+if current then version = cjson.decode(current)['version'] end
+if version ~= tonumber(ARGV[1]) then return version end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[2])
+return -1
+"""
+
+
+class VersionConflict(Exception):
+    """The section changed since the version the caller based its change on."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    document: Document
+    changed: bool
+
+
+class ConfigStore:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._replace = client.register_script(REPLACE)
+
+    async def get(self, section: str) -> Document | None:
+        _known(section)
+        return await read(self._client, section)
+
+    async def history(self, section: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` audit entries, oldest first."""
+        _known(section)
+        raw = await self._client.lrange(audit_key(section), -limit, -1)
+        return [json.loads(entry) for entry in raw]
+
+    async def replace(
+        self, section: str, value: Any, *, by: str, expected_version: int | None = None
+    ) -> Outcome:
+        """Validate ``value`` as the whole new section and store it as the next version.
+
+        ``expected_version`` (0: the section must not exist yet) makes the change conditional;
+        without it, a change that raced another is re-validated against the newer one.
+        """
+        parsed = config_sections.parse(section, value)
+        canonical = parsed.to_value()
+        for _ in range(10):
+            current = await read(self._client, section)
+            version = current.version if current is not None else 0
+            if expected_version is not None and version != expected_version:
+                raise VersionConflict(
+                    f"{section} is at version {version}, the change was based on version"
+                    f" {expected_version}; read it again and retry"
+                )
+            if current is not None:
+                check_transition(section, current.value, parsed)
+                if current.value == canonical:
+                    return Outcome(current, changed=False)
+            now = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+            document = Document(section, version + 1, canonical, by, now)
+            entry = {
+                "version": version + 1,
+                "by": by,
+                "at": now,
+                "old": current.value if current is not None else None,
+                "new": canonical,
+            }
+            result = await self._replace(
+                keys=[section_key(section), audit_key(section)],
+                args=[version, document.to_json(), json.dumps(entry, sort_keys=True), CHANNEL],
+            )
+            if int(result) == -1:
+                return Outcome(document, changed=True)
+            if expected_version is not None:
+                raise VersionConflict(
+                    f"{section} moved to version {int(result)} while this change was stored;"
+                    " read it again and retry"
+                )
+        raise VersionConflict(f"{section} kept changing under this change; retry")
+
+    async def seed(self, section: str, value: Any, *, by: str) -> Outcome:
+        """Store ``value`` as version 1 unless the section exists already."""
+        try:
+            return await self.replace(section, value, by=by, expected_version=0)
+        except VersionConflict:
+            current = await read(self._client, section)
+            if current is None:  # deleted by hand in between; never by this service
+                raise
+            return Outcome(current, changed=False)
+
+
+def check_transition(section: str, old_value: Any, new: Any) -> None:
+    """Rules about changes, beyond what makes a single document valid."""
+    if section == "partitioning" and isinstance(new, Partitioning):
+        old_count = old_value.get("partitions") if isinstance(old_value, dict) else None
+        if old_count is not None and old_count != new.partitions:
+            raise InvalidConfig(
+                f"partitioning.partitions cannot change from {old_count} to {new.partitions}:"
+                " it must equal the deliveries topic's partition count, and changing it would"
+                " move every user to another partition; move ranges between servers instead"
+            )
+
+
+def _known(section: str) -> None:
+    if section not in config_sections.PARSERS:
+        raise InvalidConfig(
+            f"unknown section {section!r} (sections: {', '.join(sorted(config_sections.PARSERS))})"
+        )

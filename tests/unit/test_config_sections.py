@@ -1,0 +1,141 @@
+"""The config sections' schema and invariants: what is accepted, and the message for what is
+not. The config service and every service read documents with these parsers."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from chatlib.config_checks import InvalidConfig
+from chatlib.config_sections import DEFAULT_FEATURES, DEFAULT_LIMITS, Features, Limits, parse
+from chatlib.partitioning import Partitioning
+from chatlib.settings import ConfigError
+from config_service.settings import admin_tokens, find_operator
+from config_service.store import check_transition
+
+GOOD: dict[str, Any] = {
+    "partitions": 12,
+    "servers": [
+        {"name": "m1", "address": "grpc://127.0.0.1:7101", "ranges": [[0, 2], [9, 11]]},
+        {"name": "m2", "address": "grpc://127.0.0.1:7102", "ranges": [[3, 8]]},
+    ],
+}
+
+
+def changed(path: list[str | int], value: Any) -> dict[str, Any]:
+    document = copy.deepcopy(GOOD)
+    target: Any = document
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return document
+
+
+def test_partitioning_finds_owners_of_several_ranges() -> None:
+    config = Partitioning.parse(GOOD)
+    assert [config.owner(p).name for p in (0, 2, 3, 8, 9, 11)] == [
+        "m1",
+        "m1",
+        "m2",
+        "m2",
+        "m1",
+        "m1",
+    ]
+    assert config.owned_by("m1") == {0, 1, 2, 9, 10, 11}
+    assert config.owned_by("m9") == frozenset()
+    assert config.server("m2") is not None
+    assert config.owner(5).target == "127.0.0.1:7102"
+    assert Partitioning.parse(config.to_value()) == config
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            changed(["servers", 1, "ranges"], [[2, 8]]),
+            "partition 2 is owned by both 'm1' \\(0-2,9-11\\) and 'm2' \\(2-8\\); ranges must not"
+            " overlap",
+        ),
+        (
+            changed(["servers", 1, "ranges"], [[3, 7]]),
+            "partition\\(s\\) 8 are owned by no server",
+        ),
+        (changed(["partitions"], 0), "partitioning.partitions must be between 1 and 1024, got 0"),
+        (
+            changed(["servers", 0, "address"], "127.0.0.1:7101"),
+            "partitioning.servers\\[0\\].address '127.0.0.1:7101' has no scheme; write it as"
+            " grpc://host:port",
+        ),
+        (
+            changed(["servers", 0, "address"], "http://127.0.0.1:7101"),
+            "scheme must be grpc, got 'http'",
+        ),
+        (changed(["servers", 0, "address"], "grpc://127.0.0.1"), "with a port 1-65535"),
+        (
+            changed(["servers", 0, "address"], "grpc://127.0.0.1:7102"),
+            "servers\\[1\\].address grpc://127.0.0.1:7102 is also the address of 'm1'",
+        ),
+        (changed(["servers", 1, "name"], "m1"), "servers\\[1\\].name 'm1' appears twice"),
+        (changed(["servers", 1, "ranges"], [[3, 12]]), "must satisfy 0 <= first <= last <= 11"),
+        (changed(["servers", 1, "ranges"], [[8, 3]]), "must satisfy 0 <= first <= last"),
+        (changed(["servers", 1, "ranges"], [3, 8]), "must be \\[first, last\\]"),
+        (changed(["servers", 1, "weight"], 2), "servers\\[1\\]: unknown key 'weight'"),
+        (changed(["owner"], "me"), "partitioning: unknown key 'owner'"),
+        (changed(["partitions"], "12"), "partitions must be an integer, got string '12'"),
+        ([], "partitioning must be a JSON object, got an array"),
+    ],
+)
+def test_invalid_partitioning_is_rejected_with_the_reason(document: Any, message: str) -> None:
+    with pytest.raises(InvalidConfig, match=message):
+        Partitioning.parse(document)
+
+
+def test_partition_count_cannot_change_once_set() -> None:
+    more = Partitioning.parse(
+        {
+            "partitions": 13,
+            "servers": [{"name": "m1", "address": "grpc://h:1", "ranges": [[0, 12]]}],
+        }
+    )
+    with pytest.raises(InvalidConfig, match="cannot change from 12 to 13"):
+        check_transition("partitioning", GOOD, more)
+    check_transition("partitioning", GOOD, Partitioning.parse(GOOD))
+
+
+def test_limits_bounds_and_relations() -> None:
+    value = DEFAULT_LIMITS.to_value()
+    assert Limits.parse(value) == DEFAULT_LIMITS
+    for key, bad, message in [
+        ("max_body_bytes", 0, "limits.max_body_bytes must be between 1 and 32768, got 0"),
+        ("send_rate_per_second", -1, "limits.send_rate_per_second must be between 0.01"),
+        ("send_burst", 1.5, "limits.send_burst must be an integer, got number 1.5"),
+        ("history_page_default", 500, "history_page_default \\(500\\) must not exceed"),
+        ("history_page_max", True, "must be an integer, got boolean true"),
+    ]:
+        with pytest.raises(InvalidConfig, match=message):
+            Limits.parse(value | {key: bad})
+    with pytest.raises(InvalidConfig, match="limits: key 'send_burst' is missing"):
+        Limits.parse({k: v for k, v in value.items() if k != "send_burst"})
+
+
+def test_features_are_known_booleans() -> None:
+    assert Features.parse(DEFAULT_FEATURES.to_value()) == DEFAULT_FEATURES
+    with pytest.raises(InvalidConfig, match="features: unknown key 'dark_mode'"):
+        Features.parse(DEFAULT_FEATURES.to_value() | {"dark_mode": True})
+    with pytest.raises(InvalidConfig, match=r"features\.sending_enabled must be true or false"):
+        Features.parse(DEFAULT_FEATURES.to_value() | {"sending_enabled": "yes"})
+
+
+def test_unknown_section_names_the_known_ones() -> None:
+    with pytest.raises(InvalidConfig, match="unknown section 'quotas' \\(sections: features,"):
+        parse("quotas", {})
+
+
+def test_admin_tokens_name_operators_and_refuse_short_ones() -> None:
+    tokens = admin_tokens(["ops=" + "a" * 30, "alice=" + "b" * 24])
+    assert find_operator(tokens, "b" * 24) == "alice"
+    assert find_operator(tokens, "b" * 23) is None
+    with pytest.raises(ConfigError, match="shorter than 24"):
+        admin_tokens(["ops=short"])
