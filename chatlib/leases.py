@@ -50,15 +50,20 @@ class WorkerLease:
         self._task: asyncio.Task[None] | None = None
 
     async def acquire(self) -> int:
+        if not await self._claim():
+            raise LeaseLost(f"all {MAX_WORKERS} worker ids are leased")
+        self._task = asyncio.create_task(self._renew_forever(), name="worker-lease")
+        return self.worker_id
+
+    async def _claim(self) -> bool:
         for candidate in range(MAX_WORKERS):
             started = time.monotonic()
             if await self._client.set(KEY.format(candidate), self._token, nx=True, px=self._ttl_ms):
                 self.worker_id = candidate
                 self.valid_until = started + self._ttl_ms / 1000
-                self._task = asyncio.create_task(self._renew_forever(), name="worker-lease")
                 logger.info("leased worker id %d", candidate)
-                return candidate
-        raise LeaseLost(f"all {MAX_WORKERS} worker ids are leased")
+                return True
+        return False
 
     def check(self) -> int:
         """The worker id, or LeaseLost if the lease may have expired."""
@@ -79,10 +84,18 @@ class WorkerLease:
                 continue
             if renewed:
                 self.valid_until = started + self._ttl_ms / 1000
-            else:
-                logger.error("worker lease %d was lost; minting stops", self.worker_id)
-                self.valid_until = 0.0
-                return
+                continue
+            # Expired while Redis was unreachable (or taken over): stop minting at once, then
+            # lease a worker id afresh. Any free id is safe; ids already minted stay unique
+            # because no one else held the old id while we did.
+            logger.error(
+                "worker lease %d was lost; minting stops until a new lease", self.worker_id
+            )
+            self.valid_until = 0.0
+            try:
+                await self._claim()
+            except (aioredis.RedisError, OSError) as exc:
+                logger.warning("leasing a new worker id failed: %s", exc)
 
     async def release(self) -> None:
         if self._task is not None:

@@ -34,21 +34,33 @@ from chatlib.config_checks import InvalidConfig
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CHANNEL = "chat:config:changes"
 RESYNC_SECONDS = 30.0
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
 VERSION = Gauge("chat_config_version", "Version of each config section in force", ["section"])
 CONNECTED = Gauge("chat_config_subscribed", "1 while the config subscription is live")
 
 
-def section_key(section: str) -> str:
-    # The braces are a cluster hash tag: a section and its audit trail share a slot, so the
-    # config service can change both in one script.
-    return f"chat:config:{{{section}}}"
+@dataclass(frozen=True)
+class Namespace:
+    """Where a configuration lives in Redis. Another prefix is another, independent config
+    (tests use one each; two clusters could share a Redis)."""
+
+    prefix: str = "chat:config"
+
+    def key(self, section: str) -> str:
+        # The braces are a cluster hash tag: a section and its audit trail share a slot, so
+        # the config service can change both in one script.
+        return f"{self.prefix}:{{{section}}}"
+
+    def audit(self, section: str) -> str:
+        return f"{self.prefix}:{{{section}}}:audit"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}:changes"
 
 
-def audit_key(section: str) -> str:
-    return f"chat:config:{{{section}}}:audit"
+DEFAULT_NAMESPACE = Namespace()
 
 
 @dataclass(frozen=True)
@@ -83,8 +95,10 @@ class Document:
         )
 
 
-async def read(client: aioredis.Redis, section: str) -> Document | None:
-    raw = await client.get(section_key(section))
+async def read(
+    client: aioredis.Redis, section: str, namespace: Namespace = DEFAULT_NAMESPACE
+) -> Document | None:
+    raw = await client.get(namespace.key(section))
     return None if raw is None else Document.from_json(raw)
 
 
@@ -141,7 +155,13 @@ class LiveSection(Generic[T]):
 
 
 class LiveConfig:
-    def __init__(self, url: str, sections: list[LiveSection[Any]]) -> None:
+    def __init__(
+        self,
+        url: str,
+        sections: list[LiveSection[Any]],
+        namespace: Namespace = DEFAULT_NAMESPACE,
+    ) -> None:
+        self._namespace = namespace
         # Its own client, with redis-py's silent reconnects turned off: a reconnect that the
         # subscriber does not see would skip step 2 and could miss a change.
         self._client = aioredis.Redis.from_url(
@@ -156,6 +176,8 @@ class LiveConfig:
         self._lost_reason = ""
         self._failures = 0
         self._task: asyncio.Task[None] | None = None
+        #: True while the subscription is live (subscribed and the snapshot read).
+        self.subscribed = False
         #: How many times the subscription was lost and restored (tests and logs read it).
         self.resubscribed = 0
 
@@ -163,7 +185,7 @@ class LiveConfig:
         """Read every section once (failing if one does not exist), then follow changes in
         the background until ``stop``."""
         for section in self._sections.values():
-            document = await read(self._client, section.name)
+            document = await read(self._client, section.name, self._namespace)
             if document is None:
                 raise LookupError(
                     f"config section {section.name!r} is not in Redis; run"
@@ -210,13 +232,14 @@ class LiveConfig:
 
     async def _follow(self, stop: asyncio.Event) -> None:
         async with self._client.pubsub() as pubsub:
-            await pubsub.subscribe(CHANNEL)
+            await pubsub.subscribe(self._namespace.channel)
             await self._snapshot()
             if self._lost_since is not None:
                 logger.warning("config subscription restored after %s", self.problem())
                 self.resubscribed += 1
             self._lost_since = None
             self._failures = 0
+            self.subscribed = True
             CONNECTED.set(1)
             resync_at = time.monotonic() + RESYNC_SECONDS
             while not stop.is_set():
@@ -229,7 +252,7 @@ class LiveConfig:
 
     async def _snapshot(self) -> None:
         for section in self._sections.values():
-            document = await read(self._client, section.name)
+            document = await read(self._client, section.name, self._namespace)
             if document is not None:
                 section.offer(document)
 
@@ -249,12 +272,13 @@ class LiveConfig:
                 section.version,
                 document.version,
             )
-            latest = await read(self._client, section.name)
+            latest = await read(self._client, section.name, self._namespace)
             if latest is not None:
                 document = latest if latest.version >= document.version else document
         section.offer(document)
 
     def _lost(self, exc: BaseException) -> None:
+        self.subscribed = False
         CONNECTED.set(0)
         if self._lost_since is None:
             self._lost_since = time.monotonic()

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from chatlib import config_sections
 from chatlib.config_checks import InvalidConfig
-from chatlib.live_config import CHANNEL, Document, audit_key, read, section_key
+from chatlib.live_config import DEFAULT_NAMESPACE, Document, Namespace, read
 from chatlib.partitioning import Partitioning
 
 # Returns -1 when stored, else the version actually in Redis (the change was based on another).
@@ -44,18 +44,19 @@ class Outcome:
 
 
 class ConfigStore:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, namespace: Namespace = DEFAULT_NAMESPACE) -> None:
         self._client = client
+        self._namespace = namespace
         self._replace = client.register_script(REPLACE)
 
     async def get(self, section: str) -> Document | None:
         _known(section)
-        return await read(self._client, section)
+        return await read(self._client, section, self._namespace)
 
     async def history(self, section: str, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` audit entries, oldest first."""
         _known(section)
-        raw = await self._client.lrange(audit_key(section), -limit, -1)
+        raw = await self._client.lrange(self._namespace.audit(section), -limit, -1)
         return [json.loads(entry) for entry in raw]
 
     async def replace(
@@ -69,7 +70,7 @@ class ConfigStore:
         parsed = config_sections.parse(section, value)
         canonical = parsed.to_value()
         for _ in range(10):
-            current = await read(self._client, section)
+            current = await read(self._client, section, self._namespace)
             version = current.version if current is not None else 0
             if expected_version is not None and version != expected_version:
                 raise VersionConflict(
@@ -90,8 +91,13 @@ class ConfigStore:
                 "new": canonical,
             }
             result = await self._replace(
-                keys=[section_key(section), audit_key(section)],
-                args=[version, document.to_json(), json.dumps(entry, sort_keys=True), CHANNEL],
+                keys=[self._namespace.key(section), self._namespace.audit(section)],
+                args=[
+                    version,
+                    document.to_json(),
+                    json.dumps(entry, sort_keys=True),
+                    self._namespace.channel,
+                ],
             )
             if int(result) == -1:
                 return Outcome(document, changed=True)
@@ -107,7 +113,7 @@ class ConfigStore:
         try:
             return await self.replace(section, value, by=by, expected_version=0)
         except VersionConflict:
-            current = await read(self._client, section)
+            current = await read(self._client, section, self._namespace)
             if current is None:  # deleted by hand in between; never by this service
                 raise
             return Outcome(current, changed=False)

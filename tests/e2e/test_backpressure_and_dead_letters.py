@@ -13,6 +13,9 @@ from protos.chat.v1 import messaging_pb2
 from tests.e2e.conftest import Clients, User, eventually
 
 FLOOD = 2000
+# The flood comes from several senders: one user alone would hit the per-user send rate limit
+# (limits.send_burst) long before bob's queue fills.
+SENDERS = 25
 # Big enough that gRPC's own buffers (flow-control windows grow to megabytes) fill up first and
 # the server-side queue of the stream is what overflows.
 PADDING = "x" * 3500
@@ -36,11 +39,11 @@ async def _user_on(clients: Clients, server: str) -> User:
 
 
 async def test_a_slow_stream_ends_with_a_cursor_and_others_keep_flowing(clients: Clients) -> None:
-    alice = await clients.user("alice")
     bob = await clients.user("bob")
+    senders = [await clients.user("flood") for _ in range(SENDERS)]
+    bob_chats = [await sender.open_chat(bob) for sender in senders]
     carol = await _user_on(clients, bob.messaging_server)  # shares bob's server and fan-out
     dave = await clients.user("dave")
-    bob_chat = await alice.open_chat(bob)
     carol_chat = await dave.open_chat(carol)
 
     # Bob subscribes and then does not read at all.
@@ -57,7 +60,7 @@ async def test_a_slow_stream_ends_with_a_cursor_and_others_keep_flowing(clients:
 
     async def send(n: int) -> int:
         async with gate:
-            return await alice.send(bob_chat, f"flood {n} {PADDING}")
+            return await senders[n % SENDERS].send(bob_chats[n % SENDERS], f"flood {n} {PADDING}")
 
     flood = asyncio.gather(*(send(n) for n in range(FLOOD)))
     # While bob's stream is stuck, carol still gets hers, one after the other.
