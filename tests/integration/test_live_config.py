@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -53,7 +54,7 @@ async def test_a_change_is_versioned_audited_and_announced(
         second = await store.replace("limits", limits(max_body_bytes=100), by="ops")
         assert (first.document.version, second.document.version) == (1, 2)
         assert second.changed
-        announced = []
+        announced: list[dict[str, Any]] = []
         async with asyncio.timeout(5):
             while len(announced) < 2:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
@@ -64,7 +65,7 @@ async def test_a_change_is_versioned_audited_and_announced(
             (2, 100),
         ]
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     [seeded, changed] = await store.history("limits")
     assert (seeded["by"], seeded["old"], seeded["new"]["max_body_bytes"]) == ("seed", None, 4096)
