@@ -189,3 +189,122 @@ async def eventually(check: Any, *, seconds: float = 20.0) -> Any:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {seconds}s; last result {result!r}")
         await asyncio.sleep(0.2)
+
+
+CONFIG = os.environ.get("CHAT_CONFIG_URL", "http://127.0.0.1:7301")
+
+
+def admin_token() -> str:
+    return (
+        os.environ.get("CHAT_ADMIN_TOKEN")
+        or (Layout.from_env().state / "secrets" / "admin").read_text().strip()
+    )
+
+
+class Admin:
+    """The config service's admin API, as an operator's script would use it."""
+
+    def __init__(self, http: aiohttp.ClientSession, token: str) -> None:
+        self.http = http
+        self.token = token
+
+    async def get(self, section: str) -> dict[str, Any]:
+        async with self.http.get(
+            f"{CONFIG}/v1/config/{section}", headers={"Authorization": f"Bearer {self.token}"}
+        ) as r:
+            assert r.status == 200, await r.text()
+            return dict(await r.json())
+
+    async def put(self, section: str, value: Any, **headers: str) -> tuple[int, Any]:
+        async with self.http.put(
+            f"{CONFIG}/v1/config/{section}",
+            json=value,
+            headers={"Authorization": f"Bearer {self.token}", **headers},
+        ) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def change(self, section: str, **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into the section and store it; returns the new document."""
+        current = await self.get(section)
+        status, body = await self.put(section, current["value"] | changes)
+        assert status == 200, body
+        return dict(body)
+
+    async def history(self, section: str) -> list[dict[str, Any]]:
+        async with self.http.get(
+            f"{CONFIG}/v1/config/{section}/history",
+            headers={"Authorization": f"Bearer {self.token}"},
+        ) as r:
+            assert r.status == 200, await r.text()
+            return list((await r.json())["entries"])
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[Admin]:
+    """The admin API; every section is put back as it was when the test ends."""
+    async with aiohttp.ClientSession() as http:
+        found = Admin(http, admin_token())
+        before = {s: (await found.get(s))["value"] for s in ("partitioning", "limits", "features")}
+        try:
+            yield found
+        finally:
+            for section, value in before.items():
+                status, body = await found.put(section, value)
+                assert status == 200, body
+
+
+class Follower:
+    """A client's live stream that survives moves: it follows redirects, retries while a
+    partition is on its way, and always resumes from the last cursor it saw."""
+
+    def __init__(self, clients: Clients, user: User) -> None:
+        self.clients = clients
+        self.user = user
+        self.address = user.messaging_server
+        self.cursor = ""
+        self.received: list[int] = []
+        self.redirects: list[str] = []
+        self.refusals = 0
+        self.caught_up = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def _run(self) -> None:
+        while True:
+            call = self.clients.stub(self.address).Subscribe(
+                messaging_pb2.SubscribeRequest(resume_cursor=self.cursor),
+                metadata=(("authorization", f"Bearer {self.user.token}"),),
+            )
+            try:
+                async for event in call:
+                    self.cursor = event.cursor or self.cursor
+                    kind = event.WhichOneof("event")
+                    if kind == "message":
+                        self.received.append(event.message.message_id)
+                    elif kind == "caught_up":
+                        self.caught_up.set()
+                    elif kind == "redirect":
+                        self.redirects.append(event.redirect.server)
+                        self.address = event.redirect.address
+                        break
+                    elif kind == "resync_required":
+                        raise AssertionError(f"resync required: {event}")
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    # Refused by a server that no longer (or not yet) owns the partition.
+                    self.refusals += 1
+                    redirect = dict(exc.trailing_metadata() or ())
+                    self.address = str(redirect["chat-redirect"])
+                elif exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                await asyncio.sleep(0.05)
+            finally:
+                call.cancel()

@@ -1,0 +1,114 @@
+"""Half of the partitions change owners while ten clients send: every acknowledged message
+reaches each member's stream exactly once (across redirects and resumes) and is in history
+exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from chatlib.hashing import partition_for
+from tests.e2e.conftest import Admin, Clients, Follower, User, eventually
+
+CLIENTS = 10
+PARTITIONS = 12
+SEND_EVERY = 0.1  # seconds per client: 100 messages per second in all
+
+
+def swapped(value: dict[str, Any]) -> tuple[dict[str, Any], set[int]]:
+    """m1 gives 3-5 to m2 and m2 gives 9-11 to m1: six of the twelve partitions move."""
+    servers = {s["name"]: s for s in value["servers"]}
+    assert servers["m1"]["ranges"] == [[0, 5]], value
+    assert servers["m2"]["ranges"] == [[6, 11]], value
+    moved = {
+        "partitions": value["partitions"],
+        "servers": [
+            servers["m1"] | {"ranges": [[0, 2], [9, 11]]},
+            servers["m2"] | {"ranges": [[3, 8]]},
+        ],
+    }
+    return moved, {3, 4, 5, 9, 10, 11}
+
+
+async def users_across(clients: Clients, moving: set[int]) -> list[User]:
+    """Ten users, six in moving partitions and four in staying ones."""
+    want = {True: 6, False: 4}
+    found: list[User] = []
+    while len(found) < CLIENTS:
+        user = await clients.user("mover")
+        moves = partition_for(user.user_id, PARTITIONS) in moving
+        if want[moves]:
+            want[moves] -= 1
+            found.append(user)
+    return found
+
+
+async def test_half_the_partitions_move_while_ten_clients_send(
+    clients: Clients, admin: Admin
+) -> None:
+    moved_config, moving = swapped((await admin.get("partitioning"))["value"])
+    users = await users_across(clients, moving)
+    # A ring of direct chats: user i talks to user i+1, so every user is in two chats.
+    chats = [await users[i].open_chat(users[(i + 1) % CLIENTS]) for i in range(CLIENTS)]
+    members = {chats[i]: {i, (i + 1) % CLIENTS} for i in range(CLIENTS)}
+    followers = [Follower(clients, user) for user in users]
+    for follower in followers:
+        follower.start()
+    for follower in followers:
+        await asyncio.wait_for(follower.caught_up.wait(), 20)
+
+    acked: dict[str, list[int]] = {chat: [] for chat in chats}
+    stop = asyncio.Event()
+
+    async def keep_sending(i: int) -> None:
+        while not stop.is_set():
+            message_id = await users[i].send(chats[i], f"from {i}", client_id=uuid.uuid4().hex)
+            acked[chats[i]].append(message_id)
+            await asyncio.sleep(SEND_EVERY)
+
+    senders = [asyncio.create_task(keep_sending(i)) for i in range(CLIENTS)]
+    try:
+        await asyncio.sleep(3)
+        status, body = await admin.put("partitioning", moved_config)
+        assert status == 200, body
+        await asyncio.sleep(4)
+    finally:
+        stop.set()
+        await asyncio.gather(*senders)
+
+    expected = {
+        i: sorted(m for chat, ids in acked.items() if i in members[chat] for m in ids)
+        for i in range(CLIENTS)
+    }
+
+    async def all_delivered() -> bool:
+        return all(len(f.received) >= len(expected[i]) for i, f in enumerate(followers))
+
+    await eventually(all_delivered, seconds=30)
+    await asyncio.sleep(0.5)  # a duplicate would arrive right behind
+    for follower in followers:
+        await follower.stop()
+
+    total = sum(len(ids) for ids in acked.values())
+    assert total > CLIENTS * 40, f"only {total} messages acknowledged"
+    for i, follower in enumerate(followers):
+        assert sorted(follower.received) == expected[i], f"client {i}"
+    # The moved users were redirected to their partitions' new owners; the others were not.
+    new_owner = {p: ("m2" if p < 6 else "m1") for p in moving}
+    for user, follower in zip(users, followers, strict=True):
+        partition = partition_for(user.user_id, PARTITIONS)
+        if partition in moving:
+            assert follower.redirects == [new_owner[partition]], (partition, follower.redirects)
+        else:
+            assert follower.redirects == [], (partition, follower.redirects)
+
+    for chat, ids in acked.items():
+        reader = users[min(members[chat])]
+
+        async def complete(chat: str = chat, want: int = len(ids), reader: User = reader) -> Any:
+            page = await reader.history(chat, limit="200")
+            return page if len(page) >= want else None
+
+        page = await eventually(complete)
+        assert sorted(int(m["message_id"]) for m in page) == sorted(ids), chat
