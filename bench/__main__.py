@@ -28,7 +28,8 @@ import redis.asyncio as aioredis
 
 from bench import e2e, floors, history_load, idle, report
 from bench.population import open_chats, register_and_login
-from chatlib import partitioning
+from chatlib import live_config
+from chatlib.partitioning import Partitioning
 from infra import processes
 from infra.layout import Layout
 
@@ -173,8 +174,11 @@ async def main(argv: list[str]) -> int:
         if tracked is None:
             raise SystemExit(f"messaging-{args.server} is not running; ./dev up first")
         client = aioredis.Redis.from_url(REDIS)
-        config = await partitioning.load(client)
+        document = await live_config.read(client, "partitioning")
         await client.aclose()
+        if document is None:
+            raise SystemExit("no partitioning config in Redis; ./dev up first")
+        config = Partitioning.parse(document.value)
         result = await idle.idle_streams(secret, config, args.server, tracked.pid, args.streams)
         print(result)
         save("idle", command, result)

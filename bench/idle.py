@@ -30,6 +30,8 @@ async def idle_streams(
     """Hold ``count`` streams of synthetic users routed to ``server`` (tokens minted with the
     shared key: Subscribe needs a valid token, not a registered user)."""
     target = config.server(server)
+    if target is None:
+        raise SystemExit(f"no server {server!r} in the partitioning config")
     users: list[int] = []
     candidate = 10**15
     while len(users) < count:
@@ -38,7 +40,7 @@ async def idle_streams(
             users.append(candidate)
     before = rss_kib(pid)
     channels = [
-        grpc.aio.insecure_channel(target.address) for _ in range(count // STREAMS_PER_CHANNEL + 1)
+        grpc.aio.insecure_channel(target.target) for _ in range(count // STREAMS_PER_CHANNEL + 1)
     ]
     calls = []
     ready = 0

@@ -11,12 +11,19 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from chatlib import problems
 from chatlib.config_checks import InvalidConfig
 from chatlib.config_sections import PARSERS
-from chatlib.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
+from chatlib.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 from chatlib.live_config import Document
 from config_service.settings import find_operator
 from config_service.store import ConfigStore, VersionConflict
@@ -133,3 +140,6 @@ async def _conflicts(request: web.Request, handler: problems.Handler) -> web.Str
         return await handler(request)
     except PreconditionFailed as exc:
         return problems.problem(412, "precondition failed", str(exc))
+    except (aioredis.RedisError, OSError) as exc:
+        # Nothing was stored: the script either ran whole or not at all.
+        raise Unavailable(f"the config store (Redis) is unavailable: {exc}") from None

@@ -308,3 +308,18 @@ class Follower:
                 await asyncio.sleep(0.05)
             finally:
                 call.cancel()
+
+
+async def applied_everywhere(section: str, version: int, ops_ports: tuple[int, ...]) -> None:
+    """Wait until each service reports ``version`` of ``section`` in force (its /metrics)."""
+    line = f'chat_config_version{{section="{section}"}} {float(version)}'
+
+    async def applied() -> bool:
+        async with aiohttp.ClientSession() as http:
+            for port in ops_ports:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    if line not in await r.text():
+                        return False
+        return True
+
+    await eventually(applied)

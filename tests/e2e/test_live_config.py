@@ -10,25 +10,10 @@ import aiohttp
 import grpc
 
 from protos.chat.v1 import messaging_pb2
-from tests.e2e.conftest import BFF, CONFIG, Admin, Clients, User, eventually
+from tests.e2e.conftest import BFF, CONFIG, Admin, Clients, User, applied_everywhere, eventually
 
 M1, M2 = "127.0.0.1:7101", "127.0.0.1:7102"
 MESSAGING_OPS = (9311, 9312)
-
-
-async def applied_everywhere(section: str, version: int, ops_ports: tuple[int, ...]) -> None:
-    """Wait until each service reports ``version`` of ``section`` in force (its /metrics)."""
-    line = f'chat_config_version{{section="{section}"}} {float(version)}'
-
-    async def applied() -> bool:
-        async with aiohttp.ClientSession() as http:
-            for port in ops_ports:
-                async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
-                    if line not in await r.text():
-                        return False
-        return True
-
-    await eventually(applied)
 
 
 def servers(value: dict[str, Any], **ranges: list[list[int]]) -> dict[str, Any]:
