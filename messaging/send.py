@@ -104,9 +104,17 @@ class Sender:
             await self._produce(
                 message_id, created_ms, sender, chat_id, client_message_id, body, members
             )
-            await self._redis.set(
-                key, _record(message_id, created_ms, acked=True), ex=self._dedup_ttl, xx=True
-            )
+            try:
+                await self._redis.set(
+                    key, _record(message_id, created_ms, acked=True), ex=self._dedup_ttl, xx=True
+                )
+            except (aioredis.RedisError, OSError) as exc:
+                # Kafka has every copy, but a retry would not know it: say "retry", and the
+                # retry produces the same message id again (streams and history skip repeats).
+                raise Unavailable(
+                    f"message {message_id} was stored but not confirmed ({exc}); retry with"
+                    " the same client_message_id"
+                ) from None
         SEND_SECONDS.observe(time.perf_counter() - started)
         SENT.labels(duplicate="false").inc()
         return Accepted(message_id, created_ms, duplicate=False)

@@ -16,7 +16,7 @@ from messaging.cursor import Cursor
 from messaging.fanout import FanOut
 from messaging.replay import Watermarks, replay
 from messaging.send import Sender
-from messaging.streams import LiveEvent, LiveStream, StreamRegistry
+from messaging.streams import LiveEvent, LiveStream, RecentIds, StreamRegistry
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self, stream: LiveStream, partition: int, high: int, cursor: Cursor | None
     ) -> AsyncIterator[messaging_pb2.ClientEvent]:
         last = Cursor(partition, high - 1)
+        recent = RecentIds()
         if cursor is not None:
             low, _ = await self._watermarks.get(partition)
             if cursor.offset + 1 < low:
@@ -133,7 +134,8 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                     self._bootstrap, self._topic, partition, cursor.offset + 1, high, stream.user_id
                 ):
                     last = event.cursor
-                    yield _message(event)
+                    if recent.first_time(event.message.message_id):
+                        yield _message(event)
                 last = max(last, Cursor(partition, high - 1))
         yield messaging_pb2.ClientEvent(cursor=last.encode(), caught_up=messaging_pb2.CaughtUp())
         while True:
@@ -142,7 +144,8 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                 if event.cursor <= last:
                     continue
                 last = event.cursor
-                yield _message(event)
+                if recent.first_time(event.message.message_id):
+                    yield _message(event)
             if stream.overflowed:
                 yield messaging_pb2.ClientEvent(
                     cursor=last.encode(),

@@ -28,6 +28,28 @@ class LiveEvent:
     message: common_pb2.Message
 
 
+class RecentIds:
+    """The last ``capacity`` message ids a stream delivered.
+
+    A send retried after an unconfirmed attempt produces its records again with the same
+    message id; the stream shows the message once. (Across a reconnect the set starts empty,
+    so a copy that lands after the client's cursor is shown again; clients key messages by
+    id.)
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._ids: dict[int, None] = {}
+
+    def first_time(self, message_id: int) -> bool:
+        if message_id in self._ids:
+            return False
+        self._ids[message_id] = None
+        if len(self._ids) > self._capacity:
+            del self._ids[next(iter(self._ids))]
+        return True
+
+
 @dataclass(frozen=True)
 class Redirect:
     server: str

@@ -154,6 +154,7 @@ async def test_redis_restarted_under_load(clients: Clients, admin: Admin) -> Non
 
     senders = [asyncio.create_task(keep_sending(s, chats[s // 2])) for s in (0, 1, 2, 3)]
     ctx = Context(Layout.from_env())
+    outcomes: list[BaseException | None] = []
     try:
         await asyncio.sleep(2)
         await asyncio.to_thread(stack.down, ctx, [Redis()])
@@ -179,9 +180,12 @@ async def test_redis_restarted_under_load(clients: Clients, admin: Admin) -> Non
         await asyncio.sleep(2)
     finally:
         stop.set()
-        await asyncio.gather(*senders, return_exceptions=True)
-        await asyncio.to_thread(stack.up, ctx, [Redis()])
+        outcomes = await asyncio.gather(*senders, return_exceptions=True)
+        await asyncio.to_thread(stack.up, ctx, [Redis()])  # whatever happened above
 
+    for outcome in outcomes:
+        if outcome is not None:
+            raise outcome
     assert refused > 0, "the outage never reached a sender"
     for index, follower in enumerate(followers):
         expected = sorted(m for chat, ids in acked.items() if index in members[chat] for m in ids)

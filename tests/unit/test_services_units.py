@@ -9,7 +9,7 @@ from chatlib.errors import InvalidArgument
 from history import migrate
 from messaging.chats import check_chat_id, direct_chat_id
 from messaging.cursor import Cursor
-from messaging.streams import LiveEvent, LiveStream, Redirect, StreamRegistry
+from messaging.streams import LiveEvent, LiveStream, RecentIds, Redirect, StreamRegistry
 from protos.chat.v1 import common_pb2
 
 
@@ -85,3 +85,10 @@ def test_migrations_are_numbered_and_split_into_statements() -> None:
     assert all(s.upper().startswith("CREATE TABLE IF NOT EXISTS") for s in first.statements)
     tables = {s.split()[5] for s in first.statements}
     assert {"users", "users_by_name", "chats", "messages_by_chat", "chats_by_user"} <= tables
+
+
+def test_recent_ids_let_each_message_through_once_and_stay_bounded() -> None:
+    recent = RecentIds(capacity=3)
+    assert [recent.first_time(i) for i in (1, 2, 1, 3, 4)] == [True, True, False, True, True]
+    assert recent.first_time(1)  # the oldest was forgotten once a fourth id came
+    assert not recent.first_time(4)
