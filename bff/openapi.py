@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
+_PROBLEM_CONTENT = {
+    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+}
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
@@ -93,6 +96,13 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {
                     **_ok("Sent", "201"),
                     "200": {"description": "A retry of an accepted message"},
+                    "429": {
+                        "description": "Over the per-user send rate (limits section of the live"
+                        " config); retry after Retry-After seconds with the same"
+                        " client_message_id",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        "content": _PROBLEM_CONTENT,
+                    },
                 },
             },
         },

@@ -8,12 +8,25 @@ import asyncio
 import uuid
 from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
+
 from chatlib.hashing import partition_for
 from tests.e2e.conftest import Admin, Clients, Follower, User, eventually
 
 CLIENTS = 10
 PARTITIONS = 12
 SEND_EVERY = 0.1  # seconds per client: 100 messages per second in all
+
+
+def fanout_positions() -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": "messaging-fanout"})
+    try:
+        found = consumer.committed(
+            [TopicPartition("chat.deliveries.v1", p) for p in range(PARTITIONS)], 10
+        )
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
 
 
 def swapped(value: dict[str, Any]) -> tuple[dict[str, Any], set[int]]:
@@ -102,6 +115,10 @@ async def test_half_the_partitions_move_while_ten_clients_send(
             assert follower.redirects == [new_owner[partition]], (partition, follower.redirects)
         else:
             assert follower.redirects == [], (partition, follower.redirects)
+
+    # Every partition has a position in the group the servers share: where a new owner starts.
+    committed = await asyncio.to_thread(fanout_positions)
+    assert sorted(committed) == list(range(PARTITIONS)), committed
 
     for chat, ids in acked.items():
         reader = users[min(members[chat])]
