@@ -67,13 +67,10 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         await client.ping()
         return None
 
-    async def config_check() -> str | None:
-        return live.check()
-
     ops_runner = await ops.start(
         "127.0.0.1",
         settings.ops_port,
-        {"redis": redis_check, "config": config_check},
+        {"redis": redis_check, "config": live.check},
         degraded={"config": live.problem},
     )
     stack.push_async_callback(ops_runner.cleanup)

@@ -194,8 +194,8 @@ class LiveConfig:
             section.offer(document)
         self._task = asyncio.create_task(self.run(stop), name="live-config")
 
-    def check(self) -> str | None:
-        """For readiness: the follower must be running (Redis being away is not failure)."""
+    async def check(self) -> str | None:
+        """A readiness check: the follower must be running (Redis away is only degraded)."""
         if self._task is None:
             return "live config not started"
         if self._task.done():

@@ -126,13 +126,10 @@ async def _run(
     server.add_insecure_port(address)
     await server.start()
 
-    async def config_check() -> str | None:
-        return live.check()
-
     runner = await ops.start(
         "127.0.0.1",
         settings.ops_port,
-        {"cassandra": cassandra_check, "config": config_check},
+        {"cassandra": cassandra_check, "config": live.check},
         degraded={"config": live.problem},
     )
     stack.push_async_callback(runner.cleanup)

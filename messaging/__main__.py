@@ -133,9 +133,6 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             return f"fan-out ended: {fanout_task.exception()!r}"
         return None if fanout.assigned else "fan-out is not consuming its partitions yet"
 
-    async def config_check() -> str | None:
-        return live.check()
-
     async def lease_check() -> str | None:
         lease.check()
         return None
@@ -151,7 +148,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             "fan-out": fanout_check,
             "worker-lease": lease_check,
             "redis": redis_check,
-            "config": config_check,
+            "config": live.check,
         },
         degraded={"config": live.problem},
     )

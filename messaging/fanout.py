@@ -139,8 +139,9 @@ class FanOut:
             starts = await self._starts(sorted(gained))
             self._consumer.incremental_assign(starts)
             for start in starts:
+                # Not marked committed: the next periodic commit records every new position,
+                # also of a partition that never had a commit (or a record) before.
                 self._next[start.partition] = start.offset
-                self._committed[start.partition] = start.offset
             logger.info(
                 "fan-out now consumes partitions %s of %s",
                 ", ".join(f"{s.partition}@{s.offset}" for s in starts),

@@ -323,3 +323,32 @@ async def applied_everywhere(section: str, version: int, ops_ports: tuple[int, .
         return True
 
     await eventually(applied)
+
+
+async def follow(clients: Clients, users: list[User]) -> list[Follower]:
+    """A Follower per user, each caught up before this returns."""
+    followers = [Follower(clients, user) for user in users]
+    for follower in followers:
+        follower.start()
+    for follower in followers:
+        await asyncio.wait_for(follower.caught_up.wait(), 20)
+    return followers
+
+
+async def each_received_once(
+    followers: list[Follower], acked: dict[str, list[int]], members: dict[str, set[int]]
+) -> None:
+    """Every acknowledged message of a chat reached each member's stream, exactly once.
+
+    ``members`` maps a chat to the indexes of its members in ``followers``."""
+    for index, follower in enumerate(followers):
+        expected = sorted(m for chat, ids in acked.items() if index in members[chat] for m in ids)
+
+        async def arrived(follower: Follower = follower, want: int = len(expected)) -> bool:
+            return len(follower.received) >= want
+
+        await eventually(arrived, seconds=30)
+        await asyncio.sleep(0.2)  # a duplicate would arrive right behind
+        assert sorted(follower.received) == expected, f"client {index}"
+    for follower in followers:
+        await follower.stop()

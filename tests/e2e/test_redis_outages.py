@@ -26,9 +26,10 @@ from tests.e2e.conftest import (
     PASSWORD,
     Admin,
     Clients,
-    Follower,
     applied_everywhere,
+    each_received_once,
     eventually,
+    follow,
     jwt_secret,
 )
 from tests.tcp_proxy import CuttableProxy
@@ -125,12 +126,8 @@ async def test_a_change_made_while_a_service_was_cut_off_applies_when_it_reconne
 async def test_redis_restarted_under_load(clients: Clients, admin: Admin) -> None:
     users = [await clients.user("outage") for _ in range(4)]
     chats = [await users[0].open_chat(users[1]), await users[2].open_chat(users[3])]
-    members = {chats[0]: (0, 1), chats[1]: (2, 3)}
-    followers = [Follower(clients, user) for user in users]
-    for follower in followers:
-        follower.start()
-    for follower in followers:
-        await asyncio.wait_for(follower.caught_up.wait(), 20)
+    members = {chats[0]: {0, 1}, chats[1]: {2, 3}}
+    followers = await follow(clients, users)
 
     acked: dict[str, list[int]] = {chat: [] for chat in chats}
     refused = 0
@@ -187,13 +184,4 @@ async def test_redis_restarted_under_load(clients: Clients, admin: Admin) -> Non
         if outcome is not None:
             raise outcome
     assert refused > 0, "the outage never reached a sender"
-    for index, follower in enumerate(followers):
-        expected = sorted(m for chat, ids in acked.items() if index in members[chat] for m in ids)
-
-        async def delivered(follower: Follower = follower, want: int = len(expected)) -> bool:
-            return len(follower.received) >= want
-
-        await eventually(delivered)
-        assert sorted(follower.received) == expected, index
-    for follower in followers:
-        await follower.stop()
+    await each_received_once(followers, acked, members)
