@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from chatlib import lifecycle, ops, redis_client
@@ -59,6 +60,9 @@ def main(argv: list[str]) -> int:
         return asyncio.run(_command(args))
     except (InvalidConfig, VersionConflict) as exc:
         print(f"rejected: {exc}", file=sys.stderr)
+        return 1
+    except (aioredis.RedisError, OSError) as exc:
+        print(f"the config store (Redis) is unreachable: {exc}", file=sys.stderr)
         return 1
 
 
@@ -104,8 +108,15 @@ async def _command(args: argparse.Namespace) -> int:
             state = "stored as" if outcome.changed else "unchanged at"
             print(f"{args.section}: {state} version {outcome.document.version}")
         elif args.command == "seed":
+            partitioning = json.loads(read.text("CHAT_PARTITIONING_DEFAULT"))
+            topic_partitions = read.integer("CHAT_PARTITIONS", 0)
+            if topic_partitions and partitioning.get("partitions") != topic_partitions:
+                raise InvalidConfig(
+                    f"CHAT_PARTITIONING_DEFAULT has {partitioning.get('partitions')} partitions,"
+                    f" the deliveries topic (CHAT_PARTITIONS) {topic_partitions}"
+                )
             defaults: dict[str, Any] = {
-                "partitioning": json.loads(read.text("CHAT_PARTITIONING_DEFAULT")),
+                "partitioning": partitioning,
                 "limits": DEFAULT_LIMITS.to_value(),
                 "features": DEFAULT_FEATURES.to_value(),
             }

@@ -3,12 +3,19 @@ with the reason and change nothing; good ones apply from the next request, every
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
 import aiohttp
 import grpc
 
+from infra.apps import default_partitioning
+from infra.layout import PROJECT_ROOT
 from protos.chat.v1 import messaging_pb2
 from tests.e2e.conftest import BFF, CONFIG, Admin, Clients, User, applied_everywhere, eventually
 
@@ -211,3 +218,40 @@ async def test_feature_flags_close_registration_and_sending(clients: Clients, ad
         return status == 201
 
     await eventually(open_again)
+
+
+def config_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "config_service", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "CHAT_PARTITIONING_DEFAULT": default_partitioning()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_the_cli_changes_a_section_and_shows_its_trail(admin: Admin) -> None:
+    before = await admin.get("limits")
+    changed = await asyncio.to_thread(config_cli, "set", "limits", "send_burst=77")
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.strip() == f"limits: stored as version {before['version'] + 1}"
+    assert (await admin.get("limits"))["value"]["send_burst"] == 77
+
+    refused = await asyncio.to_thread(config_cli, "set", "limits", "send_burst=0")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "rejected: limits.send_burst must be between 1 and 100000, got 0"
+    )
+    assert (await admin.get("limits"))["version"] == before["version"] + 1
+
+    trail = await asyncio.to_thread(config_cli, "history", "limits", "--limit", "1")
+    [entry] = json.loads(trail.stdout)["entries"]
+    assert entry["by"].startswith("cli:")
+    assert (entry["old"]["send_burst"], entry["new"]["send_burst"]) == (
+        before["value"]["send_burst"],
+        77,
+    )
+    seeded = await asyncio.to_thread(config_cli, "seed")
+    assert f"config limits: exists (version {before['version'] + 1})" in seeded.stdout
