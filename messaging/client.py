@@ -1,8 +1,9 @@
 """A terminal chat client: ``python -m messaging.client chat alice --with bob``.
 
 It does what a mobile client does: logs in through the BFF (HTTP), holds a gRPC stream to the
-messaging server the BFF names, resumes from its cursor when the stream ends, and sends over
-gRPC with a fresh client_message_id per line.
+messaging server the BFF names, resumes from its cursor when the stream ends (on another server
+when its partition moved), and sends over gRPC with a fresh client_message_id per line, waiting
+out the rate limit when told to.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ async def chat(bff: str, username: str, password: str, peer: str) -> None:
         metadata = (("authorization", f"Bearer {session['access_token']}"),)
         async with grpc.aio.insecure_channel(session["messaging_server"]) as channel:
             stub = messaging_pb2_grpc.MessagingServiceStub(channel)
-            receiver = asyncio.create_task(_receive(stub, metadata, chat_id, names))
+            receiver = asyncio.create_task(
+                _receive(session["messaging_server"], metadata, chat_id, names)
+            )
             try:
                 await _send_lines(stub, metadata, chat_id)
             finally:
@@ -74,27 +77,38 @@ async def chat(bff: str, username: str, password: str, peer: str) -> None:
 
 
 async def _receive(
-    stub: messaging_pb2_grpc.MessagingServiceAsyncStub,
+    address: str,
     metadata: tuple[tuple[str, str], ...],
     chat_id: str,
     names: dict[int, str],
 ) -> None:
+    """Stream events; follow the stream to another server when the partition moves."""
     cursor = ""
     while True:
-        try:
-            async for event in stub.Subscribe(
-                messaging_pb2.SubscribeRequest(resume_cursor=cursor), metadata=metadata
-            ):
-                cursor = event.cursor
-                kind = event.WhichOneof("event")
-                if kind == "message" and event.message.chat_id == chat_id:
-                    m = event.message
-                    _show(names, m.sender_id, m.body, m.created_at_ms)
-                elif kind == "resync_required":
-                    print("-- missed too much while away; showing only new messages")
-        except grpc.aio.AioRpcError as exc:
-            print(f"-- stream ended ({exc.code().name}: {exc.details()}); reconnecting")
-        await asyncio.sleep(1)
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = messaging_pb2_grpc.MessagingServiceStub(channel)
+            try:
+                async for event in stub.Subscribe(
+                    messaging_pb2.SubscribeRequest(resume_cursor=cursor), metadata=metadata
+                ):
+                    cursor = event.cursor
+                    kind = event.WhichOneof("event")
+                    if kind == "message" and event.message.chat_id == chat_id:
+                        m = event.message
+                        _show(names, m.sender_id, m.body, m.created_at_ms)
+                    elif kind == "resync_required":
+                        print("-- missed too much while away; showing only new messages")
+                    elif kind == "redirect":
+                        address = event.redirect.address
+                        break
+            except grpc.aio.AioRpcError as exc:
+                redirect = dict(exc.trailing_metadata() or ()).get("chat-redirect")
+                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and redirect:
+                    address = str(redirect)
+                else:
+                    print(f"-- stream ended ({exc.code().name}: {exc.details()}); reconnecting")
+                    await asyncio.sleep(1)
+        await asyncio.sleep(0.1)
 
 
 async def _send_lines(
@@ -117,6 +131,11 @@ async def _send_lines(
                 await stub.Send(request, metadata=metadata, timeout=10)
                 break
             except grpc.aio.AioRpcError as exc:
+                retry_ms = dict(exc.trailing_metadata() or ()).get("chat-retry-after-ms")
+                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_ms:
+                    print(f"-- {exc.details()}")
+                    await asyncio.sleep(int(str(retry_ms)) / 1000)
+                    continue
                 if exc.code() not in (
                     grpc.StatusCode.UNAVAILABLE,
                     grpc.StatusCode.DEADLINE_EXCEEDED,
