@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from chatlib import redis_client
 from chatlib.config_checks import InvalidConfig
 from chatlib.config_sections import DEFAULT_LIMITS, Limits
-from chatlib.live_config import LiveConfig, LiveSection, Namespace
+from chatlib.live_config import Document, LiveConfig, LiveSection, Namespace
 from config_service.store import ConfigStore, VersionConflict
 from tests.integration.conftest import Endpoints
 from tests.tcp_proxy import CuttableProxy
@@ -146,3 +146,27 @@ async def test_a_change_made_while_cut_off_is_applied_on_reconnect(
         stop.set()
         await live.close()
         await proxy.close()
+
+
+async def test_a_skipped_version_makes_the_subscriber_read_redis(
+    client: aioredis.Redis, namespace: Namespace, endpoints: Endpoints
+) -> None:
+    store = ConfigStore(client, namespace)
+    await store.seed("limits", limits(), by="seed")
+    section = LiveSection("limits", Limits.parse)
+    live = LiveConfig(endpoints.redis_url, [section], namespace)
+    stop = asyncio.Event()
+    await live.start(stop)
+    try:
+        await until(lambda: live.subscribed)
+        # Versions 2 and 3 reached Redis, but the announcement of 2 was lost and the one of 3
+        # (deliberately) disagrees with what is stored: after a gap, Redis is the truth.
+        stored = Document("limits", 3, limits(max_body_bytes=900), "ops", "t")
+        await client.set(namespace.key("limits"), stored.to_json())
+        heard = Document("limits", 3, limits(max_body_bytes=1), "ops", "t")
+        await client.publish(namespace.channel, heard.to_json())
+        await until(lambda: section.version == 3)
+        assert section.get().max_body_bytes == 900
+    finally:
+        stop.set()
+        await live.close()
