@@ -55,14 +55,14 @@ APPS = [
         "messaging-m1",
         ["messaging"],
         9311,
-        f"gRPC 127.0.0.1:7101 (partitions 0-{PARTITIONS // 2 - 1})",
+        f"gRPC 127.0.0.1:7101 (seeded with partitions 0-{PARTITIONS // 2 - 1})",
         {"CHAT_SERVER_NAME": "m1", "CHAT_MESSAGING_PORT": "7101"},
     ),
     App(
         "messaging-m2",
         ["messaging"],
         9312,
-        f"gRPC 127.0.0.1:7102 (partitions {PARTITIONS // 2}-{PARTITIONS - 1})",
+        f"gRPC 127.0.0.1:7102 (seeded with partitions {PARTITIONS // 2}-{PARTITIONS - 1})",
         {"CHAT_SERVER_NAME": "m2", "CHAT_MESSAGING_PORT": "7102"},
     ),
     App(
