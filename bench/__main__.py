@@ -8,6 +8,7 @@ bench/results/summary.md, PNG plots and docs/benchmarks.md):
   floors   raw Kafka produce-to-consume and raw Cassandra inserts at the same rate
   idle     idle streams on one messaging server: resident memory per stream
   history  50-message history pages at rising rates
+  moves    half the partitions move to the other server and back under held streams
   report   tables, plots and docs/benchmarks.md from the results
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from bench import e2e, floors, history_load, idle, report
+from bench import e2e, floors, history_load, idle, moves, report
 from bench.population import open_chats, register_and_login
 from chatlib import live_config
 from chatlib.partitioning import Partitioning
@@ -38,6 +39,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
 KAFKA = os.environ.get("CHAT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REDIS = os.environ.get("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0")
+CONFIG = os.environ.get("CHAT_CONFIG_URL", "http://127.0.0.1:7301")
 
 
 def machine() -> dict[str, Any]:
@@ -139,6 +141,9 @@ async def main(argv: list[str]) -> int:
     h = sub.add_parser("history")
     h.add_argument("--rates", default="100,250,500")
     h.add_argument("--duration", type=float, default=10)
+    m = sub.add_parser("moves")
+    m.add_argument("--streams", type=int, default=2000)
+    m.add_argument("--rounds", type=int, default=2)
     sub.add_parser("report")
     args = parser.parse_args(argv)
     command = "python -m bench " + " ".join(argv)
@@ -203,6 +208,17 @@ async def main(argv: list[str]) -> int:
             print(f"{rate:g} pages/s: {level['page_ms']} errors {level['errors']}")
             levels.append(level)
         save("history", command, {"levels": levels})
+    elif args.scenario == "moves":
+        layout = Layout.from_env()
+        secret = (layout.state / "secrets" / "jwt").read_text().strip()
+        admin = (layout.state / "secrets" / "admin").read_text().strip()
+        result = await moves.partition_moves(CONFIG, admin, secret, args.streams, args.rounds)
+        for number, round_ in enumerate(result["rounds"]):
+            print(
+                f"round {number + 1}: {round_['moved_streams']} streams moved; redirect"
+                f" {round_['redirect_ms']}; resumed on the new owner {round_['resumed_ms']}"
+            )
+        save("moves", command, result)
     else:
         await asyncio.to_thread(report.write, RESULTS, DOCS)
     return 0

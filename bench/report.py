@@ -213,6 +213,33 @@ def write(results: Path, docs: Path) -> None:
                 _row(f"{level['rate']:g} pages/s (errors {level['errors']})", level["page_ms"])
             )
         lines.append("")
+    moves = _load(results, "moves")
+    if moves:
+        r = moves["result"]
+        lines += [
+            "## (e) Live partition moves",
+            "",
+            f"Command: `{moves['command']}` ({moves['measured_at']}).",
+            f"{r['streams']} idle streams spread over all partitions; each round moves half of each "
+            "server's partitions to the other server through the admin API (round 2 moves them "
+            "back). Times are from the moment the change was stored; a moved stream is resumed "
+            "when it is caught up on its new owner. "
+            f"Subscribes refused by a server that did not own the partition (yet): {r['refusals']}; "
+            f"retried after UNAVAILABLE: {r['retries']}.",
+            "",
+            HEADER,
+        ]
+        for number, round_ in enumerate(r["rounds"]):
+            lines.append(
+                _row(
+                    f"round {number + 1}: redirect received ({round_['moved_streams']} streams)",
+                    round_["redirect_ms"],
+                )
+            )
+            lines.append(
+                _row(f"round {number + 1}: resumed on the new owner", round_["resumed_ms"])
+            )
+        lines.append("")
     lines += [
         "## Peer",
         "",
