@@ -251,6 +251,27 @@ async def admin() -> AsyncIterator[Admin]:
             for section, value in before.items():
                 status, body = await found.put(section, value)
                 assert status == 200, body
+                # The next test starts only once every service has the restored config and
+                # the messaging servers consume their partitions again.
+                await applied_everywhere(section, body["version"], FOLLOWERS[section])
+            await eventually(messaging_ready)
+
+
+#: Ops ports of the services that follow each config section.
+FOLLOWERS = {
+    "partitioning": (9311, 9312, 9401),
+    "limits": (9311, 9312, 9301),
+    "features": (9311, 9312, 9401),
+}
+
+
+async def messaging_ready() -> bool:
+    async with aiohttp.ClientSession() as http:
+        for port in (9311, 9312):
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                if r.status != 200:
+                    return False
+    return True
 
 
 class Follower:
