@@ -22,7 +22,7 @@ from bench.stats import summary
 from chatlib import tokens
 from chatlib.hashing import partition_for
 from chatlib.partitioning import Partitioning
-from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
+from messaging.stream_client import StreamState, events
 
 #: Channels per server address; streams are spread over them (one HTTP/2 connection each).
 CHANNELS_PER_SERVER = 4
@@ -33,12 +33,9 @@ class Held:
     user_id: int
     partition: int
     token: str
-    address: str
-    cursor: str = ""
+    state: StreamState
     caught_up_at: list[float] = field(default_factory=list)
     redirected_at: list[float] = field(default_factory=list)
-    refusals: int = 0
-    retries: int = 0
 
 
 def swapped(config: Partitioning) -> tuple[dict[str, Any], set[int]]:
@@ -70,37 +67,19 @@ def _ranges(partitions: set[int]) -> list[list[int]]:
 Channels = dict[tuple[str, int], grpc.aio.Channel]
 
 
-async def _hold(stream: Held, channels: Channels, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        key = (stream.address, stream.user_id % CHANNELS_PER_SERVER)
-        channel = channels.get(key)
-        if channel is None:
-            channel = channels[key] = grpc.aio.insecure_channel(stream.address)
-        call = messaging_pb2_grpc.MessagingServiceStub(channel).Subscribe(
-            messaging_pb2.SubscribeRequest(resume_cursor=stream.cursor),
-            metadata=(("authorization", f"Bearer {stream.token}"),),
-        )
-        try:
-            async for event in call:
-                stream.cursor = event.cursor or stream.cursor
-                kind = event.WhichOneof("event")
-                if kind == "caught_up":
-                    stream.caught_up_at.append(time.monotonic())
-                elif kind == "redirect":
-                    stream.redirected_at.append(time.monotonic())
-                    stream.address = event.redirect.address
-                    break
-        except grpc.aio.AioRpcError as exc:
-            if stop.is_set():
-                return
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                stream.refusals += 1
-                stream.address = str(dict(exc.trailing_metadata() or ())["chat-redirect"])
-            else:
-                stream.retries += 1
-                await asyncio.sleep(0.05)
-        finally:
-            call.cancel()
+async def _hold(stream: Held, channels: Channels) -> None:
+    def channel_for(address: str) -> grpc.aio.Channel:
+        key = (address, stream.user_id % CHANNELS_PER_SERVER)
+        if key not in channels:
+            channels[key] = grpc.aio.insecure_channel(address)
+        return channels[key]
+
+    async for event in events(stream.state, stream.token, channel_for):
+        kind = event.WhichOneof("event")
+        if kind == "caught_up":
+            stream.caught_up_at.append(time.monotonic())
+        elif kind == "redirect":
+            stream.redirected_at.append(time.monotonic())
 
 
 async def partition_moves(
@@ -121,12 +100,11 @@ async def partition_moves(
                     user,
                     partition,
                     tokens.issue(secret, str(user), 3600),
-                    original.owner(partition).target,
+                    StreamState(original.owner(partition).target),
                 )
             )
         channels: Channels = {}
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(_hold(s, channels, stop)) for s in held]
+        tasks = [asyncio.create_task(_hold(s, channels)) for s in held]
         rounds_out = []
         try:
             await _until(lambda: all(s.caught_up_at for s in held), 120)
@@ -159,7 +137,6 @@ async def partition_moves(
                 )
                 await asyncio.sleep(2)
         finally:
-            stop.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -172,8 +149,8 @@ async def partition_moves(
     return {
         "streams": streams,
         "rounds": rounds_out,
-        "refusals": sum(s.refusals for s in held),
-        "retries": sum(s.retries for s in held),
+        "refusals": sum(s.state.refusals for s in held),
+        "retries": sum(s.state.retries for s in held),
     }
 
 

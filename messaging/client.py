@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import grpc
 
+from messaging.stream_client import StreamState, events
 from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
 
 DEFAULT_BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
@@ -66,7 +67,7 @@ async def chat(bff: str, username: str, password: str, peer: str) -> None:
         async with grpc.aio.insecure_channel(session["messaging_server"]) as channel:
             stub = messaging_pb2_grpc.MessagingServiceStub(channel)
             receiver = asyncio.create_task(
-                _receive(session["messaging_server"], metadata, chat_id, names)
+                _receive(session["messaging_server"], session["access_token"], chat_id, names)
             )
             try:
                 await _send_lines(stub, metadata, chat_id)
@@ -76,39 +77,32 @@ async def chat(bff: str, username: str, password: str, peer: str) -> None:
                     await receiver
 
 
-async def _receive(
-    address: str,
-    metadata: tuple[tuple[str, str], ...],
-    chat_id: str,
-    names: dict[int, str],
-) -> None:
-    """Stream events; follow the stream to another server when the partition moves."""
-    cursor = ""
-    while True:
-        async with grpc.aio.insecure_channel(address) as channel:
-            stub = messaging_pb2_grpc.MessagingServiceStub(channel)
+async def _receive(address: str, token: str, chat_id: str, names: dict[int, str]) -> None:
+    """Show the chat's messages as they arrive, wherever the stream has to move."""
+    state = StreamState(address)
+    channels: dict[str, grpc.aio.Channel] = {}
+
+    def channel_for(target: str) -> grpc.aio.Channel:
+        if target not in channels:
+            channels[target] = grpc.aio.insecure_channel(target)
+        return channels[target]
+
+    try:
+        while True:
             try:
-                async for event in stub.Subscribe(
-                    messaging_pb2.SubscribeRequest(resume_cursor=cursor), metadata=metadata
-                ):
-                    cursor = event.cursor
+                async for event in events(state, token, channel_for):
                     kind = event.WhichOneof("event")
                     if kind == "message" and event.message.chat_id == chat_id:
                         m = event.message
                         _show(names, m.sender_id, m.body, m.created_at_ms)
                     elif kind == "resync_required":
                         print("-- missed too much while away; showing only new messages")
-                    elif kind == "redirect":
-                        address = event.redirect.address
-                        break
             except grpc.aio.AioRpcError as exc:
-                redirect = dict(exc.trailing_metadata() or ()).get("chat-redirect")
-                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and redirect:
-                    address = str(redirect)
-                else:
-                    print(f"-- stream ended ({exc.code().name}: {exc.details()}); reconnecting")
-                    await asyncio.sleep(1)
-        await asyncio.sleep(0.1)
+                print(f"-- stream ended ({exc.code().name}: {exc.details()}); reconnecting")
+                await asyncio.sleep(1)
+    finally:
+        for channel in channels.values():
+            await channel.close()
 
 
 async def _send_lines(

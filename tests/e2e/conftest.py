@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from infra.layout import Layout
+from messaging.stream_client import StreamState, events
 from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
 
 BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
@@ -133,12 +134,15 @@ class Clients:
             self.http,
         )
 
-    def stub(self, address: str) -> messaging_pb2_grpc.MessagingServiceAsyncStub:
+    def channel(self, address: str) -> grpc.aio.Channel:
         channel = self.channels.get(address)
         if channel is None:
             channel = grpc.aio.insecure_channel(address)
             self.channels[address] = channel
-        return messaging_pb2_grpc.MessagingServiceStub(channel)
+        return channel
+
+    def stub(self, address: str) -> messaging_pb2_grpc.MessagingServiceAsyncStub:
+        return messaging_pb2_grpc.MessagingServiceStub(self.channel(address))
 
     async def subscribe(self, user: User, cursor: str = "") -> Stream:
         call = self.stub(user.messaging_server).Subscribe(
@@ -275,19 +279,20 @@ async def messaging_ready() -> bool:
 
 
 class Follower:
-    """A client's live stream that survives moves: it follows redirects, retries while a
-    partition is on its way, and always resumes from the last cursor it saw."""
+    """A client's live stream held the way a mobile client holds it
+    (``messaging.stream_client``), its messages collected in the background."""
 
     def __init__(self, clients: Clients, user: User) -> None:
         self.clients = clients
         self.user = user
-        self.address = user.messaging_server
-        self.cursor = ""
+        self.state = StreamState(user.messaging_server)
         self.received: list[int] = []
-        self.redirects: list[str] = []
-        self.refusals = 0
         self.caught_up = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+
+    @property
+    def redirects(self) -> list[str]:
+        return self.state.redirects
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run())
@@ -299,36 +304,14 @@ class Follower:
                 await self.task
 
     async def _run(self) -> None:
-        while True:
-            call = self.clients.stub(self.address).Subscribe(
-                messaging_pb2.SubscribeRequest(resume_cursor=self.cursor),
-                metadata=(("authorization", f"Bearer {self.user.token}"),),
-            )
-            try:
-                async for event in call:
-                    self.cursor = event.cursor or self.cursor
-                    kind = event.WhichOneof("event")
-                    if kind == "message":
-                        self.received.append(event.message.message_id)
-                    elif kind == "caught_up":
-                        self.caught_up.set()
-                    elif kind == "redirect":
-                        self.redirects.append(event.redirect.server)
-                        self.address = event.redirect.address
-                        break
-                    elif kind == "resync_required":
-                        raise AssertionError(f"resync required: {event}")
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                    # Refused by a server that no longer (or not yet) owns the partition.
-                    self.refusals += 1
-                    redirect = dict(exc.trailing_metadata() or ())
-                    self.address = str(redirect["chat-redirect"])
-                elif exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
-                await asyncio.sleep(0.05)
-            finally:
-                call.cancel()
+        async for event in events(self.state, self.user.token, self.clients.channel):
+            kind = event.WhichOneof("event")
+            if kind == "message":
+                self.received.append(event.message.message_id)
+            elif kind == "caught_up":
+                self.caught_up.set()
+            elif kind == "resync_required":
+                raise AssertionError(f"resync required: {event}")
 
 
 async def applied_everywhere(section: str, version: int, ops_ports: tuple[int, ...]) -> None:

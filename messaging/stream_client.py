@@ -1,0 +1,69 @@
+"""The client side of a live stream, as every client should hold it: resume from the last
+cursor whenever the stream ends, follow redirects when the user's partition moves, and retry
+while the new owner is still taking the partition over.
+
+Used by the terminal client, the benchmarks and the tests, so they all exercise the protocol
+the way a mobile client is meant to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from chatlib.errors import REDIRECT_KEY
+from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
+
+RETRY_PAUSE = 0.05
+
+
+@dataclass
+class StreamState:
+    """Where the stream is: the server to dial and the last cursor seen."""
+
+    address: str
+    cursor: str = ""
+    #: Servers a Redirect event sent the stream to, in order.
+    redirects: list[str] = field(default_factory=list)
+    #: Subscribes refused (FAILED_PRECONDITION) by a server that does not own the partition.
+    refusals: int = 0
+    #: Subscribes retried after UNAVAILABLE (the partition was still moving).
+    retries: int = 0
+
+
+async def events(
+    state: StreamState, token: str, channel_for: Callable[[str], grpc.aio.Channel]
+) -> AsyncIterator[messaging_pb2.ClientEvent]:
+    """Every event of the caller's stream, across reconnects, until the caller stops.
+
+    Redirect events are yielded too (after which the stream continues on the new server).
+    Errors other than a refusal with a redirect or UNAVAILABLE are raised.
+    """
+    metadata = (("authorization", f"Bearer {token}"),)
+    while True:
+        call = messaging_pb2_grpc.MessagingServiceStub(channel_for(state.address)).Subscribe(
+            messaging_pb2.SubscribeRequest(resume_cursor=state.cursor), metadata=metadata
+        )
+        try:
+            async for event in call:
+                state.cursor = event.cursor or state.cursor
+                yield event
+                if event.WhichOneof("event") == "redirect":
+                    state.redirects.append(event.redirect.server)
+                    state.address = event.redirect.address
+                    break
+        except grpc.aio.AioRpcError as exc:
+            redirect = dict(exc.trailing_metadata() or ()).get(REDIRECT_KEY)
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and redirect:
+                state.refusals += 1
+                state.address = str(redirect)
+            elif exc.code() == grpc.StatusCode.UNAVAILABLE:
+                state.retries += 1
+                await asyncio.sleep(RETRY_PAUSE)
+            else:
+                raise
+        finally:
+            call.cancel()
