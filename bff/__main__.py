@@ -63,14 +63,10 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, settings.host, settings.port).start()
 
-    async def redis_check() -> str | None:
-        await client.ping()
-        return None
-
     ops_runner = await ops.start(
         "127.0.0.1",
         settings.ops_port,
-        {"redis": redis_check, "config": live.check},
+        {"redis": ops.redis_ping(client), "config": live.check},
         degraded={"config": live.problem},
     )
     stack.push_async_callback(ops_runner.cleanup)

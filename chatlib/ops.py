@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 Check = Callable[[], Awaitable[str | None]]
+
+
+def redis_ping(client: aioredis.Redis) -> Check:
+    """A readiness check that Redis answers."""
+
+    async def check() -> str | None:
+        await client.ping()
+        return None
+
+    return check
 
 
 async def start(

@@ -137,17 +137,13 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         lease.check()
         return None
 
-    async def redis_check() -> str | None:
-        await client.ping()
-        return None
-
     runner = await ops.start(
         "127.0.0.1",
         settings.ops_port,
         {
             "fan-out": fanout_check,
             "worker-lease": lease_check,
-            "redis": redis_check,
+            "redis": ops.redis_ping(client),
             "config": live.check,
         },
         degraded={"config": live.problem},
