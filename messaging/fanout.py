@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
 from prometheus_client import Gauge
@@ -96,7 +96,14 @@ class FanOut:
             while not stop.is_set():
                 self._changed.clear()
                 if self._config is not self._applied:
-                    await self._rebalance()
+                    try:
+                        await self._rebalance()
+                    except KafkaException as exc:
+                        # Nothing half done stays: what was released is released, and the
+                        # rest is worked out again from the current assignment.
+                        logger.warning("fan-out rebalance failed, retrying: %s", exc)
+                        await asyncio.sleep(1.0)
+                        continue
                 if not self._next:
                     # Nothing owned: wait for a config change instead of polling nothing.
                     stop_wait = asyncio.create_task(stop.wait())
