@@ -163,6 +163,8 @@ async def test_redis_restarted_under_load(clients: Clients, admin: Admin) -> Non
             return True
 
         await eventually(everyone_degraded)
+        # Meanwhile reads are served as before: routing from the last good config, history.
+        await users[0].history(chats[0], limit="5")  # answers 200 (asserted inside)
         await asyncio.to_thread(stack.up, ctx, [Redis()])
 
         async def everyone_resubscribed() -> bool:
@@ -184,4 +186,8 @@ async def test_redis_restarted_under_load(clients: Clients, admin: Admin) -> Non
         if outcome is not None:
             raise outcome
     assert refused > 0, "the outage never reached a sender"
+    # The live streams never noticed: no follower had to reconnect.
+    assert [(f.state.retries, f.state.refusals, f.state.redirects) for f in followers] == [
+        (0, 0, [])
+    ] * len(followers)
     await each_received_once(followers, acked, members)
