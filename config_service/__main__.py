@@ -104,12 +104,17 @@ async def _command(args: argparse.Namespace) -> int:
             state = "stored as" if outcome.changed else "unchanged at"
             print(f"{args.section}: {state} version {outcome.document.version}")
         elif args.command == "seed":
-            partitioning = json.loads(read.text("CHAT_PARTITIONING_DEFAULT"))
+            partitioning = _json(
+                read.text("CHAT_PARTITIONING_DEFAULT"), "CHAT_PARTITIONING_DEFAULT"
+            )
             topic_partitions = read.integer("CHAT_PARTITIONS", 0)
-            if topic_partitions and partitioning.get("partitions") != topic_partitions:
+            if topic_partitions and (
+                not isinstance(partitioning, dict)
+                or partitioning.get("partitions") != topic_partitions
+            ):
                 raise InvalidConfig(
-                    f"CHAT_PARTITIONING_DEFAULT has {partitioning.get('partitions')} partitions,"
-                    f" the deliveries topic (CHAT_PARTITIONS) {topic_partitions}"
+                    "CHAT_PARTITIONING_DEFAULT must have as many partitions as the deliveries"
+                    f" topic (CHAT_PARTITIONS={topic_partitions})"
                 )
             defaults: dict[str, Any] = {
                 "partitioning": partitioning,
@@ -129,11 +134,13 @@ async def _new_value(store: ConfigStore, section: str, changes: list[str]) -> An
     """A whole document (JSON text or @file), or key=value pairs applied to the current one."""
     if len(changes) == 1 and not _is_pair(changes[0]):
         raw = changes[0]
-        text = await asyncio.to_thread(Path(raw[1:]).read_text) if raw.startswith("@") else raw
+        if not raw.startswith("@"):
+            return _json(raw, f"the new {section}")
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidConfig(f"the new {section} is not valid JSON: {exc}") from None
+            text = await asyncio.to_thread(Path(raw[1:]).read_text)
+        except OSError as exc:
+            raise InvalidConfig(f"cannot read {raw[1:]}: {exc.strerror}") from None
+        return _json(text, raw[1:])
     current = await store.get(section)
     if current is None:
         raise InvalidConfig(f"{section} is not set yet; give the whole document")
@@ -147,6 +154,13 @@ async def _new_value(store: ConfigStore, section: str, changes: list[str]) -> An
         except json.JSONDecodeError:
             value[key] = raw  # a bare word is a string
     return value
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidConfig(f"{what} is not valid JSON: {exc}") from None
 
 
 def _is_pair(argument: str) -> bool:
