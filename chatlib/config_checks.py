@@ -14,15 +14,13 @@ class InvalidConfig(ValueError):
     """A configuration document breaks the schema or an invariant; the message says where."""
 
 
-def fields(
-    value: Any, where: str, required: set[str], optional: frozenset[str] = frozenset()
-) -> dict[str, Any]:
+def fields(value: Any, where: str, required: set[str]) -> dict[str, Any]:
     """``value`` as a JSON object with exactly the known keys."""
     if not isinstance(value, dict):
         raise InvalidConfig(f"{where} must be a JSON object, got {_kind(value)}")
-    unknown = sorted(set(value) - required - optional)
+    unknown = sorted(set(value) - required)
     if unknown:
-        known = ", ".join(sorted(required | optional))
+        known = ", ".join(sorted(required))
         raise InvalidConfig(f"{where}: unknown key {unknown[0]!r} (known keys: {known})")
     missing = sorted(required - set(value))
     if missing:
