@@ -120,6 +120,12 @@ class Clients:
             assert r.status == 201, await r.text()
         return await self.login(username, password)
 
+    async def pair(self) -> tuple[User, User, str]:
+        """Two new users, alice and bob, and their direct chat."""
+        alice = await self.user("alice")
+        bob = await self.user("bob")
+        return alice, bob, await alice.open_chat(bob)
+
     async def login(self, username: str, password: str = PASSWORD) -> User:
         async with self.http.post(
             f"{BFF}/v1/sessions", json={"username": username, "password": password}

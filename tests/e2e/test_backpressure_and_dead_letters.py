@@ -91,9 +91,7 @@ async def test_a_slow_stream_ends_with_a_cursor_and_others_keep_flowing(clients:
 
 
 async def test_an_undecodable_record_is_dead_lettered_and_writing_goes_on(clients: Clients) -> None:
-    alice = await clients.user("alice")
-    bob = await clients.user("bob")
-    chat_id = await alice.open_chat(bob)
+    alice, bob, chat_id = await clients.pair()
     marker = uuid.uuid4().hex.encode()
 
     watcher = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"dlq-test-{marker.decode()}"})

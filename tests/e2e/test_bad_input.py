@@ -54,9 +54,7 @@ async def _post(
 async def test_bad_tokens_are_refused_over_http_and_grpc(
     clients: Clients, token_kind: str, detail: str
 ) -> None:
-    alice = await clients.user("alice")
-    bob = await clients.user("bob")
-    chat_id = await alice.open_chat(bob)
+    alice, bob, chat_id = await clients.pair()
     headers = {"Content-Type": "application/json"}
     metadata: tuple[tuple[str, str], ...] = ()
     if token_kind != "none":
@@ -110,9 +108,7 @@ async def test_chat_membership_and_existence_are_enforced(clients: Clients) -> N
 
 
 async def test_bodies_are_checked_before_anything_is_stored(clients: Clients) -> None:
-    alice = await clients.user("alice")
-    bob = await clients.user("bob")
-    chat_id = await alice.open_chat(bob)
+    alice, bob, chat_id = await clients.pair()
     path = f"/v1/chats/{chat_id}/messages"
     cases = [
         ({"client_message_id": "e", "body": ""}, 400, "body is empty"),

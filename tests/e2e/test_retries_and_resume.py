@@ -13,9 +13,7 @@ from tests.e2e.conftest import Clients, eventually
 
 
 async def test_a_retried_send_is_one_message_everywhere(clients: Clients) -> None:
-    alice = await clients.user("alice")
-    bob = await clients.user("bob")
-    chat_id = await alice.open_chat(bob)
+    alice, bob, chat_id = await clients.pair()
     bob_stream = await clients.subscribe(bob)
     await bob_stream.caught_up()
     client_id = uuid.uuid4().hex
@@ -52,9 +50,7 @@ async def test_a_retried_send_is_one_message_everywhere(clients: Clients) -> Non
 
 
 async def test_an_offline_user_gets_every_missed_message_once_on_resume(clients: Clients) -> None:
-    alice = await clients.user("alice")
-    bob = await clients.user("bob")
-    chat_id = await alice.open_chat(bob)
+    alice, bob, chat_id = await clients.pair()
     stream = await clients.subscribe(bob)
     await stream.caught_up()
     seen = [await alice.send(chat_id, "while online")]

@@ -51,9 +51,7 @@ async def test_alice_sends_and_bob_receives_live_and_in_history(clients: Clients
 
 
 async def test_history_pages_by_message_id_cursor(clients: Clients) -> None:
-    alice = await clients.user("alice")
-    bob = await clients.user("bob")
-    chat_id = await alice.open_chat(bob)
+    alice, bob, chat_id = await clients.pair()
     sent = [await alice.send(chat_id, f"message {n}") for n in range(7)]
 
     async def all_there() -> bool:

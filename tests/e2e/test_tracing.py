@@ -10,9 +10,7 @@ from tests.e2e.conftest import JAEGER, Clients, eventually
 
 
 async def test_one_send_is_one_trace_across_every_hop(clients: Clients) -> None:
-    alice = await clients.user("alice")
-    bob = await clients.user("bob")
-    chat_id = await alice.open_chat(bob)
+    alice, bob, chat_id = await clients.pair()
     stream = await clients.subscribe(bob)
     await stream.caught_up()
 
