@@ -3,7 +3,9 @@
 Scenarios (each writes bench/results/<name>.json; ``report`` turns them into
 bench/results/summary.md, PNG plots and docs/benchmarks.md):
 
-  e2e      N users hold streams, M send at a fixed total rate
+  e2e      N users hold streams, M send at a fixed total rate; CPU per message; the raw
+           Kafka floor at the same rate right after
+  peer     the same load against the centrifuge-based peer server (bench/loadgen/cmd/peer)
   step     the e2e rate stepped up until p99 passes 100 ms or anything is lost
   floors   raw Kafka produce-to-consume and raw Cassandra inserts at the same rate
   idle     idle streams on one messaging server: resident memory per stream
@@ -27,7 +29,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from bench import e2e, floors, history_load, idle, moves, report
+from bench import cpu, e2e, floors, history_load, idle, moves, report
 from bench.population import open_chats, register_and_login
 from chatlib import live_config
 from chatlib.partitioning import Partitioning
@@ -78,9 +80,8 @@ def save(name: str, command: str, result: dict[str, Any]) -> Path:
 
 async def run_e2e(args: argparse.Namespace, rate: float) -> dict[str, Any]:
     plan = await e2e.build_plan(BFF, args.users, args.senders, rate, args.duration, args.body)
-    out = RESULTS / f"tmp-e2e-{rate:g}.json"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    result = await asyncio.to_thread(e2e.run, plan, args.procs, out)
+    accounted = {**cpu.stack_pids(), "bench": os.getpid()}
+    result = await asyncio.to_thread(e2e.run, plan, accounted)
     sends = result.pop("_sends")
     deadline = time.monotonic() + 60
     while True:
@@ -90,16 +91,55 @@ async def run_e2e(args: argparse.Namespace, rate: float) -> dict[str, Any]:
         await asyncio.sleep(2)
     result.update(persisted)
     result["timeline"] = report.downsample(result["timeline"], 4000)
+    if args.floor:
+        floor = await floors.kafka_floor(KAFKA, rate, min(args.duration, 15), args.body)
+        result["kafka_floor_ms"] = floor["produce_to_consume_ms"]
+    return result
+
+
+async def run_peer(args: argparse.Namespace) -> dict[str, Any]:
+    """The e2e load against the peer server; its CPU is what the machine spent beyond the
+    generator and the (idle) processes of our stack."""
+    layout = Layout.from_env()
+    address = "127.0.0.1:7190"
+    server = await asyncio.create_subprocess_exec(
+        str(layout.bin / "peer"), "-addr", address, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await asyncio.sleep(1)
+        plan = e2e.peer_plan(args.users, args.senders, args.rate, args.duration, args.body, address)
+        stack = cpu.stack_pids(layout)
+        accounted = {**stack, "peer": server.pid, "bench": os.getpid()}
+        result = await asyncio.to_thread(e2e.run, plan, accounted)
+    finally:
+        server.terminate()
+        await server.wait()
+    result.pop("_sends")
+    usage = result["cpu"]
+    idle_stack = sum(usage["processes"].get(name, {}).get("cores", 0.0) for name in stack)
+    peer_cores = usage["system_cores"] - idle_stack
+    usage["peer_cores"] = round(peer_cores, 3)
+    usage["peer_cpu_ms_per_msg"] = round(
+        peer_cores * usage["window_s"] / usage["messages"] * 1000, 4
+    )
+    result["timeline"] = report.downsample(result["timeline"], 4000)
     return result
 
 
 def summarize(result: dict[str, Any]) -> str:
-    e2e_ms, ack = result["e2e_ms"], result["send_ack_ms"]
+    e2e_ms, ack, usage = result["e2e_ms"], result["send_ack_ms"], result["cpu"]
+    shares = ", ".join(
+        f"{name} {p['cores']}" for name, p in usage["processes"].items() if p["cores"] >= 0.01
+    )
     return (
         f"rate {result['rate']:g}/s: acked {result['acked']}/{result['attempted']}, "
         f"e2e p50 {e2e_ms['p50']} p99 {e2e_ms['p99']} max {e2e_ms['max']} ms, "
         f"ack p50 {ack['p50']} p99 {ack['p99']} ms, lost {result['lost_deliveries']}, "
-        f"dup {result['duplicate_deliveries']}, persisted missing {result['persisted_missing']}"
+        f"dup {result['duplicate_deliveries']}, persisted missing "
+        f"{result.get('persisted_missing', '-')}, errors {result['send_errors']}\n"
+        f"  cpu: {usage['cpu_ms_per_msg']} ms/msg, system {usage['system_cores']} cores, "
+        f"generator {usage['generator_cores']} ({usage['generator_share']} of the busy time); "
+        f"{shares}"
     )
 
 
@@ -108,8 +148,8 @@ def lossless(result: dict[str, Any]) -> bool:
         result["acked"] == result["attempted"]
         and result["lost_deliveries"] == 0
         and result["duplicate_deliveries"] == 0
-        and result["persisted_missing"] == 0
-        and result["persisted_duplicates"] == 0
+        and result.get("persisted_missing", 0) == 0
+        and result.get("persisted_duplicates", 0) == 0
     )
 
 
@@ -120,14 +160,19 @@ async def main(argv: list[str]) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="scenario", required=True)
-    for name in ("e2e", "step"):
+    for name in ("e2e", "step", "peer"):
         p = sub.add_parser(name)
         p.add_argument("--users", type=int, default=200)
         p.add_argument("--senders", type=int, default=100)
         p.add_argument("--rate", type=float, default=500)
         p.add_argument("--duration", type=float, default=60 if name == "e2e" else 20)
         p.add_argument("--body", type=int, default=100, help="message body bytes")
-        p.add_argument("--procs", type=int, default=1, help="load generator processes")
+        p.add_argument(
+            "--no-floor",
+            dest="floor",
+            action="store_false",
+            help="skip the raw Kafka floor measured after each rate",
+        )
         if name == "step":
             p.add_argument("--step", type=float, default=500)
             p.add_argument("--max-rate", type=float, default=6000)
@@ -148,7 +193,12 @@ async def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     command = "python -m bench " + " ".join(argv)
 
-    if args.scenario == "e2e":
+    if args.scenario == "peer":
+        result = await run_peer(args)
+        print(summarize(result))
+        print(f"  peer: {result['cpu']['peer_cpu_ms_per_msg']} ms/msg")
+        save(f"peer-{args.rate:g}", command, result)
+    elif args.scenario == "e2e":
         result = await run_e2e(args, args.rate)
         print(summarize(result))
         save(f"e2e-{args.rate:g}", command, result)

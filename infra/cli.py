@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from infra import apps, stack
+from infra import apps, stack, tools
 from infra.console import say, seconds, step
 from infra.errors import InfraError
 from infra.layout import Layout
@@ -79,6 +79,8 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
     if command == "check":
         return check(ctx)
     if command == "protos":
+        with step("go protoc plugins"):
+            tools.protoc_plugins(ctx.layout)
         return subprocess.call([sys.executable, "-m", "protos.generate"], cwd=ctx.layout.project)
     if command == "test":
         return test(ctx, args.pytest_args)
@@ -88,6 +90,8 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
 def check(ctx: Context) -> int:
     root = ctx.layout.project
     python = sys.executable
+    with step("go protoc plugins"):
+        tools.protoc_plugins(ctx.layout)
     for title, cmd in (
         ("ruff format --check", [python, "-m", "ruff", "format", "--check", "."]),
         ("ruff check", [python, "-m", "ruff", "check", "."]),
@@ -106,6 +110,8 @@ def up(ctx: Context) -> list[stack.Outcome]:
     """Infrastructure (reused when running), then schema and topics, then every service."""
     outcomes = stack.up(ctx)
     stack.summary(outcomes)
+    with step("benchmark tools (bench/loadgen)"):
+        tools.bench_binaries(ctx.layout)
     apps.setup(ctx)
     apps.summary(apps.start(ctx))
     return outcomes

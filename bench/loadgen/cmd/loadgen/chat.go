@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"chatbench/chatv1"
+)
+
+// chat reaches our messaging servers over gRPC, as a mobile client does.
+type chat struct {
+	conns               *pool
+	resumed, redirected atomic.Int64
+}
+
+func newChat(conns int) *chat {
+	return &chat{conns: &pool{conns: map[string][]*grpc.ClientConn{}, next: map[string]int{}, size: conns}}
+}
+
+func (c *chat) resumes() int   { return int(c.resumed.Load()) }
+func (c *chat) redirects() int { return int(c.redirected.Load()) }
+func (c *chat) close()         { c.conns.close() }
+
+func (c *chat) send(ctx context.Context, sender Member, route Route, cmid, body string) (uint64, string) {
+	reply, err := c.conns.client(sender.Server).Send(auth(ctx, sender.Token), &chatv1.SendRequest{
+		ChatId:          route.ChatID,
+		ClientMessageId: cmid,
+		Body:            body,
+	})
+	if err != nil {
+		return 0, status.Code(err).String()
+	}
+	return reply.MessageId, ""
+}
+
+// pool hands out client connections per server address, round robin over a few of them, as
+// many clients behind a few load balancer connections would look to the server.
+type pool struct {
+	mu    sync.Mutex
+	conns map[string][]*grpc.ClientConn
+	next  map[string]int
+	size  int
+}
+
+func (p *pool) client(address string) chatv1.MessagingServiceClient {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	conns := p.conns[address]
+	if conns == nil {
+		for range p.size {
+			conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			check(err)
+			conns = append(conns, conn)
+		}
+		p.conns[address] = conns
+	}
+	p.next[address]++
+	return chatv1.NewMessagingServiceClient(conns[p.next[address]%len(conns)])
+}
+
+func (p *pool) close() {
+	for _, conns := range p.conns {
+		for _, conn := range conns {
+			conn.Close()
+		}
+	}
+}
+
+func auth(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// hold keeps one user's stream open until ctx ends: it resumes from the last cursor after a
+// ResumeRequired or a dropped stream and follows redirects, as a mobile client does.
+func (c *chat) hold(ctx context.Context, member Member, since func() float64, caughtUp func()) []receipt {
+	var got []receipt
+	cursor := ""
+	server := member.Server
+	for ctx.Err() == nil {
+		stream, err := c.conns.client(server).Subscribe(
+			auth(ctx, member.Token), &chatv1.SubscribeRequest{ResumeCursor: cursor},
+		)
+		if err == nil {
+			for {
+				event, recvErr := stream.Recv()
+				if recvErr != nil {
+					err = recvErr
+					break
+				}
+				if event.Cursor != "" {
+					cursor = event.Cursor
+				}
+				switch kind := event.Event.(type) {
+				case *chatv1.ClientEvent_Message:
+					got = append(got, receipt{kind.Message.ClientMessageId, member.UserID, since()})
+				case *chatv1.ClientEvent_CaughtUp:
+					caughtUp()
+				case *chatv1.ClientEvent_ResumeRequired:
+					c.resumed.Add(1)
+				case *chatv1.ClientEvent_Redirect:
+					c.redirected.Add(1)
+					server = kind.Redirect.Address
+				case *chatv1.ClientEvent_ResyncRequired:
+					fmt.Fprintln(os.Stderr, "loadgen: resync required for", member.UserID)
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if code := status.Code(err); err != io.EOF && code != codes.Unavailable && code != codes.Canceled {
+			fmt.Fprintln(os.Stderr, "loadgen: stream of", member.UserID, "ended:", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return got
+}

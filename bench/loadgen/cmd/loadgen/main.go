@@ -1,0 +1,222 @@
+// Command loadgen is the end-to-end load generator of the benchmarks: it holds one live stream
+// per user, sends at a fixed total rate on an open-loop schedule, and records when each
+// acknowledged message reached each recipient's stream.
+//
+// It is compiled so that the generator stays a small share of the 2-core machine it shares
+// with the system under test. The plan (users, tokens, chats) comes from the Python side,
+// which registers the users through the BFF; the accounting (lost, duplicated, persisted)
+// happens there too, from the JSON this writes.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Member is a user of the run: who they are and where their stream lives.
+type Member struct {
+	UserID uint64 `json:"user_id"`
+	Token  string `json:"token"`
+	Server string `json:"server"`
+}
+
+// Route is a chat one member sends to; message i goes over route i % len(routes).
+type Route struct {
+	Sender     int    `json:"sender"`
+	ChatID     string `json:"chat_id"`
+	Recipients []int  `json:"recipients"`
+}
+
+// Plan is what the Python side hands over.
+type Plan struct {
+	Members     []Member `json:"members"`
+	Routes      []Route  `json:"routes"`
+	Rate        float64  `json:"rate"`
+	Duration    float64  `json:"duration"`
+	BodyBytes   int      `json:"body_bytes"`
+	Run         string   `json:"run"`
+	MaxInFlight int      `json:"max_in_flight"`
+	Conns       int      `json:"conns"`
+	Drain       float64  `json:"drain"`
+	// "chat" (our messaging servers over gRPC) or "peer" (the centrifuge server over WebSocket).
+	Target   string `json:"target"`
+	PeerAddr string `json:"peer_addr"`
+}
+
+// transport is how the generator reaches the system under test.
+type transport interface {
+	// hold keeps member's live stream open until ctx ends; caughtUp is called once, when
+	// the stream is ready to receive live events.
+	hold(ctx context.Context, member Member, since func() float64, caughtUp func()) []receipt
+	// send sends one message and returns its id, or an error code.
+	send(ctx context.Context, sender Member, route Route, cmid, body string) (uint64, string)
+	resumes() int
+	redirects() int
+	close()
+}
+
+// Result is what the Python side merges: times are seconds since the generator started.
+type Result struct {
+	// client message id -> [due, acknowledged, message id, recipient user ids, chat id]
+	Sends map[string][]any `json:"sends"`
+	// [client message id, recipient user id, arrival]
+	Received   [][3]any       `json:"received"`
+	Errors     map[string]int `json:"errors"`
+	Overloaded int            `json:"overloaded"`
+	Resumes    int            `json:"resumes"`
+	Redirects  int            `json:"redirects"`
+	// Wall-clock nanoseconds of the first due send and of the last one, for CPU windows.
+	SendStartUnixNs int64 `json:"send_start_unix_ns"`
+	SendEndUnixNs   int64 `json:"send_end_unix_ns"`
+}
+
+type receipt struct {
+	cmid string
+	user uint64
+	at   float64
+}
+
+type sent struct {
+	due, acked float64
+	id         uint64
+}
+
+func main() {
+	planPath := flag.String("plan", "", "plan JSON written by python -m bench")
+	outPath := flag.String("out", "", "where to write the result JSON")
+	flag.Parse()
+	raw, err := os.ReadFile(*planPath)
+	check(err)
+	var plan Plan
+	check(json.Unmarshal(raw, &plan))
+	if plan.Conns <= 0 {
+		plan.Conns = 4
+	}
+	var target transport
+	switch plan.Target {
+	case "", "chat":
+		target = newChat(plan.Conns)
+	case "peer":
+		target = newPeer(plan.PeerAddr)
+	default:
+		check(fmt.Errorf("unknown target %q", plan.Target))
+	}
+	result := run(plan, target)
+	target.close()
+	encoded, err := json.Marshal(result)
+	check(err)
+	check(os.WriteFile(*outPath, encoded, 0o644))
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(plan Plan, target transport) Result {
+	started := time.Now()
+	since := func() float64 { return time.Since(started).Seconds() }
+	var caughtUp sync.WaitGroup
+	caughtUp.Add(len(plan.Members))
+	streamsCtx, stopStreams := context.WithCancel(context.Background())
+	receipts := make([][]receipt, len(plan.Members))
+	var holders sync.WaitGroup
+	for index, member := range plan.Members {
+		holders.Add(1)
+		go func() {
+			defer holders.Done()
+			var once sync.Once
+			receipts[index] = target.hold(streamsCtx, member, since, func() { once.Do(caughtUp.Done) })
+		}()
+	}
+	caughtUp.Wait()
+
+	total := int(plan.Rate * plan.Duration)
+	sends := make([]sent, total)
+	acked := make([]bool, total)
+	var errMu sync.Mutex
+	errors := map[string]int{}
+	var inFlight atomic.Int64
+	overloaded := 0
+	body := make([]byte, plan.BodyBytes)
+	for i := range body {
+		body[i] = 'x'
+	}
+	text := string(body)
+	var senders sync.WaitGroup
+	start := time.Now().Add(500 * time.Millisecond)
+	startOffset := start.Sub(started).Seconds()
+	for i := range total {
+		due := start.Add(time.Duration(float64(i) / plan.Rate * float64(time.Second)))
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		if inFlight.Load() >= int64(plan.MaxInFlight) {
+			overloaded++
+			continue
+		}
+		inFlight.Add(1)
+		senders.Add(1)
+		route := plan.Routes[i%len(plan.Routes)]
+		dueAt := startOffset + float64(i)/plan.Rate
+		go func() {
+			defer senders.Done()
+			defer inFlight.Add(-1)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmid := fmt.Sprintf("%s-%d", plan.Run, i)
+			id, code := target.send(ctx, plan.Members[route.Sender], route, cmid, text)
+			if code != "" {
+				errMu.Lock()
+				errors[code]++
+				errMu.Unlock()
+				return
+			}
+			// Latency runs from the due time: a stalled generator counts against the system.
+			sends[i] = sent{due: dueAt, acked: since(), id: id}
+			acked[i] = true
+		}()
+	}
+	sendEnd := time.Now()
+	senders.Wait()
+	time.Sleep(time.Duration(plan.Drain * float64(time.Second)))
+	stopStreams()
+	holders.Wait()
+
+	result := Result{
+		Sends:           map[string][]any{},
+		Errors:          errors,
+		Overloaded:      overloaded,
+		Resumes:         target.resumes(),
+		Redirects:       target.redirects(),
+		SendStartUnixNs: start.UnixNano(),
+		SendEndUnixNs:   sendEnd.UnixNano(),
+	}
+	for i := range total {
+		if !acked[i] {
+			continue
+		}
+		route := plan.Routes[i%len(plan.Routes)]
+		recipients := make([]uint64, len(route.Recipients))
+		for k, r := range route.Recipients {
+			recipients[k] = plan.Members[r].UserID
+		}
+		result.Sends[fmt.Sprintf("%s-%d", plan.Run, i)] = []any{
+			sends[i].due, sends[i].acked, sends[i].id, recipients, route.ChatID,
+		}
+	}
+	for _, list := range receipts {
+		for _, r := range list {
+			result.Received = append(result.Received, [3]any{r.cmid, r.user, r.at})
+		}
+	}
+	return result
+}
