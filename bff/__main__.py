@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bff.app import Backends, create_app
 from bff.settings import Settings
-from chatlib import lifecycle, ops, redis_client, telemetry
+from chatlib import lifecycle, ops, redis_client, telemetry, tokens
 from chatlib.config_sections import Features
 from chatlib.live_config import LiveConfig, LiveSection
 from chatlib.partitioning import Partitioning
@@ -50,6 +50,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         history=history_pb2_grpc.HistoryServiceStub(history_channel),
         redis=client,
         secret=settings.common.jwt_secret,
+        verifier=tokens.Verifier(settings.common.jwt_secret),
         access_ttl=settings.access_ttl_seconds,
         refresh_ttl=settings.refresh_ttl_seconds,
         messaging_channels=channels,

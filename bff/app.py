@@ -32,6 +32,7 @@ class Backends:
     history: history_pb2_grpc.HistoryServiceAsyncStub
     redis: aioredis.Redis
     secret: str
+    verifier: tokens.Verifier
     access_ttl: int
     refresh_ttl: int
     messaging_channels: dict[str, grpc.aio.Channel]
@@ -102,8 +103,8 @@ def _string(body: dict[str, Any], field: str, *, maximum: int = 10_000) -> str:
 
 def _claims(request: web.Request) -> tokens.Claims:
     try:
-        claims = tokens.verify(
-            request.app[BACKENDS].secret, tokens.bearer(request.headers.get("Authorization"))
+        claims = request.app[BACKENDS].verifier.verify(
+            tokens.bearer(request.headers.get("Authorization"))
         )
         claims.user_id  # noqa: B018 - raises for a service token
     except tokens.InvalidToken as exc:

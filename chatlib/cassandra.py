@@ -1,8 +1,12 @@
-"""cassandra-driver bridged to asyncio: prepared statements, futures resolved on the loop."""
+"""cassandra-driver bridged to asyncio: prepared statements, futures resolved on the loop, and
+writes sent as unlogged batches grouped by replica."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
+from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +19,12 @@ from cassandra.cluster import (
     Session,
 )
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import PreparedStatement
+from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
+
+#: Statements per unlogged batch, and the bytes a batch may carry (Cassandra refuses batches
+#: over 50 KiB by default; its warning threshold is raised to match in infra's cassandra.yaml).
+BATCH_STATEMENTS = 20
+BATCH_BYTES = 32 * 1024
 
 
 def connect(hosts: Sequence[str], port: int) -> tuple[Cluster, Session]:
@@ -24,6 +33,7 @@ def connect(hosts: Sequence[str], port: int) -> tuple[Cluster, Session]:
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         # Quorum of the replicas: on one node that is the node; on three it survives one loss.
         consistency_level=ConsistencyLevel.LOCAL_QUORUM,
+        row_factory=named_rows,
     )
     cluster = Cluster(
         list(hosts),
@@ -32,6 +42,19 @@ def connect(hosts: Sequence[str], port: int) -> tuple[Cluster, Session]:
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
     )
     return cluster, cluster.connect()
+
+
+@functools.lru_cache(maxsize=512)
+def _row_class(names: tuple[str, ...]) -> Any:
+    cleaned = [re.sub(r"\W", "_", name).strip("_") or f"column{i}" for i, name in enumerate(names)]
+    return namedtuple("Row", cleaned, rename=True)
+
+
+def named_rows(names: list[str], rows: list[tuple[Any, ...]]) -> list[Any]:
+    """Rows as named tuples, like the driver's default factory, but with one class per column
+    list for the process instead of a new class for every result."""
+    make = _row_class(tuple(names))._make
+    return [make(row) for row in rows]
 
 
 class AsyncSession:
@@ -53,9 +76,33 @@ class AsyncSession:
             self._prepared[cql] = statement
         return statement
 
+    def bind(self, cql: str, params: Sequence[Any]) -> BoundStatement:
+        return self.prepare(cql).bind(list(params))
+
     async def execute(self, cql: str, params: Sequence[Any] = ()) -> list[Any]:
         statement = self.prepare(cql)
         return await self.run(self.session.execute_async(statement, list(params)))
+
+    async def write(self, statements: Sequence[tuple[BoundStatement, int]]) -> None:
+        """Run idempotent writes, given with their approximate size in bytes, as unlogged
+        batches: grouped by the first replica of each statement's partition (so a batch is
+        one hop on a cluster too), at most BATCH_STATEMENTS and BATCH_BYTES each, all at once.
+        """
+        groups: dict[Any, list[tuple[BoundStatement, int]]] = {}
+        metadata = self.session.cluster.metadata
+        for statement, size in statements:
+            replicas = metadata.get_replicas(statement.keyspace, statement.routing_key)
+            groups.setdefault(replicas[0] if replicas else None, []).append((statement, size))
+        batches: list[BatchStatement] = []
+        for group in groups.values():
+            batch, held = None, 0
+            for statement, size in group:
+                if batch is None or len(batch) >= BATCH_STATEMENTS or held + size > BATCH_BYTES:
+                    batch, held = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+                    batches.append(batch)
+                batch.add(statement)
+                held += size
+        await asyncio.gather(*(self.run(self.session.execute_async(b)) for b in batches))
 
     @staticmethod
     async def run(response: ResponseFuture) -> list[Any]:

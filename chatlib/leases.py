@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
@@ -48,6 +49,16 @@ class WorkerLease:
         self.worker_id = -1
         self.valid_until = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._on_lost: list[Callable[[], None]] = []
+
+    @property
+    def token(self) -> str:
+        """This process's lease token: what names it as the holder of its worker id."""
+        return self._token
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the lease is found lost (before a new one is leased)."""
+        self._on_lost.append(callback)
 
     async def acquire(self) -> int:
         if not await self._claim():
@@ -81,6 +92,10 @@ class WorkerLease:
                 )
             except (aioredis.RedisError, OSError) as exc:
                 logger.warning("renewing worker lease %d failed: %s", self.worker_id, exc)
+                if self.valid_until and time.monotonic() >= self.valid_until:
+                    # Redis may already give the id to someone else: tell the owners of work
+                    # done in this lease's name now, not once Redis answers again.
+                    self._lost()
                 continue
             if renewed:
                 self.valid_until = started + self._ttl_ms / 1000
@@ -88,14 +103,18 @@ class WorkerLease:
             # Expired while Redis was unreachable (or taken over): stop minting at once, then
             # lease a worker id afresh. Any free id is safe; ids already minted stay unique
             # because no one else held the old id while we did.
-            logger.error(
-                "worker lease %d was lost; minting stops until a new lease", self.worker_id
-            )
-            self.valid_until = 0.0
+            if self.valid_until:
+                self._lost()
             try:
                 await self._claim()
             except (aioredis.RedisError, OSError) as exc:
                 logger.warning("leasing a new worker id failed: %s", exc)
+
+    def _lost(self) -> None:
+        logger.error("worker lease %d was lost; minting stops until a new lease", self.worker_id)
+        self.valid_until = 0.0
+        for callback in self._on_lost:
+            callback()
 
     async def release(self) -> None:
         if self._task is not None:
@@ -106,3 +125,9 @@ class WorkerLease:
             with contextlib.suppress(aioredis.RedisError, OSError):
                 await self._client.eval(_RELEASE, 1, KEY.format(self.worker_id), self._token)
         self.valid_until = 0.0
+
+
+async def held(client: aioredis.Redis, worker_id: int, token: str) -> bool:
+    """True while the process that leased ``worker_id`` with ``token`` still holds it."""
+    found = await client.get(KEY.format(worker_id))
+    return found is not None and (found.decode() if isinstance(found, bytes) else found) == token

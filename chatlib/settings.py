@@ -43,6 +43,12 @@ class Env:
         except ValueError:
             raise ConfigError(f"setting {key}={raw!r} is not a number") from None
 
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self._env.get(key) or default
+        if value not in choices:
+            raise ConfigError(f"setting {key}={value!r} is not one of {', '.join(choices)}")
+        return value
+
     def items(self, key: str, default: str = "") -> list[str]:
         """A comma-separated list; empty when unset and no default is given."""
         raw = self._env.get(key) or default
@@ -67,6 +73,10 @@ class Common:
         # Share of new traces recorded. 1.0 records every send (development, tests); at
         # hundreds of messages per second the span work costs more CPU than the sends do.
         self.trace_sample_ratio = env.number("CHAT_TRACE_SAMPLE_RATIO", 1.0)
+        # How a service process runs (chatlib/lifecycle.py): its event loop, and the cyclic
+        # garbage collector's first-generation threshold (0 keeps Python's default).
+        self.event_loop = env.choice("CHAT_EVENT_LOOP", ("uvloop", "asyncio"), "uvloop")
+        self.gc_threshold = env.integer("CHAT_GC_THRESHOLD", 20_000, minimum=0)
         if not 0.0 <= self.trace_sample_ratio <= 1.0:
             raise ConfigError(
                 f"setting CHAT_TRACE_SAMPLE_RATIO={self.trace_sample_ratio} is not between 0 and 1"

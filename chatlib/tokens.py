@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -64,6 +65,32 @@ def verify(secret: str, token: str) -> Claims:
     return Claims(
         subject=str(payload["sub"]), session_id=str(payload["sid"]), expires_at=int(payload["exp"])
     )
+
+
+class Verifier:
+    """``verify`` with memory: a token checked once is not checked again until it expires.
+
+    A client sends the same access token with every call of its session; HS256 verification
+    costs more than the rest of a cached membership check, so each token is verified once per
+    process (and its expiry compared on every use). Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, secret: str, capacity: int = 100_000) -> None:
+        self._secret = secret
+        self._capacity = capacity
+        self._verified: OrderedDict[str, Claims] = OrderedDict()
+
+    def verify(self, token: str) -> Claims:
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = verify(self._secret, token)
+            self._verified[token] = claims
+            if len(self._verified) > self._capacity:
+                self._verified.popitem(last=False)
+        elif claims.expires_at <= time.time():
+            del self._verified[token]
+            raise InvalidToken("access token expired")
+        return claims
 
 
 def bearer(header: str | None) -> str:

@@ -8,11 +8,12 @@ import logging
 import os
 import sys
 from contextlib import AsyncExitStack
+from typing import Any
 
 import grpc
 from confluent_kafka import Consumer
 
-from chatlib import cassandra, lifecycle, ops, redis_client, telemetry
+from chatlib import cassandra, lifecycle, ops, redis_client, telemetry, tokens
 from chatlib.config_sections import Limits
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer
@@ -76,6 +77,12 @@ async def _run(
                 # times out; 10 s bounds that pause instead of the client default of 45 s.
                 "session.timeout.ms": 10_000,
                 "heartbeat.interval.ms": 2_000,
+                # Persistence is about throughput: fewer, fuller fetches cost the broker and
+                # this process far less CPU than many small ones (live delivery does not wait
+                # for this consumer).
+                "fetch.wait.max.ms": 100,
+                "fetch.min.bytes": 1 << 20,
+                "on_commit": _commit_failed,
             }
         )
         stack.callback(consumer.close)
@@ -117,7 +124,7 @@ async def _run(
         HistoryService(
             store,
             Snowflake(lease.check),
-            common.jwt_secret,
+            tokens.Verifier(common.jwt_secret),
             limits,
         ),
         server,
@@ -136,6 +143,11 @@ async def _run(
     logger.info("history query service on %s", address)
     await stop.wait()
     await server.stop(5)
+
+
+def _commit_failed(error: Any, partitions: list[Any]) -> None:
+    if error is not None:
+        logger.warning("offset commit failed (the next one covers it): %s", error)
 
 
 if __name__ == "__main__":

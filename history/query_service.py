@@ -19,11 +19,15 @@ Context = grpc.aio.ServicerContext[object, object]
 
 class HistoryService(history_pb2_grpc.HistoryServiceServicer):
     def __init__(
-        self, store: HistoryStore, ids: Snowflake, secret: str, limits: LiveSection[Limits]
+        self,
+        store: HistoryStore,
+        ids: Snowflake,
+        verifier: tokens.Verifier,
+        limits: LiveSection[Limits],
     ) -> None:
         self._store = store
         self._ids = ids
-        self._secret = secret
+        self._verifier = verifier
         self._limits = limits
 
     async def ListChats(
@@ -32,19 +36,20 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         async def act() -> history_pb2.ListChatsResponse:
             user = self._user(context)
             limit = _limit(request.limit, 100, 1000)
-            rows = await self._store.chats_of(user, limit)
+            chats = await self._store.chats_of(user, limit)
+            unread = await self._store.unread_counts(chats, user)
             return history_pb2.ListChatsResponse(
                 chats=[
                     history_pb2.ChatSummary(
-                        chat_id=r.chat_id,
-                        kind=r.kind or "direct",
-                        member_ids=sorted(r.member_ids or ()),
-                        last_message_id=r.last_message_id or 0,
-                        last_preview=r.last_preview or "",
-                        last_sender_id=r.last_sender_id or 0,
-                        unread_count=r.unread_count or 0,
+                        chat_id=chat.chat_id,
+                        kind=chat.kind,
+                        member_ids=sorted(chat.member_ids),
+                        last_message_id=chat.last_message_id,
+                        last_preview=chat.last_preview,
+                        last_sender_id=chat.last_sender_id,
+                        unread_count=count,
                     )
-                    for r in rows
+                    for chat, count in zip(chats, unread, strict=True)
                 ]
             )
 
@@ -68,7 +73,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
                 "history.get_page", attributes={"db.system": "cassandra", "chat.id": chat.chat_id}
             ):
                 messages, more = await self._store.page(
-                    chat,
+                    chat.chat_id,
                     before_id=request.before_id,
                     after_id=request.after_id,
                     limit=limit,
@@ -128,7 +133,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
 
     def _caller(self, context: Context) -> tokens.Claims:
         try:
-            return grpc_auth.claims(context, self._secret)
+            return grpc_auth.claims(context, self._verifier)
         except tokens.InvalidToken as exc:
             raise errors.Unauthenticated(str(exc)) from None
 

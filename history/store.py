@@ -1,24 +1,66 @@
-"""Cassandra access for history: messages, per-user chat state, chats, users."""
+"""Cassandra access for history: messages, per-user chat state, chats, users.
+
+Writes never read first. A batch of deliveries becomes:
+
+* one upsert per message (from its primary copy) into ``messages_by_chat``, keyed by message
+  id, plus the chat's bucket in ``chat_buckets`` the first time this process writes to it;
+* one update per (recipient, chat) of the recipient's ``chats_by_user`` row: the newest
+  message of the batch as one tuple cell, and (for the sender's own copies) the read
+  watermark, each written with the message's own time as its write time. Cassandra keeps the
+  cell with the newest write time, so the newest message wins whatever order the copies
+  arrive in, and a replayed or duplicated copy writes the same value again.
+
+Unread counts are not stored: the chat list derives them from the read watermark and
+``messages_by_chat``, which holds each message once, so nothing can count twice.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cassandra.query import BoundStatement
+
 from chatlib.cassandra import AsyncSession
-from history.buckets import bucket_at, bucket_of
+from chatlib.ids import timestamp_ms
+from history.buckets import bucket_of
 from protos.chat.v1 import envelope_pb2
 
 PREVIEW_CHARS = 120
-RECENT_IDS = 32
+#: Unread counts stop at this many (the chat list shows "this many or more").
+UNREAD_CAP = 1000
+#: (chat, bucket) pairs this process remembers having indexed.
+KNOWN_BUCKETS = 100_000
+
+_INSERT_MESSAGE = (
+    "INSERT INTO messages_by_chat (chat_id, bucket, message_id, sender_id, body,"
+    " client_message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_BUCKET = "INSERT INTO chat_buckets (chat_id, bucket) VALUES (?, ?)"
+_NEWEST = (
+    "UPDATE chats_by_user USING TIMESTAMP ? SET last_message = ?, kind = ?"
+    " WHERE user_id = ? AND chat_id = ?"
+)
+_NEWEST_UNKNOWN_KIND = (
+    "UPDATE chats_by_user USING TIMESTAMP ? SET last_message = ? WHERE user_id = ? AND chat_id = ?"
+)
+_READ = (
+    "UPDATE chats_by_user USING TIMESTAMP ? SET read_watermark = ?"
+    " WHERE user_id = ? AND chat_id = ?"
+)
 _PAGE = (
     "SELECT message_id, chat_id, sender_id, body, client_message_id, created_at"
     " FROM messages_by_chat WHERE chat_id = ? AND bucket = ?"
 )
 _NEWER = _PAGE + " AND message_id > ? ORDER BY message_id ASC LIMIT ?"
 _OLDER = _PAGE + " AND message_id < ? LIMIT ?"
+_SENDERS_NEWER = (
+    "SELECT message_id, sender_id FROM messages_by_chat WHERE chat_id = ? AND bucket = ?"
+    " AND message_id > ? AND message_id < ? LIMIT ?"
+)
 
 
 @dataclass(frozen=True)
@@ -36,103 +78,98 @@ class ChatRow:
     chat_id: str
     kind: str
     member_ids: frozenset[int]
-    first_bucket: int
+
+
+@dataclass(frozen=True)
+class ChatState:
+    """One row of a user's chat list."""
+
+    chat_id: str
+    kind: str
+    member_ids: frozenset[int]
+    last_message_id: int
+    last_sender_id: int
+    last_preview: str
+    read_watermark: int
+
+
+def write_time(message_id: int) -> int:
+    """A message's time in microseconds, as the write time of the cells it sets.
+
+    Ids of one millisecond keep their order through the sequence bits (up to 1,000 of them);
+    the value stays comparable with the server-side write times of every other cell.
+    """
+    return timestamp_ms(message_id) * 1000 + (message_id & 0xFFF) % 1000
 
 
 class HistoryStore:
     def __init__(self, db: AsyncSession) -> None:
         self.db = db
+        self._known_buckets: set[tuple[str, int]] = set()
 
-    async def write_message(self, delivery: envelope_pb2.Delivery) -> None:
-        """Idempotent: an upsert keyed by (chat, bucket, message id)."""
-        await self.db.execute(
-            "INSERT INTO messages_by_chat (chat_id, bucket, message_id, sender_id, body,"
-            " client_message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                delivery.chat_id,
-                bucket_of(delivery.message_id),
+    async def persist(self, batch: Sequence[envelope_pb2.Delivery]) -> None:
+        """Write a batch of deliveries (see the module docstring): idempotent, no reads."""
+        statements: list[tuple[BoundStatement, int]] = []
+        new_buckets: set[tuple[str, int]] = set()
+        newest: dict[tuple[int, str], envelope_pb2.Delivery] = {}
+        newest_own: dict[tuple[int, str], int] = {}
+        bind = self.db.bind
+        for delivery in batch:
+            key = (delivery.recipient_id, delivery.chat_id)
+            current = newest.get(key)
+            if current is None or delivery.message_id > current.message_id:
+                newest[key] = delivery
+            if delivery.sender_id == delivery.recipient_id:
+                newest_own[key] = max(newest_own.get(key, 0), delivery.message_id)
+            if not delivery.primary:
+                continue
+            bucket = bucket_of(delivery.message_id)
+            statements.append(
+                (
+                    bind(
+                        _INSERT_MESSAGE,
+                        (
+                            delivery.chat_id,
+                            bucket,
+                            _signed(delivery.message_id),
+                            _signed(delivery.sender_id),
+                            delivery.body,
+                            delivery.client_message_id,
+                            delivery.created_at_ms,
+                        ),
+                    ),
+                    len(delivery.body) * 4 + 100,
+                )
+            )
+            pair = (delivery.chat_id, bucket)
+            if pair not in self._known_buckets and pair not in new_buckets:
+                new_buckets.add(pair)
+                statements.append((bind(_INSERT_BUCKET, pair), 60))
+        for (user, chat_id), delivery in newest.items():
+            last = (
                 _signed(delivery.message_id),
                 _signed(delivery.sender_id),
-                delivery.body,
-                delivery.client_message_id,
-                delivery.created_at_ms,
-            ),
-        )
-
-    async def apply_chat_state(
-        self, delivery: envelope_pb2.Delivery, partition: int, offset: int
-    ) -> bool:
-        """Fold one delivery into the recipient's chat state; False if it was already applied.
-
-        Only one writer handles a recipient's partition at a time (consumer-group assignment),
-        so read-modify-write per (user, chat) is safe; the offset and recent-id checks make a
-        replay or a duplicated record a no-op.
-        """
-        user = _signed(delivery.recipient_id)
-        rows = await self.db.execute(
-            "SELECT last_message_id, unread_count, read_watermark, applied_partition,"
-            " applied_offset, recent_message_ids FROM chats_by_user"
-            " WHERE user_id = ? AND chat_id = ?",
-            (user, delivery.chat_id),
-        )
-        row = rows[0] if rows else None
-        if (
-            row is not None
-            and row.applied_partition == partition
-            and row.applied_offset is not None
-            and row.applied_offset >= offset
-        ):
-            return False
-        recent: list[int] = list(row.recent_message_ids or []) if row is not None else []
-        message = _signed(delivery.message_id)
-        if message in recent:
-            await self.db.execute(
-                "UPDATE chats_by_user SET applied_partition = ?, applied_offset = ?"
-                " WHERE user_id = ? AND chat_id = ?",
-                (partition, offset, user, delivery.chat_id),
+                delivery.body[:PREVIEW_CHARS],
             )
-            return False
-        last = row.last_message_id if row is not None and row.last_message_id is not None else None
-        unread = (row.unread_count or 0) if row is not None else 0
-        watermark = (row.read_watermark or 0) if row is not None else 0
-        if delivery.sender_id != delivery.recipient_id and message > watermark:
-            unread += 1
-        recent = [*recent, message][-RECENT_IDS:]
-        members = {_signed(m) for m in delivery.member_ids}
-        kind = "direct" if delivery.chat_id.startswith("d:") else "group"
-        if last is None or message > last:
-            await self.db.execute(
-                "UPDATE chats_by_user SET kind = ?, member_ids = ?, last_message_id = ?,"
-                " last_sender_id = ?, last_preview = ?, unread_count = ?,"
-                " applied_partition = ?, applied_offset = ?, recent_message_ids = ?"
-                " WHERE user_id = ? AND chat_id = ?",
-                (
-                    kind,
-                    members,
-                    message,
-                    _signed(delivery.sender_id),
-                    delivery.body[:PREVIEW_CHARS],
-                    unread,
-                    partition,
-                    offset,
-                    recent,
-                    user,
-                    delivery.chat_id,
-                ),
-            )
-        else:
-            # An older message arriving late: it counts as unread but is not the preview.
-            await self.db.execute(
-                "UPDATE chats_by_user SET unread_count = ?, applied_partition = ?,"
-                " applied_offset = ?, recent_message_ids = ? WHERE user_id = ? AND chat_id = ?",
-                (unread, partition, offset, recent, user, delivery.chat_id),
-            )
-        return True
+            at = write_time(delivery.message_id)
+            if delivery.kind:
+                params: tuple[Any, ...] = (at, last, delivery.kind, _signed(user), chat_id)
+                statements.append((bind(_NEWEST, params), PREVIEW_CHARS * 4 + 100))
+            else:
+                params = (at, last, _signed(user), chat_id)
+                statements.append((bind(_NEWEST_UNKNOWN_KIND, params), PREVIEW_CHARS * 4 + 100))
+        for (user, chat_id), message_id in newest_own.items():
+            # Sending in a chat means having read it up to one's own message.
+            params = (write_time(message_id), _signed(message_id), _signed(user), chat_id)
+            statements.append((bind(_READ, params), 80))
+        await self.db.write(statements)
+        if len(self._known_buckets) + len(new_buckets) > KNOWN_BUCKETS:
+            self._known_buckets.clear()
+        self._known_buckets |= new_buckets
 
     async def chat(self, chat_id: str) -> ChatRow | None:
         rows = await self.db.execute(
-            "SELECT chat_id, kind, member_ids, created_at FROM chats WHERE chat_id = ?",
-            (chat_id,),
+            "SELECT chat_id, kind, member_ids FROM chats WHERE chat_id = ?", (chat_id,)
         )
         if not rows:
             return None
@@ -141,43 +178,90 @@ class HistoryStore:
             chat_id=row.chat_id,
             kind=row.kind,
             member_ids=frozenset(_unsigned(m) for m in row.member_ids or ()),
-            # One bucket of slack: a message id minted on a server whose clock is slightly behind
-            # the one that created the chat may fall just before the creation bucket.
-            first_bucket=bucket_at(_millis(row.created_at)) - 1,
         )
 
-    async def chats_of(self, user_id: int, limit: int) -> list[Any]:
+    async def chats_of(self, user_id: int, limit: int) -> list[ChatState]:
+        """The user's chats, the one with the newest message first (chats without a message
+        last)."""
         rows = await self.db.execute(
-            "SELECT chat_id, kind, member_ids, last_message_id, last_sender_id, last_preview,"
-            " unread_count FROM chats_by_user WHERE user_id = ? LIMIT ?",
-            (_signed(user_id), limit),
+            "SELECT chat_id, kind, member_ids, last_message, read_watermark FROM chats_by_user"
+            " WHERE user_id = ?",
+            (_signed(user_id),),
         )
-        return sorted(rows, key=lambda r: r.last_message_id or 0, reverse=True)
+        found = []
+        for row in rows:
+            message_id, sender_id, preview = row.last_message or (0, 0, "")
+            found.append(
+                ChatState(
+                    chat_id=row.chat_id,
+                    kind=row.kind or "direct",
+                    member_ids=frozenset(_unsigned(m) for m in row.member_ids or ()),
+                    last_message_id=_unsigned(message_id),
+                    last_sender_id=_unsigned(sender_id),
+                    last_preview=preview or "",
+                    read_watermark=_unsigned(row.read_watermark or 0),
+                )
+            )
+        found.sort(key=lambda c: (c.last_message_id, c.chat_id), reverse=True)
+        return found[:limit]
+
+    async def unread(self, chat: ChatState, user_id: int) -> int:
+        """Messages of others in ``chat`` after the user's read watermark (up to UNREAD_CAP)."""
+        if chat.last_message_id <= chat.read_watermark:
+            return 0
+        low = bucket_of(chat.read_watermark) if chat.read_watermark else None
+        count = 0
+        for bucket in await self.buckets(chat.chat_id):
+            if low is not None and bucket < low:
+                break
+            upper = 2**63 - 1
+            while count < UNREAD_CAP:
+                rows = await self.db.execute(
+                    _SENDERS_NEWER,
+                    (chat.chat_id, bucket, _signed(chat.read_watermark), upper, UNREAD_CAP),
+                )
+                count += sum(1 for r in rows if _unsigned(r.sender_id) != user_id)
+                if len(rows) < UNREAD_CAP:
+                    break
+                upper = rows[-1].message_id
+            if count >= UNREAD_CAP:
+                return UNREAD_CAP
+        return count
+
+    async def buckets(self, chat_id: str) -> list[int]:
+        """The buckets holding the chat's messages, newest first."""
+        rows = await self.db.execute(
+            "SELECT bucket FROM chat_buckets WHERE chat_id = ?", (chat_id,)
+        )
+        return [row.bucket for row in rows]
 
     async def page(
-        self, chat: ChatRow, *, before_id: int, after_id: int, limit: int
+        self, chat_id: str, *, before_id: int, after_id: int, limit: int
     ) -> tuple[list[StoredMessage], bool]:
-        """Up to ``limit`` messages by id cursor, walking buckets; and whether more exist."""
+        """Up to ``limit`` messages by id cursor, over the chat's non-empty buckets only; and
+        whether more exist."""
         wanted = limit + 1
         found: list[Any] = []
-        now_bucket = bucket_at(int(time.time() * 1000))
+        buckets = await self.buckets(chat_id)
         if after_id:
-            bucket = max(bucket_of(after_id), chat.first_bucket)
-            while bucket <= now_bucket + 1 and len(found) < wanted:
+            start = bucket_of(after_id)
+            for bucket in reversed([b for b in buckets if b >= start]):
                 found += await self.db.execute(
-                    _NEWER,
-                    (chat.chat_id, bucket, _signed(after_id), wanted - len(found)),
+                    _NEWER, (chat_id, bucket, _signed(after_id), wanted - len(found))
                 )
-                bucket += 1
+                if len(found) >= wanted:
+                    break
         else:
-            bucket = bucket_of(before_id) if before_id else now_bucket + 1
+            end = bucket_of(before_id) if before_id else None
             bound = _signed(before_id) if before_id else 2**63 - 1
-            while bucket >= chat.first_bucket and len(found) < wanted:
+            for bucket in buckets:
+                if end is not None and bucket > end:
+                    continue
                 found += await self.db.execute(
-                    _OLDER,
-                    (chat.chat_id, bucket, bound, wanted - len(found)),
+                    _OLDER, (chat_id, bucket, bound, wanted - len(found))
                 )
-                bucket -= 1
+                if len(found) >= wanted:
+                    break
         messages = [
             StoredMessage(
                 message_id=_unsigned(r.message_id),
@@ -190,6 +274,9 @@ class HistoryStore:
             for r in found[:limit]
         ]
         return messages, len(found) > limit
+
+    async def unread_counts(self, chats: list[ChatState], user_id: int) -> list[int]:
+        return list(await asyncio.gather(*(self.unread(chat, user_id) for chat in chats)))
 
     async def create_user(self, user_id: int, username: str, password_hash: str) -> bool:
         """False if the username is taken (decided by a lightweight transaction)."""

@@ -11,21 +11,24 @@ from contextlib import AsyncExitStack
 import grpc
 from confluent_kafka import Consumer
 
-from chatlib import cassandra, lifecycle, ops, redis_client, telemetry
+from chatlib import cassandra, lifecycle, ops, redis_client, telemetry, tokens
 from chatlib.config_sections import Features, Limits
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer, ensure_topic
 from chatlib.leases import WorkerLease
 from chatlib.live_config import LiveConfig, LiveSection
 from chatlib.partitioning import Partitioning
+from chatlib.redis_wire import RedisWire
 from chatlib.settings import Common, Env
+from messaging.admission import Admission
 from messaging.chats import ChatDirectory
 from messaging.fanout import FanOut
-from messaging.rate_limit import RateLimiter
-from messaging.replay import Watermarks
+from messaging.recent import RecentDeliveries
+from messaging.replay import Replayer, Watermarks
 from messaging.send import Sender
 from messaging.service import MessagingService
 from messaging.settings import Settings
+from messaging.settle import Settler
 from messaging.streams import StreamRegistry
 from protos.chat.v1 import messaging_pb2_grpc
 
@@ -67,20 +70,32 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     directory = ChatDirectory(db)
     producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
     stack.callback(producer.close)
+    # A process that lost its lease must not write in its old name any more: what it has not
+    # sent yet is dropped (those sends fail, certainly unwritten, and are retried).
+    lease.on_lost(producer.purge_queued)
     watermarks = Watermarks(common.kafka_bootstrap, common.deliveries_topic)
     stack.callback(watermarks.close)
+    replayer = Replayer(common.kafka_bootstrap, common.deliveries_topic)
+    stack.callback(replayer.close)
+    wire = RedisWire(common.redis_url)
+    stack.callback(wire.close)
+    admission = Admission(wire)
+    settler = Settler(producer, admission, common.kafka_bootstrap, common.deliveries_topic)
+    stack.callback(settler.close)
     registry = StreamRegistry()
+    recent = RecentDeliveries(settings.recent_bytes_per_partition)
     sender = Sender(
         producer,
+        admission,
         client,
         directory,
         Snowflake(lease.check),
-        RateLimiter(client),
+        lease,
+        settler,
         limits=limits,
         features=features,
         partitioning=routing,
         topic=common.deliveries_topic,
-        dedup_ttl_seconds=settings.dedup_ttl_seconds,
     )
     consumer = Consumer(
         {
@@ -89,10 +104,16 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             # server that gives it up, is where the next owner starts.
             "group.id": settings.fanout_group,
             "enable.auto.commit": False,
+            # The broker answers a fetch once this much is there or this long has passed:
+            # the knob between latency and the CPU every fetch costs on both sides.
+            "fetch.wait.max.ms": settings.fanout_fetch_wait_ms,
+            "fetch.min.bytes": settings.fanout_fetch_min_bytes,
         }
     )
     stack.callback(consumer.close)
-    fanout = FanOut(consumer, registry, watermarks, common.deliveries_topic, settings.server_name)
+    fanout = FanOut(
+        consumer, registry, recent, watermarks, common.deliveries_topic, settings.server_name
+    )
     fanout.follow(routing.get())
     routing.on_change(fanout.follow)
     fanout_task = asyncio.create_task(fanout.run(stop), name="fan-out")
@@ -115,11 +136,11 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             sender=sender,
             directory=directory,
             registry=registry,
+            recent=recent,
+            replayer=replayer,
             watermarks=watermarks,
             fanout=fanout,
-            bootstrap=common.kafka_bootstrap,
-            topic=common.deliveries_topic,
-            secret=common.jwt_secret,
+            verifier=tokens.Verifier(common.jwt_secret),
             stream_queue=settings.stream_queue,
         ),
         server,

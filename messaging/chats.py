@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from chatlib.cassandra import AsyncSession
 from chatlib.errors import InvalidArgument, NotFound, PermissionDenied
@@ -24,32 +25,41 @@ def check_chat_id(chat_id: str) -> None:
         raise InvalidArgument(f"chat_id {chat_id[:64]!r} is not a chat id")
 
 
+@dataclass(frozen=True)
+class Chat:
+    chat_id: str
+    kind: str
+    members: frozenset[int]
+
+
 class ChatDirectory:
     """Membership from Cassandra's ``chats`` table, cached: direct chats never change members."""
 
     def __init__(self, db: AsyncSession) -> None:
         self._db = db
-        self._members: OrderedDict[str, frozenset[int]] = OrderedDict()
+        self._chats: OrderedDict[str, Chat] = OrderedDict()
 
-    async def members(self, chat_id: str) -> frozenset[int]:
-        cached = self._members.get(chat_id)
+    async def chat(self, chat_id: str) -> Chat:
+        cached = self._chats.get(chat_id)
         if cached is not None:
-            self._members.move_to_end(chat_id)
+            self._chats.move_to_end(chat_id)
             return cached
-        rows = await self._db.execute("SELECT member_ids FROM chats WHERE chat_id = ?", (chat_id,))
+        rows = await self._db.execute(
+            "SELECT kind, member_ids FROM chats WHERE chat_id = ?", (chat_id,)
+        )
         if not rows:
             raise NotFound(f"chat {chat_id!r} does not exist")
-        members = frozenset(rows[0].member_ids or ())
-        self._members[chat_id] = members
-        if len(self._members) > CACHE_SIZE:
-            self._members.popitem(last=False)
-        return members
+        found = Chat(chat_id, rows[0].kind or "direct", frozenset(rows[0].member_ids or ()))
+        self._chats[chat_id] = found
+        if len(self._chats) > CACHE_SIZE:
+            self._chats.popitem(last=False)
+        return found
 
-    async def check_member(self, chat_id: str, user_id: int) -> frozenset[int]:
-        members = await self.members(chat_id)
-        if user_id not in members:
+    async def check_member(self, chat_id: str, user_id: int) -> Chat:
+        found = await self.chat(chat_id)
+        if user_id not in found.members:
             raise PermissionDenied(f"you are not a member of chat {chat_id!r}")
-        return members
+        return found
 
     async def open_direct(self, user_id: int, peer_id: int) -> str:
         if peer_id == user_id:

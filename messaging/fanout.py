@@ -22,17 +22,18 @@ import logging
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from google.protobuf.message import DecodeError
 from opentelemetry import trace
 from prometheus_client import Gauge
 
+from chatlib import deliveries
 from chatlib.errors import Unavailable
 from chatlib.kafka import fetch
 from chatlib.partitioning import Partitioning
-from chatlib.telemetry import context_from_headers
-from messaging import events
+from chatlib.telemetry import sampled_context
+from messaging.cursor import Cursor
+from messaging.recent import RecentDeliveries
 from messaging.replay import Watermarks
-from messaging.streams import Redirect, StreamRegistry
+from messaging.streams import LiveEvent, Redirect, StreamRegistry
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -51,6 +52,7 @@ class FanOut:
         self,
         consumer: Consumer,
         registry: StreamRegistry,
+        recent: RecentDeliveries,
         watermarks: Watermarks,
         topic: str,
         server_name: str,
@@ -58,6 +60,7 @@ class FanOut:
         self._consumer = consumer
         self._watermarks = watermarks
         self._registry = registry
+        self._recent = recent
         self._topic = topic
         self._name = server_name
         self._config: Partitioning | None = None
@@ -137,6 +140,7 @@ class FanOut:
             for partition in sorted(released):
                 del self._next[partition]
                 self._committed.pop(partition, None)
+                self._recent.stop(partition)
                 owner = config.owner(partition)
                 moved = self._registry.redirect(partition, Redirect(owner.name, owner.target))
                 logger.info(
@@ -149,6 +153,7 @@ class FanOut:
                 # Not marked committed: the next periodic commit records every new position,
                 # also of a partition that never had a commit (or a record) before.
                 self._next[start.partition] = start.offset
+                self._recent.start(start.partition, start.offset)
             logger.info(
                 "fan-out now consumes partitions %s of %s",
                 ", ".join(f"{s.partition}@{s.offset}" for s in starts),
@@ -202,14 +207,28 @@ class FanOut:
         partition = record.partition() or 0
         if partition not in self._next:
             return  # moved away after this batch was fetched; the new owner has it
-        self._next[partition] = (record.offset() or 0) + 1
-        try:
-            recipient, event = events.decode(record)
-        except (DecodeError, ValueError) as exc:
-            # History dead-letters it; live delivery just cannot show it.
-            logger.warning("skipping undecodable record at %s: %s", record.offset(), exc)
+        offset = record.offset() or 0
+        self._next[partition] = offset + 1
+        recipient = deliveries.recipient_of(record.key())
+        if recipient is None:
+            logger.warning("skipping a record without a recipient key at %d@%d", partition, offset)
             return
-        parent = context_from_headers(record.headers())  # type: ignore[arg-type]
+        value = record.value() or b""
+        self._recent.add(partition, offset, recipient, value)
+        # Routed by the key: records of users without a live stream here are never decoded.
+        if not self._registry.has(recipient):
+            return
+        try:
+            delivery = deliveries.decode(value)
+        except deliveries.InvalidDelivery as exc:
+            # History dead-letters it; live delivery just cannot show it.
+            logger.warning("skipping undecodable record at %d@%d: %s", partition, offset, exc)
+            return
+        event = LiveEvent(Cursor(partition, offset), deliveries.to_message(delivery))
+        parent = sampled_context(record.headers())  # type: ignore[arg-type]
+        if parent is None:
+            self._registry.publish(recipient, event)
+            return
         with tracer.start_as_current_span(
             "messaging.deliver",
             context=parent,
@@ -217,8 +236,8 @@ class FanOut:
             attributes={
                 "messaging.system": "kafka",
                 "messaging.destination.name": self._topic,
-                "messaging.kafka.partition": event.cursor.partition,
-                "messaging.kafka.offset": event.cursor.offset,
+                "messaging.kafka.partition": partition,
+                "messaging.kafka.offset": offset,
             },
         ) as span:
             span.set_attribute("chat.streams", self._registry.publish(recipient, event))

@@ -1,17 +1,16 @@
-"""Replaying a recipient's missed events from Kafka, from a resume cursor."""
+"""Reading Kafka for resumes: partition watermarks, and replays of what the recent
+deliveries in memory (``messaging/recent.py``) no longer hold."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
-from google.protobuf.message import DecodeError
 
+from chatlib import deliveries
 from chatlib.kafka import fetch
-from messaging import events
-from messaging.streams import LiveEvent
 
 BATCH = 500
 
@@ -66,41 +65,119 @@ class Watermarks:
         self._consumer.close()
 
 
-async def replay(
-    bootstrap: str, topic: str, partition: int, start: int, end: int, user_id: int
-) -> AsyncIterator[LiveEvent]:
-    """Every event for ``user_id`` at offsets [start, end) of ``partition``, in order."""
-    if start >= end:
-        return
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            # Never committed: the group id only satisfies the client.
-            "group.id": f"messaging-replay-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(topic, partition, start)])
-        position = start
-        while position < end:
-            records = await asyncio.to_thread(fetch, consumer, BATCH, 1.0)
-            for record in records:
-                error = record.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
+class TooManyToReplay(Exception):
+    """The gap holds more of the user's events than a replay hands out; re-sync instead."""
+
+
+@dataclass
+class _Request:
+    user: int
+    start: int
+    end: int
+    future: asyncio.Future[list[tuple[int, bytes]]]
+    found: list[tuple[int, bytes]] = field(default_factory=list)
+    overflowed: bool = False
+
+
+class Replayer:
+    """Replays from Kafka what the recent deliveries in memory no longer hold.
+
+    Requests for the same partition are served together: one read from the oldest start to the
+    newest end, each record handed to the requests of its recipient (read from the key, so the
+    records of users nobody asked for are never decoded). One consumer serves the process, so a
+    reconnect storm costs a few reads per partition instead of a consumer per stream.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, max_events: int = 20_000) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._max_events = max_events
+        self._consumer: Consumer | None = None
+        self._lock = asyncio.Lock()
+        self._pending: dict[int, list[_Request]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def replay(
+        self, partition: int, user: int, start: int, end: int
+    ) -> list[tuple[int, bytes]]:
+        """(offset, value) of every record for ``user`` at ``start <= offset < end``."""
+        if start >= end:
+            return []
+        future: asyncio.Future[list[tuple[int, bytes]]] = asyncio.get_running_loop().create_future()
+        waiting = self._pending.get(partition)
+        if waiting is None:
+            waiting = self._pending[partition] = []
+            task = asyncio.create_task(self._serve(partition))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        waiting.append(_Request(user, start, end, future))
+        return await future
+
+    async def _serve(self, partition: int) -> None:
+        async with self._lock:  # one consumer: one read at a time
+            # Requests made from now on wait for the next read.
+            requests = self._pending.pop(partition, [])
+            try:
+                await asyncio.to_thread(self._read, partition, requests)
+            except Exception as exc:  # noqa: BLE001 - handed to every request waiting for it
+                for request in requests:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                return
+        for request in requests:
+            if request.future.done():
+                continue
+            if request.overflowed:
+                request.future.set_exception(
+                    TooManyToReplay(f"more than {self._max_events} events to replay")
+                )
+            else:
+                request.future.set_result(request.found)
+
+    def _read(self, partition: int, requests: list[_Request]) -> None:
+        """Blocking: run in a thread."""
+        by_user: dict[int, list[_Request]] = {}
+        for request in requests:
+            by_user.setdefault(request.user, []).append(request)
+        start = min(r.start for r in requests)
+        end = max(r.end for r in requests)
+        consumer = self._reader()
+        consumer.assign([TopicPartition(self._topic, partition, start)])
+        try:
+            position = start
+            while position < end:
+                records = fetch(consumer, BATCH, 1.0)
+                for record in records:
+                    error = record.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            return
+                        raise RuntimeError(f"replay of partition {partition} failed: {error}")
+                    offset = record.offset() or 0
+                    position = offset + 1
+                    if offset >= end:
                         return
-                    raise RuntimeError(f"replay of partition {partition} failed: {error}")
-                offset = record.offset() or 0
-                position = offset + 1
-                if offset >= end:
-                    return
-                try:
-                    recipient, event = events.decode(record)
-                except (DecodeError, ValueError):
-                    continue
-                if recipient == user_id:
-                    yield event
-    finally:
-        await asyncio.to_thread(consumer.close)
+                    recipient = deliveries.recipient_of(record.key())
+                    for request in by_user.get(recipient, ()) if recipient is not None else ():
+                        if request.start <= offset < request.end and not request.overflowed:
+                            request.found.append((offset, record.value() or b""))
+                            request.overflowed = len(request.found) > self._max_events
+        finally:
+            consumer.unassign()
+
+    def _reader(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer(
+                {
+                    "bootstrap.servers": self._bootstrap,
+                    # Never committed: the group id only satisfies the client.
+                    "group.id": f"messaging-replay-{uuid.uuid4().hex}",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                }
+            )
+        return self._consumer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()

@@ -1,14 +1,29 @@
-"""The send path: check, mint an id once per client message, produce one copy per member.
+"""The send path: check, admit (rate limit and idempotency claim in one Redis round trip),
+produce one copy per member, answer once Kafka acknowledged every copy.
 
-Idempotency: ``chat:dedup:<sender>:<client_message_id>`` in Redis holds the message id and
-whether Kafka acknowledged every copy. A retry after an acknowledged send returns the same id
-and produces nothing. A retry after a send that never finished produces the same records again
-(same message id); everything downstream dedups by message id, so nothing appears twice.
+Each message reaches Kafka once per recipient, by construction rather than by dedup windows
+downstream:
+
+* the claim (``messaging/admission.py``) gives every retry the message id of the first try;
+* a retry of a message whose attempt is still running in this process joins that attempt
+  instead of producing again, so a Kafka outage of any length writes each copy once: the
+  caller is answered UNAVAILABLE after ``answer_seconds`` while the attempt goes on, and a
+  later retry gets the message id;
+* a retry of a message whose earlier attempt may or may not have reached Kafka (its process
+  died, or the producer gave up on it) settles it first (``messaging/settle.py``): it finds the
+  copies that landed and produces only the missing ones.
+
+Once Kafka has every copy the claim is marked acknowledged, in one pipelined Redis call for
+all the sends that finished meanwhile; until then the finished attempt stays here, so a retry
+arriving in between is answered from memory.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import dataclasses
+import functools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -16,24 +31,32 @@ import redis.asyncio as aioredis
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
+from chatlib import deliveries, leases
 from chatlib.config_sections import Features, Limits
 from chatlib.errors import InvalidArgument, Unavailable
 from chatlib.hashing import partition_for
-from chatlib.ids import Snowflake
-from chatlib.kafka import AsyncProducer, ProduceFailed
-from chatlib.leases import LeaseLost
+from chatlib.ids import Snowflake, timestamp_ms
+from chatlib.kafka import AsyncProducer, ProduceFailed, Record
+from chatlib.leases import LeaseLost, WorkerLease
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.telemetry import kafka_headers
+from messaging.admission import REDIS_FAILURES, Admission, Claim, Owner
 from messaging.chats import ChatDirectory, check_chat_id
-from messaging.rate_limit import RateLimiter
-from protos.chat.v1 import envelope_pb2
+from messaging.settle import Settler
 
+logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 SENT = Counter("messaging_messages_sent_total", "Messages acknowledged to senders", ["duplicate"])
 SEND_SECONDS = Histogram("messaging_send_seconds", "Send latency until every copy is acked")
 
 MAX_CLIENT_ID = 64
+#: Sends of this process between admission and their claim's acknowledgement, at most.
+MAX_IN_FLIGHT = 10_000
+#: Acknowledgements of sends that finish within this long share one Redis write.
+ACK_DELAY_SECONDS = 0.02
+#: Pause before writing acknowledgements again after Redis failed them.
+ACK_RETRY_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,31 +66,52 @@ class Accepted:
     duplicate: bool
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A message as the send path carries it: who, where, what, and to whom."""
+
+    sender: int
+    chat_id: str
+    kind: str
+    client_message_id: str
+    body: str
+    recipients: frozenset[int]
+
+
 class Sender:
     def __init__(
         self,
         producer: AsyncProducer,
+        admission: Admission,
         redis: aioredis.Redis,
         directory: ChatDirectory,
         ids: Snowflake,
-        rates: RateLimiter,
+        lease: WorkerLease,
+        settler: Settler,
         *,
         limits: LiveSection[Limits],
         features: LiveSection[Features],
         partitioning: LiveSection[Partitioning],
         topic: str,
-        dedup_ttl_seconds: int,
+        answer_seconds: float = 5.0,
     ) -> None:
         self._producer = producer
+        self._admission = admission
         self._redis = redis
         self._directory = directory
         self._ids = ids
-        self._rates = rates
+        self._lease = lease
+        self._settler = settler
         self._limits = limits
         self._features = features
         self._partitioning = partitioning
         self._topic = topic
-        self._dedup_ttl = dedup_ttl_seconds
+        self._answer_seconds = answer_seconds
+        #: Attempts by (sender, chat, client message id), from admission until the claim is
+        #: marked acknowledged (or the attempt failed).
+        self._attempts: dict[tuple[int, str, str], asyncio.Future[Accepted]] = {}
+        self._unacknowledged: list[tuple[tuple[int, str, str], Claim]] = []
+        self._ack_task: asyncio.Task[None] | None = None
 
     def check(self, chat_id: str, client_message_id: str, body: str) -> None:
         check_chat_id(chat_id)
@@ -86,107 +130,147 @@ class Sender:
 
     async def send(self, sender: int, chat_id: str, client_message_id: str, body: str) -> Accepted:
         started = time.perf_counter()
-        with tracer.start_as_current_span(
-            "messaging.send", attributes={"chat.id": chat_id, "chat.sender_id": str(sender)}
-        ) as span:
-            self.check(chat_id, client_message_id, body)
-            if not self._features.get().sending_enabled:
-                raise Unavailable("sending is switched off for maintenance; retry later")
-            members = await self._directory.check_member(chat_id, sender)
-            limits = self._limits.get()
-            await self._rates.take(sender, limits.send_rate_per_second, limits.send_burst)
-            key = f"chat:dedup:{sender}:{client_message_id}"
-            message_id, created_ms, acked = await self._claim(key)
-            span.set_attribute("chat.message_id", str(message_id))
-            if acked:
-                SENT.labels(duplicate="true").inc()
-                return Accepted(message_id, created_ms, duplicate=True)
-            await self._produce(
-                message_id, created_ms, sender, chat_id, client_message_id, body, members
-            )
-            try:
-                await self._redis.set(
-                    key, _record(message_id, created_ms, acked=True), ex=self._dedup_ttl, xx=True
-                )
-            except (aioredis.RedisError, OSError) as exc:
-                # Kafka has every copy, but a retry would not know it: say "retry", and the
-                # retry produces the same message id again (streams and history skip repeats).
-                raise Unavailable(
-                    f"message {message_id} was stored but not confirmed ({exc}); retry with"
-                    " the same client_message_id"
-                ) from None
-        SEND_SECONDS.observe(time.perf_counter() - started)
-        SENT.labels(duplicate="false").inc()
-        return Accepted(message_id, created_ms, duplicate=False)
-
-    async def _claim(self, key: str) -> tuple[int, int, bool]:
-        """The message id for this client message: new, or the one a previous attempt took."""
+        self.check(chat_id, client_message_id, body)
+        if not self._features.get().sending_enabled:
+            raise Unavailable("sending is switched off for maintenance; retry later")
+        chat = await self._directory.check_member(chat_id, sender)
+        key = (sender, chat_id, client_message_id)
+        attempt = self._attempts.get(key)
+        joined = attempt is not None
+        if attempt is None:
+            if len(self._attempts) >= MAX_IN_FLIGHT:
+                raise Unavailable(f"{MAX_IN_FLIGHT} sends are in flight on this server; retry")
+            outgoing = Outgoing(sender, chat_id, chat.kind, client_message_id, body, chat.members)
+            attempt = asyncio.ensure_future(self._attempt(outgoing))
+            self._attempts[key] = attempt
+            attempt.add_done_callback(functools.partial(self._finished, key))
         try:
-            message_id = self._ids.next_id()
+            accepted = await asyncio.wait_for(asyncio.shield(attempt), self._answer_seconds)
+        except TimeoutError:
+            raise Unavailable(
+                "the message is accepted but Kafka has not confirmed it yet; retry with the"
+                " same client_message_id"
+            ) from None
+        SEND_SECONDS.observe(time.perf_counter() - started)
+        duplicate = joined or accepted.duplicate
+        SENT.labels(duplicate=str(duplicate).lower()).inc()
+        return dataclasses.replace(accepted, duplicate=duplicate) if joined else accepted
+
+    async def _attempt(self, outgoing: Outgoing) -> Accepted:
+        limits = self._limits.get()
+        try:
+            owner = Owner(self._lease.check(), self._lease.token)
+            new_id = self._ids.next_id()
         except LeaseLost as exc:
             raise Unavailable(f"this server cannot assign message ids right now: {exc}") from None
-        created_ms = int(time.time() * 1000)
+        claim = await self._admission.admit(
+            outgoing.sender,
+            outgoing.chat_id,
+            outgoing.client_message_id,
+            new_id=new_id,
+            owner=owner,
+            rate_per_second=limits.send_rate_per_second,
+            burst=limits.send_burst,
+        )
+        message_id = claim.message_id
+        accepted = Accepted(message_id, timestamp_ms(message_id), duplicate=claim.acknowledged)
+        if claim.acknowledged:
+            return accepted
+        if claim.new:
+            if not trace.get_current_span().is_recording():
+                # An unsampled send does no span work at all.
+                await self._produce(claim, self.records(outgoing, message_id))
+            else:
+                with (
+                    tracer.start_as_current_span(
+                        "messaging.send",
+                        attributes={
+                            "chat.id": outgoing.chat_id,
+                            "chat.message_id": str(message_id),
+                        },
+                    ),
+                    tracer.start_as_current_span(
+                        f"{self._topic} publish",
+                        kind=trace.SpanKind.PRODUCER,
+                        attributes={
+                            "messaging.system": "kafka",
+                            "messaging.destination.name": self._topic,
+                            "messaging.batch.message_count": len(outgoing.recipients),
+                        },
+                    ),
+                ):
+                    # The record headers carry the producer span's context.
+                    await self._produce(claim, self.records(outgoing, message_id))
+        else:
+            owner_alive = claim.owner is not None and (
+                claim.owner == owner
+                or await leases.held(self._redis, claim.owner.worker_id, claim.owner.token)
+            )
+            if owner_alive and claim.owner != owner:
+                raise Unavailable(
+                    f"message {message_id} is being sent by another server; retry in a moment"
+                )
+            claim = await self._settler.settle(
+                claim, owner, lambda missing: self.records(outgoing, message_id, missing)
+            )
+        self._acknowledge_later(outgoing, claim)
+        return dataclasses.replace(accepted, duplicate=not claim.new)
+
+    def records(
+        self, outgoing: Outgoing, message_id: int, recipients: frozenset[int] | None = None
+    ) -> list[Record]:
+        partitions = self._partitioning.get().partitions
+        # Only a sampled trace travels on: consumers open spans for nothing else.
+        headers = kafka_headers() if trace.get_current_span().is_recording() else None
+        copies = deliveries.encode_copies(
+            message_id=message_id,
+            chat_id=outgoing.chat_id,
+            kind=outgoing.kind,
+            sender_id=outgoing.sender,
+            body=outgoing.body,
+            client_message_id=outgoing.client_message_id,
+            created_at_ms=timestamp_ms(message_id),
+            recipients=sorted(outgoing.recipients if recipients is None else recipients),
+        )
+        return [
+            Record(self._topic, c.key, c.value, partition_for(c.recipient, partitions), headers)
+            for c in copies
+        ]
+
+    async def _produce(self, claim: Claim, records: list[Record]) -> None:
         try:
-            if await self._redis.set(
-                key, _record(message_id, created_ms, acked=False), ex=self._dedup_ttl, nx=True
-            ):
-                return message_id, created_ms, False
-            existing = await self._redis.get(key)
-        except (aioredis.RedisError, OSError) as exc:
-            raise Unavailable(f"dedup store unavailable: {exc}") from None
-        if existing is None:  # expired between the two calls: claim again
-            return await self._claim(key)
-        previous = json.loads(existing)
-        return int(previous["id"]), int(previous["created"]), bool(previous["acked"])
+            await self._producer.send(records)
+        except ProduceFailed as exc:
+            if not exc.uncertain:
+                # Nothing was written: free the claim, so a retry is a fresh send at once.
+                await self._admission.release(claim)
+            raise Unavailable(
+                f"message {claim.message_id} was not confirmed by Kafka ({exc}); retry with the"
+                " same client_message_id"
+            ) from None
 
-    async def _produce(
-        self,
-        message_id: int,
-        created_ms: int,
-        sender: int,
-        chat_id: str,
-        client_message_id: str,
-        body: str,
-        members: frozenset[int],
-    ) -> None:
-        with tracer.start_as_current_span(
-            f"{self._topic} publish",
-            kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": self._topic,
-                "messaging.batch.message_count": len(members),
-            },
-        ):
-            headers = kafka_headers()
-            partitions = self._partitioning.get().partitions
-            records = []
-            for member in sorted(members):
-                delivery = envelope_pb2.Delivery(
-                    message_id=message_id,
-                    chat_id=chat_id,
-                    sender_id=sender,
-                    recipient_id=member,
-                    primary=member == sender,
-                    body=body,
-                    client_message_id=client_message_id,
-                    created_at_ms=created_ms,
-                    member_ids=sorted(members),
-                )
-                records.append(
-                    (
-                        self._topic,
-                        str(member).encode(),
-                        delivery.SerializeToString(),
-                        partition_for(member, partitions),
-                        headers,
-                    )
-                )
+    def _finished(self, key: tuple[int, str, str], attempt: asyncio.Future[Accepted]) -> None:
+        if attempt.cancelled() or attempt.exception() is not None:
+            # A failed attempt is forgotten at once: the next retry looks at the claim again.
+            self._attempts.pop(key, None)
+
+    def _acknowledge_later(self, outgoing: Outgoing, claim: Claim) -> None:
+        key = (outgoing.sender, outgoing.chat_id, outgoing.client_message_id)
+        self._unacknowledged.append((key, claim))
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.create_task(self._write_acknowledgements())
+
+    async def _write_acknowledgements(self) -> None:
+        """Mark finished sends' claims acknowledged, all that finished meanwhile at once."""
+        await asyncio.sleep(ACK_DELAY_SECONDS)  # let the sends finishing meanwhile join in
+        while self._unacknowledged:
+            batch, self._unacknowledged = self._unacknowledged, []
             try:
-                await self._producer.produce_all(records)
-            except ProduceFailed as exc:
-                raise Unavailable(f"message not accepted, retry with the same id: {exc}") from None
-
-
-def _record(message_id: int, created_ms: int, *, acked: bool) -> str:
-    return json.dumps({"id": message_id, "created": created_ms, "acked": acked})
+                await self._admission.acknowledge([claim for _, claim in batch])
+            except REDIS_FAILURES as exc:
+                logger.warning("acknowledging %d claims failed, retrying: %s", len(batch), exc)
+                self._unacknowledged = batch + self._unacknowledged
+                await asyncio.sleep(ACK_RETRY_SECONDS)
+                continue
+            for key, _ in batch:
+                self._attempts.pop(key, None)

@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from chatlib import errors, grpc_auth, tokens
+from chatlib import deliveries, errors, grpc_auth, tokens
 from chatlib.hashing import partition_for
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from messaging.chats import ChatDirectory
 from messaging.cursor import Cursor
 from messaging.fanout import FanOut
-from messaging.replay import Watermarks, replay
+from messaging.recent import RecentDeliveries
+from messaging.replay import Replayer, TooManyToReplay, Watermarks
 from messaging.send import Sender
 from messaging.streams import LiveEvent, LiveStream, RecentIds, StreamRegistry
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
@@ -32,11 +33,11 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         sender: Sender,
         directory: ChatDirectory,
         registry: StreamRegistry,
+        recent: RecentDeliveries,
+        replayer: Replayer,
         watermarks: Watermarks,
         fanout: FanOut,
-        bootstrap: str,
-        topic: str,
-        secret: str,
+        verifier: tokens.Verifier,
         stream_queue: int,
     ) -> None:
         self._server_name = server_name
@@ -44,11 +45,11 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self._sender = sender
         self._directory = directory
         self._registry = registry
+        self._recent = recent
+        self._replayer = replayer
         self._watermarks = watermarks
         self._fanout = fanout
-        self._bootstrap = bootstrap
-        self._topic = topic
-        self._secret = secret
+        self._verifier = verifier
         self._stream_queue = stream_queue
 
     async def Send(
@@ -119,28 +120,32 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         last = Cursor(partition, high - 1)
         recent = RecentIds()
         if cursor is not None:
-            low, _ = await self._watermarks.get(partition)
-            if cursor.offset + 1 < low:
+            missed = await self._missed(stream.user_id, partition, cursor.offset, high)
+            if missed is None:
                 yield messaging_pb2.ClientEvent(
                     cursor=last.encode(),
                     resync_required=messaging_pb2.ResyncRequired(
-                        reason="the cursor is older than the retained events; re-sync from "
-                        "the chat list and history"
+                        reason="the cursor is too far behind to replay; re-sync from the chat "
+                        "list and history"
                     ),
                 )
             else:
-                last = cursor
-                async for event in replay(
-                    self._bootstrap, self._topic, partition, cursor.offset + 1, high, stream.user_id
-                ):
-                    last = event.cursor
-                    if recent.first_time(event.message.message_id):
-                        yield _message(event)
-                last = max(last, Cursor(partition, high - 1))
+                for offset, value in missed:
+                    try:
+                        delivery = deliveries.decode(value)
+                    except deliveries.InvalidDelivery:
+                        continue
+                    if recent.first_time(delivery.message_id):
+                        yield messaging_pb2.ClientEvent(
+                            cursor=Cursor(partition, offset).encode(),
+                            message=deliveries.to_message(delivery),
+                        )
+                last = max(cursor, last)
         yield messaging_pb2.ClientEvent(cursor=last.encode(), caught_up=messaging_pb2.CaughtUp())
+        queue = stream.queue
         while True:
-            while not stream.queue.empty():
-                event = stream.queue.get_nowait()
+            while queue:
+                event = queue.popleft()
                 if event.cursor <= last:
                     continue
                 last = event.cursor
@@ -166,12 +171,27 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                 )
                 return
             stream.wake.clear()
-            if stream.queue.empty():
+            if not queue:
                 await stream.wake.wait()
+
+    async def _missed(
+        self, user: int, partition: int, after: int, high: int
+    ) -> list[tuple[int, bytes]] | None:
+        """The user's records after offset ``after`` up to ``high`` (exclusive), from memory
+        when it still holds them, else from Kafka; None if they are too many or too old."""
+        if self._recent.covers(partition, after):
+            return self._recent.replay(partition, user, after, high)
+        low, _ = await self._watermarks.get(partition)
+        if after + 1 < low:
+            return None
+        try:
+            return await self._replayer.replay(partition, user, after + 1, high)
+        except TooManyToReplay:
+            return None
 
     def _user(self, context: Context) -> int:
         try:
-            return grpc_auth.claims(context, self._secret).user_id
+            return grpc_auth.claims(context, self._verifier).user_id
         except tokens.InvalidToken as exc:
             raise errors.Unauthenticated(str(exc)) from None
 

@@ -15,7 +15,9 @@ class Settings:
     ops_port: int
     fanout_group: str
     stream_queue: int
-    dedup_ttl_seconds: int
+    recent_bytes_per_partition: int
+    fanout_fetch_wait_ms: int
+    fanout_fetch_min_bytes: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -28,6 +30,10 @@ class Settings:
             ops_port=read.integer("CHAT_OPS_PORT", minimum=1),
             fanout_group=read.text("CHAT_FANOUT_GROUP", "messaging-fanout"),
             stream_queue=read.integer("CHAT_STREAM_QUEUE", 256, minimum=1),
-            # Far beyond any client's retry window: a retry a day later still finds its id.
-            dedup_ttl_seconds=read.integer("CHAT_DEDUP_TTL_SECONDS", 48 * 3600, minimum=86400),
+            # What resumes are served from without reading Kafka (messaging/recent.py).
+            recent_bytes_per_partition=read.integer(
+                "CHAT_RECENT_BYTES_PER_PARTITION", 8 * 2**20, minimum=0
+            ),
+            fanout_fetch_wait_ms=read.integer("CHAT_FANOUT_FETCH_WAIT_MS", 10, minimum=0),
+            fanout_fetch_min_bytes=read.integer("CHAT_FANOUT_FETCH_MIN_BYTES", 1, minimum=1),
         )

@@ -8,7 +8,7 @@ gets the events already queued and then a ResumeRequired with its last cursor, a
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge
@@ -57,10 +57,14 @@ class Redirect:
 
 
 class LiveStream:
+    __slots__ = ("capacity", "overflowed", "partition", "queue", "redirect", "user_id", "wake")
+
     def __init__(self, user_id: int, partition: int, capacity: int) -> None:
         self.user_id = user_id
         self.partition = partition
-        self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=capacity)
+        self.capacity = capacity
+        #: A plain deque bounded by ``offer``: an idle stream holds no queue machinery.
+        self.queue: deque[LiveEvent] = deque()
         self.overflowed = False
         #: Set when the partition moved away: the stream ends after what is already queued.
         self.redirect: Redirect | None = None
@@ -69,21 +73,24 @@ class LiveStream:
     def offer(self, event: LiveEvent) -> None:
         if self.overflowed or self.redirect is not None:
             return
-        try:
-            self.queue.put_nowait(event)
-            PUSHED.inc()
-        except asyncio.QueueFull:
+        if len(self.queue) >= self.capacity:
             self.overflowed = True
             OVERFLOWS.inc()
+        else:
+            self.queue.append(event)
+            PUSHED.inc()
         self.wake.set()
 
 
 class StreamRegistry:
     def __init__(self) -> None:
         self._by_user: dict[int, set[LiveStream]] = defaultdict(set)
+        #: The same streams by partition, so a partition move touches only its own streams.
+        self._by_partition: dict[int, set[LiveStream]] = defaultdict(set)
 
     def add(self, stream: LiveStream) -> None:
         self._by_user[stream.user_id].add(stream)
+        self._by_partition[stream.partition].add(stream)
         STREAMS.inc()
 
     def remove(self, stream: LiveStream) -> None:
@@ -93,6 +100,14 @@ class StreamRegistry:
             STREAMS.dec()
             if not streams:
                 del self._by_user[stream.user_id]
+            in_partition = self._by_partition[stream.partition]
+            in_partition.discard(stream)
+            if not in_partition:
+                del self._by_partition[stream.partition]
+
+    def has(self, user_id: int) -> bool:
+        """True if the user has a live stream here (only then is a record worth decoding)."""
+        return user_id in self._by_user
 
     def publish(self, user_id: int, event: LiveEvent) -> int:
         streams = self._by_user.get(user_id)
@@ -105,12 +120,11 @@ class StreamRegistry:
     def redirect(self, partition: int, to: Redirect) -> int:
         """End every stream of ``partition``: its events now come from another server."""
         moved = 0
-        for streams in self._by_user.values():
-            for stream in streams:
-                if stream.partition == partition and stream.redirect is None:
-                    stream.redirect = to
-                    stream.wake.set()
-                    moved += 1
+        for stream in self._by_partition.get(partition, ()):
+            if stream.redirect is None:
+                stream.redirect = to
+                stream.wake.set()
+                moved += 1
         REDIRECTS.inc(moved)
         return moved
 

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from confluent_kafka import Consumer, TopicPartition
 
 from chatlib import cassandra
-from chatlib.kafka import AsyncProducer, ensure_topic
+from chatlib.kafka import AsyncProducer, Record, ensure_topic
 from chatlib.leases import KEY, WorkerLease
 from tests.integration.conftest import Endpoints
 
@@ -67,8 +67,8 @@ async def test_produce_returns_after_the_ack_with_headers_kept(
     assert not await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, 2, 1, {})
     producer = AsyncProducer({"bootstrap.servers": endpoints.kafka_bootstrap})
     try:
-        produced = await producer.produce_all(
-            [(topic, b"k", f"v{n}".encode(), 1, [("traceparent", b"00-x")]) for n in range(3)]
+        produced = await producer.send(
+            [Record(topic, b"k", f"v{n}".encode(), 1, [("traceparent", b"00-x")]) for n in range(3)]
         )
     finally:
         producer.close()

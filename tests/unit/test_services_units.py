@@ -45,8 +45,8 @@ async def test_a_full_stream_overflows_without_growing_or_touching_others() -> N
     for offset in range(10):
         assert registry.publish(7, _event(offset)) == 2
     assert slow.overflowed
-    assert slow.queue.qsize() == 3
-    assert fast.queue.qsize() == 10
+    assert len(slow.queue) == 3
+    assert len(fast.queue) == 10
     assert not fast.overflowed
     registry.remove(slow)
     registry.remove(fast)
@@ -64,7 +64,7 @@ async def test_a_moved_partition_redirects_only_its_streams_after_what_was_queue
     assert registry.redirect(3, Redirect("m2", "127.0.0.1:7102")) == 0  # once per stream
     registry.publish(7, _event(2))  # after the move: not this server's to deliver
     assert moving.redirect == Redirect("m2", "127.0.0.1:7102")
-    assert moving.queue.qsize() == 1
+    assert len(moving.queue) == 1
     assert moving.wake.is_set()
     assert staying.redirect is None
 

@@ -24,6 +24,7 @@ const (
 // One record on the deliveries topic: one copy of a message for one recipient.
 // Key: the recipient id (decimal). Partition: stable_hash(recipient_id) % P.
 // Headers carry the W3C trace context (traceparent, tracestate).
+// Encoded and decoded only by chatlib/deliveries.py.
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Snowflake id, time-ordered; the same in every copy of one message.
@@ -37,8 +38,8 @@ type Delivery struct {
 	ClientMessageId string `protobuf:"bytes,7,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
 	// Milliseconds since the Unix epoch, when the messaging server accepted the message.
 	CreatedAtMs int64 `protobuf:"varint,8,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
-	// Every member of the chat when the message was sent (for chat state without a lookup).
-	MemberIds     []uint64 `protobuf:"fixed64,9,rep,packed,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
+	// "direct" or "group": decided where the chat is known, not guessed from the id downstream.
+	Kind          string `protobuf:"bytes,10,opt,name=kind,proto3" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -129,18 +130,18 @@ func (x *Delivery) GetCreatedAtMs() int64 {
 	return 0
 }
 
-func (x *Delivery) GetMemberIds() []uint64 {
+func (x *Delivery) GetKind() string {
 	if x != nil {
-		return x.MemberIds
+		return x.Kind
 	}
-	return nil
+	return ""
 }
 
 var File_protos_chat_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\"\x9f\x02\n" +
+	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\"\xa6\x02\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x06R\tmessageId\x12\x17\n" +
@@ -150,9 +151,11 @@ const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\aprimary\x18\x05 \x01(\bR\aprimary\x12\x12\n" +
 	"\x04body\x18\x06 \x01(\tR\x04body\x12*\n" +
 	"\x11client_message_id\x18\a \x01(\tR\x0fclientMessageId\x12\"\n" +
-	"\rcreated_at_ms\x18\b \x01(\x03R\vcreatedAtMs\x12\x1d\n" +
-	"\n" +
-	"member_ids\x18\t \x03(\x06R\tmemberIdsb\x06proto3"
+	"\rcreated_at_ms\x18\b \x01(\x03R\vcreatedAtMs\x12\x12\n" +
+	"\x04kind\x18\n" +
+	" \x01(\tR\x04kindJ\x04\b\t\x10\n" +
+	"R\n" +
+	"member_idsb\x06proto3"
 
 var (
 	file_protos_chat_v1_envelope_proto_rawDescOnce sync.Once

@@ -3,10 +3,8 @@
 isort:skip_file
 """
 
-from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -23,6 +21,7 @@ class Delivery(_message.Message):
     """One record on the deliveries topic: one copy of a message for one recipient.
     Key: the recipient id (decimal). Partition: stable_hash(recipient_id) % P.
     Headers carry the W3C trace context (traceparent, tracestate).
+    Encoded and decoded only by chatlib/deliveries.py.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -35,7 +34,7 @@ class Delivery(_message.Message):
     BODY_FIELD_NUMBER: _builtins.int
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
-    MEMBER_IDS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     """Snowflake id, time-ordered; the same in every copy of one message."""
     chat_id: _builtins.str
@@ -47,10 +46,8 @@ class Delivery(_message.Message):
     client_message_id: _builtins.str
     created_at_ms: _builtins.int
     """Milliseconds since the Unix epoch, when the messaging server accepted the message."""
-    @_builtins.property
-    def member_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Every member of the chat when the message was sent (for chat state without a lookup)."""
-
+    kind: _builtins.str
+    """"direct" or "group": decided where the chat is known, not guessed from the id downstream."""
     def __init__(
         self,
         *,
@@ -62,11 +59,11 @@ class Delivery(_message.Message):
         body: _builtins.str = ...,
         client_message_id: _builtins.str = ...,
         created_at_ms: _builtins.int = ...,
-        member_ids: _abc.Iterable[_builtins.int] | None = ...,
+        kind: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "member_ids", b"member_ids", "message_id", b"message_id", "primary", b"primary", "recipient_id", b"recipient_id", "sender_id", b"sender_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "kind", b"kind", "message_id", b"message_id", "primary", b"primary", "recipient_id", b"recipient_id", "sender_id", b"sender_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,86 @@
+"""The recent deliveries of the partitions this server feeds, held in memory for resumes.
+
+The fan-out sees every record of its partitions anyway; keeping the newest few megabytes of
+each partition, indexed by recipient, lets a client that reconnects after a short break (a
+network drop, a redirect after a partition move) replay exactly its own missed events without
+touching Kafka. Older gaps fall back to ``messaging/replay.py``.
+
+Records are kept as the raw bytes Kafka gave (decoded only when replayed) and evicted oldest
+first, so a partition's log always holds every record of ``[first, next)``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from prometheus_client import Gauge
+
+HELD_BYTES = Gauge("messaging_recent_bytes", "Bytes of recent deliveries held for resumes")
+#: Python's own cost of holding one record (tuples, deque slots, the per-user index).
+OVERHEAD_BYTES = 240
+
+
+class _PartitionLog:
+    __slots__ = ("by_user", "entries", "first", "held")
+
+    def __init__(self, first: int) -> None:
+        #: Every record from this offset up to the last one added is held.
+        self.first = first
+        self.entries: deque[tuple[int, int]] = deque()
+        self.by_user: dict[int, deque[tuple[int, bytes]]] = {}
+        self.held = 0
+
+
+class RecentDeliveries:
+    def __init__(self, budget_per_partition: int) -> None:
+        self._budget = budget_per_partition
+        self._logs: dict[int, _PartitionLog] = {}
+
+    def start(self, partition: int, offset: int) -> None:
+        """The fan-out starts feeding ``partition`` at ``offset``: nothing before it is held."""
+        self.stop(partition)
+        self._logs[partition] = _PartitionLog(offset)
+
+    def stop(self, partition: int) -> None:
+        log = self._logs.pop(partition, None)
+        if log is not None:
+            HELD_BYTES.dec(log.held)
+
+    def add(self, partition: int, offset: int, recipient: int, value: bytes) -> None:
+        log = self._logs.get(partition)
+        if log is None:
+            return
+        log.entries.append((offset, recipient))
+        user_log = log.by_user.get(recipient)
+        if user_log is None:
+            user_log = log.by_user[recipient] = deque()
+        user_log.append((offset, value))
+        size = len(value) + OVERHEAD_BYTES
+        log.held += size
+        HELD_BYTES.inc(size)
+        while log.held > self._budget and log.entries:
+            old_offset, old_recipient = log.entries.popleft()
+            old_log = log.by_user[old_recipient]
+            _, old_value = old_log.popleft()
+            if not old_log:
+                del log.by_user[old_recipient]
+            freed = len(old_value) + OVERHEAD_BYTES
+            log.held -= freed
+            HELD_BYTES.dec(freed)
+            log.first = old_offset + 1
+
+    def covers(self, partition: int, after: int) -> bool:
+        """True if every record of ``partition`` after offset ``after`` is held."""
+        log = self._logs.get(partition)
+        return log is not None and log.first <= after + 1
+
+    def replay(self, partition: int, user: int, after: int, before: int) -> list[tuple[int, bytes]]:
+        """(offset, value) of ``user``'s records with ``after < offset < before``, in order."""
+        log = self._logs.get(partition)
+        if log is None:
+            return []
+        return [
+            (offset, value)
+            for offset, value in log.by_user.get(user, ())
+            if after < offset < before
+        ]
