@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import grpc
 
 T = TypeVar("T")
+S = TypeVar("S")
+R = TypeVar("R")
+Context = grpc.aio.ServicerContext[object, object]
 
 
 RETRY_AFTER_KEY = "chat-retry-after-ms"
@@ -66,12 +70,20 @@ async def abort(context: grpc.aio.ServicerContext[object, object], error: ChatEr
     await context.abort(error.code, str(error), trailing_metadata=error.metadata)
 
 
-async def guard(
-    context: grpc.aio.ServicerContext[object, object], act: Callable[[], Awaitable[T]]
-) -> T:
-    """Run a handler body; a ChatError ends the call with its status and message."""
-    try:
-        return await act()
-    except ChatError as exc:
-        await abort(context, exc)
-        raise  # abort raises; this only satisfies the type checker
+def handler(
+    method: Callable[[S, R, Context], Awaitable[T]],
+) -> Callable[[S, R, Context], Awaitable[T]]:
+    """Decorates a unary gRPC handler: a ChatError ends the call with its status and message.
+
+    The one place a gRPC server turns domain errors into statuses; handlers only raise.
+    """
+
+    @functools.wraps(method)
+    async def mapped(self: S, request: R, context: Context) -> T:
+        try:
+            return await method(self, request, context)
+        except ChatError as exc:
+            await abort(context, exc)
+            raise  # abort raises; this only satisfies the type checker
+
+    return mapped

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
@@ -22,6 +23,10 @@ Main = Callable[[AsyncExitStack, asyncio.Event], Awaitable[None]]
 def serve(service: str, common: Common, main: Main, *, instance: str = "") -> int:
     """A service process: telemetry first, then ``main`` until SIGTERM, then flush spans."""
     shutdown = telemetry.setup(service, common, instance=instance)
+    # The Kafka poller, fetch and gRPC completion threads each need the GIL to hand a result
+    # to the event loop; Python lets a busy thread keep it up to 5 ms by default, which a
+    # request pays for at every such hop.
+    sys.setswitchinterval(common.gil_switch_ms / 1000)
     try:
         run(main, event_loop=common.event_loop, gc_threshold=common.gc_threshold)
     finally:

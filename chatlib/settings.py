@@ -77,6 +77,9 @@ class Common:
         # garbage collector's first-generation threshold (0 keeps Python's default).
         self.event_loop = env.choice("CHAT_EVENT_LOOP", ("uvloop", "asyncio"), "uvloop")
         self.gc_threshold = env.integer("CHAT_GC_THRESHOLD", 20_000, minimum=0)
+        self.gil_switch_ms = env.number("CHAT_GIL_SWITCH_MS", 0.5)
+        if not 0.1 <= self.gil_switch_ms <= 100:
+            raise ConfigError(f"setting CHAT_GIL_SWITCH_MS={self.gil_switch_ms} is not 0.1-100")
         if not 0.0 <= self.trace_sample_ratio <= 1.0:
             raise ConfigError(
                 f"setting CHAT_TRACE_SAMPLE_RATIO={self.trace_sample_ratio} is not between 0 and 1"

@@ -30,106 +30,98 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         self._verifier = verifier
         self._limits = limits
 
+    @errors.handler
     async def ListChats(
         self, request: history_pb2.ListChatsRequest, context: Context
     ) -> history_pb2.ListChatsResponse:
-        async def act() -> history_pb2.ListChatsResponse:
-            user = self._user(context)
-            limit = _limit(request.limit, 100, 1000)
-            chats = await self._store.chats_of(user, limit)
-            unread = await self._store.unread_counts(chats, user)
-            return history_pb2.ListChatsResponse(
-                chats=[
-                    history_pb2.ChatSummary(
-                        chat_id=chat.chat_id,
-                        kind=chat.kind,
-                        member_ids=sorted(chat.member_ids),
-                        last_message_id=chat.last_message_id,
-                        last_preview=chat.last_preview,
-                        last_sender_id=chat.last_sender_id,
-                        unread_count=count,
-                    )
-                    for chat, count in zip(chats, unread, strict=True)
-                ]
-            )
+        user = self._user(context)
+        limit = _limit(request.limit, 100, 1000)
+        chats = await self._store.chats_of(user, limit)
+        unread = await self._store.unread_counts(chats, user)
+        return history_pb2.ListChatsResponse(
+            chats=[
+                history_pb2.ChatSummary(
+                    chat_id=chat.chat_id,
+                    kind=chat.kind,
+                    member_ids=sorted(chat.member_ids),
+                    last_message_id=chat.last_message_id,
+                    last_preview=chat.last_preview,
+                    last_sender_id=chat.last_sender_id,
+                    unread_count=count,
+                )
+                for chat, count in zip(chats, unread, strict=True)
+            ]
+        )
 
-        return await errors.guard(context, act)
-
+    @errors.handler
     async def GetHistory(
         self, request: history_pb2.GetHistoryRequest, context: Context
     ) -> history_pb2.GetHistoryResponse:
-        async def act() -> history_pb2.GetHistoryResponse:
-            user = self._user(context)
-            if request.before_id and request.after_id:
-                raise errors.InvalidArgument("give before_id or after_id, not both")
-            limits = self._limits.get()
-            limit = _limit(request.limit, limits.history_page_default, limits.history_page_max)
-            chat = await self._store.chat(request.chat_id)
-            if chat is None:
-                raise errors.NotFound(f"chat {request.chat_id!r} does not exist")
-            if user not in chat.member_ids:
-                raise errors.PermissionDenied(f"you are not a member of chat {request.chat_id!r}")
-            with tracer.start_as_current_span(
-                "history.get_page", attributes={"db.system": "cassandra", "chat.id": chat.chat_id}
-            ):
-                messages, more = await self._store.page(
-                    chat.chat_id,
-                    before_id=request.before_id,
-                    after_id=request.after_id,
-                    limit=limit,
-                )
-            return history_pb2.GetHistoryResponse(
-                messages=[
-                    common_pb2.Message(
-                        message_id=m.message_id,
-                        chat_id=m.chat_id,
-                        sender_id=m.sender_id,
-                        body=m.body,
-                        client_message_id=m.client_message_id,
-                        created_at_ms=m.created_at_ms,
-                    )
-                    for m in messages
-                ],
-                has_more=more,
+        user = self._user(context)
+        if request.before_id and request.after_id:
+            raise errors.InvalidArgument("give before_id or after_id, not both")
+        limits = self._limits.get()
+        limit = _limit(request.limit, limits.history_page_default, limits.history_page_max)
+        chat = await self._store.chat(request.chat_id)
+        if chat is None:
+            raise errors.NotFound(f"chat {request.chat_id!r} does not exist")
+        if user not in chat.member_ids:
+            raise errors.PermissionDenied(f"you are not a member of chat {request.chat_id!r}")
+        with tracer.start_as_current_span(
+            "history.get_page", attributes={"db.system": "cassandra", "chat.id": chat.chat_id}
+        ):
+            messages, more = await self._store.page(
+                chat.chat_id,
+                before_id=request.before_id,
+                after_id=request.after_id,
+                limit=limit,
             )
+        return history_pb2.GetHistoryResponse(
+            messages=[
+                common_pb2.Message(
+                    message_id=m.message_id,
+                    chat_id=m.chat_id,
+                    sender_id=m.sender_id,
+                    body=m.body,
+                    client_message_id=m.client_message_id,
+                    created_at_ms=m.created_at_ms,
+                )
+                for m in messages
+            ],
+            has_more=more,
+        )
 
-        return await errors.guard(context, act)
-
+    @errors.handler
     async def CreateUser(
         self, request: history_pb2.CreateUserRequest, context: Context
     ) -> history_pb2.User:
-        async def act() -> history_pb2.User:
-            self._service(context)
-            if not request.username or not request.password_hash:
-                raise errors.InvalidArgument("username and password_hash are required")
-            user_id = self._ids.next_id()
-            if not await self._store.create_user(user_id, request.username, request.password_hash):
-                raise errors.AlreadyExists(f"username {request.username!r} is taken")
-            return history_pb2.User(user_id=user_id, username=request.username)
+        self._service(context)
+        if not request.username or not request.password_hash:
+            raise errors.InvalidArgument("username and password_hash are required")
+        user_id = self._ids.next_id()
+        if not await self._store.create_user(user_id, request.username, request.password_hash):
+            raise errors.AlreadyExists(f"username {request.username!r} is taken")
+        return history_pb2.User(user_id=user_id, username=request.username)
 
-        return await errors.guard(context, act)
-
+    @errors.handler
     async def FindUser(
         self, request: history_pb2.FindUserRequest, context: Context
     ) -> history_pb2.User:
-        async def act() -> history_pb2.User:
-            is_service = self._caller(context).subject == tokens.SERVICE_SUBJECT
-            key = request.WhichOneof("key")
-            if key == "username":
-                row = await self._store.user_by_name(request.username)
-            elif key == "user_id":
-                row = await self._store.user_by_id(request.user_id)
-            else:
-                raise errors.InvalidArgument("give username or user_id")
-            if row is None:
-                raise errors.NotFound("no such user")
-            return history_pb2.User(
-                user_id=row.user_id,
-                username=row.username,
-                password_hash=row.password_hash if is_service else "",
-            )
-
-        return await errors.guard(context, act)
+        is_service = self._caller(context).subject == tokens.SERVICE_SUBJECT
+        key = request.WhichOneof("key")
+        if key == "username":
+            row = await self._store.user_by_name(request.username)
+        elif key == "user_id":
+            row = await self._store.user_by_id(request.user_id)
+        else:
+            raise errors.InvalidArgument("give username or user_id")
+        if row is None:
+            raise errors.NotFound("no such user")
+        return history_pb2.User(
+            user_id=row.user_id,
+            username=row.username,
+            password_hash=row.password_hash if is_service else "",
+        )
 
     def _caller(self, context: Context) -> tokens.Claims:
         try:

@@ -68,7 +68,9 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     stack.callback(cluster.shutdown)
     db = cassandra.AsyncSession(session, common.keyspace)
     directory = ChatDirectory(db)
-    producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
+    producer = AsyncProducer(
+        {"bootstrap.servers": common.kafka_bootstrap, "linger.ms": settings.producer_linger_ms}
+    )
     stack.callback(producer.close)
     # A process that lost its lease must not write in its old name any more: what it has not
     # sent yet is dropped (those sends fail, certainly unwritten, and are retried).

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from chatlib.errors import InvalidArgument
 
 PREFIX = "v1."
 
 
-@dataclass(frozen=True, order=True)
-class Cursor:
+class Cursor(NamedTuple):
+    """Ordered as (partition, offset); a tuple, as one is made for every event delivered."""
+
     partition: int
     offset: int
 

@@ -48,6 +48,7 @@ from messaging.settle import Settler
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 SENT = Counter("messaging_messages_sent_total", "Messages acknowledged to senders", ["duplicate"])
+SENT_NEW, SENT_AGAIN = SENT.labels(duplicate="false"), SENT.labels(duplicate="true")
 SEND_SECONDS = Histogram("messaging_send_seconds", "Send latency until every copy is acked")
 
 MAX_CLIENT_ID = 64
@@ -144,17 +145,36 @@ class Sender:
             attempt = asyncio.ensure_future(self._attempt(outgoing))
             self._attempts[key] = attempt
             attempt.add_done_callback(functools.partial(self._finished, key))
-        try:
-            accepted = await asyncio.wait_for(asyncio.shield(attempt), self._answer_seconds)
-        except TimeoutError:
-            raise Unavailable(
-                "the message is accepted but Kafka has not confirmed it yet; retry with the"
-                " same client_message_id"
-            ) from None
+        accepted = await self._answer(attempt)
         SEND_SECONDS.observe(time.perf_counter() - started)
         duplicate = joined or accepted.duplicate
-        SENT.labels(duplicate=str(duplicate).lower()).inc()
+        (SENT_AGAIN if duplicate else SENT_NEW).inc()
         return dataclasses.replace(accepted, duplicate=duplicate) if joined else accepted
+
+    async def _answer(self, attempt: asyncio.Future[Accepted]) -> Accepted:
+        """The attempt's outcome, or Unavailable after ``answer_seconds``; the attempt itself
+        goes on either way (nor does a caller that goes away cancel it)."""
+        if not attempt.done():
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+
+            def wake(_: object = None) -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            attempt.add_done_callback(wake)
+            timer = loop.call_later(self._answer_seconds, wake)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                attempt.remove_done_callback(wake)
+            if not attempt.done():
+                raise Unavailable(
+                    "the message is accepted but Kafka has not confirmed it yet; retry with"
+                    " the same client_message_id"
+                )
+        return attempt.result()
 
     async def _attempt(self, outgoing: Outgoing) -> Accepted:
         limits = self._limits.get()

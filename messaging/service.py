@@ -52,32 +52,28 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self._verifier = verifier
         self._stream_queue = stream_queue
 
+    @errors.handler
     async def Send(
         self, request: messaging_pb2.SendRequest, context: Context
     ) -> messaging_pb2.SendResponse:
-        async def act() -> messaging_pb2.SendResponse:
-            user = self._user(context)
-            accepted = await self._sender.send(
-                user, request.chat_id, request.client_message_id, request.body
-            )
-            return messaging_pb2.SendResponse(
-                message_id=accepted.message_id,
-                created_at_ms=accepted.created_at_ms,
-                duplicate=accepted.duplicate,
-            )
+        user = self._user(context)
+        accepted = await self._sender.send(
+            user, request.chat_id, request.client_message_id, request.body
+        )
+        return messaging_pb2.SendResponse(
+            message_id=accepted.message_id,
+            created_at_ms=accepted.created_at_ms,
+            duplicate=accepted.duplicate,
+        )
 
-        return await errors.guard(context, act)
-
+    @errors.handler
     async def OpenDirectChat(
         self, request: messaging_pb2.OpenDirectChatRequest, context: Context
     ) -> common_pb2.Chat:
-        async def act() -> common_pb2.Chat:
-            user = self._user(context)
-            chat_id = await self._directory.open_direct(user, request.peer_id)
-            members = sorted({user, request.peer_id})
-            return common_pb2.Chat(chat_id=chat_id, kind="direct", member_ids=members)
-
-        return await errors.guard(context, act)
+        user = self._user(context)
+        chat_id = await self._directory.open_direct(user, request.peer_id)
+        members = sorted({user, request.peer_id})
+        return common_pb2.Chat(chat_id=chat_id, kind="direct", member_ids=members)
 
     async def Subscribe(
         self, request: messaging_pb2.SubscribeRequest, context: Context

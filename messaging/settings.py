@@ -18,6 +18,7 @@ class Settings:
     recent_bytes_per_partition: int
     fanout_fetch_wait_ms: int
     fanout_fetch_min_bytes: int
+    producer_linger_ms: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -36,4 +37,5 @@ class Settings:
             ),
             fanout_fetch_wait_ms=read.integer("CHAT_FANOUT_FETCH_WAIT_MS", 10, minimum=0),
             fanout_fetch_min_bytes=read.integer("CHAT_FANOUT_FETCH_MIN_BYTES", 1, minimum=1),
+            producer_linger_ms=read.integer("CHAT_PRODUCER_LINGER_MS", 5, minimum=0),
         )

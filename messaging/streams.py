@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client import Counter, Gauge
 
@@ -22,8 +23,7 @@ OVERFLOWS = Counter("messaging_stream_overflows_total", "Streams closed for fall
 REDIRECTS = Counter("messaging_stream_redirects_total", "Streams sent to a partition's new owner")
 
 
-@dataclass(frozen=True)
-class LiveEvent:
+class LiveEvent(NamedTuple):
     cursor: Cursor
     message: common_pb2.Message
 

@@ -36,6 +36,10 @@ class JvmService(Service):
             f"-Xms{heap}",
             f"-Xmx{heap}",
             "-XX:+ExitOnOutOfMemoryError",
+            # Two cores run everything here: one GC worker each, so a collection never takes
+            # both cores from the services.
+            "-XX:ParallelGCThreads=1",
+            "-XX:ConcGCThreads=1",
             f"-XX:ErrorFile={ctx.layout.logs(self.name)}/hs_err_pid%p.log",
         ]
 

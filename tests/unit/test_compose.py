@@ -144,3 +144,9 @@ def test_fluent_bit_config_receives_forward_and_writes_elasticsearch() -> None:
     assert re.search(r"Port\s+24224", config)
     assert re.search(r"Name\s+es\b", config)
     assert re.search(r"Host\s+elasticsearch", config)
+
+
+def test_services_run_grpc_as_dev_runs_them(services: dict[str, dict[str, Any]]) -> None:
+    from infra.apps import GRPC_EXPERIMENTS
+
+    assert services["setup"]["environment"]["GRPC_EXPERIMENTS"] == GRPC_EXPERIMENTS

@@ -88,41 +88,60 @@ func (c *chat) hold(ctx context.Context, member Member, since func() float64, ca
 	cursor := ""
 	server := member.Server
 	for ctx.Err() == nil {
-		stream, err := c.conns.client(server).Subscribe(
-			auth(ctx, member.Token), &chatv1.SubscribeRequest{ResumeCursor: cursor},
-		)
-		if err == nil {
-			for {
-				event, recvErr := stream.Recv()
-				if recvErr != nil {
-					err = recvErr
-					break
-				}
-				if event.Cursor != "" {
-					cursor = event.Cursor
-				}
-				switch kind := event.Event.(type) {
-				case *chatv1.ClientEvent_Message:
-					got = append(got, receipt{kind.Message.ClientMessageId, member.UserID, since()})
-				case *chatv1.ClientEvent_CaughtUp:
-					caughtUp()
-				case *chatv1.ClientEvent_ResumeRequired:
-					c.resumed.Add(1)
-				case *chatv1.ClientEvent_Redirect:
-					c.redirected.Add(1)
-					server = kind.Redirect.Address
-				case *chatv1.ClientEvent_ResyncRequired:
-					fmt.Fprintln(os.Stderr, "loadgen: resync required for", member.UserID)
-				}
-			}
-		}
+		redirect, err := c.subscribe(ctx, member, server, &cursor, &got, since, caughtUp)
 		if ctx.Err() != nil {
 			break
 		}
-		if code := status.Code(err); err != io.EOF && code != codes.Unavailable && code != codes.Canceled {
+		switch code := status.Code(err); {
+		case redirect != "":
+			server = redirect
+		case err == io.EOF || code == codes.Unavailable || code == codes.Canceled:
+		default:
+			// Retrying cannot help (an expired token, say): give up on this stream.
 			fmt.Fprintln(os.Stderr, "loadgen: stream of", member.UserID, "ended:", err)
+			caughtUp()
+			return got
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return got
+}
+
+// subscribe holds one stream until it ends; it returns why, and where to go next if the
+// server moved the stream (a Redirect event) or refused it with the owner's address.
+func (c *chat) subscribe(
+	ctx context.Context, member Member, server string, cursor *string, got *[]receipt,
+	since func() float64, caughtUp func(),
+) (string, error) {
+	stream, err := c.conns.client(server).Subscribe(
+		auth(ctx, member.Token), &chatv1.SubscribeRequest{ResumeCursor: *cursor},
+	)
+	if err != nil {
+		return "", err
+	}
+	for {
+		event, err := stream.Recv()
+		if err != nil {
+			if values := stream.Trailer().Get("chat-redirect"); len(values) > 0 {
+				return values[0], err
+			}
+			return "", err
+		}
+		if event.Cursor != "" {
+			*cursor = event.Cursor
+		}
+		switch kind := event.Event.(type) {
+		case *chatv1.ClientEvent_Message:
+			*got = append(*got, receipt{kind.Message.ClientMessageId, member.UserID, since()})
+		case *chatv1.ClientEvent_CaughtUp:
+			caughtUp()
+		case *chatv1.ClientEvent_ResumeRequired:
+			c.resumed.Add(1)
+		case *chatv1.ClientEvent_Redirect:
+			c.redirected.Add(1)
+			return kind.Redirect.Address, io.EOF
+		case *chatv1.ClientEvent_ResyncRequired:
+			fmt.Fprintln(os.Stderr, "loadgen: resync required for", member.UserID)
+		}
+	}
 }
