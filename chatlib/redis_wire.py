@@ -49,6 +49,9 @@ class _Connection(asyncio.Protocol):
         self.reader = hiredis.Reader(replyError=RedisReplyError)
         self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.lost: Exception | None = None
+        #: Commands issued during the current turn of the event loop, written together at
+        #: its end: under load many sends are admitted in one turn, and share one write.
+        self.corked: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's does not subclass asyncio.Transport).
@@ -84,8 +87,15 @@ class _Connection(asyncio.Protocol):
             future: asyncio.Future[Any] = loop.create_future()
             self.waiting.append((future, now))
             futures.append(future)
-        self.transport.write(payload)
+        if not self.corked:
+            loop.call_soon(self.flush)
+        self.corked.append(payload)
         return futures
+
+    def flush(self) -> None:
+        corked, self.corked = self.corked, []
+        if self.transport is not None and self.lost is None:
+            self.transport.write(b"".join(corked))
 
 
 def encode(args: tuple[Any, ...]) -> bytes:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -23,7 +24,14 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.util.types import Attributes
 
 from chatlib.settings import Common
 
@@ -60,7 +68,7 @@ def setup(service: str, common: Common, *, instance: str = "") -> Callable[[], N
     )
     # Parent-based: a request that arrives with a sampled trace is always recorded, so one
     # send is one whole trace or none of it.
-    sampler = ParentBased(TraceIdRatioBased(common.trace_sample_ratio))
+    sampler = ParentBased(_EntrySampler(common.trace_sample_ratio))
     provider = TracerProvider(resource=resource, sampler=sampler)
     provider.add_span_processor(
         BatchSpanProcessor(
@@ -90,6 +98,37 @@ def setup(service: str, common: Common, *, instance: str = "") -> Callable[[], N
         provider.shutdown()
 
     return shutdown
+
+
+#: An attribute an entry point sets on a root span it has already chosen to record.
+DECIDED = "chat.sampling.decided"
+
+
+class _EntrySampler(Sampler):
+    """Root spans by trace id ratio, unless the entry point creating it has already decided
+    (``DECIDED`` in its attributes): it did so without creating a span at all for the rest."""
+
+    def __init__(self, ratio: float) -> None:
+        self._ratio = TraceIdRatioBased(ratio)
+
+    def should_sample(
+        self,
+        parent_context: context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[trace.Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        if attributes and attributes.get(DECIDED):
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+        return self._ratio.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"EntrySampler({self._ratio.get_description()})"
 
 
 def kafka_headers() -> list[tuple[str, str | bytes | None]]:
@@ -131,9 +170,10 @@ def instrument_aiohttp_server() -> None:
     AioHttpServerInstrumentor().instrument()
 
 
-def grpc_server_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """Server spans, continuing the caller's trace from gRPC metadata."""
-    return [_ServerTracing()]
+def grpc_server_interceptors(ratio: float) -> list[grpc.aio.ServerInterceptor]:
+    """Server spans, continuing the caller's trace from gRPC metadata; of calls that carry
+    none, ``ratio`` of them start a new trace (CHAT_TRACE_SAMPLE_RATIO)."""
+    return [_ServerTracing(ratio)]
 
 
 class _ServerTracing(grpc.aio.ServerInterceptor):
@@ -141,12 +181,15 @@ class _ServerTracing(grpc.aio.ServerInterceptor):
 
     The OpenTelemetry instrumentation wraps every call's context and runs its span machinery
     whatever the sampling decision; at hundreds of calls a second that cost more CPU than a
-    send's own work. Here the decision comes first: the span is started (the SDK's sampler
-    decides for calls without a sampled parent), and only a recording span wraps the handler.
+    send's own work. Here the decision comes first: a call with a parent trace gets a span that
+    the parent's sampling decides on; a call without one starts a trace only for ``ratio`` of
+    calls (told to the sampler through ``DECIDED``), and no span object at all otherwise. Only
+    a recording span wraps the handler.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ratio: float) -> None:
         self._tracer = trace.get_tracer(__name__)
+        self._ratio = ratio
 
     async def intercept_service(
         self,
@@ -163,14 +206,21 @@ class _ServerTracing(grpc.aio.ServerInterceptor):
             for key, value in details.invocation_metadata or ()
             if key in ("traceparent", "tracestate")
         }
-        parent = propagate.extract(carrier) if carrier else None
         name = details.method.lstrip("/")
         service, _, method = name.partition("/")
+        attributes: dict[str, Any] = {
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": method,
+        }
+        if carrier:
+            parent = propagate.extract(carrier)
+        elif random.random() < self._ratio:  # noqa: S311 - sampling, not security
+            parent, attributes[DECIDED] = None, True
+        else:
+            return handler  # a new trace this call does not start: no span work at all
         span = self._tracer.start_span(
-            name,
-            context=parent,
-            kind=trace.SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
+            name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
         )
         if not span.is_recording():
             return handler

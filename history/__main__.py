@@ -119,7 +119,9 @@ async def _run(
     lease = WorkerLease(client)
     await lease.acquire()
     stack.push_async_callback(lease.release)
-    server = grpc.aio.server(interceptors=telemetry.grpc_server_interceptors())
+    server = grpc.aio.server(
+        interceptors=telemetry.grpc_server_interceptors(common.trace_sample_ratio)
+    )
     history_pb2_grpc.add_HistoryServiceServicer_to_server(
         HistoryService(
             store,

@@ -32,6 +32,9 @@ from protos.chat.v1 import envelope_pb2
 PREVIEW_CHARS = 120
 #: Unread counts stop at this many (the chat list shows "this many or more").
 UNREAD_CAP = 1000
+#: Larger than any message id (41 bits of milliseconds shifted by 22 stay below 2**63), and
+#: the largest Cassandra bigint.
+MAX_ID = 2**63 - 1
 #: (chat, bucket) pairs this process remembers having indexed.
 KNOWN_BUCKETS = 100_000
 
@@ -214,7 +217,7 @@ class HistoryStore:
         for bucket in await self.buckets(chat.chat_id):
             if low is not None and bucket < low:
                 break
-            upper = 2**63 - 1
+            upper = MAX_ID
             while count < UNREAD_CAP:
                 rows = await self.db.execute(
                     _SENDERS_NEWER,
@@ -242,6 +245,9 @@ class HistoryStore:
         whether more exist."""
         wanted = limit + 1
         found: list[Any] = []
+        if after_id >= MAX_ID:
+            return [], False  # no id is that large: nothing is newer
+        before_id = min(before_id, MAX_ID)
         buckets = await self.buckets(chat_id)
         if after_id:
             start = bucket_of(after_id)
@@ -253,7 +259,7 @@ class HistoryStore:
                     break
         else:
             end = bucket_of(before_id) if before_id else None
-            bound = _signed(before_id) if before_id else 2**63 - 1
+            bound = before_id or MAX_ID
             for bucket in buckets:
                 if end is not None and bucket > end:
                     continue

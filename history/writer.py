@@ -19,7 +19,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 
 from chatlib import deliveries
-from chatlib.kafka import AsyncProducer, ProduceFailed
+from chatlib.kafka import AsyncProducer, ProduceFailed, Record
 from chatlib.telemetry import sampled_context
 from history.store import HistoryStore
 
@@ -76,6 +76,7 @@ class HistoryWriter:
     async def handle(self, messages: list[Message]) -> None:
         """Persist one batch durably, then commit its offsets."""
         decoded: list[deliveries.Delivery] = []
+        dead: list[Record] = []
         spans: list[Any] = []
         offsets: dict[int, int] = {}
         for message in messages:
@@ -89,13 +90,19 @@ class HistoryWriter:
             try:
                 delivery = deliveries.decode(message.value())
             except deliveries.InvalidDelivery as exc:
-                await self._dead_letter(message, str(exc))
+                dead.append(self._dead_letter(message, str(exc)))
                 continue
             decoded.append(delivery)
             if delivery.primary:
                 parent = sampled_context(message.headers())  # type: ignore[arg-type]
                 if parent is not None:
                     spans.append(self._span(parent, partition, offset, delivery.message_id))
+        if dead:
+            try:
+                await self._dead_letters.send(dead)
+            except ProduceFailed as exc:
+                raise RuntimeError(f"dead-lettering failed: {exc}") from exc
+            DEAD.inc(len(dead))
         try:
             await self._store.persist(decoded)
         finally:
@@ -126,9 +133,10 @@ class HistoryWriter:
             },
         )
 
-    async def _dead_letter(self, message: Message, error: str) -> None:
+    def _dead_letter(self, message: Message, error: str) -> Record:
+        """The dead-letter record of ``message``: its bytes, with the error in the headers."""
         logger.error(
-            "undecodable record %s[%s]@%s sent to %s: %s",
+            "undecodable record %s[%s]@%s goes to %s: %s",
             message.topic(),
             message.partition(),
             message.offset(),
@@ -141,10 +149,4 @@ class HistoryWriter:
             ("dlq.partition", str(message.partition()).encode()),
             ("dlq.offset", str(message.offset()).encode()),
         ]
-        try:
-            await self._dead_letters.produce(
-                self._dead_letter_topic, message.value() or b"", key=message.key(), headers=headers
-            )
-        except ProduceFailed as exc:
-            raise RuntimeError(f"dead-lettering failed: {exc}") from exc
-        DEAD.inc()
+        return Record(self._dead_letter_topic, message.key(), message.value() or b"", -1, headers)

@@ -121,7 +121,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     fanout_task = asyncio.create_task(fanout.run(stop), name="fan-out")
 
     server = grpc.aio.server(
-        interceptors=telemetry.grpc_server_interceptors(),
+        interceptors=telemetry.grpc_server_interceptors(common.trace_sample_ratio),
         # gRPC cancels calls that arrive faster than the Python server loop picks them up once
         # more than 1,000 are pending (RST_STREAM, seen by clients as CANCELLED). A burst of
         # reconnecting clients after a restart is exactly that, so the queue may grow; each

@@ -18,6 +18,7 @@ new owner replays whatever that cursor has not seen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -45,6 +46,9 @@ COMMIT_SECONDS = 1.0
 #: A committed position further back than this is not worth catching up on for live
 #: delivery (clients replay from their own cursors); start at the end instead.
 MAX_CATCH_UP = 50_000
+#: How long a resume waits for the fan-out to reach the end of the log it saw (it is
+#: normally one fetch behind; past this the rest arrives as live events).
+REACH_SECONDS = 5.0
 
 
 class FanOut:
@@ -70,6 +74,8 @@ class FanOut:
         self._next: dict[int, int] = {}
         self._committed: dict[int, int] = {}
         self._committed_at = 0.0
+        #: Resumes waiting for the fan-out to reach an offset: (offset, future) per partition.
+        self._waiting: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
 
     @property
     def assigned(self) -> bool:
@@ -93,6 +99,36 @@ class FanOut:
                 f"partition {partition} is not being consumed here yet; retry in a moment"
             )
         return self._next[partition]
+
+    async def reach(self, partition: int, offset: int) -> int:
+        """Wait until every record before ``offset`` has been published here (at most
+        REACH_SECONDS), then return the position: a resume replays up to it, so what was in
+        the log when the client came back is replayed before "caught up", not after."""
+        position = self.next_offset(partition)
+        if position >= offset:
+            return position
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(partition, []).append((offset, future))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REACH_SECONDS):
+                await future
+        return self.next_offset(partition)
+
+    def _wake_waiting(self) -> None:
+        for partition in list(self._waiting):
+            position = self._next.get(partition)
+            still = []
+            for offset, future in self._waiting[partition]:
+                if position is None or position >= offset:
+                    # Reached, or the partition moved away (the caller then finds out).
+                    if not future.done():
+                        future.set_result(None)
+                elif not future.done():
+                    still.append((offset, future))
+            if still:
+                self._waiting[partition] = still
+            else:
+                del self._waiting[partition]
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -118,6 +154,8 @@ class FanOut:
                 records = await asyncio.to_thread(fetch, self._consumer, BATCH, POLL_SECONDS)
                 for record in records:
                     self._publish(record)
+                if self._waiting:
+                    self._wake_waiting()
                 if time.monotonic() - self._committed_at > COMMIT_SECONDS:
                     self._commit(set(self._next), asynchronous=True)
         finally:
@@ -146,6 +184,7 @@ class FanOut:
                 logger.info(
                     "partition %d moved to %s: %d streams redirected", partition, owner.name, moved
                 )
+            self._wake_waiting()
         if gained:
             starts = await self._starts(sorted(gained))
             self._consumer.incremental_assign(starts)

@@ -113,10 +113,13 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
     async def _events(
         self, stream: LiveStream, partition: int, high: int, cursor: Cursor | None
     ) -> AsyncIterator[messaging_pb2.ClientEvent]:
-        last = Cursor(partition, high - 1)
         recent = RecentIds()
         if cursor is not None:
-            missed = await self._missed(stream.user_id, partition, cursor.offset, high)
+            low, log_end = await self._watermarks.get(partition)
+            high = await self._fanout.reach(partition, log_end)
+            missed = await self._missed(stream.user_id, partition, cursor.offset, low, high)
+        last = Cursor(partition, high - 1)
+        if cursor is not None:
             if missed is None:
                 yield messaging_pb2.ClientEvent(
                     cursor=last.encode(),
@@ -171,13 +174,13 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                 await stream.wake.wait()
 
     async def _missed(
-        self, user: int, partition: int, after: int, high: int
+        self, user: int, partition: int, after: int, low: int, high: int
     ) -> list[tuple[int, bytes]] | None:
         """The user's records after offset ``after`` up to ``high`` (exclusive), from memory
-        when it still holds them, else from Kafka; None if they are too many or too old."""
+        when it still holds them, else from Kafka; None if they are too many or older than
+        the log's start, ``low``."""
         if self._recent.covers(partition, after):
             return self._recent.replay(partition, user, after, high)
-        low, _ = await self._watermarks.get(partition)
         if after + 1 < low:
             return None
         try:

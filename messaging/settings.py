@@ -36,6 +36,8 @@ class Settings:
                 "CHAT_RECENT_BYTES_PER_PARTITION", 8 * 2**20, minimum=0
             ),
             fanout_fetch_wait_ms=read.integer("CHAT_FANOUT_FETCH_WAIT_MS", 10, minimum=0),
-            fanout_fetch_min_bytes=read.integer("CHAT_FANOUT_FETCH_MIN_BYTES", 1, minimum=1),
+            fanout_fetch_min_bytes=read.integer(
+                "CHAT_FANOUT_FETCH_MIN_BYTES", 64 * 1024, minimum=1
+            ),
             producer_linger_ms=read.integer("CHAT_PRODUCER_LINGER_MS", 5, minimum=0),
         )

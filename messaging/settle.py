@@ -33,7 +33,7 @@ from prometheus_client import Counter
 from chatlib import deliveries
 from chatlib.errors import Unavailable
 from chatlib.ids import timestamp_ms
-from chatlib.kafka import AsyncProducer, ProduceFailed, Record
+from chatlib.kafka import AsyncProducer, ProduceFailed, Record, fetch
 from messaging.admission import Admission, Claim, Owner
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class Settler:
                 continue
             consumer.assign([TopicPartition(self._topic, partition, offset)])
             while offset < high:
-                batch = consumer.consume(1000, 5.0)
+                batch = fetch(consumer, 1000, 5.0)
                 if not batch:
                     raise RuntimeError(f"partition {partition} gave nothing before offset {high}")
                 for found_record in batch:

@@ -14,6 +14,8 @@ class CuttableProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
@@ -31,6 +33,13 @@ class CuttableProxy:
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+
+    def stall(self) -> None:
+        """Keep connections open but forward nothing, as a stalled server looks."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def close(self) -> None:
         await self.cut()
@@ -54,6 +63,7 @@ class CuttableProxy:
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:
             while data := await source.read(65536):
+                await self._flowing.wait()
                 sink.write(data)
                 await sink.drain()
         except (ConnectionError, OSError):

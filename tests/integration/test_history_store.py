@@ -1,0 +1,123 @@
+"""History's writes against the real Cassandra: chat state without reads stays right whatever
+order and however often copies arrive; unread counts come from the read watermark."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from chatlib import cassandra, deliveries
+from chatlib.ids import EPOCH_MS, TIME_SHIFT
+from history import migrate
+from history.buckets import BUCKET_MS
+from history.store import UNREAD_CAP, HistoryStore
+from tests.integration.conftest import Endpoints
+
+ALICE, BOB = 1001, 1002
+CHAT = f"d:{ALICE}:{BOB}"
+START_MS = EPOCH_MS + 400 * 86_400_000
+
+
+@pytest.fixture
+def store(endpoints: Endpoints, unique: str) -> Iterator[HistoryStore]:
+    cluster, session = cassandra.connect(endpoints.cassandra_hosts, endpoints.cassandra_port)
+    try:
+        migrate.apply(session, unique, "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        yield HistoryStore(cassandra.AsyncSession(session, unique))
+        session.execute(f"DROP KEYSPACE IF EXISTS {unique}")
+    finally:
+        cluster.shutdown()
+
+
+def _message_id(at_ms: int, sequence: int = 0) -> int:
+    return ((at_ms - EPOCH_MS) << TIME_SHIFT) | sequence
+
+
+def _copies(message_id: int, sender: int, body: str) -> list[deliveries.Delivery]:
+    return [
+        deliveries.decode(c.value)
+        for c in deliveries.encode_copies(
+            message_id=message_id,
+            chat_id=CHAT,
+            kind="direct",
+            sender_id=sender,
+            body=body,
+            client_message_id=body,
+            created_at_ms=at_ms(message_id),
+            recipients=[ALICE, BOB],
+        )
+    ]
+
+
+def at_ms(message_id: int) -> int:
+    return (message_id >> TIME_SHIFT) + EPOCH_MS
+
+
+async def test_the_newest_message_wins_in_any_order_and_replays_change_nothing(
+    store: HistoryStore,
+) -> None:
+    ids = [_message_id(START_MS + n * 1000) for n in range(3)]
+    first, second, third = (_copies(i, ALICE, f"m{n}") for n, i in enumerate(ids))
+    # The newest arrives first, the oldest last; then the whole lot again (a replay).
+    await store.persist(third)
+    await store.persist(first + second)
+    await store.persist(first + second + third)
+    for user in (ALICE, BOB):
+        [chat] = await store.chats_of(user, 10)
+        assert (chat.last_message_id, chat.last_preview, chat.last_sender_id) == (
+            ids[2],
+            "m2",
+            ALICE,
+        )
+    messages, more = await store.page(CHAT, before_id=0, after_id=0, limit=10)
+    assert [m.message_id for m in messages] == sorted(ids, reverse=True)
+    assert not more
+
+
+async def test_unread_counts_follow_the_read_watermark_and_count_each_message_once(
+    store: HistoryStore,
+) -> None:
+    from_alice = [_message_id(START_MS + n * 1000) for n in range(5)]
+    for message_id in from_alice:
+        await store.persist(_copies(message_id, ALICE, "hi"))
+    await store.persist(_copies(from_alice[2], ALICE, "hi"))  # a duplicated copy
+    [bob_chat] = await store.chats_of(BOB, 10)
+    [alice_chat] = await store.chats_of(ALICE, 10)
+    assert await store.unread(bob_chat, BOB) == 5
+    assert await store.unread(alice_chat, ALICE) == 0  # her own messages
+    # Bob answers: he has read everything up to his answer.
+    reply = _message_id(START_MS + 10_000)
+    await store.persist(_copies(reply, BOB, "ok"))
+    [bob_chat] = await store.chats_of(BOB, 10)
+    [alice_chat] = await store.chats_of(ALICE, 10)
+    assert await store.unread(bob_chat, BOB) == 0
+    assert await store.unread(alice_chat, ALICE) == 1
+
+
+async def test_pages_cross_buckets_and_skip_empty_ones(store: HistoryStore) -> None:
+    # Three messages 25 buckets apart: nothing between them is ever read.
+    ids = [_message_id(START_MS + n * 25 * BUCKET_MS) for n in range(3)]
+    await store.persist([c for i in ids for c in _copies(i, ALICE, "x")])
+    page, more = await store.page(CHAT, before_id=0, after_id=0, limit=2)
+    assert [m.message_id for m in page] == [ids[2], ids[1]]
+    assert more
+    rest, more = await store.page(CHAT, before_id=page[-1].message_id, after_id=0, limit=2)
+    assert [m.message_id for m in rest] == [ids[0]]
+    assert not more
+    newer, _ = await store.page(CHAT, before_id=0, after_id=ids[0], limit=5)
+    assert [m.message_id for m in newer] == [ids[1], ids[2]]
+    far_future = 2**64 - 1  # the largest id a client can send
+    assert (await store.page(CHAT, before_id=far_future, after_id=0, limit=5))[0]
+    assert (await store.page(CHAT, before_id=0, after_id=far_future, limit=5)) == ([], False)
+
+
+async def test_unread_counts_stop_at_the_cap(store: HistoryStore) -> None:
+    batch = [
+        c
+        for n in range(UNREAD_CAP + 5)
+        for c in _copies(_message_id(START_MS + n, n % 4096), ALICE, "x")
+    ]
+    await store.persist(batch)
+    [bob_chat] = await store.chats_of(BOB, 10)
+    assert await store.unread(bob_chat, BOB) == UNREAD_CAP

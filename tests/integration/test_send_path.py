@@ -1,0 +1,230 @@
+"""The send path's adapters against the real Redis and Kafka: admission (claims and the rate
+limit), the hot-path Redis client, and settling a message whose earlier attempt is uncertain."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from confluent_kafka import Consumer, TopicPartition
+
+from chatlib import deliveries
+from chatlib.errors import ResourceExhausted, Unavailable
+from chatlib.ids import EPOCH_MS, TIME_SHIFT
+from chatlib.kafka import AsyncProducer, Record, ensure_topic, fetch
+from chatlib.redis_wire import RedisUnavailable, RedisWire
+from messaging.admission import Admission, Owner
+from messaging.settle import SETTLE_SECONDS, Settler
+from tests.integration.conftest import Endpoints
+from tests.tcp_proxy import CuttableProxy
+
+ME = Owner(1, "me")
+OTHER = Owner(2, "other")
+
+
+@pytest.fixture
+async def wire(endpoints: Endpoints) -> AsyncIterator[RedisWire]:
+    client = RedisWire(endpoints.redis_url, timeout=0.5)
+    yield client
+    client.close()
+
+
+def _sender() -> int:
+    return uuid.uuid4().int >> 66
+
+
+async def test_a_retry_gets_the_first_claim_and_another_chat_is_another_message(
+    wire: RedisWire,
+) -> None:
+    admission = Admission(wire)
+    sender = _sender()
+    first = await admission.admit(
+        sender, "d:1:2", "c1", new_id=100, owner=ME, rate_per_second=10, burst=10
+    )
+    assert (first.new, first.acknowledged, first.message_id, first.owner) == (True, False, 100, ME)
+    retry = await admission.admit(
+        sender, "d:1:2", "c1", new_id=101, owner=OTHER, rate_per_second=10, burst=10
+    )
+    assert (retry.new, retry.acknowledged, retry.message_id, retry.owner) == (False, False, 100, ME)
+    await admission.acknowledge([first])
+    again = await admission.admit(
+        sender, "d:1:2", "c1", new_id=102, owner=ME, rate_per_second=10, burst=10
+    )
+    assert (again.acknowledged, again.message_id) == (True, 100)
+    elsewhere = await admission.admit(
+        sender, "d:1:3", "c1", new_id=103, owner=ME, rate_per_second=10, burst=10
+    )
+    assert (elsewhere.new, elsewhere.message_id) == (True, 103)
+
+
+async def test_the_rate_limit_counts_messages_not_retries(wire: RedisWire) -> None:
+    admission = Admission(wire)
+    sender = _sender()
+    claims = [
+        await admission.admit(
+            sender, "d:1:2", f"m{n}", new_id=n + 1, owner=ME, rate_per_second=0.01, burst=3
+        )
+        for n in range(3)
+    ]
+    assert all(claim.new for claim in claims)
+    with pytest.raises(ResourceExhausted, match="rate limit") as refused:
+        await admission.admit(
+            sender, "d:1:2", "m3", new_id=9, owner=ME, rate_per_second=0.01, burst=3
+        )
+    assert refused.value.retry_after_ms > 0
+    retry = await admission.admit(
+        sender, "d:1:2", "m0", new_id=10, owner=ME, rate_per_second=0.01, burst=3
+    )
+    assert (retry.new, retry.message_id) == (False, 1)
+
+
+async def test_a_claim_is_taken_over_once_and_released_only_as_it_was_read(
+    wire: RedisWire,
+) -> None:
+    admission = Admission(wire)
+    sender = _sender()
+    claim = await admission.admit(
+        sender, "d:1:2", "c", new_id=7, owner=OTHER, rate_per_second=10, burst=10
+    )
+    seen = await admission.admit(
+        sender, "d:1:2", "c", new_id=8, owner=ME, rate_per_second=10, burst=10
+    )
+    taken = await admission.take_over(seen, ME)
+    assert taken is not None
+    assert taken.owner == ME
+    assert await admission.take_over(seen, ME) is None  # the value changed meanwhile
+    await admission.release(claim)  # stale: the claim is someone else's now
+    still = await admission.admit(
+        sender, "d:1:2", "c", new_id=9, owner=ME, rate_per_second=10, burst=10
+    )
+    assert (still.new, still.message_id, still.owner) == (False, 7, ME)
+    await admission.release(taken)
+    fresh = await admission.admit(
+        sender, "d:1:2", "c", new_id=10, owner=ME, rate_per_second=10, burst=10
+    )
+    assert (fresh.new, fresh.message_id) == (True, 10)
+
+
+async def test_the_wire_reconnects_after_its_connection_is_killed(
+    wire: RedisWire, endpoints: Endpoints
+) -> None:
+    first = await wire.call(b"CLIENT", b"ID")
+    admin = aioredis.Redis.from_url(endpoints.redis_url)
+    try:
+        killed = await admin.execute_command("CLIENT", "KILL", "ID", first)  # type: ignore[no-untyped-call]
+        assert killed == 1
+    finally:
+        await admin.aclose()
+    await asyncio.sleep(0.1)
+    assert await wire.call(b"PING") == b"PONG"
+    assert await wire.call(b"CLIENT", b"ID") != first  # on a new connection
+
+
+async def test_the_wire_gives_up_on_a_stalled_server_and_recovers() -> None:
+    proxy = CuttableProxy("127.0.0.1", 6379)
+    await proxy.start()
+    wire = RedisWire(f"redis://127.0.0.1:{proxy.port}/0", timeout=0.5)
+    try:
+        assert await wire.call(b"PING") == b"PONG"
+        proxy.stall()
+        with pytest.raises(RedisUnavailable, match="no reply"):
+            await asyncio.wait_for(wire.call(b"PING"), 5)
+        proxy.resume()
+        assert await wire.call(b"PING") == b"PONG"
+    finally:
+        wire.close()
+        await proxy.close()
+
+
+async def test_settling_produces_only_the_copies_that_never_landed(
+    endpoints: Endpoints, unique: str, wire: RedisWire
+) -> None:
+    topic = f"{unique}.deliveries"
+    await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, 4, 1, {})
+    producer = AsyncProducer({"bootstrap.servers": endpoints.kafka_bootstrap})
+    admission = Admission(wire)
+    settler = Settler(producer, admission, endpoints.kafka_bootstrap, topic)
+    # A message claimed long enough ago that its earlier attempt is certainly over.
+    claimed_ms = _now_ms() - int(SETTLE_SECONDS + 5) * 1000
+    message_id = ((claimed_ms - EPOCH_MS) << TIME_SHIFT) | 77
+    recipients = [11, 12, 13, 14, 15]
+
+    def records(missing: frozenset[int] | None) -> list[Record]:
+        wanted = recipients if missing is None else sorted(missing)
+        copies = deliveries.encode_copies(
+            message_id=message_id,
+            chat_id="g:1",
+            kind="group",
+            sender_id=11,
+            body="late",
+            client_message_id="c",
+            created_at_ms=claimed_ms,
+            recipients=wanted,
+        )
+        return [Record(topic, c.key, c.value, c.recipient % 4) for c in copies]
+
+    try:
+        # The first attempt reached two of the five recipients, then its process died.
+        await producer.send([r for r in records(None) if r.key in (b"11", b"14")])
+        sender = _sender()
+        claim = await admission.admit(
+            sender, "g:1", "c", new_id=message_id, owner=OTHER, rate_per_second=10, burst=10
+        )
+        settled = await settler.settle(claim, ME, records)
+        assert settled.owner == ME
+        # A second settle (another retry) finds every copy and produces nothing.
+        again = await admission.admit(
+            sender, "g:1", "c", new_id=1, owner=ME, rate_per_second=10, burst=10
+        )
+        await settler.settle(again, ME, records)
+    finally:
+        producer.close()
+        settler.close()
+    found = await asyncio.to_thread(_read_all, endpoints.kafka_bootstrap, topic, 4)
+    assert Counter(found) == Counter(recipients)
+
+
+async def test_a_message_too_young_to_settle_is_refused_for_now(
+    endpoints: Endpoints, unique: str, wire: RedisWire
+) -> None:
+    admission = Admission(wire)
+    producer = AsyncProducer({"bootstrap.servers": endpoints.kafka_bootstrap})
+    settler = Settler(producer, admission, endpoints.kafka_bootstrap, f"{unique}.none")
+    try:
+        message_id = (_now_ms() - EPOCH_MS) << TIME_SHIFT
+        claim = await admission.admit(
+            _sender(), "d:1:2", "c", new_id=message_id, owner=OTHER, rate_per_second=10, burst=10
+        )
+        with pytest.raises(Unavailable, match="may still reach Kafka"):
+            await settler.settle(claim, ME, lambda _: [])
+    finally:
+        producer.close()
+        settler.close()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _read_all(bootstrap: str, topic: str, partitions: int) -> list[int]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": topic, "enable.partition.eof": True}
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    found: list[int] = []
+    ended = 0
+    try:
+        while ended < partitions:
+            for record in fetch(consumer, 100, 5.0):
+                if record.error() is not None:
+                    ended += 1
+                    continue
+                found.append(deliveries.decode(record.value()).recipient_id)
+    finally:
+        consumer.close()
+    return found

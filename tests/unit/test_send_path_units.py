@@ -1,0 +1,133 @@
+"""The pieces of the send path that need no network: the record codec, claims, recent
+deliveries held for resumes, the Redis wire format."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatlib import deliveries
+from chatlib.ids import timestamp_ms
+from chatlib.redis_wire import encode
+from history.store import write_time
+from messaging.admission import Owner, claim_field, claim_keys, parse
+from messaging.recent import OVERHEAD_BYTES, RecentDeliveries
+
+
+def _copies(recipients: list[int], sender: int = 7) -> list[deliveries.Copy]:
+    return deliveries.encode_copies(
+        message_id=123456789,
+        chat_id="d:7:9",
+        kind="direct",
+        sender_id=sender,
+        body="hello",
+        client_message_id="c1",
+        created_at_ms=1_767_225_600_123,
+        recipients=recipients,
+    )
+
+
+def test_each_copy_decodes_to_the_message_for_its_recipient_and_only_the_sender_is_primary() -> (
+    None
+):
+    copies = _copies([7, 9])
+    assert [c.recipient for c in copies] == [7, 9]
+    assert [c.key for c in copies] == [b"7", b"9"]
+    decoded = [deliveries.decode(c.value) for c in copies]
+    assert [(d.recipient_id, d.primary) for d in decoded] == [(7, True), (9, False)]
+    for d in decoded:
+        assert (d.message_id, d.chat_id, d.kind, d.sender_id, d.body) == (
+            123456789,
+            "d:7:9",
+            "direct",
+            7,
+            "hello",
+        )
+    message = deliveries.to_message(decoded[1])
+    assert (message.message_id, message.client_message_id, message.created_at_ms) == (
+        123456789,
+        "c1",
+        1_767_225_600_123,
+    )
+
+
+def test_a_copy_costs_the_same_whatever_the_member_count() -> None:
+    small = _copies([7, 9])
+    large = _copies(list(range(1, 1001)))
+    assert len(large[0].value) <= len(small[0].value) + 2  # recipient ids differ in width
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (b"\xff\xfe not a protobuf", "not a Delivery"),
+        (b"", "lacks message_id, chat_id, sender_id, recipient_id"),
+        (
+            deliveries.Delivery(message_id=1, chat_id="d:1:2", sender_id=1).SerializeToString(),
+            "lacks recipient_id",
+        ),
+        (
+            deliveries.Delivery(
+                message_id=1, chat_id="d:1:2", sender_id=1, recipient_id=2, kind="secret"
+            ).SerializeToString(),
+            "unknown kind",
+        ),
+    ],
+)
+def test_a_record_that_is_not_a_delivery_is_refused_with_the_reason(
+    value: bytes, problem: str
+) -> None:
+    with pytest.raises(deliveries.InvalidDelivery, match=problem):
+        deliveries.decode(value)
+
+
+def test_the_recipient_is_read_from_the_key_alone() -> None:
+    assert deliveries.recipient_of(b"18446744073709551615") == 2**64 - 1
+    for bad in (None, b"", b"-1", b"12a", b"1" * 21):
+        assert deliveries.recipient_of(bad) is None
+
+
+def test_claims_are_keyed_per_sender_day_and_message() -> None:
+    assert claim_keys(42, 100) == [
+        "chat:dedup:{42}:99",
+        "chat:dedup:{42}:100",
+        "chat:dedup:{42}:101",
+    ]
+    assert claim_field("d:1:2", "c1") != claim_field("d:1:3", "c1")  # same id, other chat
+    assert len(claim_field("d:1:2", "c1")) == 8
+    assert parse("123:a") == (123, True, None)
+    assert parse("123:p:5:tok") == (123, False, Owner(5, "tok"))
+
+
+def test_recent_deliveries_hold_the_newest_records_and_say_what_they_cover() -> None:
+    value = b"x" * 60
+    budget = 10 * (len(value) + OVERHEAD_BYTES)
+    recent = RecentDeliveries(budget)
+    recent.start(3, 100)
+    assert recent.covers(3, 99)
+    assert not recent.covers(3, 98)
+    for offset in range(100, 130):
+        recent.add(3, offset, 1 if offset % 2 else 2, value)
+    # Only the last ten fit: [120, 130) is held, and only cursors from 119 on are covered.
+    assert recent.covers(3, 119)
+    assert not recent.covers(3, 118)
+    assert [o for o, _ in recent.replay(3, 1, 119, 130)] == [121, 123, 125, 127, 129]
+    assert [o for o, _ in recent.replay(3, 2, 124, 128)] == [126]
+    assert recent.replay(3, 5, 119, 130) == []
+    recent.stop(3)
+    assert not recent.covers(3, 200)
+    recent.add(3, 131, 1, value)  # a partition that is not fed here is not held
+    assert recent.replay(3, 1, 0, 1000) == []
+
+
+def test_write_times_order_messages_as_their_ids_do() -> None:
+    ids = [(1000 << 22) | 5, (1000 << 22) | 6, (1001 << 22) | 0]
+    times = [write_time(i) for i in ids]
+    assert times == sorted(times)
+    assert times[0] // 1000 == timestamp_ms(ids[0])
+
+
+def test_commands_are_encoded_in_the_redis_protocol() -> None:
+    assert (
+        encode((b"HSET", "k", b"\x00f", 7))
+        == b"*4\r\n$4\r\nHSET\r\n$1\r\nk\r\n$2\r\n\x00f\r\n$1\r\n7\r\n"
+    )
