@@ -251,11 +251,22 @@ async def main(argv: list[str]) -> int:
                         raise RuntimeError(f"seeding history: {await response.text()}")
         await asyncio.sleep(3)  # the history writer persists asynchronously
         levels = []
+        accounted = {**cpu.stack_pids(), "bench": os.getpid()}
         for rate in (float(r) for r in args.rates.split(",")):
-            level = await history_load.pages(
-                "127.0.0.1:7201", bob.token, chat_id, rate, args.duration
+            level = await asyncio.to_thread(
+                history_load.pages,
+                "127.0.0.1:7201",
+                bob.token,
+                chat_id,
+                rate,
+                args.duration,
+                accounted,
             )
-            print(f"{rate:g} pages/s: {level['page_ms']} errors {level['errors']}")
+            query = level["cpu"]["processes"].get("history-query", {})
+            print(
+                f"{rate:g} pages/s: {level['page_ms']} errors {level['errors']}; history-query "
+                f"{query.get('cores')} cores, {query.get('cpu_ms_per_msg')} ms per page"
+            )
             levels.append(level)
         save("history", command, {"levels": levels})
     elif args.scenario == "moves":

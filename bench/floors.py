@@ -16,6 +16,7 @@ from bench.pacing import at_rate
 from bench.stats import summary
 from chatlib import cassandra
 from chatlib.kafka import AsyncProducer, ensure_topic, fetch
+from messaging.settings import FANOUT_FETCH_MIN_BYTES, FANOUT_FETCH_WAIT_MS, PRODUCER_LINGER_MS
 
 PARTITIONS = 12
 
@@ -27,14 +28,22 @@ async def kafka_floor(
     each record's arrival. Latency = arrival - produce call, on one monotonic clock."""
     topic = f"bench.floor.{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(ensure_topic, bootstrap, topic, PARTITIONS, 1, {})
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "fetch.wait.max.ms": 5})
+    # Produced and fetched as the send path and the fan-out do, so the floor and the pipeline
+    # wait alike (linger, fetch wait).
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": topic,
+            "fetch.wait.max.ms": FANOUT_FETCH_WAIT_MS,
+            "fetch.min.bytes": FANOUT_FETCH_MIN_BYTES,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     arrivals: list[tuple[int, float]] = []
     stop = threading.Event()
     total = int(rate * duration)
 
     def consume() -> None:
-        # Fetched as the fan-out fetches, so the floor and the pipeline wait alike.
         while not stop.is_set() and len(arrivals) < total:
             for record in fetch(consumer, 500, 0.1):
                 if record.error() is None:
@@ -44,7 +53,7 @@ async def kafka_floor(
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
     await asyncio.sleep(2)  # let the consumer fetch from every partition first
-    producer = AsyncProducer({"bootstrap.servers": bootstrap})
+    producer = AsyncProducer({"bootstrap.servers": bootstrap, "linger.ms": PRODUCER_LINGER_MS})
     sent: dict[int, float] = {}
     padding = b"x" * max(0, body_bytes - 8)
 

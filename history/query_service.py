@@ -11,7 +11,7 @@ from chatlib.config_sections import Limits
 from chatlib.ids import Snowflake
 from chatlib.live_config import LiveSection
 from history.store import HistoryStore
-from protos.chat.v1 import common_pb2, history_pb2, history_pb2_grpc
+from protos.chat.v1 import history_pb2, history_pb2_grpc
 
 tracer = trace.get_tracer(__name__)
 Context = grpc.aio.ServicerContext[object, object]
@@ -67,29 +67,17 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
             raise errors.NotFound(f"chat {request.chat_id!r} does not exist")
         if user not in chat.member_ids:
             raise errors.PermissionDenied(f"you are not a member of chat {request.chat_id!r}")
-        with tracer.start_as_current_span(
-            "history.get_page", attributes={"db.system": "cassandra", "chat.id": chat.chat_id}
-        ):
-            messages, more = await self._store.page(
-                chat.chat_id,
-                before_id=request.before_id,
-                after_id=request.after_id,
-                limit=limit,
-            )
-        return history_pb2.GetHistoryResponse(
-            messages=[
-                common_pb2.Message(
-                    message_id=m.message_id,
-                    chat_id=m.chat_id,
-                    sender_id=m.sender_id,
-                    body=m.body,
-                    client_message_id=m.client_message_id,
-                    created_at_ms=m.created_at_ms,
-                )
-                for m in messages
-            ],
-            has_more=more,
+        page = self._store.page(
+            chat.chat_id, before_id=request.before_id, after_id=request.after_id, limit=limit
         )
+        if trace.get_current_span().is_recording():
+            with tracer.start_as_current_span(
+                "history.get_page", attributes={"db.system": "cassandra", "chat.id": chat.chat_id}
+            ):
+                messages, more = await page
+        else:
+            messages, more = await page
+        return history_pb2.GetHistoryResponse(messages=messages, has_more=more)
 
     @errors.handler
     async def CreateUser(

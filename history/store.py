@@ -17,7 +17,8 @@ Unread counts are not stored: the chat list derives them from the read watermark
 from __future__ import annotations
 
 import asyncio
-import datetime
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +27,8 @@ from cassandra.query import BoundStatement
 
 from chatlib.cassandra import AsyncSession
 from chatlib.ids import timestamp_ms
-from history.buckets import bucket_of
-from protos.chat.v1 import envelope_pb2
+from history.buckets import bucket_at, bucket_of
+from protos.chat.v1 import common_pb2, envelope_pb2
 
 PREVIEW_CHARS = 120
 #: Unread counts stop at this many (the chat list shows "this many or more").
@@ -35,6 +36,10 @@ UNREAD_CAP = 1000
 #: Larger than any message id (41 bits of milliseconds shifted by 22 stay below 2**63), and
 #: the largest Cassandra bigint.
 MAX_ID = 2**63 - 1
+#: Chats whose members or buckets a query process remembers.
+CACHED_CHATS = 100_000
+BUCKETS_SECONDS = 60.0
+BUCKETS_RECHECK_SECONDS = 1.0
 #: (chat, bucket) pairs this process remembers having indexed.
 KNOWN_BUCKETS = 100_000
 
@@ -54,8 +59,10 @@ _READ = (
     "UPDATE chats_by_user USING TIMESTAMP ? SET read_watermark = ?"
     " WHERE user_id = ? AND chat_id = ?"
 )
+# created_at is not read: a message's time is its id's (timestamp_ms), and decoding a
+# timestamp column into a datetime for each of a page's rows costs more than the rest.
 _PAGE = (
-    "SELECT message_id, chat_id, sender_id, body, client_message_id, created_at"
+    "SELECT message_id, sender_id, body, client_message_id"
     " FROM messages_by_chat WHERE chat_id = ? AND bucket = ?"
 )
 _NEWER = _PAGE + " AND message_id > ? ORDER BY message_id ASC LIMIT ?"
@@ -64,16 +71,6 @@ _SENDERS_NEWER = (
     "SELECT message_id, sender_id FROM messages_by_chat WHERE chat_id = ? AND bucket = ?"
     " AND message_id > ? AND message_id < ? LIMIT ?"
 )
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    message_id: int
-    chat_id: str
-    sender_id: int
-    body: str
-    client_message_id: str
-    created_at_ms: int
 
 
 @dataclass(frozen=True)
@@ -109,6 +106,8 @@ class HistoryStore:
     def __init__(self, db: AsyncSession) -> None:
         self.db = db
         self._known_buckets: set[tuple[str, int]] = set()
+        self._chats: OrderedDict[str, ChatRow] = OrderedDict()
+        self._buckets: OrderedDict[str, tuple[list[int], float]] = OrderedDict()
 
     async def persist(self, batch: Sequence[envelope_pb2.Delivery]) -> None:
         """Write a batch of deliveries (see the module docstring): idempotent, no reads."""
@@ -171,17 +170,26 @@ class HistoryStore:
         self._known_buckets |= new_buckets
 
     async def chat(self, chat_id: str) -> ChatRow | None:
+        """A chat and its members; direct chats, whose members never change, are remembered."""
+        cached = self._chats.get(chat_id)
+        if cached is not None:
+            return cached
         rows = await self.db.execute(
             "SELECT chat_id, kind, member_ids FROM chats WHERE chat_id = ?", (chat_id,)
         )
         if not rows:
             return None
         row = rows[0]
-        return ChatRow(
+        found = ChatRow(
             chat_id=row.chat_id,
             kind=row.kind,
             member_ids=frozenset(_unsigned(m) for m in row.member_ids or ()),
         )
+        if found.kind == "direct":
+            self._chats[chat_id] = found
+            if len(self._chats) > CACHED_CHATS:
+                self._chats.popitem(last=False)
+        return found
 
     async def chats_of(self, user_id: int, limit: int) -> list[ChatState]:
         """The user's chats, the one with the newest message first (chats without a message
@@ -231,16 +239,33 @@ class HistoryStore:
                 return UNREAD_CAP
         return count
 
-    async def buckets(self, chat_id: str) -> list[int]:
-        """The buckets holding the chat's messages, newest first."""
+    async def buckets(self, chat_id: str, *, newest: bool = False) -> list[int]:
+        """The buckets holding the chat's messages, newest first.
+
+        Remembered for BUCKETS_SECONDS (a chat gains a bucket every ten days at most); when
+        the newest page is asked for and the newest known bucket is not the current one, it
+        is asked again, at most once every BUCKETS_RECHECK_SECONDS.
+        """
+        now = time.monotonic()
+        known = self._buckets.get(chat_id)
+        if known is not None:
+            buckets, fetched = known
+            age = now - fetched
+            stale = newest and (not buckets or buckets[0] < bucket_at(int(time.time() * 1000)))
+            if age < BUCKETS_SECONDS and not (stale and age >= BUCKETS_RECHECK_SECONDS):
+                return buckets
         rows = await self.db.execute(
             "SELECT bucket FROM chat_buckets WHERE chat_id = ?", (chat_id,)
         )
-        return [row.bucket for row in rows]
+        buckets = [row.bucket for row in rows]
+        self._buckets[chat_id] = (buckets, now)
+        if len(self._buckets) > CACHED_CHATS:
+            self._buckets.popitem(last=False)
+        return buckets
 
     async def page(
         self, chat_id: str, *, before_id: int, after_id: int, limit: int
-    ) -> tuple[list[StoredMessage], bool]:
+    ) -> tuple[list[common_pb2.Message], bool]:
         """Up to ``limit`` messages by id cursor, over the chat's non-empty buckets only; and
         whether more exist."""
         wanted = limit + 1
@@ -248,12 +273,12 @@ class HistoryStore:
         if after_id >= MAX_ID:
             return [], False  # no id is that large: nothing is newer
         before_id = min(before_id, MAX_ID)
-        buckets = await self.buckets(chat_id)
+        buckets = await self.buckets(chat_id, newest=not before_id and not after_id)
         if after_id:
             start = bucket_of(after_id)
             for bucket in reversed([b for b in buckets if b >= start]):
                 found += await self.db.execute(
-                    _NEWER, (chat_id, bucket, _signed(after_id), wanted - len(found))
+                    _NEWER, (chat_id, bucket, _signed(after_id), wanted - len(found)), tuples=True
                 )
                 if len(found) >= wanted:
                     break
@@ -264,20 +289,20 @@ class HistoryStore:
                 if end is not None and bucket > end:
                     continue
                 found += await self.db.execute(
-                    _OLDER, (chat_id, bucket, bound, wanted - len(found))
+                    _OLDER, (chat_id, bucket, bound, wanted - len(found)), tuples=True
                 )
                 if len(found) >= wanted:
                     break
         messages = [
-            StoredMessage(
-                message_id=_unsigned(r.message_id),
-                chat_id=r.chat_id,
-                sender_id=_unsigned(r.sender_id),
-                body=r.body or "",
-                client_message_id=r.client_message_id or "",
-                created_at_ms=_millis(r.created_at),
+            common_pb2.Message(
+                message_id=message_id,
+                chat_id=chat_id,
+                sender_id=_unsigned(sender_id),
+                body=body,
+                client_message_id=client_message_id,
+                created_at_ms=timestamp_ms(message_id),
             )
-            for r in found[:limit]
+            for message_id, sender_id, body, client_message_id in found[:limit]
         ]
         return messages, len(found) > limit
 
@@ -311,11 +336,6 @@ class HistoryStore:
             (_signed(user_id),),
         )
         return rows[0] if rows else None
-
-
-def _millis(value: datetime.datetime | None) -> int:
-    # The driver returns naive datetimes that are UTC.
-    return int(value.replace(tzinfo=datetime.UTC).timestamp() * 1000) if value else 0
 
 
 def _signed(value: int) -> int:

@@ -106,8 +106,6 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             # server that gives it up, is where the next owner starts.
             "group.id": settings.fanout_group,
             "enable.auto.commit": False,
-            # The broker answers a fetch once this much is there or this long has passed:
-            # the knob between latency and the CPU every fetch costs on both sides.
             "fetch.wait.max.ms": settings.fanout_fetch_wait_ms,
             "fetch.min.bytes": settings.fanout_fetch_min_bytes,
         }

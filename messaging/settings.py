@@ -5,6 +5,13 @@ from dataclasses import dataclass
 
 from chatlib.settings import Common, Env
 
+#: Kafka client settings of the send path and the fan-out (the benchmark's Kafka floor uses
+#: the same). The fan-out's broker answers a fetch once FETCH_MIN_BYTES are there or
+#: FETCH_WAIT_MS have passed: the knob between latency and what every fetch costs both sides.
+FANOUT_FETCH_WAIT_MS = 10
+FANOUT_FETCH_MIN_BYTES = 64 * 1024
+PRODUCER_LINGER_MS = 5
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -35,9 +42,13 @@ class Settings:
             recent_bytes_per_partition=read.integer(
                 "CHAT_RECENT_BYTES_PER_PARTITION", 8 * 2**20, minimum=0
             ),
-            fanout_fetch_wait_ms=read.integer("CHAT_FANOUT_FETCH_WAIT_MS", 10, minimum=0),
-            fanout_fetch_min_bytes=read.integer(
-                "CHAT_FANOUT_FETCH_MIN_BYTES", 64 * 1024, minimum=1
+            fanout_fetch_wait_ms=read.integer(
+                "CHAT_FANOUT_FETCH_WAIT_MS", FANOUT_FETCH_WAIT_MS, minimum=0
             ),
-            producer_linger_ms=read.integer("CHAT_PRODUCER_LINGER_MS", 5, minimum=0),
+            fanout_fetch_min_bytes=read.integer(
+                "CHAT_FANOUT_FETCH_MIN_BYTES", FANOUT_FETCH_MIN_BYTES, minimum=1
+            ),
+            producer_linger_ms=read.integer(
+                "CHAT_PRODUCER_LINGER_MS", PRODUCER_LINGER_MS, minimum=0
+            ),
         )

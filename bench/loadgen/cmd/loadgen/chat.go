@@ -24,8 +24,12 @@ type chat struct {
 	resumed, redirected atomic.Int64
 }
 
+func newPool(size int) *pool {
+	return &pool{conns: map[string][]*grpc.ClientConn{}, next: map[string]int{}, size: size}
+}
+
 func newChat(conns int) *chat {
-	return &chat{conns: &pool{conns: map[string][]*grpc.ClientConn{}, next: map[string]int{}, size: conns}}
+	return &chat{conns: newPool(conns)}
 }
 
 func (c *chat) resumes() int   { return int(c.resumed.Load()) }
@@ -54,6 +58,10 @@ type pool struct {
 }
 
 func (p *pool) client(address string) chatv1.MessagingServiceClient {
+	return chatv1.NewMessagingServiceClient(p.conn(address))
+}
+
+func (p *pool) conn(address string) *grpc.ClientConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	conns := p.conns[address]
@@ -66,7 +74,7 @@ func (p *pool) client(address string) chatv1.MessagingServiceClient {
 		p.conns[address] = conns
 	}
 	p.next[address]++
-	return chatv1.NewMessagingServiceClient(conns[p.next[address]%len(conns)])
+	return conns[p.next[address]%len(conns)]
 }
 
 func (p *pool) close() {

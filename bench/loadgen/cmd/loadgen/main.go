@@ -49,9 +49,11 @@ type Plan struct {
 	// Sends due within one tick leave together (their latency still runs from their own due
 	// time): fewer wake-ups and fuller writes for the generator.
 	TickMs float64 `json:"tick_ms"`
-	// "chat" (our messaging servers over gRPC) or "peer" (the centrifuge server over WebSocket).
-	Target   string `json:"target"`
-	PeerAddr string `json:"peer_addr"`
+	// "chat" (our messaging servers over gRPC), "peer" (the centrifuge server over WebSocket),
+	// or "history" (history pages from the history query service: History below).
+	Target   string       `json:"target"`
+	PeerAddr string       `json:"peer_addr"`
+	History  *HistoryPlan `json:"history"`
 }
 
 // transport is how the generator reaches the system under test.
@@ -111,6 +113,12 @@ func main() {
 	check(json.Unmarshal(raw, &plan))
 	if plan.Conns <= 0 {
 		plan.Conns = 4
+	}
+	if plan.Target == "history" {
+		encoded, err := json.Marshal(runHistory(*plan.History, plan.Conns))
+		check(err)
+		check(os.WriteFile(*outPath, encoded, 0o644))
+		return
 	}
 	var target transport
 	switch plan.Target {
