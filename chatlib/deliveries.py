@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from protos.chat.v1 import common_pb2, envelope_pb2
+from protos.chat.v1 import envelope_pb2
 
 Delivery = envelope_pb2.Delivery
 KINDS = ("direct", "group")
@@ -96,15 +96,3 @@ def decode(value: bytes | None) -> envelope_pb2.Delivery:
     if delivery.kind and delivery.kind not in KINDS:
         raise InvalidDelivery(f"delivery has unknown kind {delivery.kind!r}")
     return delivery
-
-
-def to_message(delivery: envelope_pb2.Delivery) -> common_pb2.Message:
-    """The message as clients see it (streams, replays)."""
-    return common_pb2.Message(
-        message_id=delivery.message_id,
-        chat_id=delivery.chat_id,
-        sender_id=delivery.sender_id,
-        body=delivery.body,
-        client_message_id=delivery.client_message_id,
-        created_at_ms=delivery.created_at_ms,
-    )

@@ -34,7 +34,7 @@ from chatlib.telemetry import sampled_context
 from messaging.cursor import Cursor
 from messaging.recent import RecentDeliveries
 from messaging.replay import Watermarks
-from messaging.streams import LiveEvent, Redirect, StreamRegistry
+from messaging.streams import Redirect, StreamRegistry, message_event
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -263,7 +263,7 @@ class FanOut:
             # History dead-letters it; live delivery just cannot show it.
             logger.warning("skipping undecodable record at %d@%d: %s", partition, offset, exc)
             return
-        event = LiveEvent(Cursor(partition, offset), deliveries.to_message(delivery))
+        event = message_event(Cursor(partition, offset), delivery)
         parent = sampled_context(record.headers())  # type: ignore[arg-type]
         if parent is None:
             self._registry.publish(recipient, event)

@@ -17,7 +17,7 @@ from messaging.fanout import FanOut
 from messaging.recent import RecentDeliveries
 from messaging.replay import Replayer, TooManyToReplay, Watermarks
 from messaging.send import Sender
-from messaging.streams import LiveEvent, LiveStream, RecentIds, StreamRegistry
+from messaging.streams import LiveStream, RecentIds, StreamRegistry, message_event
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -135,10 +135,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                     except deliveries.InvalidDelivery:
                         continue
                     if recent.first_time(delivery.message_id):
-                        yield messaging_pb2.ClientEvent(
-                            cursor=Cursor(partition, offset).encode(),
-                            message=deliveries.to_message(delivery),
-                        )
+                        yield message_event(Cursor(partition, offset), delivery).event
                 last = max(cursor, last)
         yield messaging_pb2.ClientEvent(cursor=last.encode(), caught_up=messaging_pb2.CaughtUp())
         queue = stream.queue
@@ -148,8 +145,8 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                 if event.cursor <= last:
                     continue
                 last = event.cursor
-                if recent.first_time(event.message.message_id):
-                    yield _message(event)
+                if recent.first_time(event.message_id):
+                    yield event.event
             if stream.overflowed:
                 yield messaging_pb2.ClientEvent(
                     cursor=last.encode(),
@@ -193,7 +190,3 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
             return grpc_auth.claims(context, self._verifier).user_id
         except tokens.InvalidToken as exc:
             raise errors.Unauthenticated(str(exc)) from None
-
-
-def _message(event: LiveEvent) -> messaging_pb2.ClientEvent:
-    return messaging_pb2.ClientEvent(cursor=event.cursor.encode(), message=event.message)

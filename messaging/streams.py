@@ -15,7 +15,7 @@ from typing import NamedTuple
 from prometheus_client import Counter, Gauge
 
 from messaging.cursor import Cursor
-from protos.chat.v1 import common_pb2
+from protos.chat.v1 import envelope_pb2, messaging_pb2
 
 STREAMS = Gauge("messaging_live_streams", "Connected live streams")
 PUSHED = Counter("messaging_events_pushed_total", "Events queued to live streams")
@@ -24,8 +24,24 @@ REDIRECTS = Counter("messaging_stream_redirects_total", "Streams sent to a parti
 
 
 class LiveEvent(NamedTuple):
+    """An event as every stream of its recipient is given it: built once per record."""
+
     cursor: Cursor
-    message: common_pb2.Message
+    message_id: int
+    event: messaging_pb2.ClientEvent
+
+
+def message_event(cursor: Cursor, delivery: envelope_pb2.Delivery) -> LiveEvent:
+    """The client event of a delivery, its message's fields set in place (no copies)."""
+    event = messaging_pb2.ClientEvent(cursor=cursor.encode())
+    message = event.message
+    message.message_id = delivery.message_id
+    message.chat_id = delivery.chat_id
+    message.sender_id = delivery.sender_id
+    message.body = delivery.body
+    message.client_message_id = delivery.client_message_id
+    message.created_at_ms = delivery.created_at_ms
+    return LiveEvent(cursor, delivery.message_id, event)
 
 
 class RecentIds:

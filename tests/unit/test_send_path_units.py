@@ -10,7 +10,9 @@ from chatlib.ids import timestamp_ms
 from chatlib.redis_wire import encode
 from history.store import write_time
 from messaging.admission import Owner, claim_field, claim_keys, parse
+from messaging.cursor import Cursor
 from messaging.recent import OVERHEAD_BYTES, RecentDeliveries
+from messaging.streams import message_event
 
 
 def _copies(recipients: list[int], sender: int = 7) -> list[deliveries.Copy]:
@@ -42,7 +44,10 @@ def test_each_copy_decodes_to_the_message_for_its_recipient_and_only_the_sender_
             7,
             "hello",
         )
-    message = deliveries.to_message(decoded[1])
+    live = message_event(Cursor(3, 42), decoded[1])
+    assert live.message_id == 123456789
+    assert live.event.cursor == "v1.3.42"
+    message = live.event.message
     assert (message.message_id, message.client_message_id, message.created_at_ms) == (
         123456789,
         "c1",

@@ -9,8 +9,15 @@ from chatlib.errors import InvalidArgument
 from history import migrate
 from messaging.chats import check_chat_id, direct_chat_id
 from messaging.cursor import Cursor
-from messaging.streams import LiveEvent, LiveStream, RecentIds, Redirect, StreamRegistry
-from protos.chat.v1 import common_pb2
+from messaging.streams import (
+    LiveEvent,
+    LiveStream,
+    RecentIds,
+    Redirect,
+    StreamRegistry,
+    message_event,
+)
+from protos.chat.v1 import envelope_pb2
 
 
 def test_cursors_round_trip_and_order() -> None:
@@ -34,7 +41,8 @@ def test_direct_chat_ids_are_deterministic_and_checked() -> None:
 
 
 def _event(offset: int) -> LiveEvent:
-    return LiveEvent(Cursor(0, offset), common_pb2.Message(message_id=offset + 1))
+    delivery = envelope_pb2.Delivery(message_id=offset + 1, chat_id="d:7:8", recipient_id=7)
+    return message_event(Cursor(0, offset), delivery)
 
 
 async def test_a_full_stream_overflows_without_growing_or_touching_others() -> None:
