@@ -79,7 +79,9 @@ def save(name: str, command: str, result: dict[str, Any]) -> Path:
 
 
 async def run_e2e(args: argparse.Namespace, rate: float) -> dict[str, Any]:
-    plan = await e2e.build_plan(BFF, args.users, args.senders, rate, args.duration, args.body)
+    plan = await e2e.build_plan(
+        BFF, args.users, args.senders, rate, args.duration, args.body, args.warmup
+    )
     accounted = {**cpu.stack_pids(), "bench": os.getpid()}
     result = await asyncio.to_thread(e2e.run, plan, accounted)
     sends = result.pop("_sends")
@@ -107,7 +109,9 @@ async def run_peer(args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         await asyncio.sleep(1)
-        plan = e2e.peer_plan(args.users, args.senders, args.rate, args.duration, args.body, address)
+        plan = e2e.peer_plan(
+            args.users, args.senders, args.rate, args.duration, args.body, address, args.warmup
+        )
         stack = cpu.stack_pids(layout)
         accounted = {**stack, "peer": server.pid, "bench": os.getpid()}
         result = await asyncio.to_thread(e2e.run, plan, accounted)
@@ -167,6 +171,12 @@ async def main(argv: list[str]) -> int:
         p.add_argument("--rate", type=float, default=500)
         p.add_argument("--duration", type=float, default=60 if name == "e2e" else 20)
         p.add_argument("--body", type=int, default=100, help="message body bytes")
+        p.add_argument(
+            "--warmup",
+            type=float,
+            default=5.0,
+            help="seconds sent first and left out of latency and CPU (still accounted)",
+        )
         p.add_argument(
             "--no-floor",
             dest="floor",

@@ -29,7 +29,8 @@ from infra.layout import Layout
 MAX_IN_FLIGHT = 5000
 DRAIN_SECONDS = 3.0
 #: Seconds at the start of the sending that the CPU figures leave out (connections warming).
-WARMUP_SECONDS = 2.0
+#: The CPU window starts this long after the measured part does (never more than a quarter).
+WINDOW_SLACK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,13 @@ class Plan:
     run: str
     target: str = "chat"
     peer_addr: str = ""
+    #: Seconds sent before ``duration``: accounted for loss and duplicates like the rest, but
+    #: left out of latency and CPU (connections, caches and JITs warming up).
+    warmup: float = 0.0
+
+    @property
+    def warmup_sends(self) -> int:
+        return int(self.rate * self.warmup)
 
     def for_generator(self) -> dict[str, Any]:
         return {
@@ -58,7 +66,7 @@ class Plan:
             ],
             "routes": [asdict(r) for r in self.routes],
             "rate": self.rate,
-            "duration": self.duration,
+            "duration": self.warmup + self.duration,
             "body_bytes": self.body_bytes,
             "run": self.run,
             "max_in_flight": MAX_IN_FLIGHT,
@@ -70,24 +78,32 @@ class Plan:
 
 
 async def build_plan(
-    bff: str, users: int, senders: int, rate: float, duration: float, body_bytes: int
+    bff: str,
+    users: int,
+    senders: int,
+    rate: float,
+    duration: float,
+    body_bytes: int,
+    warmup: float = 0.0,
 ) -> Plan:
     """``users`` users holding streams; the first ``senders`` each write to the next user."""
     members = await register_and_login(bff, users, "bench")
     pairs = [(members[i], members[(i + 1) % users]) for i in range(senders)]
     chat_ids = await open_chats(bff, pairs)
     routes = [Route(i, chat_ids[i], [i, (i + 1) % users]) for i in range(senders)]
-    return Plan(members, routes, rate, duration, body_bytes, uuid.uuid4().hex[:8])
+    return Plan(members, routes, rate, duration, body_bytes, uuid.uuid4().hex[:8], warmup=warmup)
 
 
-def peer_plan(users: int, senders: int, rate: float, duration: float, body: int, addr: str) -> Plan:
+def peer_plan(
+    users: int, senders: int, rate: float, duration: float, body: int, addr: str, warmup: float
+) -> Plan:
     """The same shape of load against the peer server (which has no accounts: ids are names)."""
     members = [Member(f"peer{n}", 1_000_000 + n, "", addr) for n in range(users)]
     routes = []
     for i in range(senders):
         a, b = sorted((members[i].user_id, members[(i + 1) % users].user_id))
         routes.append(Route(i, f"d:{a}:{b}", [i, (i + 1) % users]))
-    return Plan(members, routes, rate, duration, body, uuid.uuid4().hex[:8], "peer", addr)
+    return Plan(members, routes, rate, duration, body, uuid.uuid4().hex[:8], "peer", addr, warmup)
 
 
 def generator_binary(layout: Layout | None = None) -> Path:
@@ -112,16 +128,20 @@ def run(plan: Plan, accounted: dict[str, int]) -> dict[str, Any]:
             raise RuntimeError(f"the load generator exited with {code}")
         raw = json.loads(out_path.read_text())
     result = merge(plan, raw)
-    start = raw["send_start_unix_ns"] / 1e9
+    start = raw["send_start_unix_ns"] / 1e9 + plan.warmup
     end = raw["send_end_unix_ns"] / 1e9
-    window_start = start + min(WARMUP_SECONDS, (end - start) / 4)
-    first, last = sampler.window(window_start, end)
-    first_due = min((s[0] for s in raw["sends"].values()), default=0.0)
-    in_window = sum(
-        1 for s in raw["sends"].values() if first.wall <= start + (s[0] - first_due) <= last.wall
-    )
+    first, last = sampler.window(start + min(WINDOW_SLACK_SECONDS, (end - start) / 4), end)
+    # Message i was due i / rate seconds after the first; count those due inside the window.
+    first_index = round((first.wall - start) * plan.rate) + plan.warmup_sends
+    last_index = round((last.wall - start) * plan.rate) + plan.warmup_sends
+    in_window = sum(1 for cmid in raw["sends"] if first_index <= _index(cmid) <= last_index)
     result["cpu"] = cpu.usage(first, last, ("generator", "bench"), in_window)
     return result
+
+
+def _index(cmid: str) -> int:
+    """Which message of the run a client message id names (the generator numbers them)."""
+    return int(cmid.rsplit("-", 1)[1])
 
 
 def merge(plan: Plan, raw: dict[str, Any]) -> dict[str, Any]:
@@ -129,26 +149,33 @@ def merge(plan: Plan, raw: dict[str, Any]) -> dict[str, Any]:
     receipts: dict[tuple[str, int], list[float]] = defaultdict(list)
     for cmid, user, at in raw["received"] or []:
         receipts[(cmid, int(user))].append(at)
-    first_due = min((s[0] for s in sends.values()), default=0.0)
-    ack_ms = [(s[1] - s[0]) * 1000 for s in sends.values()]
+    warm = plan.warmup_sends
+    ack_ms: list[float] = []
     e2e_ms: list[float] = []
     timeline: list[tuple[float, float]] = []
-    lost = duplicates = 0
-    for cmid, (due, _, _, recipients, _) in sends.items():
+    lost = duplicates = measured = 0
+    for cmid, (due, acked, _, recipients, _) in sends.items():
+        index = _index(cmid)
+        counted = index >= warm
+        if counted:
+            measured += 1
+            ack_ms.append((acked - due) * 1000)
         for user in recipients:
             times = receipts.get((cmid, int(user)), [])
             if not times:
                 lost += 1
                 continue
             duplicates += len(times) - 1
-            latency = (min(times) - due) * 1000
-            e2e_ms.append(latency)
-            timeline.append((round(due - first_due, 3), round(latency, 3)))
-    expected = int(plan.rate * plan.duration)
+            if counted:
+                latency = (min(times) - due) * 1000
+                e2e_ms.append(latency)
+                timeline.append((round((index - warm) / plan.rate, 3), round(latency, 3)))
+    expected = int(plan.rate * (plan.warmup + plan.duration))
     return {
         "target": plan.target,
         "rate": plan.rate,
         "duration_s": plan.duration,
+        "warmup_s": plan.warmup,
         "users": len(plan.members),
         "senders": len(plan.routes),
         "body_bytes": plan.body_bytes,
@@ -157,7 +184,7 @@ def merge(plan: Plan, raw: dict[str, Any]) -> dict[str, Any]:
         "send_errors": dict(raw["errors"]),
         "generator_overloaded": raw["overloaded"],
         "stream_resumes": raw["resumes"],
-        "acked_per_s": round(len(sends) / plan.duration, 1),
+        "acked_per_s": round(measured / plan.duration, 1),
         "send_ack_ms": summary(ack_ms),
         "e2e_ms": summary(e2e_ms),
         "lost_deliveries": lost,

@@ -198,7 +198,9 @@ def write(results: Path, docs: Path) -> None:
             "",
             f"Command: `{e2e['command']}` ({e2e['measured_at']}).",
             f"{r['users']} users holding streams, {r['senders']} senders, {r['body_bytes']}-byte "
-            f"bodies, {r['duration_s']:g} s, sent by the compiled generator (`bench/loadgen`). "
+            f"bodies, {r['duration_s']:g} s measured after {r.get('warmup_s', 0):g} s of warm-up "
+            "(whose sends count for loss and duplicates, not for latency and CPU), sent by the "
+            "compiled generator (`bench/loadgen`). "
             f"Acknowledged {r['acked']} of {r['attempted']}; lost deliveries "
             f"{r['lost_deliveries']}, duplicate deliveries {r['duplicate_deliveries']}, missing in "
             f"history {r['persisted_missing']}, duplicated in history {r['persisted_duplicates']}.",

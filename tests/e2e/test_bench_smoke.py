@@ -16,7 +16,9 @@ from tests.e2e.conftest import BFF
 
 @pytest.mark.timeout(180)
 async def test_a_short_benchmark_run_loses_and_duplicates_nothing() -> None:
-    plan = await e2e.build_plan(BFF, users=40, senders=20, rate=100, duration=10, body_bytes=100)
+    plan = await e2e.build_plan(
+        BFF, users=40, senders=20, rate=100, duration=8, body_bytes=100, warmup=2
+    )
     result = await asyncio.to_thread(e2e.run, plan, {})
     sends = result.pop("_sends")
     assert result["send_errors"] == {}
