@@ -176,9 +176,9 @@ def write(results: Path, docs: Path) -> None:
             "",
             "**CPU per message** is the whole machine's busy time (`elapsed * cores - delta(idle + "
             "iowait)` from `/proc/stat`) minus the load generator's own (its process and the "
-            "benchmark's Python process), divided by the messages acknowledged in the same "
-            "window: the steady part of the run, from 2 s after the first send to the last "
-            "(`bench/cpu.py`). Each process's share is its `utime + stime` over that window.",
+            "benchmark's Python process), divided by the messages due in the same window: the "
+            "measured part of the run (after its warm-up), from 1 s after its start to the last "
+            "send (`bench/cpu.py`). Each process's share is its `utime + stime` over that window.",
             "",
         ]
     lines += ["## Targets", "", "| key | target | measured | met |", "| --- | --- | --- | --- |"]
