@@ -1,8 +1,8 @@
 """The end-to-end scenario: held streams, senders at a fixed total rate, CPU per message, and
 the accounting of every acknowledged message (received once per recipient, persisted once).
 
-The load itself comes from the compiled generator (``bench/loadgen``, built by ``./dev up``
-into ``.infra/bin/loadgen``), so that it stays a small share of the machine. This module
+The load itself comes from the compiled generator (``bench/generator.py``), so that it stays a
+small share of the machine. This module
 prepares its plan (users registered and logged in through the BFF, direct chats opened),
 samples CPU while it runs, and turns what it saw into the result.
 """
@@ -10,21 +10,16 @@ samples CPU while it runs, and turns what it saw into the result.
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import tempfile
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench import cpu
+from bench import cpu, generator
 from bench.population import Member, open_chats, register_and_login
 from bench.stats import summary
-from infra.layout import Layout
 
 MAX_IN_FLIGHT = 5000
 DRAIN_SECONDS = 3.0
@@ -106,27 +101,9 @@ def peer_plan(
     return Plan(members, routes, rate, duration, body, uuid.uuid4().hex[:8], "peer", addr, warmup)
 
 
-def generator_binary(layout: Layout | None = None) -> Path:
-    binary = (layout or Layout.from_env()).bin / "loadgen"
-    if not binary.is_file():
-        raise SystemExit(f"{binary} is missing: ./dev up builds it")
-    return binary
-
-
 def run(plan: Plan, accounted: dict[str, int]) -> dict[str, Any]:
     """Run the generator over ``plan`` while sampling CPU of the ``accounted`` processes."""
-    with tempfile.TemporaryDirectory() as tmp:
-        plan_path, out_path = Path(tmp) / "plan.json", Path(tmp) / "result.json"
-        plan_path.write_text(json.dumps(plan.for_generator()))
-        with cpu.Sampler(dict(accounted)) as sampler:
-            generator = subprocess.Popen(
-                [str(generator_binary()), "-plan", str(plan_path), "-out", str(out_path)]
-            )
-            sampler.add("generator", generator.pid)
-            code = generator.wait()
-        if code != 0:
-            raise RuntimeError(f"the load generator exited with {code}")
-        raw = json.loads(out_path.read_text())
+    raw, sampler = generator.run(plan.for_generator(), accounted)
     result = merge(plan, raw)
     start = raw["send_start_unix_ns"] / 1e9 + plan.warmup
     end = raw["send_end_unix_ns"] / 1e9

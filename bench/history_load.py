@@ -3,14 +3,9 @@ by the compiled generator (``bench/loadgen``, target "history") while CPU is sam
 
 from __future__ import annotations
 
-import json
-import subprocess
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from bench import cpu
-from bench.e2e import generator_binary
+from bench import cpu, generator
 from bench.stats import summary
 
 
@@ -36,18 +31,7 @@ def pages(
             "duration": duration,
         },
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        plan_path, out_path = Path(tmp) / "plan.json", Path(tmp) / "result.json"
-        plan_path.write_text(json.dumps(plan))
-        with cpu.Sampler(dict(accounted)) as sampler:
-            generator = subprocess.Popen(
-                [str(generator_binary()), "-plan", str(plan_path), "-out", str(out_path)]
-            )
-            sampler.add("generator", generator.pid)
-            code = generator.wait()
-        if code != 0:
-            raise RuntimeError(f"the load generator exited with {code}")
-        raw = json.loads(out_path.read_text())
+    raw, sampler = generator.run(plan, accounted)
     start, end = raw["send_start_unix_ns"] / 1e9, raw["send_end_unix_ns"] / 1e9
     first, last = sampler.window(start + min(1.0, (end - start) / 4), end)
     served = round(len(raw["page_ms"] or []) * (last.wall - first.wall) / max(end - start, 1e-9))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -200,6 +201,19 @@ def _settle_all(batches: list[_Batch]) -> None:
                 uncertain=written_some or not purged,
             )
         )
+
+
+def reader(bootstrap: str, purpose: str) -> Consumer:
+    """A consumer that reads assigned partitions by offset and never commits (its group id only
+    satisfies the client); partition ends are reported, so a read knows when it is done."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{purpose}-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
 
 
 def fetch(consumer: Consumer, limit: int, wait: float) -> list[Message]:

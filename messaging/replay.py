@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from chatlib import deliveries
-from chatlib.kafka import fetch
+from chatlib.kafka import fetch, reader
 
 BATCH = 500
 
@@ -167,15 +167,7 @@ class Replayer:
 
     def _reader(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer(
-                {
-                    "bootstrap.servers": self._bootstrap,
-                    # Never committed: the group id only satisfies the client.
-                    "group.id": f"messaging-replay-{uuid.uuid4().hex}",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": True,
-                }
-            )
+            self._consumer = reader(self._bootstrap, "messaging-replay")
         return self._consumer
 
     def close(self) -> None:

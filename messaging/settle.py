@@ -23,7 +23,6 @@ import asyncio
 import logging
 import math
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -33,7 +32,7 @@ from prometheus_client import Counter
 from chatlib import deliveries
 from chatlib.errors import Unavailable
 from chatlib.ids import timestamp_ms
-from chatlib.kafka import AsyncProducer, ProduceFailed, Record, fetch
+from chatlib.kafka import AsyncProducer, ProduceFailed, Record, fetch, reader
 from messaging.admission import Admission, Claim, Owner
 
 logger = logging.getLogger(__name__)
@@ -154,15 +153,7 @@ class Settler:
 
     def _reader(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer(
-                {
-                    "bootstrap.servers": self._bootstrap,
-                    # Never committed: the group id only satisfies the client.
-                    "group.id": f"messaging-settle-{uuid.uuid4().hex}",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": True,
-                }
-            )
+            self._consumer = reader(self._bootstrap, "messaging-settle")
         return self._consumer
 
     def close(self) -> None:
