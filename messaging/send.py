@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from opentelemetry import trace
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from chatlib import deliveries, leases
 from chatlib.config_sections import Features, Limits
@@ -50,6 +50,7 @@ tracer = trace.get_tracer(__name__)
 SENT = Counter("messaging_messages_sent_total", "Messages acknowledged to senders", ["duplicate"])
 SENT_NEW, SENT_AGAIN = SENT.labels(duplicate="false"), SENT.labels(duplicate="true")
 SEND_SECONDS = Histogram("messaging_send_seconds", "Send latency until every copy is acked")
+IN_FLIGHT = Gauge("messaging_sends_in_flight", "Sends between admission and acknowledgement")
 
 MAX_CLIENT_ID = 64
 #: Sends of this process between admission and their claim's acknowledgement, at most.
@@ -111,7 +112,11 @@ class Sender:
         #: Attempts by (sender, chat, client message id), from admission until the claim is
         #: marked acknowledged (or the attempt failed).
         self._attempts: dict[tuple[int, str, str], asyncio.Future[Accepted]] = {}
+        #: Finished attempts whose claim is still to be marked acknowledged (they stay in
+        #: ``_attempts`` until then, to answer retries from memory).
         self._unacknowledged: list[tuple[tuple[int, str, str], Claim]] = []
+        self._acknowledging: set[tuple[int, str, str]] = set()
+        IN_FLIGHT.set_function(self.in_flight)
         self._ack_task: asyncio.Task[None] | None = None
 
     def check(self, chat_id: str, client_message_id: str, body: str) -> None:
@@ -236,6 +241,10 @@ class Sender:
         self._acknowledge_later(outgoing, claim)
         return dataclasses.replace(accepted, duplicate=not claim.new)
 
+    def in_flight(self) -> int:
+        """Sends between admission and their claim's acknowledgement (bounded: MAX_IN_FLIGHT)."""
+        return len(self._attempts)
+
     def records(
         self, outgoing: Outgoing, message_id: int, recipients: frozenset[int] | None = None
     ) -> list[Record]:
@@ -270,13 +279,16 @@ class Sender:
             ) from None
 
     def _finished(self, key: tuple[int, str, str], attempt: asyncio.Future[Accepted]) -> None:
-        if attempt.cancelled() or attempt.exception() is not None:
-            # A failed attempt is forgotten at once: the next retry looks at the claim again.
+        failed = attempt.cancelled() or attempt.exception() is not None
+        if failed or key not in self._acknowledging:
+            # A failed attempt is forgotten at once (the next retry looks at the claim again),
+            # and so is one that found its claim acknowledged already.
             self._attempts.pop(key, None)
 
     def _acknowledge_later(self, outgoing: Outgoing, claim: Claim) -> None:
         key = (outgoing.sender, outgoing.chat_id, outgoing.client_message_id)
         self._unacknowledged.append((key, claim))
+        self._acknowledging.add(key)
         if self._ack_task is None or self._ack_task.done():
             self._ack_task = asyncio.create_task(self._write_acknowledgements())
 
@@ -293,4 +305,5 @@ class Sender:
                 await asyncio.sleep(ACK_RETRY_SECONDS)
                 continue
             for key, _ in batch:
+                self._acknowledging.discard(key)
                 self._attempts.pop(key, None)

@@ -1,0 +1,149 @@
+"""The send path as messaging wires it, against the real Redis, Kafka and Cassandra: retries,
+concurrent duplicates and the in-flight bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from confluent_kafka import TopicPartition
+
+from chatlib import cassandra, deliveries
+from chatlib.config_sections import DEFAULT_FEATURES, DEFAULT_LIMITS, Features, Limits
+from chatlib.ids import Snowflake
+from chatlib.kafka import AsyncProducer, ensure_topic, fetch, reader
+from chatlib.leases import WorkerLease
+from chatlib.live_config import Document, LiveSection
+from chatlib.partitioning import Partitioning
+from chatlib.redis_wire import RedisWire
+from history import migrate
+from messaging.admission import Admission
+from messaging.chats import ChatDirectory
+from messaging.send import Sender
+from messaging.settle import Settler
+from tests.integration.conftest import Endpoints
+
+PARTITIONS = 4
+
+
+@dataclass
+class Wired:
+    sender: Sender
+    topic: str
+    chat_id: str
+    members: tuple[int, int]
+
+
+def _section(name: str, parser: Callable[[Any], Any], value: object) -> LiveSection[Any]:
+    section: LiveSection[Any] = LiveSection(name, parser)
+    section.offer(Document(name, 1, value, "test", "now"))
+    return section
+
+
+@pytest.fixture
+async def wired(endpoints: Endpoints, unique: str) -> AsyncIterator[Wired]:
+    topic = f"{unique}.deliveries"
+    await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, PARTITIONS, 1, {})
+    cluster, session = cassandra.connect(endpoints.cassandra_hosts, endpoints.cassandra_port)
+    migrate.apply(session, unique, "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    a, b = sorted(uuid.uuid4().int >> 66 for _ in range(2))
+    chat_id = f"d:{a}:{b}"
+    session.execute(
+        f"INSERT INTO {unique}.chats (chat_id, kind, member_ids) VALUES (%s, 'direct', %s)",
+        (chat_id, {a, b}),
+    )
+    redis = aioredis.Redis.from_url(endpoints.redis_url)
+    wire = RedisWire(endpoints.redis_url)
+    lease = WorkerLease(redis)
+    await lease.acquire()
+    producer = AsyncProducer({"bootstrap.servers": endpoints.kafka_bootstrap})
+    admission = Admission(wire)
+    settler = Settler(producer, admission, endpoints.kafka_bootstrap, topic)
+    partitioning = {
+        "partitions": PARTITIONS,
+        "servers": [{"name": "m1", "address": "grpc://127.0.0.1:1", "ranges": [[0, 3]]}],
+    }
+    sender = Sender(
+        producer,
+        admission,
+        redis,
+        ChatDirectory(cassandra.AsyncSession(session, unique)),
+        Snowflake(lease.check),
+        lease,
+        settler,
+        limits=_section("limits", Limits.parse, DEFAULT_LIMITS.to_value()),
+        features=_section("features", Features.parse, DEFAULT_FEATURES.to_value()),
+        partitioning=_section("partitioning", Partitioning.parse, partitioning),
+        topic=topic,
+    )
+    try:
+        yield Wired(sender, topic, chat_id, (a, b))
+    finally:
+        producer.close()
+        settler.close()
+        await lease.release()
+        wire.close()
+        await redis.aclose()
+        session.execute(f"DROP KEYSPACE IF EXISTS {unique}")
+        cluster.shutdown()
+
+
+async def _settled(sender: Sender) -> None:
+    for _ in range(100):
+        if sender.in_flight() == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{sender.in_flight()} sends still in flight")
+
+
+async def test_retries_and_concurrent_duplicates_make_one_message_and_leave_nothing_behind(
+    wired: Wired, endpoints: Endpoints
+) -> None:
+    a, b = wired.members
+    # Ten identical sends at once, then a retry after the first was acknowledged.
+    first = await asyncio.gather(
+        *(wired.sender.send(a, wired.chat_id, "same", "hello") for _ in range(10))
+    )
+    assert len({accepted.message_id for accepted in first}) == 1
+    assert sum(not accepted.duplicate for accepted in first) == 1
+    await _settled(wired.sender)
+    again = await wired.sender.send(a, wired.chat_id, "same", "hello")
+    assert (again.message_id, again.duplicate) == (first[0].message_id, True)
+    await _settled(wired.sender)  # a retry answered from the claim leaves nothing behind
+    other = await wired.sender.send(a, wired.chat_id, "another", "hello again")
+    assert other.message_id != first[0].message_id
+    await _settled(wired.sender)
+
+    copies = await asyncio.to_thread(_read, endpoints.kafka_bootstrap, wired.topic)
+    assert Counter(copies) == Counter(
+        {
+            (first[0].message_id, a): 1,
+            (first[0].message_id, b): 1,
+            (other.message_id, a): 1,
+            (other.message_id, b): 1,
+        }
+    )
+
+
+def _read(bootstrap: str, topic: str) -> list[tuple[int, int]]:
+    consumer = reader(bootstrap, "test-sender")
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    found: list[tuple[int, int]] = []
+    ended = 0
+    try:
+        while ended < PARTITIONS:
+            for record in fetch(consumer, 100, 5.0):
+                if record.error() is not None:
+                    ended += 1
+                    continue
+                delivery = deliveries.decode(record.value())
+                found.append((delivery.message_id, delivery.recipient_id))
+    finally:
+        consumer.close()
+    return found
