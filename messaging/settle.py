@@ -128,27 +128,31 @@ class Settler:
             if offset >= high:
                 continue
             consumer.assign([TopicPartition(self._topic, partition, offset)])
-            while offset < high:
-                batch = fetch(consumer, 1000, 5.0)
-                if not batch:
-                    raise RuntimeError(f"partition {partition} gave nothing before offset {high}")
-                for found_record in batch:
-                    error = found_record.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            offset = high
-                            break
-                        raise RuntimeError(str(error))
-                    offset = (found_record.offset() or 0) + 1
-                    if found_record.key() not in wanted_keys:
-                        continue
-                    try:
-                        delivery = deliveries.decode(found_record.value())
-                    except deliveries.InvalidDelivery:
-                        continue
-                    if delivery.message_id == message_id:
-                        found.add(delivery.recipient_id)
-            consumer.unassign()
+            try:
+                while offset < high:
+                    batch = fetch(consumer, 1000, 5.0)
+                    if not batch:
+                        raise RuntimeError(
+                            f"partition {partition} gave nothing before offset {high}"
+                        )
+                    for found_record in batch:
+                        error = found_record.error()
+                        if error is not None:
+                            if error.code() == KafkaError._PARTITION_EOF:
+                                offset = high
+                                break
+                            raise RuntimeError(str(error))
+                        offset = (found_record.offset() or 0) + 1
+                        if found_record.key() not in wanted_keys:
+                            continue
+                        try:
+                            delivery = deliveries.decode(found_record.value())
+                        except deliveries.InvalidDelivery:
+                            continue
+                        if delivery.message_id == message_id:
+                            found.add(delivery.recipient_id)
+            finally:
+                consumer.unassign()
         return found
 
     def _reader(self) -> Consumer:
