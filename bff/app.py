@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +11,7 @@ import grpc
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from bff import passwords
+from bff import inputs, passwords
 from bff.openapi import DOCUMENT
 from chatlib import problems, tokens
 from chatlib.config_sections import Features
@@ -23,7 +22,6 @@ from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from protos.chat.v1 import history_pb2, history_pb2_grpc, messaging_pb2, messaging_pb2_grpc
 
-USERNAME = re.compile(r"^[a-z0-9_.-]{3,32}$")
 SESSION_KEY = "chat:session:{}"
 
 
@@ -79,28 +77,6 @@ def create_app(backends: Backends, max_request_bytes: int) -> web.Application:
     return app
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise InvalidArgument("send a JSON body with Content-Type: application/json")
-    raw = await request.read()
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidArgument(f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("body must be a JSON object")
-    return body
-
-
-def _string(body: dict[str, Any], field: str, *, maximum: int = 10_000) -> str:
-    value = body.get(field)
-    if not isinstance(value, str):
-        raise InvalidArgument(f"field {field!r} must be a string")
-    if len(value) > maximum:
-        raise InvalidArgument(f"field {field!r} is longer than {maximum} characters")
-    return value
-
-
 def _claims(request: web.Request) -> tokens.Claims:
     try:
         claims = request.app[BACKENDS].verifier.verify(
@@ -119,13 +95,9 @@ def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
 async def register(request: web.Request) -> web.Response:
     if not request.app[BACKENDS].features.get().registration_open:
         raise PermissionDenied("registration of new accounts is closed")
-    body = await _json(request)
-    username = _string(body, "username", maximum=32)
-    password = _string(body, "password", maximum=256)
-    if not USERNAME.match(username):
-        raise InvalidArgument("username must be 3-32 characters of a-z, 0-9, '_', '.', '-'")
-    if len(password) < 8:
-        raise InvalidArgument("password must be at least 8 characters")
+    body = await inputs.json_object(request)
+    username = inputs.username(inputs.text(body, "username", maximum=64))
+    password = inputs.text(body, "password", minimum=8, maximum=256)
     backends = request.app[BACKENDS]
     user = await backends.history.CreateUser(
         history_pb2.CreateUserRequest(
@@ -137,9 +109,9 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    body = await _json(request)
-    username = _string(body, "username", maximum=32)
-    password = _string(body, "password", maximum=256)
+    body = await inputs.json_object(request)
+    username = inputs.username(inputs.text(body, "username", maximum=64))
+    password = inputs.text(body, "password", maximum=256)
     backends = request.app[BACKENDS]
     try:
         user = await backends.history.FindUser(
@@ -155,8 +127,8 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def refresh(request: web.Request) -> web.Response:
-    body = await _json(request)
-    token = _string(body, "refresh_token", maximum=200)
+    body = await inputs.json_object(request)
+    token = inputs.text(body, "refresh_token", maximum=200)
     session_id, _, secret = token.partition(".")
     backends = request.app[BACKENDS]
     raw = await backends.redis.get(SESSION_KEY.format(session_id))
@@ -192,22 +164,21 @@ async def _open_session(backends: Backends, user_id: int) -> dict[str, Any]:
 
 async def open_direct_chat(request: web.Request) -> web.Response:
     claims = _claims(request)
-    body = await _json(request)
+    body = await inputs.json_object(request)
     backends = request.app[BACKENDS]
     if "peer_id" in body:
-        try:
-            peer_id = int(_string(body, "peer_id", maximum=20))
-        except ValueError:
-            raise InvalidArgument("field 'peer_id' must be a decimal user id string") from None
+        peer_id = inputs.id_field(body, "peer_id")
+        if peer_id > inputs.MAX_ID:
+            raise NotFound(f"user {peer_id} does not exist")
     elif "peer_username" in body:
+        name = inputs.username(inputs.text(body, "peer_username", maximum=64), "peer_username")
         try:
             peer = await backends.history.FindUser(
-                history_pb2.FindUserRequest(username=_string(body, "peer_username", maximum=32)),
-                metadata=_metadata(request),
+                history_pb2.FindUserRequest(username=name), metadata=_metadata(request)
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(f"no user named {body['peer_username']!r}") from None
+                raise NotFound(f"no user named {name!r}") from None
             raise
         peer_id = peer.user_id
     else:
@@ -249,27 +220,15 @@ async def list_chats(request: web.Request) -> web.Response:
     )
 
 
-def _id_param(request: web.Request, name: str) -> int:
-    raw = request.query.get(name, "")
-    if not raw:
-        return 0
-    if not raw.isdigit() or len(raw) > 20:
-        raise InvalidArgument(f"query parameter {name!r} must be a message id")
-    return int(raw)
-
-
 async def history_page(request: web.Request) -> web.Response:
     _claims(request)
-    limit_raw = request.query.get("limit", "0")
-    if not limit_raw.isdigit():
-        raise InvalidArgument("query parameter 'limit' must be a positive integer")
     backends = request.app[BACKENDS]
     reply = await backends.history.GetHistory(
         history_pb2.GetHistoryRequest(
-            chat_id=request.match_info["chat_id"],
-            before_id=_id_param(request, "before"),
-            after_id=_id_param(request, "after"),
-            limit=int(limit_raw),
+            chat_id=_chat_id(request),
+            before_id=inputs.cursor_query(request, "before"),
+            after_id=inputs.cursor_query(request, "after"),
+            limit=inputs.limit_query(request),
         ),
         metadata=_metadata(request),
     )
@@ -293,15 +252,16 @@ async def history_page(request: web.Request) -> web.Response:
 
 async def send_message(request: web.Request) -> web.Response:
     claims = _claims(request)
-    body = await _json(request)
+    body = await inputs.json_object(request)
+    request_body = messaging_pb2.SendRequest(
+        chat_id=_chat_id(request),
+        client_message_id=inputs.text(body, "client_message_id", maximum=64),
+        body=inputs.text(body, "body", maximum=1_000_000),
+    )
     backends = request.app[BACKENDS]
     _, messaging = await backends.messaging_for(claims.user_id)
     reply = await messaging.Send(
-        messaging_pb2.SendRequest(
-            chat_id=request.match_info["chat_id"],
-            client_message_id=_string(body, "client_message_id", maximum=64),
-            body=_string(body, "body", maximum=1_000_000),
-        ),
+        request_body,
         metadata=_metadata(request),
     )
     return web.json_response(
@@ -312,6 +272,10 @@ async def send_message(request: web.Request) -> web.Response:
         },
         status=200 if reply.duplicate else 201,
     )
+
+
+def _chat_id(request: web.Request) -> str:
+    return inputs.checked(request.match_info["chat_id"], "chat_id", maximum=64)
 
 
 async def openapi(_: web.Request) -> web.Response:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bff.inputs import ID_PATTERN
+
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _PROBLEM_CONTENT = {
     "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
@@ -29,7 +31,12 @@ def _ok(schema: str, status: str = "200") -> dict[str, Any]:
     }
 
 
-_ID = {"type": "string", "pattern": "^[0-9]{1,20}$", "description": "64-bit id as a string"}
+_ID = {"type": "string", "pattern": ID_PATTERN, "description": "64-bit id as a string"}
+_CHAT_ID = {
+    "type": "string",
+    "pattern": "^(d:[0-9]{1,20}:[0-9]{1,20}|g:[0-9]{1,20})$",
+    "description": "d:{smaller user id}:{larger user id} for a direct chat; g:{id} for a group",
+}
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -72,11 +79,12 @@ DOCUMENT: dict[str, Any] = {
             }
         },
         "/v1/chats/{chat_id}/messages": {
-            "parameters": [
-                {"name": "chat_id", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
+            "parameters": [{"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID}],
             "get": {
                 "summary": "A page of history by message-id cursor",
+                "description": "Newest first before `before` (or the newest page); with `after`,"
+                " oldest first after it (and before `before` when both are given). `limit` is"
+                " at most the live config's `limits.history_page_max` (200 by default).",
                 "security": _AUTH,
                 "parameters": [
                     {"name": "before", "in": "query", "schema": _ID},
@@ -131,14 +139,19 @@ DOCUMENT: dict[str, Any] = {
                 "type": "object",
                 "required": ["username", "password"],
                 "properties": {
-                    "username": {"type": "string", "pattern": "^[a-z0-9_.-]{3,32}$"},
+                    "username": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z0-9_.-]{3,32}$",
+                        "description": "Compared and stored Unicode-normalised (NFKC) and in lower"
+                        " case: names that differ only so are the same name",
+                    },
                     "password": {"type": "string", "minLength": 8, "maxLength": 256},
                 },
             },
             "Refresh": {
                 "type": "object",
                 "required": ["refresh_token"],
-                "properties": {"refresh_token": {"type": "string"}},
+                "properties": {"refresh_token": {"type": "string", "maxLength": 200}},
             },
             "User": {
                 "type": "object",
@@ -160,7 +173,12 @@ DOCUMENT: dict[str, Any] = {
             },
             "DirectChatRequest": {
                 "type": "object",
-                "properties": {"peer_id": _ID, "peer_username": {"type": "string"}},
+                "description": "The peer by id or by username (the id wins when both are given)",
+                "properties": {
+                    "peer_id": _ID,
+                    "peer_username": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$"},
+                },
+                "anyOf": [{"required": ["peer_id"]}, {"required": ["peer_username"]}],
             },
             "Chat": {
                 "type": "object",
@@ -215,8 +233,20 @@ DOCUMENT: dict[str, Any] = {
                 "type": "object",
                 "required": ["client_message_id", "body"],
                 "properties": {
-                    "client_message_id": {"type": "string", "maxLength": 64},
-                    "body": {"type": "string"},
+                    "client_message_id": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 64,
+                        "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
+                        "description": "Chosen by the client, unique per sender and chat: the key"
+                        " that makes a retry safe (no control characters)",
+                    },
+                    "body": {
+                        "type": "string",
+                        "pattern": "\\S",
+                        "description": "Not blank; at most the live config's"
+                        " `limits.max_body_bytes` bytes of UTF-8 (4,096 by default)",
+                    },
                 },
             },
             "Sent": {

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import cassandra
 import grpc
+from cassandra.cluster import NoHostAvailable
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -65,6 +70,22 @@ class Unavailable(ChatError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Internal(ChatError):
+    code = grpc.StatusCode.INTERNAL
+
+
+#: Failures of a backend that a retry can get past: answered UNAVAILABLE, not as a bug.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    cassandra.Unavailable,
+    cassandra.OperationTimedOut,
+    cassandra.WriteTimeout,
+    cassandra.ReadTimeout,
+    NoHostAvailable,
+    ConnectionError,
+    TimeoutError,
+)
+
+
 async def abort(context: grpc.aio.ServicerContext[object, object], error: ChatError) -> None:
     """Ends the call with the error's status; raises (as grpc.aio's abort does)."""
     await context.abort(error.code, str(error), trailing_metadata=error.metadata)
@@ -85,5 +106,13 @@ def handler(
         except ChatError as exc:
             await abort(context, exc)
             raise  # abort raises; this only satisfies the type checker
+        except UNAVAILABLE_ERRORS as exc:
+            await abort(context, Unavailable(f"a backend is unavailable ({type(exc).__name__})"))
+            raise
+        except Exception:
+            # A bug: the caller learns that much, never our internals (they are logged).
+            logger.exception("unexpected error in %s", method.__name__)
+            await abort(context, Internal("the server failed; the error is logged"))
+            raise
 
     return mapped

@@ -62,7 +62,18 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         )
     except web.HTTPRequestEntityTooLarge as exc:
         return problem(413, "request too large", exc.text or "the request body is too large")
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        response = problem(
+            405, "method not allowed", f"{request.method} is not allowed here; allowed: {allowed}"
+        )
+        response.headers["Allow"] = allowed
+        return response
     except web.HTTPException as exc:
         if exc.status >= 400:
             return problem(exc.status, exc.reason, exc.text or exc.reason)
         raise
+    except Exception:
+        # A bug, not the client's fault: said so without our internals (logged with them).
+        logger.exception("unexpected error serving %s %s", request.method, request.path)
+        return problem(500, "internal error", "the server failed; the error is logged")

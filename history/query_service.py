@@ -58,8 +58,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         self, request: history_pb2.GetHistoryRequest, context: Context
     ) -> history_pb2.GetHistoryResponse:
         user = self._user(context)
-        if request.before_id and request.after_id:
-            raise errors.InvalidArgument("give before_id or after_id, not both")
+        _check_chat_id(request.chat_id)
         limits = self._limits.get()
         limit = _limit(request.limit, limits.history_page_default, limits.history_page_max)
         chat = await self._store.chat(request.chat_id)
@@ -84,8 +83,10 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         self, request: history_pb2.CreateUserRequest, context: Context
     ) -> history_pb2.User:
         self._service(context)
-        if not request.username or not request.password_hash:
-            raise errors.InvalidArgument("username and password_hash are required")
+        if not 0 < len(request.username) <= MAX_USERNAME or not request.password_hash:
+            raise errors.InvalidArgument(
+                f"username (1-{MAX_USERNAME} characters) and password_hash are required"
+            )
         user_id = self._ids.next_id()
         if not await self._store.create_user(user_id, request.username, request.password_hash):
             raise errors.AlreadyExists(f"username {request.username!r} is taken")
@@ -98,8 +99,12 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         is_service = self._caller(context).subject == tokens.SERVICE_SUBJECT
         key = request.WhichOneof("key")
         if key == "username":
+            if not 0 < len(request.username) <= MAX_USERNAME:
+                raise errors.InvalidArgument(f"username must be 1-{MAX_USERNAME} characters")
             row = await self._store.user_by_name(request.username)
         elif key == "user_id":
+            if not request.user_id:
+                raise errors.InvalidArgument("user_id is required")
             row = await self._store.user_by_id(request.user_id)
         else:
             raise errors.InvalidArgument("give username or user_id")
@@ -126,6 +131,15 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
     def _service(self, context: Context) -> None:
         if self._caller(context).subject != tokens.SERVICE_SUBJECT:
             raise errors.PermissionDenied("only the BFF may manage users")
+
+
+MAX_USERNAME = 64
+MAX_CHAT_ID = 64
+
+
+def _check_chat_id(chat_id: str) -> None:
+    if not 0 < len(chat_id) <= MAX_CHAT_ID:
+        raise errors.InvalidArgument(f"chat_id must be 1-{MAX_CHAT_ID} characters")
 
 
 def _limit(value: int, default: int, maximum: int) -> int:

@@ -65,7 +65,7 @@ _PAGE = (
     "SELECT message_id, sender_id, body, client_message_id"
     " FROM messages_by_chat WHERE chat_id = ? AND bucket = ?"
 )
-_NEWER = _PAGE + " AND message_id > ? ORDER BY message_id ASC LIMIT ?"
+_NEWER = _PAGE + " AND message_id > ? AND message_id < ? ORDER BY message_id ASC LIMIT ?"
 _OLDER = _PAGE + " AND message_id < ? LIMIT ?"
 _SENDERS_NEWER = (
     "SELECT message_id, sender_id FROM messages_by_chat WHERE chat_id = ? AND bucket = ?"
@@ -267,7 +267,8 @@ class HistoryStore:
         self, chat_id: str, *, before_id: int, after_id: int, limit: int
     ) -> tuple[list[common_pb2.Message], bool]:
         """Up to ``limit`` messages by id cursor, over the chat's non-empty buckets only; and
-        whether more exist."""
+        whether more exist. With ``after_id``, the oldest first after it (and before
+        ``before_id`` if that is given too); else the newest first before ``before_id``."""
         wanted = limit + 1
         found: list[Any] = []
         if after_id >= MAX_ID:
@@ -276,9 +277,13 @@ class HistoryStore:
         buckets = await self.buckets(chat_id, newest=not before_id and not after_id)
         if after_id:
             start = bucket_of(after_id)
+            end = bucket_of(before_id) if before_id else None
+            bound = before_id or MAX_ID
             for bucket in reversed([b for b in buckets if b >= start]):
+                if end is not None and bucket > end:
+                    break
                 found += await self.db.execute(
-                    _NEWER, (chat_id, bucket, _signed(after_id), wanted - len(found)), tuples=True
+                    _NEWER, (chat_id, bucket, after_id, bound, wanted - len(found)), tuples=True
                 )
                 if len(found) >= wanted:
                     break

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from chatlib.cassandra import AsyncSession
 from chatlib.errors import InvalidArgument, NotFound, PermissionDenied
 
-DIRECT = re.compile(r"^d:(\d{1,20}):(\d{1,20})$")
+DIRECT = re.compile(r"d:[0-9]{1,20}:[0-9]{1,20}")
+GROUP = re.compile(r"g:[0-9]{1,20}")
 CACHE_SIZE = 100_000
 
 
@@ -21,7 +22,7 @@ def direct_chat_id(a: int, b: int) -> str:
 def check_chat_id(chat_id: str) -> None:
     if not chat_id:
         raise InvalidArgument("chat_id is required")
-    if len(chat_id) > 64 or not (DIRECT.match(chat_id) or chat_id.startswith("g:")):
+    if not (DIRECT.fullmatch(chat_id) or GROUP.fullmatch(chat_id)):
         raise InvalidArgument(f"chat_id {chat_id[:64]!r} is not a chat id")
 
 
@@ -66,7 +67,12 @@ class ChatDirectory:
             raise InvalidArgument("peer_id must be another user")
         if not peer_id:
             raise InvalidArgument("peer_id is required")
-        rows = await self._db.execute("SELECT user_id FROM users WHERE user_id = ?", (peer_id,))
+        # User ids are Snowflakes, below 2**63 (Cassandra's bigint); a larger one is nobody.
+        rows = (
+            await self._db.execute("SELECT user_id FROM users WHERE user_id = ?", (peer_id,))
+            if peer_id < 2**63
+            else []
+        )
         if not rows:
             raise NotFound(f"user {peer_id} does not exist")
         chat_id = direct_chat_id(user_id, peer_id)

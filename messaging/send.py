@@ -24,6 +24,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ SEND_SECONDS = Histogram("messaging_send_seconds", "Send latency until every cop
 IN_FLIGHT = Gauge("messaging_sends_in_flight", "Sends between admission and acknowledgement")
 
 MAX_CLIENT_ID = 64
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: Sends of this process between admission and their claim's acknowledgement, at most.
 MAX_IN_FLIGHT = 10_000
 #: Acknowledgements of sends that finish within this long share one Redis write.
@@ -123,9 +125,10 @@ class Sender:
         check_chat_id(chat_id)
         if not client_message_id:
             raise InvalidArgument("client_message_id is required (it makes retries safe)")
-        if len(client_message_id) > MAX_CLIENT_ID or not client_message_id.isprintable():
+        if len(client_message_id) > MAX_CLIENT_ID or CONTROL.search(client_message_id):
             raise InvalidArgument(
-                f"client_message_id must be 1-{MAX_CLIENT_ID} printable characters"
+                f"client_message_id must be 1-{MAX_CLIENT_ID} characters, none of them control"
+                " characters"
             )
         if not body.strip():
             raise InvalidArgument("body is empty")

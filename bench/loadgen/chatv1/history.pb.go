@@ -204,8 +204,8 @@ func (x *ListChatsResponse) GetChats() []*ChatSummary {
 type GetHistoryRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	ChatId string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
-	// At most one of the two: messages older than `before_id`, or newer than `after_id`.
-	// Neither: the newest page.
+	// Messages older than `before_id`, newest first; or newer than `after_id`, oldest first
+	// (and older than `before_id` too when both are given). Neither: the newest page.
 	BeforeId      uint64 `protobuf:"fixed64,2,opt,name=before_id,json=beforeId,proto3" json:"before_id,omitempty"`
 	AfterId       uint64 `protobuf:"fixed64,3,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
 	Limit         int32  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`

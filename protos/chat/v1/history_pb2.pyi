@@ -106,8 +106,8 @@ class GetHistoryRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     before_id: _builtins.int
-    """At most one of the two: messages older than `before_id`, or newer than `after_id`.
-    Neither: the newest page.
+    """Messages older than `before_id`, newest first; or newer than `after_id`, oldest first
+    (and older than `before_id` too when both are given). Neither: the newest page.
     """
     after_id: _builtins.int
     limit: _builtins.int

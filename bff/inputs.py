@@ -1,0 +1,108 @@
+"""Checking what a request carries, before anything is done with it.
+
+Every value that comes from a client passes through here: JSON bodies, strings, ids, query
+parameters, usernames. Each check either returns a value the rest of the BFF (and the gRPC
+services behind it) can use as is, or raises InvalidArgument naming the field and the rule, so
+no input reaches a backend that could fail on it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from typing import Any
+
+from aiohttp import web
+
+from chatlib.errors import InvalidArgument
+
+MAX_ID = 2**64 - 1
+#: Ids are 1-20 decimal digits without a leading zero (what the OpenAPI document says).
+ID_PATTERN = "^[1-9][0-9]{0,19}$"
+#: The largest page a client may ask for (the live limits can only lower it).
+MAX_PAGE = 1000
+_ID = re.compile(r"[1-9][0-9]{0,19}")
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_USERNAME = re.compile(r"[a-z0-9_.-]{3,32}")
+USERNAME_RULE = "3-32 characters of a-z, 0-9, '_', '.', '-'"
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object (its size is bounded by the app's client_max_size)."""
+    if request.content_type != "application/json":
+        raise InvalidArgument("send a JSON body with Content-Type: application/json")
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArgument(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgument("body is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("body must be a JSON object")
+    return body
+
+
+def text(body: dict[str, Any], field: str, *, maximum: int, minimum: int = 0) -> str:
+    """A string field, valid Unicode, of ``minimum``-``maximum`` characters."""
+    value = body.get(field)
+    if not isinstance(value, str):
+        raise InvalidArgument(f"field {field!r} must be a string")
+    return checked(value, field, maximum=maximum, minimum=minimum)
+
+
+def checked(value: str, field: str, *, maximum: int, minimum: int = 0) -> str:
+    if len(value) > maximum:
+        raise InvalidArgument(f"field {field!r} is longer than {maximum} characters")
+    if len(value) < minimum:
+        raise InvalidArgument(f"field {field!r} needs at least {minimum} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            f"field {field!r} is not valid Unicode (it holds a lone surrogate)"
+        ) from None
+    return value
+
+
+def id_value(raw: str, field: str) -> int:
+    """A 64-bit id given as decimal digits (the ids clients see are strings). Twenty digits can
+    say more than 64 bits hold: such a value is returned as is, and callers decide what an id
+    that cannot exist means (no user has it; every message is older than it)."""
+    if not _ID.fullmatch(raw):
+        raise InvalidArgument(f"{field} must be an id: 1-20 decimal digits, no leading zero")
+    return int(raw)
+
+
+def id_field(body: dict[str, Any], field: str) -> int:
+    return id_value(text(body, field, maximum=20), f"field {field!r}")
+
+
+def cursor_query(request: web.Request, name: str) -> int:
+    """A message-id cursor query parameter (``before``, ``after``), or 0 when it is absent;
+    one beyond every possible id is the largest possible id."""
+    if name not in request.query:
+        return 0
+    return min(id_value(request.query[name], f"query parameter {name!r}"), MAX_ID)
+
+
+def limit_query(request: web.Request) -> int:
+    """The ``limit`` query parameter, or 0 (the service's default) when it is absent."""
+    raw = request.query.get("limit", "")
+    if not raw:
+        return 0
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE:
+        raise InvalidArgument(
+            f"query parameter 'limit' must be a whole number from 1 to {MAX_PAGE}"
+        )
+    return int(raw)
+
+
+def username(raw: str, field: str = "username") -> str:
+    """A username as it is stored: Unicode-normalised (NFKC) and lower case, so that names
+    that look alike are the same name; it must then match the whole rule."""
+    normal = unicodedata.normalize("NFKC", checked(raw, field, maximum=64)).lower()
+    if not _USERNAME.fullmatch(normal):
+        raise InvalidArgument(f"{field} must be {USERNAME_RULE}")
+    return normal
