@@ -12,11 +12,14 @@ import grpc
 from aiohttp import web
 
 from bff.app import Backends, create_app
+from bff.sessions import Accounts
 from bff.settings import Settings
 from chatlib import lifecycle, ops, redis_client, telemetry, tokens
-from chatlib.config_sections import Features
+from chatlib.config_sections import AuthLimits, Features
 from chatlib.live_config import LiveConfig, LiveSection
 from chatlib.partitioning import Partitioning
+from chatlib.revocations import Revocations
+from chatlib.sessions import SessionStore
 from protos.chat.v1 import history_pb2_grpc
 
 logger = logging.getLogger("bff")
@@ -43,23 +46,42 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     stack.push_async_callback(close_channels)
     routing = LiveSection("partitioning", Partitioning.parse)
     features = LiveSection("features", Features.parse)
-    live = LiveConfig(settings.common.redis_url, [routing, features])
+    auth = LiveSection("auth", AuthLimits.parse)
+    live = LiveConfig(settings.common.redis_url, [routing, features, auth])
     stack.push_async_callback(live.close)
     await live.start(stop)
+    revoked = Revocations(settings.common.redis_url, f"bff:{os.getpid()}")
+    stack.push_async_callback(revoked.close)
+    await revoked.start(stop)
+    history = history_pb2_grpc.HistoryServiceStub(history_channel)
     backends = Backends(
-        history=history_pb2_grpc.HistoryServiceStub(history_channel),
-        redis=client,
-        secret=settings.common.jwt_secret,
-        verifier=tokens.Verifier(settings.common.jwt_secret),
-        access_ttl=settings.access_ttl_seconds,
-        refresh_ttl=settings.refresh_ttl_seconds,
+        history=history,
+        deadline=settings.call_deadline_seconds,
         messaging_channels=channels,
         client_interceptors=interceptors,
         messaging_dial=settings.messaging_dial,
         partitioning=routing,
-        features=features,
     )
-    runner = web.AppRunner(create_app(backends, settings.max_request_bytes), access_log=None)
+
+    async def locate(user_id: int) -> str:
+        address, _ = await backends.messaging_for(user_id)
+        return address
+
+    accounts = Accounts(
+        history=history,
+        redis=client,
+        store=SessionStore(client),
+        secret=settings.common.jwt_secret,
+        verifier=tokens.Verifier(settings.common.jwt_secret, revoked),
+        access_ttl=settings.access_ttl_seconds,
+        refresh_ttl=settings.refresh_ttl_seconds,
+        features=features,
+        limits=auth,
+        deadline=settings.call_deadline_seconds,
+        locate=locate,
+    )
+    app = create_app(backends, accounts, settings.max_request_bytes)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, settings.host, settings.port).start()
@@ -67,8 +89,8 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     ops_runner = await ops.start(
         "127.0.0.1",
         settings.ops_port,
-        {"redis": ops.redis_ping(client), "config": live.check},
-        degraded={"config": live.problem},
+        {"redis": ops.redis_ping(client), "config": live.check, "revocations": revoked.check},
+        degraded={"config": live.problem, "revocations": revoked.problem},
     )
     stack.push_async_callback(ops_runner.cleanup)
     logger.info("bff on http://%s:%d", settings.host, settings.port)

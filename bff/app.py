@@ -2,46 +2,34 @@
 
 from __future__ import annotations
 
-import json
-import secrets
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
-import redis.asyncio as aioredis
 from aiohttp import web
 
-from bff import inputs, passwords
+from bff import inputs, sessions
 from bff.openapi import DOCUMENT
+from bff.sessions import ACCOUNTS, Accounts
 from chatlib import problems, tokens
-from chatlib.config_sections import Features
-from chatlib.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from chatlib.errors import InvalidArgument, NotFound
 from chatlib.grpc_auth import bearer_metadata
 from chatlib.hashing import partition_for
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from protos.chat.v1 import history_pb2, history_pb2_grpc, messaging_pb2, messaging_pb2_grpc
 
-SESSION_KEY = "chat:session:{}"
-
 
 @dataclass
 class Backends:
     history: history_pb2_grpc.HistoryServiceAsyncStub
-    redis: aioredis.Redis
-    secret: str
-    verifier: tokens.Verifier
-    access_ttl: int
-    refresh_ttl: int
+    #: Per-call deadline on every gRPC call the BFF makes (seconds): a backend that hangs
+    #: is answered 504 instead of holding the client until its own timeout.
+    deadline: float
     messaging_channels: dict[str, grpc.aio.Channel]
     client_interceptors: list[grpc.aio.ClientInterceptor]
     messaging_dial: dict[str, str]
     #: Live config: routing changes and feature flags apply from the next request.
     partitioning: LiveSection[Partitioning]
-    features: LiveSection[Features]
-
-    def service_metadata(self) -> tuple[tuple[str, str], ...]:
-        return bearer_metadata(tokens.issue(self.secret, tokens.SERVICE_SUBJECT, 60))
 
     async def messaging_for(
         self, user_id: int
@@ -60,15 +48,13 @@ class Backends:
 BACKENDS = web.AppKey("backends", Backends)
 
 
-def create_app(backends: Backends, max_request_bytes: int) -> web.Application:
+def create_app(backends: Backends, accounts: Accounts, max_request_bytes: int) -> web.Application:
     app = web.Application(
         client_max_size=max_request_bytes,
         middlewares=[problems.middleware],
     )
     app[BACKENDS] = backends
-    app.router.add_post("/v1/users", register)
-    app.router.add_post("/v1/sessions", login)
-    app.router.add_post("/v1/sessions/refresh", refresh)
+    sessions.add_routes(app, accounts)
     app.router.add_post("/v1/chats/direct", open_direct_chat)
     app.router.add_get("/v1/chats", list_chats)
     app.router.add_get("/v1/chats/{chat_id}/messages", history_page)
@@ -78,88 +64,11 @@ def create_app(backends: Backends, max_request_bytes: int) -> web.Application:
 
 
 def _claims(request: web.Request) -> tokens.Claims:
-    try:
-        claims = request.app[BACKENDS].verifier.verify(
-            tokens.bearer(request.headers.get("Authorization"))
-        )
-        claims.user_id  # noqa: B018 - raises for a service token
-    except tokens.InvalidToken as exc:
-        raise Unauthenticated(str(exc)) from None
-    return claims
+    return request.app[ACCOUNTS].claims(request)
 
 
 def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
     return bearer_metadata(tokens.bearer(request.headers.get("Authorization")))
-
-
-async def register(request: web.Request) -> web.Response:
-    if not request.app[BACKENDS].features.get().registration_open:
-        raise PermissionDenied("registration of new accounts is closed")
-    body = await inputs.json_object(request)
-    username = inputs.username(inputs.text(body, "username", maximum=64))
-    password = inputs.text(body, "password", minimum=8, maximum=256)
-    backends = request.app[BACKENDS]
-    user = await backends.history.CreateUser(
-        history_pb2.CreateUserRequest(
-            username=username, password_hash=passwords.hash_password(password)
-        ),
-        metadata=backends.service_metadata(),
-    )
-    return web.json_response({"user_id": str(user.user_id), "username": user.username}, status=201)
-
-
-async def login(request: web.Request) -> web.Response:
-    body = await inputs.json_object(request)
-    username = inputs.username(inputs.text(body, "username", maximum=64))
-    password = inputs.text(body, "password", maximum=256)
-    backends = request.app[BACKENDS]
-    try:
-        user = await backends.history.FindUser(
-            history_pb2.FindUserRequest(username=username), metadata=backends.service_metadata()
-        )
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.NOT_FOUND:
-            raise
-        user = None
-    if user is None or not passwords.verify_password(password, user.password_hash):
-        raise Unauthenticated("wrong username or password")
-    return web.json_response(await _open_session(backends, user.user_id), status=201)
-
-
-async def refresh(request: web.Request) -> web.Response:
-    body = await inputs.json_object(request)
-    token = inputs.text(body, "refresh_token", maximum=200)
-    session_id, _, secret = token.partition(".")
-    backends = request.app[BACKENDS]
-    raw = await backends.redis.get(SESSION_KEY.format(session_id))
-    if raw is None:
-        raise Unauthenticated("refresh token is unknown or expired")
-    stored = json.loads(raw)
-    if not secrets.compare_digest(stored["secret"], secret):
-        raise Unauthenticated("refresh token is invalid")
-    await backends.redis.delete(SESSION_KEY.format(session_id))
-    return web.json_response(await _open_session(backends, int(stored["user_id"])))
-
-
-async def _open_session(backends: Backends, user_id: int) -> dict[str, Any]:
-    session_id = secrets.token_hex(16)
-    refresh_secret = secrets.token_urlsafe(32)
-    await backends.redis.set(
-        SESSION_KEY.format(session_id),
-        json.dumps({"user_id": user_id, "secret": refresh_secret}),
-        ex=backends.refresh_ttl,
-    )
-    address, _ = await backends.messaging_for(user_id)
-    return {
-        "user_id": str(user_id),
-        "access_token": tokens.issue(
-            backends.secret, str(user_id), backends.access_ttl, session_id
-        ),
-        "token_type": "Bearer",
-        "expires_in": backends.access_ttl,
-        "refresh_token": f"{session_id}.{refresh_secret}",
-        "messaging_server": address,
-    }
 
 
 async def open_direct_chat(request: web.Request) -> web.Response:
@@ -174,7 +83,9 @@ async def open_direct_chat(request: web.Request) -> web.Response:
         name = inputs.username(inputs.text(body, "peer_username", maximum=64), "peer_username")
         try:
             peer = await backends.history.FindUser(
-                history_pb2.FindUserRequest(username=name), metadata=_metadata(request)
+                history_pb2.FindUserRequest(username=name),
+                metadata=_metadata(request),
+                timeout=backends.deadline,
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
@@ -185,7 +96,9 @@ async def open_direct_chat(request: web.Request) -> web.Response:
         raise InvalidArgument("give 'peer_id' or 'peer_username'")
     _, messaging = await backends.messaging_for(claims.user_id)
     chat = await messaging.OpenDirectChat(
-        messaging_pb2.OpenDirectChatRequest(peer_id=peer_id), metadata=_metadata(request)
+        messaging_pb2.OpenDirectChatRequest(peer_id=peer_id),
+        metadata=_metadata(request),
+        timeout=backends.deadline,
     )
     return web.json_response(
         {
@@ -200,7 +113,7 @@ async def list_chats(request: web.Request) -> web.Response:
     _claims(request)
     backends = request.app[BACKENDS]
     reply = await backends.history.ListChats(
-        history_pb2.ListChatsRequest(), metadata=_metadata(request)
+        history_pb2.ListChatsRequest(), metadata=_metadata(request), timeout=backends.deadline
     )
     return web.json_response(
         {
@@ -231,6 +144,7 @@ async def history_page(request: web.Request) -> web.Response:
             limit=inputs.limit_query(request),
         ),
         metadata=_metadata(request),
+        timeout=backends.deadline,
     )
     return web.json_response(
         {
@@ -263,6 +177,7 @@ async def send_message(request: web.Request) -> web.Response:
     reply = await messaging.Send(
         request_body,
         metadata=_metadata(request),
+        timeout=backends.deadline,
     )
     return web.json_response(
         {

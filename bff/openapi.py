@@ -38,6 +38,12 @@ _CHAT_ID = {
     "description": "d:{smaller user id}:{larger user id} for a direct chat; g:{id} for a group",
 }
 
+_TOO_MANY = {
+    "description": "Too many attempts; retry after Retry-After seconds",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    "content": _PROBLEM_CONTENT,
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "chat-backend BFF", "version": "1"},
@@ -45,20 +51,51 @@ DOCUMENT: dict[str, Any] = {
         "/v1/users": {
             "post": {
                 "summary": "Register",
+                "description": "Registrations are limited per client address (the `auth`"
+                " section of the live config).",
                 "requestBody": _json_body("Credentials"),
-                "responses": _ok("User", "201"),
+                "responses": {**_ok("User", "201"), "429": _TOO_MANY},
             }
         },
         "/v1/sessions": {
             "post": {
                 "summary": "Log in",
+                "description": "Failed logins are limited per username and per client address"
+                " (the `auth` section of the live config); past either budget every login"
+                " for it, right or wrong, answers 429 with Retry-After.",
                 "requestBody": _json_body("Credentials"),
-                "responses": _ok("Session", "201"),
+                "responses": {**_ok("Session", "201"), "429": _TOO_MANY},
+            },
+            "delete": {
+                "summary": "Log out everywhere: end every session of the caller",
+                "description": "Answers once every service applied it: from then on the"
+                " sessions' access and refresh tokens are refused and their live streams"
+                " have ended (UNAUTHENTICATED, saying why).",
+                "security": _AUTH,
+                "responses": _ok("SessionsEnded"),
+            },
+        },
+        "/v1/sessions/current": {
+            "delete": {
+                "summary": "Log out: end the session of this access token",
+                "description": "Answers once every service applied it: from then on the"
+                " session's access and refresh tokens are refused and its live streams have"
+                " ended (UNAUTHENTICATED, saying why). Other sessions of the user go on.",
+                "security": _AUTH,
+                "responses": {
+                    "204": {"description": "The session has ended"},
+                    "4XX": _PROBLEM,
+                    "5XX": _PROBLEM,
+                },
             }
         },
         "/v1/sessions/refresh": {
             "post": {
                 "summary": "Exchange a refresh token",
+                "description": "Each refresh token works once and yields the next one. Of"
+                " concurrent refreshes with one token exactly one succeeds; a token used"
+                " again after it was spent (a replay, or a losing concurrent refresh) ends the"
+                " whole session on every device.",
                 "requestBody": _json_body("Refresh"),
                 "responses": _ok("Session"),
             }
@@ -156,6 +193,10 @@ DOCUMENT: dict[str, Any] = {
             "User": {
                 "type": "object",
                 "properties": {"user_id": _ID, "username": {"type": "string"}},
+            },
+            "SessionsEnded": {
+                "type": "object",
+                "properties": {"sessions_ended": {"type": "integer", "minimum": 0}},
             },
             "Session": {
                 "type": "object",

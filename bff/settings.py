@@ -16,6 +16,9 @@ class Settings:
     access_ttl_seconds: int
     refresh_ttl_seconds: int
     max_request_bytes: int
+    #: Deadline of every gRPC call the BFF makes. Above the messaging server's own answer
+    #: time for a send (5 s), so a slow Kafka is answered 503 by messaging, not 504 here.
+    call_deadline_seconds: float
     #: Server name to the address the BFF itself dials, where it differs from the address
     #: clients are given (containers, NAT). Empty: dial what the partitioning config says.
     messaging_dial: dict[str, str]
@@ -32,6 +35,7 @@ class Settings:
             access_ttl_seconds=read.integer("CHAT_ACCESS_TTL_SECONDS", 900, minimum=10),
             refresh_ttl_seconds=read.integer("CHAT_REFRESH_TTL_SECONDS", 30 * 86400, minimum=60),
             max_request_bytes=read.integer("CHAT_MAX_REQUEST_BYTES", 64 * 1024, minimum=1024),
+            call_deadline_seconds=read.number("CHAT_BFF_CALL_DEADLINE_SECONDS", 8.0),
             messaging_dial=_pairs("CHAT_MESSAGING_DIAL", read.items("CHAT_MESSAGING_DIAL")),
         )
 

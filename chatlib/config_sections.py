@@ -63,6 +63,44 @@ class Features:
         return cls(**{key: boolean(doc, key, "features") for key in doc})
 
 
+@dataclass(frozen=True)
+class AuthLimits:
+    """How many login and registration attempts the BFF takes (fixed windows in Redis).
+
+    Failed logins are counted per username (guessing one account's password) and per client
+    address (trying many accounts); a login that would succeed is refused too once either
+    budget is spent, or the limit would tell a guesser which password was right.
+    Registrations are counted per client address.
+    """
+
+    login_failures_per_username: int
+    username_window_seconds: int
+    login_failures_per_address: int
+    registrations_per_address: int
+    address_window_seconds: int
+
+    def to_value(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, value: Any) -> AuthLimits:
+        where = "auth"
+        doc = fields(value, where, set(cls.__dataclass_fields__))
+        return cls(
+            login_failures_per_username=integer(
+                doc, "login_failures_per_username", where, 1, 1_000_000
+            ),
+            username_window_seconds=integer(doc, "username_window_seconds", where, 1, 86_400),
+            login_failures_per_address=integer(
+                doc, "login_failures_per_address", where, 1, 1_000_000
+            ),
+            registrations_per_address=integer(
+                doc, "registrations_per_address", where, 1, 1_000_000
+            ),
+            address_window_seconds=integer(doc, "address_window_seconds", where, 1, 86_400),
+        )
+
+
 DEFAULT_LIMITS = Limits(
     max_body_bytes=4096,
     history_page_default=50,
@@ -71,12 +109,20 @@ DEFAULT_LIMITS = Limits(
     send_burst=100,
 )
 DEFAULT_FEATURES = Features(registration_open=True, sending_enabled=True)
+DEFAULT_AUTH = AuthLimits(
+    login_failures_per_username=10,
+    username_window_seconds=300,
+    login_failures_per_address=100,
+    registrations_per_address=200,
+    address_window_seconds=10,
+)
 
 #: Section name -> parser. A section not named here does not exist.
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "partitioning": Partitioning.parse,
     "limits": Limits.parse,
     "features": Features.parse,
+    "auth": AuthLimits.parse,
 }
 
 

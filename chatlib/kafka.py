@@ -82,6 +82,10 @@ class AsyncProducer:
             # Fewer, larger produce requests: the broker's cost is per request more than per
             # record, and 5 ms is small beside the rest of a message's path.
             "linger.ms": 5,
+            # A record Kafka has not taken within this fails instead of waiting the default
+            # five minutes: the send path settles it (finds what landed, produces the rest)
+            # and the client, answered UNAVAILABLE long before, retries with the same key.
+            "message.timeout.ms": 20_000,
             "queue.buffering.max.messages": max_queued * 2,
             **config,
         }

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 import jwt
 
@@ -32,8 +33,16 @@ class Claims:
             raise InvalidToken("token subject is not a user") from None
 
 
-def issue(secret: str, subject: str, ttl_seconds: int, session_id: str | None = None) -> str:
-    now = int(time.time())
+def issue(
+    secret: str,
+    subject: str,
+    ttl_seconds: int,
+    session_id: str | None = None,
+    *,
+    now: int | None = None,
+) -> str:
+    """A token valid for ``ttl_seconds`` from ``now`` (default: this second)."""
+    now = int(time.time()) if now is None else now
     payload = {
         "sub": subject,
         "sid": session_id or uuid.uuid4().hex,
@@ -67,16 +76,24 @@ def verify(secret: str, token: str) -> Claims:
     )
 
 
+class Revoked(Protocol):
+    def reason(self, session_id: str) -> str | None: ...
+
+
 class Verifier:
     """``verify`` with memory: a token checked once is not checked again until it expires.
 
     A client sends the same access token with every call of its session; HS256 verification
     costs more than the rest of a cached membership check, so each token is verified once per
-    process (and its expiry compared on every use). Bounded: the oldest entries go first.
+    process (and its expiry and its session's revocation are checked on every use). Bounded:
+    the oldest entries go first.
     """
 
-    def __init__(self, secret: str, capacity: int = 100_000) -> None:
+    def __init__(
+        self, secret: str, revoked: Revoked | None = None, capacity: int = 100_000
+    ) -> None:
         self._secret = secret
+        self._revoked = revoked
         self._capacity = capacity
         self._verified: OrderedDict[str, Claims] = OrderedDict()
 
@@ -90,6 +107,10 @@ class Verifier:
         elif claims.expires_at <= time.time():
             del self._verified[token]
             raise InvalidToken("access token expired")
+        if self._revoked is not None:
+            reason = self._revoked.reason(claims.session_id)
+            if reason is not None:
+                raise InvalidToken(f"the session has ended: {reason}")
         return claims
 
 

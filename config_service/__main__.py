@@ -23,7 +23,7 @@ from aiohttp import web
 
 from chatlib import lifecycle, ops, redis_client
 from chatlib.config_checks import InvalidConfig
-from chatlib.config_sections import DEFAULT_FEATURES, DEFAULT_LIMITS, PARSERS
+from chatlib.config_sections import DEFAULT_AUTH, DEFAULT_FEATURES, DEFAULT_LIMITS, PARSERS
 from chatlib.settings import Common, Env
 from config_service.api import create_app
 from config_service.settings import Settings
@@ -71,7 +71,9 @@ async def _serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event)
     stack.push_async_callback(client.aclose)
     if not settings.admin_tokens:
         raise SystemExit("CHAT_ADMIN_TOKENS is empty: nobody could use the admin API")
-    runner = web.AppRunner(create_app(ConfigStore(client), settings.admin_tokens), access_log=None)
+    runner = web.AppRunner(
+        create_app(ConfigStore(client), settings.admin_tokens, client), access_log=None
+    )
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, settings.host, settings.port).start()
@@ -120,6 +122,7 @@ async def _command(args: argparse.Namespace) -> int:
                 "partitioning": partitioning,
                 "limits": DEFAULT_LIMITS.to_value(),
                 "features": DEFAULT_FEATURES.to_value(),
+                "auth": DEFAULT_AUTH.to_value(),
             }
             for section, value in defaults.items():
                 outcome = await store.seed(section, value, by=operator)

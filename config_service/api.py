@@ -1,4 +1,4 @@
-"""The admin HTTP API: read a section, replace it, read its audit trail.
+"""The admin HTTP API: read a section, replace it, read its audit trail; kick a user.
 
 Every request needs ``Authorization: Bearer <admin token>``; the token's name is recorded as
 who made a change. A replace may carry ``If-Match: <version>`` to refuse a change based on a
@@ -25,11 +25,13 @@ from chatlib.errors import (
     Unavailable,
 )
 from chatlib.live_config import Document
+from config_service import kicks
 from config_service.settings import find_operator
 from config_service.store import ConfigStore, VersionConflict
 
 STORE = web.AppKey("store", ConfigStore)
 TOKENS = web.AppKey("tokens", Mapping[str, str])
+REDIS = web.AppKey("redis", aioredis.Redis)
 MAX_BODY = 256 * 1024
 
 
@@ -37,14 +39,19 @@ class PreconditionFailed(FailedPrecondition):
     """Mapped to 412: If-Match named a version that is no longer current."""
 
 
-def create_app(store: ConfigStore, tokens: Mapping[str, str]) -> web.Application:
+def create_app(
+    store: ConfigStore, tokens: Mapping[str, str], client: aioredis.Redis
+) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[problems.middleware, _conflicts])
     app[STORE] = store
+    app[REDIS] = client
     app[TOKENS] = tokens
     app.router.add_get("/v1/config", get_all)
     app.router.add_get("/v1/config/{section}", get_section)
     app.router.add_put("/v1/config/{section}", put_section)
     app.router.add_get("/v1/config/{section}/history", get_history)
+    app.router.add_post("/v1/admin/users/{user_id}/kick", kick_user)
+    app.router.add_get("/v1/admin/audit/kicks", get_kicks)
     return app
 
 
@@ -97,12 +104,7 @@ async def get_section(request: web.Request) -> web.Response:
 async def put_section(request: web.Request) -> web.Response:
     operator = _operator(request)
     section = _section(request)
-    if request.content_type != "application/json":
-        raise InvalidArgument("send the new section as JSON with Content-Type: application/json")
-    try:
-        value = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidArgument(f"body is not valid JSON: {exc}") from None
+    value = await _json(request)
     expected = _if_match(request.headers.get("If-Match"))
     try:
         outcome = await request.app[STORE].replace(
@@ -118,11 +120,41 @@ async def put_section(request: web.Request) -> web.Response:
 async def get_history(request: web.Request) -> web.Response:
     _operator(request)
     section = _section(request)
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise InvalidArgument("query parameter 'limit' must be between 1 and 1000")
-    entries = await request.app[STORE].history(section, int(raw))
+    entries = await request.app[STORE].history(section, _limit(request))
     return web.json_response({"section": section, "entries": entries})
+
+
+async def kick_user(request: web.Request) -> web.Response:
+    """End every session of a user now; body ``{"reason": "..."}``; audited."""
+    operator = _operator(request)
+    user_id = kicks.user_id(request)
+    body = await _json(request)
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
+        raise InvalidArgument('send {"reason": "..."}: why (1-500 characters, audited)')
+    entry = await kicks.kick(request.app[REDIS], operator, user_id, reason.strip())
+    return web.json_response(entry)
+
+
+async def get_kicks(request: web.Request) -> web.Response:
+    _operator(request)
+    return web.json_response({"entries": await kicks.trail(request.app[REDIS], _limit(request))})
+
+
+async def _json(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise InvalidArgument("send JSON with Content-Type: application/json")
+    try:
+        return json.loads(await request.read())
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidArgument(f"body is not valid JSON: {exc}") from None
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "100")
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InvalidArgument("query parameter 'limit' must be between 1 and 1000")
+    return int(raw)
 
 
 def _if_match(header: str | None) -> int | None:

@@ -19,6 +19,7 @@ from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer
 from chatlib.leases import WorkerLease
 from chatlib.live_config import LiveConfig, LiveSection
+from chatlib.revocations import Revocations
 from history import migrate
 from history.query_service import HistoryService
 from history.settings import Settings
@@ -116,6 +117,9 @@ async def _run(
     live = LiveConfig(common.redis_url, [limits])
     stack.push_async_callback(live.close)
     await live.start(stop)
+    revoked = Revocations(common.redis_url, f"history-query:{os.getpid()}")
+    stack.push_async_callback(revoked.close)
+    await revoked.start(stop)
     lease = WorkerLease(client)
     await lease.acquire()
     stack.push_async_callback(lease.release)
@@ -126,7 +130,7 @@ async def _run(
         HistoryService(
             store,
             Snowflake(lease.check),
-            tokens.Verifier(common.jwt_secret),
+            tokens.Verifier(common.jwt_secret, revoked),
             limits,
         ),
         server,
@@ -138,8 +142,8 @@ async def _run(
     runner = await ops.start(
         "127.0.0.1",
         settings.ops_port,
-        {"cassandra": cassandra_check, "config": live.check},
-        degraded={"config": live.problem},
+        {"cassandra": cassandra_check, "config": live.check, "revocations": revoked.check},
+        degraded={"config": live.problem, "revocations": revoked.problem},
     )
     stack.push_async_callback(runner.cleanup)
     logger.info("history query service on %s", address)

@@ -19,6 +19,7 @@ from chatlib.leases import WorkerLease
 from chatlib.live_config import LiveConfig, LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.redis_wire import RedisWire
+from chatlib.revocations import Revocations
 from chatlib.settings import Common, Env
 from messaging.admission import Admission
 from messaging.chats import ChatDirectory
@@ -60,6 +61,9 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     live = LiveConfig(common.redis_url, [routing, limits, features])
     stack.push_async_callback(live.close)
     await live.start(stop)
+    revoked = Revocations(common.redis_url, f"messaging:{settings.server_name}")
+    stack.push_async_callback(revoked.close)
+    await revoked.start(stop)
     lease = WorkerLease(client)
     await lease.acquire()
     stack.push_async_callback(lease.release)
@@ -85,6 +89,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     settler = Settler(producer, admission, common.kafka_bootstrap, common.deliveries_topic)
     stack.callback(settler.close)
     registry = StreamRegistry()
+    revoked.on_revoke(registry.end_sessions)
     recent = RecentDeliveries(settings.recent_bytes_per_partition)
     sender = Sender(
         producer,
@@ -140,7 +145,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             replayer=replayer,
             watermarks=watermarks,
             fanout=fanout,
-            verifier=tokens.Verifier(common.jwt_secret),
+            verifier=tokens.Verifier(common.jwt_secret, revoked),
             stream_queue=settings.stream_queue,
         ),
         server,
@@ -166,8 +171,9 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             "worker-lease": lease_check,
             "redis": ops.redis_ping(client),
             "config": live.check,
+            "revocations": revoked.check,
         },
-        degraded={"config": live.problem},
+        degraded={"config": live.problem, "revocations": revoked.problem},
     )
     stack.push_async_callback(runner.cleanup)
     mine = routing.get().server(settings.server_name)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -17,7 +19,7 @@ from messaging.fanout import FanOut
 from messaging.recent import RecentDeliveries
 from messaging.replay import Replayer, TooManyToReplay, Watermarks
 from messaging.send import Sender
-from messaging.streams import LiveStream, RecentIds, StreamRegistry, message_event
+from messaging.streams import LiveStream, RecentIds, StreamRegistry, end, message_event
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -79,7 +81,8 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self, request: messaging_pb2.SubscribeRequest, context: Context
     ) -> AsyncIterator[messaging_pb2.ClientEvent]:
         try:
-            user = self._user(context)
+            claims = self._claims(context)
+            user = claims.user_id
             config = self._partitioning.get()
             partition = partition_for(user, config.partitions)
             owner = config.owner(partition)
@@ -100,32 +103,57 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         except errors.ChatError as exc:
             await errors.abort(context, exc)
             return
-        stream = LiveStream(user, partition, self._stream_queue)
+        stream = LiveStream(user, partition, self._stream_queue, claims.session_id)
+        # A stream lives no longer than the token that opened it: the client is told, and
+        # subscribes again (with its cursor) using a fresh token.
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, claims.expires_at - time.time()),
+            end,
+            stream,
+            "the access token expired; subscribe again with a fresh token and your cursor",
+        )
         # Registered before the replay starts, so nothing published meanwhile is missed;
-        # offsets already replayed are skipped when the live queue is drained.
+        # offsets already replayed are skipped when the live queue is drained. (No await
+        # since the token was checked: a revocation cannot fall between the two.)
         self._registry.add(stream)
         try:
             async for event in self._events(stream, partition, high, cursor):
                 yield event
+        except errors.ChatError as exc:
+            await errors.abort(context, exc)
         finally:
+            expiry.cancel()
             self._registry.remove(stream)
 
     async def _events(
         self, stream: LiveStream, partition: int, high: int, cursor: Cursor | None
     ) -> AsyncIterator[messaging_pb2.ClientEvent]:
         recent = RecentIds()
+        ahead = False
         if cursor is not None:
             low, log_end = await self._watermarks.get(partition)
             high = await self._fanout.reach(partition, log_end)
-            missed = await self._missed(stream.user_id, partition, cursor.offset, low, high)
+            # A cursor past the log's end was not issued by this log (the topic was
+            # recreated, or the cursor was made up): nothing could ever be after it.
+            ahead = cursor.offset >= log_end
+            missed = (
+                None
+                if ahead
+                else await self._missed(stream.user_id, partition, cursor.offset, low, high)
+            )
         last = Cursor(partition, high - 1)
         if cursor is not None:
             if missed is None:
                 yield messaging_pb2.ClientEvent(
                     cursor=last.encode(),
                     resync_required=messaging_pb2.ResyncRequired(
-                        reason="the cursor is too far behind to replay; re-sync from the chat "
-                        "list and history"
+                        reason=(
+                            "the cursor is ahead of the log; re-sync from the chat list and "
+                            "history, then resume with this event's cursor"
+                            if ahead
+                            else "the cursor is too far behind to replay; re-sync from the "
+                            "chat list and history"
+                        )
                     ),
                 )
             else:
@@ -155,6 +183,8 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                     ),
                 )
                 return
+            if stream.ended is not None:
+                raise errors.Unauthenticated(stream.ended)
             if stream.redirect is not None:
                 yield messaging_pb2.ClientEvent(
                     cursor=last.encode(),
@@ -186,7 +216,12 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
             return None
 
     def _user(self, context: Context) -> int:
+        return self._claims(context).user_id
+
+    def _claims(self, context: Context) -> tokens.Claims:
         try:
-            return grpc_auth.claims(context, self._verifier).user_id
+            claims = grpc_auth.claims(context, self._verifier)
+            claims.user_id  # noqa: B018 - raises for a service token
         except tokens.InvalidToken as exc:
             raise errors.Unauthenticated(str(exc)) from None
+        return claims

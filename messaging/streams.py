@@ -20,6 +20,9 @@ from protos.chat.v1 import envelope_pb2, messaging_pb2
 STREAMS = Gauge("messaging_live_streams", "Connected live streams")
 PUSHED = Counter("messaging_events_pushed_total", "Events queued to live streams")
 OVERFLOWS = Counter("messaging_stream_overflows_total", "Streams closed for falling behind")
+ENDED = Counter(
+    "messaging_streams_ended_total", "Streams ended because their session or token ended"
+)
 REDIRECTS = Counter("messaging_stream_redirects_total", "Streams sent to a partition's new owner")
 
 
@@ -73,12 +76,25 @@ class Redirect:
 
 
 class LiveStream:
-    __slots__ = ("capacity", "overflowed", "partition", "queue", "redirect", "user_id", "wake")
+    __slots__ = (
+        "capacity",
+        "ended",
+        "overflowed",
+        "partition",
+        "queue",
+        "redirect",
+        "session_id",
+        "user_id",
+        "wake",
+    )
 
-    def __init__(self, user_id: int, partition: int, capacity: int) -> None:
+    def __init__(self, user_id: int, partition: int, capacity: int, session_id: str = "") -> None:
         self.user_id = user_id
         self.partition = partition
         self.capacity = capacity
+        self.session_id = session_id
+        #: Set when the stream's session ended or its token expired: why, for the client.
+        self.ended: str | None = None
         #: A plain deque bounded by ``offer``: an idle stream holds no queue machinery.
         self.queue: deque[LiveEvent] = deque()
         self.overflowed = False
@@ -87,7 +103,7 @@ class LiveStream:
         self.wake = asyncio.Event()
 
     def offer(self, event: LiveEvent) -> None:
-        if self.overflowed or self.redirect is not None:
+        if self.overflowed or self.redirect is not None or self.ended is not None:
             return
         if len(self.queue) >= self.capacity:
             self.overflowed = True
@@ -98,15 +114,25 @@ class LiveStream:
         self.wake.set()
 
 
+def end(stream: LiveStream, reason: str) -> None:
+    if stream.ended is None:
+        stream.ended = reason
+        ENDED.inc()
+        stream.wake.set()
+
+
 class StreamRegistry:
     def __init__(self) -> None:
         self._by_user: dict[int, set[LiveStream]] = defaultdict(set)
         #: The same streams by partition, so a partition move touches only its own streams.
         self._by_partition: dict[int, set[LiveStream]] = defaultdict(set)
+        #: And by session, so a revocation finds its streams without a scan.
+        self._by_session: dict[str, set[LiveStream]] = defaultdict(set)
 
     def add(self, stream: LiveStream) -> None:
         self._by_user[stream.user_id].add(stream)
         self._by_partition[stream.partition].add(stream)
+        self._by_session[stream.session_id].add(stream)
         STREAMS.inc()
 
     def remove(self, stream: LiveStream) -> None:
@@ -120,6 +146,10 @@ class StreamRegistry:
             in_partition.discard(stream)
             if not in_partition:
                 del self._by_partition[stream.partition]
+            in_session = self._by_session[stream.session_id]
+            in_session.discard(stream)
+            if not in_session:
+                del self._by_session[stream.session_id]
 
     def has(self, user_id: int) -> bool:
         """True if the user has a live stream here (only then is a record worth decoding)."""
@@ -143,6 +173,16 @@ class StreamRegistry:
                 moved += 1
         REDIRECTS.inc(moved)
         return moved
+
+    def end_sessions(self, session_ids: list[str], reason: str) -> int:
+        """End every stream of the sessions (they were revoked): each is told ``reason``
+        after the events already queued for it."""
+        ended = 0
+        for session_id in session_ids:
+            for stream in self._by_session.get(session_id, ()):
+                end(stream, f"the session has ended: {reason}")
+                ended += 1
+        return ended
 
     def count(self) -> int:
         return sum(len(s) for s in self._by_user.values())

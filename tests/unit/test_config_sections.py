@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from chatlib.config_checks import InvalidConfig
-from chatlib.config_sections import DEFAULT_FEATURES, DEFAULT_LIMITS, Features, Limits, parse
+from chatlib.config_sections import (
+    DEFAULT_AUTH,
+    DEFAULT_FEATURES,
+    DEFAULT_LIMITS,
+    AuthLimits,
+    Features,
+    Limits,
+    parse,
+)
 from chatlib.partitioning import Partitioning
 from chatlib.settings import ConfigError
 from config_service.settings import admin_tokens, find_operator
@@ -129,7 +137,9 @@ def test_features_are_known_booleans() -> None:
 
 
 def test_unknown_section_names_the_known_ones() -> None:
-    with pytest.raises(InvalidConfig, match="unknown section 'quotas' \\(sections: features,"):
+    with pytest.raises(
+        InvalidConfig, match="unknown section 'quotas' \\(sections: auth, features,"
+    ):
         parse("quotas", {})
 
 
@@ -139,3 +149,11 @@ def test_admin_tokens_name_operators_and_refuse_short_ones() -> None:
     assert find_operator(tokens, "b" * 23) is None
     with pytest.raises(ConfigError, match="shorter than 24"):
         admin_tokens(["ops=short"])
+
+
+def test_auth_limits_round_trip_and_refuse_nonsense() -> None:
+    assert AuthLimits.parse(DEFAULT_AUTH.to_value()) == DEFAULT_AUTH
+    with pytest.raises(InvalidConfig, match=r"auth\.login_failures_per_username must be between"):
+        AuthLimits.parse(DEFAULT_AUTH.to_value() | {"login_failures_per_username": 0})
+    with pytest.raises(InvalidConfig, match="auth: key 'address_window_seconds' is missing"):
+        AuthLimits.parse({k: v for k, v in DEFAULT_AUTH.to_value().items() if "address_w" not in k})

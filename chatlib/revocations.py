@@ -1,0 +1,231 @@
+"""Revoked sessions: a set in Redis, pushed to every service by pub/sub, checked on every call.
+
+Every service that accepts access tokens keeps the set in memory (a dict lookup per call, no
+round trip) and follows it like the live config: subscribe first, then read the set, so no
+revocation can fall between the two; re-read after every reconnect and every 30 s.
+
+A revocation is acknowledged to whoever asked for it (logout, kick, a refresh token reused)
+only after every subscribed service has applied it and answered on a channel of its own: from
+then on the session's tokens are refused everywhere and its live streams have been told to
+end. ``PUBLISH`` answers how many subscribers received the announcement, so the revoker knows
+how many answers to wait for.
+
+An entry stays until the last access token its session was given has expired (the session
+records when that is); after that the token would be refused anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from prometheus_client import Counter, Gauge
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+logger = logging.getLogger(__name__)
+
+KEY = "chat:revoked"
+CHANNEL = "chat:revocations"
+RESYNC_SECONDS = 30.0
+RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
+
+REVOKED = Gauge("chat_revoked_sessions", "Revoked sessions whose tokens could still be live")
+APPLIED = Counter("chat_revocations_applied_total", "Revocation announcements applied here")
+SUBSCRIBED = Gauge("chat_revocations_subscribed", "1 while the revocation subscription is live")
+
+#: Called with the revoked session ids and why (on the event loop; must not block).
+Listener = Callable[[list[str], str], object]
+
+
+def ack_channel(announcement: str) -> str:
+    return f"{CHANNEL}:acks:{announcement}"
+
+
+@dataclass(frozen=True)
+class Revoked:
+    until: float
+    reason: str
+
+
+class Revocations:
+    """This process's copy of the revocation set."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self._name = name
+        # Its own client without silent reconnects: a reconnect the follower does not see
+        # would skip the re-read and could miss a revocation.
+        self._client = aioredis.Redis.from_url(
+            url,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=5,
+        )
+        self._revoked: dict[str, Revoked] = {}
+        self._listeners: list[Listener] = []
+        self._task: asyncio.Task[None] | None = None
+        self._lost_since: float | None = None
+        self._lost_reason = ""
+
+    def reason(self, session_id: str) -> str | None:
+        """Why the session was revoked, or None if it was not."""
+        found = self._revoked.get(session_id)
+        return None if found is None else found.reason
+
+    def on_revoke(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def start(self, stop: asyncio.Event) -> None:
+        """Read the set once (failing if Redis does not answer), then follow it until
+        ``stop``."""
+        await self._snapshot()
+        self._task = asyncio.create_task(self._run(stop), name="revocations")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await self._task
+        await self._client.aclose()
+
+    async def check(self) -> str | None:
+        """Readiness: the follower must be running."""
+        if self._task is None:
+            return "revocation follower not started"
+        if self._task.done():
+            return f"revocation follower ended: {self._task.exception()!r}"
+        return None
+
+    def problem(self) -> str | None:
+        """None while subscribed; else how long revocations may have been missed."""
+        if self._lost_since is None:
+            return None
+        return (
+            f"revocation subscription lost {time.monotonic() - self._lost_since:.0f}s ago "
+            f"({self._lost_reason}); sessions revoked meanwhile are refused once it is back"
+        )
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self._follow(stop)
+            except (aioredis.RedisError, OSError) as exc:
+                SUBSCRIBED.set(0)
+                if self._lost_since is None:
+                    self._lost_since = time.monotonic()
+                    self._lost_reason = f"{type(exc).__name__}: {exc}"
+                    logger.warning("%s", self.problem())
+                pause = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+            else:
+                failures = 0
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        async with self._client.pubsub() as pubsub:
+            await pubsub.subscribe(CHANNEL)
+            await self._snapshot()
+            if self._lost_since is not None:
+                logger.warning("revocation subscription restored")
+            self._lost_since = None
+            SUBSCRIBED.set(1)
+            resync_at = time.monotonic() + RESYNC_SECONDS
+            while not stop.is_set():
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    await self._announced(message["data"])
+                if time.monotonic() >= resync_at:
+                    await self._snapshot()
+                    resync_at = time.monotonic() + RESYNC_SECONDS
+
+    async def _snapshot(self) -> None:
+        now = time.time()
+        entries: list[tuple[bytes, float]] = await self._client.zrangebyscore(  # type: ignore[assignment]
+            KEY, now, "+inf", withscores=True
+        )
+        fresh = {}
+        for raw, until in entries:
+            session_id, _, reason = raw.decode().partition(" ")
+            fresh[session_id] = Revoked(float(until), reason or "the session was revoked")
+        new = [s for s in fresh if s not in self._revoked]
+        self._revoked = fresh
+        REVOKED.set(len(fresh))
+        for session_id in new:
+            self._tell([session_id], fresh[session_id].reason)
+
+    async def _announced(self, raw: bytes) -> None:
+        try:
+            announcement = json.loads(raw)
+            ident = str(announcement["id"])
+            sessions = {str(k): float(v) for k, v in dict(announcement["sessions"]).items()}
+            reason = str(announcement["reason"])
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.error("ignoring a malformed revocation announcement: %s", exc)
+            return
+        now = time.time()
+        for session_id, until in sessions.items():
+            self._revoked[session_id] = Revoked(until, reason)
+        self._revoked = {k: v for k, v in self._revoked.items() if v.until > now}
+        REVOKED.set(len(self._revoked))
+        APPLIED.inc()
+        self._tell(list(sessions), reason)
+        await self._client.publish(ack_channel(ident), self._name)
+
+    def _tell(self, sessions: list[str], reason: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(sessions, reason)
+            except Exception:
+                logger.exception("a revocation listener failed")
+
+
+async def revoke(
+    client: aioredis.Redis, sessions: Mapping[str, float], reason: str, wait: float = 2.0
+) -> tuple[int, int]:
+    """Record the sessions (id -> when their last access token expires) as revoked, announce
+    it, and wait up to ``wait`` seconds until every subscribed service has applied it.
+
+    Returns (services that applied it, services that received it). Fewer means one did not
+    answer in time; it still refuses the tokens as soon as it reads the set again.
+    """
+    if not sessions:
+        return 0, 0
+    now = time.time()
+    # One member per session; the reason rides along so a service that reads the set after
+    # a reconnect can still say why.
+    members = {f"{sid} {reason}": max(until, now + 1) for sid, until in sessions.items()}
+    ident = secrets.token_hex(8)
+    async with client.pubsub() as acks:
+        await acks.subscribe(ack_channel(ident))
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.zadd(KEY, members)
+            pipe.zremrangebyscore(KEY, "-inf", now)
+            await pipe.execute()
+        announcement = {"id": ident, "sessions": dict(sessions), "reason": reason}
+        receivers = int(await client.publish(CHANNEL, json.dumps(announcement)))
+        applied = 0
+        deadline = time.monotonic() + wait
+        while applied < receivers:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            message = await acks.get_message(ignore_subscribe_messages=True, timeout=left)
+            if message is not None and message.get("type") == "message":
+                applied += 1
+    if applied < receivers:
+        logger.warning(
+            "revocation %s: %d of %d services confirmed within %.1fs",
+            ident,
+            applied,
+            receivers,
+            wait,
+        )
+    return applied, receivers

@@ -1,0 +1,208 @@
+"""Sessions that really end: logout, logout everywhere, an operator's kick, a reused refresh
+token, an expired token. Each is checked where a client would notice: the BFF, the gRPC
+services, and live streams (which end with UNAUTHENTICATED saying why)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+
+from chatlib import tokens
+from protos.chat.v1 import messaging_pb2
+from tests.e2e.conftest import BFF, CONFIG, PASSWORD, Clients, User, admin_token, jwt_secret
+
+
+async def _login(clients: Clients, username: str) -> dict[str, Any]:
+    async with clients.http.post(
+        f"{BFF}/v1/sessions", json={"username": username, "password": PASSWORD}
+    ) as r:
+        assert r.status == 201, await r.text()
+        return dict(await r.json())
+
+
+def _as_user(clients: Clients, user: User, session: dict[str, Any]) -> User:
+    return User(
+        user.username, user.user_id, session["access_token"], user.messaging_server, clients.http
+    )
+
+
+async def _ended(clients: Clients, user: User) -> grpc.aio.AioRpcError:
+    """Open a stream for ``user``, wait for caught_up, and return the error it ends with."""
+    call = clients.stub(user.messaging_server).Subscribe(
+        messaging_pb2.SubscribeRequest(), metadata=(("authorization", f"Bearer {user.token}"),)
+    )
+    clients.calls.append(call)
+    first = await asyncio.wait_for(call.read(), 15)
+    assert isinstance(first, messaging_pb2.ClientEvent)
+    assert first.WhichOneof("event") == "caught_up"
+
+    async def rest() -> grpc.aio.AioRpcError:
+        try:
+            while await call.read() is not grpc.aio.EOF:
+                pass
+        except grpc.aio.AioRpcError as exc:
+            return exc
+        raise AssertionError("the stream ended without a status")
+
+    return await asyncio.wait_for(rest(), 30)
+
+
+async def _refused_everywhere(clients: Clients, user: User) -> None:
+    status, body = await user.get("/v1/chats")
+    assert status == 401, body
+    assert "ended" in body["detail"]
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await clients.stub(user.messaging_server).Send(
+            messaging_pb2.SendRequest(chat_id="g:1", client_message_id="x", body="x"),
+            metadata=(("authorization", f"Bearer {user.token}"),),
+        )
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_logout_refuses_the_token_everywhere_and_ends_its_streams(clients: Clients) -> None:
+    alice = await clients.user("logout")
+    other = _as_user(clients, alice, await _login(clients, alice.username))
+    watcher = asyncio.ensure_future(_ended(clients, alice))
+    await asyncio.sleep(0.5)  # the stream is open and caught up
+
+    async with clients.http.delete(f"{BFF}/v1/sessions/current", headers=alice.auth) as r:
+        assert r.status == 204, await r.text()
+    ended = await watcher
+    assert ended.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "logged out" in (ended.details() or "")
+    await _refused_everywhere(clients, alice)
+    # The other session (another device) is untouched.
+    status, _ = await other.get("/v1/chats")
+    assert status == 200
+
+
+async def test_logout_everywhere_ends_every_session_of_the_user(clients: Clients) -> None:
+    bob = await clients.user("logoutall")
+    session = await _login(clients, bob.username)
+    laptop = _as_user(clients, bob, session)
+    watchers = [asyncio.ensure_future(_ended(clients, u)) for u in (bob, laptop)]
+    await asyncio.sleep(0.5)
+
+    async with clients.http.delete(f"{BFF}/v1/sessions", headers=bob.auth) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["sessions_ended"] == 2
+    for watcher in watchers:
+        assert (await watcher).code() == grpc.StatusCode.UNAUTHENTICATED
+    for user in (bob, laptop):
+        await _refused_everywhere(clients, user)
+    async with clients.http.post(
+        f"{BFF}/v1/sessions/refresh", json={"refresh_token": session["refresh_token"]}
+    ) as r:
+        assert r.status == 401
+
+
+async def test_an_operator_kick_ends_the_users_sessions_and_is_audited(clients: Clients) -> None:
+    carol = await clients.user("kicked")
+    watcher = asyncio.ensure_future(_ended(clients, carol))
+    await asyncio.sleep(0.5)
+    admin = {"Authorization": f"Bearer {admin_token()}"}
+    reason = f"abuse report {uuid.uuid4().hex[:6]}"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{CONFIG}/v1/admin/users/{carol.user_id}/kick", json={"reason": reason}, headers=admin
+        ) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["sessions_ended"] == 1
+        ended = await watcher
+        assert ended.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert reason in (ended.details() or "")
+        await _refused_everywhere(clients, carol)
+        async with http.get(f"{CONFIG}/v1/admin/audit/kicks", headers=admin) as r:
+            entries = (await r.json())["entries"]
+        assert any(e["user_id"] == str(carol.user_id) and e["reason"] == reason for e in entries)
+        # Without the admin credential there is no kick.
+        async with http.post(
+            f"{CONFIG}/v1/admin/users/{carol.user_id}/kick", json={"reason": "x"}
+        ) as r:
+            assert r.status == 401
+
+
+async def test_concurrent_refreshes_with_one_token_have_exactly_one_winner(
+    clients: Clients,
+) -> None:
+    dave = await clients.user("race")
+    session = await _login(clients, dave.username)
+
+    async def refresh() -> int:
+        async with clients.http.post(
+            f"{BFF}/v1/sessions/refresh", json={"refresh_token": session["refresh_token"]}
+        ) as r:
+            return r.status
+
+    statuses = await asyncio.gather(*(refresh() for _ in range(20)))
+    assert statuses.count(200) == 1, statuses
+    assert statuses.count(401) == 19, statuses
+
+
+async def test_reusing_a_spent_refresh_token_ends_the_session_family(clients: Clients) -> None:
+    erin = await clients.user("reuse")
+    first = await _login(clients, erin.username)
+    async with clients.http.post(
+        f"{BFF}/v1/sessions/refresh", json={"refresh_token": first["refresh_token"]}
+    ) as r:
+        assert r.status == 200
+        second = await r.json()
+    # A thief replays the first token: refused, and the whole family with it.
+    async with clients.http.post(
+        f"{BFF}/v1/sessions/refresh", json={"refresh_token": first["refresh_token"]}
+    ) as r:
+        assert r.status == 401
+        assert "already used" in (await r.json())["detail"]
+    async with clients.http.post(
+        f"{BFF}/v1/sessions/refresh", json={"refresh_token": second["refresh_token"]}
+    ) as r:
+        assert r.status == 401
+    await _refused_everywhere(clients, _as_user(clients, erin, second))
+
+
+async def test_a_stream_ends_when_its_access_token_expires(clients: Clients) -> None:
+    frank = await clients.user("expiry")
+    short = tokens.issue(jwt_secret(), str(frank.user_id), 3)
+    ended = await _ended(
+        clients, User(frank.username, frank.user_id, short, frank.messaging_server, clients.http)
+    )
+    assert ended.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "expired" in (ended.details() or "")
+
+
+async def test_failed_logins_are_limited_per_username(clients: Clients) -> None:
+    grace = await clients.user("limited")
+    statuses = []
+    for _ in range(12):
+        async with clients.http.post(
+            f"{BFF}/v1/sessions", json={"username": grace.username, "password": "wrong password"}
+        ) as r:
+            statuses.append(r.status)
+            if r.status == 429:
+                assert int(r.headers["Retry-After"]) >= 1
+                assert "too many" in (await r.json())["detail"]
+    assert statuses[:10] == [401] * 10, statuses
+    assert statuses[10:] == [429, 429], statuses
+    # The right password is refused too while the budget is spent (or a guesser would
+    # learn which one was right).
+    async with clients.http.post(
+        f"{BFF}/v1/sessions", json={"username": grace.username, "password": PASSWORD}
+    ) as r:
+        assert r.status == 429
+
+
+async def test_a_resume_cursor_ahead_of_the_log_gets_a_resync_event(clients: Clients) -> None:
+    henry = await clients.user("ahead")
+    probe = await clients.subscribe(henry)
+    cursor = (await probe.caught_up()).cursor
+    partition = cursor.split(".")[1]
+    stream = await clients.subscribe(henry, f"v1.{partition}.999999999999")
+    first = await stream.next()
+    assert first.WhichOneof("event") == "resync_required"
+    assert "ahead" in first.resync_required.reason
+    assert (await stream.next()).WhichOneof("event") == "caught_up"
