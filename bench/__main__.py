@@ -11,6 +11,7 @@ bench/results/summary.md, PNG plots and docs/benchmarks.md):
   idle     idle streams on one messaging server: resident memory per stream
   history  50-message history pages at rising rates
   moves    half the partitions move to the other server and back under held streams
+  revocation  streams held, then their sessions logged out: when each stream ended
   report   tables, plots and docs/benchmarks.md from the results
 """
 
@@ -29,7 +30,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from bench import cpu, e2e, floors, history_load, idle, moves, report
+from bench import cpu, e2e, floors, history_load, idle, moves, report, revocation
 from bench.population import open_chats, register_and_login
 from chatlib import live_config
 from chatlib.partitioning import Partitioning
@@ -199,6 +200,9 @@ async def main(argv: list[str]) -> int:
     m = sub.add_parser("moves")
     m.add_argument("--streams", type=int, default=2000)
     m.add_argument("--rounds", type=int, default=2)
+    r = sub.add_parser("revocation")
+    r.add_argument("--users", type=int, default=200)
+    r.add_argument("--parallel", type=int, default=4, help="logouts in flight at once")
     sub.add_parser("report")
     args = parser.parse_args(argv)
     command = "python -m bench " + " ".join(argv)
@@ -224,6 +228,10 @@ async def main(argv: list[str]) -> int:
             rate += args.step
         sustained = [s["rate"] for s in steps if s["e2e_ms"]["p99"] <= 100 and lossless(s)]
         save("step", command, {"steps": steps, "max_sustained_rate": max(sustained, default=0)})
+    elif args.scenario == "revocation":
+        result = await revocation.revocation(BFF, args.users, args.parallel)
+        print(result)
+        save("revocation", command, result)
     elif args.scenario == "floors":
         kafka = await floors.kafka_floor(KAFKA, args.rate, args.duration, args.body)
         print(f"kafka produce-to-consume: {kafka['produce_to_consume_ms']}")

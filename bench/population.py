@@ -26,13 +26,18 @@ async def register_and_login(bff: str, count: int, prefix: str, parallel: int = 
     async def one(http: aiohttp.ClientSession, n: int) -> Member:
         name = f"{prefix}{run}n{n}"
         async with gate:
-            async with http.post(
-                f"{bff}/v1/users", json={"username": name, "password": PASSWORD}
-            ) as response:
-                if response.status != 201:
-                    raise RuntimeError(
-                        f"register {name}: {response.status} {await response.text()}"
-                    )
+            while True:  # registrations are rate-limited per address: wait as told
+                async with http.post(
+                    f"{bff}/v1/users", json={"username": name, "password": PASSWORD}
+                ) as response:
+                    if response.status == 429:
+                        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                        continue
+                    if response.status != 201:
+                        raise RuntimeError(
+                            f"register {name}: {response.status} {await response.text()}"
+                        )
+                    break
             async with http.post(
                 f"{bff}/v1/sessions", json={"username": name, "password": PASSWORD}
             ) as response:

@@ -115,7 +115,10 @@ def summary_keys(results: Path) -> dict[str, float]:
     idle = _load(results, "idle")
     history = _load(results, "history")
     peer = _load(results, "peer-500")
+    revoked = _load(results, "revocation")
     keys: dict[str, float] = {}
+    if revoked:
+        keys["revocation_p99_ms"] = revoked["result"]["stream_ended_ms"]["p99"]
     if e2e:
         r = e2e["result"]
         keys["e2e_p50_ms_at_500"] = r["e2e_ms"]["p50"]

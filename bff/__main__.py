@@ -87,7 +87,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     await web.TCPSite(runner, settings.host, settings.port).start()
 
     ops_runner = await ops.start(
-        "127.0.0.1",
+        settings.common.ops_host,
         settings.ops_port,
         {"redis": ops.redis_ping(client), "config": live.check, "revocations": revoked.check},
         degraded={"config": live.problem, "revocations": revoked.problem},

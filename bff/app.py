@@ -10,7 +10,7 @@ from aiohttp import web
 from bff import inputs, sessions
 from bff.openapi import DOCUMENT
 from bff.sessions import ACCOUNTS, Accounts
-from chatlib import problems, tokens
+from chatlib import ops, problems, tokens
 from chatlib.errors import InvalidArgument, NotFound
 from chatlib.grpc_auth import bearer_metadata
 from chatlib.hashing import partition_for
@@ -51,7 +51,7 @@ BACKENDS = web.AppKey("backends", Backends)
 def create_app(backends: Backends, accounts: Accounts, max_request_bytes: int) -> web.Application:
     app = web.Application(
         client_max_size=max_request_bytes,
-        middlewares=[problems.middleware],
+        middlewares=[ops.http_metrics, problems.middleware],
     )
     app[BACKENDS] = backends
     sessions.add_routes(app, accounts)

@@ -10,6 +10,7 @@ from typing import TypeVar
 import cassandra
 import grpc
 from cassandra.cluster import NoHostAvailable
+from prometheus_client import Counter
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,10 @@ R = TypeVar("R")
 Context = grpc.aio.ServicerContext[object, object]
 
 
+#: Every unary call a service answered, by method and status (the streams have their own).
+REQUESTS = Counter(
+    "chat_grpc_requests_total", "gRPC calls answered, by method and status", ["method", "code"]
+)
 RETRY_AFTER_KEY = "chat-retry-after-ms"
 REDIRECT_KEY = "chat-redirect"
 
@@ -99,20 +104,28 @@ def handler(
     The one place a gRPC server turns domain errors into statuses; handlers only raise.
     """
 
+    name = method.__name__
+    ok = REQUESTS.labels(method=name, code="OK")
+
     @functools.wraps(method)
     async def mapped(self: S, request: R, context: Context) -> T:
         try:
-            return await method(self, request, context)
+            result = await method(self, request, context)
         except ChatError as exc:
+            REQUESTS.labels(method=name, code=exc.code.name).inc()
             await abort(context, exc)
             raise  # abort raises; this only satisfies the type checker
         except UNAVAILABLE_ERRORS as exc:
+            REQUESTS.labels(method=name, code="UNAVAILABLE").inc()
             await abort(context, Unavailable(f"a backend is unavailable ({type(exc).__name__})"))
             raise
         except Exception:
             # A bug: the caller learns that much, never our internals (they are logged).
-            logger.exception("unexpected error in %s", method.__name__)
+            REQUESTS.labels(method=name, code="INTERNAL").inc()
+            logger.exception("unexpected error in %s", name)
             await abort(context, Internal("the server failed; the error is logged"))
             raise
+        ok.inc()
+        return result
 
     return mapped

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 
 # Re-exported by confluent_kafka.admin at run time; the stubs declare it in cimpl only.
 from confluent_kafka.cimpl import NewTopic
+from prometheus_client import Gauge
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,50 @@ class _Batch:
         self.offsets: list[Produced] = []
 
 
+LAG = Gauge(
+    "chat_consumer_lag",
+    "Records behind the log's end, by consumer group and partition",
+    ["group", "partition"],
+)
+LAG_EVERY_SECONDS = 5.0
+
+
+class LagReporter:
+    """Sets ``chat_consumer_lag`` for what a consumer is assigned, every few seconds.
+
+    The log's end comes from the consumer's own cache (updated by every fetch), so reporting
+    costs no round trip to the broker; a partition the consumer gave up is no longer
+    reported."""
+
+    def __init__(self, consumer: Consumer, group: str) -> None:
+        self._consumer = consumer
+        self._group = group
+        self._at = 0.0
+        self._reported: set[int] = set()
+
+    def maybe_report(self) -> None:
+        now = time.monotonic()
+        if now - self._at < LAG_EVERY_SECONDS:
+            return
+        self._at = now
+        try:
+            positions = self._consumer.position(self._consumer.assignment())
+        except KafkaException:
+            return
+        seen = set()
+        for position in positions:
+            _, high = self._consumer.get_watermark_offsets(position, cached=True)
+            if high < 0 or position.offset < 0:
+                continue
+            seen.add(position.partition)
+            LAG.labels(group=self._group, partition=str(position.partition)).set(
+                max(0, high - position.offset)
+            )
+        for gone in self._reported - seen:
+            LAG.remove(self._group, str(gone))
+        self._reported = seen
+
+
 class AsyncProducer:
     def __init__(self, config: dict[str, Any], *, max_queued: int = MAX_QUEUED) -> None:
         settings = {
@@ -110,6 +156,14 @@ class AsyncProducer:
                 loop = self._loop
                 if loop is not None and not loop.is_closed():
                     loop.call_soon_threadsafe(_settle_all, done)
+
+    async def check(self) -> str | None:
+        """Readiness: a broker answers a metadata request within two seconds."""
+        try:
+            await asyncio.to_thread(self._producer.list_topics, timeout=2.0)
+        except KafkaException as exc:
+            return f"Kafka does not answer: {exc.args[0] if exc.args else exc}"
+        return None
 
     def queued(self) -> int:
         """Records queued or in flight."""

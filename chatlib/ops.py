@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
 Check = Callable[[], Awaitable[str | None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: A check that takes longer counts as failed: readiness must answer fast, and a backend that
+#: slow is not one to send traffic through.
+CHECK_SECONDS = 3.0
+
+
+READY = Gauge("chat_ready", "1 if every readiness check passed at the last look")
+READY_CHECK = Gauge("chat_ready_check", "1 if this readiness check passed", ["check"])
+HTTP_REQUESTS = Counter(
+    "chat_http_requests_total",
+    "HTTP requests answered, by route, method and status",
+    ["route", "method", "status"],
+)
+
+
+@web.middleware
+async def http_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts every answer of an HTTP API by its route pattern (never the raw path: ids in
+    paths would make a label value per chat). Outermost, so error answers count too."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        HTTP_REQUESTS.labels(route=route, method=request.method, status=str(exc.status)).inc()
+        raise
+    HTTP_REQUESTS.labels(route=route, method=request.method, status=str(response.status)).inc()
+    return response
 
 
 def redis_ping(client: aioredis.Redis) -> Check:
@@ -37,15 +66,23 @@ async def start(
     async def livez(_: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
 
-    async def readyz(_: web.Request) -> web.Response:
+    async def run_checks() -> dict[str, str]:
         problems = {}
         for name, check in checks.items():
             try:
-                problem = await check()
+                problem = await asyncio.wait_for(check(), CHECK_SECONDS)
+            except TimeoutError:
+                problem = f"no answer within {CHECK_SECONDS:g} s"
             except Exception as exc:  # noqa: BLE001 - a failing check is a finding, not a crash
                 problem = f"{type(exc).__name__}: {exc}"
+            READY_CHECK.labels(check=name).set(0 if problem else 1)
             if problem is not None:
                 problems[name] = problem
+        READY.set(0 if problems else 1)
+        return problems
+
+    async def readyz(_: web.Request) -> web.Response:
+        problems = await run_checks()
         notes = {}
         for name, note in (degraded or {}).items():
             found = note()
@@ -57,6 +94,8 @@ async def start(
         )
 
     async def metrics(_: web.Request) -> web.Response:
+        # Readiness as a metric, measured at each scrape, so an alert can say "not ready".
+        await run_checks()
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

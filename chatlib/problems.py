@@ -8,6 +8,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
+import redis
 from aiohttp import web
 
 from chatlib import errors
@@ -47,6 +48,9 @@ def from_code(
     return response
 
 
+#: Backends away, not bugs: answered 503 so clients retry.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (*errors.UNAVAILABLE_ERRORS, redis.RedisError)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -60,6 +64,9 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         return from_code(
             exc.code(), exc.details() or exc.code().name, tuple(exc.trailing_metadata() or ())
         )
+    except _UNAVAILABLE as exc:
+        # A backend away is not a bug: 503, so clients retry.
+        return problem(503, "unavailable", f"a backend is unavailable ({type(exc).__name__})")
     except web.HTTPRequestEntityTooLarge as exc:
         return problem(413, "request too large", exc.text or "the request body is too large")
     except web.HTTPMethodNotAllowed as exc:

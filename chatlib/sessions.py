@@ -31,9 +31,9 @@ from chatlib import revocations
 SESSION = "chat:session:{}"
 USER_SESSIONS = "chat:user-sessions:{}"
 
-REVOKED = Counter(
-    "chat_sessions_revoked_total", "Sessions revoked, by why", ["cause"]
-)  # cause: logout, logout_all, kick, reuse
+REVOKED = Counter("chat_sessions_revoked_total", "Sessions revoked, by why", ["cause"])
+for _cause in ("logout", "logout_all", "kick", "reuse"):
+    REVOKED.labels(cause=_cause)
 
 _ROTATE = """
 local found = redis.call('HMGET', KEYS[1], 'user_id', 'generation')

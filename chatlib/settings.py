@@ -67,6 +67,9 @@ class Common:
         self.keyspace = env.text("CHAT_KEYSPACE", "chat")
         self.redis_url = env.text("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0")
         self.otlp_endpoint = env.text("CHAT_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        # Where /livez, /readyz and /metrics listen: loopback by default; 0.0.0.0 where a
+        # scraper or an orchestrator on another host must reach them (compose).
+        self.ops_host = env.text("CHAT_OPS_HOST", "127.0.0.1")
         self.fluent_host = env.text("CHAT_FLUENT_HOST", "-")
         self.fluent_port = env.integer("CHAT_FLUENT_PORT", 24224)
         self.jwt_secret = env.text("CHAT_JWT_SECRET")

@@ -44,6 +44,9 @@ class JsonFormatter(logging.Formatter):
         self._service = service
 
     def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.entry(record))
+
+    def entry(self, record: logging.LogRecord) -> dict[str, Any]:
         span = trace.get_current_span().get_span_context()
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -58,7 +61,16 @@ class JsonFormatter(logging.Formatter):
             entry["span_id"] = f"{span.span_id:016x}"
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        return entry
+
+
+class MapFormatter(JsonFormatter):
+    """The same fields as a map, for the Fluentd forward protocol: the shipper packs what
+    the formatter returns as is, and a string record is not a record to Fluent Bit (it drops
+    it). Returns a dict where logging expects a string; only the forward handler uses it."""
+
+    def format(self, record: logging.LogRecord) -> Any:
+        return self.entry(record)
 
 
 def setup(service: str, common: Common, *, instance: str = "") -> Callable[[], None]:
@@ -84,18 +96,27 @@ def setup(service: str, common: Common, *, instance: str = "") -> Callable[[], N
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     if common.fluent_host != "-":
-        from fluent import handler as fluent_handler  # imported only when a shipper is set
+        from fluent import asynchandler  # imported only when a shipper is set
 
-        shipper = fluent_handler.FluentHandler(
-            f"chat.{service}", host=common.fluent_host, port=common.fluent_port
+        # Sends from a thread of its own: a slow or absent shipper never blocks the loop
+        # (records queue, and the oldest are dropped when the queue is full).
+        shipper = asynchandler.FluentHandler(
+            f"chat.{service}",
+            host=common.fluent_host,
+            port=common.fluent_port,
+            nanosecond_precision=True,
+            queue_maxsize=10_000,
+            queue_circular=True,
         )
-        shipper.setFormatter(JsonFormatter(service))
+        shipper.setFormatter(MapFormatter(service))
         root.addHandler(shipper)
     for noisy in ("cassandra", "grpc", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     def shutdown() -> None:
         provider.shutdown()
+        for handler in root.handlers:
+            handler.close()  # the forward shipper sends what it still holds
 
     return shutdown
 

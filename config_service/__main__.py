@@ -78,7 +78,9 @@ async def _serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event)
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, settings.host, settings.port).start()
 
-    ops_runner = await ops.start("127.0.0.1", settings.ops_port, {"redis": ops.redis_ping(client)})
+    ops_runner = await ops.start(
+        settings.ops_host, settings.ops_port, {"redis": ops.redis_ping(client)}
+    )
     stack.push_async_callback(ops_runner.cleanup)
     logger.info("config service admin API on http://%s:%d", settings.host, settings.port)
     await stop.wait()

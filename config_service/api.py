@@ -14,7 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from chatlib import problems
+from chatlib import ops, problems
 from chatlib.config_checks import InvalidConfig
 from chatlib.config_sections import PARSERS
 from chatlib.errors import (
@@ -42,7 +42,9 @@ class PreconditionFailed(FailedPrecondition):
 def create_app(
     store: ConfigStore, tokens: Mapping[str, str], client: aioredis.Redis
 ) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[problems.middleware, _conflicts])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[ops.http_metrics, problems.middleware, _conflicts]
+    )
     app[STORE] = store
     app[REDIS] = client
     app[TOKENS] = tokens

@@ -13,6 +13,7 @@ class Settings:
     host: str
     port: int
     ops_port: int
+    ops_host: str
     #: Admin bearer token -> the operator name the audit trail records for it.
     admin_tokens: dict[str, str]
 
@@ -24,6 +25,7 @@ class Settings:
             host=read.text("CHAT_CONFIG_HOST", "127.0.0.1"),
             port=read.integer("CHAT_CONFIG_PORT", 7301, minimum=1),
             ops_port=read.integer("CHAT_OPS_PORT", 9501, minimum=1),
+            ops_host=read.text("CHAT_OPS_HOST", "127.0.0.1"),
             admin_tokens=admin_tokens(read.items("CHAT_ADMIN_TOKENS")),
         )
 

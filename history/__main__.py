@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -27,6 +28,8 @@ from history.store import HistoryStore
 from history.writer import HistoryWriter
 from protos.chat.v1 import history_pb2_grpc
 
+#: A consumer loop that has not polled for this long is not working (it polls every second).
+STUCK_SECONDS = 15.0
 logger = logging.getLogger("history")
 
 
@@ -95,14 +98,23 @@ async def _run(
             producer,
             topic=common.deliveries_topic,
             dead_letter_topic=common.dead_letter_topic,
+            group=settings.writer_group,
         )
         task = asyncio.create_task(writer.run(stop), name="history-writer")
 
         async def loop_check() -> str | None:
-            return f"writer loop ended: {task.exception()!r}" if task.done() else None
+            if task.done():
+                return f"writer loop ended: {task.exception()!r}"
+            quiet = time.monotonic() - writer.polled_at
+            if quiet > STUCK_SECONDS:
+                why = f" (last error: {writer.last_error})" if writer.last_error else ""
+                return f"the writer loop has not polled Kafka for {quiet:.0f} s{why}"
+            return None
 
         runner = await ops.start(
-            "127.0.0.1", settings.ops_port, {"cassandra": cassandra_check, "consumer": loop_check}
+            common.ops_host,
+            settings.ops_port,
+            {"cassandra": cassandra_check, "kafka": producer.check, "consumer": loop_check},
         )
         stack.push_async_callback(runner.cleanup)
         logger.info(
@@ -140,7 +152,7 @@ async def _run(
     await server.start()
 
     runner = await ops.start(
-        "127.0.0.1",
+        common.ops_host,
         settings.ops_port,
         {"cassandra": cassandra_check, "config": live.check, "revocations": revoked.check},
         degraded={"config": live.problem, "revocations": revoked.problem},

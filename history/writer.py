@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -19,7 +20,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 
 from chatlib import deliveries
-from chatlib.kafka import AsyncProducer, ProduceFailed, Record
+from chatlib.kafka import AsyncProducer, LagReporter, ProduceFailed, Record
 from chatlib.telemetry import sampled_context
 from history.store import HistoryStore
 
@@ -44,8 +45,12 @@ class HistoryWriter:
         *,
         topic: str,
         dead_letter_topic: str,
+        group: str = "history-writers",
     ) -> None:
         self._consumer = consumer
+        self._lag = LagReporter(consumer, group)
+        #: When the loop last polled Kafka (readiness: a loop stuck elsewhere is down).
+        self.polled_at = time.monotonic()
         self._store = store
         self._dead_letters = dead_letters
         self._topic = topic
@@ -57,6 +62,8 @@ class HistoryWriter:
         self._consumer.subscribe([self._topic])
         while not stop.is_set():
             messages = await asyncio.to_thread(self._consumer.consume, BATCH, POLL_SECONDS)
+            self.polled_at = time.monotonic()
+            self._lag.maybe_report()
             if not messages:
                 continue
             while True:

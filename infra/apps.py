@@ -177,6 +177,11 @@ def start(ctx: Context, only: set[str] | None = None) -> list[tuple[App, int]]:
     return started
 
 
+def missing(ctx: Context) -> set[str]:
+    """The services that are not running (their pid file names no live process)."""
+    return {app.name for app in APPS if processes.alive(ctx.layout.pidfile(app.name)) is None}
+
+
 def stop(ctx: Context) -> None:
     for app in reversed(APPS):
         began = time.monotonic()

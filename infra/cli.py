@@ -21,7 +21,18 @@ NO_TESTS_COLLECTED = 5
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="./dev", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="install what is missing, start everything, print addresses")
+    up_command = commands.add_parser(
+        "up", help="install what is missing, start everything, print addresses"
+    )
+    up_command.add_argument(
+        "--missing",
+        action="store_true",
+        help="start only services that are not running; the running ones keep their streams",
+    )
+    restart = commands.add_parser(
+        "restart", help="restart the named services (infrastructure or ours), nothing else"
+    )
+    restart.add_argument("services", nargs="+")
     commands.add_parser("down", help="stop the processes ./dev started (data is kept)")
     commands.add_parser("status", help="what runs, its pid, memory and whether it answers")
     commands.add_parser("reset", help="stop everything and wipe data and logs (keeps downloads)")
@@ -55,9 +66,11 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "up":
         started = time.monotonic()
-        up(ctx)
+        up(ctx, missing_only=args.missing)
         say(f"All up in {seconds(time.monotonic() - started)}.")
         return 0
+    if command == "restart":
+        return restart(ctx, args.services)
     if command == "down":
         apps.stop(ctx)
         stack.down(ctx)
@@ -106,15 +119,33 @@ def check(ctx: Context) -> int:
     return 0
 
 
-def up(ctx: Context) -> list[stack.Outcome]:
-    """Infrastructure (reused when running), then schema and topics, then every service."""
+def up(ctx: Context, *, missing_only: bool = False) -> list[stack.Outcome]:
+    """Infrastructure (reused when running), then schema and topics, then every service (or,
+    with ``missing_only``, the services that are not running)."""
     outcomes = stack.up(ctx)
     stack.summary(outcomes)
     with step("benchmark tools (bench/loadgen)"):
         tools.bench_binaries(ctx.layout)
     apps.setup(ctx)
-    apps.summary(apps.start(ctx))
+    apps.summary(apps.start(ctx, apps.missing(ctx) if missing_only else None))
     return outcomes
+
+
+def restart(ctx: Context, names: list[str]) -> int:
+    """Stop and start exactly the named services; everything else keeps running."""
+    infra = {service.name: service for service in all_services()}
+    ours = {app.name for app in apps.APPS}
+    unknown = sorted(set(names) - set(infra) - ours)
+    if unknown:
+        known = ", ".join([*infra, *sorted(ours)])
+        raise InfraError(f"unknown service {', '.join(unknown)}; known: {known}")
+    chosen = [infra[name] for name in names if name in infra]
+    if chosen:
+        stack.down(ctx, chosen)
+        stack.summary(stack.up(ctx, chosen))
+    if ours & set(names):
+        apps.summary(apps.start(ctx, ours & set(names)))
+    return 0
 
 
 def test(ctx: Context, pytest_args: list[str]) -> int:

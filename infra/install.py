@@ -155,16 +155,26 @@ def _download_info(log: Path) -> dict[str, str]:
 
 def redis_server(layout: Layout) -> Path:
     """``redis-server`` from PATH, installing Debian's package when it is missing."""
-    found = shutil.which("redis-server")
+    return debian_program(layout, "redis-server", "redis-server", "redis-server (7.x)")
+
+
+def prometheus(layout: Layout) -> Path:
+    """``prometheus`` (and ``promtool`` beside it) from Debian's package when missing."""
+    return debian_program(layout, "prometheus", "prometheus", "prometheus (2.x)")
+
+
+def debian_program(layout: Layout, program: str, package: str, what: str) -> Path:
+    """``program`` from PATH, installing Debian's ``package`` when it is missing."""
+    found = shutil.which(program)
     if found is not None:
         detail(f"found {found}")
         return Path(found)
-    apt = require_program("apt-get", "install redis-server (7.x) by hand on this system")
+    apt = require_program("apt-get", f"install {what} by hand on this system")
     sudo: list[str] = []
     if os.geteuid() != 0:
-        sudo = [require_program("sudo", "run as root or install redis-server by hand")]
-    # The package's maintainer script would start a system-wide redis on 6379, the port infra
-    # wants for its own. A policy-rc.d that answers 101 ("action forbidden") prevents that.
+        sudo = [require_program("sudo", f"run as root or install {what} by hand")]
+    # A package's maintainer script would start a system-wide daemon on the port infra wants
+    # for its own. A policy-rc.d that answers 101 ("action forbidden") prevents that.
     policy = Path("/usr/sbin/policy-rc.d")
     created_policy = False
     if not policy.exists() and os.geteuid() == 0:
@@ -180,18 +190,18 @@ def redis_server(layout: Layout) -> Path:
             env=env,
         )
         run_logged(
-            [*sudo, apt, "install", "-y", "--no-install-recommends", "redis-server"],
-            log=layout.build_log("redis-apt"),
-            what="installing redis-server with apt-get",
+            [*sudo, apt, "install", "-y", "--no-install-recommends", package],
+            log=layout.build_log(f"{package}-apt"),
+            what=f"installing {package} with apt-get",
             progress=Progress(re.compile(r"^(Get:|Setting up)"), "package steps"),
             env=env,
         )
     finally:
         if created_policy:
             policy.unlink(missing_ok=True)
-    found = shutil.which("redis-server")
+    found = shutil.which(program)
     if found is None:
-        raise MissingTool("apt-get installed redis-server but it is not on PATH")
+        raise MissingTool(f"apt-get installed {package} but {program} is not on PATH")
     return Path(found)
 
 

@@ -34,6 +34,8 @@ from messaging.streams import StreamRegistry
 from protos.chat.v1 import messaging_pb2_grpc
 
 logger = logging.getLogger("messaging")
+#: A consumer loop that has not polled for this long is not working (it polls every second).
+STUCK_SECONDS = 15.0
 
 
 def main(argv: list[str]) -> int:
@@ -117,7 +119,13 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     )
     stack.callback(consumer.close)
     fanout = FanOut(
-        consumer, registry, recent, watermarks, common.deliveries_topic, settings.server_name
+        consumer,
+        registry,
+        recent,
+        watermarks,
+        common.deliveries_topic,
+        settings.server_name,
+        group=settings.fanout_group,
     )
     fanout.follow(routing.get())
     routing.on_change(fanout.follow)
@@ -157,6 +165,8 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     async def fanout_check() -> str | None:
         if fanout_task.done():
             return f"fan-out ended: {fanout_task.exception()!r}"
+        if fanout.stuck_for() > STUCK_SECONDS:
+            return f"the fan-out has not polled Kafka for {fanout.stuck_for():.0f} s"
         return None if fanout.assigned else "fan-out is not consuming its partitions yet"
 
     async def lease_check() -> str | None:
@@ -164,10 +174,11 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         return None
 
     runner = await ops.start(
-        "127.0.0.1",
+        common.ops_host,
         settings.ops_port,
         {
             "fan-out": fanout_check,
+            "kafka": producer.check,
             "worker-lease": lease_check,
             "redis": ops.redis_ping(client),
             "config": live.check,

@@ -25,10 +25,13 @@ import logging
 import time
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from chatlib.errors import ResourceExhausted, Unavailable
 from chatlib.redis_wire import RedisReplyError, RedisUnavailable, RedisWire, Script
 
 logger = logging.getLogger(__name__)
+RATE_LIMITED = Counter("messaging_sends_rate_limited_total", "Sends refused by the per-user rate")
 
 DAY_MS = 86_400_000
 CLAIM_TTL_SECONDS = 48 * 3600
@@ -166,6 +169,7 @@ class Admission:
         outcome = int(reply[0])
         if outcome == 2:
             wait_ms = int(reply[1])
+            RATE_LIMITED.inc()
             raise ResourceExhausted(
                 f"send rate limit reached ({rate_per_second:g} messages per second, burst"
                 f" {burst}); retry in {wait_ms} ms",

@@ -28,7 +28,7 @@ from prometheus_client import Gauge
 
 from chatlib import deliveries
 from chatlib.errors import Unavailable
-from chatlib.kafka import fetch
+from chatlib.kafka import LagReporter, fetch
 from chatlib.partitioning import Partitioning
 from chatlib.telemetry import sampled_context
 from messaging.cursor import Cursor
@@ -60,8 +60,12 @@ class FanOut:
         watermarks: Watermarks,
         topic: str,
         server_name: str,
+        group: str = "fanout",
     ) -> None:
         self._consumer = consumer
+        self._lag = LagReporter(consumer, group)
+        #: When the loop last polled Kafka (readiness: a loop stuck elsewhere is down).
+        self.polled_at = time.monotonic()
         self._watermarks = watermarks
         self._registry = registry
         self._recent = recent
@@ -76,6 +80,10 @@ class FanOut:
         self._committed_at = 0.0
         #: Resumes waiting for the fan-out to reach an offset: (offset, future) per partition.
         self._waiting: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
+
+    def stuck_for(self) -> float:
+        """Seconds since the loop last polled, while it has partitions to poll (else 0)."""
+        return time.monotonic() - self.polled_at if self._next else 0.0
 
     @property
     def assigned(self) -> bool:
@@ -152,6 +160,8 @@ class FanOut:
                     change_wait.cancel()
                     continue
                 records = await asyncio.to_thread(fetch, self._consumer, BATCH, POLL_SECONDS)
+                self.polled_at = time.monotonic()
+                self._lag.maybe_report()
                 for record in records:
                     self._publish(record)
                 if self._waiting:

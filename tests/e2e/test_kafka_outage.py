@@ -22,6 +22,9 @@ RATE = 50
 OUTAGE_SECONDS = 45
 SENDERS = 4
 WRITER_OPS = 9302
+#: The ops ports of the services that cannot work without Kafka: both messaging servers
+#: (sends, live delivery) and the history writer.
+KAFKA_USERS = (9311, 9312, WRITER_OPS)
 
 
 @pytest.mark.timeout(400)
@@ -62,10 +65,16 @@ async def test_a_kafka_outage_under_load_duplicates_nothing(clients: Clients) ->
     ctx = Context(Layout.from_env())
     try:
         await asyncio.sleep(3)
+        assert await _readiness() == dict.fromkeys(KAFKA_USERS, 200)
         await asyncio.to_thread(stack.down, ctx, [Kafka()])
-        await asyncio.sleep(OUTAGE_SECONDS)
+        outage_ends = asyncio.get_running_loop().time() + OUTAGE_SECONDS
+        # Every service that needs Kafka says so while it is away...
+        await eventually(_all_status(503), seconds=OUTAGE_SECONDS - 5)
+        await asyncio.sleep(max(0.0, outage_ends - asyncio.get_running_loop().time()))
         await asyncio.to_thread(stack.up, ctx, [Kafka()])
-        await asyncio.sleep(10)
+        # ...and is ready again once it is back.
+        await eventually(_all_status(200), seconds=60)
+        await asyncio.sleep(5)
     finally:
         stop.set()
         outcomes = await asyncio.gather(*senders, return_exceptions=True)
@@ -102,6 +111,22 @@ async def test_a_kafka_outage_under_load_duplicates_nothing(clients: Clients) ->
         http.get(f"http://127.0.0.1:{WRITER_OPS}/readyz") as response,
     ):
         assert response.status == 200, await response.text()
+
+
+async def _readiness() -> dict[int, int]:
+    statuses = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        for port in KAFKA_USERS:
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                statuses[port] = response.status
+    return statuses
+
+
+def _all_status(status: int) -> Any:
+    async def check() -> bool:
+        return set((await _readiness()).values()) == {status}
+
+    return check
 
 
 async def _all_messages(user: User, chat: str) -> list[int]:

@@ -66,7 +66,12 @@ async def test_invalid_changes_are_refused_with_the_reason_and_change_nothing(
         ("partitioning", partitioning | {"owners": []}, 400, "unknown key 'owners'"),
         ("limits", limits | {"max_body_bytes": 0}, 400, "limits.max_body_bytes must be between"),
         ("limits", limits | {"burst": 3}, 400, "limits: unknown key 'burst'"),
-        ("quotas", {}, 404, "unknown section 'quotas' (sections: features, limits, partitioning)"),
+        (
+            "quotas",
+            {},
+            404,
+            "unknown section 'quotas' (sections: auth, features, limits, partitioning)",
+        ),
     ]
     for section, value, status, message in cases:
         got, body = await admin.put(section, value)

@@ -14,7 +14,16 @@ from chatlib.partitioning import Partitioning
 from infra.layout import PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "compose.yaml"
-INFRASTRUCTURE = {"kafka", "cassandra", "redis", "jaeger", "elasticsearch", "kibana", "fluent-bit"}
+INFRASTRUCTURE = {
+    "kafka",
+    "cassandra",
+    "redis",
+    "jaeger",
+    "elasticsearch",
+    "kibana",
+    "fluent-bit",
+    "prometheus",
+}
 APPS = {
     "setup",
     "config-service",
@@ -25,7 +34,7 @@ APPS = {
     "bff",
 }
 LOCAL_IMAGE = "chat-backend:dev"
-PINNED = re.compile(r"^[\w./-]+:\d+(\.\d+)+$")
+PINNED = re.compile(r"^[\w./-]+:v?\d+(\.\d+)+$")
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +159,12 @@ def test_services_run_grpc_as_dev_runs_them(services: dict[str, dict[str, Any]])
     from infra.apps import GRPC_EXPERIMENTS
 
     assert services["setup"]["environment"]["GRPC_EXPERIMENTS"] == GRPC_EXPERIMENTS
+
+
+def test_compose_prometheus_scrapes_every_app_on_its_ops_port() -> None:
+    from infra import apps
+
+    config = yaml.safe_load((PROJECT_ROOT / "infra" / "compose" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    scraped = {entry["labels"]["service"]: entry["targets"][0] for entry in job["static_configs"]}
+    assert scraped == {app.name: f"{app.name}:{app.ops_port}" for app in apps.APPS}

@@ -1,0 +1,131 @@
+"""The gRPC services against generated requests (hypothesis): any field value a client can put
+in a request is answered with a status that names the problem (INVALID_ARGUMENT, NOT_FOUND,
+PERMISSION_DENIED, ...), never INTERNAL or UNKNOWN, and never with a Python or Cassandra
+exception text. Seeded and bounded, so a run is repeatable."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+from protos.chat.v1 import history_pb2, history_pb2_grpc, messaging_pb2, messaging_pb2_grpc
+from tests.e2e.conftest import BFF, PASSWORD
+
+HISTORY = "127.0.0.1:7201"
+SEED = 20261123
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+#: Statuses that mean "the server failed" rather than "the request was refused".
+SERVER_FAILURES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+LEAKS = ("Traceback", "cassandra.", "Exception", "Error(")
+
+texts = st.text(max_size=80) | st.sampled_from(["", "d:1:2", "g:1", "d:2:1", "v1.0.5", "v1.99.1"])
+ids = st.integers(min_value=0, max_value=2**64 - 1)
+int32s = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+
+
+def _post(path: str, body: dict[str, str]) -> dict[str, Any]:
+    request = urllib.request.Request(  # noqa: S310 - our own BFF
+        f"{BFF}{path}", data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own BFF
+        return dict(json.load(response))
+
+
+@pytest.fixture(scope="module")
+def session() -> dict[str, Any]:
+    name = f"grpcfuzz{uuid.uuid4().hex[:8]}"
+    _post("/v1/users", {"username": name, "password": PASSWORD})
+    return _post("/v1/sessions", {"username": name, "password": PASSWORD})
+
+
+@pytest.fixture(scope="module")
+def call(session: dict[str, Any]) -> Iterator[Callable[[Any], None]]:
+    metadata = (("authorization", f"Bearer {session['access_token']}"),)
+    channels = [grpc.insecure_channel(session["messaging_server"]), grpc.insecure_channel(HISTORY)]
+
+    def check(invoke: Any) -> None:
+        try:
+            invoke(metadata)
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            assert code not in SERVER_FAILURES, f"{code}: {details}"
+            assert not any(leak in details for leak in LEAKS), details
+
+    check.messaging = messaging_pb2_grpc.MessagingServiceStub(channels[0])  # type: ignore[attr-defined]
+    check.history = history_pb2_grpc.HistoryServiceStub(channels[1])  # type: ignore[attr-defined]
+    yield check
+    for channel in channels:
+        channel.close()
+
+
+@seed(SEED)
+@FUZZ
+@given(chat_id=texts, client_message_id=texts, body=texts)
+def test_send(call: Any, chat_id: str, client_message_id: str, body: str) -> None:
+    request = messaging_pb2.SendRequest(
+        chat_id=chat_id, client_message_id=client_message_id, body=body
+    )
+    call(lambda md: call.messaging.Send(request, metadata=md, timeout=10))
+
+
+@seed(SEED)
+@FUZZ
+@given(peer_id=ids)
+def test_open_direct_chat(call: Any, peer_id: int) -> None:
+    request = messaging_pb2.OpenDirectChatRequest(peer_id=peer_id)
+    call(lambda md: call.messaging.OpenDirectChat(request, metadata=md, timeout=10))
+
+
+@seed(SEED)
+@FUZZ
+@given(cursor=texts)
+def test_subscribe_with_any_cursor(call: Any, cursor: str) -> None:
+    def first_event(md: Any) -> None:
+        stream = call.messaging.Subscribe(
+            messaging_pb2.SubscribeRequest(resume_cursor=cursor), metadata=md, timeout=10
+        )
+        try:
+            next(stream)  # a resync, a replayed message or caught_up: each is an answer
+        finally:
+            stream.cancel()
+
+    call(first_event)
+
+
+@seed(SEED)
+@FUZZ
+@given(chat_id=texts, before=ids, after=ids, limit=int32s)
+def test_get_history(call: Any, chat_id: str, before: int, after: int, limit: int) -> None:
+    request = history_pb2.GetHistoryRequest(
+        chat_id=chat_id, before_id=before, after_id=after, limit=limit
+    )
+    call(lambda md: call.history.GetHistory(request, metadata=md, timeout=10))
+
+
+@seed(SEED)
+@FUZZ
+@given(username=texts, user_id=ids, by_name=st.booleans(), limit=int32s)
+def test_find_user_and_list_chats(
+    call: Any, username: str, user_id: int, by_name: bool, limit: int
+) -> None:
+    find = (
+        history_pb2.FindUserRequest(username=username)
+        if by_name
+        else history_pb2.FindUserRequest(user_id=user_id)
+    )
+    call(lambda md: call.history.FindUser(find, metadata=md, timeout=10))
+    listing = history_pb2.ListChatsRequest(limit=limit)
+    call(lambda md: call.history.ListChats(listing, metadata=md, timeout=10))
