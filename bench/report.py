@@ -17,6 +17,8 @@ TARGETS = {
     "generator_cpu_share_at_max": ("<=", 0.1),
     "rss_kib_per_stream": ("<=", 40.0),
     "history_page_p99_ms_at_500": ("<=", 10.0),
+    # A revoked session's streams end within a second of the logout being sent.
+    "revocation_p99_ms": ("<=", 1000.0),
 }
 #: What the step scenario counts as sustained.
 SUSTAINED_P99_MS = 100.0
@@ -354,6 +356,24 @@ def write(results: Path, docs: Path) -> None:
                 _row(f"round {number + 1}: resumed on the new owner", round_["resumed_ms"])
             )
         lines.append("")
+    revoked = _load(results, "revocation")
+    if revoked:
+        r = revoked["result"]
+        lines += [
+            "## (g) Session revocation",
+            "",
+            f"Command: `{revoked['command']}` ({revoked['measured_at']}).",
+            f"{r['sessions']} users each hold a gRPC stream; their sessions are then logged out "
+            f"(`DELETE /v1/sessions/current`), {r['parallel']} at a time. Both times are from the "
+            "moment the logout was sent. A logout is acknowledged only after every service "
+            "(the BFF, both messaging servers, the history query service) applied it and ended "
+            "the session's streams, so the stream normally ends first.",
+            "",
+            HEADER,
+            _row("stream ended (UNAUTHENTICATED)", r["stream_ended_ms"]),
+            _row("logout acknowledged", r["logout_acked_ms"]),
+            "",
+        ]
     before = (
         sorted((results / "before").glob("e2e-*.json")) if (results / "before").is_dir() else []
     )

@@ -15,6 +15,8 @@ logger = logging.getLogger(__name__)
 
 MAX_WORKERS = 1024
 KEY = "chat:worker-lease:{}"
+#: How soon a failed renewal is tried again.
+RETRY_SECONDS = 0.5
 # Extend only while we still hold the lease (the value is our token).
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -83,20 +85,25 @@ class WorkerLease:
         return self.worker_id
 
     async def _renew_forever(self) -> None:
+        pause = self._ttl_ms / 3000
         while True:
-            await asyncio.sleep(self._ttl_ms / 3000)
+            await asyncio.sleep(pause)
             started = time.monotonic()
             try:
                 renewed = await self._client.eval(
                     _RENEW, 1, KEY.format(self.worker_id), self._token, str(self._ttl_ms)
                 )
             except (aioredis.RedisError, OSError) as exc:
+                # Try again soon, not a third of the TTL later: once Redis is back the lease
+                # is renewed before it runs out (or found gone and replaced) within a moment.
+                pause = RETRY_SECONDS
                 logger.warning("renewing worker lease %d failed: %s", self.worker_id, exc)
                 if self.valid_until and time.monotonic() >= self.valid_until:
                     # Redis may already give the id to someone else: tell the owners of work
                     # done in this lease's name now, not once Redis answers again.
                     self._lost()
                 continue
+            pause = self._ttl_ms / 3000
             if renewed:
                 self.valid_until = started + self._ttl_ms / 1000
                 continue
