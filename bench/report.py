@@ -119,8 +119,6 @@ def summary_keys(results: Path) -> dict[str, float]:
     peer = _load(results, "peer-500")
     revoked = _load(results, "revocation")
     keys: dict[str, float] = {}
-    if revoked:
-        keys["revocation_p99_ms"] = revoked["result"]["stream_ended_ms"]["p99"]
     if e2e:
         r = e2e["result"]
         keys["e2e_p50_ms_at_500"] = r["e2e_ms"]["p50"]
@@ -151,6 +149,8 @@ def summary_keys(results: Path) -> dict[str, float]:
     if peer:
         keys["peer_e2e_p99_ms_at_500"] = peer["result"]["e2e_ms"]["p99"]
         keys["peer_cpu_ms_per_msg_at_500"] = peer["result"]["cpu"]["peer_cpu_ms_per_msg"]
+    if revoked:
+        keys["revocation_p99_ms"] = revoked["result"]["stream_ended_ms"]["p99"]
     return keys
 
 
