@@ -1,14 +1,10 @@
 """Following the live configuration: every service's view of the sections it uses.
 
-Protocol (pub/sub is lossy, so it is only a hint):
-
-1. subscribe to the change channel first,
-2. then read a snapshot of every section, so no change can fall between the two,
-3. apply a published document only if its version is newer; if it skips a version, re-read
-   that section (a gap means a message was lost),
-4. on any connection error, keep the last good configuration, report it in readiness and
-   logs, and start again at 1 once Redis answers. A slow periodic re-read catches anything a
-   silent connection might have missed.
+It follows the sections as ``chatlib/subscription.py`` says (subscribe, then read every
+section; re-read after any reconnect and every 30 s). A published document applies only if
+its version is newer; if it skips a version, that section is read again (a gap means an
+announcement was lost). While Redis is away the last good configuration stays in force and
+readiness says so.
 
 A document that fails to parse is logged and skipped; the last good one stays in force.
 """
@@ -16,26 +12,21 @@ A document that fails to parse is logged and skipped; the last good one stays in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from chatlib.config_checks import InvalidConfig
+from chatlib.subscription import ChannelFollower
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RESYNC_SECONDS = 30.0
-RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
 VERSION = Gauge("chat_config_version", "Version of each config section in force", ["section"])
 CONNECTED = Gauge("chat_config_subscribed", "1 while the config subscription is live")
 
@@ -154,32 +145,16 @@ class LiveSection(Generic[T]):
         return True
 
 
-class LiveConfig:
+class LiveConfig(ChannelFollower):
     def __init__(
         self,
         url: str,
         sections: list[LiveSection[Any]],
         namespace: Namespace = DEFAULT_NAMESPACE,
     ) -> None:
+        super().__init__(url, namespace.channel, CONNECTED)
         self._namespace = namespace
-        # Its own client, with redis-py's silent reconnects turned off: a reconnect that the
-        # subscriber does not see would skip step 2 and could miss a change.
-        self._client = aioredis.Redis.from_url(
-            url,
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=5,
-        )
         self._sections = {s.name: s for s in sections}
-        self._lost_since: float | None = None
-        self._lost_reason = ""
-        self._failures = 0
-        self._task: asyncio.Task[None] | None = None
-        #: True while the subscription is live (subscribed and the snapshot read).
-        self.subscribed = False
-        #: How many times the subscription was lost and restored (tests and logs read it).
-        self.resubscribed = 0
 
     async def start(self, stop: asyncio.Event) -> None:
         """Read every section once (failing if one does not exist), then follow changes in
@@ -192,71 +167,22 @@ class LiveConfig:
                     " `python -m config_service seed`"
                 )
             section.offer(document)
-        self._task = asyncio.create_task(self.run(stop), name="live-config")
+        self.follow_in_background(stop, "live-config")
 
-    async def check(self) -> str | None:
-        """A readiness check: the follower must be running (Redis away is only degraded)."""
-        if self._task is None:
-            return "live config not started"
-        if self._task.done():
-            return f"live config follower ended: {self._task.exception()!r}"
-        return None
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Follow changes until ``stop``; never gives up on Redis."""
-        while not stop.is_set():
-            try:
-                await self._follow(stop)
-            except (aioredis.RedisError, OSError) as exc:
-                self._lost(exc)
-                pause = RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS) - 1)]
-                self._failures += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), pause)
-
-    async def close(self) -> None:
-        """After ``stop`` is set: wait for the follower, then close the connection."""
-        if self._task is not None:
-            await self._task
-        await self._client.aclose()
-
-    def problem(self) -> str | None:
-        """None while subscribed; otherwise what is stale, for readiness and logs."""
-        if self._lost_since is None:
-            return None
+    def describe_loss(self, lost_for: float, reason: str) -> str:
         versions = ", ".join(f"{s.name} v{s.version}" for s in self._sections.values())
         return (
-            f"config subscription lost {time.monotonic() - self._lost_since:.0f}s ago"
-            f" ({self._lost_reason}); serving the last good config: {versions}"
+            f"config subscription lost {lost_for:.0f}s ago ({reason}); serving the last good"
+            f" config: {versions}"
         )
 
-    async def _follow(self, stop: asyncio.Event) -> None:
-        async with self._client.pubsub() as pubsub:
-            await pubsub.subscribe(self._namespace.channel)
-            await self._snapshot()
-            if self._lost_since is not None:
-                logger.warning("config subscription restored after %s", self.problem())
-                self.resubscribed += 1
-            self._lost_since = None
-            self._failures = 0
-            self.subscribed = True
-            CONNECTED.set(1)
-            resync_at = time.monotonic() + RESYNC_SECONDS
-            while not stop.is_set():
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and message.get("type") == "message":
-                    await self._apply(message["data"])
-                if time.monotonic() >= resync_at:
-                    await self._snapshot()
-                    resync_at = time.monotonic() + RESYNC_SECONDS
-
-    async def _snapshot(self) -> None:
+    async def snapshot(self) -> None:
         for section in self._sections.values():
             document = await read(self._client, section.name, self._namespace)
             if document is not None:
                 section.offer(document)
 
-    async def _apply(self, raw: bytes) -> None:
+    async def announced(self, raw: bytes) -> None:
         try:
             document = Document.from_json(raw)
         except (ValueError, KeyError, TypeError) as exc:
@@ -276,11 +202,3 @@ class LiveConfig:
             if latest is not None:
                 document = latest if latest.version >= document.version else document
         section.offer(document)
-
-    def _lost(self, exc: BaseException) -> None:
-        self.subscribed = False
-        CONNECTED.set(0)
-        if self._lost_since is None:
-            self._lost_since = time.monotonic()
-            self._lost_reason = f"{type(exc).__name__}: {exc}"
-            logger.warning("%s", self.problem())

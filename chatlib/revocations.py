@@ -1,8 +1,9 @@
 """Revoked sessions: a set in Redis, pushed to every service by pub/sub, checked on every call.
 
 Every service that accepts access tokens keeps the set in memory (a dict lookup per call, no
-round trip) and follows it like the live config: subscribe first, then read the set, so no
-revocation can fall between the two; re-read after every reconnect and every 30 s.
+round trip) and follows it as ``chatlib/subscription.py`` says: subscribe first, then read
+the set, so no revocation can fall between the two; re-read after every reconnect and every
+30 s.
 
 A revocation is acknowledged to whoever asked for it (logout, kick, a refresh token reused)
 only after every subscribed service has applied it and answered on a channel of its own: from
@@ -17,7 +18,6 @@ records when that is); after that the token would be refused anyway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -27,15 +27,13 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+
+from chatlib.subscription import ChannelFollower
 
 logger = logging.getLogger(__name__)
 
 KEY = "chat:revoked"
 CHANNEL = "chat:revocations"
-RESYNC_SECONDS = 30.0
-RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
 
 REVOKED = Gauge("chat_revoked_sessions", "Revoked sessions whose tokens could still be live")
 APPLIED = Counter("chat_revocations_applied_total", "Revocation announcements applied here")
@@ -55,25 +53,14 @@ class Revoked:
     reason: str
 
 
-class Revocations:
+class Revocations(ChannelFollower):
     """This process's copy of the revocation set."""
 
     def __init__(self, url: str, name: str) -> None:
+        super().__init__(url, CHANNEL, SUBSCRIBED)
         self._name = name
-        # Its own client without silent reconnects: a reconnect the follower does not see
-        # would skip the re-read and could miss a revocation.
-        self._client = aioredis.Redis.from_url(
-            url,
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=5,
-        )
         self._revoked: dict[str, Revoked] = {}
         self._listeners: list[Listener] = []
-        self._task: asyncio.Task[None] | None = None
-        self._lost_since: float | None = None
-        self._lost_reason = ""
 
     def reason(self, session_id: str) -> str | None:
         """Why the session was revoked, or None if it was not."""
@@ -86,67 +73,16 @@ class Revocations:
     async def start(self, stop: asyncio.Event) -> None:
         """Read the set once (failing if Redis does not answer), then follow it until
         ``stop``."""
-        await self._snapshot()
-        self._task = asyncio.create_task(self._run(stop), name="revocations")
+        await self.snapshot()
+        self.follow_in_background(stop, "revocations")
 
-    async def close(self) -> None:
-        if self._task is not None:
-            await self._task
-        await self._client.aclose()
-
-    async def check(self) -> str | None:
-        """Readiness: the follower must be running."""
-        if self._task is None:
-            return "revocation follower not started"
-        if self._task.done():
-            return f"revocation follower ended: {self._task.exception()!r}"
-        return None
-
-    def problem(self) -> str | None:
-        """None while subscribed; else how long revocations may have been missed."""
-        if self._lost_since is None:
-            return None
+    def describe_loss(self, lost_for: float, reason: str) -> str:
         return (
-            f"revocation subscription lost {time.monotonic() - self._lost_since:.0f}s ago "
-            f"({self._lost_reason}); sessions revoked meanwhile are refused once it is back"
+            f"revocation subscription lost {lost_for:.0f}s ago ({reason}); sessions revoked "
+            "meanwhile are refused once it is back"
         )
 
-    async def _run(self, stop: asyncio.Event) -> None:
-        failures = 0
-        while not stop.is_set():
-            try:
-                await self._follow(stop)
-            except (aioredis.RedisError, OSError) as exc:
-                SUBSCRIBED.set(0)
-                if self._lost_since is None:
-                    self._lost_since = time.monotonic()
-                    self._lost_reason = f"{type(exc).__name__}: {exc}"
-                    logger.warning("%s", self.problem())
-                pause = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-                failures += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), pause)
-            else:
-                failures = 0
-
-    async def _follow(self, stop: asyncio.Event) -> None:
-        async with self._client.pubsub() as pubsub:
-            await pubsub.subscribe(CHANNEL)
-            await self._snapshot()
-            if self._lost_since is not None:
-                logger.warning("revocation subscription restored")
-            self._lost_since = None
-            SUBSCRIBED.set(1)
-            resync_at = time.monotonic() + RESYNC_SECONDS
-            while not stop.is_set():
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and message.get("type") == "message":
-                    await self._announced(message["data"])
-                if time.monotonic() >= resync_at:
-                    await self._snapshot()
-                    resync_at = time.monotonic() + RESYNC_SECONDS
-
-    async def _snapshot(self) -> None:
+    async def snapshot(self) -> None:
         now = time.time()
         entries: list[tuple[bytes, float]] = await self._client.zrangebyscore(  # type: ignore[assignment]
             KEY, now, "+inf", withscores=True
@@ -161,7 +97,7 @@ class Revocations:
         for session_id in new:
             self._tell([session_id], fresh[session_id].reason)
 
-    async def _announced(self, raw: bytes) -> None:
+    async def announced(self, raw: bytes) -> None:
         try:
             announcement = json.loads(raw)
             ident = str(announcement["id"])
