@@ -13,8 +13,10 @@ import grpc
 import pytest
 
 from chatlib import tokens
-from protos.chat.v1 import messaging_pb2
+from protos.chat.v1 import history_pb2, history_pb2_grpc, messaging_pb2
 from tests.e2e.conftest import BFF, CONFIG, PASSWORD, Clients, User, admin_token, jwt_secret
+
+HISTORY = "127.0.0.1:7201"
 
 
 async def _login(clients: Clients, username: str) -> dict[str, Any]:
@@ -60,6 +62,12 @@ async def _refused_everywhere(clients: Clients, user: User) -> None:
         await clients.stub(user.messaging_server).Send(
             messaging_pb2.SendRequest(chat_id="g:1", client_message_id="x", body="x"),
             metadata=(("authorization", f"Bearer {user.token}"),),
+        )
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    history = history_pb2_grpc.HistoryServiceStub(clients.channel(HISTORY))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await history.ListChats(
+            history_pb2.ListChatsRequest(), metadata=(("authorization", f"Bearer {user.token}"),)
         )
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
@@ -206,3 +214,28 @@ async def test_a_resume_cursor_ahead_of_the_log_gets_a_resync_event(clients: Cli
     assert first.WhichOneof("event") == "resync_required"
     assert "ahead" in first.resync_required.reason
     assert (await stream.next()).WhichOneof("event") == "caught_up"
+
+
+async def test_forged_or_malformed_refresh_tokens_are_refused_and_end_nothing(
+    clients: Clients,
+) -> None:
+    ivan = await clients.user("forge")
+    session = await _login(clients, ivan.username)
+    sid, generation, mac = session["refresh_token"].split(".")
+    for forged in (
+        f"{sid}.{int(generation) + 1}.{mac}",  # a generation not yet issued, old MAC
+        f"{sid}.{generation}.{mac[:-2]}AA",
+        f"{sid}.\u0663.{mac}",  # a non-ASCII digit
+        f"{sid}.{generation}",
+        "x" * 200,
+        "",
+    ):
+        async with clients.http.post(
+            f"{BFF}/v1/sessions/refresh", json={"refresh_token": forged}
+        ) as r:
+            assert r.status in (400, 401), (forged, r.status)
+    # None of that touched the real session: its refresh token still works once.
+    async with clients.http.post(
+        f"{BFF}/v1/sessions/refresh", json={"refresh_token": session["refresh_token"]}
+    ) as r:
+        assert r.status == 200, await r.text()

@@ -49,3 +49,22 @@ def test_progress_counts_matching_lines_and_keeps_the_whole_output(
         "Downloaded 3",
         "other",
     ]
+
+
+def test_restart_refuses_an_unknown_service_and_names_the_known_ones(tmp_path: Path) -> None:
+    from infra import cli
+    from infra.errors import InfraError
+    from infra.layout import Layout
+    from infra.services import Context
+
+    ctx = Context(layout=Layout(project=tmp_path, state=tmp_path / ".infra", cache=tmp_path))
+    with pytest.raises(InfraError, match=r"unknown service mesaging-m1; known: redis, kafka"):
+        cli.restart(ctx, ["mesaging-m1"])
+
+
+def test_dev_up_missing_and_restart_parse() -> None:
+    from infra import cli
+
+    assert cli._parser().parse_args(["up", "--missing"]).missing is True
+    assert cli._parser().parse_args(["up"]).missing is False
+    assert cli._parser().parse_args(["restart", "bff", "kafka"]).services == ["bff", "kafka"]
