@@ -14,66 +14,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 
 from infra import processes
+from infra.catalog import APPS, PARTITIONS, App
 from infra.console import detail, say, step
 from infra.errors import StepFailed
 from infra.services import Context
 
-PARTITIONS = 12
 GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints"
 READY_TIMEOUT = 60.0
 STOP_GRACE = 15.0
-
-
-@dataclass(frozen=True)
-class App:
-    name: str
-    module: list[str]
-    ops_port: int
-    endpoint: str
-    env: dict[str, str] = field(default_factory=dict)
-
-
-APPS = [
-    App(
-        "config-service",
-        ["config_service", "serve"],
-        9501,
-        "HTTP http://127.0.0.1:7301/v1/config (admin token: .infra/secrets/admin)",
-        {"CHAT_CONFIG_PORT": "7301"},
-    ),
-    App(
-        "history-query",
-        ["history", "query"],
-        9301,
-        "gRPC 127.0.0.1:7201",
-        {"CHAT_HISTORY_PORT": "7201"},
-    ),
-    App("history-writer", ["history", "writer"], 9302, "consumer group history-writers"),
-    App(
-        "messaging-m1",
-        ["messaging"],
-        9311,
-        f"gRPC 127.0.0.1:7101 (seeded with partitions 0-{PARTITIONS // 2 - 1})",
-        {"CHAT_SERVER_NAME": "m1", "CHAT_MESSAGING_PORT": "7101"},
-    ),
-    App(
-        "messaging-m2",
-        ["messaging"],
-        9312,
-        f"gRPC 127.0.0.1:7102 (seeded with partitions {PARTITIONS // 2}-{PARTITIONS - 1})",
-        {"CHAT_SERVER_NAME": "m2", "CHAT_MESSAGING_PORT": "7102"},
-    ),
-    App(
-        "bff",
-        ["bff"],
-        9401,
-        "HTTP http://127.0.0.1:8080 (OpenAPI /v1/openapi.json)",
-        {"CHAT_BFF_PORT": "8080"},
-    ),
-]
 
 
 def default_partitioning() -> str:

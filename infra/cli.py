@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from infra import apps, stack, tools
+from infra import apps, catalog, stack, tools
 from infra.console import say, seconds, step
 from infra.errors import InfraError
 from infra.layout import Layout
@@ -83,7 +83,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         stack.reset(ctx)
         return 0
     if command == "logs":
-        known = [service.name for service in all_services()] + [app.name for app in apps.APPS]
+        known = [service.name for service in all_services()] + [app.name for app in catalog.APPS]
         names: list[str] = args.services or known
         unknown = sorted(set(names) - set(known))
         if unknown:
@@ -134,7 +134,7 @@ def up(ctx: Context, *, missing_only: bool = False) -> list[stack.Outcome]:
 def restart(ctx: Context, names: list[str]) -> int:
     """Stop and start exactly the named services; everything else keeps running."""
     infra = {service.name: service for service in all_services()}
-    ours = {app.name for app in apps.APPS}
+    ours = {app.name for app in catalog.APPS}
     unknown = sorted(set(names) - set(infra) - ours)
     if unknown:
         known = ", ".join([*infra, *sorted(ours)])

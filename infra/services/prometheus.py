@@ -10,6 +10,7 @@ import urllib.request
 import yaml
 
 from infra import install
+from infra.catalog import APPS
 from infra.console import detail
 from infra.services.base import Context, Service
 
@@ -45,8 +46,6 @@ class Prometheus(Service):
         detail(str(binary))
 
     def prepare(self, ctx: Context) -> None:
-        from infra.apps import APPS  # the services it scrapes
-
         home = ctx.layout.home(self.name)
         home.mkdir(parents=True, exist_ok=True)
         rules = home / "alerts.yml"

@@ -12,7 +12,7 @@ from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
 from tests.e2e.conftest import jwt_secret
 
 STREAMS = 2000
-SERVER = "127.0.0.1:7101"  # owns partitions 0-5 of 12 (infra/apps.py)
+SERVER = "127.0.0.1:7101"  # owns partitions 0-5 of 12 (infra/catalog.py)
 
 
 async def test_two_thousand_streams_opened_at_once_all_catch_up() -> None:

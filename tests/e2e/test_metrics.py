@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from infra.apps import APPS
+from infra.catalog import APPS
 from infra.layout import Layout
 from tests.e2e.conftest import Clients, eventually
 

@@ -162,9 +162,9 @@ def test_services_run_grpc_as_dev_runs_them(services: dict[str, dict[str, Any]])
 
 
 def test_compose_prometheus_scrapes_every_app_on_its_ops_port() -> None:
-    from infra import apps
+    from infra import catalog
 
     config = yaml.safe_load((PROJECT_ROOT / "infra" / "compose" / "prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
     scraped = {entry["labels"]["service"]: entry["targets"][0] for entry in job["static_configs"]}
-    assert scraped == {app.name: f"{app.name}:{app.ops_port}" for app in apps.APPS}
+    assert scraped == {app.name: f"{app.name}:{app.ops_port}" for app in catalog.APPS}
