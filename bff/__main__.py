@@ -11,11 +11,13 @@ from contextlib import AsyncExitStack
 import grpc
 from aiohttp import web
 
-from bff.app import Backends, create_app
+from bff.app import create_app
+from bff.live import Live
+from bff.routing import Backends
 from bff.sessions import Accounts
 from bff.settings import Settings
 from chatlib import lifecycle, ops, redis_client, telemetry, tokens
-from chatlib.config_sections import AuthLimits, Features
+from chatlib.config_sections import AuthLimits, Features, Web
 from chatlib.live_config import LiveConfig, LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.revocations import Revocations
@@ -47,7 +49,8 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     routing = LiveSection("partitioning", Partitioning.parse)
     features = LiveSection("features", Features.parse)
     auth = LiveSection("auth", AuthLimits.parse)
-    live = LiveConfig(settings.common.redis_url, [routing, features, auth])
+    browsers = LiveSection("web", Web.parse)
+    live = LiveConfig(settings.common.redis_url, [routing, features, auth, browsers])
     stack.push_async_callback(live.close)
     await live.start(stop)
     revoked = Revocations(settings.common.redis_url, f"bff:{os.getpid()}")
@@ -80,7 +83,8 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         deadline=settings.call_deadline_seconds,
         locate=locate,
     )
-    app = create_app(backends, accounts, settings.max_request_bytes)
+    streams = Live(backends=backends, accounts=accounts, redis=client, web=browsers)
+    app = create_app(backends, accounts, streams, settings.max_request_bytes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)

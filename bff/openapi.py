@@ -38,6 +38,7 @@ _CHAT_ID = {
     "description": "d:{smaller user id}:{larger user id} for a direct chat; g:{id} for a group",
 }
 
+_CURSOR = {"type": "string", "maxLength": 64, "description": "an event's cursor, opaque"}
 _TOO_MANY = {
     "description": "Too many attempts; retry after Retry-After seconds",
     "headers": {"Retry-After": {"schema": {"type": "integer"}}},
@@ -47,6 +48,20 @@ _TOO_MANY = {
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "chat-backend BFF", "version": "1"},
+    # OpenAPI has no way to describe a WebSocket's messages; this is what one needs to know.
+    "x-websocket": {
+        "path": "/v1/stream/ws",
+        "description": "Upgrade a GET of /v1/stream/ws to a WebSocket (a plain GET is answered"
+        ' 426), then send `{"type": "hello", "access_token": ..., "cursor": ...}`'
+        " within 10 s (the token is never in the URL). Events are JSON text frames, each a"
+        ' LiveEvent, with the semantics of /v1/stream/sse. Sends: `{"type": "send",'
+        ' "request_id", "chat_id", "client_message_id", "body"}`, answered `sent`'
+        " (as POST /v1/chats/{chat_id}/messages answers) or `send_failed` (with the HTTP status"
+        " it would have had). Close codes: 4000 too slow (reason `resume <cursor>`), 4400 a"
+        " bad frame, 4401 unauthenticated (no hello, a bad token, the session ended, the token"
+        " expired), 1009 a frame over 64 KiB. Pings every `web.heartbeat_seconds`; the page's"
+        " Origin must be the BFF's own or in the live config's `web.allowed_origins`.",
+    },
     "paths": {
         "/v1/users": {
             "post": {
@@ -98,6 +113,50 @@ DOCUMENT: dict[str, Any] = {
                 " whole session on every device.",
                 "requestBody": _json_body("Refresh"),
                 "responses": _ok("Session"),
+            }
+        },
+        "/v1/stream/tickets": {
+            "post": {
+                "summary": "A single-use ticket for one SSE stream (valid 30 s)",
+                "description": "So the access token never appears in a URL: open"
+                " `/v1/stream/sse?ticket=...` with it.",
+                "security": _AUTH,
+                "responses": _ok("StreamTicket", "201"),
+            }
+        },
+        "/v1/stream/sse": {
+            "get": {
+                "summary": "Live events as Server-Sent Events (the fallback to the WebSocket)",
+                "description": "Each event's `id` is its cursor and its `event` its type"
+                " (`message`, `caught_up`, `resync_required`, `resume_required`, `error`);"
+                " `data` is the JSON of a LiveEvent. Resume with `Last-Event-ID` (or"
+                " `?cursor=`): every missed event once, then `caught_up`, then live events."
+                " A comment line every `web.heartbeat_seconds`. The stream ends after"
+                " `resume_required` (too slow: reconnect with its cursor) and after `error`"
+                " (the session ended or the token expired). A page's Origin must be the BFF's"
+                " own or in the live config's `web.allowed_origins`.",
+                "parameters": [
+                    {
+                        "name": "ticket",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                    },
+                    {"name": "cursor", "in": "query", "schema": _CURSOR},
+                    {"name": "Last-Event-ID", "in": "header", "schema": _CURSOR},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The event stream",
+                        "content": {
+                            "text/event-stream": {
+                                "schema": {"$ref": "#/components/schemas/ServerSentEvent"}
+                            }
+                        },
+                    },
+                    "4XX": _PROBLEM,
+                    "5XX": _PROBLEM,
+                },
             }
         },
         "/v1/chats/direct": {
@@ -193,6 +252,43 @@ DOCUMENT: dict[str, Any] = {
             "User": {
                 "type": "object",
                 "properties": {"user_id": _ID, "username": {"type": "string"}},
+            },
+            "ServerSentEvent": {
+                "type": "object",
+                "description": "One event of the stream; `data` is a LiveEvent as JSON",
+                "properties": {
+                    "event": {"type": "string"},
+                    "data": {"type": "string", "contentMediaType": "application/json"},
+                    "id": {"type": "string"},
+                },
+            },
+            "StreamTicket": {
+                "type": "object",
+                "properties": {
+                    "ticket": {"type": "string"},
+                    "expires_in": {"type": "integer"},
+                },
+            },
+            "LiveEvent": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": {
+                        "enum": [
+                            "message",
+                            "caught_up",
+                            "resync_required",
+                            "resume_required",
+                            "error",
+                            "sent",
+                            "send_failed",
+                        ]
+                    },
+                    "cursor": {"type": "string"},
+                    "message": {"$ref": "#/components/schemas/Message"},
+                    "reason": {"type": "string"},
+                    "detail": {"type": "string"},
+                },
             },
             "SessionsEnded": {
                 "type": "object",

@@ -6,11 +6,12 @@ document that was accepted is always one every service can apply.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from chatlib.config_checks import InvalidConfig, boolean, fields, integer, number
+from chatlib.config_checks import InvalidConfig, array, boolean, fields, integer, number
 from chatlib.partitioning import Partitioning
 
 
@@ -101,6 +102,47 @@ class AuthLimits:
         )
 
 
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?")
+
+
+@dataclass(frozen=True)
+class Web:
+    """Browsers' live streams (bff/live.py).
+
+    A page served by the BFF itself is always allowed; ``allowed_origins`` lists the other
+    origins (``scheme://host[:port]``) whose pages may open a WebSocket or an SSE stream.
+    """
+
+    allowed_origins: tuple[str, ...]
+    #: Seconds between heartbeats (WebSocket ping, SSE comment) so idle proxies keep the
+    #: connection and both ends notice a dead one.
+    heartbeat_seconds: int
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "allowed_origins": list(self.allowed_origins),
+            "heartbeat_seconds": self.heartbeat_seconds,
+        }
+
+    @classmethod
+    def parse(cls, value: Any) -> Web:
+        where = "web"
+        doc = fields(value, where, set(cls.__dataclass_fields__))
+        origins = array(doc, "allowed_origins", where)
+        if len(origins) > 100:
+            raise InvalidConfig(f"{where}.allowed_origins has {len(origins)} entries (at most 100)")
+        for index, origin in enumerate(origins):
+            if not isinstance(origin, str) or not _ORIGIN.fullmatch(origin):
+                raise InvalidConfig(
+                    f"{where}.allowed_origins[{index}] must be scheme://host[:port] with "
+                    f"scheme http or https, got {origin!r}"[:200]
+                )
+        return cls(
+            allowed_origins=tuple(origins),
+            heartbeat_seconds=integer(doc, "heartbeat_seconds", where, 1, 300),
+        )
+
+
 DEFAULT_LIMITS = Limits(
     max_body_bytes=4096,
     history_page_default=50,
@@ -109,6 +151,7 @@ DEFAULT_LIMITS = Limits(
     send_burst=100,
 )
 DEFAULT_FEATURES = Features(registration_open=True, sending_enabled=True)
+DEFAULT_WEB = Web(allowed_origins=(), heartbeat_seconds=15)
 DEFAULT_AUTH = AuthLimits(
     login_failures_per_username=10,
     username_window_seconds=300,
@@ -123,6 +166,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "limits": Limits.parse,
     "features": Features.parse,
     "auth": AuthLimits.parse,
+    "web": Web.parse,
 }
 
 

@@ -23,7 +23,13 @@ from aiohttp import web
 
 from chatlib import lifecycle, ops, redis_client
 from chatlib.config_checks import InvalidConfig
-from chatlib.config_sections import DEFAULT_AUTH, DEFAULT_FEATURES, DEFAULT_LIMITS, PARSERS
+from chatlib.config_sections import (
+    DEFAULT_AUTH,
+    DEFAULT_FEATURES,
+    DEFAULT_LIMITS,
+    DEFAULT_WEB,
+    PARSERS,
+)
 from chatlib.settings import Common, Env
 from config_service.api import create_app
 from config_service.settings import Settings
@@ -125,6 +131,7 @@ async def _command(args: argparse.Namespace) -> int:
                 "limits": DEFAULT_LIMITS.to_value(),
                 "features": DEFAULT_FEATURES.to_value(),
                 "auth": DEFAULT_AUTH.to_value(),
+                "web": DEFAULT_WEB.to_value(),
             }
             for section, value in defaults.items():
                 outcome = await store.seed(section, value, by=operator)

@@ -144,6 +144,7 @@ def restart(ctx: Context, names: list[str]) -> int:
         stack.down(ctx, chosen)
         stack.summary(stack.up(ctx, chosen))
     if ours & set(names):
+        apps.setup(ctx)  # idempotent: a service of newer code may need a new section or table
         apps.summary(apps.start(ctx, ours & set(names)))
     return 0
 

@@ -48,6 +48,8 @@ async def test_the_openapi_document_lists_every_served_route(clients: Clients) -
         ("post", "/v1/sessions/refresh"),
         ("delete", "/v1/sessions"),
         ("delete", "/v1/sessions/current"),
+        ("post", "/v1/stream/tickets"),
+        ("get", "/v1/stream/sse"),
         ("post", "/v1/chats/direct"),
         ("get", "/v1/chats"),
         ("get", "/v1/chats/{chat_id}/messages"),
@@ -60,6 +62,7 @@ async def test_the_openapi_document_lists_every_served_route(clients: Clients) -
         if method in {"get", "post", "put", "delete", "patch"}
     }
     assert described == served
+    assert document["x-websocket"]["path"] == "/v1/stream/ws"
     async with aiohttp.ClientSession() as http, http.get(f"{BFF}/v1/no-such-route") as response:
         assert response.status == 404
         assert response.content_type == "application/problem+json"

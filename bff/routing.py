@@ -1,0 +1,52 @@
+"""Where the BFF sends a user's calls: the messaging server that owns their partition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+
+from chatlib.hashing import partition_for
+from chatlib.live_config import LiveSection
+from chatlib.partitioning import Partitioning
+from protos.chat.v1 import history_pb2_grpc, messaging_pb2_grpc
+
+
+@dataclass
+class Backends:
+    history: history_pb2_grpc.HistoryServiceAsyncStub
+    #: Per-call deadline on every gRPC call the BFF makes (seconds): a backend that hangs
+    #: is answered 504 instead of holding the client until its own timeout.
+    deadline: float
+    messaging_channels: dict[str, grpc.aio.Channel]
+    client_interceptors: list[grpc.aio.ClientInterceptor]
+    #: Server name to the address the BFF itself dials, where it differs from the address
+    #: clients are given (containers, NAT).
+    messaging_dial: dict[str, str]
+    #: Live config: routing changes apply from the next request.
+    partitioning: LiveSection[Partitioning]
+
+    async def messaging_for(
+        self, user_id: int
+    ) -> tuple[str, messaging_pb2_grpc.MessagingServiceAsyncStub]:
+        """The messaging server that owns the user's partition: where their stream lives."""
+        config = self.partitioning.get()
+        owner = config.owner(partition_for(user_id, config.partitions))
+        return owner.target, messaging_pb2_grpc.MessagingServiceStub(self.channel(owner.target))
+
+    def channel(self, target: str) -> grpc.aio.Channel:
+        """A channel to the messaging server clients know as ``target`` (what the config and
+        a Redirect event name), dialled at the address the BFF uses for it."""
+        dial = target
+        for server in self.partitioning.get().servers:
+            if server.target == target:
+                dial = self.messaging_dial.get(server.name, target)
+        channel = self.messaging_channels.get(dial)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(dial, interceptors=self.client_interceptors)
+            self.messaging_channels[dial] = channel
+        return channel
+
+
+BACKENDS = web.AppKey("backends", Backends)

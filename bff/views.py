@@ -1,0 +1,69 @@
+"""The JSON shapes the BFF answers with: the one place a gRPC message becomes JSON.
+
+64-bit ids are strings (JavaScript numbers lose precision past 2^53).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protos.chat.v1 import common_pb2, history_pb2, messaging_pb2
+
+
+def message(m: common_pb2.Message) -> dict[str, Any]:
+    return {
+        "message_id": str(m.message_id),
+        "chat_id": m.chat_id,
+        "sender_id": str(m.sender_id),
+        "body": m.body,
+        "client_message_id": m.client_message_id,
+        "created_at_ms": m.created_at_ms,
+    }
+
+
+def chat(c: common_pb2.Chat) -> dict[str, Any]:
+    return {"chat_id": c.chat_id, "kind": c.kind, "member_ids": [str(m) for m in c.member_ids]}
+
+
+def chat_list(reply: history_pb2.ListChatsResponse) -> dict[str, Any]:
+    return {
+        "chats": [
+            {
+                "chat_id": c.chat_id,
+                "kind": c.kind,
+                "member_ids": [str(m) for m in c.member_ids],
+                "last_message_id": str(c.last_message_id) if c.last_message_id else None,
+                "last_sender_id": str(c.last_sender_id) if c.last_sender_id else None,
+                "last_preview": c.last_preview,
+                "unread_count": c.unread_count,
+            }
+            for c in reply.chats
+        ]
+    }
+
+
+def page(reply: history_pb2.GetHistoryResponse) -> dict[str, Any]:
+    return {"messages": [message(m) for m in reply.messages], "has_more": reply.has_more}
+
+
+def sent(reply: messaging_pb2.SendResponse) -> dict[str, Any]:
+    return {
+        "message_id": str(reply.message_id),
+        "created_at_ms": reply.created_at_ms,
+        "duplicate": reply.duplicate,
+    }
+
+
+def event(e: messaging_pb2.ClientEvent) -> dict[str, Any] | None:
+    """A live event for a browser (WebSocket frame or SSE data); None for what the BFF keeps
+    to itself (a Redirect: it follows the move, the browser's stream does not drop)."""
+    kind = e.WhichOneof("event")
+    if kind == "message":
+        return {"type": "message", "cursor": e.cursor, "message": message(e.message)}
+    if kind == "caught_up":
+        return {"type": "caught_up", "cursor": e.cursor}
+    if kind == "resync_required":
+        return {"type": "resync_required", "cursor": e.cursor, "reason": e.resync_required.reason}
+    if kind == "resume_required":
+        return {"type": "resume_required", "cursor": e.cursor, "reason": e.resume_required.reason}
+    return None
