@@ -9,9 +9,11 @@ Server-Sent Events where a WebSocket cannot be held), with exactly its semantics
   (``{"type": "hello", "access_token": ..., "cursor": ...}``); SSE takes a single-use ticket
   (``POST /v1/stream/tickets`` with the bearer token, valid 30 s) and the cursor from
   ``Last-Event-ID`` (or ``?cursor=``, since a new EventSource cannot set headers).
-- A browser that does not read is cut loose once a megabyte waits for it: the WebSocket is
-  closed with code 4000 and ``resume <cursor>`` (the last event handed to it), the SSE
-  response ends; memory per connection stays bounded and no one else waits.
+- A browser that does not read is cut loose: a WebSocket that took nothing for 5 s while
+  events wait is closed with code 4000 and ``resume <cursor>`` (the last event handed to
+  it), an SSE response with a megabyte waiting ends. Until then the events wait in messaging's
+  bounded stream queue (gRPC flow control holds them there), so memory per connection stays
+  bounded and no one else waits.
 - When the session ends (logout, kick) or its token expires, messaging ends the gRPC stream
   with UNAUTHENTICATED; the browser gets an ``error`` event and the connection ends (WebSocket
   code 4401).
@@ -53,8 +55,10 @@ TICKET_SECONDS = 30
 HELLO_SECONDS = 10.0
 #: The largest frame a browser may send (a send's body is limited far below this).
 MAX_FRAME_BYTES = 64 * 1024
-#: Bytes waiting in a connection's send buffer beyond which the browser is cut loose.
+#: Bytes waiting in an SSE response's buffer beyond which the browser is cut loose.
 BACKLOG_BYTES = 1 << 20
+#: Seconds a WebSocket may take nothing while events wait before it is cut loose.
+STALL_SECONDS = 5.0
 #: Sends in flight on one WebSocket; more wait for one to finish.
 SENDS_IN_FLIGHT = 16
 
@@ -202,24 +206,40 @@ async def _serve(
     token: str,
     cursor: str,
 ) -> None:
+    """Events out and sends in, until either side ends; then one close, from here (a close
+    while another task is reading the socket would race it)."""
     pump = asyncio.create_task(_pump(request, ws, live, claims, token, cursor))
+    reader = asyncio.create_task(_read(ws, live, claims, token))
+    done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+    outcome = (pump if pump in done else reader).result()
+    for task in (pump, reader):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await task
+    if outcome is not None and not ws.closed:
+        await _close_soon(ws, *outcome)
+
+
+Close = tuple[int, str] | None
+
+
+async def _read(ws: web.WebSocketResponse, live: Live, claims: tokens.Claims, token: str) -> Close:
     sends = asyncio.Semaphore(SENDS_IN_FLIGHT)
     tasks: set[asyncio.Task[None]] = set()
     try:
         async for frame in ws:
             if frame.type != WSMsgType.TEXT:
-                await _refuse(ws, CLOSE_BAD_FRAME, "frames are JSON text")
-                break
+                await _tell(ws, {"type": "error", "detail": "frames are JSON text"})
+                return CLOSE_BAD_FRAME, "frames are JSON text"
             await sends.acquire()
             task = asyncio.create_task(_send(ws, live, token, claims, frame.data))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             task.add_done_callback(lambda _: sends.release())
+        return None  # the browser closed (or the frame was too large: aiohttp closed it)
     finally:
-        pump.cancel()
-        for task in (pump, *tasks):
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await task
+        for task in list(tasks):
+            task.cancel()
 
 
 async def _pump(
@@ -229,26 +249,30 @@ async def _pump(
     claims: tokens.Claims,
     token: str,
     cursor: str,
-) -> None:
+) -> Close:
     last = cursor
     try:
         async for view in browser_events(live, token, claims.user_id, cursor):
-            if _backlog(request) > BACKLOG_BYTES:
+            try:
+                # Blocks while the socket's buffer is full: a browser that takes nothing
+                # for STALL_SECONDS is cut loose (the frame already written stays queued).
+                await asyncio.wait_for(ws.send_str(json.dumps(view)), STALL_SECONDS)
+            except TimeoutError:
                 CUT_LOOSE.inc()
-                await _close_soon(ws, CLOSE_RESUME, f"resume {last}")
-                return
-            await ws.send_str(json.dumps(view))
+                return CLOSE_RESUME, f"resume {last}"
             last = view["cursor"] or last
             if view["type"] == "resume_required":
-                await _close_soon(ws, CLOSE_RESUME, f"resume {last}")
-                return
+                return CLOSE_RESUME, f"resume {last}"
     except Ended as exc:
         code = CLOSE_UNAUTHENTICATED if exc.code == grpc.StatusCode.UNAUTHENTICATED else 4500
-        with contextlib.suppress(ConnectionError):
-            await ws.send_str(
-                json.dumps({"type": "error", "code": exc.code.name, "detail": str(exc)})
-            )
-        await _close_soon(ws, code, str(exc))
+        await _tell(ws, {"type": "error", "code": exc.code.name, "detail": str(exc)})
+        return code, str(exc)
+    return None
+
+
+async def _tell(ws: web.WebSocketResponse, event: dict[str, Any]) -> None:
+    with contextlib.suppress(ConnectionError):
+        await ws.send_str(json.dumps(event))
 
 
 async def _close_soon(ws: web.WebSocketResponse, code: int, reason: str) -> None:
@@ -284,8 +308,7 @@ async def _send(
         answer = _failed(request_id, exc.code, str(exc))
     except grpc.aio.AioRpcError as exc:
         answer = _failed(request_id, exc.code(), exc.details() or exc.code().name)
-    with contextlib.suppress(ConnectionError):
-        await ws.send_str(json.dumps(answer))
+    await _tell(ws, answer)
 
 
 def _failed(request_id: Any, code: grpc.StatusCode, detail: str) -> dict[str, Any]:
