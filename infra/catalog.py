@@ -55,7 +55,7 @@ APPS = [
         "bff",
         ["bff"],
         9401,
-        "HTTP http://127.0.0.1:8080 (OpenAPI /v1/openapi.json)",
+        "web client http://127.0.0.1:8080/ (HTTP API: OpenAPI /v1/openapi.json)",
         {"CHAT_BFF_PORT": "8080"},
     ),
 ]

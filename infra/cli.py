@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from infra import apps, catalog, stack, tools
+from infra import apps, catalog, install, stack, tools
 from infra.console import say, seconds, step
 from infra.errors import InfraError
 from infra.layout import Layout
@@ -126,6 +126,8 @@ def up(ctx: Context, *, missing_only: bool = False) -> list[stack.Outcome]:
     stack.summary(outcomes)
     with step("benchmark tools (bench/loadgen)"):
         tools.bench_binaries(ctx.layout)
+    with step("Chromium for the web client's tests"):
+        install.chromium(ctx.layout)
     apps.setup(ctx)
     apps.summary(apps.start(ctx, apps.missing(ctx) if missing_only else None))
     return outcomes

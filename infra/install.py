@@ -163,6 +163,13 @@ def prometheus(layout: Layout) -> Path:
     return debian_program(layout, "prometheus", "prometheus", "prometheus (2.x)")
 
 
+def chromium(layout: Layout) -> tuple[Path, Path]:
+    """Headless Chromium and its WebDriver, for the web client's browser tests."""
+    browser = debian_program(layout, "chromium", "chromium", "chromium")
+    driver = debian_program(layout, "chromedriver", "chromium-driver", "chromium-driver")
+    return browser, driver
+
+
 def debian_program(layout: Layout, program: str, package: str, what: str) -> Path:
     """``program`` from PATH, installing Debian's ``package`` when it is missing."""
     found = shutil.which(program)

@@ -1,0 +1,411 @@
+// The web client: plain JavaScript modules, no build step. It talks to the BFF only:
+// JSON over HTTP to act, one WebSocket (/v1/stream/ws) to receive and send.
+//
+// Exactly once on screen: every message is keyed by its id, and the stream resumes from the
+// cursor of the last event this page handled (kept per user in localStorage), so a reconnect
+// after the network dropped yields each missed message once.
+
+const $ = (id) => document.getElementById(id);
+const SESSION = "chat.session";
+const NAMES = "chat.names";
+const PAGE = 30;
+
+let session = JSON.parse(sessionStorage.getItem(SESSION) || "null");
+let socket = null;
+let online = false;
+let retryDelay = 500;
+let reconnectTimer = null;
+const chats = new Map(); // chat_id -> summary from GET /v1/chats
+let current = null; // the open chat: {id, oldest, hasMore, loading}
+const pending = new Map(); // client_message_id -> {chatId, body}
+
+// --- HTTP ---------------------------------------------------------------------------------
+
+async function call(method, path, body, retried = false) {
+  const headers = { "Content-Type": "application/json" };
+  if (session) headers.Authorization = `Bearer ${session.access_token}`;
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401 && session && !retried && path !== "/v1/sessions/refresh") {
+    if (await refresh()) return call(method, path, body, true);
+    showLogin("Your session has ended; log in again.");
+  }
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new Error((data && data.detail) || response.statusText);
+  return data;
+}
+
+async function refresh() {
+  if (!session) return false;
+  try {
+    const response = await fetch("/v1/sessions/refresh", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ refresh_token: session.refresh_token }),
+    });
+    if (!response.ok) return false;
+    keepSession({ ...session, ...(await response.json()) });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function keepSession(value) {
+  session = value;
+  if (value) sessionStorage.setItem(SESSION, JSON.stringify(value));
+  else sessionStorage.removeItem(SESSION);
+}
+
+// --- names: users are ids on the wire; the names this page learned are kept locally -------
+
+function names() {
+  return JSON.parse(localStorage.getItem(NAMES) || "{}");
+}
+
+function learnName(userId, username) {
+  const known = names();
+  known[userId] = username;
+  localStorage.setItem(NAMES, JSON.stringify(known));
+}
+
+function chatName(chat) {
+  const peers = chat.member_ids.filter((id) => id !== session.user_id);
+  const known = names();
+  return peers.map((id) => known[id] || `user …${id.slice(-6)}`).join(", ") || "yourself";
+}
+
+// --- views --------------------------------------------------------------------------------
+
+function showLogin(message = "") {
+  closeSocket();
+  keepSession(null);
+  $("chat-view").hidden = true;
+  $("login-view").hidden = false;
+  $("login-error").textContent = message;
+  setBanner(false);
+}
+
+async function showApp() {
+  $("login-view").hidden = true;
+  $("chat-view").hidden = false;
+  $("me").textContent = session.username;
+  await loadChats();
+  connect();
+}
+
+function setBanner(show) {
+  $("offline-banner").hidden = !show;
+}
+
+function renderChats() {
+  const list = $("chat-list");
+  list.replaceChildren();
+  for (const chat of chats.values()) {
+    const item = document.createElement("li");
+    item.className = "chat-item" + (current && current.id === chat.chat_id ? " active" : "");
+    item.dataset.chatId = chat.chat_id;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = chatName(chat);
+    const unread = document.createElement("span");
+    unread.className = "unread";
+    const count = current && current.id === chat.chat_id ? 0 : chat.unread_count;
+    unread.textContent = count ? String(count) : "";
+    const preview = document.createElement("span");
+    preview.className = "preview";
+    preview.textContent = chat.last_preview || "";
+    item.append(name, unread, preview);
+    item.addEventListener("click", () => openChat(chat.chat_id));
+    list.append(item);
+  }
+}
+
+function bubble(message, isPending = false) {
+  const item = document.createElement("li");
+  item.className = "message" + (message.sender_id === session.user_id ? " mine" : "");
+  if (isPending) item.classList.add("pending");
+  if (message.message_id) item.dataset.messageId = message.message_id;
+  item.dataset.clientId = message.client_message_id;
+  item.textContent = message.body;
+  const time = document.createElement("time");
+  time.textContent = message.created_at_ms
+    ? new Date(message.created_at_ms).toLocaleTimeString()
+    : "sending…";
+  item.append(time);
+  return item;
+}
+
+function shown(messageId) {
+  return $("messages").querySelector(`[data-message-id="${messageId}"]`);
+}
+
+// --- chats and history --------------------------------------------------------------------
+
+async function loadChats() {
+  const data = await call("GET", "/v1/chats");
+  chats.clear();
+  for (const chat of data.chats) chats.set(chat.chat_id, chat);
+  renderChats();
+}
+
+async function openChat(chatId) {
+  current = { id: chatId, oldest: null, hasMore: true, loading: false };
+  const chat = chats.get(chatId);
+  $("chat-title").textContent = chat ? chatName(chat) : chatId;
+  $("messages").replaceChildren();
+  $("composer").disabled = false;
+  $("chat-view").classList.add("in-chat");
+  renderChats();
+  await olderPage();
+  const box = $("messages");
+  box.scrollTop = box.scrollHeight;
+  for (const [clientId, item] of pending) {
+    if (item.chatId === chatId) $("messages").append(bubble(item.message, true));
+  }
+  $("composer").focus();
+}
+
+async function olderPage() {
+  if (!current || current.loading || !current.hasMore) return;
+  current.loading = true;
+  const chatId = current.id;
+  const query = new URLSearchParams({ limit: String(PAGE) });
+  if (current.oldest) query.set("before", current.oldest);
+  try {
+    const page = await call("GET", `/v1/chats/${encodeURIComponent(chatId)}/messages?${query}`);
+    if (!current || current.id !== chatId) return;
+    const box = $("messages");
+    const before = box.scrollHeight;
+    for (const message of page.messages) {
+      // Newest first: each goes above what is shown.
+      if (!shown(message.message_id)) box.prepend(bubble(message));
+      current.oldest = message.message_id;
+    }
+    current.hasMore = page.has_more;
+    box.scrollTop += box.scrollHeight - before;
+  } finally {
+    if (current) current.loading = false;
+  }
+}
+
+function received(message) {
+  const chat = chats.get(message.chat_id);
+  if (!chat) {
+    loadChats(); // a chat this page did not know yet
+  } else {
+    chat.last_preview = message.body.slice(0, 80);
+    chat.last_message_id = message.message_id;
+    if (message.sender_id !== session.user_id && !(current && current.id === chat.chat_id)) {
+      chat.unread_count += 1;
+    }
+    chats.delete(chat.chat_id);
+    chats.set(chat.chat_id, chat);
+    // Newest first: move it to the top.
+    const ordered = [chat, ...[...chats.values()].filter((c) => c !== chat)];
+    chats.clear();
+    for (const c of ordered) chats.set(c.chat_id, c);
+    renderChats();
+  }
+  if (!current || current.id !== message.chat_id || shown(message.message_id)) return;
+  const box = $("messages");
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  const mine = box.querySelector(`.pending[data-client-id="${CSS.escape(message.client_message_id)}"]`);
+  if (mine && message.sender_id === session.user_id) mine.replaceWith(bubble(message));
+  else box.append(bubble(message));
+  pending.delete(message.client_message_id);
+  if (atBottom) box.scrollTop = box.scrollHeight;
+}
+
+// --- sending: over the socket when it is open, else HTTP; the same key either way ---------
+
+function send(chatId, body) {
+  const clientId = crypto.randomUUID();
+  const message = { chat_id: chatId, sender_id: session.user_id, body, client_message_id: clientId };
+  pending.set(clientId, { chatId, body, message });
+  $("messages").append(bubble(message, true));
+  $("messages").scrollTop = $("messages").scrollHeight;
+  deliver(clientId);
+}
+
+function deliver(clientId) {
+  const item = pending.get(clientId);
+  if (!item) return;
+  const frame = { chat_id: item.chatId, client_message_id: clientId, body: item.body };
+  if (socket && socket.readyState === WebSocket.OPEN && online) {
+    socket.send(JSON.stringify({ type: "send", request_id: clientId, ...frame }));
+    return;
+  }
+  call("POST", `/v1/chats/${encodeURIComponent(item.chatId)}/messages`, frame)
+    .then((sent) => accepted(clientId, sent))
+    .catch(() => {}); // still pending: sent again when the stream is back
+}
+
+function accepted(clientId, sent) {
+  const item = pending.get(clientId);
+  if (!item) return;
+  const node = $("messages").querySelector(`.pending[data-client-id="${CSS.escape(clientId)}"]`);
+  if (node && !shown(sent.message_id)) {
+    node.dataset.messageId = sent.message_id;
+    node.classList.remove("pending");
+    node.querySelector("time").textContent = new Date(sent.created_at_ms).toLocaleTimeString();
+  } else if (node) {
+    node.remove();
+  }
+  pending.delete(clientId);
+}
+
+// --- the live stream ----------------------------------------------------------------------
+
+function cursorKey() {
+  return `chat.cursor.${session.user_id}`;
+}
+
+function connect() {
+  clearTimeout(reconnectTimer);
+  if (!session) return;
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  const ws = new WebSocket(`${scheme}${location.host}/v1/stream/ws`);
+  socket = ws;
+  ws.onopen = () => {
+    ws.send(
+      JSON.stringify({
+        type: "hello",
+        access_token: session.access_token,
+        cursor: localStorage.getItem(cursorKey()) || "",
+      }),
+    );
+  };
+  ws.onmessage = (frame) => handle(JSON.parse(frame.data));
+  ws.onclose = async (closed) => {
+    if (socket !== ws) return;
+    online = false;
+    setBanner(true);
+    if (closed.code === 4401 && !(await refresh())) {
+      showLogin("Your session has ended; log in again.");
+      return;
+    }
+    reconnectTimer = setTimeout(connect, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 8000);
+  };
+}
+
+function closeSocket() {
+  clearTimeout(reconnectTimer);
+  if (socket) {
+    const ws = socket;
+    socket = null;
+    ws.close();
+  }
+  online = false;
+}
+
+function handle(event) {
+  switch (event.type) {
+    case "message":
+      received(event.message);
+      break;
+    case "caught_up":
+      online = true;
+      retryDelay = 500;
+      setBanner(false);
+      loadChats();
+      for (const clientId of pending.keys()) deliver(clientId);
+      break;
+    case "resync_required":
+      loadChats();
+      if (current) openChat(current.id);
+      break;
+    case "sent":
+      accepted(event.request_id, event);
+      break;
+    case "send_failed":
+      if (event.status !== 503) {
+        const node = $("messages").querySelector(`.pending[data-client-id="${CSS.escape(String(event.request_id))}"]`);
+        if (node) node.querySelector("time").textContent = `not sent: ${event.detail}`;
+        pending.delete(event.request_id);
+      }
+      break;
+    default:
+      break; // errors and resume_required: the socket closes next and we reconnect
+  }
+  // The cursor moves only once the event is handled: a reconnect resumes after it.
+  if (event.cursor && ["message", "caught_up", "resync_required"].includes(event.type)) {
+    localStorage.setItem(cursorKey(), event.cursor);
+  }
+}
+
+// --- wiring -------------------------------------------------------------------------------
+
+async function authenticate(register) {
+  const username = $("username").value.trim();
+  const password = $("password").value;
+  $("login-error").textContent = "";
+  try {
+    if (register) await call("POST", "/v1/users", { username, password });
+    const opened = await call("POST", "/v1/sessions", { username, password });
+    keepSession({ ...opened, username: username.toLowerCase() });
+    learnName(opened.user_id, username.toLowerCase());
+    await showApp();
+  } catch (error) {
+    $("login-error").textContent = error.message;
+  }
+}
+
+$("login-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  authenticate(false);
+});
+$("register").addEventListener("click", () => authenticate(true));
+$("logout").addEventListener("click", async () => {
+  try {
+    await call("DELETE", "/v1/sessions/current");
+  } finally {
+    showLogin();
+  }
+});
+$("new-chat-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const username = $("new-chat-username").value.trim();
+  $("new-chat-error").textContent = "";
+  try {
+    const chat = await call("POST", "/v1/chats/direct", { peer_username: username });
+    const peer = chat.member_ids.find((id) => id !== session.user_id) || session.user_id;
+    learnName(peer, username.toLowerCase());
+    $("new-chat-username").value = "";
+    await loadChats();
+    if (!chats.has(chat.chat_id)) {
+      chats.set(chat.chat_id, { ...chat, unread_count: 0, last_preview: "" });
+    }
+    await openChat(chat.chat_id);
+  } catch (error) {
+    $("new-chat-error").textContent = error.message;
+  }
+});
+$("composer").addEventListener("keydown", (e) => {
+  if (e.key !== "Enter" || e.shiftKey || e.isComposing) return;
+  e.preventDefault();
+  const body = $("composer").value.trim();
+  if (!body || !current) return;
+  $("composer").value = "";
+  send(current.id, body);
+});
+$("messages").addEventListener("scroll", () => {
+  if ($("messages").scrollTop < 60) olderPage();
+});
+$("back").addEventListener("click", () => {
+  current = null;
+  $("chat-view").classList.remove("in-chat");
+  renderChats();
+});
+window.addEventListener("offline", () => setBanner(true));
+window.addEventListener("online", () => {
+  if (!online) connect();
+});
+
+if (session) showApp().catch(() => showLogin());
+else showLogin();
