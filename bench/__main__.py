@@ -12,6 +12,8 @@ bench/results/summary.md, PNG plots and docs/benchmarks.md):
   history  50-message history pages at rising rates
   moves    half the partitions move to the other server and back under held streams
   revocation  streams held, then their sessions logged out: when each stream ended
+  ws-idle  idle WebSockets on the BFF: resident memory per connection
+  ws-e2e   messages sent over WebSockets, latency to the recipients' WebSocket and gRPC stream
   report   tables, plots and docs/benchmarks.md from the results
 """
 
@@ -30,7 +32,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from bench import cpu, e2e, floors, history_load, idle, moves, report, revocation
+from bench import cpu, e2e, floors, history_load, idle, moves, report, revocation, ws
 from bench.population import open_chats, register_and_login
 from chatlib import live_config
 from chatlib.partitioning import Partitioning
@@ -200,6 +202,12 @@ async def main(argv: list[str]) -> int:
     m = sub.add_parser("moves")
     m.add_argument("--streams", type=int, default=2000)
     m.add_argument("--rounds", type=int, default=2)
+    w = sub.add_parser("ws-idle")
+    w.add_argument("--connections", type=int, default=10_000)
+    we = sub.add_parser("ws-e2e")
+    we.add_argument("--rate", type=float, default=200)
+    we.add_argument("--duration", type=float, default=30)
+    we.add_argument("--users", type=int, default=200)
     r = sub.add_parser("revocation")
     r.add_argument("--users", type=int, default=200)
     r.add_argument("--parallel", type=int, default=4, help="logouts in flight at once")
@@ -228,6 +236,19 @@ async def main(argv: list[str]) -> int:
             rate += args.step
         sustained = [s["rate"] for s in steps if s["e2e_ms"]["p99"] <= 100 and lossless(s)]
         save("step", command, {"steps": steps, "max_sustained_rate": max(sustained, default=0)})
+    elif args.scenario == "ws-idle":
+        layout = Layout.from_env()
+        secret = (layout.state / "secrets" / "jwt").read_text().strip()
+        tracked = processes.alive(layout.pidfile("bff"))
+        if tracked is None:
+            raise SystemExit("the BFF is not running; ./dev up first")
+        result = await ws.idle_websockets(BFF, secret, tracked.pid, args.connections)
+        print(result)
+        save("ws-idle", command, result)
+    elif args.scenario == "ws-e2e":
+        result = await ws.ws_e2e(BFF, args.rate, args.duration, args.users)
+        print(result)
+        save(f"ws-e2e-{args.rate:g}", command, result)
     elif args.scenario == "revocation":
         result = await revocation.revocation(BFF, args.users, args.parallel)
         print(result)
