@@ -118,6 +118,8 @@ def summary_keys(results: Path) -> dict[str, float]:
     history = _load(results, "history")
     peer = _load(results, "peer-500")
     revoked = _load(results, "revocation")
+    ws_idle = _load(results, "ws-idle")
+    ws_e2e = _load(results, "ws-e2e-200")
     keys: dict[str, float] = {}
     if e2e:
         r = e2e["result"]
@@ -151,6 +153,11 @@ def summary_keys(results: Path) -> dict[str, float]:
         keys["peer_cpu_ms_per_msg_at_500"] = peer["result"]["cpu"]["peer_cpu_ms_per_msg"]
     if revoked:
         keys["revocation_p99_ms"] = revoked["result"]["stream_ended_ms"]["p99"]
+    if ws_idle:
+        keys["ws_rss_kib_per_conn"] = ws_idle["result"]["rss_kib_per_conn"]
+    if ws_e2e:
+        keys["ws_e2e_p99_ms_at_200"] = ws_e2e["result"]["websocket_ms"]["p99"]
+        keys["grpc_e2e_p99_ms_at_200_same_run"] = ws_e2e["result"]["grpc_ms"]["p99"]
     return keys
 
 
@@ -372,6 +379,36 @@ def write(results: Path, docs: Path) -> None:
             HEADER,
             _row("stream ended (UNAUTHENTICATED)", r["stream_ended_ms"]),
             _row("logout acknowledged", r["logout_acked_ms"]),
+            "",
+        ]
+    ws_idle = _load(results, "ws-idle")
+    ws_e2e = _load(results, "ws-e2e-200")
+    if ws_idle or ws_e2e:
+        lines += ["## (h) Browsers' streams through the BFF", ""]
+    if ws_idle:
+        r = ws_idle["result"]
+        lines += [
+            f"Command: `{ws_idle['command']}` ({ws_idle['measured_at']}). "
+            f"{r['ready']} WebSockets held on the one BFF process, each past its hello and "
+            f"caught up (so each also holds a gRPC stream to its messaging server): resident "
+            f"memory {r['rss_before_kib']} KiB before, {r['rss_after_kib']} KiB after, "
+            f"**{r['rss_kib_per_conn']} KiB per connection**; opened in {r['open_seconds']} s.",
+            "",
+        ]
+    if ws_e2e:
+        r = ws_e2e["result"]
+        lines += [
+            f"Command: `{ws_e2e['command']}` ({ws_e2e['measured_at']}). {r['users']} users in "
+            "pairs, each holding a WebSocket (a browser) and a gRPC stream (a phone); one of "
+            f"each pair sends over its WebSocket, {r['rate']:g} messages/s in total for "
+            f"{r['duration']:g} s ({r['sent']} messages). Latency from each send's due time to "
+            "its arrival on the recipient's WebSocket and, for the same messages, on the "
+            f"recipient's gRPC stream. Missing: WebSocket {r['websocket_missing']}, gRPC "
+            f"{r['grpc_missing']}.",
+            "",
+            HEADER,
+            _row("sent over WebSocket → recipient's WebSocket", r["websocket_ms"]),
+            _row("sent over WebSocket → recipient's gRPC stream", r["grpc_ms"]),
             "",
         ]
     before = (

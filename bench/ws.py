@@ -112,7 +112,8 @@ async def ws_e2e(bff: str, rate: float, duration: float, users: int) -> dict[str
                     break
 
             async def listen() -> None:
-                async for event in call:
+                # read(), not iteration: the two may not be mixed on one call.
+                while isinstance(event := await call.read(), messaging_pb2.ClientEvent):
                     if event.WhichOneof("event") == "message" and event.message.sender_id != (
                         member.user_id
                     ):
