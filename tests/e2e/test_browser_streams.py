@@ -13,7 +13,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import BFF, Clients, User
+from chatlib.hashing import partition_for
+from tests.e2e.conftest import (
+    BFF,
+    FOLLOWERS,
+    Admin,
+    Clients,
+    User,
+    applied_everywhere,
+    eventually,
+    messaging_ready,
+)
+from tests.e2e.test_partition_moves import swapped
 
 WS = BFF.replace("http", "ws", 1) + "/v1/stream/ws"
 
@@ -251,3 +262,33 @@ async def _sse_event(response: aiohttp.ClientResponse) -> dict[str, str]:
                 continue
             name, _, value = line.partition(": ")
             fields[name] = value
+
+
+async def test_the_websocket_follows_a_partition_move_without_dropping(
+    clients: Clients, admin: Admin
+) -> None:
+    """The BFF follows the Redirect inside the cluster: the browser's socket stays open and
+    gets every message once, sent before, during and after its partition moves."""
+    config = (await admin.get("partitioning"))["value"]
+    moved, moving = swapped(config)
+    while True:  # a user whose partition moves
+        bob = await clients.user("wsmove")
+        if partition_for(bob.user_id, config["partitions"]) in moving:
+            break
+    alice = await clients.user("wsmovea")
+    chat = await alice.open_chat(bob)
+    async with aiohttp.ClientSession() as http:
+        ws = await _socket(http, bob)
+        await _next(ws, "caught_up")
+        sent = [await alice.send(chat, "before")]
+        status, body = await admin.put("partitioning", moved)
+        assert status == 200, body
+        sent += [await alice.send(chat, f"during {n}") for n in range(3)]
+        await applied_everywhere("partitioning", body["version"], FOLLOWERS["partitioning"])
+        await eventually(messaging_ready)
+        sent += [await alice.send(chat, "after")]
+        got = [int(e["message"]["message_id"]) for e in await _messages(ws, len(sent))]
+        assert got == sent
+        assert not ws.closed
+        await alice.send(chat, "marker")
+        assert (await _next(ws, "message"))["message"]["body"] == "marker"
