@@ -171,6 +171,8 @@ async def _hello(ws: web.WebSocketResponse, live: Live) -> tuple[tokens.Claims, 
     except TimeoutError:
         await _refuse(ws, CLOSE_UNAUTHENTICATED, 'send {"type": "hello", ...} first')
         return None
+    if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+        return None  # gone before saying hello
     if frame.type != WSMsgType.TEXT:
         await _refuse(ws, CLOSE_BAD_FRAME, "the first frame must be a JSON hello")
         return None
@@ -193,9 +195,8 @@ async def _hello(ws: web.WebSocketResponse, live: Live) -> tuple[tokens.Claims, 
 
 
 async def _refuse(ws: web.WebSocketResponse, code: int, reason: str) -> None:
-    await ws.send_str(json.dumps({"type": "error", "detail": reason}))
-    # A close reason is at most 123 bytes; the error event above carries the whole text.
-    await ws.close(code=code, message=reason.encode()[:120])
+    await _tell(ws, {"type": "error", "detail": reason})
+    await _close_soon(ws, code, reason)
 
 
 async def _serve(
@@ -278,7 +279,9 @@ async def _tell(ws: web.WebSocketResponse, event: dict[str, Any]) -> None:
 async def _close_soon(ws: web.WebSocketResponse, code: int, reason: str) -> None:
     """Close, but do not wait long for a browser that reads nothing."""
     try:
-        await asyncio.wait_for(ws.close(code=code, message=reason.encode()[:120]), 5.0)
+        # A close reason is at most 123 bytes of UTF-8: cut at a character boundary.
+        message = reason.encode()[:120].decode(errors="ignore").encode()
+        await asyncio.wait_for(ws.close(code=code, message=message), 5.0)
     except (TimeoutError, ConnectionError):
         with contextlib.suppress(Exception):
             await ws.close(code=WSCloseCode.ABNORMAL_CLOSURE)

@@ -18,6 +18,7 @@ from chatlib.errors import REDIRECT_KEY
 from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
 
 RETRY_PAUSE = 0.05
+MAX_RETRY_PAUSE = 2.0
 
 
 @dataclass
@@ -43,12 +44,14 @@ async def events(
     Errors other than a refusal with a redirect or UNAVAILABLE are raised.
     """
     metadata = (("authorization", f"Bearer {token}"),)
+    failures = 0
     while True:
         call = messaging_pb2_grpc.MessagingServiceStub(channel_for(state.address)).Subscribe(
             messaging_pb2.SubscribeRequest(resume_cursor=state.cursor), metadata=metadata
         )
         try:
             async for event in call:
+                failures = 0
                 state.cursor = event.cursor or state.cursor
                 yield event
                 if event.WhichOneof("event") == "redirect":
@@ -61,8 +64,11 @@ async def events(
                 state.refusals += 1
                 state.address = str(redirect)
             elif exc.code() == grpc.StatusCode.UNAVAILABLE:
+                # Quick while a partition is changing hands; backing off to 2 s while the
+                # server stays away, so thousands of held streams do not hammer it.
                 state.retries += 1
-                await asyncio.sleep(RETRY_PAUSE)
+                await asyncio.sleep(min(MAX_RETRY_PAUSE, RETRY_PAUSE * 2**failures))
+                failures += 1
             else:
                 raise
         finally:
