@@ -65,6 +65,7 @@ SENDS_IN_FLIGHT = 16
 CLOSE_RESUME = 4000  # too slow: reconnect with the cursor in the close reason
 CLOSE_BAD_FRAME = 4400
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_SERVER_ERROR = 4500  # reconnect with the last cursor
 
 CONNECTED = Gauge("bff_live_connections", "Browser streams open", ["transport"])
 CUT_LOOSE = Counter("bff_live_cut_loose_total", "Browser streams ended for not reading")
@@ -212,7 +213,13 @@ async def _serve(
     pump = asyncio.create_task(_pump(request, ws, live, claims, token, cursor))
     reader = asyncio.create_task(_read(ws, live, claims, token))
     done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
-    outcome = (pump if pump in done else reader).result()
+    first = pump if pump in done else reader
+    outcome: Close = None
+    if first.exception() is None:
+        outcome = first.result()
+    elif not isinstance(first.exception(), ConnectionError):  # a browser gone is no news
+        logger.warning("a browser stream failed: %r", first.exception())
+        outcome = (CLOSE_SERVER_ERROR, "the stream failed; reconnect with your cursor")
     for task in (pump, reader):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):
@@ -265,7 +272,10 @@ async def _pump(
             if view["type"] == "resume_required":
                 return CLOSE_RESUME, f"resume {last}"
     except Ended as exc:
-        code = CLOSE_UNAUTHENTICATED if exc.code == grpc.StatusCode.UNAUTHENTICATED else 4500
+        code = {
+            grpc.StatusCode.UNAUTHENTICATED: CLOSE_UNAUTHENTICATED,
+            grpc.StatusCode.INVALID_ARGUMENT: CLOSE_BAD_FRAME,  # a cursor it cannot serve
+        }.get(exc.code, CLOSE_SERVER_ERROR)
         await _tell(ws, {"type": "error", "code": exc.code.name, "detail": str(exc)})
         return code, str(exc)
     return None

@@ -58,9 +58,10 @@ DOCUMENT: dict[str, Any] = {
         ' "request_id", "chat_id", "client_message_id", "body"}`, answered `sent`'
         " (as POST /v1/chats/{chat_id}/messages answers) or `send_failed` (with the HTTP status"
         " it would have had). Close codes: 4000 too slow (reason `resume <cursor>`), 4400 a"
-        " bad frame, 4401 unauthenticated (no hello, a bad token, the session ended, the token"
-        " expired), 1009 a frame over 64 KiB. Pings every `web.heartbeat_seconds`; the page's"
-        " Origin must be the BFF's own or in the live config's `web.allowed_origins`.",
+        " bad frame or a cursor the server cannot serve, 4500 a server failure (reconnect with"
+        " the last cursor), 4401 unauthenticated (no hello, a bad token, the session ended,"
+        " the token expired), 1009 a frame over 64 KiB. Pings every `web.heartbeat_seconds`;"
+        " the page's Origin must be the BFF's own or in the live config's `web.allowed_origins`.",
     },
     "paths": {
         "/v1/users": {
