@@ -214,13 +214,19 @@ async def test_sse_with_a_ticket_resumes_from_last_event_id(clients: Clients) ->
                 assert r.status == 201
                 return str((await r.json())["ticket"])
 
-        # From the start of bob's log position: caught_up first, its id the cursor.
+        # Live from now: caught_up first; then a message sent meanwhile arrives live, and
+        # its id (the cursor) is where bob's next connection resumes.
         async with http.get(f"{BFF}/v1/stream/sse", params={"ticket": await ticket()}) as r:
             assert r.status == 200
             assert r.content_type == "text/event-stream"
-            first = await _sse_event(r)
-            assert first["event"] == "caught_up"
-            cursor = first["id"]
+            assert (await _sse_event(r))["event"] == "caught_up"
+            marker = await alice.send(chat, "marker")
+            while True:
+                event = await _sse_event(r)
+                data = json.loads(event["data"])
+                if event["event"] == "message" and int(data["message"]["message_id"]) == marker:
+                    cursor = event["id"]
+                    break
         later = [await alice.send(chat, f"later {n}") for n in range(2)]
         headers = {"Last-Event-ID": cursor}
         async with http.get(
@@ -229,8 +235,8 @@ async def test_sse_with_a_ticket_resumes_from_last_event_id(clients: Clients) ->
             events = [await _sse_event(r) for _ in range(3)]
         assert [e["event"] for e in events] == ["message", "message", "caught_up"]
         ids = [int(json.loads(e["data"])["message"]["message_id"]) for e in events[:2]]
-        assert ids == later
-        assert sent[0] not in ids
+        assert ids == later  # nothing from before the cursor (the earlier ones, the marker)
+        assert not set(ids) & {*sent, marker}
         # A ticket works once; a made-up one never.
         spent = await ticket()
         async with http.get(f"{BFF}/v1/stream/sse", params={"ticket": spent}) as r:
