@@ -157,7 +157,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     try:
         hello = await _hello(ws, live)
         if hello is not None:
-            await _serve(request, ws, live, *hello)
+            claims, token, cursor = hello
+            await _serve(Socket(ws, live, claims, token), cursor)
     finally:
         CONNECTED.labels(transport="websocket").dec()
         if not ws.closed:
@@ -200,18 +201,22 @@ async def _refuse(ws: web.WebSocketResponse, code: int, reason: str) -> None:
     await _close_soon(ws, code, reason)
 
 
-async def _serve(
-    request: web.Request,
-    ws: web.WebSocketResponse,
-    live: Live,
-    claims: tokens.Claims,
-    token: str,
-    cursor: str,
-) -> None:
+@dataclass
+class Socket:
+    """One browser's WebSocket past its hello."""
+
+    ws: web.WebSocketResponse
+    live: Live
+    claims: tokens.Claims
+    token: str
+
+
+async def _serve(socket: Socket, cursor: str) -> None:
     """Events out and sends in, until either side ends; then one close, from here (a close
     while another task is reading the socket would race it)."""
-    pump = asyncio.create_task(_pump(request, ws, live, claims, token, cursor))
-    reader = asyncio.create_task(_read(ws, live, claims, token))
+    ws = socket.ws
+    pump = asyncio.create_task(_pump(socket, cursor))
+    reader = asyncio.create_task(_read(socket))
     done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
     first = pump if pump in done else reader
     outcome: Close = None
@@ -231,7 +236,8 @@ async def _serve(
 Close = tuple[int, str] | None
 
 
-async def _read(ws: web.WebSocketResponse, live: Live, claims: tokens.Claims, token: str) -> Close:
+async def _read(socket: Socket) -> Close:
+    ws = socket.ws
     sends = asyncio.Semaphore(SENDS_IN_FLIGHT)
     tasks: set[asyncio.Task[None]] = set()
     try:
@@ -240,7 +246,7 @@ async def _read(ws: web.WebSocketResponse, live: Live, claims: tokens.Claims, to
                 await _tell(ws, {"type": "error", "detail": "frames are JSON text"})
                 return CLOSE_BAD_FRAME, "frames are JSON text"
             await sends.acquire()
-            task = asyncio.create_task(_send(ws, live, token, claims, frame.data))
+            task = asyncio.create_task(_send(socket, frame.data))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             task.add_done_callback(lambda _: sends.release())
@@ -250,17 +256,11 @@ async def _read(ws: web.WebSocketResponse, live: Live, claims: tokens.Claims, to
             task.cancel()
 
 
-async def _pump(
-    request: web.Request,
-    ws: web.WebSocketResponse,
-    live: Live,
-    claims: tokens.Claims,
-    token: str,
-    cursor: str,
-) -> Close:
+async def _pump(socket: Socket, cursor: str) -> Close:
+    ws = socket.ws
     last = cursor
     try:
-        async for view in browser_events(live, token, claims.user_id, cursor):
+        async for view in browser_events(socket.live, socket.token, socket.claims.user_id, cursor):
             try:
                 # Blocks while the socket's buffer is full: a browser that takes nothing
                 # for STALL_SECONDS is cut loose (the frame already written stays queued).
@@ -297,9 +297,8 @@ async def _close_soon(ws: web.WebSocketResponse, code: int, reason: str) -> None
             await ws.close(code=WSCloseCode.ABNORMAL_CLOSURE)
 
 
-async def _send(
-    ws: web.WebSocketResponse, live: Live, token: str, claims: tokens.Claims, raw: str
-) -> None:
+async def _send(socket: Socket, raw: str) -> None:
+    live, token = socket.live, socket.token
     request_id: Any = None
     try:
         body = _frame(raw)
@@ -310,7 +309,7 @@ async def _send(
             raise errors.InvalidArgument('a frame after hello must be {"type": "send", ...}')
         chat_id = inputs.checked(inputs.text(body, "chat_id", maximum=64), "chat_id", maximum=64)
         outgoing = chats.send_request(chat_id, body)
-        _, messaging = await live.backends.messaging_for(claims.user_id)
+        _, messaging = await live.backends.messaging_for(socket.claims.user_id)
         reply = await messaging.Send(
             outgoing,
             metadata=(("authorization", f"Bearer {token}"),),
@@ -321,7 +320,7 @@ async def _send(
         answer = _failed(request_id, exc.code, str(exc))
     except grpc.aio.AioRpcError as exc:
         answer = _failed(request_id, exc.code(), exc.details() or exc.code().name)
-    await _tell(ws, answer)
+    await _tell(socket.ws, answer)
 
 
 def _failed(request_id: Any, code: grpc.StatusCode, detail: str) -> dict[str, Any]:
