@@ -153,9 +153,9 @@ DEFAULT_LIMITS = Limits(
 DEFAULT_FEATURES = Features(registration_open=True, sending_enabled=True)
 DEFAULT_WEB = Web(allowed_origins=(), heartbeat_seconds=15)
 DEFAULT_AUTH = AuthLimits(
-    login_failures_per_username=10,
+    login_failures_per_username=20,
     username_window_seconds=300,
-    login_failures_per_address=100,
+    login_failures_per_address=300,
     registrations_per_address=200,
     address_window_seconds=10,
 )

@@ -14,7 +14,16 @@ import pytest
 
 from chatlib import tokens
 from protos.chat.v1 import history_pb2, history_pb2_grpc, messaging_pb2
-from tests.e2e.conftest import BFF, CONFIG, PASSWORD, Clients, User, admin_token, jwt_secret
+from tests.e2e.conftest import (
+    BFF,
+    CONFIG,
+    PASSWORD,
+    Admin,
+    Clients,
+    User,
+    admin_token,
+    jwt_secret,
+)
 
 HISTORY = "127.0.0.1:7201"
 
@@ -183,10 +192,11 @@ async def test_a_stream_ends_when_its_access_token_expires(clients: Clients) -> 
     assert "expired" in (ended.details() or "")
 
 
-async def test_failed_logins_are_limited_per_username(clients: Clients) -> None:
+async def test_failed_logins_are_limited_per_username(clients: Clients, admin: Admin) -> None:
+    budget = (await admin.get("auth"))["value"]["login_failures_per_username"]
     grace = await clients.user("limited")
     statuses = []
-    for _ in range(12):
+    for _ in range(budget + 2):
         async with clients.http.post(
             f"{BFF}/v1/sessions", json={"username": grace.username, "password": "wrong password"}
         ) as r:
@@ -194,8 +204,8 @@ async def test_failed_logins_are_limited_per_username(clients: Clients) -> None:
             if r.status == 429:
                 assert int(r.headers["Retry-After"]) >= 1
                 assert "too many" in (await r.json())["detail"]
-    assert statuses[:10] == [401] * 10, statuses
-    assert statuses[10:] == [429, 429], statuses
+    assert statuses[:budget] == [401] * budget, statuses
+    assert statuses[budget:] == [429, 429], statuses
     # The right password is refused too while the budget is spent (or a guesser would
     # learn which one was right).
     async with clients.http.post(
