@@ -9,11 +9,11 @@ Server-Sent Events where a WebSocket cannot be held), with exactly its semantics
   (``{"type": "hello", "access_token": ..., "cursor": ...}``); SSE takes a single-use ticket
   (``POST /v1/stream/tickets`` with the bearer token, valid 30 s) and the cursor from
   ``Last-Event-ID`` (or ``?cursor=``, since a new EventSource cannot set headers).
-- A browser that does not read is cut loose: a WebSocket that took nothing for 5 s while
-  events wait is closed with code 4000 and ``resume <cursor>`` (the last event handed to
-  it), an SSE response with a megabyte waiting ends. Until then the events wait in messaging's
-  bounded stream queue (gRPC flow control holds them there), so memory per connection stays
-  bounded and no one else waits.
+- A browser that does not read is cut loose: one that took nothing for 5 s while events
+  wait is ended (a WebSocket with code 4000 and ``resume <cursor>``, the last event handed
+  to it; an SSE response simply ends, the browser knows its last event id). Until then the
+  events wait in messaging's bounded stream queue (gRPC flow control holds them there), so
+  memory per connection stays bounded and no one else waits.
 - When the session ends (logout, kick) or its token expires, messaging ends the gRPC stream
   with UNAUTHENTICATED; the browser gets an ``error`` event and the connection ends (WebSocket
   code 4401).
@@ -55,9 +55,7 @@ TICKET_SECONDS = 30
 HELLO_SECONDS = 10.0
 #: The largest frame a browser may send (a send's body is limited far below this).
 MAX_FRAME_BYTES = 64 * 1024
-#: Bytes waiting in an SSE response's buffer beyond which the browser is cut loose.
-BACKLOG_BYTES = 1 << 20
-#: Seconds a WebSocket may take nothing while events wait before it is cut loose.
+#: Seconds a browser may take nothing while events wait before it is cut loose.
 STALL_SECONDS = 5.0
 #: Sends in flight on one WebSocket; more wait for one to finish.
 SENDS_IN_FLIGHT = 16
@@ -130,11 +128,6 @@ def _allowed(request: web.Request, live: Live) -> None:
     raise errors.PermissionDenied(
         f"origin {origin[:100]!r} may not open a stream here (live config web.allowed_origins)"
     )
-
-
-def _backlog(request: web.Request) -> int:
-    transport = request.transport
-    return 0 if transport is None else transport.get_write_buffer_size()
 
 
 # --- WebSocket ---------------------------------------------------------------------------
@@ -384,10 +377,13 @@ async def server_sent_events(request: web.Request) -> web.StreamResponse:
     )
     try:
         async for view in browser_events(live, token, claims.user_id, cursor):
-            if _backlog(request) > BACKLOG_BYTES:
+            try:
+                # As for a WebSocket: a browser that takes nothing for STALL_SECONDS while
+                # events wait is cut loose; it reconnects with the id of its last event.
+                await asyncio.wait_for(response.write(_sse(view)), STALL_SECONDS)
+            except TimeoutError:
                 CUT_LOOSE.inc()
                 break
-            await response.write(_sse(view))
             if view["type"] == "resume_required":
                 break
     except Ended as exc:

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from chatlib import tokens
 from chatlib.hashing import partition_for
 from tests.e2e.conftest import (
     BFF,
@@ -22,6 +23,7 @@ from tests.e2e.conftest import (
     User,
     applied_everywhere,
     eventually,
+    jwt_secret,
     messaging_ready,
 )
 from tests.e2e.test_partition_moves import swapped
@@ -298,3 +300,23 @@ async def test_the_websocket_follows_a_partition_move_without_dropping(
         assert not ws.closed
         await alice.send(chat, "marker")
         assert (await _next(ws, "message"))["message"]["body"] == "marker"
+
+
+async def test_a_websocket_ends_with_4401_when_its_token_expires(clients: Clients) -> None:
+    user = await clients.user("wsexpiry")
+    short = User(
+        user.username,
+        user.user_id,
+        tokens.issue(jwt_secret(), str(user.user_id), 3),
+        user.messaging_server,
+        clients.http,
+    )
+    async with aiohttp.ClientSession() as http:
+        ws = await _socket(http, short)
+        await _next(ws, "caught_up")
+        error = await _next(ws, "error")
+        assert error["code"] == "UNAUTHENTICATED"
+        assert "expired" in error["detail"]
+        closing = await asyncio.wait_for(ws.receive(), 10)
+        assert closing.type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 4401
