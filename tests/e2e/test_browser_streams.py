@@ -206,6 +206,42 @@ async def test_a_browser_that_does_not_read_is_cut_loose_with_a_cursor(clients: 
     assert (await other.messages(1))[0].message.body == "still flowing"
 
 
+async def test_an_sse_reader_that_stalls_is_cut_loose(clients: Clients) -> None:
+    bob = await clients.user("slowsse")
+    senders = [await clients.user("slowssesender") for _ in range(25)]
+    chats = [await sender.open_chat(bob) for sender in senders]
+    async with clients.http.post(f"{BFF}/v1/stream/tickets", headers=bob.auth) as r:
+        ticket = (await r.json())["ticket"]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(BFF.rsplit(":", 1)[1])))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(f"GET /v1/stream/sse?ticket={ticket} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+    body = "z" * 4000
+
+    async def burst(sender: User, chat: str) -> None:
+        for n in range(100):
+            await sender.send(chat, body, f"slowsse-{n}")
+
+    await asyncio.gather(*(burst(s, c) for s, c in zip(senders, chats, strict=True)))
+    # What was queued arrives, then the response ends (the last chunk of a chunked body).
+    data = b""
+    async with asyncio.timeout(60):
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = await reader.read(1 << 20)
+            assert chunk, "the connection closed without ending the response"
+            data += chunk
+    writer.close()
+    assert data.count(b"event: message") < 2500  # cut before everything was delivered
+    assert b"id: v1." in data  # the browser knows where to resume
+    other = await clients.subscribe(bob)
+    await other.caught_up()
+    await senders[0].send(chats[0], "still flowing")
+    assert (await other.messages(1))[0].message.body == "still flowing"
+
+
 async def test_sse_with_a_ticket_resumes_from_last_event_id(clients: Clients) -> None:
     alice, bob, chat = await clients.pair()
     sent = [await alice.send(chat, f"sse {n}") for n in range(2)]
