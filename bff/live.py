@@ -45,6 +45,7 @@ from bff.routing import Backends
 from bff.sessions import Accounts
 from chatlib import errors, problems, tokens
 from chatlib.config_sections import Web
+from chatlib.grpc_auth import bearer_metadata
 from chatlib.live_config import LiveSection
 from messaging.stream_client import StreamState, events
 
@@ -181,8 +182,7 @@ async def _hello(ws: web.WebSocketResponse, live: Live) -> tuple[tokens.Claims, 
         await _refuse(ws, CLOSE_BAD_FRAME, str(exc))
         return None
     try:
-        claims = live.accounts.verifier.verify(token)
-        claims.user_id  # noqa: B018 - raises for a service token
+        claims = live.accounts.verifier.verify_user(token)
     except tokens.InvalidToken as exc:
         await _refuse(ws, CLOSE_UNAUTHENTICATED, str(exc))
         return None
@@ -305,7 +305,7 @@ async def _send(socket: Socket, raw: str) -> None:
         _, messaging = await live.backends.messaging_for(socket.claims.user_id)
         reply = await messaging.Send(
             outgoing,
-            metadata=(("authorization", f"Bearer {token}"),),
+            metadata=bearer_metadata(token),
             timeout=live.backends.deadline,
         )
         answer = {"type": "sent", "request_id": request_id, **views.sent(reply)}
@@ -358,7 +358,7 @@ async def server_sent_events(request: web.Request) -> web.StreamResponse:
         raise errors.Unauthenticated("the stream ticket is unknown, used or expired; get a new one")
     token = raw.decode() if isinstance(raw, bytes) else str(raw)
     try:
-        claims = live.accounts.verifier.verify(token)
+        claims = live.accounts.verifier.verify_user(token)
     except tokens.InvalidToken as exc:
         raise errors.Unauthenticated(str(exc)) from None
     cursor = request.headers.get("Last-Event-ID") or request.query.get("cursor", "")

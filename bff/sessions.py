@@ -26,6 +26,7 @@ from bff import inputs, passwords
 from chatlib import tokens
 from chatlib.config_sections import AuthLimits, Features
 from chatlib.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from chatlib.grpc_auth import bearer_metadata
 from chatlib.live_config import LiveSection
 from chatlib.sessions import Outcome, SessionStore
 from protos.chat.v1 import history_pb2, history_pb2_grpc
@@ -63,18 +64,14 @@ class Accounts:
     locate: Callable[[int], Awaitable[str]]
 
     def service_metadata(self) -> tuple[tuple[str, str], ...]:
-        return (
-            ("authorization", f"Bearer {tokens.issue(self.secret, tokens.SERVICE_SUBJECT, 60)}"),
-        )
+        return bearer_metadata(tokens.issue(self.secret, tokens.SERVICE_SUBJECT, 60))
 
     def claims(self, request: web.Request) -> tokens.Claims:
         """The caller's verified claims (a user, never a service), or 401 saying why."""
         try:
-            claims = self.verifier.verify(tokens.bearer(request.headers.get("Authorization")))
-            claims.user_id  # noqa: B018 - raises for a service token
+            return self.verifier.verify_user(tokens.bearer(request.headers.get("Authorization")))
         except tokens.InvalidToken as exc:
             raise Unauthenticated(str(exc)) from None
-        return claims
 
     async def open(self, user_id: int) -> dict[str, Any]:
         now = int(time.time())

@@ -124,7 +124,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
 
     def _user(self, context: Context) -> int:
         try:
-            return self._caller(context).user_id
+            return grpc_auth.user_claims(context, self._verifier).user_id
         except tokens.InvalidToken as exc:
             raise errors.Unauthenticated(str(exc)) from None
 

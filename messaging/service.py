@@ -220,8 +220,6 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
 
     def _claims(self, context: Context) -> tokens.Claims:
         try:
-            claims = grpc_auth.claims(context, self._verifier)
-            claims.user_id  # noqa: B018 - raises for a service token
+            return grpc_auth.user_claims(context, self._verifier)
         except tokens.InvalidToken as exc:
             raise errors.Unauthenticated(str(exc)) from None
-        return claims

@@ -80,6 +80,10 @@ def test_a_service_token_has_no_user() -> None:
     claims = tokens.verify("k" * 32, tokens.issue("k" * 32, tokens.SERVICE_SUBJECT, 60))
     with pytest.raises(tokens.InvalidToken, match="not a user"):
         _ = claims.user_id
+    verifier = tokens.Verifier("k" * 32)
+    with pytest.raises(tokens.InvalidToken, match="not a user"):
+        verifier.verify_user(tokens.issue("k" * 32, tokens.SERVICE_SUBJECT, 60))
+    assert verifier.verify_user(tokens.issue("k" * 32, "42", 60)).user_id == 42
 
 
 @pytest.mark.parametrize(
