@@ -83,11 +83,8 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         stack.reset(ctx)
         return 0
     if command == "logs":
-        known = [service.name for service in all_services()] + [app.name for app in catalog.APPS]
-        names: list[str] = args.services or known
-        unknown = sorted(set(names) - set(known))
-        if unknown:
-            raise InfraError(f"unknown service {', '.join(unknown)}; known: {', '.join(known)}")
+        names: list[str] = args.services or known_services()
+        _check_names(names)
         return stack.follow_logs(ctx, names, args.lines, args.follow)
     if command == "check":
         return check(ctx)
@@ -133,14 +130,23 @@ def up(ctx: Context, *, missing_only: bool = False) -> list[stack.Outcome]:
     return outcomes
 
 
+def known_services() -> list[str]:
+    """Every service ./dev runs: the infrastructure in start order, then ours."""
+    return [service.name for service in all_services()] + [app.name for app in catalog.APPS]
+
+
+def _check_names(names: list[str]) -> None:
+    known = known_services()
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise InfraError(f"unknown service {', '.join(unknown)}; known: {', '.join(known)}")
+
+
 def restart(ctx: Context, names: list[str]) -> int:
     """Stop and start exactly the named services; everything else keeps running."""
+    _check_names(names)
     infra = {service.name: service for service in all_services()}
     ours = {app.name for app in catalog.APPS}
-    unknown = sorted(set(names) - set(infra) - ours)
-    if unknown:
-        known = ", ".join([*infra, *sorted(ours)])
-        raise InfraError(f"unknown service {', '.join(unknown)}; known: {known}")
     chosen = [infra[name] for name in names if name in infra]
     if chosen:
         stack.down(ctx, chosen)
