@@ -1,12 +1,16 @@
-"""Users, sessions and chats for a benchmark, created through the BFF as clients would."""
+"""Users, sessions and chats for a benchmark, created through the BFF as clients would, and
+their gRPC streams held until caught up."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+
+from protos.chat.v1 import messaging_pb2
 
 PASSWORD = "bench-password-1"
 
@@ -48,6 +52,16 @@ async def register_and_login(bff: str, count: int, prefix: str, parallel: int = 
 
     async with aiohttp.ClientSession() as http:
         return list(await asyncio.gather(*(one(http, n) for n in range(count))))
+
+
+async def caught_up(call: Any) -> None:
+    """Read a Subscribe call until its ``caught_up`` event (the stream is then live)."""
+    while True:
+        event = await call.read()
+        if not isinstance(event, messaging_pb2.ClientEvent):
+            raise RuntimeError("the stream ended before caught_up")
+        if event.WhichOneof("event") == "caught_up":
+            return
 
 
 async def open_chats(bff: str, pairs: list[tuple[Member, Member]], parallel: int = 8) -> list[str]:

@@ -15,18 +15,10 @@ from typing import Any
 import aiohttp
 import grpc
 
-from bench.population import Member, register_and_login
+from bench.population import Member, caught_up, register_and_login
 from bench.stats import summary
+from chatlib.grpc_auth import bearer_metadata
 from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
-
-
-async def _caught_up(call: Any) -> None:
-    while True:
-        event = await call.read()
-        if event is grpc.aio.EOF:
-            raise RuntimeError("the stream ended before caught_up")
-        if event.WhichOneof("event") == "caught_up":
-            return
 
 
 async def _ended(call: Any) -> float:
@@ -49,10 +41,10 @@ async def revocation(bff: str, users: int, parallel: int) -> dict[str, Any]:
         stub = messaging_pb2_grpc.MessagingServiceStub(channels[member.server])
         call = stub.Subscribe(
             messaging_pb2.SubscribeRequest(),
-            metadata=(("authorization", f"Bearer {member.token}"),),
+            metadata=bearer_metadata(member.token),
         )
         calls.append(call)
-    await asyncio.gather(*(_caught_up(call) for call in calls))
+    await asyncio.gather(*(caught_up(call) for call in calls))
     gate = asyncio.Semaphore(parallel)
     ended_ms: list[float] = []
     acked_ms: list[float] = []

@@ -13,9 +13,10 @@ import aiohttp
 import grpc
 
 from bench.idle import rss_kib
-from bench.population import Member, open_chats, register_and_login
+from bench.population import Member, caught_up, open_chats, register_and_login
 from bench.stats import summary
 from chatlib import tokens
+from chatlib.grpc_auth import bearer_metadata
 from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
 
 
@@ -102,14 +103,9 @@ async def ws_e2e(bff: str, rate: float, duration: float, users: int) -> dict[str
             channel = channels.setdefault(member.server, grpc.aio.insecure_channel(member.server))
             call = messaging_pb2_grpc.MessagingServiceStub(channel).Subscribe(
                 messaging_pb2.SubscribeRequest(),
-                metadata=(("authorization", f"Bearer {member.token}"),),
+                metadata=bearer_metadata(member.token),
             )
-            while True:
-                first = await call.read()
-                if not isinstance(first, messaging_pb2.ClientEvent):
-                    raise RuntimeError("the gRPC stream ended before caught_up")
-                if first.WhichOneof("event") == "caught_up":
-                    break
+            await caught_up(call)
 
             async def listen() -> None:
                 # read(), not iteration: the two may not be mixed on one call.
