@@ -33,19 +33,22 @@ class Backends:
         """The messaging server that owns the user's partition: where their stream lives."""
         config = self.partitioning.get()
         owner = config.owner(partition_for(user_id, config.partitions))
-        return owner.target, messaging_pb2_grpc.MessagingServiceStub(self.channel(owner.target))
+        channel = self._dial(self.messaging_dial.get(owner.name, owner.target))
+        return owner.target, messaging_pb2_grpc.MessagingServiceStub(channel)
 
     def channel(self, target: str) -> grpc.aio.Channel:
-        """A channel to the messaging server clients know as ``target`` (what the config and
-        a Redirect event name), dialled at the address the BFF uses for it."""
-        dial = target
+        """A channel to the messaging server clients know as ``target`` (what a Redirect
+        event names), dialled at the address the BFF uses for it."""
         for server in self.partitioning.get().servers:
             if server.target == target:
-                dial = self.messaging_dial.get(server.name, target)
-        channel = self.messaging_channels.get(dial)
+                return self._dial(self.messaging_dial.get(server.name, target))
+        return self._dial(target)
+
+    def _dial(self, address: str) -> grpc.aio.Channel:
+        channel = self.messaging_channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(dial, interceptors=self.client_interceptors)
-            self.messaging_channels[dial] = channel
+            channel = grpc.aio.insecure_channel(address, interceptors=self.client_interceptors)
+            self.messaging_channels[address] = channel
         return channel
 
 
