@@ -163,6 +163,8 @@ class Sender:
         """The attempt's outcome, or Unavailable after ``answer_seconds``; the attempt itself
         goes on either way (nor does a caller that goes away cancel it)."""
         if not attempt.done():
+            # By hand rather than asyncio.wait((attempt,), timeout=...), which behaves the
+            # same but costs 6.3 us per send here against 3.6 us (uvloop, timeit-style loop).
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[None] = loop.create_future()
 
