@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bff import chats, live, sessions
+from bff import chats, groups, live, sessions
 from bff.live import Live
 from bff.openapi import DOCUMENT
 from bff.routing import BACKENDS, Backends
@@ -33,6 +33,7 @@ def create_app(
     app[BACKENDS] = backends
     sessions.add_routes(app, accounts)
     chats.add_routes(app)
+    groups.add_routes(app)
     live.add_routes(app, streams)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/", index)

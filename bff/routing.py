@@ -10,7 +10,7 @@ from aiohttp import web
 from chatlib.hashing import partition_for
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
-from protos.chat.v1 import history_pb2_grpc, messaging_pb2_grpc
+from protos.chat.v1 import groups_pb2_grpc, history_pb2_grpc, messaging_pb2_grpc
 
 
 @dataclass
@@ -31,10 +31,18 @@ class Backends:
         self, user_id: int
     ) -> tuple[str, messaging_pb2_grpc.MessagingServiceAsyncStub]:
         """The messaging server that owns the user's partition: where their stream lives."""
+        target, channel = self._owner(user_id)
+        return target, messaging_pb2_grpc.MessagingServiceStub(channel)
+
+    def groups_for(self, user_id: int) -> groups_pb2_grpc.GroupServiceAsyncStub:
+        """Group changes, on the same server as the user's other calls (any server could
+        take them)."""
+        return groups_pb2_grpc.GroupServiceStub(self._owner(user_id)[1])
+
+    def _owner(self, user_id: int) -> tuple[str, grpc.aio.Channel]:
         config = self.partitioning.get()
         owner = config.owner(partition_for(user_id, config.partitions))
-        channel = self._dial(self.messaging_dial.get(owner.name, owner.target))
-        return owner.target, messaging_pb2_grpc.MessagingServiceStub(channel)
+        return owner.target, self._dial(self.messaging_dial.get(owner.name, owner.target))
 
     def channel(self, target: str) -> grpc.aio.Channel:
         """A channel to the messaging server clients know as ``target`` (what a Redirect

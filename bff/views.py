@@ -7,17 +7,54 @@ from __future__ import annotations
 
 from typing import Any
 
-from protos.chat.v1 import common_pb2, history_pb2, messaging_pb2
+from protos.chat.v1 import common_pb2, groups_pb2, history_pb2, messaging_pb2
+
+ACTIONS = {
+    common_pb2.ChatChange.CREATED: "created",
+    common_pb2.ChatChange.RENAMED: "renamed",
+    common_pb2.ChatChange.ADDED: "added",
+    common_pb2.ChatChange.REMOVED: "removed",
+    common_pb2.ChatChange.LEFT: "left",
+    common_pb2.ChatChange.ROLE_CHANGED: "role_changed",
+    common_pb2.ChatChange.OPENED: "opened",
+}
 
 
 def message(m: common_pb2.Message) -> dict[str, Any]:
-    return {
+    found: dict[str, Any] = {
         "message_id": str(m.message_id),
         "chat_id": m.chat_id,
         "sender_id": str(m.sender_id),
         "body": m.body,
         "client_message_id": m.client_message_id,
         "created_at_ms": m.created_at_ms,
+    }
+    if m.HasField("change"):
+        found["change"] = change(m.change)
+    return found
+
+
+def change(c: common_pb2.ChatChange) -> dict[str, Any]:
+    return {
+        "action": ACTIONS.get(c.action, "unknown"),
+        "name": c.name,
+        "user_ids": [str(u) for u in c.user_ids],
+        "role": c.role,
+        "version": c.version,
+    }
+
+
+def group(g: groups_pb2.Group) -> dict[str, Any]:
+    return {
+        "chat_id": g.chat_id,
+        "kind": "group",
+        "name": g.name,
+        "version": g.version,
+        "change_id": str(g.change_id) if g.change_id else None,
+        "members": [
+            {"user_id": str(m.user_id), "role": m.role, "since_id": str(m.since_id)}
+            for m in g.members
+        ],
     }
 
 
@@ -36,6 +73,8 @@ def chat_list(reply: history_pb2.ListChatsResponse) -> dict[str, Any]:
                 "last_sender_id": str(c.last_sender_id) if c.last_sender_id else None,
                 "last_preview": c.last_preview,
                 "unread_count": c.unread_count,
+                "name": c.name,
+                "member": c.member,
             }
             for c in reply.chats
         ]

@@ -143,6 +143,22 @@ class Web:
         )
 
 
+@dataclass(frozen=True)
+class Groups:
+    """Group chats (messaging/group_rules.py)."""
+
+    #: Members a group may hold; a change that would make it larger is refused.
+    max_members: int
+
+    def to_value(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, value: Any) -> Groups:
+        doc = fields(value, "groups", set(cls.__dataclass_fields__))
+        return cls(max_members=integer(doc, "max_members", "groups", 2, 100_000))
+
+
 DEFAULT_LIMITS = Limits(
     max_body_bytes=4096,
     history_page_default=50,
@@ -152,6 +168,7 @@ DEFAULT_LIMITS = Limits(
 )
 DEFAULT_FEATURES = Features(registration_open=True, sending_enabled=True)
 DEFAULT_WEB = Web(allowed_origins=(), heartbeat_seconds=15)
+DEFAULT_GROUPS = Groups(max_members=1000)
 DEFAULT_AUTH = AuthLimits(
     login_failures_per_username=20,
     username_window_seconds=300,
@@ -167,6 +184,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "features": Features.parse,
     "auth": AuthLimits.parse,
     "web": Web.parse,
+    "groups": Groups.parse,
 }
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from protos.chat.v1 import envelope_pb2
+from protos.chat.v1 import common_pb2, envelope_pb2
 
 Delivery = envelope_pb2.Delivery
 KINDS = ("direct", "group")
@@ -57,6 +57,7 @@ def encode_copies(
     client_message_id: str,
     created_at_ms: int,
     recipients: Iterable[int],
+    change: common_pb2.ChatChange | None = None,
 ) -> list[Copy]:
     """One copy per recipient; the sender's own copy is the primary one (history stores it)."""
     shared = Delivery(
@@ -67,6 +68,7 @@ def encode_copies(
         body=body,
         client_message_id=client_message_id,
         created_at_ms=created_at_ms,
+        change=change,
     ).SerializeToString()
     return [
         Copy(
@@ -96,3 +98,9 @@ def decode(value: bytes | None) -> envelope_pb2.Delivery:
     if delivery.kind and delivery.kind not in KINDS:
         raise InvalidDelivery(f"delivery has unknown kind {delivery.kind!r}")
     return delivery
+
+
+def streamed(delivery: envelope_pb2.Delivery) -> bool:
+    """Whether streams carry this record: everything but the opening of a direct chat, which
+    only the chat lists learn of."""
+    return delivery.change.action != common_pb2.ChatChange.OPENED

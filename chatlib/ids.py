@@ -36,6 +36,13 @@ class Snowflake:
         self._last_ms = -1
         self._sequence = 0
 
+    def advance_past(self, floor: int) -> None:
+        """Make every id minted from now on larger than ``floor`` (minted anywhere): the
+        membership fence asks for it when this process's clock is behind another's."""
+        floor_ms = (floor >> TIME_SHIFT) + EPOCH_MS
+        if self._last_ms <= floor_ms:
+            self._last_ms, self._sequence = floor_ms + 1, 0
+
     def next_id(self) -> int:
         worker = self._worker_id()
         now = max(self._clock_ms(), self._last_ms)  # never step back if the wall clock does
@@ -47,3 +54,12 @@ class Snowflake:
             self._sequence = 0
         self._last_ms = now
         return ((now - EPOCH_MS) << TIME_SHIFT) | (worker << SEQUENCE_BITS) | self._sequence
+
+
+def signed(value: int) -> int:
+    """Ids are unsigned 64-bit on the wire (fixed64); Cassandra's bigint is signed."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value

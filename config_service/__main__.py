@@ -26,6 +26,7 @@ from chatlib.config_checks import InvalidConfig
 from chatlib.config_sections import (
     DEFAULT_AUTH,
     DEFAULT_FEATURES,
+    DEFAULT_GROUPS,
     DEFAULT_LIMITS,
     DEFAULT_WEB,
     PARSERS,
@@ -132,6 +133,7 @@ async def _command(args: argparse.Namespace) -> int:
                 "features": DEFAULT_FEATURES.to_value(),
                 "auth": DEFAULT_AUTH.to_value(),
                 "web": DEFAULT_WEB.to_value(),
+                "groups": DEFAULT_GROUPS.to_value(),
             }
             for section, value in defaults.items():
                 outcome = await store.seed(section, value, by=operator)

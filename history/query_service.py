@@ -48,6 +48,8 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
                     last_preview=chat.last_preview,
                     last_sender_id=chat.last_sender_id,
                     unread_count=count,
+                    name=chat.name,
+                    member=not chat.visible_until,
                 )
                 for chat, count in zip(chats, unread, strict=True)
             ]
@@ -61,17 +63,28 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         _check_chat_id(request.chat_id)
         limits = self._limits.get()
         limit = _limit(request.limit, limits.history_page_default, limits.history_page_max)
-        chat = await self._store.chat(request.chat_id)
-        if chat is None:
-            raise errors.NotFound(f"chat {request.chat_id!r} does not exist")
-        if user not in chat.member_ids:
-            raise errors.PermissionDenied(f"you are not a member of chat {request.chat_id!r}")
+        window = (0, 0)
+        if request.chat_id.startswith("g:"):
+            # Members read from the change that added them; former members up to their
+            # removal (group_members, which messaging writes before a change is answered).
+            window = await self._store.group_window(request.chat_id, user)
+        else:
+            chat = await self._store.chat(request.chat_id)
+            if chat is None:
+                raise errors.NotFound(f"chat {request.chat_id!r} does not exist")
+            if user not in chat.member_ids:
+                raise errors.PermissionDenied(f"you are not a member of chat {request.chat_id!r}")
         page = self._store.page(
-            chat.chat_id, before_id=request.before_id, after_id=request.after_id, limit=limit
+            request.chat_id,
+            before_id=request.before_id,
+            after_id=request.after_id,
+            limit=limit,
+            window=window,
         )
         if trace.get_current_span().is_recording():
             with tracer.start_as_current_span(
-                "history.get_page", attributes={"db.system": "cassandra", "chat.id": chat.chat_id}
+                "history.get_page",
+                attributes={"db.system": "cassandra", "chat.id": request.chat_id},
             ):
                 messages, more = await page
         else:

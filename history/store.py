@@ -26,10 +26,14 @@ from typing import Any
 from cassandra.query import BoundStatement
 
 from chatlib.cassandra import AsyncSession
-from chatlib.ids import timestamp_ms
+from chatlib.errors import NotFound, PermissionDenied
+from chatlib.ids import signed, timestamp_ms, unsigned
 from history.buckets import bucket_at, bucket_of
 from protos.chat.v1 import common_pb2, envelope_pb2
 
+OPENED = common_pb2.ChatChange.OPENED
+CREATED, ADDED = common_pb2.ChatChange.CREATED, common_pb2.ChatChange.ADDED
+REMOVED, LEFT = common_pb2.ChatChange.REMOVED, common_pb2.ChatChange.LEFT
 PREVIEW_CHARS = 120
 #: Unread counts stop at this many (the chat list shows "this many or more").
 UNREAD_CAP = 1000
@@ -47,6 +51,10 @@ _INSERT_MESSAGE = (
     "INSERT INTO messages_by_chat (chat_id, bucket, message_id, sender_id, body,"
     " client_message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_CHANGE = (
+    "INSERT INTO messages_by_chat (chat_id, bucket, message_id, sender_id, body,"
+    " client_message_id, created_at, change) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _INSERT_BUCKET = "INSERT INTO chat_buckets (chat_id, bucket) VALUES (?, ?)"
 _NEWEST = (
     "UPDATE chats_by_user USING TIMESTAMP ? SET last_message = ?, kind = ?"
@@ -55,6 +63,15 @@ _NEWEST = (
 _NEWEST_UNKNOWN_KIND = (
     "UPDATE chats_by_user USING TIMESTAMP ? SET last_message = ? WHERE user_id = ? AND chat_id = ?"
 )
+_KIND = "UPDATE chats_by_user USING TIMESTAMP ? SET kind = ? WHERE user_id = ? AND chat_id = ?"
+_NAME = "UPDATE chats_by_user USING TIMESTAMP ? SET name = ? WHERE user_id = ? AND chat_id = ?"
+_JOINED = (
+    "UPDATE chats_by_user USING TIMESTAMP ? SET visible_from = ?, visible_until = null"
+    " WHERE user_id = ? AND chat_id = ?"
+)
+_LEFT = (
+    "UPDATE chats_by_user USING TIMESTAMP ? SET visible_until = ? WHERE user_id = ? AND chat_id = ?"
+)
 _READ = (
     "UPDATE chats_by_user USING TIMESTAMP ? SET read_watermark = ?"
     " WHERE user_id = ? AND chat_id = ?"
@@ -62,11 +79,14 @@ _READ = (
 # created_at is not read: a message's time is its id's (timestamp_ms), and decoding a
 # timestamp column into a datetime for each of a page's rows costs more than the rest.
 _PAGE = (
-    "SELECT message_id, sender_id, body, client_message_id"
+    "SELECT message_id, sender_id, body, client_message_id, change"
     " FROM messages_by_chat WHERE chat_id = ? AND bucket = ?"
 )
 _NEWER = _PAGE + " AND message_id > ? AND message_id < ? ORDER BY message_id ASC LIMIT ?"
 _OLDER = _PAGE + " AND message_id < ? LIMIT ?"
+_OLDER_ABOVE = _PAGE + " AND message_id > ? AND message_id < ? LIMIT ?"
+_WINDOW = "SELECT since_id, until_id, version FROM group_members WHERE chat_id = ? AND user_id = ?"
+_GROUP_EXISTS = "SELECT version FROM group_members WHERE chat_id = ? LIMIT 1"
 _SENDERS_NEWER = (
     "SELECT message_id, sender_id FROM messages_by_chat WHERE chat_id = ? AND bucket = ?"
     " AND message_id > ? AND message_id < ? LIMIT ?"
@@ -91,6 +111,19 @@ class ChatState:
     last_sender_id: int
     last_preview: str
     read_watermark: int
+    #: A group's name, and the part of its log the user may read: from the change that
+    #: (last) added them, up to the one that removed them (0: not removed).
+    name: str = ""
+    visible_from: int = 0
+    visible_until: int = 0
+
+
+def direct_members(chat_id: str) -> frozenset[int]:
+    """A direct chat's two members, from its id ("d:<low>:<high>"); none for a group."""
+    parts = chat_id.split(":")
+    if parts[0] != "d" or len(parts) != 3:
+        return frozenset()
+    return frozenset(int(p) for p in parts[1:] if p.isdigit())
 
 
 def write_time(message_id: int) -> int:
@@ -118,6 +151,11 @@ class HistoryStore:
         bind = self.db.bind
         for delivery in batch:
             key = (delivery.recipient_id, delivery.chat_id)
+            if delivery.HasField("change"):
+                opened = delivery.change.action == OPENED
+                statements += self._chat_changed(delivery)
+                if opened:
+                    continue  # only the chat lists learn of it
             current = newest.get(key)
             if current is None or delivery.message_id > current.message_id:
                 newest[key] = delivery
@@ -126,48 +164,72 @@ class HistoryStore:
             if not delivery.primary:
                 continue
             bucket = bucket_of(delivery.message_id)
-            statements.append(
-                (
-                    bind(
-                        _INSERT_MESSAGE,
-                        (
-                            delivery.chat_id,
-                            bucket,
-                            _signed(delivery.message_id),
-                            _signed(delivery.sender_id),
-                            delivery.body,
-                            delivery.client_message_id,
-                            delivery.created_at_ms,
-                        ),
-                    ),
-                    len(delivery.body) * 4 + 100,
-                )
-            )
+            row = [
+                delivery.chat_id,
+                bucket,
+                signed(delivery.message_id),
+                signed(delivery.sender_id),
+                delivery.body,
+                delivery.client_message_id,
+                delivery.created_at_ms,
+            ]
+            if delivery.HasField("change"):
+                row.append(delivery.change.SerializeToString())
+            cql = _INSERT_CHANGE if len(row) > 7 else _INSERT_MESSAGE
+            statements.append((bind(cql, row), len(delivery.body) * 4 + 100))
             pair = (delivery.chat_id, bucket)
             if pair not in self._known_buckets and pair not in new_buckets:
                 new_buckets.add(pair)
                 statements.append((bind(_INSERT_BUCKET, pair), 60))
         for (user, chat_id), delivery in newest.items():
             last = (
-                _signed(delivery.message_id),
-                _signed(delivery.sender_id),
+                signed(delivery.message_id),
+                signed(delivery.sender_id),
                 delivery.body[:PREVIEW_CHARS],
             )
             at = write_time(delivery.message_id)
             if delivery.kind:
-                params: tuple[Any, ...] = (at, last, delivery.kind, _signed(user), chat_id)
+                params: tuple[Any, ...] = (at, last, delivery.kind, signed(user), chat_id)
                 statements.append((bind(_NEWEST, params), PREVIEW_CHARS * 4 + 100))
             else:
-                params = (at, last, _signed(user), chat_id)
+                params = (at, last, signed(user), chat_id)
                 statements.append((bind(_NEWEST_UNKNOWN_KIND, params), PREVIEW_CHARS * 4 + 100))
         for (user, chat_id), message_id in newest_own.items():
             # Sending in a chat means having read it up to one's own message.
-            params = (write_time(message_id), _signed(message_id), _signed(user), chat_id)
+            params = (write_time(message_id), signed(message_id), signed(user), chat_id)
             statements.append((bind(_READ, params), 80))
         await self.db.write(statements)
         if len(self._known_buckets) + len(new_buckets) > KNOWN_BUCKETS:
             self._known_buckets.clear()
         self._known_buckets |= new_buckets
+
+    def _chat_changed(self, delivery: envelope_pb2.Delivery) -> list[tuple[BoundStatement, int]]:
+        """A change's effect on its recipient's chat-list row, written at the change's time:
+        the kind (an opened direct chat), a group's name, and the recipient's window."""
+        change = delivery.change
+        at = write_time(delivery.message_id)
+        where = (signed(delivery.recipient_id), delivery.chat_id)
+        bind = self.db.bind
+        if change.action == OPENED:
+            return [(bind(_KIND, (at, delivery.kind or "direct", *where)), 60)]
+        found = [(bind(_NAME, (at, change.name, *where)), 100 + len(change.name) * 4)]
+        if delivery.recipient_id in change.user_ids:
+            if change.action in (CREATED, ADDED):
+                found.append((bind(_JOINED, (at, signed(delivery.message_id), *where)), 60))
+            elif change.action in (REMOVED, LEFT):
+                found.append((bind(_LEFT, (at, signed(delivery.message_id), *where)), 60))
+        return found
+
+    async def group_window(self, chat_id: str, user_id: int) -> tuple[int, int]:
+        """The part of a group's log the user may read: (from, until) change ids, until 0
+        while they are a member. NotFound / PermissionDenied otherwise."""
+        rows = await self.db.execute(_WINDOW, (chat_id, signed(user_id)))
+        if not rows or rows[0].since_id is None:
+            if not await self.db.execute(_GROUP_EXISTS, (chat_id,)):
+                raise NotFound(f"chat {chat_id!r} does not exist")
+            raise PermissionDenied(f"you are not a member of chat {chat_id!r}")
+        row = rows[0]
+        return unsigned(row.since_id), unsigned(row.until_id) if row.until_id else 0
 
     async def chat(self, chat_id: str) -> ChatRow | None:
         """A chat and its members; direct chats, whose members never change, are remembered."""
@@ -183,7 +245,7 @@ class HistoryStore:
         found = ChatRow(
             chat_id=row.chat_id,
             kind=row.kind,
-            member_ids=frozenset(_unsigned(m) for m in row.member_ids or ()),
+            member_ids=frozenset(unsigned(m) for m in row.member_ids or ()),
         )
         if found.kind == "direct":
             self._chats[chat_id] = found
@@ -195,43 +257,50 @@ class HistoryStore:
         """The user's chats, the one with the newest message first (chats without a message
         last)."""
         rows = await self.db.execute(
-            "SELECT chat_id, kind, member_ids, last_message, read_watermark FROM chats_by_user"
-            " WHERE user_id = ?",
-            (_signed(user_id),),
+            "SELECT chat_id, kind, last_message, read_watermark, name, visible_from,"
+            " visible_until FROM chats_by_user WHERE user_id = ?",
+            (signed(user_id),),
         )
         found = []
         for row in rows:
             message_id, sender_id, preview = row.last_message or (0, 0, "")
+            kind = row.kind or ("group" if row.chat_id.startswith("g:") else "direct")
             found.append(
                 ChatState(
                     chat_id=row.chat_id,
-                    kind=row.kind or "direct",
-                    member_ids=frozenset(_unsigned(m) for m in row.member_ids or ()),
-                    last_message_id=_unsigned(message_id),
-                    last_sender_id=_unsigned(sender_id),
+                    kind=kind,
+                    member_ids=direct_members(row.chat_id),
+                    last_message_id=unsigned(message_id),
+                    last_sender_id=unsigned(sender_id),
                     last_preview=preview or "",
-                    read_watermark=_unsigned(row.read_watermark or 0),
+                    read_watermark=unsigned(row.read_watermark or 0),
+                    name=row.name or "",
+                    visible_from=unsigned(row.visible_from or 0),
+                    visible_until=unsigned(row.visible_until or 0),
                 )
             )
         found.sort(key=lambda c: (c.last_message_id, c.chat_id), reverse=True)
         return found[:limit]
 
     async def unread(self, chat: ChatState, user_id: int) -> int:
-        """Messages of others in ``chat`` after the user's read watermark (up to UNREAD_CAP)."""
-        if chat.last_message_id <= chat.read_watermark:
+        """Entries by others in ``chat`` after the user's read watermark, within what they may
+        read (up to the newest they were given: a former member's stops at their removal),
+        up to UNREAD_CAP."""
+        floor = max(chat.read_watermark, chat.visible_from - 1 if chat.visible_from else 0)
+        if chat.last_message_id <= floor:
             return 0
-        low = bucket_of(chat.read_watermark) if chat.read_watermark else None
+        low = bucket_of(floor) if floor else None
         count = 0
         for bucket in await self.buckets(chat.chat_id):
             if low is not None and bucket < low:
                 break
-            upper = MAX_ID
+            upper = chat.last_message_id + 1
             while count < UNREAD_CAP:
                 rows = await self.db.execute(
                     _SENDERS_NEWER,
-                    (chat.chat_id, bucket, _signed(chat.read_watermark), upper, UNREAD_CAP),
+                    (chat.chat_id, bucket, signed(floor), upper, UNREAD_CAP),
                 )
-                count += sum(1 for r in rows if _unsigned(r.sender_id) != user_id)
+                count += sum(1 for r in rows if unsigned(r.sender_id) != user_id)
                 if len(rows) < UNREAD_CAP:
                     break
                 upper = rows[-1].message_id
@@ -242,9 +311,10 @@ class HistoryStore:
     async def buckets(self, chat_id: str, *, newest: bool = False) -> list[int]:
         """The buckets holding the chat's messages, newest first.
 
-        Remembered for BUCKETS_SECONDS (a chat gains a bucket every ten days at most); when
-        the newest page is asked for and the newest known bucket is not the current one, it
-        is asked again, at most once every BUCKETS_RECHECK_SECONDS.
+        Remembered for BUCKETS_SECONDS (a chat gains a bucket every ten days at most); when a
+        page without a ``before`` bound (the newest page, or what is newer than a cursor) is
+        asked for and the newest known bucket is not the current one, it is asked again, at
+        most once every BUCKETS_RECHECK_SECONDS.
         """
         now = time.monotonic()
         known = self._buckets.get(chat_id)
@@ -264,17 +334,30 @@ class HistoryStore:
         return buckets
 
     async def page(
-        self, chat_id: str, *, before_id: int, after_id: int, limit: int
+        self,
+        chat_id: str,
+        *,
+        before_id: int,
+        after_id: int,
+        limit: int,
+        window: tuple[int, int] = (0, 0),
     ) -> tuple[list[common_pb2.Message], bool]:
         """Up to ``limit`` messages by id cursor, over the chat's non-empty buckets only; and
         whether more exist. With ``after_id``, the oldest first after it (and before
-        ``before_id`` if that is given too); else the newest first before ``before_id``."""
+        ``before_id`` if that is given too); else the newest first before ``before_id``.
+        Only ids within ``window`` (from, until; 0 for no bound), both ends included."""
         wanted = limit + 1
         found: list[Any] = []
+        since, until = window
+        if until:
+            before_id = min(before_id, until + 1) if before_id else until + 1
+        floor = since - 1 if since else 0
+        if after_id:
+            after_id = max(after_id, floor)
         if after_id >= MAX_ID:
             return [], False  # no id is that large: nothing is newer
         before_id = min(before_id, MAX_ID)
-        buckets = await self.buckets(chat_id, newest=not before_id and not after_id)
+        buckets = await self.buckets(chat_id, newest=not before_id)
         if after_id:
             start = bucket_of(after_id)
             end = bucket_of(before_id) if before_id else None
@@ -293,21 +376,27 @@ class HistoryStore:
             for bucket in buckets:
                 if end is not None and bucket > end:
                     continue
-                found += await self.db.execute(
-                    _OLDER, (chat_id, bucket, bound, wanted - len(found)), tuples=True
-                )
+                if floor and bucket < bucket_of(floor):
+                    break
+                if floor:
+                    params: tuple[Any, ...] = (chat_id, bucket, floor, bound, wanted - len(found))
+                    found += await self.db.execute(_OLDER_ABOVE, params, tuples=True)
+                else:
+                    params = (chat_id, bucket, bound, wanted - len(found))
+                    found += await self.db.execute(_OLDER, params, tuples=True)
                 if len(found) >= wanted:
                     break
         messages = [
             common_pb2.Message(
                 message_id=message_id,
                 chat_id=chat_id,
-                sender_id=_unsigned(sender_id),
+                sender_id=unsigned(sender_id),
                 body=body,
                 client_message_id=client_message_id,
                 created_at_ms=timestamp_ms(message_id),
+                change=common_pb2.ChatChange.FromString(change) if change else None,
             )
-            for message_id, sender_id, body, client_message_id in found[:limit]
+            for message_id, sender_id, body, client_message_id, change in found[:limit]
         ]
         return messages, len(found) > limit
 
@@ -318,14 +407,14 @@ class HistoryStore:
         """False if the username is taken (decided by a lightweight transaction)."""
         rows = await self.db.execute(
             "INSERT INTO users_by_name (username, user_id) VALUES (?, ?) IF NOT EXISTS",
-            (username, _signed(user_id)),
+            (username, signed(user_id)),
         )
         if not rows or not rows[0].applied:
             return False
         await self.db.execute(
             "INSERT INTO users (user_id, username, password_hash, created_at)"
             " VALUES (?, ?, ?, toTimestamp(now()))",
-            (_signed(user_id), username, password_hash),
+            (signed(user_id), username, password_hash),
         )
         return True
 
@@ -333,20 +422,11 @@ class HistoryStore:
         rows = await self.db.execute(
             "SELECT user_id FROM users_by_name WHERE username = ?", (username,)
         )
-        return await self.user_by_id(_unsigned(rows[0].user_id)) if rows else None
+        return await self.user_by_id(unsigned(rows[0].user_id)) if rows else None
 
     async def user_by_id(self, user_id: int) -> Any | None:
         rows = await self.db.execute(
             "SELECT user_id, username, password_hash FROM users WHERE user_id = ?",
-            (_signed(user_id),),
+            (signed(user_id),),
         )
         return rows[0] if rows else None
-
-
-def _signed(value: int) -> int:
-    """Ids are unsigned 64-bit on the wire (fixed64), Cassandra bigint is signed."""
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _unsigned(value: int) -> int:
-    return value + (1 << 64) if value < 0 else value

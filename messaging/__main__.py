@@ -12,7 +12,7 @@ import grpc
 from confluent_kafka import Consumer
 
 from chatlib import cassandra, lifecycle, ops, redis_client, telemetry, tokens
-from chatlib.config_sections import Features, Limits
+from chatlib.config_sections import Features, Groups, Limits
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer, ensure_topic
 from chatlib.leases import WorkerLease
@@ -22,8 +22,12 @@ from chatlib.redis_wire import RedisWire
 from chatlib.revocations import Revocations
 from chatlib.settings import Common, Env
 from messaging.admission import Admission
+from messaging.changes import ChatChanges, UserNames
 from messaging.chats import ChatDirectory
 from messaging.fanout import FanOut
+from messaging.fence import Fence
+from messaging.group_service import GroupService
+from messaging.group_store import GroupStore
 from messaging.recent import RecentDeliveries
 from messaging.replay import Replayer, Watermarks
 from messaging.send import Sender
@@ -31,7 +35,7 @@ from messaging.service import MessagingService
 from messaging.settings import Settings
 from messaging.settle import Settler
 from messaging.streams import StreamRegistry
-from protos.chat.v1 import messaging_pb2_grpc
+from protos.chat.v1 import groups_pb2_grpc, messaging_pb2_grpc
 
 logger = logging.getLogger("messaging")
 #: A consumer loop that has not polled for this long is not working (it polls every second).
@@ -60,7 +64,8 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     routing = LiveSection("partitioning", Partitioning.parse)
     limits = LiveSection("limits", Limits.parse)
     features = LiveSection("features", Features.parse)
-    live = LiveConfig(common.redis_url, [routing, limits, features])
+    groups = LiveSection("groups", Groups.parse)
+    live = LiveConfig(common.redis_url, [routing, limits, features, groups])
     stack.push_async_callback(live.close)
     await live.start(stop)
     revoked = Revocations(common.redis_url, f"messaging:{settings.server_name}")
@@ -73,7 +78,8 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
     stack.callback(cluster.shutdown)
     db = cassandra.AsyncSession(session, common.keyspace)
-    directory = ChatDirectory(db)
+    group_store = GroupStore(db)
+    directory = ChatDirectory(db, group_store)
     producer = AsyncProducer(
         {"bootstrap.servers": common.kafka_bootstrap, "linger.ms": settings.producer_linger_ms}
     )
@@ -88,6 +94,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     wire = RedisWire(common.redis_url)
     stack.callback(wire.close)
     admission = Admission(wire)
+    fence = Fence(wire)
     settler = Settler(producer, admission, common.kafka_bootstrap, common.deliveries_topic)
     stack.callback(settler.close)
     registry = StreamRegistry()
@@ -98,6 +105,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         admission,
         client,
         directory,
+        fence,
         Snowflake(lease.check),
         lease,
         settler,
@@ -142,18 +150,32 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             ("grpc.server.max_pending_requests_hard_limit", 100_000),
         ],
     )
+    verifier = tokens.Verifier(common.jwt_secret, revoked)
+    changes = ChatChanges(
+        sender=sender,
+        admission=admission,
+        store=group_store,
+        fence=fence,
+        names=UserNames(db),
+        lease=lease,
+        groups=groups,
+    )
+    groups_pb2_grpc.add_GroupServiceServicer_to_server(
+        GroupService(changes, verifier, groups), server
+    )
     messaging_pb2_grpc.add_MessagingServiceServicer_to_server(
         MessagingService(
             server_name=settings.server_name,
             partitioning=routing,
             sender=sender,
             directory=directory,
+            changes=changes,
             registry=registry,
             recent=recent,
             replayer=replayer,
             watermarks=watermarks,
             fanout=fanout,
-            verifier=tokens.Verifier(common.jwt_secret, revoked),
+            verifier=verifier,
             stream_queue=settings.stream_queue,
         ),
         server,

@@ -184,7 +184,12 @@ class Admission:
 
     async def take_over(self, claim: Claim, owner: Owner) -> Claim | None:
         """Make ``owner`` the claim's sender if nobody changed it since it was read."""
-        value = claim.pending_value(owner)
+        return await self.reissue(claim, claim.message_id, owner)
+
+    async def reissue(self, claim: Claim, new_id: int, owner: Owner) -> Claim | None:
+        """Give a claim that nothing was produced for yet another id, if nobody changed it
+        since it was read (the membership fence wants a larger one)."""
+        value = f"{new_id}:p:{owner.encode()}"
         try:
             swapped = await self._client.evalsha(
                 SWAP, [claim.key], [claim.field, claim.value, value]
@@ -193,9 +198,7 @@ class Admission:
             raise Unavailable(f"send admission unavailable: {exc}") from None
         if not swapped:
             return None
-        return Claim(
-            claim.sender, claim.key, claim.field, claim.message_id, False, False, owner, value
-        )
+        return Claim(claim.sender, claim.key, claim.field, new_id, claim.new, False, owner, value)
 
     async def release(self, claim: Claim) -> None:
         """Forget a claim whose message certainly reached nobody (best effort: a claim left

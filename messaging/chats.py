@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from chatlib.cassandra import AsyncSession
 from chatlib.errors import InvalidArgument, NotFound, PermissionDenied
+from messaging.group_store import GroupStore
 
 DIRECT = re.compile(r"d:[0-9]{1,20}:[0-9]{1,20}")
 GROUP = re.compile(r"g:[0-9]{1,20}")
@@ -31,13 +32,20 @@ class Chat:
     chat_id: str
     kind: str
     members: frozenset[int]
+    #: A group's membership version that ``members`` are from (0 for direct chats).
+    version: int = 0
+    #: The id of the group's last change.
+    last_change: int = 0
 
 
 class ChatDirectory:
-    """Membership from Cassandra's ``chats`` table, cached: direct chats never change members."""
+    """Membership, cached. Direct chats (Cassandra's ``chats``) never change members; a
+    group's cached members carry their version, which the membership fence checks on every
+    send (``messaging/fence.py``), so a stale entry is noticed and read again (``refresh``)."""
 
-    def __init__(self, db: AsyncSession) -> None:
+    def __init__(self, db: AsyncSession, groups: GroupStore) -> None:
         self._db = db
+        self._groups = groups
         self._chats: OrderedDict[str, Chat] = OrderedDict()
 
     async def chat(self, chat_id: str) -> Chat:
@@ -45,16 +53,34 @@ class ChatDirectory:
         if cached is not None:
             self._chats.move_to_end(chat_id)
             return cached
+        if chat_id.startswith("g:"):
+            return await self.refresh(chat_id)
         rows = await self._db.execute(
             "SELECT kind, member_ids FROM chats WHERE chat_id = ?", (chat_id,)
         )
         if not rows:
             raise NotFound(f"chat {chat_id!r} does not exist")
         found = Chat(chat_id, rows[0].kind or "direct", frozenset(rows[0].member_ids or ()))
-        self._chats[chat_id] = found
+        self._remember(found)
+        return found
+
+    async def refresh(self, chat_id: str) -> Chat:
+        """A group's membership read again from Cassandra (and remembered)."""
+        state = await self._groups.load(chat_id)
+        if state.version == 0:
+            self._chats.pop(chat_id, None)
+            raise NotFound(f"chat {chat_id!r} does not exist")
+        self._remember(Chat(chat_id, "group", state.members, state.version, state.last_change_id))
+        return self._chats[chat_id]
+
+    def _remember(self, found: Chat) -> None:
+        chat_id = found.chat_id
+        known = self._chats.get(chat_id)
+        if known is None or known.version <= found.version:  # reads may finish out of order
+            self._chats[chat_id] = found
+        self._chats.move_to_end(chat_id)
         if len(self._chats) > CACHE_SIZE:
             self._chats.popitem(last=False)
-        return found
 
     async def check_member(self, chat_id: str, user_id: int) -> Chat:
         found = await self.chat(chat_id)
@@ -76,17 +102,11 @@ class ChatDirectory:
         if not rows:
             raise NotFound(f"user {peer_id} does not exist")
         chat_id = direct_chat_id(user_id, peer_id)
-        members = {user_id, peer_id}
         # IF NOT EXISTS keeps the first creation time when both users open the chat at once.
+        # (The members' chat lists learn of it from the log: messaging/changes.py.)
         await self._db.execute(
             "INSERT INTO chats (chat_id, kind, member_ids, created_at)"
             " VALUES (?, 'direct', ?, toTimestamp(now())) IF NOT EXISTS",
-            (chat_id, members),
+            (chat_id, {user_id, peer_id}),
         )
-        for member in members:
-            await self._db.execute(
-                "UPDATE chats_by_user SET kind = 'direct', member_ids = ?"
-                " WHERE user_id = ? AND chat_id = ?",
-                (members, member, chat_id),
-            )
         return chat_id

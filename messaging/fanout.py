@@ -273,6 +273,8 @@ class FanOut:
             # History dead-letters it; live delivery just cannot show it.
             logger.warning("skipping undecodable record at %d@%d: %s", partition, offset, exc)
             return
+        if not deliveries.streamed(delivery):
+            return
         event = message_event(Cursor(partition, offset), delivery)
         parent = sampled_context(record.headers())  # type: ignore[arg-type]
         if parent is None:

@@ -26,6 +26,7 @@ import functools
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -34,7 +35,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from chatlib import deliveries, leases
 from chatlib.config_sections import Features, Limits
-from chatlib.errors import InvalidArgument, Unavailable
+from chatlib.errors import ChatError, InvalidArgument, PermissionDenied, Unavailable
 from chatlib.hashing import partition_for
 from chatlib.ids import Snowflake, timestamp_ms
 from chatlib.kafka import AsyncProducer, ProduceFailed, Record
@@ -44,7 +45,9 @@ from chatlib.partitioning import Partitioning
 from chatlib.telemetry import kafka_headers
 from messaging.admission import REDIS_FAILURES, Admission, Claim, Owner
 from messaging.chats import ChatDirectory, check_chat_id
+from messaging.fence import Fence
 from messaging.settle import Settler
+from protos.chat.v1 import common_pb2
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -61,6 +64,10 @@ MAX_IN_FLIGHT = 10_000
 ACK_DELAY_SECONDS = 0.02
 #: Pause before writing acknowledgements again after Redis failed them.
 ACK_RETRY_SECONDS = 0.5
+#: How long a group send waits for a membership change in progress before it gives up.
+FENCE_WAIT_SECONDS = 4.0
+#: A change in progress for this long may have died: whether its process lives is asked.
+STALLED_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,8 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message as the send path carries it: who, where, what, and to whom."""
+    """A message (or a change to a chat) as the send path carries it: who, where, what, and to
+    whom."""
 
     sender: int
     chat_id: str
@@ -80,6 +88,16 @@ class Outgoing:
     client_message_id: str
     body: str
     recipients: frozenset[int]
+    #: A group's membership version the recipients are from.
+    version: int = 0
+    change: common_pb2.ChatChange | None = None
+    #: For a change: writes it once the claim is held (``messaging/changes.py``), and gives
+    #: the log entry to produce and the claim (its id may have been moved past the fence's
+    #: floor); None if it turned out to change nothing.
+    prepare: Prepare | None = None
+
+
+Prepare = Callable[[Claim], Awaitable[tuple[Outgoing, Claim] | None]]
 
 
 class Sender:
@@ -89,6 +107,7 @@ class Sender:
         admission: Admission,
         redis: aioredis.Redis,
         directory: ChatDirectory,
+        fence: Fence,
         ids: Snowflake,
         lease: WorkerLease,
         settler: Settler,
@@ -103,6 +122,7 @@ class Sender:
         self._admission = admission
         self._redis = redis
         self._directory = directory
+        self._fence = fence
         self._ids = ids
         self._lease = lease
         self._settler = settler
@@ -120,6 +140,10 @@ class Sender:
         self._acknowledging: set[tuple[int, str, str]] = set()
         IN_FLIGHT.set_function(self.in_flight)
         self._ack_task: asyncio.Task[None] | None = None
+
+    @property
+    def ids(self) -> Snowflake:
+        return self._ids
 
     def check(self, chat_id: str, client_message_id: str, body: str) -> None:
         check_chat_id(chat_id)
@@ -143,13 +167,20 @@ class Sender:
         if not self._features.get().sending_enabled:
             raise Unavailable("sending is switched off for maintenance; retry later")
         chat = await self._directory.check_member(chat_id, sender)
-        key = (sender, chat_id, client_message_id)
+        outgoing = Outgoing(
+            sender, chat_id, chat.kind, client_message_id, body, chat.members, chat.version
+        )
+        return await self.submit(outgoing, started)
+
+    async def submit(self, outgoing: Outgoing, started: float | None = None) -> Accepted:
+        """Send a checked message or change: join its attempt running here, or start one."""
+        started = time.perf_counter() if started is None else started
+        key = (outgoing.sender, outgoing.chat_id, outgoing.client_message_id)
         attempt = self._attempts.get(key)
         joined = attempt is not None
         if attempt is None:
             if len(self._attempts) >= MAX_IN_FLIGHT:
                 raise Unavailable(f"{MAX_IN_FLIGHT} sends are in flight on this server; retry")
-            outgoing = Outgoing(sender, chat_id, chat.kind, client_message_id, body, chat.members)
             attempt = asyncio.ensure_future(self._attempt(outgoing))
             self._attempts[key] = attempt
             attempt.add_done_callback(functools.partial(self._finished, key))
@@ -188,11 +219,14 @@ class Sender:
 
     async def _attempt(self, outgoing: Outgoing) -> Accepted:
         limits = self._limits.get()
+        key = (outgoing.sender, outgoing.chat_id, outgoing.client_message_id)
         try:
             owner = Owner(self._lease.check(), self._lease.token)
             new_id = self._ids.next_id()
         except LeaseLost as exc:
             raise Unavailable(f"this server cannot assign message ids right now: {exc}") from None
+        if outgoing.kind == "group" and outgoing.prepare is None:
+            outgoing, new_id = await self._fenced(outgoing, new_id, owner)
         claim = await self._admission.admit(
             outgoing.sender,
             outgoing.chat_id,
@@ -202,10 +236,30 @@ class Sender:
             rate_per_second=limits.send_rate_per_second,
             burst=limits.send_burst,
         )
-        message_id = claim.message_id
-        accepted = Accepted(message_id, timestamp_ms(message_id), duplicate=claim.acknowledged)
         if claim.acknowledged:
-            return accepted
+            return Accepted(claim.message_id, timestamp_ms(claim.message_id), duplicate=True)
+        if not claim.new:
+            owner_alive = claim.owner is not None and (
+                claim.owner == owner
+                or await leases.held(self._redis, claim.owner.worker_id, claim.owner.token)
+            )
+            if owner_alive and claim.owner != owner:
+                raise Unavailable(
+                    f"message {claim.message_id} is being sent by another server; retry in a moment"
+                )
+        if outgoing.prepare is not None:
+            try:
+                prepared = await outgoing.prepare(claim)
+            except ChatError:
+                if claim.new:
+                    await self._admission.release(claim)
+                raise
+            if prepared is None:  # the change turned out to change nothing
+                await self._admission.release(claim)
+                return Accepted(0, 0, duplicate=False)
+            outgoing, claim = prepared
+        message_id = claim.message_id
+        accepted = Accepted(message_id, timestamp_ms(message_id), duplicate=False)
         if claim.new:
             if not trace.get_current_span().is_recording():
                 # An unsampled send does no span work at all.
@@ -232,19 +286,66 @@ class Sender:
                     # The record headers carry the producer span's context.
                     await self._produce(claim, self.records(outgoing, message_id))
         else:
-            owner_alive = claim.owner is not None and (
-                claim.owner == owner
-                or await leases.held(self._redis, claim.owner.worker_id, claim.owner.token)
-            )
-            if owner_alive and claim.owner != owner:
-                raise Unavailable(
-                    f"message {message_id} is being sent by another server; retry in a moment"
-                )
             claim = await self._settler.settle(
                 claim, owner, lambda missing: self.records(outgoing, message_id, missing)
             )
-        self._acknowledge_later(outgoing, claim)
+        self._acknowledge_later(key, claim)
         return dataclasses.replace(accepted, duplicate=not claim.new)
+
+    async def _fenced(
+        self, outgoing: Outgoing, message_id: int, owner: Owner
+    ) -> tuple[Outgoing, int]:
+        """The group message with recipients of the membership version in force at its id
+        (``messaging/fence.py``), and that id; waits out a change being written."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        chat_id = outgoing.chat_id
+        while True:
+            outcome = await self._fence.admit(chat_id, outgoing.version, message_id)
+            if outcome.passed:
+                return outgoing, message_id
+            if outcome.floor is not None:
+                self._ids.advance_past(outcome.floor)
+                message_id = self._mint()
+                continue
+            chat = await self._directory.refresh(chat_id)
+            if outcome.unknown or (outcome.version or 0) < chat.version:
+                # Redis knows nothing of the group, or less than Cassandra: it lost writes.
+                await self._fence.seed(chat_id, chat.version, chat.last_change)
+            elif outcome.version is not None and outcome.version > chat.version:
+                # A change is being written to Cassandra: wait for it.
+                waited = loop.time() - started
+                if waited > STALLED_SECONDS:
+                    await self._undo_dead_change(chat_id, chat.version)
+                if waited > FENCE_WAIT_SECONDS:
+                    raise Unavailable(
+                        f"the members of chat {chat_id!r} are changing; retry in a moment"
+                    )
+                await asyncio.sleep(0.01)
+            if outgoing.sender not in chat.members:
+                raise PermissionDenied(f"you are not a member of chat {chat_id!r}")
+            outgoing = dataclasses.replace(outgoing, recipients=chat.members, version=chat.version)
+
+    async def _undo_dead_change(self, chat_id: str, version: int) -> None:
+        """A change fenced at ``version`` + 1 whose process died before writing it would hold
+        the group's sends for ever: undo its step (its retry writes it later, under a new
+        id)."""
+        found = await self._fence.changing(chat_id)
+        if found is None or found[0] != version + 1 or ":" not in found[2]:
+            return
+        worker, token = found[2].split(":", 1)
+        if await leases.held(self._redis, int(worker), token):
+            return
+        if await self._fence.rollback(chat_id, version, found[1]):
+            logger.warning(
+                "undid change %d of %s: its process died before writing it", found[1], chat_id
+            )
+
+    def _mint(self) -> int:
+        try:
+            return self._ids.next_id()
+        except LeaseLost as exc:
+            raise Unavailable(f"this server cannot assign message ids right now: {exc}") from None
 
     def in_flight(self) -> int:
         """Sends between admission and their claim's acknowledgement (bounded: MAX_IN_FLIGHT)."""
@@ -265,11 +366,19 @@ class Sender:
             client_message_id=outgoing.client_message_id,
             created_at_ms=timestamp_ms(message_id),
             recipients=sorted(outgoing.recipients if recipients is None else recipients),
+            change=outgoing.change,
         )
         return [
             Record(self._topic, c.key, c.value, partition_for(c.recipient, partitions), headers)
             for c in copies
         ]
+
+    async def publish(self, outgoing: Outgoing, message_id: int) -> None:
+        """Produce a log entry that needs no claim (it is idempotent downstream as it is)."""
+        try:
+            await self._producer.send(self.records(outgoing, message_id))
+        except ProduceFailed as exc:
+            raise Unavailable(f"Kafka did not confirm it ({exc}); retry") from None
 
     async def _produce(self, claim: Claim, records: list[Record]) -> None:
         try:
@@ -290,8 +399,7 @@ class Sender:
             # and so is one that found its claim acknowledged already.
             self._attempts.pop(key, None)
 
-    def _acknowledge_later(self, outgoing: Outgoing, claim: Claim) -> None:
-        key = (outgoing.sender, outgoing.chat_id, outgoing.client_message_id)
+    def _acknowledge_later(self, key: tuple[int, str, str], claim: Claim) -> None:
         self._unacknowledged.append((key, claim))
         self._acknowledging.add(key)
         if self._ack_task is None or self._ack_task.done():

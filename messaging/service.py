@@ -13,6 +13,7 @@ from chatlib import deliveries, errors, grpc_auth, tokens
 from chatlib.hashing import partition_for
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
+from messaging.changes import ChatChanges
 from messaging.chats import ChatDirectory
 from messaging.cursor import Cursor
 from messaging.fanout import FanOut
@@ -34,6 +35,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         partitioning: LiveSection[Partitioning],
         sender: Sender,
         directory: ChatDirectory,
+        changes: ChatChanges,
         registry: StreamRegistry,
         recent: RecentDeliveries,
         replayer: Replayer,
@@ -46,6 +48,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self._partitioning = partitioning
         self._sender = sender
         self._directory = directory
+        self._changes = changes
         self._registry = registry
         self._recent = recent
         self._replayer = replayer
@@ -74,6 +77,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
     ) -> common_pb2.Chat:
         user = self._user(context)
         chat_id = await self._directory.open_direct(user, request.peer_id)
+        await self._changes.opened(user, request.peer_id)
         members = sorted({user, request.peer_id})
         return common_pb2.Chat(chat_id=chat_id, kind="direct", member_ids=members)
 
@@ -162,7 +166,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                         delivery = deliveries.decode(value)
                     except deliveries.InvalidDelivery:
                         continue
-                    if recent.first_time(delivery.message_id):
+                    if deliveries.streamed(delivery) and recent.first_time(delivery.message_id):
                         yield message_event(Cursor(partition, offset), delivery).event
                 last = max(cursor, last)
         yield messaging_pb2.ClientEvent(cursor=last.encode(), caught_up=messaging_pb2.CaughtUp())

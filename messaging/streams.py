@@ -44,6 +44,8 @@ def message_event(cursor: Cursor, delivery: envelope_pb2.Delivery) -> LiveEvent:
     message.body = delivery.body
     message.client_message_id = delivery.client_message_id
     message.created_at_ms = delivery.created_at_ms
+    if delivery.HasField("change"):
+        message.change.CopyFrom(delivery.change)
     return LiveEvent(cursor, delivery.message_id, event)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from infra.layout import Layout
 from messaging.stream_client import StreamState, events
-from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
+from protos.chat.v1 import groups_pb2_grpc, messaging_pb2, messaging_pb2_grpc
 
 BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
 JAEGER = os.environ.get("CHAT_JAEGER_QUERY_URL", "http://127.0.0.1:16686")
@@ -150,6 +150,9 @@ class Clients:
     def stub(self, address: str) -> messaging_pb2_grpc.MessagingServiceAsyncStub:
         return messaging_pb2_grpc.MessagingServiceStub(self.channel(address))
 
+    def groups(self, user: User) -> groups_pb2_grpc.GroupServiceAsyncStub:
+        return groups_pb2_grpc.GroupServiceStub(self.channel(user.messaging_server))
+
     async def subscribe(self, user: User, cursor: str = "") -> Stream:
         call = self.stub(user.messaging_server).Subscribe(
             messaging_pb2.SubscribeRequest(resume_cursor=cursor),
@@ -254,7 +257,10 @@ async def admin() -> AsyncIterator[Admin]:
     """The admin API; every section is put back as it was when the test ends."""
     async with aiohttp.ClientSession() as http:
         found = Admin(http, admin_token())
-        before = {s: (await found.get(s))["value"] for s in ("partitioning", "limits", "features")}
+        before = {
+            s: (await found.get(s))["value"]
+            for s in ("partitioning", "limits", "features", "groups")
+        }
         try:
             yield found
         finally:
@@ -272,6 +278,7 @@ FOLLOWERS = {
     "partitioning": (9311, 9312, 9401),
     "limits": (9311, 9312, 9301),
     "features": (9311, 9312, 9401),
+    "groups": (9311, 9312),
 }
 
 

@@ -25,6 +25,8 @@ from chatlib.redis_wire import RedisWire
 from history import migrate
 from messaging.admission import Admission
 from messaging.chats import ChatDirectory
+from messaging.fence import Fence
+from messaging.group_store import GroupStore
 from messaging.send import Sender
 from messaging.settle import Settler
 from tests.integration.conftest import Endpoints
@@ -69,11 +71,13 @@ async def wired(endpoints: Endpoints, unique: str) -> AsyncIterator[Wired]:
         "partitions": PARTITIONS,
         "servers": [{"name": "m1", "address": "grpc://127.0.0.1:1", "ranges": [[0, 3]]}],
     }
+    db = cassandra.AsyncSession(session, unique)
     sender = Sender(
         producer,
         admission,
         redis,
-        ChatDirectory(cassandra.AsyncSession(session, unique)),
+        ChatDirectory(db, GroupStore(db)),
+        Fence(wire),
         Snowflake(lease.check),
         lease,
         settler,

@@ -21,6 +21,74 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ChatChange_Action int32
+
+const (
+	ChatChange_ACTION_UNSPECIFIED ChatChange_Action = 0
+	// A group was created; `user_ids` are its first members (the creator is its owner).
+	ChatChange_CREATED ChatChange_Action = 1
+	ChatChange_RENAMED ChatChange_Action = 2
+	ChatChange_ADDED   ChatChange_Action = 3
+	ChatChange_REMOVED ChatChange_Action = 4
+	ChatChange_LEFT    ChatChange_Action = 5
+	// `user_ids` now have `role`.
+	ChatChange_ROLE_CHANGED ChatChange_Action = 6
+	// A direct chat was opened. Only the chat list learns of it: it is not in history and
+	// streams do not carry it.
+	ChatChange_OPENED ChatChange_Action = 7
+)
+
+// Enum value maps for ChatChange_Action.
+var (
+	ChatChange_Action_name = map[int32]string{
+		0: "ACTION_UNSPECIFIED",
+		1: "CREATED",
+		2: "RENAMED",
+		3: "ADDED",
+		4: "REMOVED",
+		5: "LEFT",
+		6: "ROLE_CHANGED",
+		7: "OPENED",
+	}
+	ChatChange_Action_value = map[string]int32{
+		"ACTION_UNSPECIFIED": 0,
+		"CREATED":            1,
+		"RENAMED":            2,
+		"ADDED":              3,
+		"REMOVED":            4,
+		"LEFT":               5,
+		"ROLE_CHANGED":       6,
+		"OPENED":             7,
+	}
+)
+
+func (x ChatChange_Action) Enum() *ChatChange_Action {
+	p := new(ChatChange_Action)
+	*p = x
+	return p
+}
+
+func (x ChatChange_Action) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChatChange_Action) Descriptor() protoreflect.EnumDescriptor {
+	return file_protos_chat_v1_common_proto_enumTypes[0].Descriptor()
+}
+
+func (ChatChange_Action) Type() protoreflect.EnumType {
+	return &file_protos_chat_v1_common_proto_enumTypes[0]
+}
+
+func (x ChatChange_Action) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChatChange_Action.Descriptor instead.
+func (ChatChange_Action) EnumDescriptor() ([]byte, []int) {
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{1, 0}
+}
+
 type Message struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	MessageId       uint64                 `protobuf:"fixed64,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
@@ -29,8 +97,12 @@ type Message struct {
 	Body            string                 `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
 	ClientMessageId string                 `protobuf:"bytes,5,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
 	CreatedAtMs     int64                  `protobuf:"varint,6,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set when this entry of the chat's log is a change to the chat (a member added, the group
+	// renamed...) rather than something a member wrote; `body` then says it in words
+	// ("alice added carol") and `sender_id` is who made the change.
+	Change        *ChatChange `protobuf:"bytes,7,opt,name=change,proto3" json:"change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
@@ -105,10 +177,98 @@ func (x *Message) GetCreatedAtMs() int64 {
 	return 0
 }
 
+func (x *Message) GetChange() *ChatChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+// A change to a chat, in the chat's log like a message: same ids, same order, same guarantees.
+type ChatChange struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Action ChatChange_Action      `protobuf:"varint,1,opt,name=action,proto3,enum=chat.v1.ChatChange_Action" json:"action,omitempty"`
+	// The group's name after the change.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Whom the change is about.
+	UserIds []uint64 `protobuf:"fixed64,3,rep,packed,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	// ROLE_CHANGED: the role given; CREATED: empty.
+	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// The group's membership version after the change.
+	Version       int64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChatChange) Reset() {
+	*x = ChatChange{}
+	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChatChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChatChange) ProtoMessage() {}
+
+func (x *ChatChange) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChatChange.ProtoReflect.Descriptor instead.
+func (*ChatChange) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ChatChange) GetAction() ChatChange_Action {
+	if x != nil {
+		return x.Action
+	}
+	return ChatChange_ACTION_UNSPECIFIED
+}
+
+func (x *ChatChange) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChatChange) GetUserIds() []uint64 {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
+func (x *ChatChange) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ChatChange) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 type Chat struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	ChatId string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
-	// "direct" now; "group" later.
+	// "direct" or "group".
 	Kind          string   `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	MemberIds     []uint64 `protobuf:"fixed64,3,rep,packed,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -117,7 +277,7 @@ type Chat struct {
 
 func (x *Chat) Reset() {
 	*x = Chat{}
-	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -129,7 +289,7 @@ func (x *Chat) String() string {
 func (*Chat) ProtoMessage() {}
 
 func (x *Chat) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -142,7 +302,7 @@ func (x *Chat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chat.ProtoReflect.Descriptor instead.
 func (*Chat) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{1}
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Chat) GetChatId() string {
@@ -170,7 +330,7 @@ var File_protos_chat_v1_common_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x1bprotos/chat/v1/common.proto\x12\achat.v1\"\xc2\x01\n" +
+	"\x1bprotos/chat/v1/common.proto\x12\achat.v1\"\xef\x01\n" +
 	"\aMessage\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x06R\tmessageId\x12\x17\n" +
@@ -178,7 +338,25 @@ const file_protos_chat_v1_common_proto_rawDesc = "" +
 	"\tsender_id\x18\x03 \x01(\x06R\bsenderId\x12\x12\n" +
 	"\x04body\x18\x04 \x01(\tR\x04body\x12*\n" +
 	"\x11client_message_id\x18\x05 \x01(\tR\x0fclientMessageId\x12\"\n" +
-	"\rcreated_at_ms\x18\x06 \x01(\x03R\vcreatedAtMs\"R\n" +
+	"\rcreated_at_ms\x18\x06 \x01(\x03R\vcreatedAtMs\x12+\n" +
+	"\x06change\x18\a \x01(\v2\x13.chat.v1.ChatChangeR\x06change\"\x99\x02\n" +
+	"\n" +
+	"ChatChange\x122\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x1a.chat.v1.ChatChange.ActionR\x06action\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
+	"\buser_ids\x18\x03 \x03(\x06R\auserIds\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x03R\aversion\"z\n" +
+	"\x06Action\x12\x16\n" +
+	"\x12ACTION_UNSPECIFIED\x10\x00\x12\v\n" +
+	"\aCREATED\x10\x01\x12\v\n" +
+	"\aRENAMED\x10\x02\x12\t\n" +
+	"\x05ADDED\x10\x03\x12\v\n" +
+	"\aREMOVED\x10\x04\x12\b\n" +
+	"\x04LEFT\x10\x05\x12\x10\n" +
+	"\fROLE_CHANGED\x10\x06\x12\n" +
+	"\n" +
+	"\x06OPENED\x10\a\"R\n" +
 	"\x04Chat\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1d\n" +
@@ -197,17 +375,22 @@ func file_protos_chat_v1_common_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_common_proto_rawDescData
 }
 
-var file_protos_chat_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_protos_chat_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_protos_chat_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_protos_chat_v1_common_proto_goTypes = []any{
-	(*Message)(nil), // 0: chat.v1.Message
-	(*Chat)(nil),    // 1: chat.v1.Chat
+	(ChatChange_Action)(0), // 0: chat.v1.ChatChange.Action
+	(*Message)(nil),        // 1: chat.v1.Message
+	(*ChatChange)(nil),     // 2: chat.v1.ChatChange
+	(*Chat)(nil),           // 3: chat.v1.Chat
 }
 var file_protos_chat_v1_common_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	2, // 0: chat.v1.Message.change:type_name -> chat.v1.ChatChange
+	0, // 1: chat.v1.ChatChange.action:type_name -> chat.v1.ChatChange.Action
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_common_proto_init() }
@@ -220,13 +403,14 @@ func file_protos_chat_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_common_proto_rawDesc), len(file_protos_chat_v1_common_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   2,
+			NumEnums:      1,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_protos_chat_v1_common_proto_goTypes,
 		DependencyIndexes: file_protos_chat_v1_common_proto_depIdxs,
+		EnumInfos:         file_protos_chat_v1_common_proto_enumTypes,
 		MessageInfos:      file_protos_chat_v1_common_proto_msgTypes,
 	}.Build()
 	File_protos_chat_v1_common_proto = out.File

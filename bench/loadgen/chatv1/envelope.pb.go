@@ -21,7 +21,8 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// One record on the deliveries topic: one copy of a message for one recipient.
+// One record on the deliveries topic: one copy of a message (or of a change to the chat)
+// for one recipient.
 // Key: the recipient id (decimal). Partition: stable_hash(recipient_id) % P.
 // Headers carry the W3C trace context (traceparent, tracestate).
 // Encoded and decoded only by chatlib/deliveries.py.
@@ -39,7 +40,9 @@ type Delivery struct {
 	// Milliseconds since the Unix epoch, when the messaging server accepted the message.
 	CreatedAtMs int64 `protobuf:"varint,8,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
 	// "direct" or "group": decided where the chat is known, not guessed from the id downstream.
-	Kind          string `protobuf:"bytes,10,opt,name=kind,proto3" json:"kind,omitempty"`
+	Kind string `protobuf:"bytes,10,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Set when the record is a change to the chat (see ChatChange); `body` is its text.
+	Change        *ChatChange `protobuf:"bytes,11,opt,name=change,proto3" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -137,11 +140,18 @@ func (x *Delivery) GetKind() string {
 	return ""
 }
 
+func (x *Delivery) GetChange() *ChatChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
 var File_protos_chat_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\"\xa6\x02\n" +
+	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"\xd3\x02\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x06R\tmessageId\x12\x17\n" +
@@ -153,7 +163,8 @@ const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\x11client_message_id\x18\a \x01(\tR\x0fclientMessageId\x12\"\n" +
 	"\rcreated_at_ms\x18\b \x01(\x03R\vcreatedAtMs\x12\x12\n" +
 	"\x04kind\x18\n" +
-	" \x01(\tR\x04kindJ\x04\b\t\x10\n" +
+	" \x01(\tR\x04kind\x12+\n" +
+	"\x06change\x18\v \x01(\v2\x13.chat.v1.ChatChangeR\x06changeJ\x04\b\t\x10\n" +
 	"R\n" +
 	"member_idsb\x06proto3"
 
@@ -171,14 +182,16 @@ func file_protos_chat_v1_envelope_proto_rawDescGZIP() []byte {
 
 var file_protos_chat_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_protos_chat_v1_envelope_proto_goTypes = []any{
-	(*Delivery)(nil), // 0: chat.v1.Delivery
+	(*Delivery)(nil),   // 0: chat.v1.Delivery
+	(*ChatChange)(nil), // 1: chat.v1.ChatChange
 }
 var file_protos_chat_v1_envelope_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	1, // 0: chat.v1.Delivery.change:type_name -> chat.v1.ChatChange
+	1, // [1:1] is the sub-list for method output_type
+	1, // [1:1] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_envelope_proto_init() }
@@ -186,6 +199,7 @@ func file_protos_chat_v1_envelope_proto_init() {
 	if File_protos_chat_v1_envelope_proto != nil {
 		return
 	}
+	file_protos_chat_v1_common_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -66,14 +66,21 @@ func (x *ListChatsRequest) GetLimit() int32 {
 }
 
 type ChatSummary struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ChatId        string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
-	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	MemberIds     []uint64               `protobuf:"fixed64,3,rep,packed,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
-	LastMessageId uint64                 `protobuf:"fixed64,4,opt,name=last_message_id,json=lastMessageId,proto3" json:"last_message_id,omitempty"`
-	LastPreview   string                 `protobuf:"bytes,5,opt,name=last_preview,json=lastPreview,proto3" json:"last_preview,omitempty"`
-	LastSenderId  uint64                 `protobuf:"fixed64,6,opt,name=last_sender_id,json=lastSenderId,proto3" json:"last_sender_id,omitempty"`
-	UnreadCount   int32                  `protobuf:"varint,7,opt,name=unread_count,json=unreadCount,proto3" json:"unread_count,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ChatId string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	// "direct" or "group".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// A direct chat's two members; empty for groups (GroupService.GetGroup lists them).
+	MemberIds     []uint64 `protobuf:"fixed64,3,rep,packed,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
+	LastMessageId uint64   `protobuf:"fixed64,4,opt,name=last_message_id,json=lastMessageId,proto3" json:"last_message_id,omitempty"`
+	LastPreview   string   `protobuf:"bytes,5,opt,name=last_preview,json=lastPreview,proto3" json:"last_preview,omitempty"`
+	LastSenderId  uint64   `protobuf:"fixed64,6,opt,name=last_sender_id,json=lastSenderId,proto3" json:"last_sender_id,omitempty"`
+	UnreadCount   int32    `protobuf:"varint,7,opt,name=unread_count,json=unreadCount,proto3" json:"unread_count,omitempty"`
+	// A group's name; empty for direct chats.
+	Name string `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
+	// False once the caller left or was removed from the group: the chat stays in their list,
+	// with what they could read while a member.
+	Member        bool `protobuf:"varint,9,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -155,6 +162,20 @@ func (x *ChatSummary) GetUnreadCount() int32 {
 		return x.UnreadCount
 	}
 	return 0
+}
+
+func (x *ChatSummary) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChatSummary) GetMember() bool {
+	if x != nil {
+		return x.Member
+	}
+	return false
 }
 
 type ListChatsResponse struct {
@@ -273,7 +294,9 @@ func (x *GetHistoryRequest) GetLimit() int32 {
 
 type GetHistoryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Newest first for `before_id` and the newest page; oldest first for `after_id`.
+	// Newest first for `before_id` and the newest page; oldest first for `after_id`. A group's
+	// history holds its changes in place (`Message.change`); a member sees it from the change
+	// that added them, and a former member up to the change that removed them.
 	Messages      []*Message `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	HasMore       bool       `protobuf:"varint,2,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -525,7 +548,7 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\n" +
 	"\x1cprotos/chat/v1/history.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"(\n" +
 	"\x10ListChatsRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\x05R\x05limit\"\xed\x01\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"\x99\x02\n" +
 	"\vChatSummary\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1d\n" +
@@ -534,7 +557,9 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\x0flast_message_id\x18\x04 \x01(\x06R\rlastMessageId\x12!\n" +
 	"\flast_preview\x18\x05 \x01(\tR\vlastPreview\x12$\n" +
 	"\x0elast_sender_id\x18\x06 \x01(\x06R\flastSenderId\x12!\n" +
-	"\funread_count\x18\a \x01(\x05R\vunreadCount\"?\n" +
+	"\funread_count\x18\a \x01(\x05R\vunreadCount\x12\x12\n" +
+	"\x04name\x18\b \x01(\tR\x04name\x12\x16\n" +
+	"\x06member\x18\t \x01(\bR\x06member\"?\n" +
 	"\x11ListChatsResponse\x12*\n" +
 	"\x05chats\x18\x01 \x03(\v2\x14.chat.v1.ChatSummaryR\x05chats\"z\n" +
 	"\x11GetHistoryRequest\x12\x17\n" +

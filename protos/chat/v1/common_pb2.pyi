@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -28,12 +29,20 @@ class Message(_message.Message):
     BODY_FIELD_NUMBER: _builtins.int
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     chat_id: _builtins.str
     sender_id: _builtins.int
     body: _builtins.str
     client_message_id: _builtins.str
     created_at_ms: _builtins.int
+    @_builtins.property
+    def change(self) -> Global___ChatChange:
+        """Set when this entry of the chat's log is a change to the chat (a member added, the group
+        renamed...) rather than something a member wrote; `body` then says it in words
+        ("alice added carol") and `sender_id` is who made the change.
+        """
+
     def __init__(
         self,
         *,
@@ -43,14 +52,89 @@ class Message(_message.Message):
         body: _builtins.str = ...,
         client_message_id: _builtins.str = ...,
         created_at_ms: _builtins.int = ...,
+        change: Global___ChatChange | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "message_id", b"message_id", "sender_id", b"sender_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "message_id", b"message_id", "sender_id", b"sender_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class ChatChange(_message.Message):
+    """A change to a chat, in the chat's log like a message: same ids, same order, same guarantees."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Action:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ChatChange._Action.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        ACTION_UNSPECIFIED: ChatChange._Action.ValueType  # 0
+        CREATED: ChatChange._Action.ValueType  # 1
+        """A group was created; `user_ids` are its first members (the creator is its owner)."""
+        RENAMED: ChatChange._Action.ValueType  # 2
+        ADDED: ChatChange._Action.ValueType  # 3
+        REMOVED: ChatChange._Action.ValueType  # 4
+        LEFT: ChatChange._Action.ValueType  # 5
+        ROLE_CHANGED: ChatChange._Action.ValueType  # 6
+        """`user_ids` now have `role`."""
+        OPENED: ChatChange._Action.ValueType  # 7
+        """A direct chat was opened. Only the chat list learns of it: it is not in history and
+        streams do not carry it.
+        """
+
+    class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
+    ACTION_UNSPECIFIED: ChatChange.Action.ValueType  # 0
+    CREATED: ChatChange.Action.ValueType  # 1
+    """A group was created; `user_ids` are its first members (the creator is its owner)."""
+    RENAMED: ChatChange.Action.ValueType  # 2
+    ADDED: ChatChange.Action.ValueType  # 3
+    REMOVED: ChatChange.Action.ValueType  # 4
+    LEFT: ChatChange.Action.ValueType  # 5
+    ROLE_CHANGED: ChatChange.Action.ValueType  # 6
+    """`user_ids` now have `role`."""
+    OPENED: ChatChange.Action.ValueType  # 7
+    """A direct chat was opened. Only the chat list learns of it: it is not in history and
+    streams do not carry it.
+    """
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    action: Global___ChatChange.Action.ValueType
+    name: _builtins.str
+    """The group's name after the change."""
+    role: _builtins.str
+    """ROLE_CHANGED: the role given; CREATED: empty."""
+    version: _builtins.int
+    """The group's membership version after the change."""
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Whom the change is about."""
+
+    def __init__(
+        self,
+        *,
+        action: Global___ChatChange.Action.ValueType = ...,
+        name: _builtins.str = ...,
+        user_ids: _abc.Iterable[_builtins.int] | None = ...,
+        role: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "name", b"name", "role", b"role", "user_ids", b"user_ids", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatChange: _TypeAlias = ChatChange  # noqa: Y015
 
 @_typing.final
 class Chat(_message.Message):
@@ -61,7 +145,7 @@ class Chat(_message.Message):
     MEMBER_IDS_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     kind: _builtins.str
-    """"direct" now; "group" later."""
+    """"direct" or "group"."""
     @_builtins.property
     def member_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(

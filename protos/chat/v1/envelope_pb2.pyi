@@ -5,6 +5,7 @@ isort:skip_file
 
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from protos.chat.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,7 +19,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Delivery(_message.Message):
-    """One record on the deliveries topic: one copy of a message for one recipient.
+    """One record on the deliveries topic: one copy of a message (or of a change to the chat)
+    for one recipient.
     Key: the recipient id (decimal). Partition: stable_hash(recipient_id) % P.
     Headers carry the W3C trace context (traceparent, tracestate).
     Encoded and decoded only by chatlib/deliveries.py.
@@ -35,6 +37,7 @@ class Delivery(_message.Message):
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     """Snowflake id, time-ordered; the same in every copy of one message."""
     chat_id: _builtins.str
@@ -48,6 +51,10 @@ class Delivery(_message.Message):
     """Milliseconds since the Unix epoch, when the messaging server accepted the message."""
     kind: _builtins.str
     """"direct" or "group": decided where the chat is known, not guessed from the id downstream."""
+    @_builtins.property
+    def change(self) -> _common_pb2.ChatChange:
+        """Set when the record is a change to the chat (see ChatChange); `body` is its text."""
+
     def __init__(
         self,
         *,
@@ -60,10 +67,11 @@ class Delivery(_message.Message):
         client_message_id: _builtins.str = ...,
         created_at_ms: _builtins.int = ...,
         kind: _builtins.str = ...,
+        change: _common_pb2.ChatChange | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "kind", b"kind", "message_id", b"message_id", "primary", b"primary", "recipient_id", b"recipient_id", "sender_id", b"sender_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "kind", b"kind", "message_id", b"message_id", "primary", b"primary", "recipient_id", b"recipient_id", "sender_id", b"sender_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -49,14 +49,25 @@ class ChatSummary(_message.Message):
     LAST_PREVIEW_FIELD_NUMBER: _builtins.int
     LAST_SENDER_ID_FIELD_NUMBER: _builtins.int
     UNREAD_COUNT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     kind: _builtins.str
+    """"direct" or "group"."""
     last_message_id: _builtins.int
     last_preview: _builtins.str
     last_sender_id: _builtins.int
     unread_count: _builtins.int
+    name: _builtins.str
+    """A group's name; empty for direct chats."""
+    member: _builtins.bool
+    """False once the caller left or was removed from the group: the chat stays in their list,
+    with what they could read while a member.
+    """
     @_builtins.property
-    def member_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def member_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """A direct chat's two members; empty for groups (GroupService.GetGroup lists them)."""
+
     def __init__(
         self,
         *,
@@ -67,10 +78,12 @@ class ChatSummary(_message.Message):
         last_preview: _builtins.str = ...,
         last_sender_id: _builtins.int = ...,
         unread_count: _builtins.int = ...,
+        name: _builtins.str = ...,
+        member: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "kind", b"kind", "last_message_id", b"last_message_id", "last_preview", b"last_preview", "last_sender_id", b"last_sender_id", "member_ids", b"member_ids", "unread_count", b"unread_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "kind", b"kind", "last_message_id", b"last_message_id", "last_preview", b"last_preview", "last_sender_id", b"last_sender_id", "member", b"member", "member_ids", b"member_ids", "name", b"name", "unread_count", b"unread_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -136,7 +149,10 @@ class GetHistoryResponse(_message.Message):
     has_more: _builtins.bool
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Message]:
-        """Newest first for `before_id` and the newest page; oldest first for `after_id`."""
+        """Newest first for `before_id` and the newest page; oldest first for `after_id`. A group's
+        history holds its changes in place (`Message.change`); a member sees it from the change
+        that added them, and a former member up to the change that removed them.
+        """
 
     def __init__(
         self,

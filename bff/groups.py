@@ -1,0 +1,166 @@
+"""Group chats over HTTP: each handler checks the whole request, then calls GroupService on
+the caller's messaging server.
+
+Every change takes an idempotency key, as the ``Idempotency-Key`` header or the body's
+``client_request_id``: a retry with the same key changes nothing more and answers the same.
+Without one the server makes one up (then a retry may apply twice where that means
+anything: a rename back and forth; adding or removing the same member twice is one change
+anyway).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from bff import inputs, views
+from bff.routing import BACKENDS
+from bff.sessions import ACCOUNTS
+from chatlib import tokens
+from chatlib.errors import InvalidArgument, NotFound
+from chatlib.grpc_auth import bearer_metadata
+from protos.chat.v1 import groups_pb2
+
+#: Users one request may name (the service's own limit).
+MAX_USERS = 1000
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/groups", create_group)
+    app.router.add_get("/v1/groups/{chat_id}", get_group)
+    app.router.add_patch("/v1/groups/{chat_id}", rename_group)
+    app.router.add_post("/v1/groups/{chat_id}/members", add_members)
+    app.router.add_delete("/v1/groups/{chat_id}/members/{user_id}", remove_member)
+    app.router.add_put("/v1/groups/{chat_id}/members/{user_id}/role", set_role)
+
+
+async def create_group(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    body = await inputs.json_object(request)
+    call = groups_pb2.CreateGroupRequest(
+        name=inputs.text(body, "name", maximum=100, minimum=1),
+        member_ids=_user_ids(body, "member_ids", required=False),
+        client_request_id=_request_id(request, body),
+    )
+    reply = await _groups(request, claims).CreateGroup(call, **_call(request))
+    return web.json_response(views.group(reply), status=201)
+
+
+async def get_group(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    call = groups_pb2.GetGroupRequest(chat_id=_chat_id(request))
+    reply = await _groups(request, claims).GetGroup(call, **_call(request))
+    return web.json_response(views.group(reply))
+
+
+async def rename_group(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    chat_id = _chat_id(request)
+    body = await inputs.json_object(request)
+    call = groups_pb2.RenameGroupRequest(
+        chat_id=chat_id,
+        name=inputs.text(body, "name", maximum=100, minimum=1),
+        client_request_id=_request_id(request, body),
+    )
+    reply = await _groups(request, claims).RenameGroup(call, **_call(request))
+    return web.json_response(views.group(reply))
+
+
+async def add_members(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    chat_id = _chat_id(request)
+    body = await inputs.json_object(request)
+    call = groups_pb2.AddMembersRequest(
+        chat_id=chat_id,
+        user_ids=_user_ids(body, "user_ids", required=True),
+        client_request_id=_request_id(request, body),
+    )
+    reply = await _groups(request, claims).AddMembers(call, **_call(request))
+    return web.json_response(views.group(reply))
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    """Remove a member; a member removing themselves leaves the group."""
+    claims = _claims(request)
+    chat_id = _chat_id(request)
+    user_id = _path_user(request)
+    request_id = _request_id(request, {})
+    stub = _groups(request, claims)
+    if user_id == claims.user_id:
+        leave = groups_pb2.LeaveGroupRequest(chat_id=chat_id, client_request_id=request_id)
+        reply = await stub.LeaveGroup(leave, **_call(request))
+    else:
+        remove = groups_pb2.RemoveMemberRequest(
+            chat_id=chat_id, user_id=user_id, client_request_id=request_id
+        )
+        reply = await stub.RemoveMember(remove, **_call(request))
+    return web.json_response(views.group(reply))
+
+
+async def set_role(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    chat_id = _chat_id(request)
+    user_id = _path_user(request)
+    body = await inputs.json_object(request)
+    call = groups_pb2.SetRoleRequest(
+        chat_id=chat_id,
+        user_id=user_id,
+        role=inputs.text(body, "role", maximum=16, minimum=1),
+        client_request_id=_request_id(request, body),
+    )
+    reply = await _groups(request, claims).SetRole(call, **_call(request))
+    return web.json_response(views.group(reply))
+
+
+def _claims(request: web.Request) -> tokens.Claims:
+    return request.app[ACCOUNTS].claims(request)
+
+
+def _groups(request: web.Request, claims: tokens.Claims) -> Any:
+    return request.app[BACKENDS].groups_for(claims.user_id)
+
+
+def _call(request: web.Request) -> dict[str, Any]:
+    return {
+        "metadata": bearer_metadata(tokens.bearer(request.headers.get("Authorization"))),
+        "timeout": request.app[BACKENDS].deadline,
+    }
+
+
+def _chat_id(request: web.Request) -> str:
+    return inputs.checked(request.match_info["chat_id"], "chat_id", maximum=64)
+
+
+def _path_user(request: web.Request) -> int:
+    user_id = inputs.id_value(request.match_info["user_id"], "user_id")
+    if user_id > inputs.MAX_ID:
+        raise NotFound(f"user {user_id} is not a member")
+    return user_id
+
+
+def _request_id(request: web.Request, body: dict[str, Any]) -> str:
+    if "client_request_id" in body:
+        return inputs.text(body, "client_request_id", maximum=64, minimum=1)
+    header = request.headers.get("Idempotency-Key")
+    if header is not None:
+        return inputs.checked(header, "Idempotency-Key", maximum=64, minimum=1)
+    return uuid.uuid4().hex
+
+
+def _user_ids(body: dict[str, Any], field: str, *, required: bool) -> list[int]:
+    raw = body.get(field, [] if not required else None)
+    if not isinstance(raw, list) or (required and not raw):
+        raise InvalidArgument(f"field {field!r} must be a non-empty list of user ids")
+    if len(raw) > MAX_USERS:
+        raise InvalidArgument(f"field {field!r} names {len(raw)} users; at most {MAX_USERS}")
+    found = []
+    for index, value in enumerate(raw):
+        if not isinstance(value, str):
+            raise InvalidArgument(f"{field}[{index}] must be a user id as a string")
+        user_id = inputs.id_value(value, f"{field}[{index}]")
+        if user_id > inputs.MAX_ID:
+            raise NotFound(f"user {user_id} does not exist")
+        found.append(user_id)
+    return found

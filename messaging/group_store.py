@@ -1,0 +1,88 @@
+"""The ``group_members`` table, which only messaging writes (``messaging/groups.py``).
+
+One partition per group: static columns for the group, one row per person who ever was a
+member. A change is one conditional batch on the group's version, so it applies whole or not
+at all, and only on top of the state it was planned on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cassandra.query import BatchStatement, BatchType
+
+from chatlib.cassandra import AsyncSession
+from chatlib.ids import signed, unsigned
+from messaging.group_rules import GroupState, MemberRow, Plan
+
+_LOAD = (
+    "SELECT user_id, role, since_id, until_id, name, version, last_change_id, last_change"
+    " FROM group_members WHERE chat_id = ?"
+)
+_GROUP = (
+    "UPDATE group_members SET name = ?, version = ?, last_change_id = ?, member_count = ?,"
+    " last_change = ? WHERE chat_id = ? IF version = ?"
+)
+_CREATE = (
+    "UPDATE group_members SET name = ?, version = ?, last_change_id = ?, member_count = ?,"
+    " last_change = ? WHERE chat_id = ? IF version = null"
+)
+_JOIN = (
+    "UPDATE group_members SET role = ?, since_id = ?, until_id = null"
+    " WHERE chat_id = ? AND user_id = ?"
+)
+_LEAVE = "UPDATE group_members SET role = null, until_id = ? WHERE chat_id = ? AND user_id = ?"
+_ROLE = "UPDATE group_members SET role = ? WHERE chat_id = ? AND user_id = ?"
+
+
+class GroupStore:
+    def __init__(self, db: AsyncSession) -> None:
+        self._db = db
+
+    async def load(self, chat_id: str) -> GroupState:
+        """The group as Cassandra has it; version 0 if it does not exist."""
+        rows = await self._db.execute(_LOAD, (chat_id,))
+        if not rows or rows[0].version is None:
+            return GroupState(chat_id, "", 0, 0, {})
+        first = rows[0]
+        members = {
+            unsigned(row.user_id): MemberRow(
+                row.role,
+                unsigned(row.since_id or 0),
+                unsigned(row.until_id) if row.until_id is not None else None,
+            )
+            for row in rows
+            if row.user_id is not None
+        }
+        return GroupState(
+            chat_id,
+            first.name or "",
+            first.version,
+            unsigned(first.last_change_id or 0),
+            members,
+            first.last_change or b"",
+        )
+
+    async def apply(self, before: GroupState, plan: Plan, change_id: int, entry: bytes) -> bool:
+        """Write the change (and ``entry``, its log entry) on top of ``before``; False if the
+        group is no longer at that version (another change came first)."""
+        chat_id = before.chat_id
+        change = signed(change_id)
+        count = plan.member_count(before)
+        if before.version == 0:
+            head = self._db.bind(_CREATE, (plan.name, 1, change, count, entry, chat_id))
+        else:
+            head = self._db.bind(
+                _GROUP,
+                (plan.name, before.version + 1, change, count, entry, chat_id, before.version),
+            )
+        batch = BatchStatement(batch_type=BatchType.LOGGED)
+        batch.add(head)
+        for user, role in plan.joining.items():
+            batch.add(self._db.bind(_JOIN, (role, change, chat_id, signed(user))))
+        for user in plan.leaving:
+            batch.add(self._db.bind(_LEAVE, (change, chat_id, signed(user))))
+        for user, role in plan.roles.items():
+            batch.add(self._db.bind(_ROLE, (role, chat_id, signed(user))))
+        rows: list[Any] = await self._db.run(self._db.session.execute_async(batch))
+        return bool(rows and rows[0][0])
