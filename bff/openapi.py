@@ -38,6 +38,43 @@ _CHAT_ID = {
     "description": "d:{smaller user id}:{larger user id} for a direct chat; g:{id} for a group",
 }
 
+_GROUP_ID = {"type": "string", "pattern": "^g:[0-9]{1,20}$", "description": "g:{id}"}
+_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 100,
+    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+    "description": "1-100 characters, not blank, no control characters",
+}
+_REQUEST_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 64,
+    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
+    "description": "Chosen by the client, unique per caller: a retry with the same id makes no"
+    " second change and answers the same (also accepted as the Idempotency-Key header)",
+}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[!-~]+$"},
+    "description": "What client_request_id is where the request has no body",
+}
+_GROUP_ROLES = (
+    "Roles: the owner may do everything and alone gives or takes the admin role or hands the"
+    " group over; an admin may rename, add members and remove members (not admins or the"
+    " owner); a member may send, read, list the members and leave. Every change is an entry"
+    " of the group's log (a Message with `change`), seen by everyone it concerns, and is"
+    " answered once durable: from then on a removed member's sends are refused and they"
+    " receive nothing newer. A change that would exceed the live config's"
+    " `groups.max_members` (1,000 by default) is refused with 409."
+)
+_GROUP_PATH = [{"name": "chat_id", "in": "path", "required": True, "schema": _GROUP_ID}]
+_MEMBER_PATH = [
+    *_GROUP_PATH,
+    {"name": "user_id", "in": "path", "required": True, "schema": _ID},
+]
+
 _CURSOR = {"type": "string", "maxLength": 64, "description": "an event's cursor, opaque"}
 _TOO_MANY = {
     "description": "Too many attempts; retry after Retry-After seconds",
@@ -174,6 +211,58 @@ DOCUMENT: dict[str, Any] = {
                 "security": _AUTH,
                 "responses": _ok("ChatList"),
             }
+        },
+        "/v1/groups": {
+            "post": {
+                "summary": "Create a group; the caller is its owner",
+                "description": _GROUP_ROLES,
+                "security": _AUTH,
+                "requestBody": _json_body("CreateGroup"),
+                "responses": _ok("Group", "201"),
+            }
+        },
+        "/v1/groups/{chat_id}": {
+            "parameters": _GROUP_PATH,
+            "get": {
+                "summary": "The group and its members (members only)",
+                "security": _AUTH,
+                "responses": _ok("Group"),
+            },
+            "patch": {
+                "summary": "Rename the group (owner or admin)",
+                "security": _AUTH,
+                "requestBody": _json_body("RenameGroup"),
+                "responses": _ok("Group"),
+            },
+        },
+        "/v1/groups/{chat_id}/members": {
+            "parameters": _GROUP_PATH,
+            "post": {
+                "summary": "Add members (owner or admin); adding a member again changes nothing",
+                "security": _AUTH,
+                "requestBody": _json_body("AddMembers"),
+                "responses": _ok("Group"),
+            },
+        },
+        "/v1/groups/{chat_id}/members/{user_id}": {
+            "parameters": _MEMBER_PATH,
+            "delete": {
+                "summary": "Remove a member; your own id: leave the group",
+                "description": "The owner removes anyone, an admin only members. An owner who"
+                " leaves hands the group to the longest-serving admin (else member).",
+                "security": _AUTH,
+                "parameters": [_IDEMPOTENCY_KEY],
+                "responses": _ok("Group"),
+            },
+        },
+        "/v1/groups/{chat_id}/members/{user_id}/role": {
+            "parameters": _MEMBER_PATH,
+            "put": {
+                "summary": "Give a member a role (owner only); `owner` hands the group over",
+                "security": _AUTH,
+                "requestBody": _json_body("SetRole"),
+                "responses": _ok("Group"),
+            },
         },
         "/v1/chats/{chat_id}/messages": {
             "parameters": [{"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID}],
@@ -341,6 +430,15 @@ DOCUMENT: dict[str, Any] = {
                                 "last_sender_id": {"anyOf": [_ID, {"type": "null"}]},
                                 "last_preview": {"type": "string"},
                                 "unread_count": {"type": "integer"},
+                                "name": {
+                                    "type": "string",
+                                    "description": "A group's name; empty for direct chats",
+                                },
+                                "member": {
+                                    "type": "boolean",
+                                    "description": "False once the caller left or was removed"
+                                    " from the group (what they could read stays readable)",
+                                },
                             },
                         },
                     }
@@ -355,6 +453,81 @@ DOCUMENT: dict[str, Any] = {
                     "body": {"type": "string"},
                     "client_message_id": {"type": "string"},
                     "created_at_ms": {"type": "integer"},
+                    "change": {"$ref": "#/components/schemas/ChatChange"},
+                },
+            },
+            "ChatChange": {
+                "type": "object",
+                "description": "Present when the entry is a change to the group; `body` then says"
+                " it in words and `sender_id` is who made it",
+                "properties": {
+                    "action": {
+                        "enum": ["created", "renamed", "added", "removed", "left", "role_changed"]
+                    },
+                    "name": {"type": "string", "description": "The group's name after it"},
+                    "user_ids": {"type": "array", "items": _ID},
+                    "role": {"type": "string"},
+                    "version": {"type": "integer"},
+                },
+            },
+            "Group": {
+                "type": "object",
+                "properties": {
+                    "chat_id": _GROUP_ID,
+                    "kind": {"const": "group"},
+                    "name": {"type": "string"},
+                    "version": {"type": "integer", "description": "Grows by one per change"},
+                    "change_id": {
+                        "anyOf": [_ID, {"type": "null"}],
+                        "description": "The log entry this call made (the same on a retry);"
+                        " null when it changed nothing",
+                    },
+                    "members": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "user_id": _ID,
+                                "role": {"enum": ["owner", "admin", "member"]},
+                                "since_id": _ID,
+                            },
+                        },
+                    },
+                },
+            },
+            "CreateGroup": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": _NAME,
+                    "member_ids": {
+                        "type": "array",
+                        "items": _ID,
+                        "maxItems": 1000,
+                        "description": "Existing users besides the caller",
+                    },
+                    "client_request_id": _REQUEST_ID,
+                },
+            },
+            "RenameGroup": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": _NAME, "client_request_id": _REQUEST_ID},
+            },
+            "AddMembers": {
+                "type": "object",
+                "required": ["user_ids"],
+                "properties": {
+                    "user_ids": {"type": "array", "items": _ID, "minItems": 1, "maxItems": 1000},
+                    "client_request_id": _REQUEST_ID,
+                },
+            },
+            "SetRole": {
+                "type": "object",
+                "required": ["role"],
+                "properties": {
+                    "role": {"enum": ["owner", "admin", "member"]},
+                    "client_request_id": _REQUEST_ID,
                 },
             },
             "Page": {

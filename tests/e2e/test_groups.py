@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from protos.chat.v1 import common_pb2, groups_pb2, messaging_pb2
-from tests.e2e.conftest import Admin, Clients, Stream, User, eventually
+from tests.e2e.conftest import BFF, Admin, Clients, Stream, User, eventually
 
 Action = common_pb2.ChatChange.Action
 
@@ -378,3 +378,72 @@ async def test_a_retried_change_is_made_once(clients: Clients) -> None:
     assert renamed[0].version == 2
     log = await eventually(lambda: _with_entry(bob, first.chat_id, str(renamed[0].change_id)))
     assert [e["change"]["action"] for e in log] == ["created", "renamed"]
+
+
+async def test_groups_over_http(clients: Clients) -> None:
+    alice, bob, carol = [await clients.user(n) for n in ("al", "bo", "ca")]
+    status, group = await alice.post(
+        "/v1/groups", {"name": "web", "member_ids": [str(bob.user_id)], "client_request_id": "g1"}
+    )
+    assert status == 201, group
+    chat = group["chat_id"]
+    assert [(m["user_id"], m["role"]) for m in group["members"]] == [
+        (str(alice.user_id), "owner"),
+        (str(bob.user_id), "member"),
+    ]
+    status, again = await alice.post(
+        "/v1/groups", {"name": "web", "member_ids": [str(bob.user_id)], "client_request_id": "g1"}
+    )
+    assert (status, again["chat_id"], again["change_id"]) == (201, chat, group["change_id"])
+    status, added = await alice.post(
+        f"/v1/groups/{chat}/members", {"user_ids": [str(carol.user_id)]}
+    )
+    assert status == 200, added
+    assert len(added["members"]) == 3
+    async with alice.http.patch(
+        f"{BFF}/v1/groups/{chat}", json={"name": "renamed"}, headers=alice.auth
+    ) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["name"] == "renamed"
+    async with alice.http.put(
+        f"{BFF}/v1/groups/{chat}/members/{bob.user_id}/role",
+        json={"role": "admin"},
+        headers=alice.auth,
+    ) as r:
+        assert r.status == 200, await r.text()
+    # Carol is a member, not an admin: she may not remove bob (403, problem+json).
+    async with carol.http.delete(
+        f"{BFF}/v1/groups/{chat}/members/{bob.user_id}", headers=carol.auth
+    ) as r:
+        assert r.status == 403, await r.text()
+        assert r.content_type == "application/problem+json"
+    # Carol leaves (her own id); bob, an admin now, removes nobody else.
+    async with carol.http.delete(
+        f"{BFF}/v1/groups/{chat}/members/{carol.user_id}",
+        headers={**carol.auth, "Idempotency-Key": "leave-1"},
+    ) as r:
+        assert r.status == 200, await r.text()
+    status, seen = await bob.get(f"/v1/groups/{chat}")
+    assert status == 200, seen
+    assert {m["user_id"]: m["role"] for m in seen["members"]} == {
+        str(alice.user_id): "owner",
+        str(bob.user_id): "admin",
+    }
+    status, problem = await carol.get(f"/v1/groups/{chat}")
+    assert status == 403, problem
+    for path, body, expected in (
+        ("/v1/groups", {"name": "   "}, 400),
+        ("/v1/groups", {"name": "x", "member_ids": "nope"}, 400),
+        ("/v1/groups", {"name": "x", "member_ids": ["12345"]}, 404),
+        ("/v1/groups/g:1/members", {"user_ids": [str(bob.user_id)]}, 404),
+        (f"/v1/groups/{chat}/members", {"user_ids": []}, 400),
+    ):
+        status, problem = await alice.post(path, body)
+        assert status == expected, (path, body, problem)
+        assert problem["detail"], problem
+
+    async def whole_log() -> list[str] | None:
+        actions = [e["change"]["action"] for e in await entries(alice, chat) if "change" in e]
+        return actions if len(actions) >= 5 else None
+
+    assert await eventually(whole_log) == ["created", "added", "renamed", "role_changed", "left"]
