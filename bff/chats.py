@@ -17,6 +17,8 @@ from protos.chat.v1 import history_pb2, messaging_pb2
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/users", find_user)
+    app.router.add_get("/v1/users/{user_id}", user_by_id)
     app.router.add_post("/v1/chats/direct", open_direct_chat)
     app.router.add_get("/v1/chats", list_chats)
     app.router.add_get("/v1/chats/{chat_id}/messages", history_page)
@@ -41,17 +43,7 @@ async def open_direct_chat(request: web.Request) -> web.Response:
             raise NotFound(f"user {peer_id} does not exist")
     elif "peer_username" in body:
         name = inputs.username(inputs.text(body, "peer_username", maximum=64), "peer_username")
-        try:
-            peer = await backends.history.FindUser(
-                history_pb2.FindUserRequest(username=name),
-                metadata=_metadata(request),
-                timeout=backends.deadline,
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(f"no user named {name!r}") from None
-            raise
-        peer_id = peer.user_id
+        peer_id = (await _user_named(request, name)).user_id
     else:
         raise InvalidArgument("give 'peer_id' or 'peer_username'")
     _, messaging = await backends.messaging_for(claims.user_id)
@@ -61,6 +53,44 @@ async def open_direct_chat(request: web.Request) -> web.Response:
         timeout=backends.deadline,
     )
     return web.json_response(views.chat(chat))
+
+
+async def find_user(request: web.Request) -> web.Response:
+    """A user by name (``?username=``): how clients turn the names people type into the ids
+    groups take."""
+    _claims(request)
+    if "username" not in request.query:
+        raise InvalidArgument("query parameter 'username' is required")
+    name = inputs.username(request.query["username"], "query parameter 'username'")
+    user = await _find(request, history_pb2.FindUserRequest(username=name), repr(name))
+    return web.json_response(views.user(user))
+
+
+async def user_by_id(request: web.Request) -> web.Response:
+    _claims(request)
+    user_id = inputs.id_value(request.match_info["user_id"], "user_id")
+    if user_id > inputs.MAX_ID:
+        raise NotFound(f"no user {user_id}")
+    user = await _find(request, history_pb2.FindUserRequest(user_id=user_id), str(user_id))
+    return web.json_response(views.user(user))
+
+
+async def _user_named(request: web.Request, name: str) -> history_pb2.User:
+    return await _find(request, history_pb2.FindUserRequest(username=name), repr(name))
+
+
+async def _find(
+    request: web.Request, query: history_pb2.FindUserRequest, what: str
+) -> history_pb2.User:
+    backends = request.app[BACKENDS]
+    try:
+        return await backends.history.FindUser(
+            query, metadata=_metadata(request), timeout=backends.deadline
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            raise NotFound(f"no user {what}") from None
+        raise
 
 
 async def list_chats(request: web.Request) -> web.Response:

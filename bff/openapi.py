@@ -102,12 +102,33 @@ DOCUMENT: dict[str, Any] = {
     },
     "paths": {
         "/v1/users": {
+            "get": {
+                "summary": "Find a user by name",
+                "security": _AUTH,
+                "parameters": [
+                    {
+                        "name": "username",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$"},
+                    },
+                ],
+                "responses": _ok("User"),
+            },
             "post": {
                 "summary": "Register",
                 "description": "Registrations are limited per client address (the `auth`"
                 " section of the live config).",
                 "requestBody": _json_body("Credentials"),
                 "responses": {**_ok("User", "201"), "429": _TOO_MANY},
+            },
+        },
+        "/v1/users/{user_id}": {
+            "get": {
+                "summary": "A user's name by id",
+                "security": _AUTH,
+                "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": _ID}],
+                "responses": _ok("User"),
             }
         },
         "/v1/sessions": {

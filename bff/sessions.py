@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import Counter
 
-from bff import inputs, passwords
+from bff import inputs, passwords, views
 from chatlib import tokens
 from chatlib.config_sections import AuthLimits, Features
 from chatlib.errors import PermissionDenied, ResourceExhausted, Unauthenticated
@@ -212,7 +212,7 @@ async def register(request: web.Request) -> web.Response:
         metadata=accounts.service_metadata(),
         timeout=accounts.deadline,
     )
-    return web.json_response({"user_id": str(user.user_id), "username": user.username}, status=201)
+    return web.json_response(views.user(user), status=201)
 
 
 async def login(request: web.Request) -> web.Response:

@@ -58,6 +58,10 @@ def group(g: groups_pb2.Group) -> dict[str, Any]:
     }
 
 
+def user(u: history_pb2.User) -> dict[str, Any]:
+    return {"user_id": str(u.user_id), "username": u.username}
+
+
 def chat(c: common_pb2.Chat) -> dict[str, Any]:
     return {"chat_id": c.chat_id, "kind": c.kind, "member_ids": [str(m) for m in c.member_ids]}
 
