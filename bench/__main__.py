@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from bench import cpu, e2e, floors, history_load, idle, moves, report, revocation, ws
+from bench import cpu, e2e, floors, group, history_load, idle, moves, report, revocation, ws
 from bench.population import open_chats, register_and_login
 from chatlib import live_config
 from chatlib.partitioning import Partitioning
@@ -211,6 +211,10 @@ async def main(argv: list[str]) -> int:
     r = sub.add_parser("revocation")
     r.add_argument("--users", type=int, default=200)
     r.add_argument("--parallel", type=int, default=4, help="logouts in flight at once")
+    g = sub.add_parser("group")
+    g.add_argument("--members", type=int, default=1000)
+    g.add_argument("--messages", type=int, default=60)
+    g.add_argument("--rate", type=float, default=2.0, help="messages per second")
     sub.add_parser("report")
     args = parser.parse_args(argv)
     command = "python -m bench " + " ".join(argv)
@@ -249,6 +253,10 @@ async def main(argv: list[str]) -> int:
         result = await ws.ws_e2e(BFF, args.rate, args.duration, args.users)
         print(result)
         save(f"ws-e2e-{args.rate:g}", command, result)
+    elif args.scenario == "group":
+        result = await group.group_messages(BFF, args.members, args.messages, args.rate)
+        print({k: v for k, v in result.items() if k != "cpu"}, result["cpu"]["cpu_ms_per_msg"])
+        save(f"group{args.members}", command, result)
     elif args.scenario == "revocation":
         result = await revocation.revocation(BFF, args.users, args.parallel)
         print(result)

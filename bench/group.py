@@ -1,0 +1,137 @@
+"""A message to a large group: send latency, end-to-end latency to every member, CPU.
+
+``members`` users register and each holds a live stream; the first creates a group of all of
+them and sends ``messages`` messages at ``rate`` per second. For each message: the send's
+latency (until Kafka holds every copy), and for each member the time from the send's start
+until their stream showed it. CPU is the machine's busy time during the sending, minus this
+process's (the generator: it also reads every member's stream), per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from typing import Any
+
+import grpc
+
+from bench import cpu
+from bench.population import Member, caught_up, register_and_login
+from bench.stats import summary
+from chatlib.grpc_auth import bearer_metadata
+from protos.chat.v1 import groups_pb2, groups_pb2_grpc, messaging_pb2, messaging_pb2_grpc
+
+
+async def group_messages(bff: str, members: int, messages: int, rate: float) -> dict[str, Any]:
+    users = await register_and_login(bff, members, "grp")
+    channels = {m.server: grpc.aio.insecure_channel(m.server) for m in users}
+    owner = users[0]
+    started: dict[str, float] = {}
+    received: dict[str, list[float]] = {}
+    seen: dict[int, set[int]] = {m.user_id: set() for m in users}
+    duplicates = 0
+    delivered = 0
+    #: Set once every member has every acknowledged message (``expected`` is known then).
+    complete = asyncio.Event()
+    expected = 0
+
+    async def read(member: Member, call: Any) -> None:
+        nonlocal duplicates, delivered
+        while True:
+            event = await call.read()
+            if not isinstance(event, messaging_pb2.ClientEvent):
+                return
+            message = event.message
+            if event.WhichOneof("event") != "message" or message.HasField("change"):
+                continue
+            now = time.perf_counter()
+            if message.message_id in seen[member.user_id]:
+                duplicates += 1
+                continue
+            seen[member.user_id].add(message.message_id)
+            received.setdefault(message.body, []).append(now)
+            delivered += 1
+            if expected and delivered >= expected:
+                complete.set()
+
+    calls = []
+    for member in users:
+        stub = messaging_pb2_grpc.MessagingServiceStub(channels[member.server])
+        calls.append(
+            stub.Subscribe(messaging_pb2.SubscribeRequest(), metadata=bearer_metadata(member.token))
+        )
+    await asyncio.gather(*(caught_up(call) for call in calls))
+    readers = [asyncio.create_task(read(m, c)) for m, c in zip(users, calls, strict=True)]
+    metadata = bearer_metadata(owner.token)
+    group = await groups_pb2_grpc.GroupServiceStub(channels[owner.server]).CreateGroup(
+        groups_pb2.CreateGroupRequest(
+            name="bench",
+            member_ids=[m.user_id for m in users[1:]],
+            client_request_id=uuid.uuid4().hex,
+        ),
+        metadata=metadata,
+        timeout=60,
+    )
+    sender = messaging_pb2_grpc.MessagingServiceStub(channels[owner.server])
+    send_ms: list[float] = []
+    acked = 0
+
+    async def send(n: int) -> None:
+        nonlocal acked
+        body = f"group message {n}"
+        began = time.perf_counter()
+        started[body] = began
+        await sender.Send(
+            messaging_pb2.SendRequest(chat_id=group.chat_id, client_message_id=f"b{n}", body=body),
+            metadata=metadata,
+            timeout=30,
+        )
+        send_ms.append((time.perf_counter() - began) * 1000)
+        acked += 1
+
+    await asyncio.sleep(2)  # the creation's copies are delivered and written first
+    with cpu.Sampler(cpu.stack_pids()) as sampler:
+        sampler.add("generator", os.getpid())
+        window_start = time.time()
+        sends = []
+        for n in range(messages):
+            sends.append(asyncio.create_task(send(n)))
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*sends)
+        expected = acked * members
+        if delivered >= expected:
+            complete.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(complete.wait(), 30)
+        # Until the history writer has caught up too: its work is part of the cost.
+        await asyncio.sleep(2)
+        window_end = time.time()
+    first, last = sampler.window(window_start, window_end)
+    usage = cpu.usage(first, last, ("generator",), acked)
+    for call in calls:
+        call.cancel()
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    for channel in channels.values():
+        await channel.close()
+    e2e = [
+        (at - started[body]) * 1000
+        for body, times in received.items()
+        if body in started
+        for at in times
+    ]
+    return {
+        "members": members,
+        "messages": acked,
+        "rate": rate,
+        "deliveries": delivered,
+        "lost_deliveries": acked * members - delivered,
+        "duplicate_deliveries": duplicates,
+        "send_ms": summary(send_ms),
+        "e2e_ms": summary(e2e),
+        "cpu": usage,
+    }
