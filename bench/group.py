@@ -93,8 +93,7 @@ async def group_messages(bff: str, members: int, messages: int, rate: float) -> 
         acked += 1
 
     await asyncio.sleep(2)  # the creation's copies are delivered and written first
-    with cpu.Sampler(cpu.stack_pids()) as sampler:
-        sampler.add("generator", os.getpid())
+    with cpu.Sampler({**cpu.stack_pids(), "generator": os.getpid()}) as sampler:
         window_start = time.time()
         sends = []
         for n in range(messages):

@@ -187,9 +187,13 @@ class ChatChanges:
                 applied = await self._store.apply(
                     state, plan, claim.message_id, entry.SerializeToString()
                 )
-            except Exception as exc:  # noqa: BLE001 - undone below, then reported
-                await self._fence.rollback(chat_id, state.version, claim.message_id)
-                raise Unavailable(f"the change could not be written ({exc}); retry") from None
+            except Exception as exc:  # noqa: BLE001 - decided below, then reported
+                # A timed-out conditional write may still have been applied: look before
+                # undoing the fence (a failure here leaves the claim for a retry to settle).
+                if (await self._store.load(chat_id)).last_change_id != claim.message_id:
+                    await self._fence.rollback(chat_id, state.version, claim.message_id)
+                    raise Unavailable(f"the change could not be written ({exc}); retry") from None
+                applied = True
             if not applied:
                 await self._fence.rollback(chat_id, state.version, claim.message_id)
                 raise Unavailable(f"chat {chat_id!r} changed meanwhile; retry")

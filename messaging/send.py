@@ -226,7 +226,7 @@ class Sender:
         except LeaseLost as exc:
             raise Unavailable(f"this server cannot assign message ids right now: {exc}") from None
         if outgoing.kind == "group" and outgoing.prepare is None:
-            outgoing, new_id = await self._fenced(outgoing, new_id, owner)
+            outgoing, new_id = await self._fenced(outgoing, new_id)
         claim = await self._admission.admit(
             outgoing.sender,
             outgoing.chat_id,
@@ -292,9 +292,7 @@ class Sender:
         self._acknowledge_later(key, claim)
         return dataclasses.replace(accepted, duplicate=not claim.new)
 
-    async def _fenced(
-        self, outgoing: Outgoing, message_id: int, owner: Owner
-    ) -> tuple[Outgoing, int]:
+    async def _fenced(self, outgoing: Outgoing, message_id: int) -> tuple[Outgoing, int]:
         """The group message with recipients of the membership version in force at its id
         (``messaging/fence.py``), and that id; waits out a change being written."""
         loop = asyncio.get_running_loop()
