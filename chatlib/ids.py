@@ -63,3 +63,13 @@ def signed(value: int) -> int:
 
 def unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
+
+
+def write_time(message_id: int) -> int:
+    """A message's time in microseconds, as the write time of the cells it sets, so that the
+    newest wins whatever order writes arrive in.
+
+    Ids of one millisecond keep their order through the sequence bits (up to 1,000 of them);
+    the value stays comparable with the server-side write times of every other cell.
+    """
+    return timestamp_ms(message_id) * 1000 + (message_id & 0xFFF) % 1000

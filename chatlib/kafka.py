@@ -20,6 +20,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 
 # Re-exported by confluent_kafka.admin at run time; the stubs declare it in cimpl only.
 from confluent_kafka.cimpl import NewTopic
@@ -290,7 +292,8 @@ def fetch(consumer: Consumer, limit: int, wait: float) -> list[Message]:
 def ensure_topic(
     bootstrap: str, name: str, partitions: int, replication: int, config: dict[str, str]
 ) -> bool:
-    """Create ``name`` if it does not exist; True if it was created."""
+    """Create ``name`` if it does not exist, else give it ``config``; True if it was
+    created."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = admin.list_topics(timeout=10).topics
     if name in existing:
@@ -300,6 +303,13 @@ def ensure_topic(
                 f"topic {name} has {found} partitions, configured {partitions}: partitions are "
                 "routing (stable_hash(user) % P) and cannot change in place"
             )
+        entries = [
+            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+            for key, value in config.items()
+        ]
+        resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(timeout=30)
         return False
     topic = NewTopic(name, num_partitions=partitions, replication_factor=replication, config=config)
     for future in admin.create_topics([topic]).values():

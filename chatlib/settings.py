@@ -62,6 +62,9 @@ class Common:
         self.kafka_bootstrap = env.text("CHAT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
         self.deliveries_topic = env.text("CHAT_DELIVERIES_TOPIC", "chat.deliveries.v1")
         self.dead_letter_topic = env.text("CHAT_DEAD_LETTER_TOPIC", "chat.deliveries.dlq.v1")
+        #: Every registered user (compacted): with the deliveries topic, what a keyspace is
+        #: rebuilt from (``python -m history rebuild``).
+        self.users_topic = env.text("CHAT_USERS_TOPIC", "chat.users.v1")
         self.cassandra_hosts = env.items("CHAT_CASSANDRA_HOSTS", "127.0.0.1")
         self.cassandra_port = env.integer("CHAT_CASSANDRA_PORT", 9042)
         self.keyspace = env.text("CHAT_KEYSPACE", "chat")

@@ -1,4 +1,4 @@
-"""``python -m history migrate | writer | query``."""
+"""``python -m history migrate | writer | query | rebuild --keyspace NAME``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 import time
 from contextlib import AsyncExitStack
@@ -21,23 +22,35 @@ from chatlib.kafka import AsyncProducer
 from chatlib.leases import WorkerLease
 from chatlib.live_config import LiveConfig, LiveSection
 from chatlib.revocations import Revocations
-from history import migrate
+from history import migrate, rebuild
 from history.query_service import HistoryService
 from history.settings import Settings
 from history.store import HistoryStore
+from history.users import UserRegistry
 from history.writer import HistoryWriter
 from protos.chat.v1 import history_pb2_grpc
 
 #: A consumer loop that has not polled for this long is not working (it polls every second).
 STUCK_SECONDS = 15.0
 logger = logging.getLogger("history")
+KEYSPACE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m history")
-    parser.add_argument("command", choices=["migrate", "writer", "query"])
+    parser.add_argument("command", choices=["migrate", "writer", "query", "rebuild"])
+    parser.add_argument(
+        "--keyspace", help="rebuild: the keyspace to create from the log (not the live one)"
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env(os.environ)
+    if args.command == "rebuild":
+        if not args.keyspace or not KEYSPACE.fullmatch(args.keyspace):
+            parser.error("rebuild needs --keyspace NAME (letters, digits, _; at most 48)")
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        replayed = rebuild.run(settings.common, args.keyspace, settings.replication)
+        print(f"keyspace {args.keyspace} rebuilt from the log: {replayed}")
+        return 0
     if args.command == "migrate":
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         cluster, session = cassandra.connect(
@@ -135,12 +148,15 @@ async def _run(
     lease = WorkerLease(client)
     await lease.acquire()
     stack.push_async_callback(lease.release)
+    users_producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
+    stack.callback(users_producer.close)
     server = grpc.aio.server(
         interceptors=telemetry.grpc_server_interceptors(common.trace_sample_ratio)
     )
     history_pb2_grpc.add_HistoryServiceServicer_to_server(
         HistoryService(
             store,
+            UserRegistry(store, users_producer, common.users_topic),
             Snowflake(lease.check),
             tokens.Verifier(common.jwt_secret, revoked),
             limits,

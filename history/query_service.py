@@ -11,6 +11,7 @@ from chatlib.config_sections import Limits
 from chatlib.ids import Snowflake
 from chatlib.live_config import LiveSection
 from history.store import HistoryStore
+from history.users import UserRegistry
 from protos.chat.v1 import history_pb2, history_pb2_grpc
 
 tracer = trace.get_tracer(__name__)
@@ -21,11 +22,13 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
     def __init__(
         self,
         store: HistoryStore,
+        users: UserRegistry,
         ids: Snowflake,
         verifier: tokens.Verifier,
         limits: LiveSection[Limits],
     ) -> None:
         self._store = store
+        self._users = users
         self._ids = ids
         self._verifier = verifier
         self._limits = limits
@@ -101,7 +104,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
                 f"username (1-{MAX_USERNAME} characters) and password_hash are required"
             )
         user_id = self._ids.next_id()
-        if not await self._store.create_user(user_id, request.username, request.password_hash):
+        if not await self._users.create(user_id, request.username, request.password_hash):
             raise errors.AlreadyExists(f"username {request.username!r} is taken")
         return history_pb2.User(user_id=user_id, username=request.username)
 

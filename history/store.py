@@ -27,7 +27,7 @@ from cassandra.query import BoundStatement
 
 from chatlib.cassandra import AsyncSession
 from chatlib.errors import NotFound, PermissionDenied
-from chatlib.ids import signed, timestamp_ms, unsigned
+from chatlib.ids import signed, timestamp_ms, unsigned, write_time
 from history.buckets import bucket_at, bucket_of
 from protos.chat.v1 import common_pb2, envelope_pb2
 
@@ -124,15 +124,6 @@ def direct_members(chat_id: str) -> frozenset[int]:
     if parts[0] != "d" or len(parts) != 3:
         return frozenset()
     return frozenset(int(p) for p in parts[1:] if p.isdigit())
-
-
-def write_time(message_id: int) -> int:
-    """A message's time in microseconds, as the write time of the cells it sets.
-
-    Ids of one millisecond keep their order through the sequence bits (up to 1,000 of them);
-    the value stays comparable with the server-side write times of every other cell.
-    """
-    return timestamp_ms(message_id) * 1000 + (message_id & 0xFFF) % 1000
 
 
 class HistoryStore:
@@ -403,20 +394,49 @@ class HistoryStore:
     async def unread_counts(self, chats: list[ChatState], user_id: int) -> list[int]:
         return list(await asyncio.gather(*(self.unread(chat, user_id) for chat in chats)))
 
-    async def create_user(self, user_id: int, username: str, password_hash: str) -> bool:
+    async def reserve_name(self, username: str, user_id: int) -> bool:
         """False if the username is taken (decided by a lightweight transaction)."""
         rows = await self.db.execute(
             "INSERT INTO users_by_name (username, user_id) VALUES (?, ?) IF NOT EXISTS",
             (username, signed(user_id)),
         )
-        if not rows or not rows[0].applied:
-            return False
+        return bool(rows and rows[0].applied)
+
+    async def release_name(self, username: str, user_id: int) -> None:
+        """Give back a name reserved for a user who was never announced."""
         await self.db.execute(
-            "INSERT INTO users (user_id, username, password_hash, created_at)"
-            " VALUES (?, ?, ?, toTimestamp(now()))",
-            (signed(user_id), username, password_hash),
+            "DELETE FROM users_by_name WHERE username = ? IF user_id = ?",
+            (username, signed(user_id)),
         )
-        return True
+
+    async def insert_user(self, record: envelope_pb2.UserRecord, *, with_name: bool) -> None:
+        """The user's row (and, replaying the log into a new keyspace, their name's)."""
+        statements = [
+            (
+                self.db.bind(
+                    "INSERT INTO users (user_id, username, password_hash, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        signed(record.user_id),
+                        record.username,
+                        record.password_hash,
+                        record.created_at_ms,
+                    ),
+                ),
+                200,
+            )
+        ]
+        if with_name:
+            statements.append(
+                (
+                    self.db.bind(
+                        "INSERT INTO users_by_name (username, user_id) VALUES (?, ?)",
+                        (record.username, signed(record.user_id)),
+                    ),
+                    100,
+                )
+            )
+        await self.db.write(statements)
 
     async def user_by_name(self, username: str) -> Any | None:
         rows = await self.db.execute(

@@ -228,15 +228,23 @@ async def _setup() -> int:
     common = Common(read)
     partitions = read.integer("CHAT_PARTITIONS", 12, minimum=1)
     replication = read.integer("CHAT_TOPIC_REPLICATION", 1, minimum=1)
+    insync = str(min(2, replication))
     week_ms = str(7 * 24 * 3600 * 1000)
-    for topic, count in ((common.deliveries_topic, partitions), (common.dead_letter_topic, 1)):
+    topics = (
+        # Kept for ever: a keyspace is rebuilt by replaying it (python -m history rebuild).
+        (common.deliveries_topic, partitions, {"retention.ms": "-1"}),
+        (common.dead_letter_topic, 1, {"retention.ms": week_ms}),
+        # One record per user, compacted: the newest record of each key is kept for ever.
+        (common.users_topic, 4, {"cleanup.policy": "compact"}),
+    )
+    for topic, count, config in topics:
         created = await asyncio.to_thread(
             ensure_topic,
             common.kafka_bootstrap,
             topic,
             count,
             replication,
-            {"retention.ms": week_ms, "min.insync.replicas": str(min(2, replication))},
+            {**config, "min.insync.replicas": insync},
         )
         print(f"topic {topic}: {'created' if created else 'exists'} ({count} partitions)")
     return 0

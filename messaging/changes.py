@@ -185,7 +185,7 @@ class ChatChanges:
             entry = await self._entry(actor, chat_id, state, plan, claim.message_id)
             try:
                 applied = await self._store.apply(
-                    state, plan, claim.message_id, entry.SerializeToString()
+                    state, plan, claim.message_id, entry.SerializeToString(deterministic=True)
                 )
             except Exception as exc:  # noqa: BLE001 - decided below, then reported
                 # A timed-out conditional write may still have been applied: look before
@@ -248,6 +248,7 @@ class ChatChanges:
             user_ids=list(plan.subjects),
             role=plan.role,
             version=state.version + 1,
+            roles={**plan.joining, **plan.roles},
         )
         names = await self._names.lookup([actor, *plan.subjects[:NAMED]])
         return common_pb2.Message(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from chatlib.cassandra import AsyncSession
 from chatlib.errors import InvalidArgument, NotFound, PermissionDenied
@@ -18,6 +19,16 @@ CACHE_SIZE = 100_000
 def direct_chat_id(a: int, b: int) -> str:
     low, high = sorted((a, b))
     return f"d:{low}:{high}"
+
+
+def replay_direct(db: AsyncSession, chat_id: str) -> tuple[Any, int]:
+    """The write that redoes a direct chat's row from the log (``python -m history
+    rebuild``): its members are in its id."""
+    members = {int(part) for part in chat_id.split(":")[1:]}
+    return db.bind(
+        "INSERT INTO chats (chat_id, kind, member_ids) VALUES (?, 'direct', ?)",
+        (chat_id, members),
+    ), 100
 
 
 def check_chat_id(chat_id: str) -> None:

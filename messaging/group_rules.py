@@ -87,9 +87,6 @@ class Plan:
         """Everyone the change concerns: the members before it and after it."""
         return before.members | frozenset(self.joining)
 
-    def member_count(self, before: GroupState) -> int:
-        return len(before.members) + len(self.joining) - len(self.leaving)
-
 
 def check_name(name: str) -> str:
     cleaned = name.strip()

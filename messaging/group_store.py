@@ -9,23 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from cassandra.query import BatchStatement, BatchType
+from cassandra.query import BatchStatement, BatchType, BoundStatement
 
 from chatlib.cassandra import AsyncSession
-from chatlib.ids import signed, unsigned
-from messaging.group_rules import GroupState, MemberRow, Plan
+from chatlib.ids import signed, unsigned, write_time
+from messaging.group_rules import Action, GroupState, MemberRow, Plan
+from protos.chat.v1 import common_pb2, envelope_pb2
 
 _LOAD = (
     "SELECT user_id, role, since_id, until_id, name, version, last_change_id, last_change"
     " FROM group_members WHERE chat_id = ?"
 )
 _GROUP = (
-    "UPDATE group_members SET name = ?, version = ?, last_change_id = ?, member_count = ?,"
-    " last_change = ? WHERE chat_id = ? IF version = ?"
+    "UPDATE group_members SET name = ?, version = ?, last_change_id = ?, last_change = ?"
+    " WHERE chat_id = ? IF version = ?"
 )
 _CREATE = (
-    "UPDATE group_members SET name = ?, version = ?, last_change_id = ?, member_count = ?,"
-    " last_change = ? WHERE chat_id = ? IF version = null"
+    "UPDATE group_members SET name = ?, version = ?, last_change_id = ?, last_change = ?"
+    " WHERE chat_id = ? IF version = null"
 )
 _JOIN = (
     "UPDATE group_members SET role = ?, since_id = ?, until_id = null"
@@ -33,6 +34,37 @@ _JOIN = (
 )
 _LEAVE = "UPDATE group_members SET role = null, until_id = ? WHERE chat_id = ? AND user_id = ?"
 _ROLE = "UPDATE group_members SET role = ? WHERE chat_id = ? AND user_id = ?"
+
+
+_REPLAY_GROUP = (
+    "UPDATE group_members USING TIMESTAMP ? SET name = ?, version = ?, last_change_id = ?,"
+    " last_change = ? WHERE chat_id = ?"
+)
+_REPLAY_JOIN = (
+    "UPDATE group_members USING TIMESTAMP ? SET role = ?, since_id = ?, until_id = null"
+    " WHERE chat_id = ? AND user_id = ?"
+)
+_REPLAY_LEAVE = (
+    "UPDATE group_members USING TIMESTAMP ? SET role = null, until_id = ?"
+    " WHERE chat_id = ? AND user_id = ?"
+)
+_REPLAY_ROLE = (
+    "UPDATE group_members USING TIMESTAMP ? SET role = ? WHERE chat_id = ? AND user_id = ?"
+)
+JOINING = (Action.CREATED, Action.ADDED)
+LEAVING = (Action.REMOVED, Action.LEFT)
+
+
+def entry_of(delivery: envelope_pb2.Delivery) -> common_pb2.Message:
+    """The log entry a change record carries, as ``group_members.last_change`` keeps it."""
+    return common_pb2.Message(
+        message_id=delivery.message_id,
+        chat_id=delivery.chat_id,
+        sender_id=delivery.sender_id,
+        body=delivery.body,
+        created_at_ms=delivery.created_at_ms,
+        change=delivery.change,
+    )
 
 
 class GroupStore:
@@ -68,13 +100,12 @@ class GroupStore:
         group is no longer at that version (another change came first)."""
         chat_id = before.chat_id
         change = signed(change_id)
-        count = plan.member_count(before)
         if before.version == 0:
-            head = self._db.bind(_CREATE, (plan.name, 1, change, count, entry, chat_id))
+            head = self._db.bind(_CREATE, (plan.name, 1, change, entry, chat_id))
         else:
             head = self._db.bind(
                 _GROUP,
-                (plan.name, before.version + 1, change, count, entry, chat_id, before.version),
+                (plan.name, before.version + 1, change, entry, chat_id, before.version),
             )
         batch = BatchStatement(batch_type=BatchType.LOGGED)
         batch.add(head)
@@ -86,3 +117,28 @@ class GroupStore:
             batch.add(self._db.bind(_ROLE, (role, chat_id, signed(user))))
         rows: list[Any] = await self._db.run(self._db.session.execute_async(batch))
         return bool(rows and rows[0][0])
+
+    def replay(self, delivery: envelope_pb2.Delivery) -> list[tuple[BoundStatement, int]]:
+        """The writes that redo a change from its log record (``python -m history rebuild``):
+        each at the change's own time, so records applied in any order end as the live
+        writes did."""
+        change = delivery.change
+        chat_id, change_id = delivery.chat_id, signed(delivery.message_id)
+        at = write_time(delivery.message_id)
+        entry = entry_of(delivery).SerializeToString(deterministic=True)
+        bind = self._db.bind
+        found = [
+            (bind(_REPLAY_GROUP, (at, change.name, change.version, change_id, entry, chat_id)), 500)
+        ]
+        subjects = set(change.user_ids)
+        for user, role in change.roles.items():
+            if change.action in JOINING and user in subjects:
+                params: tuple[Any, ...] = (at, role, change_id, chat_id, signed(user))
+                found.append((bind(_REPLAY_JOIN, params), 80))
+            else:
+                found.append((bind(_REPLAY_ROLE, (at, role, chat_id, signed(user))), 80))
+        if change.action in LEAVING:
+            for user in subjects:
+                params = (at, change_id, chat_id, signed(user))
+                found.append((bind(_REPLAY_LEAVE, params), 80))
+        return found

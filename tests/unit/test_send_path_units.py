@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 
 from chatlib import deliveries
-from chatlib.ids import timestamp_ms
+from chatlib.ids import timestamp_ms, write_time
 from chatlib.redis_wire import encode
-from history.store import write_time
 from messaging.admission import Owner, claim_field, claim_keys, parse
 from messaging.cursor import Cursor
 from messaging.recent import OVERHEAD_BYTES, RecentDeliveries

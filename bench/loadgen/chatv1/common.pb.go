@@ -195,7 +195,10 @@ type ChatChange struct {
 	// ROLE_CHANGED: the role given; CREATED: empty.
 	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
 	// The group's membership version after the change.
-	Version       int64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	// Every role the change gave, the joining members' included (an owner handing over or
+	// leaving gives two): with the rest, what rebuilds the membership from the log.
+	Roles         map[uint64]string `protobuf:"bytes,6,rep,name=roles,proto3" json:"roles,omitempty" protobuf_key:"fixed64,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -263,6 +266,13 @@ func (x *ChatChange) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *ChatChange) GetRoles() map[uint64]string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
 }
 
 type Chat struct {
@@ -339,14 +349,19 @@ const file_protos_chat_v1_common_proto_rawDesc = "" +
 	"\x04body\x18\x04 \x01(\tR\x04body\x12*\n" +
 	"\x11client_message_id\x18\x05 \x01(\tR\x0fclientMessageId\x12\"\n" +
 	"\rcreated_at_ms\x18\x06 \x01(\x03R\vcreatedAtMs\x12+\n" +
-	"\x06change\x18\a \x01(\v2\x13.chat.v1.ChatChangeR\x06change\"\x99\x02\n" +
+	"\x06change\x18\a \x01(\v2\x13.chat.v1.ChatChangeR\x06change\"\x89\x03\n" +
 	"\n" +
 	"ChatChange\x122\n" +
 	"\x06action\x18\x01 \x01(\x0e2\x1a.chat.v1.ChatChange.ActionR\x06action\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
 	"\buser_ids\x18\x03 \x03(\x06R\auserIds\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x12\x18\n" +
-	"\aversion\x18\x05 \x01(\x03R\aversion\"z\n" +
+	"\aversion\x18\x05 \x01(\x03R\aversion\x124\n" +
+	"\x05roles\x18\x06 \x03(\v2\x1e.chat.v1.ChatChange.RolesEntryR\x05roles\x1a8\n" +
+	"\n" +
+	"RolesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x06R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"z\n" +
 	"\x06Action\x12\x16\n" +
 	"\x12ACTION_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCREATED\x10\x01\x12\v\n" +
@@ -376,21 +391,23 @@ func file_protos_chat_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_protos_chat_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_protos_chat_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_protos_chat_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_protos_chat_v1_common_proto_goTypes = []any{
 	(ChatChange_Action)(0), // 0: chat.v1.ChatChange.Action
 	(*Message)(nil),        // 1: chat.v1.Message
 	(*ChatChange)(nil),     // 2: chat.v1.ChatChange
 	(*Chat)(nil),           // 3: chat.v1.Chat
+	nil,                    // 4: chat.v1.ChatChange.RolesEntry
 }
 var file_protos_chat_v1_common_proto_depIdxs = []int32{
 	2, // 0: chat.v1.Message.change:type_name -> chat.v1.ChatChange
 	0, // 1: chat.v1.ChatChange.action:type_name -> chat.v1.ChatChange.Action
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 2: chat.v1.ChatChange.roles:type_name -> chat.v1.ChatChange.RolesEntry
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_common_proto_init() }
@@ -404,7 +421,7 @@ func file_protos_chat_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_common_proto_rawDesc), len(file_protos_chat_v1_common_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

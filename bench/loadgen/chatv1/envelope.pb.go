@@ -147,6 +147,76 @@ func (x *Delivery) GetChange() *ChatChange {
 	return nil
 }
 
+// One record on the users topic per registered user. Key: the user id (decimal). Written by
+// the history query service once the username is reserved, before the user is answered.
+type UserRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Username      string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	PasswordHash  string                 `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	CreatedAtMs   int64                  `protobuf:"varint,4,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserRecord) Reset() {
+	*x = UserRecord{}
+	mi := &file_protos_chat_v1_envelope_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserRecord) ProtoMessage() {}
+
+func (x *UserRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_envelope_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserRecord.ProtoReflect.Descriptor instead.
+func (*UserRecord) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_envelope_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UserRecord) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *UserRecord) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *UserRecord) GetPasswordHash() string {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return ""
+}
+
+func (x *UserRecord) GetCreatedAtMs() int64 {
+	if x != nil {
+		return x.CreatedAtMs
+	}
+	return 0
+}
+
 var File_protos_chat_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_envelope_proto_rawDesc = "" +
@@ -166,7 +236,13 @@ const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	" \x01(\tR\x04kind\x12+\n" +
 	"\x06change\x18\v \x01(\v2\x13.chat.v1.ChatChangeR\x06changeJ\x04\b\t\x10\n" +
 	"R\n" +
-	"member_idsb\x06proto3"
+	"member_ids\"\x8a\x01\n" +
+	"\n" +
+	"UserRecord\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12#\n" +
+	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash\x12\"\n" +
+	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMsb\x06proto3"
 
 var (
 	file_protos_chat_v1_envelope_proto_rawDescOnce sync.Once
@@ -180,13 +256,14 @@ func file_protos_chat_v1_envelope_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_envelope_proto_rawDescData
 }
 
-var file_protos_chat_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_protos_chat_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_protos_chat_v1_envelope_proto_goTypes = []any{
 	(*Delivery)(nil),   // 0: chat.v1.Delivery
-	(*ChatChange)(nil), // 1: chat.v1.ChatChange
+	(*UserRecord)(nil), // 1: chat.v1.UserRecord
+	(*ChatChange)(nil), // 2: chat.v1.ChatChange
 }
 var file_protos_chat_v1_envelope_proto_depIdxs = []int32{
-	1, // 0: chat.v1.Delivery.change:type_name -> chat.v1.ChatChange
+	2, // 0: chat.v1.Delivery.change:type_name -> chat.v1.ChatChange
 	1, // [1:1] is the sub-list for method output_type
 	1, // [1:1] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
@@ -206,7 +283,7 @@ func file_protos_chat_v1_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_envelope_proto_rawDesc), len(file_protos_chat_v1_envelope_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -103,11 +103,32 @@ class ChatChange(_message.Message):
     streams do not carry it.
     """
 
+    @_typing.final
+    class RolesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ACTION_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     USER_IDS_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
     action: Global___ChatChange.Action.ValueType
     name: _builtins.str
     """The group's name after the change."""
@@ -119,6 +140,12 @@ class ChatChange(_message.Message):
     def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Whom the change is about."""
 
+    @_builtins.property
+    def roles(self) -> _containers.ScalarMap[_builtins.int, _builtins.str]:
+        """Every role the change gave, the joining members' included (an owner handing over or
+        leaving gives two): with the rest, what rebuilds the membership from the log.
+        """
+
     def __init__(
         self,
         *,
@@ -127,10 +154,11 @@ class ChatChange(_message.Message):
         user_ids: _abc.Iterable[_builtins.int] | None = ...,
         role: _builtins.str = ...,
         version: _builtins.int = ...,
+        roles: _abc.Mapping[_builtins.int, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "name", b"name", "role", b"role", "user_ids", b"user_ids", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "name", b"name", "role", b"role", "roles", b"roles", "user_ids", b"user_ids", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

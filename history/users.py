@@ -1,0 +1,50 @@
+"""Registering users: the username reserved in Cassandra, the user announced on the users
+topic (what a rebuilt keyspace learns them from), then their row written.
+
+The order makes the log hold exactly the users who exist: a name is reserved first (a
+lightweight transaction decides between two registrations of one name), the record is in
+Kafka before the user row is written and before the caller is answered, and a name whose
+record Kafka refused is given back.
+"""
+
+from __future__ import annotations
+
+import time
+
+from chatlib.errors import Unavailable
+from chatlib.kafka import AsyncProducer, ProduceFailed, Record
+from history.store import HistoryStore
+from protos.chat.v1 import envelope_pb2
+
+
+class UserRegistry:
+    def __init__(self, store: HistoryStore, producer: AsyncProducer, topic: str) -> None:
+        self._store = store
+        self._producer = producer
+        self._topic = topic
+
+    async def create(self, user_id: int, username: str, password_hash: str) -> bool:
+        """False if the username is taken."""
+        if not await self._store.reserve_name(username, user_id):
+            return False
+        record = envelope_pb2.UserRecord(
+            user_id=user_id,
+            username=username,
+            password_hash=password_hash,
+            created_at_ms=int(time.time() * 1000),
+        )
+        try:
+            await self._producer.send(
+                [Record(self._topic, str(user_id).encode(), record.SerializeToString(), -1)]
+            )
+        except ProduceFailed as exc:
+            if exc.uncertain:
+                # Kafka may hold it: the user exists (logging in works), the caller is told.
+                await self._store.insert_user(record, with_name=False)
+                raise Unavailable(
+                    f"registering {username!r} may not have completed ({exc}); try logging in"
+                ) from None
+            await self._store.release_name(username, user_id)
+            raise Unavailable(f"the user could not be recorded ({exc}); retry") from None
+        await self._store.insert_user(record, with_name=False)
+        return True
