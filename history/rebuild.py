@@ -31,7 +31,8 @@ from messaging.group_store import GroupStore
 from protos.chat.v1 import common_pb2, envelope_pb2
 
 logger = logging.getLogger(__name__)
-BATCH = 5000
+#: Records per write round: what the driver's connection takes in flight at once.
+BATCH = 1000
 
 
 def run(common: Common, keyspace: str, replication: str) -> dict[str, Any]:

@@ -40,8 +40,8 @@ def db() -> Iterator[Session]:
 
 
 def rows(db: Session, keyspace: str, cql: str, *params: Any) -> list[tuple[Any, ...]]:
-    found = db.execute(cql.replace("{ks}", keyspace), params)
-    return sorted(tuple(row) for row in found)
+    found = db.execute(db.prepare(cql.replace("{ks}", keyspace)), params)
+    return sorted((tuple(row) for row in found), key=repr)
 
 
 async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
