@@ -307,9 +307,10 @@ def ensure_topic(
             ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
             for key, value in config.items()
         ]
-        resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
-        for future in admin.incremental_alter_configs([resource]).values():
-            future.result(timeout=30)
+        if entries:
+            resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+            for future in admin.incremental_alter_configs([resource]).values():
+                future.result(timeout=30)
         return False
     topic = NewTopic(name, num_partitions=partitions, replication_factor=replication, config=config)
     for future in admin.create_topics([topic]).values():

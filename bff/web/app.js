@@ -74,6 +74,7 @@ function learnName(userId, username) {
 }
 
 function chatName(chat) {
+  if (chat.kind === "group") return (chat.name || "group") + (chat.member === false ? " (left)" : "");
   const peers = chat.member_ids.filter((id) => id !== session.user_id);
   const known = names();
   return peers.map((id) => known[id] || `user …${id.slice(-6)}`).join(", ") || "yourself";
@@ -127,7 +128,9 @@ function renderChats() {
 
 function bubble(message, isPending = false) {
   const item = document.createElement("li");
-  item.className = "message" + (message.sender_id === session.user_id ? " mine" : "");
+  // A change to a group (someone added, the group renamed...) is a line of its own.
+  const mine = message.sender_id === session.user_id && !message.change;
+  item.className = "message" + (mine ? " mine" : "") + (message.change ? " change" : "");
   if (isPending) item.classList.add("pending");
   if (message.message_id) item.dataset.messageId = message.message_id;
   item.dataset.clientId = message.client_message_id;
@@ -198,6 +201,7 @@ function received(message) {
   if (!chat) {
     loadChats(); // a chat this page did not know yet
   } else {
+    if (message.change) chat.name = message.change.name;
     chat.last_preview = message.body.slice(0, 80);
     chat.last_message_id = message.message_id;
     if (message.sender_id !== session.user_id && !(current && current.id === chat.chat_id)) {

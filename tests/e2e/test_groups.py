@@ -123,9 +123,12 @@ async def test_members_receive_exactly_what_is_sent_while_they_are_members(
     stop = asyncio.Event()
 
     async def sender(user: User) -> None:
-        while not stop.is_set():
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while not stop.is_set():  # 20 messages per second each
             acknowledged.append(await send(clients, user, chat, f"from {user.username}"))
-            await asyncio.sleep(0.05)
+            due += 0.05
+            await asyncio.sleep(max(0.0, due - loop.time()))
 
     senders = [asyncio.create_task(sender(alice)), asyncio.create_task(sender(bob))]
     stub = clients.groups(alice)

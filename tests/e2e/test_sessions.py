@@ -54,6 +54,14 @@ async def test_the_openapi_document_lists_every_served_route(clients: Clients) -
         ("get", "/v1/chats"),
         ("get", "/v1/chats/{chat_id}/messages"),
         ("post", "/v1/chats/{chat_id}/messages"),
+        ("get", "/v1/users"),
+        ("get", "/v1/users/{user_id}"),
+        ("post", "/v1/groups"),
+        ("get", "/v1/groups/{chat_id}"),
+        ("patch", "/v1/groups/{chat_id}"),
+        ("post", "/v1/groups/{chat_id}/members"),
+        ("delete", "/v1/groups/{chat_id}/members/{user_id}"),
+        ("put", "/v1/groups/{chat_id}/members/{user_id}/role"),
     }
     described = {
         (method, path)

@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 
 from chatlib import cassandra
 from chatlib.kafka import AsyncProducer, Record, ensure_topic
@@ -106,3 +109,22 @@ async def test_async_session_runs_prepared_statements(endpoints: Endpoints, uniq
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {unique}")
         cluster.shutdown()
+
+
+async def test_an_existing_topic_is_given_the_configured_settings(
+    endpoints: Endpoints, unique: str
+) -> None:
+    """How a deployment made before the deliveries were kept for ever gets them kept."""
+    topic = f"{unique}.settings"
+    created = {"retention.ms": "3600000"}
+    assert await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, 1, 1, created)
+    wanted = {"retention.ms": "-1"}
+    assert not await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, 1, 1, wanted)
+
+    def retention() -> str:
+        admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
+        resource = ConfigResource(ResourceType.TOPIC, topic)
+        [described] = admin.describe_configs([resource]).values()
+        return str(described.result(timeout=10)["retention.ms"].value)
+
+    assert await asyncio.to_thread(retention) == "-1"
