@@ -7,6 +7,7 @@ write, log entry) are ``messaging/changes.py``. This module only translates.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import grpc
 
@@ -15,7 +16,7 @@ from chatlib.config_sections import Groups
 from chatlib.errors import InvalidArgument
 from chatlib.live_config import LiveSection
 from messaging import group_rules
-from messaging.changes import Changed, ChatChanges
+from messaging.changes import Changed, ChatChanges, Planner
 from messaging.chats import GROUP
 from protos.chat.v1 import groups_pb2, groups_pb2_grpc
 
@@ -55,93 +56,61 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
     async def RenameGroup(
         self, request: groups_pb2.RenameGroupRequest, context: Context
     ) -> groups_pb2.Group:
-        actor = self._user(context)
-        _chat_id(request.chat_id)
-        _request_id(request.client_request_id)
-        group_rules.check_name(request.name)
-        changed = await self._changes.change(
-            actor,
-            request.chat_id,
-            request.client_request_id,
-            lambda state: group_rules.rename(state, actor, request.name),
-        )
-        return _group(changed)
+        def planner(actor: int) -> Planner:
+            group_rules.check_name(request.name)
+            return lambda state: group_rules.rename(state, actor, request.name)
+
+        return await self._change(context, request.chat_id, request.client_request_id, planner)
 
     @errors.handler
     async def AddMembers(
         self, request: groups_pb2.AddMembersRequest, context: Context
     ) -> groups_pb2.Group:
-        actor = self._user(context)
-        _chat_id(request.chat_id)
-        _request_id(request.client_request_id)
-        users = list(request.user_ids)
-        if not users:
-            raise InvalidArgument("user_ids is required")
-        if len(users) > group_rules.MAX_PER_CALL or any(not u for u in users):
-            raise InvalidArgument(
-                f"user_ids must name 1-{group_rules.MAX_PER_CALL} users, none of them 0"
-            )
-        maximum = self._groups.get().max_members
-        changed = await self._changes.change(
-            actor,
-            request.chat_id,
-            request.client_request_id,
-            lambda state: group_rules.add(state, actor, users, maximum),
-        )
-        return _group(changed)
+        def planner(actor: int) -> Planner:
+            users = list(request.user_ids)
+            if not users or len(users) > group_rules.MAX_PER_CALL or any(not u for u in users):
+                raise InvalidArgument(
+                    f"user_ids must name 1-{group_rules.MAX_PER_CALL} users, none of them 0"
+                )
+            maximum = self._groups.get().max_members
+            return lambda state: group_rules.add(state, actor, users, maximum)
+
+        return await self._change(context, request.chat_id, request.client_request_id, planner)
 
     @errors.handler
     async def RemoveMember(
         self, request: groups_pb2.RemoveMemberRequest, context: Context
     ) -> groups_pb2.Group:
-        actor = self._user(context)
-        _chat_id(request.chat_id)
-        _request_id(request.client_request_id)
-        if not request.user_id:
-            raise InvalidArgument("user_id is required")
-        changed = await self._changes.change(
-            actor,
-            request.chat_id,
-            request.client_request_id,
-            lambda state: group_rules.remove(state, actor, request.user_id),
-        )
-        return _group(changed)
+        def planner(actor: int) -> Planner:
+            if not request.user_id:
+                raise InvalidArgument("user_id is required")
+            return lambda state: group_rules.remove(state, actor, request.user_id)
+
+        return await self._change(context, request.chat_id, request.client_request_id, planner)
 
     @errors.handler
     async def LeaveGroup(
         self, request: groups_pb2.LeaveGroupRequest, context: Context
     ) -> groups_pb2.Group:
-        actor = self._user(context)
-        _chat_id(request.chat_id)
-        _request_id(request.client_request_id)
-        changed = await self._changes.change(
-            actor,
-            request.chat_id,
-            request.client_request_id,
-            lambda state: group_rules.leave(state, actor),
-        )
-        return _group(changed)
+        def planner(actor: int) -> Planner:
+            return lambda state: group_rules.leave(state, actor)
+
+        return await self._change(context, request.chat_id, request.client_request_id, planner)
 
     @errors.handler
     async def SetRole(
         self, request: groups_pb2.SetRoleRequest, context: Context
     ) -> groups_pb2.Group:
-        actor = self._user(context)
-        _chat_id(request.chat_id)
-        _request_id(request.client_request_id)
-        if not request.user_id:
-            raise InvalidArgument("user_id is required")
-        if request.role not in group_rules.ROLES:
-            raise InvalidArgument(
-                f"role must be one of {', '.join(group_rules.ROLES)}, not {request.role[:20]!r}"
-            )
-        changed = await self._changes.change(
-            actor,
-            request.chat_id,
-            request.client_request_id,
-            lambda state: group_rules.set_role(state, actor, request.user_id, request.role),
-        )
-        return _group(changed)
+        def planner(actor: int) -> Planner:
+            if not request.user_id:
+                raise InvalidArgument("user_id is required")
+            if request.role not in group_rules.ROLES:
+                raise InvalidArgument(
+                    f"role must be one of {', '.join(group_rules.ROLES)}, not {request.role[:20]!r}"
+                )
+            return lambda state: group_rules.set_role(state, actor, request.user_id, request.role)
+
+        return await self._change(context, request.chat_id, request.client_request_id, planner)
 
     @errors.handler
     async def GetGroup(
@@ -150,6 +119,21 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
         reader = self._user(context)
         _chat_id(request.chat_id)
         return _group(Changed(await self._changes.load(request.chat_id, reader), 0))
+
+    async def _change(
+        self,
+        context: Context,
+        chat_id: str,
+        request_id: str,
+        planner: Callable[[int], Planner],
+    ) -> groups_pb2.Group:
+        """A change to an existing group: the caller, the ids, the request's own checks
+        (``planner``, given the caller), then the change."""
+        actor = self._user(context)
+        _chat_id(chat_id)
+        _request_id(request_id)
+        plan = planner(actor)
+        return _group(await self._changes.change(actor, chat_id, request_id, plan))
 
     def _user(self, context: Context) -> int:
         try:

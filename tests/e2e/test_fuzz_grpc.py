@@ -16,7 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from protos.chat.v1 import history_pb2, history_pb2_grpc, messaging_pb2, messaging_pb2_grpc
+from protos.chat.v1 import (
+    groups_pb2,
+    groups_pb2_grpc,
+    history_pb2,
+    history_pb2_grpc,
+    messaging_pb2,
+    messaging_pb2_grpc,
+)
 from tests.e2e.conftest import BFF, PASSWORD
 
 HISTORY = "127.0.0.1:7201"
@@ -31,7 +38,9 @@ FUZZ = settings(
 SERVER_FAILURES = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 LEAKS = ("Traceback", "cassandra.", "Exception", "Error(")
 
-texts = st.text(max_size=80) | st.sampled_from(["", "d:1:2", "g:1", "d:2:1", "v1.0.5", "v1.99.1"])
+texts = st.text(max_size=80) | st.sampled_from(
+    ["", "d:1:2", "g:1", "d:2:1", "v1.0.5", "v1.99.1", "admin", "owner", "g:99999999999999999999"]
+)
 ids = st.integers(min_value=0, max_value=2**64 - 1)
 int32s = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 
@@ -66,6 +75,7 @@ def call(session: dict[str, Any]) -> Iterator[Callable[[Any], None]]:
 
     check.messaging = messaging_pb2_grpc.MessagingServiceStub(channels[0])  # type: ignore[attr-defined]
     check.history = history_pb2_grpc.HistoryServiceStub(channels[1])  # type: ignore[attr-defined]
+    check.groups = groups_pb2_grpc.GroupServiceStub(channels[0])  # type: ignore[attr-defined]
     yield check
     for channel in channels:
         channel.close()
@@ -79,6 +89,57 @@ def test_send(call: Any, chat_id: str, client_message_id: str, body: str) -> Non
         chat_id=chat_id, client_message_id=client_message_id, body=body
     )
     call(lambda md: call.messaging.Send(request, metadata=md, timeout=10))
+
+
+@seed(SEED)
+@FUZZ
+@given(name=texts, members=st.lists(ids, max_size=5), request_id=texts)
+def test_create_group(call: Any, name: str, members: list[int], request_id: str) -> None:
+    request = groups_pb2.CreateGroupRequest(
+        name=name, member_ids=members, client_request_id=request_id
+    )
+    call(lambda md: call.groups.CreateGroup(request, metadata=md, timeout=10))
+
+
+@seed(SEED)
+@FUZZ
+@given(chat_id=texts, user=ids, role=texts, name=texts, request_id=texts)
+def test_change_any_group(
+    call: Any, chat_id: str, user: int, role: str, name: str, request_id: str
+) -> None:
+    groups = call.groups
+    for invoke in (
+        lambda md: groups.AddMembers(
+            groups_pb2.AddMembersRequest(
+                chat_id=chat_id, user_ids=[user], client_request_id=request_id
+            ),
+            metadata=md,
+            timeout=10,
+        ),
+        lambda md: groups.RemoveMember(
+            groups_pb2.RemoveMemberRequest(
+                chat_id=chat_id, user_id=user, client_request_id=request_id
+            ),
+            metadata=md,
+            timeout=10,
+        ),
+        lambda md: groups.SetRole(
+            groups_pb2.SetRoleRequest(
+                chat_id=chat_id, user_id=user, role=role, client_request_id=request_id
+            ),
+            metadata=md,
+            timeout=10,
+        ),
+        lambda md: groups.RenameGroup(
+            groups_pb2.RenameGroupRequest(chat_id=chat_id, name=name, client_request_id=request_id),
+            metadata=md,
+            timeout=10,
+        ),
+        lambda md: groups.GetGroup(
+            groups_pb2.GetGroupRequest(chat_id=chat_id), metadata=md, timeout=10
+        ),
+    ):
+        call(invoke)
 
 
 @seed(SEED)
