@@ -13,6 +13,8 @@ import jwt
 ALGORITHM = "HS256"
 ISSUER = "chat-bff"
 SERVICE_SUBJECT = "service:bff"
+#: Messaging's own calls to the history service (RecordOpenedChat).
+MESSAGING_SUBJECT = "service:messaging"
 
 
 class InvalidToken(Exception):

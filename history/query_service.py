@@ -3,6 +3,8 @@ the BFF."""
 
 from __future__ import annotations
 
+import re
+
 import grpc
 from opentelemetry import trace
 
@@ -132,6 +134,18 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
             password_hash=row.password_hash if is_service else "",
         )
 
+    @errors.handler
+    async def RecordOpenedChat(
+        self, request: history_pb2.RecordOpenedChatRequest, context: Context
+    ) -> history_pb2.RecordOpenedChatResponse:
+        if self._caller(context).subject != tokens.MESSAGING_SUBJECT:
+            raise errors.PermissionDenied("only messaging records opened chats")
+        match = DIRECT.fullmatch(request.chat_id)
+        if not match or int(match[1]) >= int(match[2]) or not request.opened_id:
+            raise errors.InvalidArgument("chat_id must be d:<low>:<high> and opened_id set")
+        await self._store.record_opened(request.chat_id, request.opened_id)
+        return history_pb2.RecordOpenedChatResponse()
+
     def _caller(self, context: Context) -> tokens.Claims:
         try:
             return grpc_auth.claims(context, self._verifier)
@@ -150,6 +164,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
 
 
 MAX_USERNAME = 64
+DIRECT = re.compile(r"d:([0-9]{1,19}):([0-9]{1,19})")
 MAX_CHAT_ID = 64
 
 

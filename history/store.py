@@ -211,6 +211,17 @@ class HistoryStore:
                 found.append((bind(_LEFT, (at, signed(delivery.message_id), *where)), 60))
         return found
 
+    async def record_opened(self, chat_id: str, opened_id: int) -> None:
+        """Both members' chat-list rows of a direct chat just opened, written as the writer
+        writes them from the chat's OPENED record (same values, same write time)."""
+        at = write_time(opened_id)
+        await self.db.write(
+            [
+                (self.db.bind(_KIND, (at, "direct", signed(member), chat_id)), 60)
+                for member in direct_members(chat_id)
+            ]
+        )
+
     async def group_window(self, chat_id: str, user_id: int) -> tuple[int, int]:
         """The part of a group's log the user may read: (from, until) change ids, until 0
         while they are a member. NotFound / PermissionDenied otherwise."""

@@ -35,7 +35,7 @@ from messaging.service import MessagingService
 from messaging.settings import Settings
 from messaging.settle import Settler
 from messaging.streams import StreamRegistry
-from protos.chat.v1 import groups_pb2_grpc, messaging_pb2_grpc
+from protos.chat.v1 import groups_pb2_grpc, history_pb2_grpc, messaging_pb2_grpc
 
 logger = logging.getLogger("messaging")
 #: A consumer loop that has not polled for this long is not working (it polls every second).
@@ -151,6 +151,11 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         ],
     )
     verifier = tokens.Verifier(common.jwt_secret, revoked)
+    history_channel = grpc.aio.insecure_channel(
+        settings.history_address,
+        interceptors=telemetry.grpc_client_interceptors(),
+    )
+    stack.push_async_callback(history_channel.close)
     changes = ChatChanges(
         sender=sender,
         admission=admission,
@@ -159,6 +164,8 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         names=UserNames(db),
         lease=lease,
         groups=groups,
+        history=history_pb2_grpc.HistoryServiceStub(history_channel),
+        secret=common.jwt_secret,
     )
     groups_pb2_grpc.add_GroupServiceServicer_to_server(
         GroupService(changes, verifier, groups), server

@@ -24,12 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import grpc
+
+from chatlib import tokens
 from chatlib.cassandra import AsyncSession
 from chatlib.config_sections import Groups
 from chatlib.errors import NotFound, PermissionDenied, Unavailable
+from chatlib.grpc_auth import bearer_metadata
 from chatlib.ids import signed, timestamp_ms, unsigned
 from chatlib.leases import LeaseLost, WorkerLease
 from chatlib.live_config import LiveSection
@@ -40,7 +45,9 @@ from messaging.fence import Fence
 from messaging.group_rules import Action, GroupState, Plan
 from messaging.group_store import GroupStore
 from messaging.send import Outgoing, Sender
-from protos.chat.v1 import common_pb2
+from protos.chat.v1 import common_pb2, history_pb2, history_pb2_grpc
+
+logger = logging.getLogger(__name__)
 
 #: The claim key's chat for a group being created (its id comes from the claim).
 CREATING = "g:new"
@@ -94,6 +101,8 @@ class ChatChanges:
         names: UserNames,
         lease: WorkerLease,
         groups: LiveSection[Groups],
+        history: history_pb2_grpc.HistoryServiceAsyncStub,
+        secret: str,
     ) -> None:
         self._sender = sender
         self._admission = admission
@@ -102,6 +111,8 @@ class ChatChanges:
         self._names = names
         self._lease = lease
         self._groups = groups
+        self._history = history
+        self._secret = secret
 
     async def load(self, chat_id: str, reader: int) -> GroupState:
         """The group as its member ``reader`` may see it."""
@@ -148,7 +159,18 @@ class ChatChanges:
         outgoing = Outgoing(
             actor, direct_chat_id(actor, peer), "direct", "", "", members, change=change
         )
-        await self._sender.publish(outgoing, self._mint())
+        opened_id = self._mint()
+        await self._sender.publish(outgoing, opened_id)
+        token = tokens.issue(self._secret, tokens.MESSAGING_SUBJECT, 60)
+        try:
+            await self._history.RecordOpenedChat(
+                history_pb2.RecordOpenedChatRequest(chat_id=outgoing.chat_id, opened_id=opened_id),
+                metadata=bearer_metadata(token),
+                timeout=5,
+            )
+        except grpc.aio.AioRpcError as exc:
+            # The record is in the log: the chat lists show the chat once the writer gets it.
+            logger.warning("telling history of %s failed: %s", outgoing.chat_id, exc.code().name)
 
     async def _prepare(
         self, actor: int, chat_id: str, request_id: str, planner: Planner, claim: Claim

@@ -26,6 +26,8 @@ class Settings:
     fanout_fetch_wait_ms: int
     fanout_fetch_min_bytes: int
     producer_linger_ms: int
+    #: The history query service: told of opened direct chats (chat lists show them at once).
+    history_address: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -51,4 +53,5 @@ class Settings:
             producer_linger_ms=read.integer(
                 "CHAT_PRODUCER_LINGER_MS", PRODUCER_LINGER_MS, minimum=0
             ),
+            history_address=read.text("CHAT_HISTORY_ADDRESS", "127.0.0.1:7201"),
         )

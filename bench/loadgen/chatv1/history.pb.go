@@ -21,6 +21,96 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RecordOpenedChatRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "d:<low>:<high>".
+	ChatId string `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	// The id of the OPENED record (its time orders it with the chat's other writes).
+	OpenedId      uint64 `protobuf:"fixed64,2,opt,name=opened_id,json=openedId,proto3" json:"opened_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordOpenedChatRequest) Reset() {
+	*x = RecordOpenedChatRequest{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordOpenedChatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordOpenedChatRequest) ProtoMessage() {}
+
+func (x *RecordOpenedChatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordOpenedChatRequest.ProtoReflect.Descriptor instead.
+func (*RecordOpenedChatRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RecordOpenedChatRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *RecordOpenedChatRequest) GetOpenedId() uint64 {
+	if x != nil {
+		return x.OpenedId
+	}
+	return 0
+}
+
+type RecordOpenedChatResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordOpenedChatResponse) Reset() {
+	*x = RecordOpenedChatResponse{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordOpenedChatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordOpenedChatResponse) ProtoMessage() {}
+
+func (x *RecordOpenedChatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordOpenedChatResponse.ProtoReflect.Descriptor instead.
+func (*RecordOpenedChatResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{1}
+}
+
 type ListChatsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
@@ -30,7 +120,7 @@ type ListChatsRequest struct {
 
 func (x *ListChatsRequest) Reset() {
 	*x = ListChatsRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[0]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +132,7 @@ func (x *ListChatsRequest) String() string {
 func (*ListChatsRequest) ProtoMessage() {}
 
 func (x *ListChatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[0]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +145,7 @@ func (x *ListChatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChatsRequest.ProtoReflect.Descriptor instead.
 func (*ListChatsRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{0}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListChatsRequest) GetLimit() int32 {
@@ -87,7 +177,7 @@ type ChatSummary struct {
 
 func (x *ChatSummary) Reset() {
 	*x = ChatSummary{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -99,7 +189,7 @@ func (x *ChatSummary) String() string {
 func (*ChatSummary) ProtoMessage() {}
 
 func (x *ChatSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -112,7 +202,7 @@ func (x *ChatSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatSummary.ProtoReflect.Descriptor instead.
 func (*ChatSummary) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{1}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ChatSummary) GetChatId() string {
@@ -187,7 +277,7 @@ type ListChatsResponse struct {
 
 func (x *ListChatsResponse) Reset() {
 	*x = ListChatsResponse{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -199,7 +289,7 @@ func (x *ListChatsResponse) String() string {
 func (*ListChatsResponse) ProtoMessage() {}
 
 func (x *ListChatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -212,7 +302,7 @@ func (x *ListChatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChatsResponse.ProtoReflect.Descriptor instead.
 func (*ListChatsResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{2}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListChatsResponse) GetChats() []*ChatSummary {
@@ -236,7 +326,7 @@ type GetHistoryRequest struct {
 
 func (x *GetHistoryRequest) Reset() {
 	*x = GetHistoryRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[3]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -248,7 +338,7 @@ func (x *GetHistoryRequest) String() string {
 func (*GetHistoryRequest) ProtoMessage() {}
 
 func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[3]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -261,7 +351,7 @@ func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{3}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetHistoryRequest) GetChatId() string {
@@ -305,7 +395,7 @@ type GetHistoryResponse struct {
 
 func (x *GetHistoryResponse) Reset() {
 	*x = GetHistoryResponse{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[4]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -317,7 +407,7 @@ func (x *GetHistoryResponse) String() string {
 func (*GetHistoryResponse) ProtoMessage() {}
 
 func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[4]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -330,7 +420,7 @@ func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{4}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetHistoryResponse) GetMessages() []*Message {
@@ -357,7 +447,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[5]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +459,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[5]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +472,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{5}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateUserRequest) GetUsername() string {
@@ -412,7 +502,7 @@ type FindUserRequest struct {
 
 func (x *FindUserRequest) Reset() {
 	*x = FindUserRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[6]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +514,7 @@ func (x *FindUserRequest) String() string {
 func (*FindUserRequest) ProtoMessage() {}
 
 func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[6]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +527,7 @@ func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindUserRequest.ProtoReflect.Descriptor instead.
 func (*FindUserRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{6}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FindUserRequest) GetKey() isFindUserRequest_Key {
@@ -493,7 +583,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[7]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +595,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[7]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +608,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{7}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *User) GetUserId() uint64 {
@@ -546,7 +636,11 @@ var File_protos_chat_v1_history_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\n" +
-	"\x1cprotos/chat/v1/history.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"(\n" +
+	"\x1cprotos/chat/v1/history.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"O\n" +
+	"\x17RecordOpenedChatRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1b\n" +
+	"\topened_id\x18\x02 \x01(\x06R\bopenedId\"\x1a\n" +
+	"\x18RecordOpenedChatResponse\"(\n" +
 	"\x10ListChatsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"\x99\x02\n" +
 	"\vChatSummary\x12\x17\n" +
@@ -580,14 +674,15 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\x04User\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12#\n" +
-	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash2\x89\x02\n" +
+	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash2\xe2\x02\n" +
 	"\x0eHistoryService\x12B\n" +
 	"\tListChats\x12\x19.chat.v1.ListChatsRequest\x1a\x1a.chat.v1.ListChatsResponse\x12E\n" +
 	"\n" +
 	"GetHistory\x12\x1a.chat.v1.GetHistoryRequest\x1a\x1b.chat.v1.GetHistoryResponse\x127\n" +
 	"\n" +
 	"CreateUser\x12\x1a.chat.v1.CreateUserRequest\x1a\r.chat.v1.User\x123\n" +
-	"\bFindUser\x12\x18.chat.v1.FindUserRequest\x1a\r.chat.v1.Userb\x06proto3"
+	"\bFindUser\x12\x18.chat.v1.FindUserRequest\x1a\r.chat.v1.User\x12W\n" +
+	"\x10RecordOpenedChat\x12 .chat.v1.RecordOpenedChatRequest\x1a!.chat.v1.RecordOpenedChatResponseb\x06proto3"
 
 var (
 	file_protos_chat_v1_history_proto_rawDescOnce sync.Once
@@ -601,34 +696,38 @@ func file_protos_chat_v1_history_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_history_proto_rawDescData
 }
 
-var file_protos_chat_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_protos_chat_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_protos_chat_v1_history_proto_goTypes = []any{
-	(*ListChatsRequest)(nil),   // 0: chat.v1.ListChatsRequest
-	(*ChatSummary)(nil),        // 1: chat.v1.ChatSummary
-	(*ListChatsResponse)(nil),  // 2: chat.v1.ListChatsResponse
-	(*GetHistoryRequest)(nil),  // 3: chat.v1.GetHistoryRequest
-	(*GetHistoryResponse)(nil), // 4: chat.v1.GetHistoryResponse
-	(*CreateUserRequest)(nil),  // 5: chat.v1.CreateUserRequest
-	(*FindUserRequest)(nil),    // 6: chat.v1.FindUserRequest
-	(*User)(nil),               // 7: chat.v1.User
-	(*Message)(nil),            // 8: chat.v1.Message
+	(*RecordOpenedChatRequest)(nil),  // 0: chat.v1.RecordOpenedChatRequest
+	(*RecordOpenedChatResponse)(nil), // 1: chat.v1.RecordOpenedChatResponse
+	(*ListChatsRequest)(nil),         // 2: chat.v1.ListChatsRequest
+	(*ChatSummary)(nil),              // 3: chat.v1.ChatSummary
+	(*ListChatsResponse)(nil),        // 4: chat.v1.ListChatsResponse
+	(*GetHistoryRequest)(nil),        // 5: chat.v1.GetHistoryRequest
+	(*GetHistoryResponse)(nil),       // 6: chat.v1.GetHistoryResponse
+	(*CreateUserRequest)(nil),        // 7: chat.v1.CreateUserRequest
+	(*FindUserRequest)(nil),          // 8: chat.v1.FindUserRequest
+	(*User)(nil),                     // 9: chat.v1.User
+	(*Message)(nil),                  // 10: chat.v1.Message
 }
 var file_protos_chat_v1_history_proto_depIdxs = []int32{
-	1, // 0: chat.v1.ListChatsResponse.chats:type_name -> chat.v1.ChatSummary
-	8, // 1: chat.v1.GetHistoryResponse.messages:type_name -> chat.v1.Message
-	0, // 2: chat.v1.HistoryService.ListChats:input_type -> chat.v1.ListChatsRequest
-	3, // 3: chat.v1.HistoryService.GetHistory:input_type -> chat.v1.GetHistoryRequest
-	5, // 4: chat.v1.HistoryService.CreateUser:input_type -> chat.v1.CreateUserRequest
-	6, // 5: chat.v1.HistoryService.FindUser:input_type -> chat.v1.FindUserRequest
-	2, // 6: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
-	4, // 7: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
-	7, // 8: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
-	7, // 9: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3,  // 0: chat.v1.ListChatsResponse.chats:type_name -> chat.v1.ChatSummary
+	10, // 1: chat.v1.GetHistoryResponse.messages:type_name -> chat.v1.Message
+	2,  // 2: chat.v1.HistoryService.ListChats:input_type -> chat.v1.ListChatsRequest
+	5,  // 3: chat.v1.HistoryService.GetHistory:input_type -> chat.v1.GetHistoryRequest
+	7,  // 4: chat.v1.HistoryService.CreateUser:input_type -> chat.v1.CreateUserRequest
+	8,  // 5: chat.v1.HistoryService.FindUser:input_type -> chat.v1.FindUserRequest
+	0,  // 6: chat.v1.HistoryService.RecordOpenedChat:input_type -> chat.v1.RecordOpenedChatRequest
+	4,  // 7: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
+	6,  // 8: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
+	9,  // 9: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
+	9,  // 10: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
+	1,  // 11: chat.v1.HistoryService.RecordOpenedChat:output_type -> chat.v1.RecordOpenedChatResponse
+	7,  // [7:12] is the sub-list for method output_type
+	2,  // [2:7] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_history_proto_init() }
@@ -637,7 +736,7 @@ func file_protos_chat_v1_history_proto_init() {
 		return
 	}
 	file_protos_chat_v1_common_proto_init()
-	file_protos_chat_v1_history_proto_msgTypes[6].OneofWrappers = []any{
+	file_protos_chat_v1_history_proto_msgTypes[8].OneofWrappers = []any{
 		(*FindUserRequest_Username)(nil),
 		(*FindUserRequest_UserId)(nil),
 	}
@@ -647,7 +746,7 @@ func file_protos_chat_v1_history_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_history_proto_rawDesc), len(file_protos_chat_v1_history_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HistoryService_ListChats_FullMethodName  = "/chat.v1.HistoryService/ListChats"
-	HistoryService_GetHistory_FullMethodName = "/chat.v1.HistoryService/GetHistory"
-	HistoryService_CreateUser_FullMethodName = "/chat.v1.HistoryService/CreateUser"
-	HistoryService_FindUser_FullMethodName   = "/chat.v1.HistoryService/FindUser"
+	HistoryService_ListChats_FullMethodName        = "/chat.v1.HistoryService/ListChats"
+	HistoryService_GetHistory_FullMethodName       = "/chat.v1.HistoryService/GetHistory"
+	HistoryService_CreateUser_FullMethodName       = "/chat.v1.HistoryService/CreateUser"
+	HistoryService_FindUser_FullMethodName         = "/chat.v1.HistoryService/FindUser"
+	HistoryService_RecordOpenedChat_FullMethodName = "/chat.v1.HistoryService/RecordOpenedChat"
 )
 
 // HistoryServiceClient is the client API for HistoryService service.
@@ -36,6 +37,10 @@ type HistoryServiceClient interface {
 	GetHistory(ctx context.Context, in *GetHistoryRequest, opts ...grpc.CallOption) (*GetHistoryResponse, error)
 	CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*User, error)
 	FindUser(ctx context.Context, in *FindUserRequest, opts ...grpc.CallOption) (*User, error)
+	// Only messaging calls this (with its service token), when a direct chat is opened: both
+	// members' chat lists show it at once. The chat's OPENED record in the log says the same,
+	// for rebuilds.
+	RecordOpenedChat(ctx context.Context, in *RecordOpenedChatRequest, opts ...grpc.CallOption) (*RecordOpenedChatResponse, error)
 }
 
 type historyServiceClient struct {
@@ -86,6 +91,16 @@ func (c *historyServiceClient) FindUser(ctx context.Context, in *FindUserRequest
 	return out, nil
 }
 
+func (c *historyServiceClient) RecordOpenedChat(ctx context.Context, in *RecordOpenedChatRequest, opts ...grpc.CallOption) (*RecordOpenedChatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordOpenedChatResponse)
+	err := c.cc.Invoke(ctx, HistoryService_RecordOpenedChat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HistoryServiceServer is the server API for HistoryService service.
 // All implementations must embed UnimplementedHistoryServiceServer
 // for forward compatibility.
@@ -97,6 +112,10 @@ type HistoryServiceServer interface {
 	GetHistory(context.Context, *GetHistoryRequest) (*GetHistoryResponse, error)
 	CreateUser(context.Context, *CreateUserRequest) (*User, error)
 	FindUser(context.Context, *FindUserRequest) (*User, error)
+	// Only messaging calls this (with its service token), when a direct chat is opened: both
+	// members' chat lists show it at once. The chat's OPENED record in the log says the same,
+	// for rebuilds.
+	RecordOpenedChat(context.Context, *RecordOpenedChatRequest) (*RecordOpenedChatResponse, error)
 	mustEmbedUnimplementedHistoryServiceServer()
 }
 
@@ -118,6 +137,9 @@ func (UnimplementedHistoryServiceServer) CreateUser(context.Context, *CreateUser
 }
 func (UnimplementedHistoryServiceServer) FindUser(context.Context, *FindUserRequest) (*User, error) {
 	return nil, status.Error(codes.Unimplemented, "method FindUser not implemented")
+}
+func (UnimplementedHistoryServiceServer) RecordOpenedChat(context.Context, *RecordOpenedChatRequest) (*RecordOpenedChatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordOpenedChat not implemented")
 }
 func (UnimplementedHistoryServiceServer) mustEmbedUnimplementedHistoryServiceServer() {}
 func (UnimplementedHistoryServiceServer) testEmbeddedByValue()                        {}
@@ -212,6 +234,24 @@ func _HistoryService_FindUser_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HistoryService_RecordOpenedChat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordOpenedChatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HistoryServiceServer).RecordOpenedChat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HistoryService_RecordOpenedChat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HistoryServiceServer).RecordOpenedChat(ctx, req.(*RecordOpenedChatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HistoryService_ServiceDesc is the grpc.ServiceDesc for HistoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -234,6 +274,10 @@ var HistoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FindUser",
 			Handler:    _HistoryService_FindUser_Handler,
+		},
+		{
+			MethodName: "RecordOpenedChat",
+			Handler:    _HistoryService_RecordOpenedChat_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

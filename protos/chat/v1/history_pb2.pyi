@@ -20,6 +20,45 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class RecordOpenedChatRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    OPENED_ID_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    """"d:<low>:<high>"."""
+    opened_id: _builtins.int
+    """The id of the OPENED record (its time orders it with the chat's other writes)."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        opened_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "opened_id", b"opened_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOpenedChatRequest: _TypeAlias = RecordOpenedChatRequest  # noqa: Y015
+
+@_typing.final
+class RecordOpenedChatResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOpenedChatResponse: _TypeAlias = RecordOpenedChatResponse  # noqa: Y015
+
+@_typing.final
 class ListChatsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

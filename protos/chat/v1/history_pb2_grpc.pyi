@@ -39,6 +39,11 @@ class HistoryServiceStub:
     GetHistory: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetHistoryRequest, _history_pb2.GetHistoryResponse]
     CreateUser: _grpc.UnaryUnaryMultiCallable[_history_pb2.CreateUserRequest, _history_pb2.User]
     FindUser: _grpc.UnaryUnaryMultiCallable[_history_pb2.FindUserRequest, _history_pb2.User]
+    RecordOpenedChat: _grpc.UnaryUnaryMultiCallable[_history_pb2.RecordOpenedChatRequest, _history_pb2.RecordOpenedChatResponse]
+    """Only messaging calls this (with its service token), when a direct chat is opened: both
+    members' chat lists show it at once. The chat's OPENED record in the log says the same,
+    for rebuilds.
+    """
 
 @_typing.type_check_only
 class HistoryServiceAsyncStub(HistoryServiceStub):
@@ -51,6 +56,11 @@ class HistoryServiceAsyncStub(HistoryServiceStub):
     GetHistory: _aio.UnaryUnaryMultiCallable[_history_pb2.GetHistoryRequest, _history_pb2.GetHistoryResponse]  # type: ignore[assignment]
     CreateUser: _aio.UnaryUnaryMultiCallable[_history_pb2.CreateUserRequest, _history_pb2.User]  # type: ignore[assignment]
     FindUser: _aio.UnaryUnaryMultiCallable[_history_pb2.FindUserRequest, _history_pb2.User]  # type: ignore[assignment]
+    RecordOpenedChat: _aio.UnaryUnaryMultiCallable[_history_pb2.RecordOpenedChatRequest, _history_pb2.RecordOpenedChatResponse]  # type: ignore[assignment]
+    """Only messaging calls this (with its service token), when a direct chat is opened: both
+    members' chat lists show it at once. The chat's OPENED record in the log says the same,
+    for rebuilds.
+    """
 
 class HistoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Queries over Cassandra. Calls carry "authorization: Bearer <access token>" metadata, except
@@ -84,5 +94,16 @@ class HistoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _history_pb2.FindUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_history_pb2.User, _abc.Awaitable[_history_pb2.User]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordOpenedChat(
+        self,
+        request: _history_pb2.RecordOpenedChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.RecordOpenedChatResponse, _abc.Awaitable[_history_pb2.RecordOpenedChatResponse]]:
+        """Only messaging calls this (with its service token), when a direct chat is opened: both
+        members' chat lists show it at once. The chat's OPENED record in the log says the same,
+        for rebuilds.
+        """
 
 def add_HistoryServiceServicer_to_server(servicer: HistoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
