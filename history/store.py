@@ -143,9 +143,8 @@ class HistoryStore:
         for delivery in batch:
             key = (delivery.recipient_id, delivery.chat_id)
             if delivery.HasField("change"):
-                opened = delivery.change.action == OPENED
                 statements += self._chat_changed(delivery)
-                if opened:
+                if delivery.change.action == OPENED:
                     continue  # only the chat lists learn of it
             current = newest.get(key)
             if current is None or delivery.message_id > current.message_id:
@@ -165,7 +164,7 @@ class HistoryStore:
                 delivery.created_at_ms,
             ]
             if delivery.HasField("change"):
-                row.append(delivery.change.SerializeToString())
+                row.append(delivery.change.SerializeToString(deterministic=True))
             cql = _INSERT_CHANGE if len(row) > 7 else _INSERT_MESSAGE
             statements.append((bind(cql, row), len(delivery.body) * 4 + 100))
             pair = (delivery.chat_id, bucket)

@@ -95,6 +95,10 @@ class ChatDirectory:
 
     async def check_member(self, chat_id: str, user_id: int) -> Chat:
         found = await self.chat(chat_id)
+        if user_id not in found.members and found.kind == "group":
+            # Perhaps added since this server read the group: read it again before refusing
+            # (a stale entry that still lists a removed member is caught by the fence).
+            found = await self.refresh(chat_id)
         if user_id not in found.members:
             raise PermissionDenied(f"you are not a member of chat {chat_id!r}")
         return found

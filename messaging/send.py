@@ -164,8 +164,6 @@ class Sender:
     async def send(self, sender: int, chat_id: str, client_message_id: str, body: str) -> Accepted:
         started = time.perf_counter()
         self.check(chat_id, client_message_id, body)
-        if not self._features.get().sending_enabled:
-            raise Unavailable("sending is switched off for maintenance; retry later")
         chat = await self._directory.check_member(chat_id, sender)
         outgoing = Outgoing(
             sender, chat_id, chat.kind, client_message_id, body, chat.members, chat.version
@@ -174,6 +172,8 @@ class Sender:
 
     async def submit(self, outgoing: Outgoing, started: float | None = None) -> Accepted:
         """Send a checked message or change: join its attempt running here, or start one."""
+        if not self._features.get().sending_enabled:
+            raise Unavailable("sending is switched off for maintenance; retry later")
         started = time.perf_counter() if started is None else started
         key = (outgoing.sender, outgoing.chat_id, outgoing.client_message_id)
         attempt = self._attempts.get(key)

@@ -450,3 +450,24 @@ async def test_groups_over_http(clients: Clients) -> None:
         return actions if len(actions) >= 5 else None
 
     assert await eventually(whole_log) == ["created", "added", "renamed", "role_changed", "left"]
+
+
+async def test_a_member_sends_at_once_on_a_server_that_knew_the_group_before(
+    clients: Clients,
+) -> None:
+    """Both servers cache the group (its first members send), then four users are added one
+    at a time and each sends at once: a cached membership without them must not refuse."""
+    alice, bob = [await clients.user(n) for n in ("al", "bo")]
+    group = await create(clients, alice, "late joiners", bob)
+    await send(clients, alice, group.chat_id, "alice was here")
+    await send(clients, bob, group.chat_id, "bob was here")
+    for n in range(4):
+        late = await clients.user(f"late{n}")
+        await clients.groups(alice).AddMembers(
+            groups_pb2.AddMembersRequest(
+                chat_id=group.chat_id, user_ids=[late.user_id], client_request_id=key()
+            ),
+            metadata=md(alice),
+            timeout=15,
+        )
+        assert await send(clients, late, group.chat_id, f"hello from {late.username}")
