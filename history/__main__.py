@@ -1,4 +1,4 @@
-"""``python -m history migrate | writer | query | rebuild --keyspace NAME``."""
+"""``python -m history migrate | writer | query | rebuild --keyspace NAME | backfill-users``."""
 
 from __future__ import annotations
 
@@ -38,16 +38,22 @@ KEYSPACE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m history")
-    parser.add_argument("command", choices=["migrate", "writer", "query", "rebuild"])
+    parser.add_argument(
+        "command", choices=["migrate", "writer", "query", "rebuild", "backfill-users"]
+    )
     parser.add_argument(
         "--keyspace", help="rebuild: the keyspace to create from the log (not the live one)"
     )
     args = parser.parse_args(argv)
     environ: dict[str, str] = dict(os.environ)
-    if args.command in ("migrate", "rebuild"):
-        # Neither accepts a token: an operator's shell need not hold the key.
+    if args.command in ("migrate", "rebuild", "backfill-users"):
+        # None accepts a token: an operator's shell need not hold the key.
         environ.setdefault("CHAT_JWT_SECRET", "-")
     settings = Settings.from_env(environ)
+    if args.command == "backfill-users":
+        written = rebuild.backfill_users(settings.common)
+        print(f"{written} users written to {settings.common.users_topic}")
+        return 0
     if args.command == "rebuild":
         if not args.keyspace or not KEYSPACE.fullmatch(args.keyspace):
             parser.error("rebuild needs --keyspace NAME (letters, digits, _; at most 48)")

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from cassandra.query import BoundStatement
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from chatlib import cassandra, deliveries
+from chatlib.ids import unsigned
 from chatlib.kafka import fetch, reader
 from chatlib.settings import Common
 from history import migrate
@@ -33,6 +34,47 @@ from protos.chat.v1 import common_pb2, envelope_pb2
 logger = logging.getLogger(__name__)
 #: Records per write round: what the driver's connection takes in flight at once.
 BATCH = 1000
+
+
+def backfill_users(common: Common) -> int:
+    """Put every user of the live keyspace on the users topic: for a deployment whose users
+    registered before registration announced them (the topic is compacted, so users already
+    on it are only written again, unchanged). Returns how many were written."""
+    cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
+    producer = Producer(
+        {"bootstrap.servers": common.kafka_bootstrap, "acks": "all", "enable.idempotence": True}
+    )
+    failures: list[str] = []
+
+    def delivered(error: Any, _: Any) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    written = 0
+    try:
+        query = session.prepare(
+            "SELECT user_id, username, password_hash, created_at FROM users",
+            keyspace=common.keyspace,
+        )
+        rows = session.execute(query)
+        for row in rows:  # the driver pages through the table
+            record = envelope_pb2.UserRecord(
+                user_id=unsigned(row.user_id),
+                username=row.username or "",
+                password_hash=row.password_hash or "",
+                created_at_ms=int(row.created_at.timestamp() * 1000) if row.created_at else 0,
+            )
+            key = str(record.user_id).encode()
+            producer.produce(
+                common.users_topic, record.SerializeToString(), key, on_delivery=delivered
+            )
+            producer.poll(0)
+            written += 1
+        if producer.flush(60) or failures:
+            raise SystemExit(f"Kafka did not take every user: {failures[:3]}")
+    finally:
+        cluster.shutdown()
+    return written
 
 
 def run(common: Common, keyspace: str, replication: str) -> dict[str, Any]:

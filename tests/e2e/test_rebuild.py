@@ -119,22 +119,27 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
     await eventually(written, seconds=60)
     await eventually(lambda: _writer_idle(clients), seconds=60)
 
-    keyspace = f"rebuild_{uuid.uuid4().hex[:12]}"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "history",
-        "rebuild",
-        "--keyspace",
-        keyspace,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    # A user from before registration announced users: only the backfill puts them on the log.
+    legacy_id = 2**62 + uuid.uuid4().int % 2**40
+    legacy_name = f"legacy{uuid.uuid4().hex[:10]}"
+    db.execute(
+        db.prepare(
+            f"INSERT INTO {LIVE}.users (user_id, username, password_hash, created_at)"
+            " VALUES (?, ?, ?, toTimestamp(now()))"
+        ),
+        (legacy_id, legacy_name, "x"),
     )
-    output, _ = await asyncio.wait_for(process.communicate(), 600)
-    assert process.returncode == 0, output.decode()[-3000:]
+    db.execute(
+        db.prepare(f"INSERT INTO {LIVE}.users_by_name (username, user_id) VALUES (?, ?)"),
+        (legacy_name, legacy_id),
+    )
+    await _run("backfill-users")
+
+    keyspace = f"rebuild_{uuid.uuid4().hex[:12]}"
+    await _run("rebuild", "--keyspace", keyspace)
     try:
-        ids = [signed(u.user_id) for u in everyone]
-        names = [u.username for u in everyone]
+        ids = [signed(u.user_id) for u in everyone] + [legacy_id]
+        names = [u.username for u in everyone] + [legacy_name]
         chats = [direct, chat, _direct_id(bob, carol)]
         for cql, params in (
             (
@@ -180,6 +185,20 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
                 )
     finally:
         db.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+async def _run(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "history",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 600)
+    assert process.returncode == 0, output.decode()[-3000:]
+    return output.decode()
 
 
 def _direct_id(a: User, b: User) -> str:
