@@ -23,6 +23,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/chats", list_chats)
     app.router.add_get("/v1/chats/{chat_id}/messages", history_page)
     app.router.add_post("/v1/chats/{chat_id}/messages", send_message)
+    app.router.add_post("/v1/chats/{chat_id}/read", mark_read)
 
 
 def _claims(request: web.Request) -> tokens.Claims:
@@ -125,6 +126,22 @@ async def send_message(request: web.Request) -> web.Response:
     _, messaging = await backends.messaging_for(claims.user_id)
     reply = await messaging.Send(outgoing, metadata=_metadata(request), timeout=backends.deadline)
     return web.json_response(views.sent(reply), status=200 if reply.duplicate else 201)
+
+
+async def mark_read(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    chat_id = _chat_id(request)
+    body = await inputs.json_object(request)
+    # Past every possible id is "everything": the service reads that as up to now.
+    message_id = min(inputs.id_field(body, "message_id"), inputs.MAX_ID)
+    backends = request.app[BACKENDS]
+    _, messaging = await backends.messaging_for(claims.user_id)
+    await messaging.MarkRead(
+        messaging_pb2.MarkReadRequest(chat_id=chat_id, message_id=message_id),
+        metadata=_metadata(request),
+        timeout=backends.deadline,
+    )
+    return web.Response(status=204)
 
 
 def send_request(chat_id: str, body: dict[str, Any]) -> messaging_pb2.SendRequest:

@@ -285,6 +285,18 @@ DOCUMENT: dict[str, Any] = {
                 "responses": _ok("Group"),
             },
         },
+        "/v1/chats/{chat_id}/read": {
+            "parameters": [{"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID}],
+            "post": {
+                "summary": "Mark the chat read up to a message",
+                "description": "The read watermark never moves backwards (an older id changes"
+                " nothing). The caller's other devices get a `receipt` event; unread counts in"
+                " the chat list count only what is newer.",
+                "security": _AUTH,
+                "requestBody": _json_body("MarkRead"),
+                "responses": {"204": {"description": "Marked"}, "4XX": _PROBLEM, "5XX": _PROBLEM},
+            },
+        },
         "/v1/chats/{chat_id}/messages": {
             "parameters": [{"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID}],
             "get": {
@@ -393,10 +405,12 @@ DOCUMENT: dict[str, Any] = {
                             "error",
                             "sent",
                             "send_failed",
+                            "receipt",
                         ]
                     },
                     "cursor": {"type": "string"},
                     "message": {"$ref": "#/components/schemas/Message"},
+                    "receipt": {"$ref": "#/components/schemas/Receipt"},
                     "reason": {"type": "string"},
                     "detail": {"type": "string"},
                 },
@@ -476,6 +490,16 @@ DOCUMENT: dict[str, Any] = {
                     "created_at_ms": {"type": "integer"},
                     "change": {"$ref": "#/components/schemas/ChatChange"},
                 },
+            },
+            "Receipt": {
+                "type": "object",
+                "description": "`user_id` has read `chat_id` up to `read_up_to`",
+                "properties": {"chat_id": {"type": "string"}, "user_id": _ID, "read_up_to": _ID},
+            },
+            "MarkRead": {
+                "type": "object",
+                "required": ["message_id"],
+                "properties": {"message_id": _ID},
             },
             "ChatChange": {
                 "type": "object",

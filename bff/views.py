@@ -109,4 +109,8 @@ def event(e: messaging_pb2.ClientEvent) -> dict[str, Any] | None:
         return {"type": "resync_required", "cursor": e.cursor, "reason": e.resync_required.reason}
     if kind == "resume_required":
         return {"type": "resume_required", "cursor": e.cursor, "reason": e.resume_required.reason}
+    if kind == "receipt":
+        r = e.receipt
+        receipt = {"chat_id": r.chat_id, "user_id": str(r.user_id), "read_up_to": str(r.read_up_to)}
+        return {"type": "receipt", "cursor": e.cursor, "receipt": receipt}
     return None

@@ -58,6 +58,7 @@ def encode_copies(
     created_at_ms: int,
     recipients: Iterable[int],
     change: common_pb2.ChatChange | None = None,
+    read: bool = False,
 ) -> list[Copy]:
     """One copy per recipient; the sender's own copy is the primary one (history stores it)."""
     shared = Delivery(
@@ -69,6 +70,7 @@ def encode_copies(
         client_message_id=client_message_id,
         created_at_ms=created_at_ms,
         change=change,
+        read=read,
     ).SerializeToString()
     return [
         Copy(

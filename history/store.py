@@ -142,6 +142,11 @@ class HistoryStore:
         bind = self.db.bind
         for delivery in batch:
             key = (delivery.recipient_id, delivery.chat_id)
+            if delivery.read:
+                # A read receipt only moves the reader's watermark (written at the time of the
+                # message read up to, so it never moves back).
+                newest_own[key] = max(newest_own.get(key, 0), delivery.message_id)
+                continue
             if delivery.HasField("change"):
                 statements += self._chat_changed(delivery)
                 if delivery.change.action == OPENED:

@@ -91,6 +91,8 @@ class Outgoing:
     #: A group's membership version the recipients are from.
     version: int = 0
     change: common_pb2.ChatChange | None = None
+    #: A read receipt: the sender read the chat up to the record's message id.
+    read: bool = False
     #: For a change: writes it once the claim is held (``messaging/changes.py``), and gives
     #: the log entry to produce and the claim (its id may have been moved past the fence's
     #: floor); None if it turned out to change nothing.
@@ -365,6 +367,7 @@ class Sender:
             created_at_ms=timestamp_ms(message_id),
             recipients=sorted(outgoing.recipients if recipients is None else recipients),
             change=outgoing.change,
+            read=outgoing.read,
         )
         return [
             Record(self._topic, c.key, c.value, partition_for(c.recipient, partitions), headers)

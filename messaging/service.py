@@ -11,15 +11,16 @@ import grpc
 
 from chatlib import deliveries, errors, grpc_auth, tokens
 from chatlib.hashing import partition_for
+from chatlib.ids import smallest_id_at
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from messaging.changes import ChatChanges
-from messaging.chats import ChatDirectory
+from messaging.chats import ChatDirectory, check_chat_id
 from messaging.cursor import Cursor
 from messaging.fanout import FanOut
 from messaging.recent import RecentDeliveries
 from messaging.replay import Replayer, TooManyToReplay, Watermarks
-from messaging.send import Sender
+from messaging.send import Outgoing, Sender
 from messaging.streams import LiveStream, RecentIds, StreamRegistry, end, message_event
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
@@ -80,6 +81,25 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         await self._changes.opened(user, request.peer_id)
         members = sorted({user, request.peer_id})
         return common_pb2.Chat(chat_id=chat_id, kind="direct", member_ids=members)
+
+    @errors.handler
+    async def MarkRead(
+        self, request: messaging_pb2.MarkReadRequest, context: Context
+    ) -> messaging_pb2.MarkReadResponse:
+        user = self._user(context)
+        check_chat_id(request.chat_id)
+        if not request.message_id:
+            raise errors.InvalidArgument("message_id is required")
+        chat = await self._directory.check_member(request.chat_id, user)
+        # An id from the future would hold the watermark above every message to come: it
+        # reads as "everything up to now" (this server's now: an id another server minted
+        # a few milliseconds ahead stays unread until it is marked again).
+        now = smallest_id_at(int(time.time() * 1000) + 1) - 1
+        await self._sender.publish(
+            Outgoing(user, chat.chat_id, chat.kind, "", "", frozenset({user}), read=True),
+            min(request.message_id, now),
+        )
+        return messaging_pb2.MarkReadResponse()
 
     async def Subscribe(
         self, request: messaging_pb2.SubscribeRequest, context: Context
@@ -166,8 +186,11 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                         delivery = deliveries.decode(value)
                     except deliveries.InvalidDelivery:
                         continue
-                    if deliveries.streamed(delivery) and recent.first_time(delivery.message_id):
-                        yield message_event(Cursor(partition, offset), delivery).event
+                    if not deliveries.streamed(delivery):
+                        continue
+                    replayed = message_event(Cursor(partition, offset), delivery)
+                    if recent.first_time(replayed.message_id):
+                        yield replayed.event
                 last = max(cursor, last)
         yield messaging_pb2.ClientEvent(cursor=last.encode(), caught_up=messaging_pb2.CaughtUp())
         queue = stream.queue

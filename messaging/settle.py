@@ -149,7 +149,7 @@ class Settler:
                             delivery = deliveries.decode(found_record.value())
                         except deliveries.InvalidDelivery:
                             continue
-                        if delivery.message_id == message_id:
+                        if delivery.message_id == message_id and not delivery.read:
                             found.add(delivery.recipient_id)
             finally:
                 consumer.unassign()

@@ -35,8 +35,15 @@ class LiveEvent(NamedTuple):
 
 
 def message_event(cursor: Cursor, delivery: envelope_pb2.Delivery) -> LiveEvent:
-    """The client event of a delivery, its message's fields set in place (no copies)."""
+    """The client event of a delivery, its message's fields set in place (no copies). A read
+    receipt's event has message id 0: it is never taken for a repeated message."""
     event = messaging_pb2.ClientEvent(cursor=cursor.encode())
+    if delivery.read:
+        receipt = event.receipt
+        receipt.chat_id = delivery.chat_id
+        receipt.user_id = delivery.sender_id
+        receipt.read_up_to = delivery.message_id
+        return LiveEvent(cursor, 0, event)
     message = event.message
     message.message_id = delivery.message_id
     message.chat_id = delivery.chat_id
@@ -63,6 +70,9 @@ class RecentIds:
         self._ids: dict[int, None] = {}
 
     def first_time(self, message_id: int) -> bool:
+        """False for an id shown already; 0 (a receipt, not a message) is always new."""
+        if not message_id:
+            return True
         if message_id in self._ids:
             return False
         self._ids[message_id] = None

@@ -156,6 +156,14 @@ async function loadChats() {
   renderChats();
 }
 
+function markRead(chatId) {
+  const chat = chats.get(chatId);
+  if (!chat || !chat.last_message_id) return;
+  chat.unread_count = 0;
+  // Best effort: a failed mark only leaves the count on the other devices.
+  call("POST", `/v1/chats/${encodeURIComponent(chatId)}/read`, { message_id: chat.last_message_id }).catch(() => {});
+}
+
 async function openChat(chatId) {
   current = { id: chatId, oldest: null, hasMore: true, loading: false };
   const chat = chats.get(chatId);
@@ -165,6 +173,7 @@ async function openChat(chatId) {
   $("chat-view").classList.add("in-chat");
   renderChats();
   await olderPage();
+  markRead(chatId);
   const box = $("messages");
   box.scrollTop = box.scrollHeight;
   for (const [clientId, item] of pending) {
@@ -223,6 +232,7 @@ function received(message) {
   else box.append(bubble(message));
   pending.delete(message.client_message_id);
   if (atBottom) box.scrollTop = box.scrollHeight;
+  if (message.sender_id !== session.user_id) markRead(message.chat_id); // seen: read
 }
 
 // --- sending: over the socket when it is open, else HTTP; the same key either way ---------
@@ -320,6 +330,15 @@ function handle(event) {
       loadChats();
       for (const clientId of pending.keys()) deliver(clientId);
       break;
+    case "receipt": {
+      // Read on another device (or here): what it read is no longer unread anywhere.
+      const chat = chats.get(event.receipt.chat_id);
+      if (chat && BigInt(event.receipt.read_up_to) >= BigInt(chat.last_message_id || "0")) {
+        chat.unread_count = 0;
+        renderChats();
+      }
+      break;
+    }
     case "resync_required":
       loadChats();
       if (current) openChat(current.id);
@@ -338,7 +357,7 @@ function handle(event) {
       break; // errors and resume_required: the socket closes next and we reconnect
   }
   // The cursor moves only once the event is handled: a reconnect resumes after it.
-  if (event.cursor && ["message", "caught_up", "resync_required"].includes(event.type)) {
+  if (event.cursor && ["message", "caught_up", "resync_required", "receipt"].includes(event.type)) {
     localStorage.setItem(cursorKey(), event.cursor);
   }
 }

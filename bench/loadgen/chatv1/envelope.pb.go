@@ -42,7 +42,10 @@ type Delivery struct {
 	// "direct" or "group": decided where the chat is known, not guessed from the id downstream.
 	Kind string `protobuf:"bytes,10,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Set when the record is a change to the chat (see ChatChange); `body` is its text.
-	Change        *ChatChange `protobuf:"bytes,11,opt,name=change,proto3" json:"change,omitempty"`
+	Change *ChatChange `protobuf:"bytes,11,opt,name=change,proto3" json:"change,omitempty"`
+	// Set when the record is a read receipt rather than a message: `recipient_id` read the
+	// chat up to `message_id`. Not stored as a message; moves the read watermark.
+	Read          bool `protobuf:"varint,12,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -147,6 +150,13 @@ func (x *Delivery) GetChange() *ChatChange {
 	return nil
 }
 
+func (x *Delivery) GetRead() bool {
+	if x != nil {
+		return x.Read
+	}
+	return false
+}
+
 // One record on the users topic per registered user. Key: the user id (decimal). Written by
 // the history query service once the username is reserved, before the user is answered.
 type UserRecord struct {
@@ -221,7 +231,7 @@ var File_protos_chat_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"\xd3\x02\n" +
+	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"\xe7\x02\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x06R\tmessageId\x12\x17\n" +
@@ -234,7 +244,8 @@ const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\rcreated_at_ms\x18\b \x01(\x03R\vcreatedAtMs\x12\x12\n" +
 	"\x04kind\x18\n" +
 	" \x01(\tR\x04kind\x12+\n" +
-	"\x06change\x18\v \x01(\v2\x13.chat.v1.ChatChangeR\x06changeJ\x04\b\t\x10\n" +
+	"\x06change\x18\v \x01(\v2\x13.chat.v1.ChatChangeR\x06change\x12\x12\n" +
+	"\x04read\x18\f \x01(\bR\x04readJ\x04\b\t\x10\n" +
 	"R\n" +
 	"member_ids\"\x8a\x01\n" +
 	"\n" +

@@ -21,6 +21,156 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type MarkReadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChatId        string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	MessageId     uint64                 `protobuf:"fixed64,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadRequest) Reset() {
+	*x = MarkReadRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadRequest) ProtoMessage() {}
+
+func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
+func (*MarkReadRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *MarkReadRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *MarkReadRequest) GetMessageId() uint64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+type MarkReadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadResponse) Reset() {
+	*x = MarkReadResponse{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadResponse) ProtoMessage() {}
+
+func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
+func (*MarkReadResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{1}
+}
+
+// A member's read position in a chat.
+type Receipt struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ChatId string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	UserId uint64                 `protobuf:"fixed64,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Everything up to this message id is read by `user_id`.
+	ReadUpTo      uint64 `protobuf:"fixed64,3,opt,name=read_up_to,json=readUpTo,proto3" json:"read_up_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Receipt) Reset() {
+	*x = Receipt{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Receipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Receipt) ProtoMessage() {}
+
+func (x *Receipt) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
+func (*Receipt) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Receipt) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *Receipt) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *Receipt) GetReadUpTo() uint64 {
+	if x != nil {
+		return x.ReadUpTo
+	}
+	return 0
+}
+
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The cursor of the last event the client processed; empty for live events only.
@@ -31,7 +181,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[0]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -43,7 +193,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[0]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -56,7 +206,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{0}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SubscribeRequest) GetResumeCursor() string {
@@ -77,6 +227,7 @@ type ClientEvent struct {
 	//	*ClientEvent_ResyncRequired
 	//	*ClientEvent_CaughtUp
 	//	*ClientEvent_Redirect
+	//	*ClientEvent_Receipt
 	Event         isClientEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -84,7 +235,7 @@ type ClientEvent struct {
 
 func (x *ClientEvent) Reset() {
 	*x = ClientEvent{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -96,7 +247,7 @@ func (x *ClientEvent) String() string {
 func (*ClientEvent) ProtoMessage() {}
 
 func (x *ClientEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -109,7 +260,7 @@ func (x *ClientEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientEvent.ProtoReflect.Descriptor instead.
 func (*ClientEvent) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{1}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ClientEvent) GetCursor() string {
@@ -171,6 +322,15 @@ func (x *ClientEvent) GetRedirect() *Redirect {
 	return nil
 }
 
+func (x *ClientEvent) GetReceipt() *Receipt {
+	if x != nil {
+		if x, ok := x.Event.(*ClientEvent_Receipt); ok {
+			return x.Receipt
+		}
+	}
+	return nil
+}
+
 type isClientEvent_Event interface {
 	isClientEvent_Event()
 }
@@ -200,6 +360,11 @@ type ClientEvent_Redirect struct {
 	Redirect *Redirect `protobuf:"bytes,6,opt,name=redirect,proto3,oneof"`
 }
 
+type ClientEvent_Receipt struct {
+	// The caller read a chat on one of their devices (MarkRead).
+	Receipt *Receipt `protobuf:"bytes,7,opt,name=receipt,proto3,oneof"`
+}
+
 func (*ClientEvent_Message) isClientEvent_Event() {}
 
 func (*ClientEvent_ResumeRequired) isClientEvent_Event() {}
@@ -209,6 +374,8 @@ func (*ClientEvent_ResyncRequired) isClientEvent_Event() {}
 func (*ClientEvent_CaughtUp) isClientEvent_Event() {}
 
 func (*ClientEvent_Redirect) isClientEvent_Event() {}
+
+func (*ClientEvent_Receipt) isClientEvent_Event() {}
 
 type Redirect struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -222,7 +389,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +401,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +414,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{2}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Redirect) GetAddress() string {
@@ -282,7 +449,7 @@ type ResumeRequired struct {
 
 func (x *ResumeRequired) Reset() {
 	*x = ResumeRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[3]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +461,7 @@ func (x *ResumeRequired) String() string {
 func (*ResumeRequired) ProtoMessage() {}
 
 func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[3]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +474,7 @@ func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequired.ProtoReflect.Descriptor instead.
 func (*ResumeRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{3}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResumeRequired) GetReason() string {
@@ -333,7 +500,7 @@ type ResyncRequired struct {
 
 func (x *ResyncRequired) Reset() {
 	*x = ResyncRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[4]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -345,7 +512,7 @@ func (x *ResyncRequired) String() string {
 func (*ResyncRequired) ProtoMessage() {}
 
 func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[4]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -358,7 +525,7 @@ func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequired.ProtoReflect.Descriptor instead.
 func (*ResyncRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{4}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ResyncRequired) GetReason() string {
@@ -376,7 +543,7 @@ type CaughtUp struct {
 
 func (x *CaughtUp) Reset() {
 	*x = CaughtUp{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[5]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +555,7 @@ func (x *CaughtUp) String() string {
 func (*CaughtUp) ProtoMessage() {}
 
 func (x *CaughtUp) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[5]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +568,7 @@ func (x *CaughtUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaughtUp.ProtoReflect.Descriptor instead.
 func (*CaughtUp) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{5}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{8}
 }
 
 type SendRequest struct {
@@ -416,7 +583,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[6]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +595,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[6]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +608,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{6}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SendRequest) GetChatId() string {
@@ -477,7 +644,7 @@ type SendResponse struct {
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[7]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +656,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[7]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +669,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{7}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SendResponse) GetMessageId() uint64 {
@@ -535,7 +702,7 @@ type OpenDirectChatRequest struct {
 
 func (x *OpenDirectChatRequest) Reset() {
 	*x = OpenDirectChatRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[8]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +714,7 @@ func (x *OpenDirectChatRequest) String() string {
 func (*OpenDirectChatRequest) ProtoMessage() {}
 
 func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[8]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +727,7 @@ func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDirectChatRequest.ProtoReflect.Descriptor instead.
 func (*OpenDirectChatRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{8}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OpenDirectChatRequest) GetPeerId() uint64 {
@@ -574,16 +741,27 @@ var File_protos_chat_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\n" +
-	"\x1eprotos/chat/v1/messaging.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"7\n" +
+	"\x1eprotos/chat/v1/messaging.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"I\n" +
+	"\x0fMarkReadRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\x06R\tmessageId\"\x12\n" +
+	"\x10MarkReadResponse\"Y\n" +
+	"\aReceipt\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\x06R\x06userId\x12\x1c\n" +
+	"\n" +
+	"read_up_to\x18\x03 \x01(\x06R\breadUpTo\"7\n" +
 	"\x10SubscribeRequest\x12#\n" +
-	"\rresume_cursor\x18\x01 \x01(\tR\fresumeCursor\"\xc7\x02\n" +
+	"\rresume_cursor\x18\x01 \x01(\tR\fresumeCursor\"\xf5\x02\n" +
 	"\vClientEvent\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12,\n" +
 	"\amessage\x18\x02 \x01(\v2\x10.chat.v1.MessageH\x00R\amessage\x12B\n" +
 	"\x0fresume_required\x18\x03 \x01(\v2\x17.chat.v1.ResumeRequiredH\x00R\x0eresumeRequired\x12B\n" +
 	"\x0fresync_required\x18\x04 \x01(\v2\x17.chat.v1.ResyncRequiredH\x00R\x0eresyncRequired\x120\n" +
 	"\tcaught_up\x18\x05 \x01(\v2\x11.chat.v1.CaughtUpH\x00R\bcaughtUp\x12/\n" +
-	"\bredirect\x18\x06 \x01(\v2\x11.chat.v1.RedirectH\x00R\bredirectB\a\n" +
+	"\bredirect\x18\x06 \x01(\v2\x11.chat.v1.RedirectH\x00R\bredirect\x12,\n" +
+	"\areceipt\x18\a \x01(\v2\x10.chat.v1.ReceiptH\x00R\areceiptB\a\n" +
 	"\x05event\"T\n" +
 	"\bRedirect\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
@@ -606,11 +784,12 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\rcreated_at_ms\x18\x02 \x01(\x03R\vcreatedAtMs\x12\x1c\n" +
 	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"0\n" +
 	"\x15OpenDirectChatRequest\x12\x17\n" +
-	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\xc8\x01\n" +
+	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\x89\x02\n" +
 	"\x10MessagingService\x12>\n" +
 	"\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x123\n" +
 	"\x04Send\x12\x14.chat.v1.SendRequest\x1a\x15.chat.v1.SendResponse\x12?\n" +
-	"\x0eOpenDirectChat\x12\x1e.chat.v1.OpenDirectChatRequest\x1a\r.chat.v1.Chatb\x06proto3"
+	"\x0eOpenDirectChat\x12\x1e.chat.v1.OpenDirectChatRequest\x1a\r.chat.v1.Chat\x12?\n" +
+	"\bMarkRead\x12\x18.chat.v1.MarkReadRequest\x1a\x19.chat.v1.MarkReadResponseb\x06proto3"
 
 var (
 	file_protos_chat_v1_messaging_proto_rawDescOnce sync.Once
@@ -624,37 +803,43 @@ func file_protos_chat_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_messaging_proto_rawDescData
 }
 
-var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_protos_chat_v1_messaging_proto_goTypes = []any{
-	(*SubscribeRequest)(nil),      // 0: chat.v1.SubscribeRequest
-	(*ClientEvent)(nil),           // 1: chat.v1.ClientEvent
-	(*Redirect)(nil),              // 2: chat.v1.Redirect
-	(*ResumeRequired)(nil),        // 3: chat.v1.ResumeRequired
-	(*ResyncRequired)(nil),        // 4: chat.v1.ResyncRequired
-	(*CaughtUp)(nil),              // 5: chat.v1.CaughtUp
-	(*SendRequest)(nil),           // 6: chat.v1.SendRequest
-	(*SendResponse)(nil),          // 7: chat.v1.SendResponse
-	(*OpenDirectChatRequest)(nil), // 8: chat.v1.OpenDirectChatRequest
-	(*Message)(nil),               // 9: chat.v1.Message
-	(*Chat)(nil),                  // 10: chat.v1.Chat
+	(*MarkReadRequest)(nil),       // 0: chat.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),      // 1: chat.v1.MarkReadResponse
+	(*Receipt)(nil),               // 2: chat.v1.Receipt
+	(*SubscribeRequest)(nil),      // 3: chat.v1.SubscribeRequest
+	(*ClientEvent)(nil),           // 4: chat.v1.ClientEvent
+	(*Redirect)(nil),              // 5: chat.v1.Redirect
+	(*ResumeRequired)(nil),        // 6: chat.v1.ResumeRequired
+	(*ResyncRequired)(nil),        // 7: chat.v1.ResyncRequired
+	(*CaughtUp)(nil),              // 8: chat.v1.CaughtUp
+	(*SendRequest)(nil),           // 9: chat.v1.SendRequest
+	(*SendResponse)(nil),          // 10: chat.v1.SendResponse
+	(*OpenDirectChatRequest)(nil), // 11: chat.v1.OpenDirectChatRequest
+	(*Message)(nil),               // 12: chat.v1.Message
+	(*Chat)(nil),                  // 13: chat.v1.Chat
 }
 var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
-	9,  // 0: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
-	3,  // 1: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
-	4,  // 2: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
-	5,  // 3: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
-	2,  // 4: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
-	0,  // 5: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
-	6,  // 6: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
-	8,  // 7: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
-	1,  // 8: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
-	7,  // 9: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
-	10, // 10: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
-	8,  // [8:11] is the sub-list for method output_type
-	5,  // [5:8] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	12, // 0: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
+	6,  // 1: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
+	7,  // 2: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
+	8,  // 3: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
+	5,  // 4: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
+	2,  // 5: chat.v1.ClientEvent.receipt:type_name -> chat.v1.Receipt
+	3,  // 6: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
+	9,  // 7: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
+	11, // 8: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
+	0,  // 9: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
+	4,  // 10: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
+	10, // 11: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
+	13, // 12: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
+	1,  // 13: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_messaging_proto_init() }
@@ -663,12 +848,13 @@ func file_protos_chat_v1_messaging_proto_init() {
 		return
 	}
 	file_protos_chat_v1_common_proto_init()
-	file_protos_chat_v1_messaging_proto_msgTypes[1].OneofWrappers = []any{
+	file_protos_chat_v1_messaging_proto_msgTypes[4].OneofWrappers = []any{
 		(*ClientEvent_Message)(nil),
 		(*ClientEvent_ResumeRequired)(nil),
 		(*ClientEvent_ResyncRequired)(nil),
 		(*ClientEvent_CaughtUp)(nil),
 		(*ClientEvent_Redirect)(nil),
+		(*ClientEvent_Receipt)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -676,7 +862,7 @@ func file_protos_chat_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_messaging_proto_rawDesc), len(file_protos_chat_v1_messaging_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	MessagingService_Subscribe_FullMethodName      = "/chat.v1.MessagingService/Subscribe"
 	MessagingService_Send_FullMethodName           = "/chat.v1.MessagingService/Send"
 	MessagingService_OpenDirectChat_FullMethodName = "/chat.v1.MessagingService/OpenDirectChat"
+	MessagingService_MarkRead_FullMethodName       = "/chat.v1.MessagingService/MarkRead"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -40,6 +41,10 @@ type MessagingServiceClient interface {
 	// client_message_id returns the same message id and creates nothing new.
 	Send(ctx context.Context, in *SendRequest, opts ...grpc.CallOption) (*SendResponse, error)
 	OpenDirectChat(ctx context.Context, in *OpenDirectChatRequest, opts ...grpc.CallOption) (*Chat, error)
+	// Marks the chat read up to `message_id` (an id from the chat's history or stream). The
+	// read watermark never moves backwards: an older id changes nothing. The caller's other
+	// devices receive a `receipt` event, and their chat lists' unread counts drop.
+	MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error)
 }
 
 type messagingServiceClient struct {
@@ -89,6 +94,16 @@ func (c *messagingServiceClient) OpenDirectChat(ctx context.Context, in *OpenDir
 	return out, nil
 }
 
+func (c *messagingServiceClient) MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkReadResponse)
+	err := c.cc.Invoke(ctx, MessagingService_MarkRead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -105,6 +120,10 @@ type MessagingServiceServer interface {
 	// client_message_id returns the same message id and creates nothing new.
 	Send(context.Context, *SendRequest) (*SendResponse, error)
 	OpenDirectChat(context.Context, *OpenDirectChatRequest) (*Chat, error)
+	// Marks the chat read up to `message_id` (an id from the chat's history or stream). The
+	// read watermark never moves backwards: an older id changes nothing. The caller's other
+	// devices receive a `receipt` event, and their chat lists' unread counts drop.
+	MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -123,6 +142,9 @@ func (UnimplementedMessagingServiceServer) Send(context.Context, *SendRequest) (
 }
 func (UnimplementedMessagingServiceServer) OpenDirectChat(context.Context, *OpenDirectChatRequest) (*Chat, error) {
 	return nil, status.Error(codes.Unimplemented, "method OpenDirectChat not implemented")
+}
+func (UnimplementedMessagingServiceServer) MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkRead not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -192,6 +214,24 @@ func _MessagingService_OpenDirectChat_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_MarkRead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkReadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).MarkRead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_MarkRead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).MarkRead(ctx, req.(*MarkReadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -206,6 +246,10 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "OpenDirectChat",
 			Handler:    _MessagingService_OpenDirectChat_Handler,
+		},
+		{
+			MethodName: "MarkRead",
+			Handler:    _MessagingService_MarkRead_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

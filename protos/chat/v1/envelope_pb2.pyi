@@ -38,6 +38,7 @@ class Delivery(_message.Message):
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     CHANGE_FIELD_NUMBER: _builtins.int
+    READ_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     """Snowflake id, time-ordered; the same in every copy of one message."""
     chat_id: _builtins.str
@@ -51,6 +52,10 @@ class Delivery(_message.Message):
     """Milliseconds since the Unix epoch, when the messaging server accepted the message."""
     kind: _builtins.str
     """"direct" or "group": decided where the chat is known, not guessed from the id downstream."""
+    read: _builtins.bool
+    """Set when the record is a read receipt rather than a message: `recipient_id` read the
+    chat up to `message_id`. Not stored as a message; moves the read watermark.
+    """
     @_builtins.property
     def change(self) -> _common_pb2.ChatChange:
         """Set when the record is a change to the chat (see ChatChange); `body` is its text."""
@@ -68,10 +73,11 @@ class Delivery(_message.Message):
         created_at_ms: _builtins.int = ...,
         kind: _builtins.str = ...,
         change: _common_pb2.ChatChange | None = ...,
+        read: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "kind", b"kind", "message_id", b"message_id", "primary", b"primary", "recipient_id", b"recipient_id", "sender_id", b"sender_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "kind", b"kind", "message_id", b"message_id", "primary", b"primary", "read", b"read", "recipient_id", b"recipient_id", "sender_id", b"sender_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,31 +25,37 @@ _sym_db = _symbol_database.Default()
 from protos.chat.v1 import common_pb2 as protos_dot_chat_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/chat/v1/messaging.proto\x12\x07\x63hat.v1\x1a\x1bprotos/chat/v1/common.proto\")\n\x10SubscribeRequest\x12\x15\n\rresume_cursor\x18\x01 \x01(\t\"\x82\x02\n\x0b\x43lientEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x10.chat.v1.MessageH\x00\x12\x32\n\x0fresume_required\x18\x03 \x01(\x0b\x32\x17.chat.v1.ResumeRequiredH\x00\x12\x32\n\x0fresync_required\x18\x04 \x01(\x0b\x32\x17.chat.v1.ResyncRequiredH\x00\x12&\n\tcaught_up\x18\x05 \x01(\x0b\x32\x11.chat.v1.CaughtUpH\x00\x12%\n\x08redirect\x18\x06 \x01(\x0b\x32\x11.chat.v1.RedirectH\x00\x42\x07\n\x05\x65vent\";\n\x08Redirect\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"1\n\x0eResumeRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\" \n\x0eResyncRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\n\n\x08\x43\x61ughtUp\"G\n\x0bSendRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\"L\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\x06\x12\x15\n\rcreated_at_ms\x18\x02 \x01(\x03\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"(\n\x15OpenDirectChatRequest\x12\x0f\n\x07peer_id\x18\x01 \x01(\x06\x32\xc8\x01\n\x10MessagingService\x12>\n\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x12\x33\n\x04Send\x12\x14.chat.v1.SendRequest\x1a\x15.chat.v1.SendResponse\x12?\n\x0eOpenDirectChat\x12\x1e.chat.v1.OpenDirectChatRequest\x1a\r.chat.v1.Chatb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/chat/v1/messaging.proto\x12\x07\x63hat.v1\x1a\x1bprotos/chat/v1/common.proto\"6\n\x0fMarkReadRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\"\x12\n\x10MarkReadResponse\"?\n\x07Receipt\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x06\x12\x12\n\nread_up_to\x18\x03 \x01(\x06\")\n\x10SubscribeRequest\x12\x15\n\rresume_cursor\x18\x01 \x01(\t\"\xa7\x02\n\x0b\x43lientEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x10.chat.v1.MessageH\x00\x12\x32\n\x0fresume_required\x18\x03 \x01(\x0b\x32\x17.chat.v1.ResumeRequiredH\x00\x12\x32\n\x0fresync_required\x18\x04 \x01(\x0b\x32\x17.chat.v1.ResyncRequiredH\x00\x12&\n\tcaught_up\x18\x05 \x01(\x0b\x32\x11.chat.v1.CaughtUpH\x00\x12%\n\x08redirect\x18\x06 \x01(\x0b\x32\x11.chat.v1.RedirectH\x00\x12#\n\x07receipt\x18\x07 \x01(\x0b\x32\x10.chat.v1.ReceiptH\x00\x42\x07\n\x05\x65vent\";\n\x08Redirect\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"1\n\x0eResumeRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\" \n\x0eResyncRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\n\n\x08\x43\x61ughtUp\"G\n\x0bSendRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\"L\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\x06\x12\x15\n\rcreated_at_ms\x18\x02 \x01(\x03\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"(\n\x15OpenDirectChatRequest\x12\x0f\n\x07peer_id\x18\x01 \x01(\x06\x32\x89\x02\n\x10MessagingService\x12>\n\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x12\x33\n\x04Send\x12\x14.chat.v1.SendRequest\x1a\x15.chat.v1.SendResponse\x12?\n\x0eOpenDirectChat\x12\x1e.chat.v1.OpenDirectChatRequest\x1a\r.chat.v1.Chat\x12?\n\x08MarkRead\x12\x18.chat.v1.MarkReadRequest\x1a\x19.chat.v1.MarkReadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.chat.v1.messaging_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=72
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=113
-  _globals['_CLIENTEVENT']._serialized_start=116
-  _globals['_CLIENTEVENT']._serialized_end=374
-  _globals['_REDIRECT']._serialized_start=376
-  _globals['_REDIRECT']._serialized_end=435
-  _globals['_RESUMEREQUIRED']._serialized_start=437
-  _globals['_RESUMEREQUIRED']._serialized_end=486
-  _globals['_RESYNCREQUIRED']._serialized_start=488
-  _globals['_RESYNCREQUIRED']._serialized_end=520
-  _globals['_CAUGHTUP']._serialized_start=522
-  _globals['_CAUGHTUP']._serialized_end=532
-  _globals['_SENDREQUEST']._serialized_start=534
-  _globals['_SENDREQUEST']._serialized_end=605
-  _globals['_SENDRESPONSE']._serialized_start=607
-  _globals['_SENDRESPONSE']._serialized_end=683
-  _globals['_OPENDIRECTCHATREQUEST']._serialized_start=685
-  _globals['_OPENDIRECTCHATREQUEST']._serialized_end=725
-  _globals['_MESSAGINGSERVICE']._serialized_start=728
-  _globals['_MESSAGINGSERVICE']._serialized_end=928
+  _globals['_MARKREADREQUEST']._serialized_start=72
+  _globals['_MARKREADREQUEST']._serialized_end=126
+  _globals['_MARKREADRESPONSE']._serialized_start=128
+  _globals['_MARKREADRESPONSE']._serialized_end=146
+  _globals['_RECEIPT']._serialized_start=148
+  _globals['_RECEIPT']._serialized_end=211
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=213
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=254
+  _globals['_CLIENTEVENT']._serialized_start=257
+  _globals['_CLIENTEVENT']._serialized_end=552
+  _globals['_REDIRECT']._serialized_start=554
+  _globals['_REDIRECT']._serialized_end=613
+  _globals['_RESUMEREQUIRED']._serialized_start=615
+  _globals['_RESUMEREQUIRED']._serialized_end=664
+  _globals['_RESYNCREQUIRED']._serialized_start=666
+  _globals['_RESYNCREQUIRED']._serialized_end=698
+  _globals['_CAUGHTUP']._serialized_start=700
+  _globals['_CAUGHTUP']._serialized_end=710
+  _globals['_SENDREQUEST']._serialized_start=712
+  _globals['_SENDREQUEST']._serialized_end=783
+  _globals['_SENDRESPONSE']._serialized_start=785
+  _globals['_SENDRESPONSE']._serialized_end=861
+  _globals['_OPENDIRECTCHATREQUEST']._serialized_start=863
+  _globals['_OPENDIRECTCHATREQUEST']._serialized_end=903
+  _globals['_MESSAGINGSERVICE']._serialized_start=906
+  _globals['_MESSAGINGSERVICE']._serialized_end=1171
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,71 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class MarkReadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    message_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        message_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkReadRequest: _TypeAlias = MarkReadRequest  # noqa: Y015
+
+@_typing.final
+class MarkReadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkReadResponse: _TypeAlias = MarkReadResponse  # noqa: Y015
+
+@_typing.final
+class Receipt(_message.Message):
+    """A member's read position in a chat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    READ_UP_TO_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    user_id: _builtins.int
+    read_up_to: _builtins.int
+    """Everything up to this message id is read by `user_id`."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        user_id: _builtins.int = ...,
+        read_up_to: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "read_up_to", b"read_up_to", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Receipt: _TypeAlias = Receipt  # noqa: Y015
+
+@_typing.final
 class SubscribeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -47,6 +112,7 @@ class ClientEvent(_message.Message):
     RESYNC_REQUIRED_FIELD_NUMBER: _builtins.int
     CAUGHT_UP_FIELD_NUMBER: _builtins.int
     REDIRECT_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Opaque; resume from here after a reconnect."""
     @_builtins.property
@@ -69,6 +135,10 @@ class ClientEvent(_message.Message):
         to `address` and subscribe with `cursor`; nothing is missed.
         """
 
+    @_builtins.property
+    def receipt(self) -> Global___Receipt:
+        """The caller read a chat on one of their devices (MarkRead)."""
+
     def __init__(
         self,
         *,
@@ -78,12 +148,13 @@ class ClientEvent(_message.Message):
         resync_required: Global___ResyncRequired | None = ...,
         caught_up: Global___CaughtUp | None = ...,
         redirect: Global___Redirect | None = ...,
+        receipt: Global___Receipt | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "event", b"event", "message", b"message", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "event", b"event", "message", b"message", "receipt", b"receipt", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "cursor", b"cursor", "event", b"event", "message", b"message", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "cursor", b"cursor", "event", b"event", "message", b"message", "receipt", b"receipt", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "resume_required", "resync_required", "caught_up", "redirect"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "resume_required", "resync_required", "caught_up", "redirect", "receipt"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

@@ -52,6 +52,11 @@ class MessagingServiceStub:
                 request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.OpenDirectChatRequest.SerializeToString,
                 response_deserializer=protos_dot_chat_dot_v1_dot_common__pb2.Chat.FromString,
                 _registered_method=True)
+        self.MarkRead = channel.unary_unary(
+                '/chat.v1.MessagingService/MarkRead',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadResponse.FromString,
+                _registered_method=True)
 
 
 class MessagingServiceServicer:
@@ -83,6 +88,15 @@ class MessagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MarkRead(self, request, context):
+        """Marks the chat read up to `message_id` (an id from the chat's history or stream). The
+        read watermark never moves backwards: an older id changes nothing. The caller's other
+        devices receive a `receipt` event, and their chat lists' unread counts drop.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MessagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -100,6 +114,11 @@ def add_MessagingServiceServicer_to_server(servicer, server):
                     servicer.OpenDirectChat,
                     request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.OpenDirectChatRequest.FromString,
                     response_serializer=protos_dot_chat_dot_v1_dot_common__pb2.Chat.SerializeToString,
+            ),
+            'MarkRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkRead,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -185,6 +204,33 @@ class MessagingService:
             '/chat.v1.MessagingService/OpenDirectChat',
             protos_dot_chat_dot_v1_dot_messaging__pb2.OpenDirectChatRequest.SerializeToString,
             protos_dot_chat_dot_v1_dot_common__pb2.Chat.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/MarkRead',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadResponse.FromString,
             options,
             channel_credentials,
             insecure,

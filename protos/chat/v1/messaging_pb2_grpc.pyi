@@ -47,6 +47,11 @@ class MessagingServiceStub:
     client_message_id returns the same message id and creates nothing new.
     """
     OpenDirectChat: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.OpenDirectChatRequest, _common_pb2.Chat]
+    MarkRead: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.MarkReadRequest, _messaging_pb2.MarkReadResponse]
+    """Marks the chat read up to `message_id` (an id from the chat's history or stream). The
+    read watermark never moves backwards: an older id changes nothing. The caller's other
+    devices receive a `receipt` event, and their chat lists' unread counts drop.
+    """
 
 @_typing.type_check_only
 class MessagingServiceAsyncStub(MessagingServiceStub):
@@ -66,6 +71,11 @@ class MessagingServiceAsyncStub(MessagingServiceStub):
     client_message_id returns the same message id and creates nothing new.
     """
     OpenDirectChat: _aio.UnaryUnaryMultiCallable[_messaging_pb2.OpenDirectChatRequest, _common_pb2.Chat]  # type: ignore[assignment]
+    MarkRead: _aio.UnaryUnaryMultiCallable[_messaging_pb2.MarkReadRequest, _messaging_pb2.MarkReadResponse]  # type: ignore[assignment]
+    """Marks the chat read up to `message_id` (an id from the chat's history or stream). The
+    read watermark never moves backwards: an older id changes nothing. The caller's other
+    devices receive a `receipt` event, and their chat lists' unread counts drop.
+    """
 
 class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Clients call this with "authorization: Bearer <access token>" metadata. The acting user is
@@ -100,5 +110,16 @@ class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _messaging_pb2.OpenDirectChatRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Chat, _abc.Awaitable[_common_pb2.Chat]]: ...
+
+    @_abc_1.abstractmethod
+    def MarkRead(
+        self,
+        request: _messaging_pb2.MarkReadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.MarkReadResponse, _abc.Awaitable[_messaging_pb2.MarkReadResponse]]:
+        """Marks the chat read up to `message_id` (an id from the chat's history or stream). The
+        read watermark never moves backwards: an older id changes nothing. The caller's other
+        devices receive a `receipt` event, and their chat lists' unread counts drop.
+        """
 
 def add_MessagingServiceServicer_to_server(servicer: MessagingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,84 @@
+"""Marking read: unread counts go down on every device, the watermark never moves back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+
+from protos.chat.v1 import messaging_pb2
+from tests.e2e.conftest import Clients, User, eventually
+
+
+async def _unread(user: User, chat_id: str) -> int:
+    [row] = [c for c in await user.chats() if c["chat_id"] == chat_id]
+    return int(row["unread_count"])
+
+
+async def _settles_at(user: User, chat_id: str, count: int) -> None:
+    async def reached() -> bool:
+        return await _unread(user, chat_id) == count
+
+    await eventually(reached)
+
+
+async def test_reading_on_one_device_clears_unread_on_the_others(clients: Clients) -> None:
+    alice, bob, chat = await clients.pair()
+    laptop = await clients.subscribe(bob)
+    await laptop.caught_up()
+    sent = [await alice.send(chat, f"m{n}") for n in range(3)]
+    await _settles_at(bob, chat, 3)
+    # Bob's phone reads up to the second message (HTTP); his laptop is told.
+    status, _ = await bob.post(f"/v1/chats/{chat}/read", {"message_id": str(sent[1])})
+    assert status == 204
+    receipt = await _next_receipt(laptop)
+    assert (receipt.chat_id, receipt.user_id, receipt.read_up_to) == (chat, bob.user_id, sent[1])
+    await _settles_at(bob, chat, 1)
+    # An older mark (a slow device) does not move the watermark back.
+    status, _ = await bob.post(f"/v1/chats/{chat}/read", {"message_id": str(sent[0])})
+    assert status == 204
+    await _next_receipt(laptop)
+    await _settles_at(bob, chat, 1)
+    # Over gRPC, up to the newest: nothing unread.
+    await clients.stub(bob.messaging_server).MarkRead(
+        messaging_pb2.MarkReadRequest(chat_id=chat, message_id=sent[2]),
+        metadata=(("authorization", f"Bearer {bob.token}"),),
+        timeout=10,
+    )
+    await _settles_at(bob, chat, 0)
+    # Alice's count was never touched by Bob's reading.
+    assert await _unread(alice, chat) == 0
+
+
+async def _next_receipt(stream: Any) -> messaging_pb2.Receipt:
+    while True:
+        event = await stream.next()
+        if event.WhichOneof("event") == "receipt":
+            receipt: messaging_pb2.Receipt = event.receipt
+            return receipt
+
+
+async def test_read_marks_refuse_strangers_and_unknown_chats(clients: Clients) -> None:
+    alice, bob, chat = await clients.pair()
+    carol = await clients.user("ca")
+    message = await alice.send(chat, "hi")
+    status, problem = await carol.post(f"/v1/chats/{chat}/read", {"message_id": str(message)})
+    assert status == 403, problem
+    status, problem = await bob.post("/v1/chats/g:1/read", {"message_id": str(message)})
+    assert status == 404, problem
+    status, problem = await bob.post(f"/v1/chats/{chat}/read", {"message_id": "x"})
+    assert status == 400, problem
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await clients.stub(bob.messaging_server).MarkRead(
+            messaging_pb2.MarkReadRequest(chat_id=chat, message_id=0),
+            metadata=(("authorization", f"Bearer {bob.token}"),),
+            timeout=10,
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # A mark from the future means "everything up to now", not "everything ever".
+    status, _ = await bob.post(f"/v1/chats/{chat}/read", {"message_id": "18446744073709551615"})
+    assert status == 204
+    await _settles_at(bob, chat, 0)
+    await alice.send(chat, "after the mark")
+    await _settles_at(bob, chat, 1)
