@@ -24,6 +24,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/chats/{chat_id}/messages", history_page)
     app.router.add_post("/v1/chats/{chat_id}/messages", send_message)
     app.router.add_post("/v1/chats/{chat_id}/read", mark_read)
+    app.router.add_get("/v1/chats/{chat_id}/messages/{message_id}/readers", readers)
 
 
 def _claims(request: web.Request) -> tokens.Claims:
@@ -142,6 +143,20 @@ async def mark_read(request: web.Request) -> web.Response:
         timeout=backends.deadline,
     )
     return web.Response(status=204)
+
+
+async def readers(request: web.Request) -> web.Response:
+    """Who has read the chat up to a message."""
+    _claims(request)
+    chat_id = _chat_id(request)
+    message_id = min(inputs.id_value(request.match_info["message_id"], "message_id"), inputs.MAX_ID)
+    backends = request.app[BACKENDS]
+    reply = await backends.history.GetReaders(
+        history_pb2.GetReadersRequest(chat_id=chat_id, message_id=message_id),
+        metadata=_metadata(request),
+        timeout=backends.deadline,
+    )
+    return web.json_response(views.readers(reply))
 
 
 def send_request(chat_id: str, body: dict[str, Any]) -> messaging_pb2.SendRequest:

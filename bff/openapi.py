@@ -290,11 +290,23 @@ DOCUMENT: dict[str, Any] = {
             "post": {
                 "summary": "Mark the chat read up to a message",
                 "description": "The read watermark never moves backwards (an older id changes"
-                " nothing). The caller's other devices get a `receipt` event; unread counts in"
-                " the chat list count only what is newer.",
+                " nothing). The caller's other devices get a `receipt` event at once, the chat's"
+                " other members one per reader per second at most; unread counts in the chat"
+                " list count only what is newer.",
                 "security": _AUTH,
                 "requestBody": _json_body("MarkRead"),
                 "responses": {"204": {"description": "Marked"}, "4XX": _PROBLEM, "5XX": _PROBLEM},
+            },
+        },
+        "/v1/chats/{chat_id}/messages/{message_id}/readers": {
+            "parameters": [
+                {"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID},
+                {"name": "message_id", "in": "path", "required": True, "schema": _ID},
+            ],
+            "get": {
+                "summary": "Who has read the chat up to this message (members only)",
+                "security": _AUTH,
+                "responses": _ok("Readers"),
             },
         },
         "/v1/chats/{chat_id}/messages": {
@@ -495,6 +507,18 @@ DOCUMENT: dict[str, Any] = {
                 "type": "object",
                 "description": "`user_id` has read `chat_id` up to `read_up_to`",
                 "properties": {"chat_id": {"type": "string"}, "user_id": _ID, "read_up_to": _ID},
+            },
+            "Readers": {
+                "type": "object",
+                "properties": {
+                    "readers": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"user_id": _ID, "read_up_to": _ID},
+                        },
+                    }
+                },
             },
             "MarkRead": {
                 "type": "object",

@@ -89,6 +89,14 @@ def page(reply: history_pb2.GetHistoryResponse) -> dict[str, Any]:
     return {"messages": [message(m) for m in reply.messages], "has_more": reply.has_more}
 
 
+def readers(reply: history_pb2.GetReadersResponse) -> dict[str, Any]:
+    return {
+        "readers": [
+            {"user_id": str(r.user_id), "read_up_to": str(r.read_up_to)} for r in reply.readers
+        ]
+    }
+
+
 def sent(reply: messaging_pb2.SendResponse) -> dict[str, Any]:
     return {
         "message_id": str(reply.message_id),

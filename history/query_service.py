@@ -68,17 +68,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         _check_chat_id(request.chat_id)
         limits = self._limits.get()
         limit = _limit(request.limit, limits.history_page_default, limits.history_page_max)
-        window = (0, 0)
-        if request.chat_id.startswith("g:"):
-            # Members read from the change that added them; former members up to their
-            # removal (group_members, which messaging writes before a change is answered).
-            window = await self._store.group_window(request.chat_id, user)
-        else:
-            chat = await self._store.chat(request.chat_id)
-            if chat is None:
-                raise errors.NotFound(f"chat {request.chat_id!r} does not exist")
-            if user not in chat.member_ids:
-                raise errors.PermissionDenied(f"you are not a member of chat {request.chat_id!r}")
+        window = await self._window(request.chat_id, user)
         page = self._store.page(
             request.chat_id,
             before_id=request.before_id,
@@ -95,6 +85,34 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         else:
             messages, more = await page
         return history_pb2.GetHistoryResponse(messages=messages, has_more=more)
+
+    @errors.handler
+    async def GetReaders(
+        self, request: history_pb2.GetReadersRequest, context: Context
+    ) -> history_pb2.GetReadersResponse:
+        user = self._user(context)
+        _check_chat_id(request.chat_id)
+        if not request.message_id:
+            raise errors.InvalidArgument("message_id is required")
+        await self._window(request.chat_id, user)
+        found = await self._store.readers(request.chat_id, request.message_id)
+        return history_pb2.GetReadersResponse(
+            readers=[history_pb2.Reader(user_id=u, read_up_to=upto) for u, upto in found]
+        )
+
+    async def _window(self, chat_id: str, user: int) -> tuple[int, int]:
+        """What of the chat the user may read: (from, until) for groups, everything (0, 0)
+        for a direct chat of theirs; NotFound / PermissionDenied otherwise."""
+        if chat_id.startswith("g:"):
+            # Members read from the change that added them; former members up to their
+            # removal (group_members, which messaging writes before a change is answered).
+            return await self._store.group_window(chat_id, user)
+        chat = await self._store.chat(chat_id)
+        if chat is None:
+            raise errors.NotFound(f"chat {chat_id!r} does not exist")
+        if user not in chat.member_ids:
+            raise errors.PermissionDenied(f"you are not a member of chat {chat_id!r}")
+        return (0, 0)
 
     @errors.handler
     async def CreateUser(

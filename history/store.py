@@ -72,6 +72,10 @@ _JOINED = (
 _LEFT = (
     "UPDATE chats_by_user USING TIMESTAMP ? SET visible_until = ? WHERE user_id = ? AND chat_id = ?"
 )
+_READ_MARK = (
+    "UPDATE read_marks USING TIMESTAMP ? SET read_up_to = ? WHERE chat_id = ? AND user_id = ?"
+)
+_READERS = "SELECT user_id, read_up_to FROM read_marks WHERE chat_id = ?"
 _READ = (
     "UPDATE chats_by_user USING TIMESTAMP ? SET read_watermark = ?"
     " WHERE user_id = ? AND chat_id = ?"
@@ -139,13 +143,17 @@ class HistoryStore:
         new_buckets: set[tuple[str, int]] = set()
         newest: dict[tuple[int, str], envelope_pb2.Delivery] = {}
         newest_own: dict[tuple[int, str], int] = {}
+        newest_read: dict[tuple[int, str], int] = {}
         bind = self.db.bind
         for delivery in batch:
             key = (delivery.recipient_id, delivery.chat_id)
             if delivery.read:
-                # A read receipt only moves the reader's watermark (written at the time of the
-                # message read up to, so it never moves back).
-                newest_own[key] = max(newest_own.get(key, 0), delivery.message_id)
+                # A read mark moves the reader's watermark and their row of the chat's read
+                # marks (written at the time of the message read up to: never back). The
+                # copies telling other members are for their streams only.
+                if delivery.sender_id == delivery.recipient_id:
+                    newest_own[key] = max(newest_own.get(key, 0), delivery.message_id)
+                    newest_read[key] = max(newest_read.get(key, 0), delivery.message_id)
                 continue
             if delivery.HasField("change"):
                 statements += self._chat_changed(delivery)
@@ -193,6 +201,9 @@ class HistoryStore:
             # Sending in a chat means having read it up to one's own message.
             params = (write_time(message_id), signed(message_id), signed(user), chat_id)
             statements.append((bind(_READ, params), 80))
+        for (user, chat_id), message_id in newest_read.items():
+            params = (write_time(message_id), signed(message_id), chat_id, signed(user))
+            statements.append((bind(_READ_MARK, params), 80))
         await self.db.write(statements)
         if len(self._known_buckets) + len(new_buckets) > KNOWN_BUCKETS:
             self._known_buckets.clear()
@@ -225,6 +236,12 @@ class HistoryStore:
                 for member in direct_members(chat_id)
             ]
         )
+
+    async def readers(self, chat_id: str, message_id: int) -> list[tuple[int, int]]:
+        """(user, read up to) of everyone who has read the chat up to ``message_id``."""
+        rows = await self.db.execute(_READERS, (chat_id,), tuples=True)
+        found = [(unsigned(user), unsigned(upto)) for user, upto in rows if upto is not None]
+        return sorted((user, upto) for user, upto in found if upto >= message_id)
 
     async def group_window(self, chat_id: str, user_id: int) -> tuple[int, int]:
         """The part of a group's log the user may read: (from, until) change ids, until 0

@@ -28,6 +28,7 @@ from messaging.fanout import FanOut
 from messaging.fence import Fence
 from messaging.group_service import GroupService
 from messaging.group_store import GroupStore
+from messaging.receipts import ReceiptFanOut
 from messaging.recent import RecentDeliveries
 from messaging.replay import Replayer, Watermarks
 from messaging.send import Sender
@@ -177,6 +178,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             sender=sender,
             directory=directory,
             changes=changes,
+            receipts=ReceiptFanOut(sender),
             registry=registry,
             recent=recent,
             replayer=replayer,

@@ -18,6 +18,7 @@ from messaging.changes import ChatChanges
 from messaging.chats import ChatDirectory, check_chat_id
 from messaging.cursor import Cursor
 from messaging.fanout import FanOut
+from messaging.receipts import ReceiptFanOut
 from messaging.recent import RecentDeliveries
 from messaging.replay import Replayer, TooManyToReplay, Watermarks
 from messaging.send import Outgoing, Sender
@@ -37,6 +38,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         sender: Sender,
         directory: ChatDirectory,
         changes: ChatChanges,
+        receipts: ReceiptFanOut,
         registry: StreamRegistry,
         recent: RecentDeliveries,
         replayer: Replayer,
@@ -50,6 +52,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self._sender = sender
         self._directory = directory
         self._changes = changes
+        self._receipts = receipts
         self._registry = registry
         self._recent = recent
         self._replayer = replayer
@@ -95,10 +98,12 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         # reads as "everything up to now" (this server's now: an id another server minted
         # a few milliseconds ahead stays unread until it is marked again).
         now = smallest_id_at(int(time.time() * 1000) + 1) - 1
+        read_up_to = min(request.message_id, now)
         await self._sender.publish(
             Outgoing(user, chat.chat_id, chat.kind, "", "", frozenset({user}), read=True),
-            min(request.message_id, now),
+            read_up_to,
         )
+        self._receipts.note(user, chat, read_up_to)
         return messaging_pb2.MarkReadResponse()
 
     async def Subscribe(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import grpc
@@ -82,3 +83,33 @@ async def test_read_marks_refuse_strangers_and_unknown_chats(clients: Clients) -
     await _settles_at(bob, chat, 0)
     await alice.send(chat, "after the mark")
     await _settles_at(bob, chat, 1)
+
+
+async def test_other_members_see_coalesced_receipts_and_who_read(clients: Clients) -> None:
+    alice, bob, chat = await clients.pair()
+    watching = await clients.subscribe(alice)
+    await watching.caught_up()
+    sent = [await alice.send(chat, f"m{n}") for n in range(5)]
+    for message_id in sent:  # bob reads them one by one, quickly
+        status, _ = await bob.post(f"/v1/chats/{chat}/read", {"message_id": str(message_id)})
+        assert status == 204
+    receipts: list[messaging_pb2.Receipt] = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            event = await watching.next(3.0)
+            if event.WhichOneof("event") == "receipt":
+                receipts.append(event.receipt)
+    # Coalesced: not one per message, and the newest mark arrives.
+    assert 1 <= len(receipts) <= 2, receipts
+    assert (receipts[-1].user_id, receipts[-1].read_up_to) == (bob.user_id, sent[-1])
+
+    async def readers_of(message_id: int) -> list[str] | None:
+        status, body = await alice.get(f"/v1/chats/{chat}/messages/{message_id}/readers")
+        assert status == 200, body
+        found = [r["user_id"] for r in body["readers"]]
+        return found or None
+
+    assert await eventually(lambda: readers_of(sent[2])) == [str(bob.user_id)]
+    carol = await clients.user("ca")
+    status, problem = await carol.get(f"/v1/chats/{chat}/messages/{sent[2]}/readers")
+    assert status == 403, problem

@@ -108,6 +108,9 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
 
     await workload()
     expected = {i for i in sent if i}
+    for reader, chat_id in ((bob, chat), (bob, direct), (alice, direct)):
+        status, _ = await reader.post(f"/v1/chats/{chat_id}/read", {"message_id": str(max(sent))})
+        assert status == 204
 
     async def written() -> bool:
         log = await entries(bob, chat)
@@ -155,6 +158,10 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
                 (chat,),
             ),
             ("SELECT chat_id, bucket FROM {ks}.chat_buckets WHERE chat_id IN ?", (chats,)),
+            (
+                "SELECT chat_id, user_id, read_up_to FROM {ks}.read_marks WHERE chat_id IN ?",
+                (chats,),
+            ),
             (
                 "SELECT chat_id, kind, last_message, read_watermark, name, visible_from,"
                 " visible_until FROM {ks}.chats_by_user WHERE user_id IN ?",

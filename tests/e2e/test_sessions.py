@@ -55,6 +55,7 @@ async def test_the_openapi_document_lists_every_served_route(clients: Clients) -
         ("get", "/v1/chats/{chat_id}/messages"),
         ("post", "/v1/chats/{chat_id}/messages"),
         ("post", "/v1/chats/{chat_id}/read"),
+        ("get", "/v1/chats/{chat_id}/messages/{message_id}/readers"),
         ("get", "/v1/users"),
         ("get", "/v1/users/{user_id}"),
         ("post", "/v1/groups"),

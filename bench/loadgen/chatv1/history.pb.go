@@ -632,6 +632,155 @@ func (x *User) GetPasswordHash() string {
 	return ""
 }
 
+type GetReadersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChatId        string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	MessageId     uint64                 `protobuf:"fixed64,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReadersRequest) Reset() {
+	*x = GetReadersRequest{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReadersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReadersRequest) ProtoMessage() {}
+
+func (x *GetReadersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReadersRequest.ProtoReflect.Descriptor instead.
+func (*GetReadersRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetReadersRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *GetReadersRequest) GetMessageId() uint64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+type GetReadersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The members whose read watermark is at or past `message_id`, and how far each read.
+	Readers       []*Reader `protobuf:"bytes,1,rep,name=readers,proto3" json:"readers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReadersResponse) Reset() {
+	*x = GetReadersResponse{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReadersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReadersResponse) ProtoMessage() {}
+
+func (x *GetReadersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReadersResponse.ProtoReflect.Descriptor instead.
+func (*GetReadersResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetReadersResponse) GetReaders() []*Reader {
+	if x != nil {
+		return x.Readers
+	}
+	return nil
+}
+
+type Reader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	ReadUpTo      uint64                 `protobuf:"fixed64,2,opt,name=read_up_to,json=readUpTo,proto3" json:"read_up_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reader) Reset() {
+	*x = Reader{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reader) ProtoMessage() {}
+
+func (x *Reader) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reader.ProtoReflect.Descriptor instead.
+func (*Reader) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Reader) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *Reader) GetReadUpTo() uint64 {
+	if x != nil {
+		return x.ReadUpTo
+	}
+	return 0
+}
+
 var File_protos_chat_v1_history_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_history_proto_rawDesc = "" +
@@ -674,14 +823,26 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\x04User\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12#\n" +
-	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash2\xe2\x02\n" +
+	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash\"K\n" +
+	"\x11GetReadersRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\x06R\tmessageId\"?\n" +
+	"\x12GetReadersResponse\x12)\n" +
+	"\areaders\x18\x01 \x03(\v2\x0f.chat.v1.ReaderR\areaders\"?\n" +
+	"\x06Reader\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1c\n" +
+	"\n" +
+	"read_up_to\x18\x02 \x01(\x06R\breadUpTo2\xa9\x03\n" +
 	"\x0eHistoryService\x12B\n" +
 	"\tListChats\x12\x19.chat.v1.ListChatsRequest\x1a\x1a.chat.v1.ListChatsResponse\x12E\n" +
 	"\n" +
 	"GetHistory\x12\x1a.chat.v1.GetHistoryRequest\x1a\x1b.chat.v1.GetHistoryResponse\x127\n" +
 	"\n" +
 	"CreateUser\x12\x1a.chat.v1.CreateUserRequest\x1a\r.chat.v1.User\x123\n" +
-	"\bFindUser\x12\x18.chat.v1.FindUserRequest\x1a\r.chat.v1.User\x12W\n" +
+	"\bFindUser\x12\x18.chat.v1.FindUserRequest\x1a\r.chat.v1.User\x12E\n" +
+	"\n" +
+	"GetReaders\x12\x1a.chat.v1.GetReadersRequest\x1a\x1b.chat.v1.GetReadersResponse\x12W\n" +
 	"\x10RecordOpenedChat\x12 .chat.v1.RecordOpenedChatRequest\x1a!.chat.v1.RecordOpenedChatResponseb\x06proto3"
 
 var (
@@ -696,7 +857,7 @@ func file_protos_chat_v1_history_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_history_proto_rawDescData
 }
 
-var file_protos_chat_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_protos_chat_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_protos_chat_v1_history_proto_goTypes = []any{
 	(*RecordOpenedChatRequest)(nil),  // 0: chat.v1.RecordOpenedChatRequest
 	(*RecordOpenedChatResponse)(nil), // 1: chat.v1.RecordOpenedChatResponse
@@ -708,26 +869,32 @@ var file_protos_chat_v1_history_proto_goTypes = []any{
 	(*CreateUserRequest)(nil),        // 7: chat.v1.CreateUserRequest
 	(*FindUserRequest)(nil),          // 8: chat.v1.FindUserRequest
 	(*User)(nil),                     // 9: chat.v1.User
-	(*Message)(nil),                  // 10: chat.v1.Message
+	(*GetReadersRequest)(nil),        // 10: chat.v1.GetReadersRequest
+	(*GetReadersResponse)(nil),       // 11: chat.v1.GetReadersResponse
+	(*Reader)(nil),                   // 12: chat.v1.Reader
+	(*Message)(nil),                  // 13: chat.v1.Message
 }
 var file_protos_chat_v1_history_proto_depIdxs = []int32{
 	3,  // 0: chat.v1.ListChatsResponse.chats:type_name -> chat.v1.ChatSummary
-	10, // 1: chat.v1.GetHistoryResponse.messages:type_name -> chat.v1.Message
-	2,  // 2: chat.v1.HistoryService.ListChats:input_type -> chat.v1.ListChatsRequest
-	5,  // 3: chat.v1.HistoryService.GetHistory:input_type -> chat.v1.GetHistoryRequest
-	7,  // 4: chat.v1.HistoryService.CreateUser:input_type -> chat.v1.CreateUserRequest
-	8,  // 5: chat.v1.HistoryService.FindUser:input_type -> chat.v1.FindUserRequest
-	0,  // 6: chat.v1.HistoryService.RecordOpenedChat:input_type -> chat.v1.RecordOpenedChatRequest
-	4,  // 7: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
-	6,  // 8: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
-	9,  // 9: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
-	9,  // 10: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
-	1,  // 11: chat.v1.HistoryService.RecordOpenedChat:output_type -> chat.v1.RecordOpenedChatResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	13, // 1: chat.v1.GetHistoryResponse.messages:type_name -> chat.v1.Message
+	12, // 2: chat.v1.GetReadersResponse.readers:type_name -> chat.v1.Reader
+	2,  // 3: chat.v1.HistoryService.ListChats:input_type -> chat.v1.ListChatsRequest
+	5,  // 4: chat.v1.HistoryService.GetHistory:input_type -> chat.v1.GetHistoryRequest
+	7,  // 5: chat.v1.HistoryService.CreateUser:input_type -> chat.v1.CreateUserRequest
+	8,  // 6: chat.v1.HistoryService.FindUser:input_type -> chat.v1.FindUserRequest
+	10, // 7: chat.v1.HistoryService.GetReaders:input_type -> chat.v1.GetReadersRequest
+	0,  // 8: chat.v1.HistoryService.RecordOpenedChat:input_type -> chat.v1.RecordOpenedChatRequest
+	4,  // 9: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
+	6,  // 10: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
+	9,  // 11: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
+	9,  // 12: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
+	11, // 13: chat.v1.HistoryService.GetReaders:output_type -> chat.v1.GetReadersResponse
+	1,  // 14: chat.v1.HistoryService.RecordOpenedChat:output_type -> chat.v1.RecordOpenedChatResponse
+	9,  // [9:15] is the sub-list for method output_type
+	3,  // [3:9] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_history_proto_init() }
@@ -746,7 +913,7 @@ func file_protos_chat_v1_history_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_history_proto_rawDesc), len(file_protos_chat_v1_history_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

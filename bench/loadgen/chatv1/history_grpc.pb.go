@@ -23,6 +23,7 @@ const (
 	HistoryService_GetHistory_FullMethodName       = "/chat.v1.HistoryService/GetHistory"
 	HistoryService_CreateUser_FullMethodName       = "/chat.v1.HistoryService/CreateUser"
 	HistoryService_FindUser_FullMethodName         = "/chat.v1.HistoryService/FindUser"
+	HistoryService_GetReaders_FullMethodName       = "/chat.v1.HistoryService/GetReaders"
 	HistoryService_RecordOpenedChat_FullMethodName = "/chat.v1.HistoryService/RecordOpenedChat"
 )
 
@@ -37,6 +38,8 @@ type HistoryServiceClient interface {
 	GetHistory(ctx context.Context, in *GetHistoryRequest, opts ...grpc.CallOption) (*GetHistoryResponse, error)
 	CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*User, error)
 	FindUser(ctx context.Context, in *FindUserRequest, opts ...grpc.CallOption) (*User, error)
+	// Who has read the chat up to a message (members who can read the chat only).
+	GetReaders(ctx context.Context, in *GetReadersRequest, opts ...grpc.CallOption) (*GetReadersResponse, error)
 	// Only messaging calls this (with its service token), when a direct chat is opened: both
 	// members' chat lists show it at once. The chat's OPENED record in the log says the same,
 	// for rebuilds.
@@ -91,6 +94,16 @@ func (c *historyServiceClient) FindUser(ctx context.Context, in *FindUserRequest
 	return out, nil
 }
 
+func (c *historyServiceClient) GetReaders(ctx context.Context, in *GetReadersRequest, opts ...grpc.CallOption) (*GetReadersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetReadersResponse)
+	err := c.cc.Invoke(ctx, HistoryService_GetReaders_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *historyServiceClient) RecordOpenedChat(ctx context.Context, in *RecordOpenedChatRequest, opts ...grpc.CallOption) (*RecordOpenedChatResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RecordOpenedChatResponse)
@@ -112,6 +125,8 @@ type HistoryServiceServer interface {
 	GetHistory(context.Context, *GetHistoryRequest) (*GetHistoryResponse, error)
 	CreateUser(context.Context, *CreateUserRequest) (*User, error)
 	FindUser(context.Context, *FindUserRequest) (*User, error)
+	// Who has read the chat up to a message (members who can read the chat only).
+	GetReaders(context.Context, *GetReadersRequest) (*GetReadersResponse, error)
 	// Only messaging calls this (with its service token), when a direct chat is opened: both
 	// members' chat lists show it at once. The chat's OPENED record in the log says the same,
 	// for rebuilds.
@@ -137,6 +152,9 @@ func (UnimplementedHistoryServiceServer) CreateUser(context.Context, *CreateUser
 }
 func (UnimplementedHistoryServiceServer) FindUser(context.Context, *FindUserRequest) (*User, error) {
 	return nil, status.Error(codes.Unimplemented, "method FindUser not implemented")
+}
+func (UnimplementedHistoryServiceServer) GetReaders(context.Context, *GetReadersRequest) (*GetReadersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetReaders not implemented")
 }
 func (UnimplementedHistoryServiceServer) RecordOpenedChat(context.Context, *RecordOpenedChatRequest) (*RecordOpenedChatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordOpenedChat not implemented")
@@ -234,6 +252,24 @@ func _HistoryService_FindUser_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HistoryService_GetReaders_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetReadersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HistoryServiceServer).GetReaders(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HistoryService_GetReaders_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HistoryServiceServer).GetReaders(ctx, req.(*GetReadersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _HistoryService_RecordOpenedChat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RecordOpenedChatRequest)
 	if err := dec(in); err != nil {
@@ -274,6 +310,10 @@ var HistoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FindUser",
 			Handler:    _HistoryService_FindUser_Handler,
+		},
+		{
+			MethodName: "GetReaders",
+			Handler:    _HistoryService_GetReaders_Handler,
 		},
 		{
 			MethodName: "RecordOpenedChat",

@@ -109,7 +109,8 @@ func (*MarkReadResponse) Descriptor() ([]byte, []int) {
 	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{1}
 }
 
-// A member's read position in a chat.
+// A member's read position in a chat: the reader's own devices get it at once, the other
+// members coalesced.
 type Receipt struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	ChatId string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`

@@ -43,7 +43,9 @@ type MessagingServiceClient interface {
 	OpenDirectChat(ctx context.Context, in *OpenDirectChatRequest, opts ...grpc.CallOption) (*Chat, error)
 	// Marks the chat read up to `message_id` (an id from the chat's history or stream). The
 	// read watermark never moves backwards: an older id changes nothing. The caller's other
-	// devices receive a `receipt` event, and their chat lists' unread counts drop.
+	// devices receive a `receipt` event at once, and their chat lists' unread counts drop;
+	// the chat's other members receive one `receipt` per reader per second at most (the
+	// newest mark of that second).
 	MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error)
 }
 
@@ -122,7 +124,9 @@ type MessagingServiceServer interface {
 	OpenDirectChat(context.Context, *OpenDirectChatRequest) (*Chat, error)
 	// Marks the chat read up to `message_id` (an id from the chat's history or stream). The
 	// read watermark never moves backwards: an older id changes nothing. The caller's other
-	// devices receive a `receipt` event, and their chat lists' unread counts drop.
+	// devices receive a `receipt` event at once, and their chat lists' unread counts drop;
+	// the chat's other members receive one `receipt` per reader per second at most (the
+	// newest mark of that second).
 	MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }

@@ -278,3 +278,69 @@ class User(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___User: _TypeAlias = User  # noqa: Y015
+
+@_typing.final
+class GetReadersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    message_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        message_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReadersRequest: _TypeAlias = GetReadersRequest  # noqa: Y015
+
+@_typing.final
+class GetReadersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def readers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reader]:
+        """The members whose read watermark is at or past `message_id`, and how far each read."""
+
+    def __init__(
+        self,
+        *,
+        readers: _abc.Iterable[Global___Reader] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["readers", b"readers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReadersResponse: _TypeAlias = GetReadersResponse  # noqa: Y015
+
+@_typing.final
+class Reader(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    READ_UP_TO_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    read_up_to: _builtins.int
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        read_up_to: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_up_to", b"read_up_to", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reader: _TypeAlias = Reader  # noqa: Y015

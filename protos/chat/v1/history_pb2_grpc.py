@@ -56,6 +56,11 @@ class HistoryServiceStub:
                 request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.FindUserRequest.SerializeToString,
                 response_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.User.FromString,
                 _registered_method=True)
+        self.GetReaders = channel.unary_unary(
+                '/chat.v1.HistoryService/GetReaders',
+                request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.GetReadersRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.GetReadersResponse.FromString,
+                _registered_method=True)
         self.RecordOpenedChat = channel.unary_unary(
                 '/chat.v1.HistoryService/RecordOpenedChat',
                 request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.RecordOpenedChatRequest.SerializeToString,
@@ -92,6 +97,13 @@ class HistoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReaders(self, request, context):
+        """Who has read the chat up to a message (members who can read the chat only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RecordOpenedChat(self, request, context):
         """Only messaging calls this (with its service token), when a direct chat is opened: both
         members' chat lists show it at once. The chat's OPENED record in the log says the same,
@@ -123,6 +135,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.FindUser,
                     request_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.FindUserRequest.FromString,
                     response_serializer=protos_dot_chat_dot_v1_dot_history__pb2.User.SerializeToString,
+            ),
+            'GetReaders': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReaders,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.GetReadersRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_history__pb2.GetReadersResponse.SerializeToString,
             ),
             'RecordOpenedChat': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordOpenedChat,
@@ -240,6 +257,33 @@ class HistoryService:
             '/chat.v1.HistoryService/FindUser',
             protos_dot_chat_dot_v1_dot_history__pb2.FindUserRequest.SerializeToString,
             protos_dot_chat_dot_v1_dot_history__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReaders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.HistoryService/GetReaders',
+            protos_dot_chat_dot_v1_dot_history__pb2.GetReadersRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_history__pb2.GetReadersResponse.FromString,
             options,
             channel_credentials,
             insecure,

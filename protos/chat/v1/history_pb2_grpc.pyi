@@ -39,6 +39,8 @@ class HistoryServiceStub:
     GetHistory: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetHistoryRequest, _history_pb2.GetHistoryResponse]
     CreateUser: _grpc.UnaryUnaryMultiCallable[_history_pb2.CreateUserRequest, _history_pb2.User]
     FindUser: _grpc.UnaryUnaryMultiCallable[_history_pb2.FindUserRequest, _history_pb2.User]
+    GetReaders: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetReadersRequest, _history_pb2.GetReadersResponse]
+    """Who has read the chat up to a message (members who can read the chat only)."""
     RecordOpenedChat: _grpc.UnaryUnaryMultiCallable[_history_pb2.RecordOpenedChatRequest, _history_pb2.RecordOpenedChatResponse]
     """Only messaging calls this (with its service token), when a direct chat is opened: both
     members' chat lists show it at once. The chat's OPENED record in the log says the same,
@@ -56,6 +58,8 @@ class HistoryServiceAsyncStub(HistoryServiceStub):
     GetHistory: _aio.UnaryUnaryMultiCallable[_history_pb2.GetHistoryRequest, _history_pb2.GetHistoryResponse]  # type: ignore[assignment]
     CreateUser: _aio.UnaryUnaryMultiCallable[_history_pb2.CreateUserRequest, _history_pb2.User]  # type: ignore[assignment]
     FindUser: _aio.UnaryUnaryMultiCallable[_history_pb2.FindUserRequest, _history_pb2.User]  # type: ignore[assignment]
+    GetReaders: _aio.UnaryUnaryMultiCallable[_history_pb2.GetReadersRequest, _history_pb2.GetReadersResponse]  # type: ignore[assignment]
+    """Who has read the chat up to a message (members who can read the chat only)."""
     RecordOpenedChat: _aio.UnaryUnaryMultiCallable[_history_pb2.RecordOpenedChatRequest, _history_pb2.RecordOpenedChatResponse]  # type: ignore[assignment]
     """Only messaging calls this (with its service token), when a direct chat is opened: both
     members' chat lists show it at once. The chat's OPENED record in the log says the same,
@@ -94,6 +98,14 @@ class HistoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _history_pb2.FindUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_history_pb2.User, _abc.Awaitable[_history_pb2.User]]: ...
+
+    @_abc_1.abstractmethod
+    def GetReaders(
+        self,
+        request: _history_pb2.GetReadersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.GetReadersResponse, _abc.Awaitable[_history_pb2.GetReadersResponse]]:
+        """Who has read the chat up to a message (members who can read the chat only)."""
 
     @_abc_1.abstractmethod
     def RecordOpenedChat(

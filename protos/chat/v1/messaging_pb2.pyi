@@ -56,7 +56,9 @@ Global___MarkReadResponse: _TypeAlias = MarkReadResponse  # noqa: Y015
 
 @_typing.final
 class Receipt(_message.Message):
-    """A member's read position in a chat."""
+    """A member's read position in a chat: the reader's own devices get it at once, the other
+    members coalesced.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

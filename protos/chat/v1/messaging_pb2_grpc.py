@@ -91,7 +91,9 @@ class MessagingServiceServicer:
     def MarkRead(self, request, context):
         """Marks the chat read up to `message_id` (an id from the chat's history or stream). The
         read watermark never moves backwards: an older id changes nothing. The caller's other
-        devices receive a `receipt` event, and their chat lists' unread counts drop.
+        devices receive a `receipt` event at once, and their chat lists' unread counts drop;
+        the chat's other members receive one `receipt` per reader per second at most (the
+        newest mark of that second).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,7 +50,9 @@ class MessagingServiceStub:
     MarkRead: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.MarkReadRequest, _messaging_pb2.MarkReadResponse]
     """Marks the chat read up to `message_id` (an id from the chat's history or stream). The
     read watermark never moves backwards: an older id changes nothing. The caller's other
-    devices receive a `receipt` event, and their chat lists' unread counts drop.
+    devices receive a `receipt` event at once, and their chat lists' unread counts drop;
+    the chat's other members receive one `receipt` per reader per second at most (the
+    newest mark of that second).
     """
 
 @_typing.type_check_only
@@ -74,7 +76,9 @@ class MessagingServiceAsyncStub(MessagingServiceStub):
     MarkRead: _aio.UnaryUnaryMultiCallable[_messaging_pb2.MarkReadRequest, _messaging_pb2.MarkReadResponse]  # type: ignore[assignment]
     """Marks the chat read up to `message_id` (an id from the chat's history or stream). The
     read watermark never moves backwards: an older id changes nothing. The caller's other
-    devices receive a `receipt` event, and their chat lists' unread counts drop.
+    devices receive a `receipt` event at once, and their chat lists' unread counts drop;
+    the chat's other members receive one `receipt` per reader per second at most (the
+    newest mark of that second).
     """
 
 class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -119,7 +123,9 @@ class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_messaging_pb2.MarkReadResponse, _abc.Awaitable[_messaging_pb2.MarkReadResponse]]:
         """Marks the chat read up to `message_id` (an id from the chat's history or stream). The
         read watermark never moves backwards: an older id changes nothing. The caller's other
-        devices receive a `receipt` event, and their chat lists' unread counts drop.
+        devices receive a `receipt` event at once, and their chat lists' unread counts drop;
+        the chat's other members receive one `receipt` per reader per second at most (the
+        newest mark of that second).
         """
 
 def add_MessagingServiceServicer_to_server(servicer: MessagingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,49 @@
+"""Read receipts for a chat's other members, coalesced: at most one per reader and chat per
+``interval``, carrying the newest mark of that interval (never one per message read).
+
+The reader's own devices are told at once by ``MarkRead`` itself; this only tells the others.
+Receipts are a courtesy, not state: the watermark is durable in the reader's own record, so
+a receipt lost with a crashed process only means the others see it at the reader's next mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from chatlib.errors import ChatError
+from messaging.chats import Chat
+from messaging.send import Outgoing, Sender
+
+logger = logging.getLogger(__name__)
+
+
+class ReceiptFanOut:
+    def __init__(self, sender: Sender, interval: float = 1.0) -> None:
+        self._sender = sender
+        self._interval = interval
+        #: (reader, chat id) -> (newest mark, the chat as the mark found it)
+        self._pending: dict[tuple[int, str], tuple[int, Chat]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def note(self, reader: int, chat: Chat, read_up_to: int) -> None:
+        key = (reader, chat.chat_id)
+        known = self._pending.get(key)
+        if known is None or read_up_to > known[0]:
+            self._pending[key] = (read_up_to, chat)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self._interval)
+            batch, self._pending = self._pending, {}
+            for (reader, chat_id), (read_up_to, chat) in batch.items():
+                others = chat.members - {reader}
+                if not others:
+                    continue
+                receipt = Outgoing(reader, chat_id, chat.kind, "", "", others, read=True)
+                try:
+                    await self._sender.publish(receipt, read_up_to)
+                except ChatError as exc:
+                    logger.warning("receipt of %d in %s not sent: %s", reader, chat_id, exc)
