@@ -97,9 +97,13 @@ async def _find(
 
 async def list_chats(request: web.Request) -> web.Response:
     _claims(request)
+    query = history_pb2.ListChatsRequest(
+        limit=inputs.limit_query(request),
+        cursor=inputs.checked(request.query.get("cursor", ""), "cursor", maximum=80),
+    )
     backends = request.app[BACKENDS]
     reply = await backends.history.ListChats(
-        history_pb2.ListChatsRequest(), metadata=_metadata(request), timeout=backends.deadline
+        query, metadata=_metadata(request), timeout=backends.deadline
     )
     return web.json_response(views.chat_list(reply))
 

@@ -228,8 +228,26 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/chats": {
             "get": {
-                "summary": "The caller's chats, newest first",
+                "summary": "The caller's chats, newest first, a page at a time",
                 "security": _AUTH,
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "description": "Chats per page (100 when not given)",
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "maxLength": 80,
+                            "pattern": "^([0-9]{1,20}\\.(d|g):[0-9:]{1,45})?$",
+                        },
+                        "description": "`next_cursor` of the previous page (empty: the first)",
+                    },
+                ],
                 "responses": _ok("ChatList"),
             }
         },
@@ -465,6 +483,10 @@ DOCUMENT: dict[str, Any] = {
             "ChatList": {
                 "type": "object",
                 "properties": {
+                    "next_cursor": {
+                        "anyOf": [{"type": "string"}, {"type": "null"}],
+                        "description": "Give it as `cursor` for the next page; null on the last",
+                    },
                     "chats": {
                         "type": "array",
                         "items": {
@@ -488,7 +510,7 @@ DOCUMENT: dict[str, Any] = {
                                 },
                             },
                         },
-                    }
+                    },
                 },
             },
             "Message": {

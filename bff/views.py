@@ -81,7 +81,8 @@ def chat_list(reply: history_pb2.ListChatsResponse) -> dict[str, Any]:
                 "member": c.member,
             }
             for c in reply.chats
-        ]
+        ],
+        "next_cursor": reply.next_cursor or None,
     }
 
 

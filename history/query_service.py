@@ -41,9 +41,12 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
     ) -> history_pb2.ListChatsResponse:
         user = self._user(context)
         limit = _limit(request.limit, 100, 1000)
-        chats = await self._store.chats_of(user, limit)
+        after = _chat_cursor(request.cursor) if request.cursor else None
+        chats, more = await self._store.chats_of(user, limit, after)
         unread = await self._store.unread_counts(chats, user)
+        last = chats[-1] if chats and more else None
         return history_pb2.ListChatsResponse(
+            next_cursor=f"{last.last_message_id}.{last.chat_id}" if last else "",
             chats=[
                 history_pb2.ChatSummary(
                     chat_id=chat.chat_id,
@@ -57,7 +60,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
                     member=not chat.visible_until,
                 )
                 for chat, count in zip(chats, unread, strict=True)
-            ]
+            ],
         )
 
     @errors.handler
@@ -189,6 +192,17 @@ MAX_CHAT_ID = 64
 def _check_chat_id(chat_id: str) -> None:
     if not 0 < len(chat_id) <= MAX_CHAT_ID:
         raise errors.InvalidArgument(f"chat_id must be 1-{MAX_CHAT_ID} characters")
+
+
+CHAT_CURSOR = re.compile(r"([0-9]{1,20})\.((?:d|g):[0-9:]{1,45})")
+
+
+def _chat_cursor(cursor: str) -> tuple[int, str]:
+    """A chat list cursor: "<last message id>.<chat id>" of the previous page's last chat."""
+    match = CHAT_CURSOR.fullmatch(cursor)
+    if not match:
+        raise errors.InvalidArgument("cursor is not a chat list cursor (give next_cursor back)")
+    return int(match[1]), match[2]
 
 
 def _limit(value: int, default: int, maximum: int) -> int:

@@ -276,9 +276,13 @@ class HistoryStore:
                 self._chats.popitem(last=False)
         return found
 
-    async def chats_of(self, user_id: int, limit: int) -> list[ChatState]:
-        """The user's chats, the one with the newest message first (chats without a message
-        last)."""
+    async def chats_of(
+        self, user_id: int, limit: int, after: tuple[int, str] | None = None
+    ) -> tuple[list[ChatState], bool]:
+        """Up to ``limit`` of the user's chats, the one with the newest message first (chats
+        without a message last), after the (last message id, chat id) ``after`` in that
+        order; and whether more follow. (A user's chats are one partition: it is read whole
+        and ordered here, so every page is right whatever the limit.)"""
         rows = await self.db.execute(
             "SELECT chat_id, kind, last_message, read_watermark, name, visible_from,"
             " visible_until FROM chats_by_user WHERE user_id = ?",
@@ -303,7 +307,9 @@ class HistoryStore:
                 )
             )
         found.sort(key=lambda c: (c.last_message_id, c.chat_id), reverse=True)
-        return found[:limit]
+        if after is not None:
+            found = [c for c in found if (c.last_message_id, c.chat_id) < after]
+        return found[:limit], len(found) > limit
 
     async def unread(self, chat: ChatState, user_id: int) -> int:
         """Entries by others in ``chat`` after the user's read watermark, within what they may

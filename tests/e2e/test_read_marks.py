@@ -113,3 +113,29 @@ async def test_other_members_see_coalesced_receipts_and_who_read(clients: Client
     carol = await clients.user("ca")
     status, problem = await carol.get(f"/v1/chats/{chat}/messages/{sent[2]}/readers")
     assert status == 403, problem
+
+
+async def test_the_chat_list_pages_newest_first_past_any_limit(clients: Clients) -> None:
+    me = await clients.user("pg")
+    peers = [await clients.user("pp") for _ in range(5)]
+    chats = [await me.open_chat(peer) for peer in peers]
+    # Written in an order unlike the chats' ids: the newest message decides the order.
+    for index in (3, 0, 4, 1, 2):
+        await peers[index].send(chats[index], f"to {index}")
+    newest_first = [chats[i] for i in (2, 1, 4, 0, 3)]
+
+    async def pages() -> list[str] | None:
+        seen: list[str] = []
+        cursor = ""
+        while True:
+            query = f"/v1/chats?limit=2{'&cursor=' + cursor if cursor else ''}"
+            status, body = await me.get(query)
+            assert status == 200, body
+            seen += [c["chat_id"] for c in body["chats"]]
+            if not body["next_cursor"]:
+                return seen if seen == newest_first else None
+            cursor = body["next_cursor"]
+
+    assert await eventually(pages) == newest_first
+    status, problem = await me.get("/v1/chats?cursor=nonsense")
+    assert status == 400, problem

@@ -64,7 +64,7 @@ async def test_the_newest_message_wins_in_any_order_and_replays_change_nothing(
     await store.persist(first + second)
     await store.persist(first + second + third)
     for user in (ALICE, BOB):
-        [chat] = await store.chats_of(user, 10)
+        [chat] = (await store.chats_of(user, 10))[0]
         assert (chat.last_message_id, chat.last_preview, chat.last_sender_id) == (
             ids[2],
             "m2",
@@ -82,15 +82,15 @@ async def test_unread_counts_follow_the_read_watermark_and_count_each_message_on
     for message_id in from_alice:
         await store.persist(_copies(message_id, ALICE, "hi"))
     await store.persist(_copies(from_alice[2], ALICE, "hi"))  # a duplicated copy
-    [bob_chat] = await store.chats_of(BOB, 10)
-    [alice_chat] = await store.chats_of(ALICE, 10)
+    [bob_chat] = (await store.chats_of(BOB, 10))[0]
+    [alice_chat] = (await store.chats_of(ALICE, 10))[0]
     assert await store.unread(bob_chat, BOB) == 5
     assert await store.unread(alice_chat, ALICE) == 0  # her own messages
     # Bob answers: he has read everything up to his answer.
     reply = _message_id(START_MS + 10_000)
     await store.persist(_copies(reply, BOB, "ok"))
-    [bob_chat] = await store.chats_of(BOB, 10)
-    [alice_chat] = await store.chats_of(ALICE, 10)
+    [bob_chat] = (await store.chats_of(BOB, 10))[0]
+    [alice_chat] = (await store.chats_of(ALICE, 10))[0]
     assert await store.unread(bob_chat, BOB) == 0
     assert await store.unread(alice_chat, ALICE) == 1
 
@@ -119,5 +119,5 @@ async def test_unread_counts_stop_at_the_cap(store: HistoryStore) -> None:
         for c in _copies(_message_id(START_MS + n, n % 4096), ALICE, "x")
     ]
     await store.persist(batch)
-    [bob_chat] = await store.chats_of(BOB, 10)
+    [bob_chat] = (await store.chats_of(BOB, 10))[0]
     assert await store.unread(bob_chat, BOB) == UNREAD_CAP

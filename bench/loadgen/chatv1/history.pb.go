@@ -112,8 +112,10 @@ func (*RecordOpenedChatResponse) Descriptor() ([]byte, []int) {
 }
 
 type ListChatsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Limit int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// `next_cursor` of the previous page; empty for the first (newest) page.
+	Cursor        string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -153,6 +155,13 @@ func (x *ListChatsRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ListChatsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
 }
 
 type ChatSummary struct {
@@ -269,8 +278,11 @@ func (x *ChatSummary) GetMember() bool {
 }
 
 type ListChatsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Chats         []*ChatSummary         `protobuf:"bytes,1,rep,name=chats,proto3" json:"chats,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chat with the newest entry first; chats without one last.
+	Chats []*ChatSummary `protobuf:"bytes,1,rep,name=chats,proto3" json:"chats,omitempty"`
+	// Where the next page starts; empty when this page is the last.
+	NextCursor    string `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -310,6 +322,13 @@ func (x *ListChatsResponse) GetChats() []*ChatSummary {
 		return x.Chats
 	}
 	return nil
+}
+
+func (x *ListChatsResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
 }
 
 type GetHistoryRequest struct {
@@ -789,9 +808,10 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\x17RecordOpenedChatRequest\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1b\n" +
 	"\topened_id\x18\x02 \x01(\x06R\bopenedId\"\x1a\n" +
-	"\x18RecordOpenedChatResponse\"(\n" +
+	"\x18RecordOpenedChatResponse\"@\n" +
 	"\x10ListChatsRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\x05R\x05limit\"\x99\x02\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\"\x99\x02\n" +
 	"\vChatSummary\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1d\n" +
@@ -802,9 +822,11 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\x0elast_sender_id\x18\x06 \x01(\x06R\flastSenderId\x12!\n" +
 	"\funread_count\x18\a \x01(\x05R\vunreadCount\x12\x12\n" +
 	"\x04name\x18\b \x01(\tR\x04name\x12\x16\n" +
-	"\x06member\x18\t \x01(\bR\x06member\"?\n" +
+	"\x06member\x18\t \x01(\bR\x06member\"`\n" +
 	"\x11ListChatsResponse\x12*\n" +
-	"\x05chats\x18\x01 \x03(\v2\x14.chat.v1.ChatSummaryR\x05chats\"z\n" +
+	"\x05chats\x18\x01 \x03(\v2\x14.chat.v1.ChatSummaryR\x05chats\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\"z\n" +
 	"\x11GetHistoryRequest\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1b\n" +
 	"\tbefore_id\x18\x02 \x01(\x06R\bbeforeId\x12\x19\n" +

@@ -63,15 +63,19 @@ class ListChatsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
+    cursor: _builtins.str
+    """`next_cursor` of the previous page; empty for the first (newest) page."""
     def __init__(
         self,
         *,
         limit: _builtins.int = ...,
+        cursor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -133,16 +137,22 @@ class ListChatsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHATS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """Where the next page starts; empty when this page is the last."""
     @_builtins.property
-    def chats(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatSummary]: ...
+    def chats(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatSummary]:
+        """The chat with the newest entry first; chats without one last."""
+
     def __init__(
         self,
         *,
         chats: _abc.Iterable[Global___ChatSummary] | None = ...,
+        next_cursor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chats", b"chats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chats", b"chats", "next_cursor", b"next_cursor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
