@@ -21,10 +21,8 @@ from bff.sessions import ACCOUNTS
 from chatlib import tokens
 from chatlib.errors import InvalidArgument, NotFound
 from chatlib.grpc_auth import bearer_metadata
+from messaging.group_rules import MAX_PER_CALL
 from protos.chat.v1 import groups_pb2
-
-#: Users one request may name (the service's own limit).
-MAX_USERS = 1000
 
 
 def add_routes(app: web.Application) -> None:
@@ -153,8 +151,8 @@ def _user_ids(body: dict[str, Any], field: str, *, required: bool) -> list[int]:
     raw = body.get(field, [] if not required else None)
     if not isinstance(raw, list) or (required and not raw):
         raise InvalidArgument(f"field {field!r} must be a non-empty list of user ids")
-    if len(raw) > MAX_USERS:
-        raise InvalidArgument(f"field {field!r} names {len(raw)} users; at most {MAX_USERS}")
+    if len(raw) > MAX_PER_CALL:
+        raise InvalidArgument(f"field {field!r} names {len(raw)} users; at most {MAX_PER_CALL}")
     found = []
     for index, value in enumerate(raw):
         if not isinstance(value, str):

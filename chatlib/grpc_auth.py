@@ -5,20 +5,27 @@ from __future__ import annotations
 import grpc
 
 from chatlib import tokens
+from chatlib.errors import Unauthenticated
 
 
 def claims(
     context: grpc.aio.ServicerContext[object, object], verifier: tokens.Verifier
 ) -> tokens.Claims:
-    """The verified claims of the call, or InvalidToken saying what is wrong."""
-    return verifier.verify(_token(context))
+    """The verified claims of the call; Unauthenticated saying what is wrong otherwise."""
+    try:
+        return verifier.verify(_token(context))
+    except tokens.InvalidToken as exc:
+        raise Unauthenticated(str(exc)) from None
 
 
 def user_claims(
     context: grpc.aio.ServicerContext[object, object], verifier: tokens.Verifier
 ) -> tokens.Claims:
     """As ``claims``, for calls only a user may make (a service token is refused too)."""
-    return verifier.verify_user(_token(context))
+    try:
+        return verifier.verify_user(_token(context))
+    except tokens.InvalidToken as exc:
+        raise Unauthenticated(str(exc)) from None
 
 
 def _token(context: grpc.aio.ServicerContext[object, object]) -> str:

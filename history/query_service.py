@@ -168,16 +168,10 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         return history_pb2.RecordOpenedChatResponse()
 
     def _caller(self, context: Context) -> tokens.Claims:
-        try:
-            return grpc_auth.claims(context, self._verifier)
-        except tokens.InvalidToken as exc:
-            raise errors.Unauthenticated(str(exc)) from None
+        return grpc_auth.claims(context, self._verifier)
 
     def _user(self, context: Context) -> int:
-        try:
-            return grpc_auth.user_claims(context, self._verifier).user_id
-        except tokens.InvalidToken as exc:
-            raise errors.Unauthenticated(str(exc)) from None
+        return grpc_auth.user_claims(context, self._verifier).user_id
 
     def _service(self, context: Context) -> None:
         if self._caller(context).subject != tokens.SERVICE_SUBJECT:

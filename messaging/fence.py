@@ -156,29 +156,33 @@ class Fence:
 
     async def rollback(self, chat_id: str, version: int, change_id: int) -> bool:
         """Undo a change's step whose change will not be written (see ROLLBACK)."""
-        return bool(await self._call(ROLLBACK, chat_id, [version, change_id]))
+        return bool(await self._script(ROLLBACK, chat_id, version, change_id))
 
     async def changing(self, chat_id: str) -> tuple[int, int, str] | None:
         """(version, last change id, changing process) as the fence holds them."""
-        reply = await self._call(None, chat_id, [])
+        reply = await self._call(b"HMGET", key_of(chat_id), b"v", b"lc", b"o")
         if not reply or reply[0] is None:
             return None
         v, lc, owner = (x.decode() if isinstance(x, bytes) else x for x in reply)
         return int(v), int(lc or 0), owner or ""
 
     async def seed(self, chat_id: str, version: int, last_change_id: int) -> None:
-        await self._call(SEED, chat_id, [version, last_change_id])
+        await self._script(SEED, chat_id, version, last_change_id)
 
-    async def _call(self, script: Script | None, chat_id: str, args: list[Any]) -> Any:
+    async def _script(self, script: Script, chat_id: str, *args: Any) -> Any:
         try:
-            if script is None:
-                return await self._client.call(b"HMGET", key_of(chat_id), b"v", b"lc", b"o")
-            return await self._client.evalsha(script, [key_of(chat_id)], args)
+            return await self._client.evalsha(script, [key_of(chat_id)], list(args))
+        except _FAILURES as exc:
+            raise Unavailable(f"group membership check unavailable: {exc}") from None
+
+    async def _call(self, *command: Any) -> Any:
+        try:
+            return await self._client.call(*command)
         except _FAILURES as exc:
             raise Unavailable(f"group membership check unavailable: {exc}") from None
 
     async def _run(self, script: Script, chat_id: str, *args: Any) -> Outcome:
-        reply = await self._call(script, chat_id, list(args))
+        reply = await self._script(script, chat_id, *args)
         code = int(reply[0])
         if code == 0:
             return PASSED

@@ -6,7 +6,6 @@ write, log entry) are ``messaging/changes.py``. This module only translates.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import grpc
@@ -18,11 +17,10 @@ from chatlib.live_config import LiveSection
 from messaging import group_rules
 from messaging.changes import Changed, ChatChanges, Planner
 from messaging.chats import GROUP
+from messaging.send import check_idempotency_key
 from protos.chat.v1 import groups_pb2, groups_pb2_grpc
 
 Context = grpc.aio.ServicerContext[object, object]
-MAX_REQUEST_ID = 64
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class GroupService(groups_pb2_grpc.GroupServiceServicer):
@@ -136,10 +134,7 @@ class GroupService(groups_pb2_grpc.GroupServiceServicer):
         return _group(await self._changes.change(actor, chat_id, request_id, plan))
 
     def _user(self, context: Context) -> int:
-        try:
-            return grpc_auth.user_claims(context, self._verifier).user_id
-        except tokens.InvalidToken as exc:
-            raise errors.Unauthenticated(str(exc)) from None
+        return grpc_auth.user_claims(context, self._verifier).user_id
 
 
 def _group(changed: Changed) -> groups_pb2.Group:
@@ -164,10 +159,4 @@ def _chat_id(chat_id: str) -> None:
 
 
 def _request_id(request_id: str) -> None:
-    if not request_id:
-        raise InvalidArgument("client_request_id is required (it makes retries safe)")
-    if len(request_id) > MAX_REQUEST_ID or CONTROL.search(request_id):
-        raise InvalidArgument(
-            f"client_request_id must be 1-{MAX_REQUEST_ID} characters, none of them control"
-            " characters"
-        )
+    check_idempotency_key(request_id, "client_request_id")

@@ -70,6 +70,16 @@ FENCE_WAIT_SECONDS = 4.0
 STALLED_SECONDS = 2.0
 
 
+def check_idempotency_key(value: str, field: str) -> None:
+    """A client's key for a send or a change: what makes its retries safe."""
+    if not value:
+        raise InvalidArgument(f"{field} is required (it makes retries safe)")
+    if len(value) > MAX_CLIENT_ID or CONTROL.search(value):
+        raise InvalidArgument(
+            f"{field} must be 1-{MAX_CLIENT_ID} characters, none of them control characters"
+        )
+
+
 @dataclass(frozen=True)
 class Accepted:
     message_id: int
@@ -149,13 +159,7 @@ class Sender:
 
     def check(self, chat_id: str, client_message_id: str, body: str) -> None:
         check_chat_id(chat_id)
-        if not client_message_id:
-            raise InvalidArgument("client_message_id is required (it makes retries safe)")
-        if len(client_message_id) > MAX_CLIENT_ID or CONTROL.search(client_message_id):
-            raise InvalidArgument(
-                f"client_message_id must be 1-{MAX_CLIENT_ID} characters, none of them control"
-                " characters"
-            )
+        check_idempotency_key(client_message_id, "client_message_id")
         if not body.strip():
             raise InvalidArgument("body is empty")
         size = len(body.encode("utf-8"))

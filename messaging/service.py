@@ -251,7 +251,4 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         return self._claims(context).user_id
 
     def _claims(self, context: Context) -> tokens.Claims:
-        try:
-            return grpc_auth.user_claims(context, self._verifier)
-        except tokens.InvalidToken as exc:
-            raise errors.Unauthenticated(str(exc)) from None
+        return grpc_auth.user_claims(context, self._verifier)
