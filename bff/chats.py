@@ -15,6 +15,9 @@ from chatlib.errors import InvalidArgument, NotFound
 from chatlib.grpc_auth import bearer_metadata
 from protos.chat.v1 import history_pb2, messaging_pb2
 
+#: Users one presence call may ask about (messaging/presence.py MAX_ASKED).
+MAX_PRESENCE = 200
+
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/users", find_user)
@@ -25,6 +28,14 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chats/{chat_id}/messages", send_message)
     app.router.add_post("/v1/chats/{chat_id}/read", mark_read)
     app.router.add_get("/v1/chats/{chat_id}/messages/{message_id}/readers", readers)
+    app.router.add_post("/v1/chats/{chat_id}/delivered", mark_delivered)
+    app.router.add_patch("/v1/chats/{chat_id}/messages/{message_id}", edit_message)
+    app.router.add_delete("/v1/chats/{chat_id}/messages/{message_id}", delete_message)
+    reactions = "/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}"
+    app.router.add_put(reactions, add_reaction)
+    app.router.add_delete(reactions, remove_reaction)
+    app.router.add_post("/v1/chats/{chat_id}/typing", set_typing)
+    app.router.add_get("/v1/presence", presence)
 
 
 def _claims(request: web.Request) -> tokens.Claims:
@@ -134,19 +145,122 @@ async def send_message(request: web.Request) -> web.Response:
 
 
 async def mark_read(request: web.Request) -> web.Response:
+    return await _mark(request, read=True)
+
+
+async def mark_delivered(request: web.Request) -> web.Response:
+    return await _mark(request, read=False)
+
+
+async def _mark(request: web.Request, *, read: bool) -> web.Response:
     claims = _claims(request)
     chat_id = _chat_id(request)
     body = await inputs.json_object(request)
     # Past every possible id is "everything": the service reads that as up to now.
     message_id = min(inputs.id_field(body, "message_id"), inputs.MAX_ID)
-    backends = request.app[BACKENDS]
-    _, messaging = await backends.messaging_for(claims.user_id)
-    await messaging.MarkRead(
-        messaging_pb2.MarkReadRequest(chat_id=chat_id, message_id=message_id),
-        metadata=_metadata(request),
-        timeout=backends.deadline,
+    messaging, call = await _messaging(request, claims)
+    if read:
+        mark = messaging_pb2.MarkReadRequest(chat_id=chat_id, message_id=message_id)
+        await messaging.MarkRead(mark, **call)
+    else:
+        received = messaging_pb2.MarkDeliveredRequest(chat_id=chat_id, message_id=message_id)
+        await messaging.MarkDelivered(received, **call)
+    return web.Response(status=204)
+
+
+async def edit_message(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    chat_id, message_id = _chat_id(request), _message_id(request)
+    body = await inputs.json_object(request)
+    edit = messaging_pb2.EditMessageRequest(
+        chat_id=chat_id,
+        message_id=message_id,
+        body=inputs.text(body, "body", maximum=1_000_000),
+        client_request_id=inputs.request_id(request, body),
+    )
+    messaging, call = await _messaging(request, claims)
+    return _amended(await messaging.EditMessage(edit, **call))
+
+
+async def delete_message(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    delete = messaging_pb2.DeleteMessageRequest(
+        chat_id=_chat_id(request),
+        message_id=_message_id(request),
+        client_request_id=inputs.request_id(request, {}),
+    )
+    messaging, call = await _messaging(request, claims)
+    return _amended(await messaging.DeleteMessage(delete, **call))
+
+
+async def add_reaction(request: web.Request) -> web.Response:
+    return await _react(request, remove=False)
+
+
+async def remove_reaction(request: web.Request) -> web.Response:
+    return await _react(request, remove=True)
+
+
+async def _react(request: web.Request, *, remove: bool) -> web.Response:
+    claims = _claims(request)
+    react = messaging_pb2.ReactRequest(
+        chat_id=_chat_id(request),
+        message_id=_message_id(request),
+        emoji=inputs.checked(request.match_info["emoji"], "emoji", maximum=32, minimum=1),
+        remove=remove,
+        client_request_id=inputs.request_id(request, {}),
+    )
+    messaging, call = await _messaging(request, claims)
+    return _amended(await messaging.React(react, **call))
+
+
+async def set_typing(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    chat_id = _chat_id(request)
+    body = await inputs.json_object(request)
+    stopped = body.get("stopped", False)
+    if not isinstance(stopped, bool):
+        raise InvalidArgument("field 'stopped' must be true or false")
+    messaging, call = await _messaging(request, claims)
+    await messaging.SetTyping(
+        messaging_pb2.SetTypingRequest(chat_id=chat_id, stopped=stopped), **call
     )
     return web.Response(status=204)
+
+
+async def presence(request: web.Request) -> web.Response:
+    """Presence of people one shares a chat with (``?user_ids=1,2``)."""
+    claims = _claims(request)
+    raw = request.query.get("user_ids")
+    if not raw:
+        raise InvalidArgument("query parameter 'user_ids' is required (ids, comma-separated)")
+    parts = raw.split(",")
+    if len(parts) > MAX_PRESENCE:
+        raise InvalidArgument(f"user_ids names {len(parts)} users; at most {MAX_PRESENCE}")
+    users = [inputs.id_value(part, "user_ids") for part in parts]
+    if any(u > inputs.MAX_ID for u in users):
+        raise NotFound("no such user")
+    messaging, call = await _messaging(request, claims)
+    reply = await messaging.GetPresence(messaging_pb2.GetPresenceRequest(user_ids=users), **call)
+    return web.json_response(views.presences(reply))
+
+
+def _amended(reply: messaging_pb2.SendResponse) -> web.Response:
+    return web.json_response(views.sent(reply), status=200 if reply.duplicate else 201)
+
+
+async def _messaging(request: web.Request, claims: tokens.Claims) -> tuple[Any, dict[str, Any]]:
+    """The caller's messaging server and the keywords of a call to it."""
+    backends = request.app[BACKENDS]
+    _, messaging = await backends.messaging_for(claims.user_id)
+    return messaging, {"metadata": _metadata(request), "timeout": backends.deadline}
+
+
+def _message_id(request: web.Request) -> int:
+    message_id = inputs.id_value(request.match_info["message_id"], "message_id")
+    if message_id > inputs.MAX_ID:
+        raise NotFound(f"no message {message_id}")
+    return message_id
 
 
 async def readers(request: web.Request) -> web.Response:

@@ -10,7 +10,6 @@ anyway).
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -40,7 +39,7 @@ async def create_group(request: web.Request) -> web.Response:
     call = groups_pb2.CreateGroupRequest(
         name=inputs.text(body, "name", maximum=100, minimum=1),
         member_ids=_user_ids(body, "member_ids", required=False),
-        client_request_id=_request_id(request, body),
+        client_request_id=inputs.request_id(request, body),
     )
     reply = await _groups(request, claims).CreateGroup(call, **_call(request))
     return web.json_response(views.group(reply), status=201)
@@ -60,7 +59,7 @@ async def rename_group(request: web.Request) -> web.Response:
     call = groups_pb2.RenameGroupRequest(
         chat_id=chat_id,
         name=inputs.text(body, "name", maximum=100, minimum=1),
-        client_request_id=_request_id(request, body),
+        client_request_id=inputs.request_id(request, body),
     )
     reply = await _groups(request, claims).RenameGroup(call, **_call(request))
     return web.json_response(views.group(reply))
@@ -73,7 +72,7 @@ async def add_members(request: web.Request) -> web.Response:
     call = groups_pb2.AddMembersRequest(
         chat_id=chat_id,
         user_ids=_user_ids(body, "user_ids", required=True),
-        client_request_id=_request_id(request, body),
+        client_request_id=inputs.request_id(request, body),
     )
     reply = await _groups(request, claims).AddMembers(call, **_call(request))
     return web.json_response(views.group(reply))
@@ -84,7 +83,7 @@ async def remove_member(request: web.Request) -> web.Response:
     claims = _claims(request)
     chat_id = _chat_id(request)
     user_id = _path_user(request)
-    request_id = _request_id(request, {})
+    request_id = inputs.request_id(request, {})
     stub = _groups(request, claims)
     if user_id == claims.user_id:
         leave = groups_pb2.LeaveGroupRequest(chat_id=chat_id, client_request_id=request_id)
@@ -106,7 +105,7 @@ async def set_role(request: web.Request) -> web.Response:
         chat_id=chat_id,
         user_id=user_id,
         role=inputs.text(body, "role", maximum=16, minimum=1),
-        client_request_id=_request_id(request, body),
+        client_request_id=inputs.request_id(request, body),
     )
     reply = await _groups(request, claims).SetRole(call, **_call(request))
     return web.json_response(views.group(reply))
@@ -136,15 +135,6 @@ def _path_user(request: web.Request) -> int:
     if user_id > inputs.MAX_ID:
         raise NotFound(f"user {user_id} is not a member")
     return user_id
-
-
-def _request_id(request: web.Request, body: dict[str, Any]) -> str:
-    if "client_request_id" in body:
-        return inputs.text(body, "client_request_id", maximum=64, minimum=1)
-    header = request.headers.get("Idempotency-Key")
-    if header is not None:
-        return inputs.checked(header, "Idempotency-Key", maximum=64, minimum=1)
-    return uuid.uuid4().hex
 
 
 def _user_ids(body: dict[str, Any], field: str, *, required: bool) -> list[int]:

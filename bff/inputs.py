@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -106,3 +107,14 @@ def username(raw: str, field: str = "username") -> str:
     if not _USERNAME.fullmatch(normal):
         raise InvalidArgument(f"{field} must be {USERNAME_RULE}")
     return normal
+
+
+def request_id(request: web.Request, body: dict[str, Any]) -> str:
+    """The idempotency key of a change: the body's ``client_request_id``, else the
+    ``Idempotency-Key`` header, else a fresh one (the call is then not safe to retry)."""
+    if "client_request_id" in body:
+        return text(body, "client_request_id", maximum=64, minimum=1)
+    header = request.headers.get("Idempotency-Key")
+    if header is not None:
+        return checked(header, "Idempotency-Key", maximum=64, minimum=1)
+    return uuid.uuid4().hex

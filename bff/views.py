@@ -20,6 +20,14 @@ ACTIONS = {
 }
 
 
+AMENDMENTS = {
+    common_pb2.Amendment.EDITED: "edited",
+    common_pb2.Amendment.DELETED: "deleted",
+    common_pb2.Amendment.REACTION_ADDED: "reaction_added",
+    common_pb2.Amendment.REACTION_REMOVED: "reaction_removed",
+}
+
+
 def message(m: common_pb2.Message) -> dict[str, Any]:
     found: dict[str, Any] = {
         "message_id": str(m.message_id),
@@ -31,6 +39,22 @@ def message(m: common_pb2.Message) -> dict[str, Any]:
     }
     if m.HasField("change"):
         found["change"] = change(m.change)
+    if m.HasField("amendment"):
+        a = m.amendment
+        found["amendment"] = {
+            "action": AMENDMENTS.get(a.action, "unknown"),
+            "message_id": str(a.message_id),
+            "message_sender_id": str(a.message_sender_id),
+            "emoji": a.emoji,
+        }
+    if m.edited_at_ms:
+        found["edited_at_ms"] = m.edited_at_ms
+    if m.deleted:
+        found["deleted"] = True
+    if m.reactions:
+        found["reactions"] = [
+            {"emoji": r.emoji, "count": r.count, "mine": r.mine} for r in m.reactions
+        ]
     return found
 
 
@@ -92,10 +116,25 @@ def page(reply: history_pb2.GetHistoryResponse) -> dict[str, Any]:
 
 def readers(reply: history_pb2.GetReadersResponse) -> dict[str, Any]:
     return {
-        "readers": [
-            {"user_id": str(r.user_id), "read_up_to": str(r.read_up_to)} for r in reply.readers
-        ]
+        "readers": [mark(r) for r in reply.readers],
+        "delivered": [mark(r) for r in reply.delivered],
     }
+
+
+def mark(r: history_pb2.Reader) -> dict[str, Any]:
+    return {
+        "user_id": str(r.user_id),
+        "read_up_to": str(r.read_up_to),
+        "delivered_up_to": str(r.delivered_up_to),
+    }
+
+
+def presence(p: messaging_pb2.Presence) -> dict[str, Any]:
+    return {"user_id": str(p.user_id), "online": p.online, "last_seen_ms": p.last_seen_ms or None}
+
+
+def presences(reply: messaging_pb2.GetPresenceResponse) -> dict[str, Any]:
+    return {"presences": [presence(p) for p in reply.presences]}
 
 
 def sent(reply: messaging_pb2.SendResponse) -> dict[str, Any]:
@@ -120,6 +159,22 @@ def event(e: messaging_pb2.ClientEvent) -> dict[str, Any] | None:
         return {"type": "resume_required", "cursor": e.cursor, "reason": e.resume_required.reason}
     if kind == "receipt":
         r = e.receipt
-        receipt = {"chat_id": r.chat_id, "user_id": str(r.user_id), "read_up_to": str(r.read_up_to)}
+        receipt = {
+            "chat_id": r.chat_id,
+            "user_id": str(r.user_id),
+            "read_up_to": str(r.read_up_to),
+            "delivered_up_to": str(r.delivered_up_to),
+        }
         return {"type": "receipt", "cursor": e.cursor, "receipt": receipt}
+    if kind == "typing":
+        t = e.typing
+        typing = {
+            "chat_id": t.chat_id,
+            "user_id": str(t.user_id),
+            "stopped": t.stopped,
+            "expires_at_ms": t.expires_at_ms,
+        }
+        return {"type": "typing", "cursor": e.cursor, "typing": typing}
+    if kind == "presence":
+        return {"type": "presence", "cursor": e.cursor, "presence": presence(e.presence)}
     return None

@@ -159,6 +159,27 @@ class Groups:
         return cls(max_members=integer(doc, "max_members", "groups", 2, 100_000))
 
 
+@dataclass(frozen=True)
+class Messages:
+    """What may happen to a message after it is sent (messaging/amend.py, messaging/live.py)."""
+
+    #: How long after sending a message its sender may still edit it.
+    edit_window_seconds: int
+    #: How long a typing event lasts unless renewed; forwarded at most twice per this long.
+    typing_seconds: int
+
+    def to_value(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, value: Any) -> Messages:
+        doc = fields(value, "messages", set(cls.__dataclass_fields__))
+        return cls(
+            edit_window_seconds=integer(doc, "edit_window_seconds", "messages", 1, 30 * 86_400),
+            typing_seconds=integer(doc, "typing_seconds", "messages", 2, 60),
+        )
+
+
 DEFAULT_LIMITS = Limits(
     max_body_bytes=4096,
     history_page_default=50,
@@ -169,6 +190,7 @@ DEFAULT_LIMITS = Limits(
 DEFAULT_FEATURES = Features(registration_open=True, sending_enabled=True)
 DEFAULT_WEB = Web(allowed_origins=(), heartbeat_seconds=15)
 DEFAULT_GROUPS = Groups(max_members=1000)
+DEFAULT_MESSAGES = Messages(edit_window_seconds=900, typing_seconds=6)
 DEFAULT_AUTH = AuthLimits(
     login_failures_per_username=20,
     username_window_seconds=300,
@@ -185,6 +207,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "auth": AuthLimits.parse,
     "web": Web.parse,
     "groups": Groups.parse,
+    "messages": Messages.parse,
 }
 
 

@@ -59,6 +59,8 @@ def encode_copies(
     recipients: Iterable[int],
     change: common_pb2.ChatChange | None = None,
     read: bool = False,
+    delivered: bool = False,
+    amendment: common_pb2.Amendment | None = None,
 ) -> list[Copy]:
     """One copy per recipient; the sender's own copy is the primary one (history stores it)."""
     shared = Delivery(
@@ -71,6 +73,8 @@ def encode_copies(
         created_at_ms=created_at_ms,
         change=change,
         read=read,
+        delivered=delivered,
+        amendment=amendment,
     ).SerializeToString()
     return [
         Copy(
@@ -100,6 +104,11 @@ def decode(value: bytes | None) -> envelope_pb2.Delivery:
     if delivery.kind and delivery.kind not in KINDS:
         raise InvalidDelivery(f"delivery has unknown kind {delivery.kind!r}")
     return delivery
+
+
+def is_receipt(delivery: envelope_pb2.Delivery) -> bool:
+    """A read or delivery receipt: a position in the chat, not an entry of its log."""
+    return delivery.read or delivery.delivered
 
 
 def streamed(delivery: envelope_pb2.Delivery) -> bool:

@@ -28,6 +28,7 @@ from chatlib.config_sections import (
     DEFAULT_FEATURES,
     DEFAULT_GROUPS,
     DEFAULT_LIMITS,
+    DEFAULT_MESSAGES,
     DEFAULT_WEB,
     PARSERS,
 )
@@ -134,6 +135,7 @@ async def _command(args: argparse.Namespace) -> int:
                 "auth": DEFAULT_AUTH.to_value(),
                 "web": DEFAULT_WEB.to_value(),
                 "groups": DEFAULT_GROUPS.to_value(),
+                "messages": DEFAULT_MESSAGES.to_value(),
             }
             for section, value in defaults.items():
                 outcome = await store.seed(section, value, by=operator)

@@ -78,6 +78,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
             after_id=request.after_id,
             limit=limit,
             window=window,
+            viewer=user,
         )
         if trace.get_current_span().is_recording():
             with tracer.start_as_current_span(
@@ -99,9 +100,11 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
             raise errors.InvalidArgument("message_id is required")
         await self._window(request.chat_id, user)
         found = await self._store.readers(request.chat_id, request.message_id)
-        return history_pb2.GetReadersResponse(
-            readers=[history_pb2.Reader(user_id=u, read_up_to=upto) for u, upto in found]
-        )
+        response = history_pb2.GetReadersResponse()
+        for reader, read, received in found:
+            mark = history_pb2.Reader(user_id=reader, read_up_to=read, delivered_up_to=received)
+            (response.readers if read >= request.message_id else response.delivered).append(mark)
+        return response
 
     async def _window(self, chat_id: str, user: int) -> tuple[int, int]:
         """What of the chat the user may read: (from, until) for groups, everything (0, 0)

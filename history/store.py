@@ -12,6 +12,11 @@ Writes never read first. A batch of deliveries becomes:
 
 Unread counts are not stored: the chat list derives them from the read watermark and
 ``messages_by_chat``, which holds each message once, so nothing can count twice.
+
+Edits, deletions and reactions (``Amendment`` entries) are not rows of their own: their
+primary copy updates the row of the message they amend, each cell written with the entry's
+time, so they apply right in any order (even before the message itself). A deletion writes
+its cells at ``FOREVER``: no edit or reaction can bring anything back.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from cassandra.query import BoundStatement
@@ -75,7 +81,35 @@ _LEFT = (
 _READ_MARK = (
     "UPDATE read_marks USING TIMESTAMP ? SET read_up_to = ? WHERE chat_id = ? AND user_id = ?"
 )
-_READERS = "SELECT user_id, read_up_to FROM read_marks WHERE chat_id = ?"
+_DELIVERED_MARK = (
+    "UPDATE read_marks USING TIMESTAMP ? SET delivered_up_to = ? WHERE chat_id = ? AND user_id = ?"
+)
+_READERS = "SELECT user_id, read_up_to, delivered_up_to FROM read_marks WHERE chat_id = ?"
+#: Write time of a deletion's cells: above any entry's, so nothing written later revives them.
+FOREVER = 2**62
+_EDIT = (
+    "UPDATE messages_by_chat USING TIMESTAMP ? SET body = ?, edited_at = ?"
+    " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
+)
+# The literal is FOREVER (2**62).
+_DELETE = (
+    "UPDATE messages_by_chat USING TIMESTAMP 4611686018427387904"
+    " SET body = null, reacted = null, deleted = true"
+    " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
+)
+_REACT = (
+    "UPDATE messages_by_chat USING TIMESTAMP ? SET reacted[?] = ?"
+    " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
+)
+_UNREACT = (
+    "DELETE reacted[?] FROM messages_by_chat USING TIMESTAMP ?"
+    " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
+)
+_PREVIEW = (
+    "UPDATE chats_by_user USING TIMESTAMP ? SET last_message = ? WHERE user_id = ? AND chat_id = ?"
+)
+EDITED, DELETED = common_pb2.Amendment.EDITED, common_pb2.Amendment.DELETED
+REACTION_ADDED = common_pb2.Amendment.REACTION_ADDED
 _READ = (
     "UPDATE chats_by_user USING TIMESTAMP ? SET read_watermark = ?"
     " WHERE user_id = ? AND chat_id = ?"
@@ -83,7 +117,7 @@ _READ = (
 # created_at is not read: a message's time is its id's (timestamp_ms), and decoding a
 # timestamp column into a datetime for each of a page's rows costs more than the rest.
 _PAGE = (
-    "SELECT message_id, sender_id, body, client_message_id, change"
+    "SELECT message_id, sender_id, body, client_message_id, change, edited_at, deleted, reacted"
     " FROM messages_by_chat WHERE chat_id = ? AND bucket = ?"
 )
 _NEWER = _PAGE + " AND message_id > ? AND message_id < ? ORDER BY message_id ASC LIMIT ?"
@@ -130,6 +164,20 @@ def direct_members(chat_id: str) -> frozenset[int]:
     return frozenset(int(p) for p in parts[1:] if p.isdigit())
 
 
+def reaction_counts(reacted: dict[str, int], viewer: int) -> list[common_pb2.Reaction]:
+    """A message's reactions from its cells ("<emoji> <user id>"), the most used first."""
+    counts: dict[str, common_pb2.Reaction] = {}
+    for cell in reacted:
+        emoji, _, user = cell.rpartition(" ")
+        reaction = counts.get(emoji)
+        if reaction is None:
+            reaction = counts[emoji] = common_pb2.Reaction(emoji=emoji)
+        reaction.count += 1
+        if user == str(viewer):
+            reaction.mine = True
+    return sorted(counts.values(), key=lambda r: (-r.count, r.emoji))
+
+
 class HistoryStore:
     def __init__(self, db: AsyncSession) -> None:
         self.db = db
@@ -144,16 +192,23 @@ class HistoryStore:
         newest: dict[tuple[int, str], envelope_pb2.Delivery] = {}
         newest_own: dict[tuple[int, str], int] = {}
         newest_read: dict[tuple[int, str], int] = {}
+        newest_delivered: dict[tuple[int, str], int] = {}
         bind = self.db.bind
         for delivery in batch:
             key = (delivery.recipient_id, delivery.chat_id)
-            if delivery.read:
+            if delivery.read or delivery.delivered:
                 # A read mark moves the reader's watermark and their row of the chat's read
-                # marks (written at the time of the message read up to: never back). The
-                # copies telling other members are for their streams only.
+                # marks (written at the time of the message read up to: never back); a read
+                # mark is a delivery mark too. The copies telling other members are for their
+                # streams only.
                 if delivery.sender_id == delivery.recipient_id:
-                    newest_own[key] = max(newest_own.get(key, 0), delivery.message_id)
-                    newest_read[key] = max(newest_read.get(key, 0), delivery.message_id)
+                    if delivery.read:
+                        newest_own[key] = max(newest_own.get(key, 0), delivery.message_id)
+                        newest_read[key] = max(newest_read.get(key, 0), delivery.message_id)
+                    newest_delivered[key] = max(newest_delivered.get(key, 0), delivery.message_id)
+                continue
+            if delivery.HasField("amendment"):
+                statements += self._amended(delivery)
                 continue
             if delivery.HasField("change"):
                 statements += self._chat_changed(delivery)
@@ -204,6 +259,9 @@ class HistoryStore:
         for (user, chat_id), message_id in newest_read.items():
             params = (write_time(message_id), signed(message_id), chat_id, signed(user))
             statements.append((bind(_READ_MARK, params), 80))
+        for (user, chat_id), message_id in newest_delivered.items():
+            params = (write_time(message_id), signed(message_id), chat_id, signed(user))
+            statements.append((bind(_DELIVERED_MARK, params), 80))
         await self.db.write(statements)
         if len(self._known_buckets) + len(new_buckets) > KNOWN_BUCKETS:
             self._known_buckets.clear()
@@ -226,6 +284,40 @@ class HistoryStore:
                 found.append((bind(_LEFT, (at, signed(delivery.message_id), *where)), 60))
         return found
 
+    def _amended(self, delivery: envelope_pb2.Delivery) -> list[tuple[BoundStatement, int]]:
+        """An edit, deletion or reaction: the primary copy updates the message's row, at the
+        entry's time; every copy of an edit or deletion also rewrites the recipient's chat-list
+        preview if the message is still the chat's newest there (it is written just after the
+        message's own time, so any newer message wins over it)."""
+        amendment = delivery.amendment
+        target = amendment.message_id
+        where = (delivery.chat_id, bucket_of(target), signed(target))
+        at = write_time(delivery.message_id)
+        bind = self.db.bind
+        found: list[tuple[BoundStatement, int]] = []
+        params: tuple[Any, ...]
+        if amendment.action in (EDITED, DELETED):
+            # Deleted after edited: +2 beats the edit's +1 (equal times would compare values).
+            text, later = (delivery.body, 1) if amendment.action == EDITED else ("", 2)
+            last = (signed(target), signed(amendment.message_sender_id), text[:PREVIEW_CHARS])
+            params = (write_time(target) + later, last, signed(delivery.recipient_id))
+            found.append((bind(_PREVIEW, (*params, delivery.chat_id)), PREVIEW_CHARS * 4 + 100))
+        if not delivery.primary:
+            return found
+        if amendment.action == EDITED:
+            params = (at, delivery.body, delivery.created_at_ms, *where)
+            found.append((bind(_EDIT, params), len(delivery.body) * 4 + 100))
+        elif amendment.action == DELETED:
+            found.append((bind(_DELETE, where), 80))
+        else:
+            cell = f"{amendment.emoji} {delivery.sender_id}"
+            if amendment.action == REACTION_ADDED:
+                params = (at, cell, signed(delivery.message_id), *where)
+                found.append((bind(_REACT, params), 120))
+            else:
+                found.append((bind(_UNREACT, (cell, at, *where)), 120))
+        return found
+
     async def record_opened(self, chat_id: str, opened_id: int) -> None:
         """Both members' chat-list rows of a direct chat just opened, written as the writer
         writes them from the chat's OPENED record (same values, same write time)."""
@@ -237,11 +329,17 @@ class HistoryStore:
             ]
         )
 
-    async def readers(self, chat_id: str, message_id: int) -> list[tuple[int, int]]:
-        """(user, read up to) of everyone who has read the chat up to ``message_id``."""
+    async def readers(self, chat_id: str, message_id: int) -> list[tuple[int, int, int]]:
+        """(user, read up to, received up to) of everyone whose devices received the chat up
+        to ``message_id`` (those who read it too among them), by user id."""
         rows = await self.db.execute(_READERS, (chat_id,), tuples=True)
-        found = [(unsigned(user), unsigned(upto)) for user, upto in rows if upto is not None]
-        return sorted((user, upto) for user, upto in found if upto >= message_id)
+        found = []
+        for user, read, received in rows:
+            read = unsigned(read or 0)
+            received = max(read, unsigned(received or 0))
+            if received >= message_id:
+                found.append((unsigned(user), read, received))
+        return sorted(found)
 
     async def group_window(self, chat_id: str, user_id: int) -> tuple[int, int]:
         """The part of a group's log the user may read: (from, until) change ids, until 0
@@ -329,7 +427,10 @@ class HistoryStore:
                     _SENDERS_NEWER,
                     (chat.chat_id, bucket, signed(floor), upper, UNREAD_CAP),
                 )
-                count += sum(1 for r in rows if unsigned(r.sender_id) != user_id)
+                # (A row amended before its message arrived has no sender yet.)
+                count += sum(
+                    1 for r in rows if r.sender_id is not None and unsigned(r.sender_id) != user_id
+                )
                 if len(rows) < UNREAD_CAP:
                     break
                 upper = rows[-1].message_id
@@ -370,6 +471,7 @@ class HistoryStore:
         after_id: int,
         limit: int,
         window: tuple[int, int] = (0, 0),
+        viewer: int = 0,
     ) -> tuple[list[common_pb2.Message], bool]:
         """Up to ``limit`` messages by id cursor, over the chat's non-empty buckets only; and
         whether more exist. With ``after_id``, the oldest first after it (and before
@@ -415,18 +517,27 @@ class HistoryStore:
                     found += await self.db.execute(_OLDER, params, tuples=True)
                 if len(found) >= wanted:
                     break
-        messages = [
-            common_pb2.Message(
-                message_id=message_id,
-                chat_id=chat_id,
-                sender_id=unsigned(sender_id),
-                body=body,
-                client_message_id=client_message_id,
-                created_at_ms=timestamp_ms(message_id),
-                change=common_pb2.ChatChange.FromString(change) if change else None,
+        messages = []
+        for row in found[:limit]:
+            message_id, sender_id, body, client_message_id, change, edited, deleted, reacted = row
+            if sender_id is None:
+                continue  # amended before the message itself was written: not here yet
+            messages.append(
+                common_pb2.Message(
+                    message_id=message_id,
+                    chat_id=chat_id,
+                    sender_id=unsigned(sender_id),
+                    body=body or "",
+                    client_message_id=client_message_id,
+                    created_at_ms=timestamp_ms(message_id),
+                    change=common_pb2.ChatChange.FromString(change) if change else None,
+                    edited_at_ms=int(edited.replace(tzinfo=UTC).timestamp() * 1000)
+                    if edited and not deleted
+                    else 0,
+                    deleted=bool(deleted),
+                    reactions=reaction_counts(reacted, viewer) if reacted else (),
+                )
             )
-            for message_id, sender_id, body, client_message_id, change in found[:limit]
-        ]
         return messages, len(found) > limit
 
     async def unread_counts(self, chats: list[ChatState], user_id: int) -> list[int]:

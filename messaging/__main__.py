@@ -12,7 +12,7 @@ import grpc
 from confluent_kafka import Consumer
 
 from chatlib import cassandra, lifecycle, ops, redis_client, telemetry, tokens
-from chatlib.config_sections import Features, Groups, Limits
+from chatlib.config_sections import Features, Groups, Limits, Messages
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer, ensure_topic
 from chatlib.leases import WorkerLease
@@ -22,12 +22,14 @@ from chatlib.redis_wire import RedisWire
 from chatlib.revocations import Revocations
 from chatlib.settings import Common, Env
 from messaging.admission import Admission
+from messaging.amend import Amendments
 from messaging.changes import ChatChanges, UserNames
 from messaging.chats import ChatDirectory
 from messaging.fanout import FanOut
 from messaging.fence import Fence
 from messaging.group_service import GroupService
 from messaging.group_store import GroupStore
+from messaging.presence import Presence
 from messaging.receipts import ReceiptFanOut
 from messaging.recent import RecentDeliveries
 from messaging.replay import Replayer, Watermarks
@@ -35,7 +37,9 @@ from messaging.send import Sender
 from messaging.service import MessagingService
 from messaging.settings import Settings
 from messaging.settle import Settler
+from messaging.signals import Signals
 from messaging.streams import StreamRegistry
+from messaging.typing_signal import TypingSignals
 from protos.chat.v1 import groups_pb2_grpc, history_pb2_grpc, messaging_pb2_grpc
 
 logger = logging.getLogger("messaging")
@@ -66,7 +70,8 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     limits = LiveSection("limits", Limits.parse)
     features = LiveSection("features", Features.parse)
     groups = LiveSection("groups", Groups.parse)
-    live = LiveConfig(common.redis_url, [routing, limits, features, groups])
+    messages = LiveSection("messages", Messages.parse)
+    live = LiveConfig(common.redis_url, [routing, limits, features, groups, messages])
     stack.push_async_callback(live.close)
     await live.start(stop)
     revoked = Revocations(common.redis_url, f"messaging:{settings.server_name}")
@@ -168,6 +173,11 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         history=history_pb2_grpc.HistoryServiceStub(history_channel),
         secret=common.jwt_secret,
     )
+    signals = Signals(common.redis_url, settings.server_name, client, routing, registry)
+    signals.follow_in_background(stop, "signals")
+    stack.push_async_callback(signals.close)
+    presence = Presence(settings.server_name, client, db, directory, signals, routing, registry)
+    presence_task = asyncio.create_task(presence.run(stop), name="presence")
     groups_pb2_grpc.add_GroupServiceServicer_to_server(
         GroupService(changes, verifier, groups), server
     )
@@ -179,6 +189,9 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             directory=directory,
             changes=changes,
             receipts=ReceiptFanOut(sender),
+            amendments=Amendments(sender, directory, group_store, db, messages),
+            typing=TypingSignals(directory, signals, messages),
+            presence=presence,
             registry=registry,
             recent=recent,
             replayer=replayer,
@@ -214,8 +227,13 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             "redis": ops.redis_ping(client),
             "config": live.check,
             "revocations": revoked.check,
+            "signals": signals.check,
         },
-        degraded={"config": live.problem, "revocations": revoked.problem},
+        degraded={
+            "config": live.problem,
+            "revocations": revoked.problem,
+            "signals": signals.problem,
+        },
     )
     stack.push_async_callback(runner.cleanup)
     mine = routing.get().server(settings.server_name)
@@ -229,6 +247,8 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     await stop.wait()
     await server.stop(5)
     await fanout_task
+    await presence_task
+    await presence.close()
 
 
 async def _setup() -> int:

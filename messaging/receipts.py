@@ -1,7 +1,9 @@
-"""Read receipts for a chat's other members, coalesced: at most one per reader and chat per
-``interval``, carrying the newest mark of that interval (never one per message read).
+"""Read and delivery receipts for a chat's other members, coalesced: at most one of each per
+reader and chat per ``interval``, carrying the newest mark of that interval (never one per
+message).
 
-The reader's own devices are told at once by ``MarkRead`` itself; this only tells the others.
+The reader's own devices are told at once by ``MarkRead``/``MarkDelivered`` itself; this only
+tells the others.
 Receipts are a courtesy, not state: the watermark is durable in the reader's own record, so
 a receipt lost with a crashed process only means the others see it at the reader's next mark.
 """
@@ -22,15 +24,15 @@ class ReceiptFanOut:
     def __init__(self, sender: Sender, interval: float = 1.0) -> None:
         self._sender = sender
         self._interval = interval
-        #: (reader, chat id) -> (newest mark, the chat as the mark found it)
-        self._pending: dict[tuple[int, str], tuple[int, Chat]] = {}
+        #: (reader, chat id, read?) -> (newest mark, the chat as the mark found it)
+        self._pending: dict[tuple[int, str, bool], tuple[int, Chat]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def note(self, reader: int, chat: Chat, read_up_to: int) -> None:
-        key = (reader, chat.chat_id)
+    def note(self, reader: int, chat: Chat, up_to: int, *, read: bool) -> None:
+        key = (reader, chat.chat_id, read)
         known = self._pending.get(key)
-        if known is None or read_up_to > known[0]:
-            self._pending[key] = (read_up_to, chat)
+        if known is None or up_to > known[0]:
+            self._pending[key] = (up_to, chat)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush_later())
 
@@ -38,12 +40,16 @@ class ReceiptFanOut:
         while self._pending:
             await asyncio.sleep(self._interval)
             batch, self._pending = self._pending, {}
-            for (reader, chat_id), (read_up_to, chat) in batch.items():
+            for (reader, chat_id, read), (up_to, chat) in batch.items():
                 others = chat.members - {reader}
-                if not others:
-                    continue
-                receipt = Outgoing(reader, chat_id, chat.kind, "", "", others, read=True)
+                if not others or (
+                    not read and batch.get((reader, chat_id, True), (0,))[0] >= up_to
+                ):
+                    continue  # nobody to tell, or the read receipt says as much
+                receipt = Outgoing(
+                    reader, chat_id, chat.kind, "", "", others, read=read, delivered=not read
+                )
                 try:
-                    await self._sender.publish(receipt, read_up_to)
+                    await self._sender.publish(receipt, up_to)
                 except ChatError as exc:
                     logger.warning("receipt of %d in %s not sent: %s", reader, chat_id, exc)

@@ -103,6 +103,10 @@ class Outgoing:
     change: common_pb2.ChatChange | None = None
     #: A read receipt: the sender read the chat up to the record's message id.
     read: bool = False
+    #: A delivery receipt: the sender's devices received the chat up to the record's id.
+    delivered: bool = False
+    #: An edit, deletion or reaction of an earlier message (``messaging/amend.py``).
+    amendment: common_pb2.Amendment | None = None
     #: For a change: writes it once the claim is held (``messaging/changes.py``), and gives
     #: the log entry to produce and the claim (its id may have been moved past the fence's
     #: floor); None if it turned out to change nothing.
@@ -160,6 +164,9 @@ class Sender:
     def check(self, chat_id: str, client_message_id: str, body: str) -> None:
         check_chat_id(chat_id)
         check_idempotency_key(client_message_id, "client_message_id")
+        self.check_body(body)
+
+    def check_body(self, body: str) -> None:
         if not body.strip():
             raise InvalidArgument("body is empty")
         size = len(body.encode("utf-8"))
@@ -372,6 +379,8 @@ class Sender:
             recipients=sorted(outgoing.recipients if recipients is None else recipients),
             change=outgoing.change,
             read=outgoing.read,
+            delivered=outgoing.delivered,
+            amendment=outgoing.amendment,
         )
         return [
             Record(self._topic, c.key, c.value, partition_for(c.recipient, partitions), headers)

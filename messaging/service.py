@@ -14,19 +14,39 @@ from chatlib.hashing import partition_for
 from chatlib.ids import smallest_id_at
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
+from messaging.amend import Amendments
 from messaging.changes import ChatChanges
 from messaging.chats import ChatDirectory, check_chat_id
 from messaging.cursor import Cursor
 from messaging.fanout import FanOut
+from messaging.presence import Presence
 from messaging.receipts import ReceiptFanOut
 from messaging.recent import RecentDeliveries
 from messaging.replay import Replayer, TooManyToReplay, Watermarks
-from messaging.send import Outgoing, Sender
+from messaging.send import Accepted, Outgoing, Sender
 from messaging.streams import LiveStream, RecentIds, StreamRegistry, end, message_event
+from messaging.typing_signal import TypingSignals
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
 logger = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[object, object]
+
+
+def _sent(accepted: Accepted) -> messaging_pb2.SendResponse:
+    return messaging_pb2.SendResponse(
+        message_id=accepted.message_id,
+        created_at_ms=accepted.created_at_ms,
+        duplicate=accepted.duplicate,
+    )
+
+
+def ephemeral(shared: messaging_pb2.ClientEvent, last: Cursor) -> messaging_pb2.ClientEvent:
+    """An ephemeral event for one stream: it carries the stream's position, so a client that
+    keeps the cursor of whatever came last resumes from the right place."""
+    event = messaging_pb2.ClientEvent()
+    event.CopyFrom(shared)
+    event.cursor = last.encode()
+    return event
 
 
 class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
@@ -39,6 +59,9 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         directory: ChatDirectory,
         changes: ChatChanges,
         receipts: ReceiptFanOut,
+        amendments: Amendments,
+        typing: TypingSignals,
+        presence: Presence,
         registry: StreamRegistry,
         recent: RecentDeliveries,
         replayer: Replayer,
@@ -53,6 +76,9 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self._directory = directory
         self._changes = changes
         self._receipts = receipts
+        self._amendments = amendments
+        self._typing = typing
+        self._presence = presence
         self._registry = registry
         self._recent = recent
         self._replayer = replayer
@@ -69,11 +95,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         accepted = await self._sender.send(
             user, request.chat_id, request.client_message_id, request.body
         )
-        return messaging_pb2.SendResponse(
-            message_id=accepted.message_id,
-            created_at_ms=accepted.created_at_ms,
-            duplicate=accepted.duplicate,
-        )
+        return _sent(accepted)
 
     @errors.handler
     async def OpenDirectChat(
@@ -89,22 +111,82 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
     async def MarkRead(
         self, request: messaging_pb2.MarkReadRequest, context: Context
     ) -> messaging_pb2.MarkReadResponse:
+        await self._mark(self._user(context), request.chat_id, request.message_id, read=True)
+        return messaging_pb2.MarkReadResponse()
+
+    @errors.handler
+    async def MarkDelivered(
+        self, request: messaging_pb2.MarkDeliveredRequest, context: Context
+    ) -> messaging_pb2.MarkDeliveredResponse:
+        await self._mark(self._user(context), request.chat_id, request.message_id, read=False)
+        return messaging_pb2.MarkDeliveredResponse()
+
+    @errors.handler
+    async def EditMessage(
+        self, request: messaging_pb2.EditMessageRequest, context: Context
+    ) -> messaging_pb2.SendResponse:
         user = self._user(context)
-        check_chat_id(request.chat_id)
-        if not request.message_id:
+        accepted = await self._amendments.edit(
+            user, request.chat_id, request.message_id, request.body, request.client_request_id
+        )
+        return _sent(accepted)
+
+    @errors.handler
+    async def DeleteMessage(
+        self, request: messaging_pb2.DeleteMessageRequest, context: Context
+    ) -> messaging_pb2.SendResponse:
+        user = self._user(context)
+        accepted = await self._amendments.delete(
+            user, request.chat_id, request.message_id, request.client_request_id
+        )
+        return _sent(accepted)
+
+    @errors.handler
+    async def React(
+        self, request: messaging_pb2.ReactRequest, context: Context
+    ) -> messaging_pb2.SendResponse:
+        user = self._user(context)
+        accepted = await self._amendments.react(
+            user,
+            request.chat_id,
+            request.message_id,
+            request.emoji,
+            request.remove,
+            request.client_request_id,
+        )
+        return _sent(accepted)
+
+    @errors.handler
+    async def SetTyping(
+        self, request: messaging_pb2.SetTypingRequest, context: Context
+    ) -> messaging_pb2.SetTypingResponse:
+        await self._typing.set(self._user(context), request.chat_id, stopped=request.stopped)
+        return messaging_pb2.SetTypingResponse()
+
+    @errors.handler
+    async def GetPresence(
+        self, request: messaging_pb2.GetPresenceRequest, context: Context
+    ) -> messaging_pb2.GetPresenceResponse:
+        found = await self._presence.get(self._user(context), list(request.user_ids))
+        return messaging_pb2.GetPresenceResponse(presences=found)
+
+    async def _mark(self, user: int, chat_id: str, message_id: int, *, read: bool) -> None:
+        """A read (or delivery) receipt: on the reader's partition at once (their devices and
+        their chat state), to the chat's other members coalesced."""
+        check_chat_id(chat_id)
+        if not message_id:
             raise errors.InvalidArgument("message_id is required")
-        chat = await self._directory.check_member(request.chat_id, user)
+        chat = await self._directory.check_member(chat_id, user)
         # An id from the future would hold the watermark above every message to come: it
         # reads as "everything up to now" (this server's now: an id another server minted
-        # a few milliseconds ahead stays unread until it is marked again).
+        # a few milliseconds ahead stays unmarked until it is marked again).
         now = smallest_id_at(int(time.time() * 1000) + 1) - 1
-        read_up_to = min(request.message_id, now)
-        await self._sender.publish(
-            Outgoing(user, chat.chat_id, chat.kind, "", "", frozenset({user}), read=True),
-            read_up_to,
+        up_to = min(message_id, now)
+        own = Outgoing(
+            user, chat.chat_id, chat.kind, "", "", frozenset({user}), read=read, delivered=not read
         )
-        self._receipts.note(user, chat, read_up_to)
-        return messaging_pb2.MarkReadResponse()
+        await self._sender.publish(own, up_to)
+        self._receipts.note(user, chat, up_to, read=read)
 
     async def Subscribe(
         self, request: messaging_pb2.SubscribeRequest, context: Context
@@ -202,6 +284,9 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         while True:
             while queue:
                 event = queue.popleft()
+                if event.cursor is None:
+                    yield ephemeral(event.event, last)
+                    continue
                 if event.cursor <= last:
                     continue
                 last = event.cursor

@@ -149,7 +149,9 @@ class Settler:
                             delivery = deliveries.decode(found_record.value())
                         except deliveries.InvalidDelivery:
                             continue
-                        if delivery.message_id == message_id and not delivery.read:
+                        if delivery.message_id == message_id and not deliveries.is_receipt(
+                            delivery
+                        ):
                             found.add(delivery.recipient_id)
             finally:
                 consumer.unassign()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -27,22 +28,27 @@ REDIRECTS = Counter("messaging_stream_redirects_total", "Streams sent to a parti
 
 
 class LiveEvent(NamedTuple):
-    """An event as every stream of its recipient is given it: built once per record."""
+    """An event as every stream of its recipient is given it: built once per record. An
+    ephemeral event (typing, presence: ``messaging/signals.py``) has no cursor: it is not in
+    the log."""
 
-    cursor: Cursor
+    cursor: Cursor | None
     message_id: int
     event: messaging_pb2.ClientEvent
 
 
 def message_event(cursor: Cursor, delivery: envelope_pb2.Delivery) -> LiveEvent:
-    """The client event of a delivery, its message's fields set in place (no copies). A read
+    """The client event of a delivery, its message's fields set in place (no copies). A
     receipt's event has message id 0: it is never taken for a repeated message."""
     event = messaging_pb2.ClientEvent(cursor=cursor.encode())
-    if delivery.read:
+    if delivery.read or delivery.delivered:
         receipt = event.receipt
         receipt.chat_id = delivery.chat_id
         receipt.user_id = delivery.sender_id
-        receipt.read_up_to = delivery.message_id
+        # Read implies received.
+        receipt.delivered_up_to = delivery.message_id
+        if delivery.read:
+            receipt.read_up_to = delivery.message_id
         return LiveEvent(cursor, 0, event)
     message = event.message
     message.message_id = delivery.message_id
@@ -53,6 +59,8 @@ def message_event(cursor: Cursor, delivery: envelope_pb2.Delivery) -> LiveEvent:
     message.created_at_ms = delivery.created_at_ms
     if delivery.HasField("change"):
         message.change.CopyFrom(delivery.change)
+    elif delivery.HasField("amendment"):
+        message.amendment.CopyFrom(delivery.amendment)
     return LiveEvent(cursor, delivery.message_id, event)
 
 
@@ -140,12 +148,21 @@ class StreamRegistry:
         self._by_partition: dict[int, set[LiveStream]] = defaultdict(set)
         #: And by session, so a revocation finds its streams without a scan.
         self._by_session: dict[str, set[LiveStream]] = defaultdict(set)
+        #: Told (user, streams now) when a user's first stream here opens or last one ends.
+        self._on_change: list[Callable[[int, int], None]] = []
+
+    def on_change(self, callback: Callable[[int, int], None]) -> None:
+        self._on_change.append(callback)
 
     def add(self, stream: LiveStream) -> None:
+        first = stream.user_id not in self._by_user
         self._by_user[stream.user_id].add(stream)
         self._by_partition[stream.partition].add(stream)
         self._by_session[stream.session_id].add(stream)
         STREAMS.inc()
+        if first:
+            for callback in self._on_change:
+                callback(stream.user_id, 1)
 
     def remove(self, stream: LiveStream) -> None:
         streams = self._by_user.get(stream.user_id)
@@ -154,6 +171,8 @@ class StreamRegistry:
             STREAMS.dec()
             if not streams:
                 del self._by_user[stream.user_id]
+                for callback in self._on_change:
+                    callback(stream.user_id, 0)
             in_partition = self._by_partition[stream.partition]
             in_partition.discard(stream)
             if not in_partition:
@@ -162,6 +181,12 @@ class StreamRegistry:
             in_session.discard(stream)
             if not in_session:
                 del self._by_session[stream.session_id]
+
+    def streams_of(self, user_id: int) -> int:
+        return len(self._by_user.get(user_id, ()))
+
+    def users(self) -> list[int]:
+        return list(self._by_user)
 
     def has(self, user_id: int) -> bool:
         """True if the user has a live stream here (only then is a record worth decoding)."""

@@ -50,6 +50,15 @@ class User:
         async with self.http.get(f"{BFF}{path}", headers=self.auth) as r:
             return r.status, await r.json(content_type=None)
 
+    async def call(
+        self, method: str, path: str, body: Any = None, **headers: str
+    ) -> tuple[int, Any]:
+        """Any other method (PATCH, PUT, DELETE), with a JSON body or none."""
+        async with self.http.request(
+            method, f"{BFF}{path}", json=body, headers={**self.auth, **headers}
+        ) as r:
+            return r.status, await r.json(content_type=None)
+
     async def open_chat(self, peer: User) -> str:
         status, body = await self.post("/v1/chats/direct", {"peer_id": str(peer.user_id)})
         assert status == 200, body
@@ -259,7 +268,7 @@ async def admin() -> AsyncIterator[Admin]:
         found = Admin(http, admin_token())
         before = {
             s: (await found.get(s))["value"]
-            for s in ("partitioning", "limits", "features", "groups")
+            for s in ("partitioning", "limits", "features", "groups", "messages")
         }
         try:
             yield found
@@ -279,6 +288,7 @@ FOLLOWERS = {
     "limits": (9311, 9312, 9301),
     "features": (9311, 9312, 9401),
     "groups": (9311, 9312),
+    "messages": (9311, 9312),
 }
 
 

@@ -70,8 +70,8 @@ async def test_invalid_changes_are_refused_with_the_reason_and_change_nothing(
             "quotas",
             {},
             404,
-            "unknown section 'quotas' (sections: auth, features, groups, limits, partitioning,"
-            " web)",
+            "unknown section 'quotas' (sections: auth, features, groups, limits, messages,"
+            " partitioning, web)",
         ),
     ]
     for section, value, status, message in cases:

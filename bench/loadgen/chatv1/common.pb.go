@@ -21,6 +21,64 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Amendment_Action int32
+
+const (
+	Amendment_ACTION_UNSPECIFIED Amendment_Action = 0
+	// The message's text is now the entry's `body`.
+	Amendment_EDITED Amendment_Action = 1
+	// The message is gone: clients show a tombstone in its place.
+	Amendment_DELETED Amendment_Action = 2
+	// The entry's sender added, or took back, `emoji` on the message.
+	Amendment_REACTION_ADDED   Amendment_Action = 3
+	Amendment_REACTION_REMOVED Amendment_Action = 4
+)
+
+// Enum value maps for Amendment_Action.
+var (
+	Amendment_Action_name = map[int32]string{
+		0: "ACTION_UNSPECIFIED",
+		1: "EDITED",
+		2: "DELETED",
+		3: "REACTION_ADDED",
+		4: "REACTION_REMOVED",
+	}
+	Amendment_Action_value = map[string]int32{
+		"ACTION_UNSPECIFIED": 0,
+		"EDITED":             1,
+		"DELETED":            2,
+		"REACTION_ADDED":     3,
+		"REACTION_REMOVED":   4,
+	}
+)
+
+func (x Amendment_Action) Enum() *Amendment_Action {
+	p := new(Amendment_Action)
+	*p = x
+	return p
+}
+
+func (x Amendment_Action) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Amendment_Action) Descriptor() protoreflect.EnumDescriptor {
+	return file_protos_chat_v1_common_proto_enumTypes[0].Descriptor()
+}
+
+func (Amendment_Action) Type() protoreflect.EnumType {
+	return &file_protos_chat_v1_common_proto_enumTypes[0]
+}
+
+func (x Amendment_Action) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Amendment_Action.Descriptor instead.
+func (Amendment_Action) EnumDescriptor() ([]byte, []int) {
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{1, 0}
+}
+
 type ChatChange_Action int32
 
 const (
@@ -73,11 +131,11 @@ func (x ChatChange_Action) String() string {
 }
 
 func (ChatChange_Action) Descriptor() protoreflect.EnumDescriptor {
-	return file_protos_chat_v1_common_proto_enumTypes[0].Descriptor()
+	return file_protos_chat_v1_common_proto_enumTypes[1].Descriptor()
 }
 
 func (ChatChange_Action) Type() protoreflect.EnumType {
-	return &file_protos_chat_v1_common_proto_enumTypes[0]
+	return &file_protos_chat_v1_common_proto_enumTypes[1]
 }
 
 func (x ChatChange_Action) Number() protoreflect.EnumNumber {
@@ -86,7 +144,7 @@ func (x ChatChange_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChatChange_Action.Descriptor instead.
 func (ChatChange_Action) EnumDescriptor() ([]byte, []int) {
-	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{1, 0}
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{3, 0}
 }
 
 type Message struct {
@@ -100,7 +158,17 @@ type Message struct {
 	// Set when this entry of the chat's log is a change to the chat (a member added, the group
 	// renamed...) rather than something a member wrote; `body` then says it in words
 	// ("alice added carol") and `sender_id` is who made the change.
-	Change        *ChatChange `protobuf:"bytes,7,opt,name=change,proto3" json:"change,omitempty"`
+	Change *ChatChange `protobuf:"bytes,7,opt,name=change,proto3" json:"change,omitempty"`
+	// Set when this entry amends an earlier message (an edit, a deletion, a reaction) rather
+	// than being one: `sender_id` is who amended it and, for an edit, `body` is the new text.
+	// Streams carry these entries in the chat's order; history applies them to the message
+	// they amend and does not list them.
+	Amendment *Amendment `protobuf:"bytes,8,opt,name=amendment,proto3" json:"amendment,omitempty"`
+	// History only, the message's state now: when it was last edited (0: never), whether it
+	// was deleted (its body is then empty and gone from storage), and its reactions.
+	EditedAtMs    int64       `protobuf:"varint,9,opt,name=edited_at_ms,json=editedAtMs,proto3" json:"edited_at_ms,omitempty"`
+	Deleted       bool        `protobuf:"varint,10,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Reactions     []*Reaction `protobuf:"bytes,11,rep,name=reactions,proto3" json:"reactions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -184,6 +252,165 @@ func (x *Message) GetChange() *ChatChange {
 	return nil
 }
 
+func (x *Message) GetAmendment() *Amendment {
+	if x != nil {
+		return x.Amendment
+	}
+	return nil
+}
+
+func (x *Message) GetEditedAtMs() int64 {
+	if x != nil {
+		return x.EditedAtMs
+	}
+	return 0
+}
+
+func (x *Message) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *Message) GetReactions() []*Reaction {
+	if x != nil {
+		return x.Reactions
+	}
+	return nil
+}
+
+type Amendment struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Action Amendment_Action       `protobuf:"varint,1,opt,name=action,proto3,enum=chat.v1.Amendment_Action" json:"action,omitempty"`
+	// The message amended.
+	MessageId uint64 `protobuf:"fixed64,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Emoji     string `protobuf:"bytes,3,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	// Who wrote the message amended.
+	MessageSenderId uint64 `protobuf:"fixed64,4,opt,name=message_sender_id,json=messageSenderId,proto3" json:"message_sender_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Amendment) Reset() {
+	*x = Amendment{}
+	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Amendment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Amendment) ProtoMessage() {}
+
+func (x *Amendment) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Amendment.ProtoReflect.Descriptor instead.
+func (*Amendment) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Amendment) GetAction() Amendment_Action {
+	if x != nil {
+		return x.Action
+	}
+	return Amendment_ACTION_UNSPECIFIED
+}
+
+func (x *Amendment) GetMessageId() uint64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+func (x *Amendment) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *Amendment) GetMessageSenderId() uint64 {
+	if x != nil {
+		return x.MessageSenderId
+	}
+	return 0
+}
+
+// One emoji on a message: how many people put it there, and whether the caller did.
+type Reaction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Emoji         string                 `protobuf:"bytes,1,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	Count         int32                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Mine          bool                   `protobuf:"varint,3,opt,name=mine,proto3" json:"mine,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reaction) Reset() {
+	*x = Reaction{}
+	mi := &file_protos_chat_v1_common_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reaction) ProtoMessage() {}
+
+func (x *Reaction) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_common_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reaction.ProtoReflect.Descriptor instead.
+func (*Reaction) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Reaction) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *Reaction) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Reaction) GetMine() bool {
+	if x != nil {
+		return x.Mine
+	}
+	return false
+}
+
 // A change to a chat, in the chat's log like a message: same ids, same order, same guarantees.
 type ChatChange struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -205,7 +432,7 @@ type ChatChange struct {
 
 func (x *ChatChange) Reset() {
 	*x = ChatChange{}
-	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +444,7 @@ func (x *ChatChange) String() string {
 func (*ChatChange) ProtoMessage() {}
 
 func (x *ChatChange) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +457,7 @@ func (x *ChatChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatChange.ProtoReflect.Descriptor instead.
 func (*ChatChange) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{1}
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ChatChange) GetAction() ChatChange_Action {
@@ -287,7 +514,7 @@ type Chat struct {
 
 func (x *Chat) Reset() {
 	*x = Chat{}
-	mi := &file_protos_chat_v1_common_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -299,7 +526,7 @@ func (x *Chat) String() string {
 func (*Chat) ProtoMessage() {}
 
 func (x *Chat) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_common_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -312,7 +539,7 @@ func (x *Chat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chat.ProtoReflect.Descriptor instead.
 func (*Chat) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{2}
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Chat) GetChatId() string {
@@ -340,7 +567,7 @@ var File_protos_chat_v1_common_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x1bprotos/chat/v1/common.proto\x12\achat.v1\"\xef\x01\n" +
+	"\x1bprotos/chat/v1/common.proto\x12\achat.v1\"\x8e\x03\n" +
 	"\aMessage\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x06R\tmessageId\x12\x17\n" +
@@ -349,7 +576,30 @@ const file_protos_chat_v1_common_proto_rawDesc = "" +
 	"\x04body\x18\x04 \x01(\tR\x04body\x12*\n" +
 	"\x11client_message_id\x18\x05 \x01(\tR\x0fclientMessageId\x12\"\n" +
 	"\rcreated_at_ms\x18\x06 \x01(\x03R\vcreatedAtMs\x12+\n" +
-	"\x06change\x18\a \x01(\v2\x13.chat.v1.ChatChangeR\x06change\"\x89\x03\n" +
+	"\x06change\x18\a \x01(\v2\x13.chat.v1.ChatChangeR\x06change\x120\n" +
+	"\tamendment\x18\b \x01(\v2\x12.chat.v1.AmendmentR\tamendment\x12 \n" +
+	"\fedited_at_ms\x18\t \x01(\x03R\n" +
+	"editedAtMs\x12\x18\n" +
+	"\adeleted\x18\n" +
+	" \x01(\bR\adeleted\x12/\n" +
+	"\treactions\x18\v \x03(\v2\x11.chat.v1.ReactionR\treactions\"\x84\x02\n" +
+	"\tAmendment\x121\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x19.chat.v1.Amendment.ActionR\x06action\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\x06R\tmessageId\x12\x14\n" +
+	"\x05emoji\x18\x03 \x01(\tR\x05emoji\x12*\n" +
+	"\x11message_sender_id\x18\x04 \x01(\x06R\x0fmessageSenderId\"c\n" +
+	"\x06Action\x12\x16\n" +
+	"\x12ACTION_UNSPECIFIED\x10\x00\x12\n" +
+	"\n" +
+	"\x06EDITED\x10\x01\x12\v\n" +
+	"\aDELETED\x10\x02\x12\x12\n" +
+	"\x0eREACTION_ADDED\x10\x03\x12\x14\n" +
+	"\x10REACTION_REMOVED\x10\x04\"J\n" +
+	"\bReaction\x12\x14\n" +
+	"\x05emoji\x18\x01 \x01(\tR\x05emoji\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\x12\x12\n" +
+	"\x04mine\x18\x03 \x01(\bR\x04mine\"\x89\x03\n" +
 	"\n" +
 	"ChatChange\x122\n" +
 	"\x06action\x18\x01 \x01(\x0e2\x1a.chat.v1.ChatChange.ActionR\x06action\x12\x12\n" +
@@ -390,24 +640,30 @@ func file_protos_chat_v1_common_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_common_proto_rawDescData
 }
 
-var file_protos_chat_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_protos_chat_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_protos_chat_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_protos_chat_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_protos_chat_v1_common_proto_goTypes = []any{
-	(ChatChange_Action)(0), // 0: chat.v1.ChatChange.Action
-	(*Message)(nil),        // 1: chat.v1.Message
-	(*ChatChange)(nil),     // 2: chat.v1.ChatChange
-	(*Chat)(nil),           // 3: chat.v1.Chat
-	nil,                    // 4: chat.v1.ChatChange.RolesEntry
+	(Amendment_Action)(0),  // 0: chat.v1.Amendment.Action
+	(ChatChange_Action)(0), // 1: chat.v1.ChatChange.Action
+	(*Message)(nil),        // 2: chat.v1.Message
+	(*Amendment)(nil),      // 3: chat.v1.Amendment
+	(*Reaction)(nil),       // 4: chat.v1.Reaction
+	(*ChatChange)(nil),     // 5: chat.v1.ChatChange
+	(*Chat)(nil),           // 6: chat.v1.Chat
+	nil,                    // 7: chat.v1.ChatChange.RolesEntry
 }
 var file_protos_chat_v1_common_proto_depIdxs = []int32{
-	2, // 0: chat.v1.Message.change:type_name -> chat.v1.ChatChange
-	0, // 1: chat.v1.ChatChange.action:type_name -> chat.v1.ChatChange.Action
-	4, // 2: chat.v1.ChatChange.roles:type_name -> chat.v1.ChatChange.RolesEntry
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 0: chat.v1.Message.change:type_name -> chat.v1.ChatChange
+	3, // 1: chat.v1.Message.amendment:type_name -> chat.v1.Amendment
+	4, // 2: chat.v1.Message.reactions:type_name -> chat.v1.Reaction
+	0, // 3: chat.v1.Amendment.action:type_name -> chat.v1.Amendment.Action
+	1, // 4: chat.v1.ChatChange.action:type_name -> chat.v1.ChatChange.Action
+	7, // 5: chat.v1.ChatChange.roles:type_name -> chat.v1.ChatChange.RolesEntry
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_common_proto_init() }
@@ -420,8 +676,8 @@ func file_protos_chat_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_common_proto_rawDesc), len(file_protos_chat_v1_common_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   4,
+			NumEnums:      2,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

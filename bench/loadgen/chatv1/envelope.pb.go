@@ -45,7 +45,12 @@ type Delivery struct {
 	Change *ChatChange `protobuf:"bytes,11,opt,name=change,proto3" json:"change,omitempty"`
 	// Set when the record is a read receipt rather than a message: `recipient_id` read the
 	// chat up to `message_id`. Not stored as a message; moves the read watermark.
-	Read          bool `protobuf:"varint,12,opt,name=read,proto3" json:"read,omitempty"`
+	Read bool `protobuf:"varint,12,opt,name=read,proto3" json:"read,omitempty"`
+	// Set when the record amends an earlier message (see Amendment); `body` is an edit's text.
+	Amendment *Amendment `protobuf:"bytes,13,opt,name=amendment,proto3" json:"amendment,omitempty"`
+	// Set when the record is a delivery receipt: `recipient_id`'s devices received the chat up
+	// to `message_id`. Like `read`, never stored as a message. (A read receipt implies this.)
+	Delivered     bool `protobuf:"varint,14,opt,name=delivered,proto3" json:"delivered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -157,6 +162,20 @@ func (x *Delivery) GetRead() bool {
 	return false
 }
 
+func (x *Delivery) GetAmendment() *Amendment {
+	if x != nil {
+		return x.Amendment
+	}
+	return nil
+}
+
+func (x *Delivery) GetDelivered() bool {
+	if x != nil {
+		return x.Delivered
+	}
+	return false
+}
+
 // One record on the users topic per registered user. Key: the user id (decimal). Written by
 // the history query service once the username is reserved, before the user is answered.
 type UserRecord struct {
@@ -227,11 +246,66 @@ func (x *UserRecord) GetCreatedAtMs() int64 {
 	return 0
 }
 
+// An ephemeral event (typing, presence) for some users, published on the Redis channel of the
+// messaging server that owns their partition (messaging/signals.py): never in Kafka or
+// Cassandra, lost if that server is not listening.
+type Signal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RecipientIds  []uint64               `protobuf:"fixed64,1,rep,packed,name=recipient_ids,json=recipientIds,proto3" json:"recipient_ids,omitempty"`
+	Event         *ClientEvent           `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Signal) Reset() {
+	*x = Signal{}
+	mi := &file_protos_chat_v1_envelope_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Signal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Signal) ProtoMessage() {}
+
+func (x *Signal) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_envelope_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Signal.ProtoReflect.Descriptor instead.
+func (*Signal) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_envelope_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Signal) GetRecipientIds() []uint64 {
+	if x != nil {
+		return x.RecipientIds
+	}
+	return nil
+}
+
+func (x *Signal) GetEvent() *ClientEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 var File_protos_chat_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"\xe7\x02\n" +
+	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\x1a\x1eprotos/chat/v1/messaging.proto\"\xb7\x03\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x06R\tmessageId\x12\x17\n" +
@@ -245,7 +319,9 @@ const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\x04kind\x18\n" +
 	" \x01(\tR\x04kind\x12+\n" +
 	"\x06change\x18\v \x01(\v2\x13.chat.v1.ChatChangeR\x06change\x12\x12\n" +
-	"\x04read\x18\f \x01(\bR\x04readJ\x04\b\t\x10\n" +
+	"\x04read\x18\f \x01(\bR\x04read\x120\n" +
+	"\tamendment\x18\r \x01(\v2\x12.chat.v1.AmendmentR\tamendment\x12\x1c\n" +
+	"\tdelivered\x18\x0e \x01(\bR\tdeliveredJ\x04\b\t\x10\n" +
 	"R\n" +
 	"member_ids\"\x8a\x01\n" +
 	"\n" +
@@ -253,7 +329,10 @@ const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12#\n" +
 	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash\x12\"\n" +
-	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMsb\x06proto3"
+	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\"Y\n" +
+	"\x06Signal\x12#\n" +
+	"\rrecipient_ids\x18\x01 \x03(\x06R\frecipientIds\x12*\n" +
+	"\x05event\x18\x02 \x01(\v2\x14.chat.v1.ClientEventR\x05eventb\x06proto3"
 
 var (
 	file_protos_chat_v1_envelope_proto_rawDescOnce sync.Once
@@ -267,19 +346,24 @@ func file_protos_chat_v1_envelope_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_envelope_proto_rawDescData
 }
 
-var file_protos_chat_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_protos_chat_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_protos_chat_v1_envelope_proto_goTypes = []any{
-	(*Delivery)(nil),   // 0: chat.v1.Delivery
-	(*UserRecord)(nil), // 1: chat.v1.UserRecord
-	(*ChatChange)(nil), // 2: chat.v1.ChatChange
+	(*Delivery)(nil),    // 0: chat.v1.Delivery
+	(*UserRecord)(nil),  // 1: chat.v1.UserRecord
+	(*Signal)(nil),      // 2: chat.v1.Signal
+	(*ChatChange)(nil),  // 3: chat.v1.ChatChange
+	(*Amendment)(nil),   // 4: chat.v1.Amendment
+	(*ClientEvent)(nil), // 5: chat.v1.ClientEvent
 }
 var file_protos_chat_v1_envelope_proto_depIdxs = []int32{
-	2, // 0: chat.v1.Delivery.change:type_name -> chat.v1.ChatChange
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	3, // 0: chat.v1.Delivery.change:type_name -> chat.v1.ChatChange
+	4, // 1: chat.v1.Delivery.amendment:type_name -> chat.v1.Amendment
+	5, // 2: chat.v1.Signal.event:type_name -> chat.v1.ClientEvent
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_envelope_proto_init() }
@@ -288,13 +372,14 @@ func file_protos_chat_v1_envelope_proto_init() {
 		return
 	}
 	file_protos_chat_v1_common_proto_init()
+	file_protos_chat_v1_messaging_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_envelope_proto_rawDesc), len(file_protos_chat_v1_envelope_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -706,7 +706,10 @@ func (x *GetReadersRequest) GetMessageId() uint64 {
 type GetReadersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The members whose read watermark is at or past `message_id`, and how far each read.
-	Readers       []*Reader `protobuf:"bytes,1,rep,name=readers,proto3" json:"readers,omitempty"`
+	Readers []*Reader `protobuf:"bytes,1,rep,name=readers,proto3" json:"readers,omitempty"`
+	// The members whose devices received the chat up to `message_id` but who have not read
+	// that far yet.
+	Delivered     []*Reader `protobuf:"bytes,2,rep,name=delivered,proto3" json:"delivered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -748,10 +751,19 @@ func (x *GetReadersResponse) GetReaders() []*Reader {
 	return nil
 }
 
+func (x *GetReadersResponse) GetDelivered() []*Reader {
+	if x != nil {
+		return x.Delivered
+	}
+	return nil
+}
+
 type Reader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	ReadUpTo      uint64                 `protobuf:"fixed64,2,opt,name=read_up_to,json=readUpTo,proto3" json:"read_up_to,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	UserId   uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	ReadUpTo uint64                 `protobuf:"fixed64,2,opt,name=read_up_to,json=readUpTo,proto3" json:"read_up_to,omitempty"`
+	// How far the member's devices received the chat (at least `read_up_to`).
+	DeliveredUpTo uint64 `protobuf:"fixed64,3,opt,name=delivered_up_to,json=deliveredUpTo,proto3" json:"delivered_up_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -796,6 +808,13 @@ func (x *Reader) GetUserId() uint64 {
 func (x *Reader) GetReadUpTo() uint64 {
 	if x != nil {
 		return x.ReadUpTo
+	}
+	return 0
+}
+
+func (x *Reader) GetDeliveredUpTo() uint64 {
+	if x != nil {
+		return x.DeliveredUpTo
 	}
 	return 0
 }
@@ -849,13 +868,15 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\x11GetReadersRequest\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
 	"\n" +
-	"message_id\x18\x02 \x01(\x06R\tmessageId\"?\n" +
+	"message_id\x18\x02 \x01(\x06R\tmessageId\"n\n" +
 	"\x12GetReadersResponse\x12)\n" +
-	"\areaders\x18\x01 \x03(\v2\x0f.chat.v1.ReaderR\areaders\"?\n" +
+	"\areaders\x18\x01 \x03(\v2\x0f.chat.v1.ReaderR\areaders\x12-\n" +
+	"\tdelivered\x18\x02 \x03(\v2\x0f.chat.v1.ReaderR\tdelivered\"g\n" +
 	"\x06Reader\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1c\n" +
 	"\n" +
-	"read_up_to\x18\x02 \x01(\x06R\breadUpTo2\xa9\x03\n" +
+	"read_up_to\x18\x02 \x01(\x06R\breadUpTo\x12&\n" +
+	"\x0fdelivered_up_to\x18\x03 \x01(\x06R\rdeliveredUpTo2\xa9\x03\n" +
 	"\x0eHistoryService\x12B\n" +
 	"\tListChats\x12\x19.chat.v1.ListChatsRequest\x1a\x1a.chat.v1.ListChatsResponse\x12E\n" +
 	"\n" +
@@ -900,23 +921,24 @@ var file_protos_chat_v1_history_proto_depIdxs = []int32{
 	3,  // 0: chat.v1.ListChatsResponse.chats:type_name -> chat.v1.ChatSummary
 	13, // 1: chat.v1.GetHistoryResponse.messages:type_name -> chat.v1.Message
 	12, // 2: chat.v1.GetReadersResponse.readers:type_name -> chat.v1.Reader
-	2,  // 3: chat.v1.HistoryService.ListChats:input_type -> chat.v1.ListChatsRequest
-	5,  // 4: chat.v1.HistoryService.GetHistory:input_type -> chat.v1.GetHistoryRequest
-	7,  // 5: chat.v1.HistoryService.CreateUser:input_type -> chat.v1.CreateUserRequest
-	8,  // 6: chat.v1.HistoryService.FindUser:input_type -> chat.v1.FindUserRequest
-	10, // 7: chat.v1.HistoryService.GetReaders:input_type -> chat.v1.GetReadersRequest
-	0,  // 8: chat.v1.HistoryService.RecordOpenedChat:input_type -> chat.v1.RecordOpenedChatRequest
-	4,  // 9: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
-	6,  // 10: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
-	9,  // 11: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
-	9,  // 12: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
-	11, // 13: chat.v1.HistoryService.GetReaders:output_type -> chat.v1.GetReadersResponse
-	1,  // 14: chat.v1.HistoryService.RecordOpenedChat:output_type -> chat.v1.RecordOpenedChatResponse
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	12, // 3: chat.v1.GetReadersResponse.delivered:type_name -> chat.v1.Reader
+	2,  // 4: chat.v1.HistoryService.ListChats:input_type -> chat.v1.ListChatsRequest
+	5,  // 5: chat.v1.HistoryService.GetHistory:input_type -> chat.v1.GetHistoryRequest
+	7,  // 6: chat.v1.HistoryService.CreateUser:input_type -> chat.v1.CreateUserRequest
+	8,  // 7: chat.v1.HistoryService.FindUser:input_type -> chat.v1.FindUserRequest
+	10, // 8: chat.v1.HistoryService.GetReaders:input_type -> chat.v1.GetReadersRequest
+	0,  // 9: chat.v1.HistoryService.RecordOpenedChat:input_type -> chat.v1.RecordOpenedChatRequest
+	4,  // 10: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
+	6,  // 11: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
+	9,  // 12: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
+	9,  // 13: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
+	11, // 14: chat.v1.HistoryService.GetReaders:output_type -> chat.v1.GetReadersResponse
+	1,  // 15: chat.v1.HistoryService.RecordOpenedChat:output_type -> chat.v1.RecordOpenedChatResponse
+	10, // [10:16] is the sub-list for method output_type
+	4,  // [4:10] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_history_proto_init() }

@@ -21,6 +21,606 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type MarkDeliveredRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChatId        string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	MessageId     uint64                 `protobuf:"fixed64,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkDeliveredRequest) Reset() {
+	*x = MarkDeliveredRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkDeliveredRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkDeliveredRequest) ProtoMessage() {}
+
+func (x *MarkDeliveredRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkDeliveredRequest.ProtoReflect.Descriptor instead.
+func (*MarkDeliveredRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *MarkDeliveredRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *MarkDeliveredRequest) GetMessageId() uint64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+type MarkDeliveredResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkDeliveredResponse) Reset() {
+	*x = MarkDeliveredResponse{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkDeliveredResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkDeliveredResponse) ProtoMessage() {}
+
+func (x *MarkDeliveredResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkDeliveredResponse.ProtoReflect.Descriptor instead.
+func (*MarkDeliveredResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{1}
+}
+
+type EditMessageRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChatId    string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	MessageId uint64                 `protobuf:"fixed64,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Body      string                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	// Chosen by the client, unique per user; the idempotency key for retries.
+	ClientRequestId string `protobuf:"bytes,4,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *EditMessageRequest) Reset() {
+	*x = EditMessageRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EditMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EditMessageRequest) ProtoMessage() {}
+
+func (x *EditMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EditMessageRequest.ProtoReflect.Descriptor instead.
+func (*EditMessageRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *EditMessageRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *EditMessageRequest) GetMessageId() uint64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+func (x *EditMessageRequest) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *EditMessageRequest) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
+type DeleteMessageRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ChatId          string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	MessageId       uint64                 `protobuf:"fixed64,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	ClientRequestId string                 `protobuf:"bytes,3,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DeleteMessageRequest) Reset() {
+	*x = DeleteMessageRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMessageRequest) ProtoMessage() {}
+
+func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMessageRequest.ProtoReflect.Descriptor instead.
+func (*DeleteMessageRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DeleteMessageRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *DeleteMessageRequest) GetMessageId() uint64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+func (x *DeleteMessageRequest) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
+type ReactRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChatId    string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	MessageId uint64                 `protobuf:"fixed64,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// One emoji (at most 32 bytes, no spaces or control characters).
+	Emoji           string `protobuf:"bytes,3,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	Remove          bool   `protobuf:"varint,4,opt,name=remove,proto3" json:"remove,omitempty"`
+	ClientRequestId string `protobuf:"bytes,5,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ReactRequest) Reset() {
+	*x = ReactRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReactRequest) ProtoMessage() {}
+
+func (x *ReactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReactRequest.ProtoReflect.Descriptor instead.
+func (*ReactRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReactRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *ReactRequest) GetMessageId() uint64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+func (x *ReactRequest) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *ReactRequest) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
+func (x *ReactRequest) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
+type SetTypingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChatId        string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	Stopped       bool                   `protobuf:"varint,2,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTypingRequest) Reset() {
+	*x = SetTypingRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTypingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTypingRequest) ProtoMessage() {}
+
+func (x *SetTypingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTypingRequest.ProtoReflect.Descriptor instead.
+func (*SetTypingRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SetTypingRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *SetTypingRequest) GetStopped() bool {
+	if x != nil {
+		return x.Stopped
+	}
+	return false
+}
+
+type SetTypingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTypingResponse) Reset() {
+	*x = SetTypingResponse{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTypingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTypingResponse) ProtoMessage() {}
+
+func (x *SetTypingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTypingResponse.ProtoReflect.Descriptor instead.
+func (*SetTypingResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{6}
+}
+
+// Someone in a chat is typing (until `expires_at_ms` unless told again), or stopped.
+type Typing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChatId        string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	UserId        uint64                 `protobuf:"fixed64,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Stopped       bool                   `protobuf:"varint,3,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	ExpiresAtMs   int64                  `protobuf:"varint,4,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Typing) Reset() {
+	*x = Typing{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Typing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Typing) ProtoMessage() {}
+
+func (x *Typing) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Typing.ProtoReflect.Descriptor instead.
+func (*Typing) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Typing) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *Typing) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *Typing) GetStopped() bool {
+	if x != nil {
+		return x.Stopped
+	}
+	return false
+}
+
+func (x *Typing) GetExpiresAtMs() int64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+type Presence struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Online bool                   `protobuf:"varint,2,opt,name=online,proto3" json:"online,omitempty"`
+	// When the user's last stream ended (0: never seen, or online now).
+	LastSeenMs    int64 `protobuf:"varint,3,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Presence) Reset() {
+	*x = Presence{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Presence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Presence) ProtoMessage() {}
+
+func (x *Presence) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Presence.ProtoReflect.Descriptor instead.
+func (*Presence) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Presence) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *Presence) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *Presence) GetLastSeenMs() int64 {
+	if x != nil {
+		return x.LastSeenMs
+	}
+	return 0
+}
+
+type GetPresenceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserIds       []uint64               `protobuf:"fixed64,1,rep,packed,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPresenceRequest) Reset() {
+	*x = GetPresenceRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPresenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPresenceRequest) ProtoMessage() {}
+
+func (x *GetPresenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPresenceRequest.ProtoReflect.Descriptor instead.
+func (*GetPresenceRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetPresenceRequest) GetUserIds() []uint64 {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
+type GetPresenceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Presences     []*Presence            `protobuf:"bytes,1,rep,name=presences,proto3" json:"presences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPresenceResponse) Reset() {
+	*x = GetPresenceResponse{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPresenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPresenceResponse) ProtoMessage() {}
+
+func (x *GetPresenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPresenceResponse.ProtoReflect.Descriptor instead.
+func (*GetPresenceResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetPresenceResponse) GetPresences() []*Presence {
+	if x != nil {
+		return x.Presences
+	}
+	return nil
+}
+
 type MarkReadRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ChatId        string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
@@ -31,7 +631,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[0]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -43,7 +643,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[0]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -56,7 +656,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{0}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MarkReadRequest) GetChatId() string {
@@ -81,7 +681,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -93,7 +693,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -106,7 +706,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{1}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{12}
 }
 
 // A member's read position in a chat: the reader's own devices get it at once, the other
@@ -115,15 +715,17 @@ type Receipt struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	ChatId string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
 	UserId uint64                 `protobuf:"fixed64,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// Everything up to this message id is read by `user_id`.
-	ReadUpTo      uint64 `protobuf:"fixed64,3,opt,name=read_up_to,json=readUpTo,proto3" json:"read_up_to,omitempty"`
+	// Everything up to this message id is read by `user_id` (0 in a delivery receipt).
+	ReadUpTo uint64 `protobuf:"fixed64,3,opt,name=read_up_to,json=readUpTo,proto3" json:"read_up_to,omitempty"`
+	// Everything up to this message id reached one of `user_id`'s devices.
+	DeliveredUpTo uint64 `protobuf:"fixed64,4,opt,name=delivered_up_to,json=deliveredUpTo,proto3" json:"delivered_up_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -135,7 +737,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -148,7 +750,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{2}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Receipt) GetChatId() string {
@@ -172,6 +774,13 @@ func (x *Receipt) GetReadUpTo() uint64 {
 	return 0
 }
 
+func (x *Receipt) GetDeliveredUpTo() uint64 {
+	if x != nil {
+		return x.DeliveredUpTo
+	}
+	return 0
+}
+
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The cursor of the last event the client processed; empty for live events only.
@@ -182,7 +791,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[3]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +803,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[3]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +816,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{3}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubscribeRequest) GetResumeCursor() string {
@@ -229,6 +838,8 @@ type ClientEvent struct {
 	//	*ClientEvent_CaughtUp
 	//	*ClientEvent_Redirect
 	//	*ClientEvent_Receipt
+	//	*ClientEvent_Typing
+	//	*ClientEvent_Presence
 	Event         isClientEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -236,7 +847,7 @@ type ClientEvent struct {
 
 func (x *ClientEvent) Reset() {
 	*x = ClientEvent{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[4]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -248,7 +859,7 @@ func (x *ClientEvent) String() string {
 func (*ClientEvent) ProtoMessage() {}
 
 func (x *ClientEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[4]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -261,7 +872,7 @@ func (x *ClientEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientEvent.ProtoReflect.Descriptor instead.
 func (*ClientEvent) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{4}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClientEvent) GetCursor() string {
@@ -332,6 +943,24 @@ func (x *ClientEvent) GetReceipt() *Receipt {
 	return nil
 }
 
+func (x *ClientEvent) GetTyping() *Typing {
+	if x != nil {
+		if x, ok := x.Event.(*ClientEvent_Typing); ok {
+			return x.Typing
+		}
+	}
+	return nil
+}
+
+func (x *ClientEvent) GetPresence() *Presence {
+	if x != nil {
+		if x, ok := x.Event.(*ClientEvent_Presence); ok {
+			return x.Presence
+		}
+	}
+	return nil
+}
+
 type isClientEvent_Event interface {
 	isClientEvent_Event()
 }
@@ -366,6 +995,16 @@ type ClientEvent_Receipt struct {
 	Receipt *Receipt `protobuf:"bytes,7,opt,name=receipt,proto3,oneof"`
 }
 
+type ClientEvent_Typing struct {
+	// Ephemeral events (not in the log: a resume does not replay them; `cursor` is the
+	// stream's position when they came).
+	Typing *Typing `protobuf:"bytes,8,opt,name=typing,proto3,oneof"`
+}
+
+type ClientEvent_Presence struct {
+	Presence *Presence `protobuf:"bytes,9,opt,name=presence,proto3,oneof"`
+}
+
 func (*ClientEvent_Message) isClientEvent_Event() {}
 
 func (*ClientEvent_ResumeRequired) isClientEvent_Event() {}
@@ -377,6 +1016,10 @@ func (*ClientEvent_CaughtUp) isClientEvent_Event() {}
 func (*ClientEvent_Redirect) isClientEvent_Event() {}
 
 func (*ClientEvent_Receipt) isClientEvent_Event() {}
+
+func (*ClientEvent_Typing) isClientEvent_Event() {}
+
+func (*ClientEvent_Presence) isClientEvent_Event() {}
 
 type Redirect struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -390,7 +1033,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[5]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +1045,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[5]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +1058,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{5}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Redirect) GetAddress() string {
@@ -450,7 +1093,7 @@ type ResumeRequired struct {
 
 func (x *ResumeRequired) Reset() {
 	*x = ResumeRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[6]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +1105,7 @@ func (x *ResumeRequired) String() string {
 func (*ResumeRequired) ProtoMessage() {}
 
 func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[6]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +1118,7 @@ func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequired.ProtoReflect.Descriptor instead.
 func (*ResumeRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{6}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResumeRequired) GetReason() string {
@@ -501,7 +1144,7 @@ type ResyncRequired struct {
 
 func (x *ResyncRequired) Reset() {
 	*x = ResyncRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[7]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +1156,7 @@ func (x *ResyncRequired) String() string {
 func (*ResyncRequired) ProtoMessage() {}
 
 func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[7]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +1169,7 @@ func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequired.ProtoReflect.Descriptor instead.
 func (*ResyncRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{7}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResyncRequired) GetReason() string {
@@ -544,7 +1187,7 @@ type CaughtUp struct {
 
 func (x *CaughtUp) Reset() {
 	*x = CaughtUp{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[8]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +1199,7 @@ func (x *CaughtUp) String() string {
 func (*CaughtUp) ProtoMessage() {}
 
 func (x *CaughtUp) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[8]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +1212,7 @@ func (x *CaughtUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaughtUp.ProtoReflect.Descriptor instead.
 func (*CaughtUp) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{8}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{19}
 }
 
 type SendRequest struct {
@@ -584,7 +1227,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[9]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +1239,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[9]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +1252,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{9}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SendRequest) GetChatId() string {
@@ -645,7 +1288,7 @@ type SendResponse struct {
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[10]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +1300,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[10]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +1313,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{10}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SendResponse) GetMessageId() uint64 {
@@ -703,7 +1346,7 @@ type OpenDirectChatRequest struct {
 
 func (x *OpenDirectChatRequest) Reset() {
 	*x = OpenDirectChatRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[11]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +1358,7 @@ func (x *OpenDirectChatRequest) String() string {
 func (*OpenDirectChatRequest) ProtoMessage() {}
 
 func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[11]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +1371,7 @@ func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDirectChatRequest.ProtoReflect.Descriptor instead.
 func (*OpenDirectChatRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{11}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OpenDirectChatRequest) GetPeerId() uint64 {
@@ -742,19 +1385,61 @@ var File_protos_chat_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\n" +
-	"\x1eprotos/chat/v1/messaging.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"I\n" +
+	"\x1eprotos/chat/v1/messaging.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"N\n" +
+	"\x14MarkDeliveredRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\x06R\tmessageId\"\x17\n" +
+	"\x15MarkDeliveredResponse\"\x8c\x01\n" +
+	"\x12EditMessageRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\x06R\tmessageId\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\tR\x04body\x12*\n" +
+	"\x11client_request_id\x18\x04 \x01(\tR\x0fclientRequestId\"z\n" +
+	"\x14DeleteMessageRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\x06R\tmessageId\x12*\n" +
+	"\x11client_request_id\x18\x03 \x01(\tR\x0fclientRequestId\"\xa0\x01\n" +
+	"\fReactRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\x06R\tmessageId\x12\x14\n" +
+	"\x05emoji\x18\x03 \x01(\tR\x05emoji\x12\x16\n" +
+	"\x06remove\x18\x04 \x01(\bR\x06remove\x12*\n" +
+	"\x11client_request_id\x18\x05 \x01(\tR\x0fclientRequestId\"E\n" +
+	"\x10SetTypingRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x18\n" +
+	"\astopped\x18\x02 \x01(\bR\astopped\"\x13\n" +
+	"\x11SetTypingResponse\"x\n" +
+	"\x06Typing\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\x06R\x06userId\x12\x18\n" +
+	"\astopped\x18\x03 \x01(\bR\astopped\x12\"\n" +
+	"\rexpires_at_ms\x18\x04 \x01(\x03R\vexpiresAtMs\"]\n" +
+	"\bPresence\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x16\n" +
+	"\x06online\x18\x02 \x01(\bR\x06online\x12 \n" +
+	"\flast_seen_ms\x18\x03 \x01(\x03R\n" +
+	"lastSeenMs\"/\n" +
+	"\x12GetPresenceRequest\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\x06R\auserIds\"F\n" +
+	"\x13GetPresenceResponse\x12/\n" +
+	"\tpresences\x18\x01 \x03(\v2\x11.chat.v1.PresenceR\tpresences\"I\n" +
 	"\x0fMarkReadRequest\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\x06R\tmessageId\"\x12\n" +
-	"\x10MarkReadResponse\"Y\n" +
+	"\x10MarkReadResponse\"\x81\x01\n" +
 	"\aReceipt\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\x06R\x06userId\x12\x1c\n" +
 	"\n" +
-	"read_up_to\x18\x03 \x01(\x06R\breadUpTo\"7\n" +
+	"read_up_to\x18\x03 \x01(\x06R\breadUpTo\x12&\n" +
+	"\x0fdelivered_up_to\x18\x04 \x01(\x06R\rdeliveredUpTo\"7\n" +
 	"\x10SubscribeRequest\x12#\n" +
-	"\rresume_cursor\x18\x01 \x01(\tR\fresumeCursor\"\xf5\x02\n" +
+	"\rresume_cursor\x18\x01 \x01(\tR\fresumeCursor\"\xd1\x03\n" +
 	"\vClientEvent\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12,\n" +
 	"\amessage\x18\x02 \x01(\v2\x10.chat.v1.MessageH\x00R\amessage\x12B\n" +
@@ -762,7 +1447,9 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\x0fresync_required\x18\x04 \x01(\v2\x17.chat.v1.ResyncRequiredH\x00R\x0eresyncRequired\x120\n" +
 	"\tcaught_up\x18\x05 \x01(\v2\x11.chat.v1.CaughtUpH\x00R\bcaughtUp\x12/\n" +
 	"\bredirect\x18\x06 \x01(\v2\x11.chat.v1.RedirectH\x00R\bredirect\x12,\n" +
-	"\areceipt\x18\a \x01(\v2\x10.chat.v1.ReceiptH\x00R\areceiptB\a\n" +
+	"\areceipt\x18\a \x01(\v2\x10.chat.v1.ReceiptH\x00R\areceipt\x12)\n" +
+	"\x06typing\x18\b \x01(\v2\x0f.chat.v1.TypingH\x00R\x06typing\x12/\n" +
+	"\bpresence\x18\t \x01(\v2\x11.chat.v1.PresenceH\x00R\bpresenceB\a\n" +
 	"\x05event\"T\n" +
 	"\bRedirect\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
@@ -785,12 +1472,18 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\rcreated_at_ms\x18\x02 \x01(\x03R\vcreatedAtMs\x12\x1c\n" +
 	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"0\n" +
 	"\x15OpenDirectChatRequest\x12\x17\n" +
-	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\x89\x02\n" +
+	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\xa8\x05\n" +
 	"\x10MessagingService\x12>\n" +
 	"\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x123\n" +
 	"\x04Send\x12\x14.chat.v1.SendRequest\x1a\x15.chat.v1.SendResponse\x12?\n" +
 	"\x0eOpenDirectChat\x12\x1e.chat.v1.OpenDirectChatRequest\x1a\r.chat.v1.Chat\x12?\n" +
-	"\bMarkRead\x12\x18.chat.v1.MarkReadRequest\x1a\x19.chat.v1.MarkReadResponseb\x06proto3"
+	"\bMarkRead\x12\x18.chat.v1.MarkReadRequest\x1a\x19.chat.v1.MarkReadResponse\x12N\n" +
+	"\rMarkDelivered\x12\x1d.chat.v1.MarkDeliveredRequest\x1a\x1e.chat.v1.MarkDeliveredResponse\x12A\n" +
+	"\vEditMessage\x12\x1b.chat.v1.EditMessageRequest\x1a\x15.chat.v1.SendResponse\x12E\n" +
+	"\rDeleteMessage\x12\x1d.chat.v1.DeleteMessageRequest\x1a\x15.chat.v1.SendResponse\x125\n" +
+	"\x05React\x12\x15.chat.v1.ReactRequest\x1a\x15.chat.v1.SendResponse\x12B\n" +
+	"\tSetTyping\x12\x19.chat.v1.SetTypingRequest\x1a\x1a.chat.v1.SetTypingResponse\x12H\n" +
+	"\vGetPresence\x12\x1b.chat.v1.GetPresenceRequest\x1a\x1c.chat.v1.GetPresenceResponseb\x06proto3"
 
 var (
 	file_protos_chat_v1_messaging_proto_rawDescOnce sync.Once
@@ -804,43 +1497,69 @@ func file_protos_chat_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_messaging_proto_rawDescData
 }
 
-var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_protos_chat_v1_messaging_proto_goTypes = []any{
-	(*MarkReadRequest)(nil),       // 0: chat.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),      // 1: chat.v1.MarkReadResponse
-	(*Receipt)(nil),               // 2: chat.v1.Receipt
-	(*SubscribeRequest)(nil),      // 3: chat.v1.SubscribeRequest
-	(*ClientEvent)(nil),           // 4: chat.v1.ClientEvent
-	(*Redirect)(nil),              // 5: chat.v1.Redirect
-	(*ResumeRequired)(nil),        // 6: chat.v1.ResumeRequired
-	(*ResyncRequired)(nil),        // 7: chat.v1.ResyncRequired
-	(*CaughtUp)(nil),              // 8: chat.v1.CaughtUp
-	(*SendRequest)(nil),           // 9: chat.v1.SendRequest
-	(*SendResponse)(nil),          // 10: chat.v1.SendResponse
-	(*OpenDirectChatRequest)(nil), // 11: chat.v1.OpenDirectChatRequest
-	(*Message)(nil),               // 12: chat.v1.Message
-	(*Chat)(nil),                  // 13: chat.v1.Chat
+	(*MarkDeliveredRequest)(nil),  // 0: chat.v1.MarkDeliveredRequest
+	(*MarkDeliveredResponse)(nil), // 1: chat.v1.MarkDeliveredResponse
+	(*EditMessageRequest)(nil),    // 2: chat.v1.EditMessageRequest
+	(*DeleteMessageRequest)(nil),  // 3: chat.v1.DeleteMessageRequest
+	(*ReactRequest)(nil),          // 4: chat.v1.ReactRequest
+	(*SetTypingRequest)(nil),      // 5: chat.v1.SetTypingRequest
+	(*SetTypingResponse)(nil),     // 6: chat.v1.SetTypingResponse
+	(*Typing)(nil),                // 7: chat.v1.Typing
+	(*Presence)(nil),              // 8: chat.v1.Presence
+	(*GetPresenceRequest)(nil),    // 9: chat.v1.GetPresenceRequest
+	(*GetPresenceResponse)(nil),   // 10: chat.v1.GetPresenceResponse
+	(*MarkReadRequest)(nil),       // 11: chat.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),      // 12: chat.v1.MarkReadResponse
+	(*Receipt)(nil),               // 13: chat.v1.Receipt
+	(*SubscribeRequest)(nil),      // 14: chat.v1.SubscribeRequest
+	(*ClientEvent)(nil),           // 15: chat.v1.ClientEvent
+	(*Redirect)(nil),              // 16: chat.v1.Redirect
+	(*ResumeRequired)(nil),        // 17: chat.v1.ResumeRequired
+	(*ResyncRequired)(nil),        // 18: chat.v1.ResyncRequired
+	(*CaughtUp)(nil),              // 19: chat.v1.CaughtUp
+	(*SendRequest)(nil),           // 20: chat.v1.SendRequest
+	(*SendResponse)(nil),          // 21: chat.v1.SendResponse
+	(*OpenDirectChatRequest)(nil), // 22: chat.v1.OpenDirectChatRequest
+	(*Message)(nil),               // 23: chat.v1.Message
+	(*Chat)(nil),                  // 24: chat.v1.Chat
 }
 var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
-	12, // 0: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
-	6,  // 1: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
-	7,  // 2: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
-	8,  // 3: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
-	5,  // 4: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
-	2,  // 5: chat.v1.ClientEvent.receipt:type_name -> chat.v1.Receipt
-	3,  // 6: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
-	9,  // 7: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
-	11, // 8: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
-	0,  // 9: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
-	4,  // 10: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
-	10, // 11: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
-	13, // 12: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
-	1,  // 13: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	8,  // 0: chat.v1.GetPresenceResponse.presences:type_name -> chat.v1.Presence
+	23, // 1: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
+	17, // 2: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
+	18, // 3: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
+	19, // 4: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
+	16, // 5: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
+	13, // 6: chat.v1.ClientEvent.receipt:type_name -> chat.v1.Receipt
+	7,  // 7: chat.v1.ClientEvent.typing:type_name -> chat.v1.Typing
+	8,  // 8: chat.v1.ClientEvent.presence:type_name -> chat.v1.Presence
+	14, // 9: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
+	20, // 10: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
+	22, // 11: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
+	11, // 12: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
+	0,  // 13: chat.v1.MessagingService.MarkDelivered:input_type -> chat.v1.MarkDeliveredRequest
+	2,  // 14: chat.v1.MessagingService.EditMessage:input_type -> chat.v1.EditMessageRequest
+	3,  // 15: chat.v1.MessagingService.DeleteMessage:input_type -> chat.v1.DeleteMessageRequest
+	4,  // 16: chat.v1.MessagingService.React:input_type -> chat.v1.ReactRequest
+	5,  // 17: chat.v1.MessagingService.SetTyping:input_type -> chat.v1.SetTypingRequest
+	9,  // 18: chat.v1.MessagingService.GetPresence:input_type -> chat.v1.GetPresenceRequest
+	15, // 19: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
+	21, // 20: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
+	24, // 21: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
+	12, // 22: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
+	1,  // 23: chat.v1.MessagingService.MarkDelivered:output_type -> chat.v1.MarkDeliveredResponse
+	21, // 24: chat.v1.MessagingService.EditMessage:output_type -> chat.v1.SendResponse
+	21, // 25: chat.v1.MessagingService.DeleteMessage:output_type -> chat.v1.SendResponse
+	21, // 26: chat.v1.MessagingService.React:output_type -> chat.v1.SendResponse
+	6,  // 27: chat.v1.MessagingService.SetTyping:output_type -> chat.v1.SetTypingResponse
+	10, // 28: chat.v1.MessagingService.GetPresence:output_type -> chat.v1.GetPresenceResponse
+	19, // [19:29] is the sub-list for method output_type
+	9,  // [9:19] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_messaging_proto_init() }
@@ -849,13 +1568,15 @@ func file_protos_chat_v1_messaging_proto_init() {
 		return
 	}
 	file_protos_chat_v1_common_proto_init()
-	file_protos_chat_v1_messaging_proto_msgTypes[4].OneofWrappers = []any{
+	file_protos_chat_v1_messaging_proto_msgTypes[15].OneofWrappers = []any{
 		(*ClientEvent_Message)(nil),
 		(*ClientEvent_ResumeRequired)(nil),
 		(*ClientEvent_ResyncRequired)(nil),
 		(*ClientEvent_CaughtUp)(nil),
 		(*ClientEvent_Redirect)(nil),
 		(*ClientEvent_Receipt)(nil),
+		(*ClientEvent_Typing)(nil),
+		(*ClientEvent_Presence)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -863,7 +1584,7 @@ func file_protos_chat_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_messaging_proto_rawDesc), len(file_protos_chat_v1_messaging_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,12 @@ const (
 	MessagingService_Send_FullMethodName           = "/chat.v1.MessagingService/Send"
 	MessagingService_OpenDirectChat_FullMethodName = "/chat.v1.MessagingService/OpenDirectChat"
 	MessagingService_MarkRead_FullMethodName       = "/chat.v1.MessagingService/MarkRead"
+	MessagingService_MarkDelivered_FullMethodName  = "/chat.v1.MessagingService/MarkDelivered"
+	MessagingService_EditMessage_FullMethodName    = "/chat.v1.MessagingService/EditMessage"
+	MessagingService_DeleteMessage_FullMethodName  = "/chat.v1.MessagingService/DeleteMessage"
+	MessagingService_React_FullMethodName          = "/chat.v1.MessagingService/React"
+	MessagingService_SetTyping_FullMethodName      = "/chat.v1.MessagingService/SetTyping"
+	MessagingService_GetPresence_FullMethodName    = "/chat.v1.MessagingService/GetPresence"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -47,6 +53,34 @@ type MessagingServiceClient interface {
 	// the chat's other members receive one `receipt` per reader per second at most (the
 	// newest mark of that second).
 	MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error)
+	// Marks the chat received (by one of the caller's devices) up to `message_id`: the "✓" to
+	// MarkRead's "✓✓". Same rules and receipts as MarkRead; a read mark implies this one.
+	MarkDelivered(ctx context.Context, in *MarkDeliveredRequest, opts ...grpc.CallOption) (*MarkDeliveredResponse, error)
+	// Edits, deletions and reactions are entries of the chat's log, with a message's
+	// guarantees: answered once Kafka holds a copy for every member, ordered within the chat,
+	// and a retry with the same `client_request_id` answers the same entry id, creating nothing.
+	// The answer's `message_id` is the entry's id.
+	//
+	// Only the message's sender edits it, within the live config's
+	// `messages.edit_window_seconds` of sending it; a deleted message cannot be edited.
+	EditMessage(ctx context.Context, in *EditMessageRequest, opts ...grpc.CallOption) (*SendResponse, error)
+	// The sender deletes their message, or a group's owner or admin any message of the group.
+	// History keeps a tombstone (who wrote it, when) and drops the body and its reactions.
+	DeleteMessage(ctx context.Context, in *DeleteMessageRequest, opts ...grpc.CallOption) (*SendResponse, error)
+	// Adds (or with `remove`, takes back) the caller's `emoji` on a message: one per user per
+	// emoji, so adding twice counts once.
+	React(ctx context.Context, in *ReactRequest, opts ...grpc.CallOption) (*SendResponse, error)
+	// Ephemeral: tells the chat's other members that the caller is typing (a `typing` event
+	// valid until its `expires_at_ms`), or with `stopped`, that they stopped. Never stored.
+	// Forwarded at most once per chat per `messages.typing_seconds` / 2 for each user (calls in
+	// between are answered and folded into the last); more than 10 calls a second from one
+	// user are refused with RESOURCE_EXHAUSTED.
+	SetTyping(ctx context.Context, in *SetTypingRequest, opts ...grpc.CallOption) (*SetTypingResponse, error)
+	// Whether each of `user_ids` is online (has a live stream on any server) and when they
+	// were last seen; only for people the caller shares a chat with (others: PERMISSION_DENIED).
+	// Changes arrive as `presence` events to everyone who shares a direct chat with the user,
+	// or a group of at most 100 members.
+	GetPresence(ctx context.Context, in *GetPresenceRequest, opts ...grpc.CallOption) (*GetPresenceResponse, error)
 }
 
 type messagingServiceClient struct {
@@ -106,6 +140,66 @@ func (c *messagingServiceClient) MarkRead(ctx context.Context, in *MarkReadReque
 	return out, nil
 }
 
+func (c *messagingServiceClient) MarkDelivered(ctx context.Context, in *MarkDeliveredRequest, opts ...grpc.CallOption) (*MarkDeliveredResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkDeliveredResponse)
+	err := c.cc.Invoke(ctx, MessagingService_MarkDelivered_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) EditMessage(ctx context.Context, in *EditMessageRequest, opts ...grpc.CallOption) (*SendResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SendResponse)
+	err := c.cc.Invoke(ctx, MessagingService_EditMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) DeleteMessage(ctx context.Context, in *DeleteMessageRequest, opts ...grpc.CallOption) (*SendResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SendResponse)
+	err := c.cc.Invoke(ctx, MessagingService_DeleteMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) React(ctx context.Context, in *ReactRequest, opts ...grpc.CallOption) (*SendResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SendResponse)
+	err := c.cc.Invoke(ctx, MessagingService_React_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) SetTyping(ctx context.Context, in *SetTypingRequest, opts ...grpc.CallOption) (*SetTypingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetTypingResponse)
+	err := c.cc.Invoke(ctx, MessagingService_SetTyping_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) GetPresence(ctx context.Context, in *GetPresenceRequest, opts ...grpc.CallOption) (*GetPresenceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPresenceResponse)
+	err := c.cc.Invoke(ctx, MessagingService_GetPresence_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -128,6 +222,34 @@ type MessagingServiceServer interface {
 	// the chat's other members receive one `receipt` per reader per second at most (the
 	// newest mark of that second).
 	MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error)
+	// Marks the chat received (by one of the caller's devices) up to `message_id`: the "✓" to
+	// MarkRead's "✓✓". Same rules and receipts as MarkRead; a read mark implies this one.
+	MarkDelivered(context.Context, *MarkDeliveredRequest) (*MarkDeliveredResponse, error)
+	// Edits, deletions and reactions are entries of the chat's log, with a message's
+	// guarantees: answered once Kafka holds a copy for every member, ordered within the chat,
+	// and a retry with the same `client_request_id` answers the same entry id, creating nothing.
+	// The answer's `message_id` is the entry's id.
+	//
+	// Only the message's sender edits it, within the live config's
+	// `messages.edit_window_seconds` of sending it; a deleted message cannot be edited.
+	EditMessage(context.Context, *EditMessageRequest) (*SendResponse, error)
+	// The sender deletes their message, or a group's owner or admin any message of the group.
+	// History keeps a tombstone (who wrote it, when) and drops the body and its reactions.
+	DeleteMessage(context.Context, *DeleteMessageRequest) (*SendResponse, error)
+	// Adds (or with `remove`, takes back) the caller's `emoji` on a message: one per user per
+	// emoji, so adding twice counts once.
+	React(context.Context, *ReactRequest) (*SendResponse, error)
+	// Ephemeral: tells the chat's other members that the caller is typing (a `typing` event
+	// valid until its `expires_at_ms`), or with `stopped`, that they stopped. Never stored.
+	// Forwarded at most once per chat per `messages.typing_seconds` / 2 for each user (calls in
+	// between are answered and folded into the last); more than 10 calls a second from one
+	// user are refused with RESOURCE_EXHAUSTED.
+	SetTyping(context.Context, *SetTypingRequest) (*SetTypingResponse, error)
+	// Whether each of `user_ids` is online (has a live stream on any server) and when they
+	// were last seen; only for people the caller shares a chat with (others: PERMISSION_DENIED).
+	// Changes arrive as `presence` events to everyone who shares a direct chat with the user,
+	// or a group of at most 100 members.
+	GetPresence(context.Context, *GetPresenceRequest) (*GetPresenceResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -149,6 +271,24 @@ func (UnimplementedMessagingServiceServer) OpenDirectChat(context.Context, *Open
 }
 func (UnimplementedMessagingServiceServer) MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MarkRead not implemented")
+}
+func (UnimplementedMessagingServiceServer) MarkDelivered(context.Context, *MarkDeliveredRequest) (*MarkDeliveredResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkDelivered not implemented")
+}
+func (UnimplementedMessagingServiceServer) EditMessage(context.Context, *EditMessageRequest) (*SendResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EditMessage not implemented")
+}
+func (UnimplementedMessagingServiceServer) DeleteMessage(context.Context, *DeleteMessageRequest) (*SendResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteMessage not implemented")
+}
+func (UnimplementedMessagingServiceServer) React(context.Context, *ReactRequest) (*SendResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method React not implemented")
+}
+func (UnimplementedMessagingServiceServer) SetTyping(context.Context, *SetTypingRequest) (*SetTypingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetTyping not implemented")
+}
+func (UnimplementedMessagingServiceServer) GetPresence(context.Context, *GetPresenceRequest) (*GetPresenceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPresence not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -236,6 +376,114 @@ func _MessagingService_MarkRead_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_MarkDelivered_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkDeliveredRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).MarkDelivered(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_MarkDelivered_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).MarkDelivered(ctx, req.(*MarkDeliveredRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_EditMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EditMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).EditMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_EditMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).EditMessage(ctx, req.(*EditMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_DeleteMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).DeleteMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_DeleteMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).DeleteMessage(ctx, req.(*DeleteMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_React_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).React(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_React_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).React(ctx, req.(*ReactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_SetTyping_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetTypingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).SetTyping(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_SetTyping_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).SetTyping(ctx, req.(*SetTypingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_GetPresence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPresenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).GetPresence(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_GetPresence_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).GetPresence(ctx, req.(*GetPresenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -254,6 +502,30 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MarkRead",
 			Handler:    _MessagingService_MarkRead_Handler,
+		},
+		{
+			MethodName: "MarkDelivered",
+			Handler:    _MessagingService_MarkDelivered_Handler,
+		},
+		{
+			MethodName: "EditMessage",
+			Handler:    _MessagingService_EditMessage_Handler,
+		},
+		{
+			MethodName: "DeleteMessage",
+			Handler:    _MessagingService_DeleteMessage_Handler,
+		},
+		{
+			MethodName: "React",
+			Handler:    _MessagingService_React_Handler,
+		},
+		{
+			MethodName: "SetTyping",
+			Handler:    _MessagingService_SetTyping_Handler,
+		},
+		{
+			MethodName: "GetPresence",
+			Handler:    _MessagingService_GetPresence_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/chat/v1/common.proto\x12\x07\x63hat.v1\"\xa6\x01\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\x06\x12\x0f\n\x07\x63hat_id\x18\x02 \x01(\t\x12\x11\n\tsender_id\x18\x03 \x01(\x06\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x05 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x06 \x01(\x03\x12#\n\x06\x63hange\x18\x07 \x01(\x0b\x32\x13.chat.v1.ChatChange\"\xd0\x02\n\nChatChange\x12*\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1a.chat.v1.ChatChange.Action\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08user_ids\x18\x03 \x03(\x06\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12-\n\x05roles\x18\x06 \x03(\x0b\x32\x1e.chat.v1.ChatChange.RolesEntry\x1a,\n\nRolesEntry\x12\x0b\n\x03key\x18\x01 \x01(\x06\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07RENAMED\x10\x02\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x03\x12\x0b\n\x07REMOVED\x10\x04\x12\x08\n\x04LEFT\x10\x05\x12\x10\n\x0cROLE_CHANGED\x10\x06\x12\n\n\x06OPENED\x10\x07\"9\n\x04\x43hat\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nmember_ids\x18\x03 \x03(\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/chat/v1/common.proto\x12\x07\x63hat.v1\"\x9a\x02\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\x06\x12\x0f\n\x07\x63hat_id\x18\x02 \x01(\t\x12\x11\n\tsender_id\x18\x03 \x01(\x06\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x05 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x06 \x01(\x03\x12#\n\x06\x63hange\x18\x07 \x01(\x0b\x32\x13.chat.v1.ChatChange\x12%\n\tamendment\x18\x08 \x01(\x0b\x32\x12.chat.v1.Amendment\x12\x14\n\x0c\x65\x64ited_at_ms\x18\t \x01(\x03\x12\x0f\n\x07\x64\x65leted\x18\n \x01(\x08\x12$\n\treactions\x18\x0b \x03(\x0b\x32\x11.chat.v1.Reaction\"\xd9\x01\n\tAmendment\x12)\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x19.chat.v1.Amendment.Action\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\x12\r\n\x05\x65moji\x18\x03 \x01(\t\x12\x19\n\x11message_sender_id\x18\x04 \x01(\x06\"c\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\n\n\x06\x45\x44ITED\x10\x01\x12\x0b\n\x07\x44\x45LETED\x10\x02\x12\x12\n\x0eREACTION_ADDED\x10\x03\x12\x14\n\x10REACTION_REMOVED\x10\x04\"6\n\x08Reaction\x12\r\n\x05\x65moji\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x0c\n\x04mine\x18\x03 \x01(\x08\"\xd0\x02\n\nChatChange\x12*\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1a.chat.v1.ChatChange.Action\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08user_ids\x18\x03 \x03(\x06\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12-\n\x05roles\x18\x06 \x03(\x0b\x32\x1e.chat.v1.ChatChange.RolesEntry\x1a,\n\nRolesEntry\x12\x0b\n\x03key\x18\x01 \x01(\x06\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07RENAMED\x10\x02\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x03\x12\x0b\n\x07REMOVED\x10\x04\x12\x08\n\x04LEFT\x10\x05\x12\x10\n\x0cROLE_CHANGED\x10\x06\x12\n\n\x06OPENED\x10\x07\"9\n\x04\x43hat\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nmember_ids\x18\x03 \x03(\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHATCHANGE_ROLESENTRY']._loaded_options = None
   _globals['_CHATCHANGE_ROLESENTRY']._serialized_options = b'8\001'
   _globals['_MESSAGE']._serialized_start=41
-  _globals['_MESSAGE']._serialized_end=207
-  _globals['_CHATCHANGE']._serialized_start=210
-  _globals['_CHATCHANGE']._serialized_end=546
-  _globals['_CHATCHANGE_ROLESENTRY']._serialized_start=378
-  _globals['_CHATCHANGE_ROLESENTRY']._serialized_end=422
-  _globals['_CHATCHANGE_ACTION']._serialized_start=424
-  _globals['_CHATCHANGE_ACTION']._serialized_end=546
-  _globals['_CHAT']._serialized_start=548
-  _globals['_CHAT']._serialized_end=605
+  _globals['_MESSAGE']._serialized_end=323
+  _globals['_AMENDMENT']._serialized_start=326
+  _globals['_AMENDMENT']._serialized_end=543
+  _globals['_AMENDMENT_ACTION']._serialized_start=444
+  _globals['_AMENDMENT_ACTION']._serialized_end=543
+  _globals['_REACTION']._serialized_start=545
+  _globals['_REACTION']._serialized_end=599
+  _globals['_CHATCHANGE']._serialized_start=602
+  _globals['_CHATCHANGE']._serialized_end=938
+  _globals['_CHATCHANGE_ROLESENTRY']._serialized_start=770
+  _globals['_CHATCHANGE_ROLESENTRY']._serialized_end=814
+  _globals['_CHATCHANGE_ACTION']._serialized_start=816
+  _globals['_CHATCHANGE_ACTION']._serialized_end=938
+  _globals['_CHAT']._serialized_start=940
+  _globals['_CHAT']._serialized_end=997
 # @@protoc_insertion_point(module_scope)

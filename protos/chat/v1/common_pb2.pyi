@@ -30,12 +30,21 @@ class Message(_message.Message):
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     CHANGE_FIELD_NUMBER: _builtins.int
+    AMENDMENT_FIELD_NUMBER: _builtins.int
+    EDITED_AT_MS_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    REACTIONS_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     chat_id: _builtins.str
     sender_id: _builtins.int
     body: _builtins.str
     client_message_id: _builtins.str
     created_at_ms: _builtins.int
+    edited_at_ms: _builtins.int
+    """History only, the message's state now: when it was last edited (0: never), whether it
+    was deleted (its body is then empty and gone from storage), and its reactions.
+    """
+    deleted: _builtins.bool
     @_builtins.property
     def change(self) -> Global___ChatChange:
         """Set when this entry of the chat's log is a change to the chat (a member added, the group
@@ -43,6 +52,16 @@ class Message(_message.Message):
         ("alice added carol") and `sender_id` is who made the change.
         """
 
+    @_builtins.property
+    def amendment(self) -> Global___Amendment:
+        """Set when this entry amends an earlier message (an edit, a deletion, a reaction) rather
+        than being one: `sender_id` is who amended it and, for an edit, `body` is the new text.
+        Streams carry these entries in the chat's order; history applies them to the message
+        they amend and does not list them.
+        """
+
+    @_builtins.property
+    def reactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reaction]: ...
     def __init__(
         self,
         *,
@@ -53,14 +72,100 @@ class Message(_message.Message):
         client_message_id: _builtins.str = ...,
         created_at_ms: _builtins.int = ...,
         change: Global___ChatChange | None = ...,
+        amendment: Global___Amendment | None = ...,
+        edited_at_ms: _builtins.int = ...,
+        deleted: _builtins.bool = ...,
+        reactions: _abc.Iterable[Global___Reaction] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "change", b"change"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "message_id", b"message_id", "sender_id", b"sender_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "deleted", b"deleted", "edited_at_ms", b"edited_at_ms", "message_id", b"message_id", "reactions", b"reactions", "sender_id", b"sender_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class Amendment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Action:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Amendment._Action.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        ACTION_UNSPECIFIED: Amendment._Action.ValueType  # 0
+        EDITED: Amendment._Action.ValueType  # 1
+        """The message's text is now the entry's `body`."""
+        DELETED: Amendment._Action.ValueType  # 2
+        """The message is gone: clients show a tombstone in its place."""
+        REACTION_ADDED: Amendment._Action.ValueType  # 3
+        """The entry's sender added, or took back, `emoji` on the message."""
+        REACTION_REMOVED: Amendment._Action.ValueType  # 4
+
+    class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
+    ACTION_UNSPECIFIED: Amendment.Action.ValueType  # 0
+    EDITED: Amendment.Action.ValueType  # 1
+    """The message's text is now the entry's `body`."""
+    DELETED: Amendment.Action.ValueType  # 2
+    """The message is gone: clients show a tombstone in its place."""
+    REACTION_ADDED: Amendment.Action.ValueType  # 3
+    """The entry's sender added, or took back, `emoji` on the message."""
+    REACTION_REMOVED: Amendment.Action.ValueType  # 4
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    EMOJI_FIELD_NUMBER: _builtins.int
+    MESSAGE_SENDER_ID_FIELD_NUMBER: _builtins.int
+    action: Global___Amendment.Action.ValueType
+    message_id: _builtins.int
+    """The message amended."""
+    emoji: _builtins.str
+    message_sender_id: _builtins.int
+    """Who wrote the message amended."""
+    def __init__(
+        self,
+        *,
+        action: Global___Amendment.Action.ValueType = ...,
+        message_id: _builtins.int = ...,
+        emoji: _builtins.str = ...,
+        message_sender_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "emoji", b"emoji", "message_id", b"message_id", "message_sender_id", b"message_sender_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Amendment: _TypeAlias = Amendment  # noqa: Y015
+
+@_typing.final
+class Reaction(_message.Message):
+    """One emoji on a message: how many people put it there, and whether the caller did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMOJI_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    MINE_FIELD_NUMBER: _builtins.int
+    emoji: _builtins.str
+    count: _builtins.int
+    mine: _builtins.bool
+    def __init__(
+        self,
+        *,
+        emoji: _builtins.str = ...,
+        count: _builtins.int = ...,
+        mine: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "emoji", b"emoji", "mine", b"mine"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reaction: _TypeAlias = Reaction  # noqa: Y015
 
 @_typing.final
 class ChatChange(_message.Message):

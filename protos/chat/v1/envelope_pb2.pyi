@@ -3,9 +3,12 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from protos.chat.v1 import common_pb2 as _common_pb2
+from protos.chat.v1 import messaging_pb2 as _messaging_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -39,6 +42,8 @@ class Delivery(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     CHANGE_FIELD_NUMBER: _builtins.int
     READ_FIELD_NUMBER: _builtins.int
+    AMENDMENT_FIELD_NUMBER: _builtins.int
+    DELIVERED_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     """Snowflake id, time-ordered; the same in every copy of one message."""
     chat_id: _builtins.str
@@ -56,9 +61,17 @@ class Delivery(_message.Message):
     """Set when the record is a read receipt rather than a message: `recipient_id` read the
     chat up to `message_id`. Not stored as a message; moves the read watermark.
     """
+    delivered: _builtins.bool
+    """Set when the record is a delivery receipt: `recipient_id`'s devices received the chat up
+    to `message_id`. Like `read`, never stored as a message. (A read receipt implies this.)
+    """
     @_builtins.property
     def change(self) -> _common_pb2.ChatChange:
         """Set when the record is a change to the chat (see ChatChange); `body` is its text."""
+
+    @_builtins.property
+    def amendment(self) -> _common_pb2.Amendment:
+        """Set when the record amends an earlier message (see Amendment); `body` is an edit's text."""
 
     def __init__(
         self,
@@ -74,10 +87,12 @@ class Delivery(_message.Message):
         kind: _builtins.str = ...,
         change: _common_pb2.ChatChange | None = ...,
         read: _builtins.bool = ...,
+        amendment: _common_pb2.Amendment | None = ...,
+        delivered: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "change", b"change"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "kind", b"kind", "message_id", b"message_id", "primary", b"primary", "read", b"read", "recipient_id", b"recipient_id", "sender_id", b"sender_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "delivered", b"delivered", "kind", b"kind", "message_id", b"message_id", "primary", b"primary", "read", b"read", "recipient_id", b"recipient_id", "sender_id", b"sender_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -114,3 +129,32 @@ class UserRecord(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UserRecord: _TypeAlias = UserRecord  # noqa: Y015
+
+@_typing.final
+class Signal(_message.Message):
+    """An ephemeral event (typing, presence) for some users, published on the Redis channel of the
+    messaging server that owns their partition (messaging/signals.py): never in Kafka or
+    Cassandra, lost if that server is not listening.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_IDS_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def recipient_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def event(self) -> _messaging_pb2.ClientEvent: ...
+    def __init__(
+        self,
+        *,
+        recipient_ids: _abc.Iterable[_builtins.int] | None = ...,
+        event: _messaging_pb2.ClientEvent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "recipient_ids", b"recipient_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Signal: _TypeAlias = Signal  # noqa: Y015

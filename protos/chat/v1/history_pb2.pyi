@@ -316,18 +316,26 @@ class GetReadersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     READERS_FIELD_NUMBER: _builtins.int
+    DELIVERED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def readers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reader]:
         """The members whose read watermark is at or past `message_id`, and how far each read."""
+
+    @_builtins.property
+    def delivered(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reader]:
+        """The members whose devices received the chat up to `message_id` but who have not read
+        that far yet.
+        """
 
     def __init__(
         self,
         *,
         readers: _abc.Iterable[Global___Reader] | None = ...,
+        delivered: _abc.Iterable[Global___Reader] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["readers", b"readers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered", b"delivered", "readers", b"readers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -339,17 +347,21 @@ class Reader(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     READ_UP_TO_FIELD_NUMBER: _builtins.int
+    DELIVERED_UP_TO_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     read_up_to: _builtins.int
+    delivered_up_to: _builtins.int
+    """How far the member's devices received the chat (at least `read_up_to`)."""
     def __init__(
         self,
         *,
         user_id: _builtins.int = ...,
         read_up_to: _builtins.int = ...,
+        delivered_up_to: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_up_to", b"read_up_to", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered_up_to", b"delivered_up_to", "read_up_to", b"read_up_to", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

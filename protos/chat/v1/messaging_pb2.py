@@ -25,37 +25,59 @@ _sym_db = _symbol_database.Default()
 from protos.chat.v1 import common_pb2 as protos_dot_chat_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/chat/v1/messaging.proto\x12\x07\x63hat.v1\x1a\x1bprotos/chat/v1/common.proto\"6\n\x0fMarkReadRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\"\x12\n\x10MarkReadResponse\"?\n\x07Receipt\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x06\x12\x12\n\nread_up_to\x18\x03 \x01(\x06\")\n\x10SubscribeRequest\x12\x15\n\rresume_cursor\x18\x01 \x01(\t\"\xa7\x02\n\x0b\x43lientEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x10.chat.v1.MessageH\x00\x12\x32\n\x0fresume_required\x18\x03 \x01(\x0b\x32\x17.chat.v1.ResumeRequiredH\x00\x12\x32\n\x0fresync_required\x18\x04 \x01(\x0b\x32\x17.chat.v1.ResyncRequiredH\x00\x12&\n\tcaught_up\x18\x05 \x01(\x0b\x32\x11.chat.v1.CaughtUpH\x00\x12%\n\x08redirect\x18\x06 \x01(\x0b\x32\x11.chat.v1.RedirectH\x00\x12#\n\x07receipt\x18\x07 \x01(\x0b\x32\x10.chat.v1.ReceiptH\x00\x42\x07\n\x05\x65vent\";\n\x08Redirect\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"1\n\x0eResumeRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\" \n\x0eResyncRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\n\n\x08\x43\x61ughtUp\"G\n\x0bSendRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\"L\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\x06\x12\x15\n\rcreated_at_ms\x18\x02 \x01(\x03\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"(\n\x15OpenDirectChatRequest\x12\x0f\n\x07peer_id\x18\x01 \x01(\x06\x32\x89\x02\n\x10MessagingService\x12>\n\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x12\x33\n\x04Send\x12\x14.chat.v1.SendRequest\x1a\x15.chat.v1.SendResponse\x12?\n\x0eOpenDirectChat\x12\x1e.chat.v1.OpenDirectChatRequest\x1a\r.chat.v1.Chat\x12?\n\x08MarkRead\x12\x18.chat.v1.MarkReadRequest\x1a\x19.chat.v1.MarkReadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/chat/v1/messaging.proto\x12\x07\x63hat.v1\x1a\x1bprotos/chat/v1/common.proto\";\n\x14MarkDeliveredRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\"\x17\n\x15MarkDeliveredResponse\"b\n\x12\x45\x64itMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x04 \x01(\t\"V\n\x14\x44\x65leteMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\x12\x19\n\x11\x63lient_request_id\x18\x03 \x01(\t\"m\n\x0cReactRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\x12\r\n\x05\x65moji\x18\x03 \x01(\t\x12\x0e\n\x06remove\x18\x04 \x01(\x08\x12\x19\n\x11\x63lient_request_id\x18\x05 \x01(\t\"4\n\x10SetTypingRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0f\n\x07stopped\x18\x02 \x01(\x08\"\x13\n\x11SetTypingResponse\"R\n\x06Typing\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x06\x12\x0f\n\x07stopped\x18\x03 \x01(\x08\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\"A\n\x08Presence\x12\x0f\n\x07user_id\x18\x01 \x01(\x06\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x14\n\x0clast_seen_ms\x18\x03 \x01(\x03\"&\n\x12GetPresenceRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x06\";\n\x13GetPresenceResponse\x12$\n\tpresences\x18\x01 \x03(\x0b\x32\x11.chat.v1.Presence\"6\n\x0fMarkReadRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\"\x12\n\x10MarkReadResponse\"X\n\x07Receipt\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x06\x12\x12\n\nread_up_to\x18\x03 \x01(\x06\x12\x17\n\x0f\x64\x65livered_up_to\x18\x04 \x01(\x06\")\n\x10SubscribeRequest\x12\x15\n\rresume_cursor\x18\x01 \x01(\t\"\xf1\x02\n\x0b\x43lientEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x10.chat.v1.MessageH\x00\x12\x32\n\x0fresume_required\x18\x03 \x01(\x0b\x32\x17.chat.v1.ResumeRequiredH\x00\x12\x32\n\x0fresync_required\x18\x04 \x01(\x0b\x32\x17.chat.v1.ResyncRequiredH\x00\x12&\n\tcaught_up\x18\x05 \x01(\x0b\x32\x11.chat.v1.CaughtUpH\x00\x12%\n\x08redirect\x18\x06 \x01(\x0b\x32\x11.chat.v1.RedirectH\x00\x12#\n\x07receipt\x18\x07 \x01(\x0b\x32\x10.chat.v1.ReceiptH\x00\x12!\n\x06typing\x18\x08 \x01(\x0b\x32\x0f.chat.v1.TypingH\x00\x12%\n\x08presence\x18\t \x01(\x0b\x32\x11.chat.v1.PresenceH\x00\x42\x07\n\x05\x65vent\";\n\x08Redirect\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"1\n\x0eResumeRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\" \n\x0eResyncRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\n\n\x08\x43\x61ughtUp\"G\n\x0bSendRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\"L\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\x06\x12\x15\n\rcreated_at_ms\x18\x02 \x01(\x03\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"(\n\x15OpenDirectChatRequest\x12\x0f\n\x07peer_id\x18\x01 \x01(\x06\x32\xa8\x05\n\x10MessagingService\x12>\n\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x12\x33\n\x04Send\x12\x14.chat.v1.SendRequest\x1a\x15.chat.v1.SendResponse\x12?\n\x0eOpenDirectChat\x12\x1e.chat.v1.OpenDirectChatRequest\x1a\r.chat.v1.Chat\x12?\n\x08MarkRead\x12\x18.chat.v1.MarkReadRequest\x1a\x19.chat.v1.MarkReadResponse\x12N\n\rMarkDelivered\x12\x1d.chat.v1.MarkDeliveredRequest\x1a\x1e.chat.v1.MarkDeliveredResponse\x12\x41\n\x0b\x45\x64itMessage\x12\x1b.chat.v1.EditMessageRequest\x1a\x15.chat.v1.SendResponse\x12\x45\n\rDeleteMessage\x12\x1d.chat.v1.DeleteMessageRequest\x1a\x15.chat.v1.SendResponse\x12\x35\n\x05React\x12\x15.chat.v1.ReactRequest\x1a\x15.chat.v1.SendResponse\x12\x42\n\tSetTyping\x12\x19.chat.v1.SetTypingRequest\x1a\x1a.chat.v1.SetTypingResponse\x12H\n\x0bGetPresence\x12\x1b.chat.v1.GetPresenceRequest\x1a\x1c.chat.v1.GetPresenceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.chat.v1.messaging_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MARKREADREQUEST']._serialized_start=72
-  _globals['_MARKREADREQUEST']._serialized_end=126
-  _globals['_MARKREADRESPONSE']._serialized_start=128
-  _globals['_MARKREADRESPONSE']._serialized_end=146
-  _globals['_RECEIPT']._serialized_start=148
-  _globals['_RECEIPT']._serialized_end=211
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=213
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=254
-  _globals['_CLIENTEVENT']._serialized_start=257
-  _globals['_CLIENTEVENT']._serialized_end=552
-  _globals['_REDIRECT']._serialized_start=554
-  _globals['_REDIRECT']._serialized_end=613
-  _globals['_RESUMEREQUIRED']._serialized_start=615
-  _globals['_RESUMEREQUIRED']._serialized_end=664
-  _globals['_RESYNCREQUIRED']._serialized_start=666
-  _globals['_RESYNCREQUIRED']._serialized_end=698
-  _globals['_CAUGHTUP']._serialized_start=700
-  _globals['_CAUGHTUP']._serialized_end=710
-  _globals['_SENDREQUEST']._serialized_start=712
-  _globals['_SENDREQUEST']._serialized_end=783
-  _globals['_SENDRESPONSE']._serialized_start=785
-  _globals['_SENDRESPONSE']._serialized_end=861
-  _globals['_OPENDIRECTCHATREQUEST']._serialized_start=863
-  _globals['_OPENDIRECTCHATREQUEST']._serialized_end=903
-  _globals['_MESSAGINGSERVICE']._serialized_start=906
-  _globals['_MESSAGINGSERVICE']._serialized_end=1171
+  _globals['_MARKDELIVEREDREQUEST']._serialized_start=72
+  _globals['_MARKDELIVEREDREQUEST']._serialized_end=131
+  _globals['_MARKDELIVEREDRESPONSE']._serialized_start=133
+  _globals['_MARKDELIVEREDRESPONSE']._serialized_end=156
+  _globals['_EDITMESSAGEREQUEST']._serialized_start=158
+  _globals['_EDITMESSAGEREQUEST']._serialized_end=256
+  _globals['_DELETEMESSAGEREQUEST']._serialized_start=258
+  _globals['_DELETEMESSAGEREQUEST']._serialized_end=344
+  _globals['_REACTREQUEST']._serialized_start=346
+  _globals['_REACTREQUEST']._serialized_end=455
+  _globals['_SETTYPINGREQUEST']._serialized_start=457
+  _globals['_SETTYPINGREQUEST']._serialized_end=509
+  _globals['_SETTYPINGRESPONSE']._serialized_start=511
+  _globals['_SETTYPINGRESPONSE']._serialized_end=530
+  _globals['_TYPING']._serialized_start=532
+  _globals['_TYPING']._serialized_end=614
+  _globals['_PRESENCE']._serialized_start=616
+  _globals['_PRESENCE']._serialized_end=681
+  _globals['_GETPRESENCEREQUEST']._serialized_start=683
+  _globals['_GETPRESENCEREQUEST']._serialized_end=721
+  _globals['_GETPRESENCERESPONSE']._serialized_start=723
+  _globals['_GETPRESENCERESPONSE']._serialized_end=782
+  _globals['_MARKREADREQUEST']._serialized_start=784
+  _globals['_MARKREADREQUEST']._serialized_end=838
+  _globals['_MARKREADRESPONSE']._serialized_start=840
+  _globals['_MARKREADRESPONSE']._serialized_end=858
+  _globals['_RECEIPT']._serialized_start=860
+  _globals['_RECEIPT']._serialized_end=948
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=950
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=991
+  _globals['_CLIENTEVENT']._serialized_start=994
+  _globals['_CLIENTEVENT']._serialized_end=1363
+  _globals['_REDIRECT']._serialized_start=1365
+  _globals['_REDIRECT']._serialized_end=1424
+  _globals['_RESUMEREQUIRED']._serialized_start=1426
+  _globals['_RESUMEREQUIRED']._serialized_end=1475
+  _globals['_RESYNCREQUIRED']._serialized_start=1477
+  _globals['_RESYNCREQUIRED']._serialized_end=1509
+  _globals['_CAUGHTUP']._serialized_start=1511
+  _globals['_CAUGHTUP']._serialized_end=1521
+  _globals['_SENDREQUEST']._serialized_start=1523
+  _globals['_SENDREQUEST']._serialized_end=1594
+  _globals['_SENDRESPONSE']._serialized_start=1596
+  _globals['_SENDRESPONSE']._serialized_end=1672
+  _globals['_OPENDIRECTCHATREQUEST']._serialized_start=1674
+  _globals['_OPENDIRECTCHATREQUEST']._serialized_end=1714
+  _globals['_MESSAGINGSERVICE']._serialized_start=1717
+  _globals['_MESSAGINGSERVICE']._serialized_end=2397
 # @@protoc_insertion_point(module_scope)

@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from protos.chat.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -16,6 +18,262 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+@_typing.final
+class MarkDeliveredRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    message_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        message_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkDeliveredRequest: _TypeAlias = MarkDeliveredRequest  # noqa: Y015
+
+@_typing.final
+class MarkDeliveredResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkDeliveredResponse: _TypeAlias = MarkDeliveredResponse  # noqa: Y015
+
+@_typing.final
+class EditMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    message_id: _builtins.int
+    body: _builtins.str
+    client_request_id: _builtins.str
+    """Chosen by the client, unique per user; the idempotency key for retries."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        message_id: _builtins.int = ...,
+        body: _builtins.str = ...,
+        client_request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "chat_id", b"chat_id", "client_request_id", b"client_request_id", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditMessageRequest: _TypeAlias = EditMessageRequest  # noqa: Y015
+
+@_typing.final
+class DeleteMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    message_id: _builtins.int
+    client_request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        message_id: _builtins.int = ...,
+        client_request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "client_request_id", b"client_request_id", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMessageRequest: _TypeAlias = DeleteMessageRequest  # noqa: Y015
+
+@_typing.final
+class ReactRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    EMOJI_FIELD_NUMBER: _builtins.int
+    REMOVE_FIELD_NUMBER: _builtins.int
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    message_id: _builtins.int
+    emoji: _builtins.str
+    """One emoji (at most 32 bytes, no spaces or control characters)."""
+    remove: _builtins.bool
+    client_request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        message_id: _builtins.int = ...,
+        emoji: _builtins.str = ...,
+        remove: _builtins.bool = ...,
+        client_request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "client_request_id", b"client_request_id", "emoji", b"emoji", "message_id", b"message_id", "remove", b"remove"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactRequest: _TypeAlias = ReactRequest  # noqa: Y015
+
+@_typing.final
+class SetTypingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    STOPPED_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    stopped: _builtins.bool
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        stopped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "stopped", b"stopped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTypingRequest: _TypeAlias = SetTypingRequest  # noqa: Y015
+
+@_typing.final
+class SetTypingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTypingResponse: _TypeAlias = SetTypingResponse  # noqa: Y015
+
+@_typing.final
+class Typing(_message.Message):
+    """Someone in a chat is typing (until `expires_at_ms` unless told again), or stopped."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    STOPPED_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    user_id: _builtins.int
+    stopped: _builtins.bool
+    expires_at_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        user_id: _builtins.int = ...,
+        stopped: _builtins.bool = ...,
+        expires_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "expires_at_ms", b"expires_at_ms", "stopped", b"stopped", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Typing: _TypeAlias = Typing  # noqa: Y015
+
+@_typing.final
+class Presence(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ONLINE_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_MS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    online: _builtins.bool
+    last_seen_ms: _builtins.int
+    """When the user's last stream ended (0: never seen, or online now)."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        online: _builtins.bool = ...,
+        last_seen_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_seen_ms", b"last_seen_ms", "online", b"online", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Presence: _TypeAlias = Presence  # noqa: Y015
+
+@_typing.final
+class GetPresenceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        user_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPresenceRequest: _TypeAlias = GetPresenceRequest  # noqa: Y015
+
+@_typing.final
+class GetPresenceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRESENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def presences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Presence]: ...
+    def __init__(
+        self,
+        *,
+        presences: _abc.Iterable[Global___Presence] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["presences", b"presences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPresenceResponse: _TypeAlias = GetPresenceResponse  # noqa: Y015
 
 @_typing.final
 class MarkReadRequest(_message.Message):
@@ -65,20 +323,24 @@ class Receipt(_message.Message):
     CHAT_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     READ_UP_TO_FIELD_NUMBER: _builtins.int
+    DELIVERED_UP_TO_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     user_id: _builtins.int
     read_up_to: _builtins.int
-    """Everything up to this message id is read by `user_id`."""
+    """Everything up to this message id is read by `user_id` (0 in a delivery receipt)."""
+    delivered_up_to: _builtins.int
+    """Everything up to this message id reached one of `user_id`'s devices."""
     def __init__(
         self,
         *,
         chat_id: _builtins.str = ...,
         user_id: _builtins.int = ...,
         read_up_to: _builtins.int = ...,
+        delivered_up_to: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "read_up_to", b"read_up_to", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "delivered_up_to", b"delivered_up_to", "read_up_to", b"read_up_to", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -115,6 +377,8 @@ class ClientEvent(_message.Message):
     CAUGHT_UP_FIELD_NUMBER: _builtins.int
     REDIRECT_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
+    TYPING_FIELD_NUMBER: _builtins.int
+    PRESENCE_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Opaque; resume from here after a reconnect."""
     @_builtins.property
@@ -141,6 +405,14 @@ class ClientEvent(_message.Message):
     def receipt(self) -> Global___Receipt:
         """The caller read a chat on one of their devices (MarkRead)."""
 
+    @_builtins.property
+    def typing(self) -> Global___Typing:
+        """Ephemeral events (not in the log: a resume does not replay them; `cursor` is the
+        stream's position when they came).
+        """
+
+    @_builtins.property
+    def presence(self) -> Global___Presence: ...
     def __init__(
         self,
         *,
@@ -151,12 +423,14 @@ class ClientEvent(_message.Message):
         caught_up: Global___CaughtUp | None = ...,
         redirect: Global___Redirect | None = ...,
         receipt: Global___Receipt | None = ...,
+        typing: Global___Typing | None = ...,
+        presence: Global___Presence | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "event", b"event", "message", b"message", "receipt", b"receipt", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "event", b"event", "message", b"message", "presence", b"presence", "receipt", b"receipt", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required", "typing", b"typing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "cursor", b"cursor", "event", b"event", "message", b"message", "receipt", b"receipt", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "cursor", b"cursor", "event", b"event", "message", b"message", "presence", b"presence", "receipt", b"receipt", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required", "typing", b"typing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "resume_required", "resync_required", "caught_up", "redirect", "receipt"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "resume_required", "resync_required", "caught_up", "redirect", "receipt", "typing", "presence"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

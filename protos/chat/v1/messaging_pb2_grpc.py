@@ -57,6 +57,36 @@ class MessagingServiceStub:
                 request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadRequest.SerializeToString,
                 response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadResponse.FromString,
                 _registered_method=True)
+        self.MarkDelivered = channel.unary_unary(
+                '/chat.v1.MessagingService/MarkDelivered',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkDeliveredRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkDeliveredResponse.FromString,
+                _registered_method=True)
+        self.EditMessage = channel.unary_unary(
+                '/chat.v1.MessagingService/EditMessage',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.EditMessageRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SendResponse.FromString,
+                _registered_method=True)
+        self.DeleteMessage = channel.unary_unary(
+                '/chat.v1.MessagingService/DeleteMessage',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.DeleteMessageRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SendResponse.FromString,
+                _registered_method=True)
+        self.React = channel.unary_unary(
+                '/chat.v1.MessagingService/React',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ReactRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SendResponse.FromString,
+                _registered_method=True)
+        self.SetTyping = channel.unary_unary(
+                '/chat.v1.MessagingService/SetTyping',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SetTypingRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SetTypingResponse.FromString,
+                _registered_method=True)
+        self.GetPresence = channel.unary_unary(
+                '/chat.v1.MessagingService/GetPresence',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceResponse.FromString,
+                _registered_method=True)
 
 
 class MessagingServiceServicer:
@@ -99,6 +129,64 @@ class MessagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MarkDelivered(self, request, context):
+        """Marks the chat received (by one of the caller's devices) up to `message_id`: the "✓" to
+        MarkRead's "✓✓". Same rules and receipts as MarkRead; a read mark implies this one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditMessage(self, request, context):
+        """Edits, deletions and reactions are entries of the chat's log, with a message's
+        guarantees: answered once Kafka holds a copy for every member, ordered within the chat,
+        and a retry with the same `client_request_id` answers the same entry id, creating nothing.
+        The answer's `message_id` is the entry's id.
+
+        Only the message's sender edits it, within the live config's
+        `messages.edit_window_seconds` of sending it; a deleted message cannot be edited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMessage(self, request, context):
+        """The sender deletes their message, or a group's owner or admin any message of the group.
+        History keeps a tombstone (who wrote it, when) and drops the body and its reactions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def React(self, request, context):
+        """Adds (or with `remove`, takes back) the caller's `emoji` on a message: one per user per
+        emoji, so adding twice counts once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTyping(self, request, context):
+        """Ephemeral: tells the chat's other members that the caller is typing (a `typing` event
+        valid until its `expires_at_ms`), or with `stopped`, that they stopped. Never stored.
+        Forwarded at most once per chat per `messages.typing_seconds` / 2 for each user (calls in
+        between are answered and folded into the last); more than 10 calls a second from one
+        user are refused with RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPresence(self, request, context):
+        """Whether each of `user_ids` is online (has a live stream on any server) and when they
+        were last seen; only for people the caller shares a chat with (others: PERMISSION_DENIED).
+        Changes arrive as `presence` events to everyone who shares a direct chat with the user,
+        or a group of at most 100 members.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MessagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +209,36 @@ def add_MessagingServiceServicer_to_server(servicer, server):
                     servicer.MarkRead,
                     request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadRequest.FromString,
                     response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadResponse.SerializeToString,
+            ),
+            'MarkDelivered': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkDelivered,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkDeliveredRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.MarkDeliveredResponse.SerializeToString,
+            ),
+            'EditMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditMessage,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.EditMessageRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SendResponse.SerializeToString,
+            ),
+            'DeleteMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMessage,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.DeleteMessageRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SendResponse.SerializeToString,
+            ),
+            'React': grpc.unary_unary_rpc_method_handler(
+                    servicer.React,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ReactRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SendResponse.SerializeToString,
+            ),
+            'SetTyping': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTyping,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SetTypingRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SetTypingResponse.SerializeToString,
+            ),
+            'GetPresence': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPresence,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -233,6 +351,168 @@ class MessagingService:
             '/chat.v1.MessagingService/MarkRead',
             protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadRequest.SerializeToString,
             protos_dot_chat_dot_v1_dot_messaging__pb2.MarkReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkDelivered(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/MarkDelivered',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.MarkDeliveredRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.MarkDeliveredResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/EditMessage',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.EditMessageRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.SendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/DeleteMessage',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.DeleteMessageRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.SendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def React(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/React',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.ReactRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.SendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTyping(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/SetTyping',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.SetTypingRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.SetTypingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPresence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/GetPresence',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,40 @@ class MessagingServiceStub:
     the chat's other members receive one `receipt` per reader per second at most (the
     newest mark of that second).
     """
+    MarkDelivered: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.MarkDeliveredRequest, _messaging_pb2.MarkDeliveredResponse]
+    """Marks the chat received (by one of the caller's devices) up to `message_id`: the "✓" to
+    MarkRead's "✓✓". Same rules and receipts as MarkRead; a read mark implies this one.
+    """
+    EditMessage: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.EditMessageRequest, _messaging_pb2.SendResponse]
+    """Edits, deletions and reactions are entries of the chat's log, with a message's
+    guarantees: answered once Kafka holds a copy for every member, ordered within the chat,
+    and a retry with the same `client_request_id` answers the same entry id, creating nothing.
+    The answer's `message_id` is the entry's id.
+
+    Only the message's sender edits it, within the live config's
+    `messages.edit_window_seconds` of sending it; a deleted message cannot be edited.
+    """
+    DeleteMessage: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.DeleteMessageRequest, _messaging_pb2.SendResponse]
+    """The sender deletes their message, or a group's owner or admin any message of the group.
+    History keeps a tombstone (who wrote it, when) and drops the body and its reactions.
+    """
+    React: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.ReactRequest, _messaging_pb2.SendResponse]
+    """Adds (or with `remove`, takes back) the caller's `emoji` on a message: one per user per
+    emoji, so adding twice counts once.
+    """
+    SetTyping: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.SetTypingRequest, _messaging_pb2.SetTypingResponse]
+    """Ephemeral: tells the chat's other members that the caller is typing (a `typing` event
+    valid until its `expires_at_ms`), or with `stopped`, that they stopped. Never stored.
+    Forwarded at most once per chat per `messages.typing_seconds` / 2 for each user (calls in
+    between are answered and folded into the last); more than 10 calls a second from one
+    user are refused with RESOURCE_EXHAUSTED.
+    """
+    GetPresence: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.GetPresenceRequest, _messaging_pb2.GetPresenceResponse]
+    """Whether each of `user_ids` is online (has a live stream on any server) and when they
+    were last seen; only for people the caller shares a chat with (others: PERMISSION_DENIED).
+    Changes arrive as `presence` events to everyone who shares a direct chat with the user,
+    or a group of at most 100 members.
+    """
 
 @_typing.type_check_only
 class MessagingServiceAsyncStub(MessagingServiceStub):
@@ -79,6 +113,40 @@ class MessagingServiceAsyncStub(MessagingServiceStub):
     devices receive a `receipt` event at once, and their chat lists' unread counts drop;
     the chat's other members receive one `receipt` per reader per second at most (the
     newest mark of that second).
+    """
+    MarkDelivered: _aio.UnaryUnaryMultiCallable[_messaging_pb2.MarkDeliveredRequest, _messaging_pb2.MarkDeliveredResponse]  # type: ignore[assignment]
+    """Marks the chat received (by one of the caller's devices) up to `message_id`: the "✓" to
+    MarkRead's "✓✓". Same rules and receipts as MarkRead; a read mark implies this one.
+    """
+    EditMessage: _aio.UnaryUnaryMultiCallable[_messaging_pb2.EditMessageRequest, _messaging_pb2.SendResponse]  # type: ignore[assignment]
+    """Edits, deletions and reactions are entries of the chat's log, with a message's
+    guarantees: answered once Kafka holds a copy for every member, ordered within the chat,
+    and a retry with the same `client_request_id` answers the same entry id, creating nothing.
+    The answer's `message_id` is the entry's id.
+
+    Only the message's sender edits it, within the live config's
+    `messages.edit_window_seconds` of sending it; a deleted message cannot be edited.
+    """
+    DeleteMessage: _aio.UnaryUnaryMultiCallable[_messaging_pb2.DeleteMessageRequest, _messaging_pb2.SendResponse]  # type: ignore[assignment]
+    """The sender deletes their message, or a group's owner or admin any message of the group.
+    History keeps a tombstone (who wrote it, when) and drops the body and its reactions.
+    """
+    React: _aio.UnaryUnaryMultiCallable[_messaging_pb2.ReactRequest, _messaging_pb2.SendResponse]  # type: ignore[assignment]
+    """Adds (or with `remove`, takes back) the caller's `emoji` on a message: one per user per
+    emoji, so adding twice counts once.
+    """
+    SetTyping: _aio.UnaryUnaryMultiCallable[_messaging_pb2.SetTypingRequest, _messaging_pb2.SetTypingResponse]  # type: ignore[assignment]
+    """Ephemeral: tells the chat's other members that the caller is typing (a `typing` event
+    valid until its `expires_at_ms`), or with `stopped`, that they stopped. Never stored.
+    Forwarded at most once per chat per `messages.typing_seconds` / 2 for each user (calls in
+    between are answered and folded into the last); more than 10 calls a second from one
+    user are refused with RESOURCE_EXHAUSTED.
+    """
+    GetPresence: _aio.UnaryUnaryMultiCallable[_messaging_pb2.GetPresenceRequest, _messaging_pb2.GetPresenceResponse]  # type: ignore[assignment]
+    """Whether each of `user_ids` is online (has a live stream on any server) and when they
+    were last seen; only for people the caller shares a chat with (others: PERMISSION_DENIED).
+    Changes arrive as `presence` events to everyone who shares a direct chat with the user,
+    or a group of at most 100 members.
     """
 
 class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -126,6 +194,76 @@ class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
         devices receive a `receipt` event at once, and their chat lists' unread counts drop;
         the chat's other members receive one `receipt` per reader per second at most (the
         newest mark of that second).
+        """
+
+    @_abc_1.abstractmethod
+    def MarkDelivered(
+        self,
+        request: _messaging_pb2.MarkDeliveredRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.MarkDeliveredResponse, _abc.Awaitable[_messaging_pb2.MarkDeliveredResponse]]:
+        """Marks the chat received (by one of the caller's devices) up to `message_id`: the "✓" to
+        MarkRead's "✓✓". Same rules and receipts as MarkRead; a read mark implies this one.
+        """
+
+    @_abc_1.abstractmethod
+    def EditMessage(
+        self,
+        request: _messaging_pb2.EditMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.SendResponse, _abc.Awaitable[_messaging_pb2.SendResponse]]:
+        """Edits, deletions and reactions are entries of the chat's log, with a message's
+        guarantees: answered once Kafka holds a copy for every member, ordered within the chat,
+        and a retry with the same `client_request_id` answers the same entry id, creating nothing.
+        The answer's `message_id` is the entry's id.
+
+        Only the message's sender edits it, within the live config's
+        `messages.edit_window_seconds` of sending it; a deleted message cannot be edited.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteMessage(
+        self,
+        request: _messaging_pb2.DeleteMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.SendResponse, _abc.Awaitable[_messaging_pb2.SendResponse]]:
+        """The sender deletes their message, or a group's owner or admin any message of the group.
+        History keeps a tombstone (who wrote it, when) and drops the body and its reactions.
+        """
+
+    @_abc_1.abstractmethod
+    def React(
+        self,
+        request: _messaging_pb2.ReactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.SendResponse, _abc.Awaitable[_messaging_pb2.SendResponse]]:
+        """Adds (or with `remove`, takes back) the caller's `emoji` on a message: one per user per
+        emoji, so adding twice counts once.
+        """
+
+    @_abc_1.abstractmethod
+    def SetTyping(
+        self,
+        request: _messaging_pb2.SetTypingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.SetTypingResponse, _abc.Awaitable[_messaging_pb2.SetTypingResponse]]:
+        """Ephemeral: tells the chat's other members that the caller is typing (a `typing` event
+        valid until its `expires_at_ms`), or with `stopped`, that they stopped. Never stored.
+        Forwarded at most once per chat per `messages.typing_seconds` / 2 for each user (calls in
+        between are answered and folded into the last); more than 10 calls a second from one
+        user are refused with RESOURCE_EXHAUSTED.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPresence(
+        self,
+        request: _messaging_pb2.GetPresenceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.GetPresenceResponse, _abc.Awaitable[_messaging_pb2.GetPresenceResponse]]:
+        """Whether each of `user_ids` is online (has a live stream on any server) and when they
+        were last seen; only for people the caller shares a chat with (others: PERMISSION_DENIED).
+        Changes arrive as `presence` events to everyone who shares a direct chat with the user,
+        or a group of at most 100 members.
         """
 
 def add_MessagingServiceServicer_to_server(servicer: MessagingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

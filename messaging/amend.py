@@ -1,0 +1,175 @@
+"""Edits, deletions and reactions: entries of the chat's log that amend an earlier message.
+
+Each is sent like a message (``Sender.submit``): the caller's ``client_request_id`` is its
+claim, every member gets a copy, in the chat's order, once. What is checked first:
+
+* the message exists in the chat, is a message (not a change to the chat), and the caller
+  may see it (a group member since before it was sent);
+* an edit: by its sender, within the live ``messages.edit_window_seconds``, not deleted;
+* a deletion: by its sender, or a group's owner or admin;
+* a reaction: by any member, on a message not deleted, one emoji.
+
+The message is read from ``messages_by_chat`` (history writes it; messaging only reads). A
+message sent a moment ago may not be there yet: it is looked for again for a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+
+from chatlib.cassandra import AsyncSession
+from chatlib.config_sections import Messages
+from chatlib.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from chatlib.ids import signed, timestamp_ms, unsigned
+from chatlib.live_config import LiveSection
+from history.buckets import bucket_of
+from messaging.chats import Chat, ChatDirectory, check_chat_id
+from messaging.group_rules import ADMIN, OWNER
+from messaging.group_store import GroupStore
+from messaging.send import Accepted, Outgoing, Sender, check_idempotency_key
+from protos.chat.v1 import common_pb2
+
+Amendment = common_pb2.Amendment
+MAX_EMOJI_BYTES = 32
+#: What an emoji may not contain: spaces (the storage key separates with one) and controls.
+NOT_EMOJI = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+#: A message younger than this that is not found may still be on its way to Cassandra.
+IN_TRANSIT_MS = 10_000
+LOOK_AGAIN_SECONDS = 0.1
+_MESSAGE = (
+    "SELECT sender_id, deleted, change FROM messages_by_chat"
+    " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The message an amendment is about."""
+
+    message_id: int
+    sender_id: int
+    deleted: bool
+
+
+class Amendments:
+    def __init__(
+        self,
+        sender: Sender,
+        directory: ChatDirectory,
+        groups: GroupStore,
+        db: AsyncSession,
+        messages: LiveSection[Messages],
+    ) -> None:
+        self._sender = sender
+        self._directory = directory
+        self._groups = groups
+        self._db = db
+        self._messages = messages
+
+    async def edit(self, user: int, chat_id: str, message_id: int, body: str, key: str) -> Accepted:
+        self._check(chat_id, message_id, key)
+        self._sender.check_body(body)
+        chat = await self._directory.check_member(chat_id, user)
+        target = await self._target(chat, user, message_id)
+        if target.sender_id != user:
+            raise PermissionDenied("only its sender may edit a message")
+        if target.deleted:
+            raise FailedPrecondition(f"message {message_id} was deleted")
+        window = self._messages.get().edit_window_seconds
+        if time.time() * 1000 > timestamp_ms(message_id) + window * 1000:
+            raise FailedPrecondition(
+                f"message {message_id} can no longer be edited: messages may be edited for"
+                f" {window} seconds after they are sent"
+            )
+        return await self._submit(user, chat, key, body, Amendment.EDITED, target)
+
+    async def delete(self, user: int, chat_id: str, message_id: int, key: str) -> Accepted:
+        self._check(chat_id, message_id, key)
+        chat = await self._directory.check_member(chat_id, user)
+        target = await self._target(chat, user, message_id)
+        if target.sender_id != user:
+            role = (
+                (await self._groups.load(chat_id)).role_of(user) if chat.kind == "group" else None
+            )
+            if role not in (OWNER, ADMIN):
+                raise PermissionDenied(
+                    "only its sender (or a group's owner or admin) may delete a message"
+                )
+        return await self._submit(user, chat, key, "", Amendment.DELETED, target)
+
+    async def react(
+        self, user: int, chat_id: str, message_id: int, emoji: str, remove: bool, key: str
+    ) -> Accepted:
+        self._check(chat_id, message_id, key)
+        check_emoji(emoji)
+        chat = await self._directory.check_member(chat_id, user)
+        target = await self._target(chat, user, message_id)
+        if target.deleted:
+            raise FailedPrecondition(f"message {message_id} was deleted")
+        action = Amendment.REACTION_REMOVED if remove else Amendment.REACTION_ADDED
+        return await self._submit(user, chat, key, "", action, target, emoji)
+
+    def _check(self, chat_id: str, message_id: int, key: str) -> None:
+        check_chat_id(chat_id)
+        check_idempotency_key(key, "client_request_id")
+        if not message_id:
+            raise InvalidArgument("message_id is required")
+
+    async def _submit(
+        self,
+        user: int,
+        chat: Chat,
+        key: str,
+        body: str,
+        action: common_pb2.Amendment.Action.ValueType,
+        target: Target,
+        emoji: str = "",
+    ) -> Accepted:
+        amendment = Amendment(
+            action=action,
+            message_id=target.message_id,
+            emoji=emoji,
+            message_sender_id=target.sender_id,
+        )
+        outgoing = Outgoing(
+            user, chat.chat_id, chat.kind, key, body, chat.members, chat.version,
+            amendment=amendment,
+        )  # fmt: skip
+        return await self._sender.submit(outgoing)
+
+    async def _target(self, chat: Chat, user: int, message_id: int) -> Target:
+        """The message, if it is one the user can see in the chat; NotFound otherwise."""
+        missing = NotFound(f"chat {chat.chat_id!r} has no message {message_id}")
+        if message_id >= 2**63:
+            raise missing
+        if chat.kind == "group":
+            row = (await self._groups.load(chat.chat_id)).rows.get(user)
+            if row is None or message_id < row.since_id:
+                raise missing
+        where = (chat.chat_id, bucket_of(message_id), signed(message_id))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + IN_TRANSIT_MS / 1000
+        while True:
+            rows = await self._db.execute(_MESSAGE, where)
+            if rows and rows[0].sender_id is not None:
+                break
+            young = time.time() * 1000 - timestamp_ms(message_id) < IN_TRANSIT_MS
+            if not young or loop.time() > deadline:
+                raise missing
+            await asyncio.sleep(LOOK_AGAIN_SECONDS)
+        row = rows[0]
+        if row.change:
+            raise FailedPrecondition(f"entry {message_id} is a change to the chat, not a message")
+        return Target(message_id, unsigned(row.sender_id), bool(row.deleted))
+
+
+def check_emoji(emoji: str) -> None:
+    if not emoji:
+        raise InvalidArgument("emoji is required")
+    if len(emoji.encode("utf-8")) > MAX_EMOJI_BYTES or NOT_EMOJI.search(emoji):
+        raise InvalidArgument(
+            f"emoji must be at most {MAX_EMOJI_BYTES} bytes, without spaces or control characters"
+        )

@@ -1,0 +1,268 @@
+"""Presence: online while a user has a live stream on any server, else offline since when.
+
+Kept in Redis, never in Cassandra:
+
+* ``chat:presence:{user}``: a hash of server name -> that server's live streams of the user,
+  and ``seen`` -> when the last one ended (ms);
+* ``chat:online:{server}``: the users with a stream on that server (who to mark offline if
+  it dies);
+* ``chat:alive:{server}``: set every ``BEAT_SECONDS`` for ``ALIVE_SECONDS``.
+
+Each server writes its own counts, batched: the registry says when a user's streams here went
+from none to some (at once) or from some to none (after ``GRACE_SECONDS``: a client that
+reconnects, or follows its partition to another server, does not blink offline). One script
+per user sets this server's count and says whether the user came online or went offline
+overall, so a user with streams on two servers is online once and goes offline with the last.
+
+A server that dies cannot say its users went offline: every ``BEAT_SECONDS`` each server
+looks for servers of the partitioning whose ``alive`` key expired and takes their users off
+(``SPOP``, so once), with the same script. A user whose server died is therefore shown
+offline ``ALIVE_SECONDS`` to ``ALIVE_SECONDS + BEAT_SECONDS`` later (10 to 13 s). A server
+starting under a name takes that name's leftovers off first.
+
+Changes are told (``presence`` events) to everyone sharing a direct chat with the user or a
+group of at most ``PRESENCE_GROUP_LIMIT`` members; GetPresence answers the rest on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+
+import redis.asyncio as aioredis
+
+from chatlib.cassandra import AsyncSession
+from chatlib.errors import InvalidArgument, PermissionDenied
+from chatlib.ids import signed
+from chatlib.live_config import LiveSection
+from chatlib.partitioning import Partitioning
+from messaging.chats import ChatDirectory
+from messaging.signals import Signals
+from messaging.streams import StreamRegistry
+from protos.chat.v1 import messaging_pb2
+
+logger = logging.getLogger(__name__)
+
+BEAT_SECONDS = 3.0
+ALIVE_SECONDS = 10
+GRACE_SECONDS = 2.0
+PRESENCE_GROUP_LIMIT = 100
+MAX_ASKED = 200
+CONTACTS_SECONDS = 30.0
+CACHED_CONTACTS = 10_000
+SEEN = "seen"
+
+# KEYS: presence hash, this server's online set. ARGV: server, user, count, now (ms).
+# Returns 1 if the user came online, -1 if they went offline, 0 otherwise.
+_SET_COUNT = """
+local before = 0
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if field ~= 'seen' then before = before + 1 end
+end
+local count = tonumber(ARGV[3])
+if count > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], count)
+  redis.call('SADD', KEYS[2], ARGV[2])
+  if before == 0 then return 1 end
+  return 0
+end
+local had = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+if had == 1 and before == 1 then
+  redis.call('HSET', KEYS[1], 'seen', ARGV[4])
+  return -1
+end
+return 0
+"""
+
+
+def presence_key(user: int) -> str:
+    return f"chat:presence:{user}"
+
+
+def online_key(server: str) -> str:
+    return f"chat:online:{server}"
+
+
+def alive_key(server: str) -> str:
+    return f"chat:alive:{server}"
+
+
+class Presence:
+    def __init__(
+        self,
+        server_name: str,
+        redis: aioredis.Redis,
+        db: AsyncSession,
+        directory: ChatDirectory,
+        signals: Signals,
+        partitioning: LiveSection[Partitioning],
+        registry: StreamRegistry,
+    ) -> None:
+        self._server = server_name
+        self._redis = redis
+        self._db = db
+        self._directory = directory
+        self._signals = signals
+        self._partitioning = partitioning
+        self._registry = registry
+        self._set_count = redis.register_script(_SET_COUNT)
+        #: Users whose count here changed and is not written yet.
+        self._dirty: set[int] = set()
+        self._wake = asyncio.Event()
+        self._contacts: OrderedDict[int, tuple[frozenset[int], float]] = OrderedDict()
+        registry.on_change(self._changed)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Write counts as they change, beat, and take dead servers' users off, until stop."""
+        await self._reap(self._server)
+        beat_at = 0.0
+        while not stop.is_set():
+            try:
+                if self._dirty:
+                    batch, self._dirty = self._dirty, set()
+                    try:
+                        await self._write(batch)
+                    except BaseException:
+                        self._dirty |= batch
+                        raise
+                if time.monotonic() >= beat_at:
+                    await self._redis.set(alive_key(self._server), 1, ex=ALIVE_SECONDS)
+                    for server in self._partitioning.get().servers:
+                        if server.name != self._server:
+                            await self._reap(server.name, only_if_dead=True)
+                    beat_at = time.monotonic() + BEAT_SECONDS
+            except (aioredis.RedisError, OSError) as exc:
+                logger.warning("presence not written, retrying: %s", exc)
+                await asyncio.sleep(1.0)
+            self._wake.clear()
+            if not self._dirty:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), BEAT_SECONDS)
+
+    async def close(self) -> None:
+        """This server's users are offline now (unless on another server)."""
+        users = set(self._registry.users())
+        with contextlib.suppress(aioredis.RedisError, OSError):
+            await self._write(users, force_offline=True)
+            await self._redis.delete(alive_key(self._server))
+
+    def _changed(self, user: int, streams: int) -> None:
+        if streams:
+            self._mark(user)
+        else:
+            asyncio.get_running_loop().call_later(GRACE_SECONDS, self._mark, user)
+
+    def _mark(self, user: int) -> None:
+        self._dirty.add(user)
+        self._wake.set()
+
+    async def _write(self, users: set[int], *, force_offline: bool = False) -> None:
+        if not users:
+            return
+        now = int(time.time() * 1000)
+        ordered = sorted(users)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user in ordered:
+                count = 0 if force_offline else self._registry.streams_of(user)
+                keys = [presence_key(user), online_key(self._server)]
+                await self._set_count(keys, [self._server, user, count, now], client=pipe)
+            outcomes = await pipe.execute()
+        for user, outcome in zip(ordered, outcomes, strict=True):
+            if outcome:
+                await self._tell(user, online=outcome > 0, seen=0 if outcome > 0 else now)
+
+    async def _reap(self, server: str, *, only_if_dead: bool = False) -> None:
+        """Take a (dead, or this one's former self) server's users off."""
+        if only_if_dead and await self._redis.exists(alive_key(server)):
+            return
+        while True:
+            users = await self._redis.spop(online_key(server), 500)
+            if not users:
+                return
+            now = int(time.time() * 1000)
+            for raw in users:
+                user = int(raw)
+                keys = [presence_key(user), online_key(server)]
+                if await self._set_count(keys, [server, user, 0, now]) < 0:
+                    await self._tell(user, online=False, seen=now)
+            logger.info("took %d users of server %s offline", len(users), server)
+
+    async def _tell(self, user: int, *, online: bool, seen: int) -> None:
+        try:
+            contacts = await self.contacts(user)
+        except Exception as exc:  # noqa: BLE001 - presence is best effort; asking still works
+            logger.warning("presence of %d not told: %s", user, exc)
+            return
+        event = messaging_pb2.ClientEvent(
+            presence=messaging_pb2.Presence(user_id=user, online=online, last_seen_ms=seen)
+        )
+        await self._signals.send(contacts, event)
+
+    async def contacts(self, user: int) -> frozenset[int]:
+        """Who shares a direct chat, or a group of at most PRESENCE_GROUP_LIMIT, with the
+        user (remembered for CONTACTS_SECONDS)."""
+        known = self._contacts.get(user)
+        if known is not None and time.monotonic() - known[1] < CONTACTS_SECONDS:
+            return known[0]
+        rows = await self._db.execute(
+            "SELECT chat_id, visible_until FROM chats_by_user WHERE user_id = ?",
+            (signed(user),),
+        )
+        found: set[int] = set()
+        for row in rows:
+            chat_id = row.chat_id
+            if chat_id.startswith("d:"):
+                found.update(int(p) for p in chat_id.split(":")[1:])
+            elif not row.visible_until:
+                chat = await self._directory.chat(chat_id)
+                if len(chat.members) <= PRESENCE_GROUP_LIMIT:
+                    found |= chat.members
+        found.discard(user)
+        contacts = frozenset(found)
+        self._contacts[user] = (contacts, time.monotonic())
+        if len(self._contacts) > CACHED_CONTACTS:
+            self._contacts.popitem(last=False)
+        return contacts
+
+    async def get(self, asker: int, users: list[int]) -> list[messaging_pb2.Presence]:
+        """The presence of people the asker shares a chat with (any size of group)."""
+        if len(users) > MAX_ASKED:
+            raise InvalidArgument(f"user_ids names {len(users)} users; at most {MAX_ASKED}")
+        strangers = [u for u in users if u != asker and u not in await self.contacts(asker)]
+        if strangers:
+            # Members of large groups are not contacts (no events), but may be asked about.
+            self._contacts.pop(asker, None)
+            shared = await self._shared_groups(asker)
+            strangers = [u for u in strangers if u not in shared]
+        if strangers:
+            raise PermissionDenied(f"you share no chat with user {strangers[0]}")
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.hgetall(presence_key(user))
+            found = await pipe.execute()
+        answer = []
+        for user, fields in zip(users, found, strict=True):
+            servers = [k for k in fields if k != SEEN.encode()]
+            seen = int(fields.get(SEEN.encode(), 0))
+            online = bool(servers)
+            answer.append(
+                messaging_pb2.Presence(
+                    user_id=user, online=online, last_seen_ms=0 if online else seen
+                )
+            )
+        return answer
+
+    async def _shared_groups(self, user: int) -> frozenset[int]:
+        rows = await self._db.execute(
+            "SELECT chat_id, visible_until FROM chats_by_user WHERE user_id = ?",
+            (signed(user),),
+        )
+        found: set[int] = set()
+        for row in rows:
+            if row.chat_id.startswith("g:") and not row.visible_until:
+                found |= (await self._directory.chat(row.chat_id)).members
+        return frozenset(found)
