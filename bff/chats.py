@@ -10,7 +10,7 @@ from aiohttp import web
 from bff import inputs, views
 from bff.routing import BACKENDS
 from bff.sessions import ACCOUNTS
-from chatlib import tokens
+from chatlib import preferences, tokens
 from chatlib.errors import InvalidArgument, NotFound
 from chatlib.grpc_auth import bearer_metadata
 from protos.chat.v1 import history_pb2, messaging_pb2
@@ -36,6 +36,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete(reactions, remove_reaction)
     app.router.add_post("/v1/chats/{chat_id}/typing", set_typing)
     app.router.add_get("/v1/presence", presence)
+    app.router.add_get("/v1/me/notifications", notification_settings)
+    app.router.add_put("/v1/me/notifications", put_notification_settings)
 
 
 def _claims(request: web.Request) -> tokens.Claims:
@@ -243,6 +245,27 @@ async def presence(request: web.Request) -> web.Response:
     messaging, call = await _messaging(request, claims)
     reply = await messaging.GetPresence(messaging_pb2.GetPresenceRequest(user_ids=users), **call)
     return web.json_response(views.presences(reply))
+
+
+async def notification_settings(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    found = await preferences.get(request.app[ACCOUNTS].redis, claims.user_id)
+    return web.json_response({"previews": found.previews})
+
+
+async def put_notification_settings(request: web.Request) -> web.Response:
+    """What notifications for offline users carry (the notifier reads it per notification)."""
+    claims = _claims(request)
+    body = await inputs.json_object(request)
+    unknown = sorted(set(body) - {"previews"})
+    if unknown:
+        raise InvalidArgument(f"unknown field {unknown[0]!r} (known: previews)")
+    previews = body.get("previews")
+    if not isinstance(previews, bool):
+        raise InvalidArgument("field 'previews' must be true or false")
+    chosen = preferences.Preferences(previews=previews)
+    await preferences.put(request.app[ACCOUNTS].redis, claims.user_id, chosen)
+    return web.json_response({"previews": chosen.previews})
 
 
 def _amended(reply: messaging_pb2.SendResponse) -> web.Response:

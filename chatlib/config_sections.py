@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from chatlib.config_checks import InvalidConfig, array, boolean, fields, integer, number
+from chatlib.config_checks import InvalidConfig, array, boolean, fields, integer, number, text
 from chatlib.partitioning import Partitioning
 
 
@@ -180,6 +180,40 @@ class Messages:
         )
 
 
+_WEBHOOK = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[!-~]*)?")
+
+
+@dataclass(frozen=True)
+class Notifications:
+    """Notifications for offline users (notifier/)."""
+
+    #: Where notifications are POSTed (a push gateway); "" switches them off.
+    webhook_url: str
+    #: A user's messages in one chat within this long of the first make one notification.
+    collapse_seconds: int
+    #: Tries of a notification before it goes to the dead-letter topic.
+    max_attempts: int
+
+    def to_value(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, value: Any) -> Notifications:
+        where = "notifications"
+        doc = fields(value, where, set(cls.__dataclass_fields__))
+        url = text(doc, "webhook_url", where)
+        if url and (len(url) > 2000 or not _WEBHOOK.fullmatch(url)):
+            raise InvalidConfig(
+                f"{where}.webhook_url must be empty (off) or an http(s) URL without spaces,"
+                f" got {url!r}"[:200]
+            )
+        return cls(
+            webhook_url=url,
+            collapse_seconds=integer(doc, "collapse_seconds", where, 1, 300),
+            max_attempts=integer(doc, "max_attempts", where, 1, 20),
+        )
+
+
 DEFAULT_LIMITS = Limits(
     max_body_bytes=4096,
     history_page_default=50,
@@ -191,6 +225,7 @@ DEFAULT_FEATURES = Features(registration_open=True, sending_enabled=True)
 DEFAULT_WEB = Web(allowed_origins=(), heartbeat_seconds=15)
 DEFAULT_GROUPS = Groups(max_members=1000)
 DEFAULT_MESSAGES = Messages(edit_window_seconds=900, typing_seconds=6)
+DEFAULT_NOTIFICATIONS = Notifications(webhook_url="", collapse_seconds=5, max_attempts=6)
 DEFAULT_AUTH = AuthLimits(
     login_failures_per_username=20,
     username_window_seconds=300,
@@ -208,6 +243,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "web": Web.parse,
     "groups": Groups.parse,
     "messages": Messages.parse,
+    "notifications": Notifications.parse,
 }
 
 

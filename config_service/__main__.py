@@ -29,6 +29,7 @@ from chatlib.config_sections import (
     DEFAULT_GROUPS,
     DEFAULT_LIMITS,
     DEFAULT_MESSAGES,
+    DEFAULT_NOTIFICATIONS,
     DEFAULT_WEB,
     PARSERS,
 )
@@ -136,6 +137,7 @@ async def _command(args: argparse.Namespace) -> int:
                 "web": DEFAULT_WEB.to_value(),
                 "groups": DEFAULT_GROUPS.to_value(),
                 "messages": DEFAULT_MESSAGES.to_value(),
+                "notifications": DEFAULT_NOTIFICATIONS.to_value(),
             }
             for section, value in defaults.items():
                 outcome = await store.seed(section, value, by=operator)

@@ -38,6 +38,12 @@ APPS = [
     ),
     App("history-writer", ["history", "writer"], 9302, "consumer group history-writers"),
     App(
+        "notifier",
+        ["notifier"],
+        9601,
+        "consumer group notifier; webhook: live config section notifications",
+    ),
+    App(
         "messaging-m1",
         ["messaging"],
         9311,

@@ -2,8 +2,8 @@
 
 Kept in Redis, never in Cassandra:
 
-* ``chat:presence:{user}``: a hash of server name -> that server's live streams of the user,
-  and ``seen`` -> when the last one ended (ms);
+* ``chat:presence:{user}`` (``chatlib/presence_state.py``): a hash of server name -> that
+  server's live streams of the user, and ``seen`` -> when the last one ended (ms);
 * ``chat:online:{server}``: the users with a stream on that server (who to mark offline if
   it dies);
 * ``chat:alive:{server}``: set every ``BEAT_SECONDS`` for ``ALIVE_SECONDS``.
@@ -34,11 +34,13 @@ from collections import OrderedDict
 
 import redis.asyncio as aioredis
 
+from chatlib import presence_state
 from chatlib.cassandra import AsyncSession
 from chatlib.errors import InvalidArgument, PermissionDenied
 from chatlib.ids import signed
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
+from chatlib.presence_state import presence_key
 from messaging.chats import ChatDirectory
 from messaging.signals import Signals
 from messaging.streams import StreamRegistry
@@ -53,7 +55,6 @@ PRESENCE_GROUP_LIMIT = 100
 MAX_ASKED = 200
 CONTACTS_SECONDS = 30.0
 CACHED_CONTACTS = 10_000
-SEEN = "seen"
 
 # KEYS: presence hash, this server's online set. ARGV: server, user, count, now (ms).
 # Returns 1 if the user came online, -1 if they went offline, 0 otherwise.
@@ -77,10 +78,6 @@ if had == 1 and before == 1 then
 end
 return 0
 """
-
-
-def presence_key(user: int) -> str:
-    return f"chat:presence:{user}"
 
 
 def online_key(server: str) -> str:
@@ -240,21 +237,11 @@ class Presence:
             strangers = [u for u in strangers if u not in shared]
         if strangers:
             raise PermissionDenied(f"you share no chat with user {strangers[0]}")
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for user in users:
-                pipe.hgetall(presence_key(user))
-            found = await pipe.execute()
-        answer = []
-        for user, fields in zip(users, found, strict=True):
-            servers = [k for k in fields if k != SEEN.encode()]
-            seen = int(fields.get(SEEN.encode(), 0))
-            online = bool(servers)
-            answer.append(
-                messaging_pb2.Presence(
-                    user_id=user, online=online, last_seen_ms=0 if online else seen
-                )
-            )
-        return answer
+        found = await presence_state.read(self._redis, users)
+        return [
+            messaging_pb2.Presence(user_id=user, online=online, last_seen_ms=seen)
+            for user, (online, seen) in zip(users, found, strict=True)
+        ]
 
     async def _shared_groups(self, user: int) -> frozenset[int]:
         rows = await self._db.execute(

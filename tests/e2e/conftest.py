@@ -268,7 +268,7 @@ async def admin() -> AsyncIterator[Admin]:
         found = Admin(http, admin_token())
         before = {
             s: (await found.get(s))["value"]
-            for s in ("partitioning", "limits", "features", "groups", "messages")
+            for s in ("partitioning", "limits", "features", "groups", "messages", "notifications")
         }
         try:
             yield found
@@ -289,6 +289,7 @@ FOLLOWERS = {
     "features": (9311, 9312, 9401),
     "groups": (9311, 9312),
     "messages": (9311, 9312),
+    "notifications": (9601,),
 }
 
 

@@ -71,7 +71,7 @@ async def test_invalid_changes_are_refused_with_the_reason_and_change_nothing(
             {},
             404,
             "unknown section 'quotas' (sections: auth, features, groups, limits, messages,"
-            " partitioning, web)",
+            " notifications, partitioning, web)",
         ),
     ]
     for section, value, status, message in cases:

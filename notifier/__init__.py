@@ -1,0 +1,1 @@
+"""Notifications for offline users: ``python -m notifier``."""

@@ -1,0 +1,113 @@
+"""``python -m notifier``: notify recipients with no live stream of their messages, through
+the webhook in the live config section ``notifications``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from contextlib import AsyncExitStack
+
+import aiohttp
+from confluent_kafka import Consumer
+
+from chatlib import lifecycle, ops, redis_client
+from chatlib.config_sections import Notifications
+from chatlib.kafka import AsyncProducer, ensure_topic
+from chatlib.live_config import LiveConfig, LiveSection
+from chatlib.settings import Common, Env
+from notifier.service import Notifier
+from notifier.webhook import Webhook
+
+logger = logging.getLogger("notifier")
+#: A consumer loop that has not polled for this long is not working.
+STUCK_SECONDS = 15.0
+DEAD_LETTER_TOPIC = "chat.notifications.dead.v1"
+
+
+def main(argv: list[str]) -> int:
+    if argv:
+        print("usage: python -m notifier", file=sys.stderr)
+        return 2
+    read = Env(os.environ)
+    common = Common(read)
+    ops_port = read.integer("CHAT_OPS_PORT", 9601, minimum=1)
+    group = read.text("CHAT_NOTIFIER_GROUP", "notifier")
+    return lifecycle.serve(
+        "notifier", common, lambda stack, stop: _run(common, ops_port, group, stack, stop)
+    )
+
+
+async def _run(
+    common: Common, ops_port: int, group: str, stack: AsyncExitStack, stop: asyncio.Event
+) -> None:
+    client = redis_client.connect(common.redis_url)
+    stack.push_async_callback(client.aclose)
+    settings = LiveSection("notifications", Notifications.parse)
+    live = LiveConfig(common.redis_url, [settings])
+    stack.push_async_callback(live.close)
+    await live.start(stop)
+    week_ms = str(7 * 24 * 3600 * 1000)
+    await asyncio.to_thread(
+        ensure_topic, common.kafka_bootstrap, DEAD_LETTER_TOPIC, 1, 1, {"retention.ms": week_ms}
+    )
+    consumer = Consumer(
+        {
+            "bootstrap.servers": common.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            # A new notifier starts at the log's end: the past is not news.
+            "auto.offset.reset": "latest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 2_000,
+            # Notifications wait seconds anyway (bursts): fuller fetches cost less.
+            "fetch.wait.max.ms": 200,
+            "fetch.min.bytes": 64 << 10,
+        }
+    )
+    stack.callback(consumer.close)
+    producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
+    stack.callback(producer.close)
+    http = aiohttp.ClientSession()
+    stack.push_async_callback(http.close)
+    notifier = Notifier(
+        consumer,
+        client,
+        Webhook(http),
+        producer,
+        settings,
+        topic=common.deliveries_topic,
+        dead_letter_topic=DEAD_LETTER_TOPIC,
+        group=group,
+    )
+    task = asyncio.create_task(notifier.run(stop), name="notifier")
+
+    async def loop_check() -> str | None:
+        if task.done():
+            return f"notifier loop ended: {task.exception()!r}"
+        quiet = time.monotonic() - notifier.polled_at
+        if quiet > STUCK_SECONDS:
+            return f"the notifier loop has not polled Kafka for {quiet:.0f} s"
+        return None
+
+    runner = await ops.start(
+        common.ops_host,
+        ops_port,
+        {
+            "kafka": producer.check,
+            "consumer": loop_check,
+            "redis": ops.redis_ping(client),
+            "config": live.check,
+        },
+        degraded={"config": live.problem},
+    )
+    stack.push_async_callback(runner.cleanup)
+    logger.info("notifier consuming %s as %s", common.deliveries_topic, group)
+    await task
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,264 @@
+"""The notifier: reads every delivery (its own consumer group), and for recipients with no
+live stream posts one notification per burst of messages in a chat.
+
+Once per message per recipient, through crashes and replays:
+
+* a record's offset is committed only once its notification is finished (delivered or
+  dead-lettered) or it needed none, so nothing is skipped;
+* after a notification is finished, the highest offset it covered is recorded per recipient
+  and chat (``chat:notified:{user}``, a Redis hash), and a replayed record at or below it is
+  not notified again. (Between the webhook's answer and that write, a crash would post
+  again: the repeated post has the same ``notification_id``.)
+
+Who is online is read from presence (``chatlib/presence_state.py``): when a batch is read
+(a record for someone online is not even decoded) and again when the burst is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import Counter
+
+from chatlib import deliveries, preferences, presence_state
+from chatlib.config_sections import Notifications
+from chatlib.kafka import AsyncProducer, LagReporter, ProduceFailed, Record
+from chatlib.live_config import LiveSection
+from notifier.bursts import Burst, Bursts, Offsets, Pending
+from notifier.webhook import Webhook
+
+logger = logging.getLogger(__name__)
+
+BATCH = 1000
+POLL_SECONDS = 0.2
+COMMIT_SECONDS = 1.0
+PREVIEW_CHARS = 120
+#: Notifications being tried at once, at most; reading pauses above it.
+MAX_BUSY = 10_000
+MARK_DAYS = 30
+SENT = Counter("notifier_notifications_total", "Notifications finished", ["outcome"])
+DELIVERED, DEAD = SENT.labels(outcome="delivered"), SENT.labels(outcome="dead_letter")
+SKIPPED = Counter(
+    "notifier_skipped_total", "Messages not notified", ["reason"]
+)  # online, notified already, switched off
+
+# KEYS: the recipient's marks. ARGV: chat id, offset, ttl seconds. Moves the mark up only.
+_MARK = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+def marks_key(user: int) -> str:
+    return f"chat:notified:{user}"
+
+
+class Notifier:
+    def __init__(
+        self,
+        consumer: Consumer,
+        redis: aioredis.Redis,
+        webhook: Webhook,
+        dead_letters: AsyncProducer,
+        settings: LiveSection[Notifications],
+        *,
+        topic: str,
+        dead_letter_topic: str,
+        group: str,
+    ) -> None:
+        self._consumer = consumer
+        self._lag = LagReporter(consumer, group)
+        self._redis = redis
+        self._webhook = webhook
+        self._dead_letters = dead_letters
+        self._settings = settings
+        self._topic = topic
+        self._dead_letter_topic = dead_letter_topic
+        self._mark = redis.register_script(_MARK)
+        self._bursts = Bursts()
+        self._offsets = Offsets()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._revoked: list[set[int]] = []
+        self.polled_at = time.monotonic()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._consumer.subscribe([self._topic], on_revoke=self._on_revoke)
+        commit_at = time.monotonic() + COMMIT_SECONDS
+        while not stop.is_set():
+            if len(self._tasks) < MAX_BUSY:
+                messages = await asyncio.to_thread(self._consumer.consume, BATCH, POLL_SECONDS)
+            else:
+                messages = []
+                await asyncio.sleep(POLL_SECONDS)
+            self.polled_at = time.monotonic()
+            self._lag.maybe_report()
+            while self._revoked:
+                gone = self._revoked.pop()
+                self._bursts.drop_partitions(gone)
+                self._offsets.forget(gone)
+            if messages:
+                await self._read(messages)
+            for burst in self._bursts.due(time.monotonic()):
+                task = asyncio.create_task(self._notify(burst))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if time.monotonic() >= commit_at:
+                self._commit()
+                commit_at = time.monotonic() + COMMIT_SECONDS
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+        self._commit()
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Called inside consume(), on its thread: the loop applies it when consume returns.
+        self._revoked.append({tp.partition for tp in partitions})
+
+    async def _read(self, messages: list[Message]) -> None:
+        """Open or extend bursts for the offline recipients of a batch."""
+        settings = self._settings.get()
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    logger.warning("consumer error: %s", error)
+                continue
+            partition, offset = message.partition() or 0, message.offset() or 0
+            self._offsets.read(partition, offset)
+            recipient = deliveries.recipient_of(message.key())
+            if recipient is not None and settings.webhook_url:
+                records.append((recipient, partition, offset, message))
+        if not records:
+            return
+        recipients = sorted({r[0] for r in records})
+        found = await presence_state.read(self._redis, recipients)
+        offline = {user for user, (online, _) in zip(recipients, found, strict=True) if not online}
+        now = time.monotonic()
+        for recipient, partition, offset, message in records:
+            if recipient not in offline:
+                continue
+            try:
+                delivery = deliveries.decode(message.value())
+            except deliveries.InvalidDelivery:
+                continue  # the history writer dead-letters it
+            if not _notifiable(delivery):
+                continue
+            pending = Pending(
+                partition, offset, delivery.message_id, delivery.sender_id, delivery.body
+            )
+            self._offsets.hold(partition, offset)
+            self._bursts.add(
+                recipient,
+                delivery.chat_id,
+                delivery.kind,
+                pending,
+                now,
+                settings.collapse_seconds,
+            )
+
+    async def _notify(self, burst: Burst) -> None:
+        try:
+            await self._notify_once(burst)
+        except Exception:
+            logger.exception("notifying %d of %s failed", burst.recipient, burst.chat_id)
+            return
+        for message in burst.messages:
+            self._offsets.release(message.partition, message.offset)
+
+    async def _notify_once(self, burst: Burst) -> None:
+        raw = await self._redis.hget(marks_key(burst.recipient), burst.chat_id)
+        done = int(raw) if raw is not None else -1
+        messages = [m for m in burst.messages if m.offset > done]
+        if len(messages) < len(burst.messages):
+            SKIPPED.labels(reason="notified").inc(len(burst.messages) - len(messages))
+        if not messages:
+            return
+        [(online, _)] = await presence_state.read(self._redis, [burst.recipient])
+        if online:
+            SKIPPED.labels(reason="online").inc(len(messages))
+            return
+        prefs = await preferences.get(self._redis, burst.recipient)
+        body = notification(burst, messages, previews=prefs.previews)
+        outcome = await self._webhook.post(
+            lambda: self._settings.get().webhook_url,
+            body,
+            lambda: self._settings.get().max_attempts,
+        )
+        if outcome.delivered:
+            DELIVERED.inc()
+        elif outcome.attempts == 0:
+            SKIPPED.labels(reason="off").inc(len(messages))
+        else:
+            await self._dead_letter(body, outcome.error, outcome.attempts)
+        ttl = MARK_DAYS * 86_400
+        last = max(m.offset for m in messages)
+        await self._mark(keys=[marks_key(burst.recipient)], args=[burst.chat_id, last, ttl])
+
+    async def _dead_letter(self, body: dict[str, Any], error: str, attempts: int) -> None:
+        logger.warning(
+            "notification %s dead-lettered after %d tries: %s",
+            body["notification_id"],
+            attempts,
+            error,
+        )
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("dlq.error", error.encode()),
+            ("dlq.attempts", str(attempts).encode()),
+        ]
+        record = Record(
+            self._dead_letter_topic,
+            str(body["recipient_id"]).encode(),
+            json.dumps(body).encode(),
+            -1,
+            headers,
+        )
+        try:
+            await self._dead_letters.send([record])
+        except ProduceFailed as exc:
+            raise RuntimeError(f"dead-lettering failed: {exc}") from exc
+        DEAD.inc()
+
+    def _commit(self) -> None:
+        offsets = self._offsets.committable()
+        if not offsets:
+            return
+        commit = [TopicPartition(self._topic, p, o) for p, o in offsets.items()]
+        try:
+            self._consumer.commit(offsets=commit, asynchronous=True)
+        except KafkaException as exc:
+            logger.warning("committing offsets failed: %s", exc)
+
+
+def _notifiable(delivery: deliveries.Delivery) -> bool:
+    """A message someone else wrote (not a receipt, a change to the chat, or an amendment)."""
+    return not (
+        deliveries.is_receipt(delivery)
+        or delivery.HasField("change")
+        or delivery.HasField("amendment")
+        or delivery.sender_id == delivery.recipient_id
+    )
+
+
+def notification(burst: Burst, messages: list[Pending], *, previews: bool) -> dict[str, Any]:
+    """The webhook body for a burst (ids are strings: JSON numbers lose 64-bit precision)."""
+    last = messages[-1]
+    return {
+        "notification_id": f"{burst.recipient}:{burst.chat_id}:{last.partition}:{last.offset}",
+        "recipient_id": str(burst.recipient),
+        "chat_id": burst.chat_id,
+        "chat_kind": burst.kind or "direct",
+        "collapse_key": burst.chat_id,
+        "sender_id": str(last.sender_id),
+        "sender_ids": sorted({str(m.sender_id) for m in messages}),
+        "message_ids": [str(m.message_id) for m in messages],
+        "count": len(messages),
+        "preview": last.body[:PREVIEW_CHARS] if previews else None,
+    }
