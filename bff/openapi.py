@@ -32,12 +32,22 @@ def _ok(schema: str, status: str = "200") -> dict[str, Any]:
 
 
 _ID = {"type": "string", "pattern": ID_PATTERN, "description": "64-bit id as a string"}
+
+
+def _amended_responses() -> dict[str, Any]:
+    return {**_ok("Sent", "201"), "200": {"description": "A retry: the same entry"}}
+
+
 _CHAT_ID = {
     "type": "string",
     "pattern": "^(d:[0-9]{1,20}:[0-9]{1,20}|g:[0-9]{1,20})$",
     "description": "d:{smaller user id}:{larger user id} for a direct chat; g:{id} for a group",
 }
 
+_MESSAGE_PATH = [
+    {"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID},
+    {"name": "message_id", "in": "path", "required": True, "schema": _ID},
+]
 _GROUP_ID = {"type": "string", "pattern": "^g:[0-9]{1,20}$", "description": "g:{id}"}
 _NAME = {
     "type": "string",
@@ -316,6 +326,118 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"204": {"description": "Marked"}, "4XX": _PROBLEM, "5XX": _PROBLEM},
             },
         },
+        "/v1/chats/{chat_id}/delivered": {
+            "parameters": [{"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID}],
+            "post": {
+                "summary": "Mark the chat received (by one of your devices) up to a message",
+                "description": "The one tick to `read`'s two: same rules (never backwards; a"
+                " read mark implies this one), `receipt` events with `delivered_up_to`.",
+                "security": _AUTH,
+                "requestBody": _json_body("MarkRead"),
+                "responses": {"204": {"description": "Marked"}, "4XX": _PROBLEM, "5XX": _PROBLEM},
+            },
+        },
+        "/v1/chats/{chat_id}/messages/{message_id}": {
+            "parameters": _MESSAGE_PATH,
+            "patch": {
+                "summary": "Edit your message (within the edit window)",
+                "description": "An entry of the chat's log: every member's stream gets a `message`"
+                " event whose `amendment` says `edited` (its `body` is the new text); history"
+                " shows the message with the new text and `edited_at_ms`. Only the sender, within"
+                " the live config's `messages.edit_window_seconds` (900 by default) of sending;"
+                " later, or on a deleted message: 409. Answers the entry's id (201; 200 for a"
+                " retry with the same `client_request_id` or Idempotency-Key).",
+                "security": _AUTH,
+                "parameters": [_IDEMPOTENCY_KEY],
+                "requestBody": _json_body("EditRequest"),
+                "responses": _amended_responses(),
+            },
+            "delete": {
+                "summary": "Delete a message (its sender, or a group's owner or admin)",
+                "description": "History keeps a tombstone (`deleted: true`, who wrote it and when)"
+                " and drops the text and reactions; members' streams get a `deleted` amendment.",
+                "security": _AUTH,
+                "parameters": [_IDEMPOTENCY_KEY],
+                "responses": _amended_responses(),
+            },
+        },
+        "/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}": {
+            "parameters": [
+                *_MESSAGE_PATH,
+                {
+                    "name": "emoji",
+                    "in": "path",
+                    "required": True,
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 8,
+                        "pattern": "^[^\\s\\x00-\\x1f\\x7f-\\x9f]+$",
+                    },
+                    "description": "One emoji (URL-encoded; at most 32 bytes of UTF-8)",
+                },
+            ],
+            "put": {
+                "summary": "Add your reaction (one per user per emoji: adding again counts once)",
+                "security": _AUTH,
+                "parameters": [_IDEMPOTENCY_KEY],
+                "responses": _amended_responses(),
+            },
+            "delete": {
+                "summary": "Take your reaction back",
+                "security": _AUTH,
+                "parameters": [_IDEMPOTENCY_KEY],
+                "responses": _amended_responses(),
+            },
+        },
+        "/v1/chats/{chat_id}/typing": {
+            "parameters": [{"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID}],
+            "post": {
+                "summary": "Tell the chat's other members you are typing (or stopped)",
+                "description": "Ephemeral (never stored): the others get a `typing` event valid"
+                " until its `expires_at_ms` (live config `messages.typing_seconds`, 6 by"
+                " default). Forwarded at most once per half of that per chat; more than 10 calls"
+                " a second: 429.",
+                "security": _AUTH,
+                "requestBody": _json_body("TypingRequest"),
+                "responses": {"204": {"description": "Told"}, "4XX": _PROBLEM, "5XX": _PROBLEM},
+            },
+        },
+        "/v1/presence": {
+            "get": {
+                "summary": "Whether people you share a chat with are online, and last seen",
+                "description": "Online means a live stream on any server. Changes also arrive as"
+                " `presence` events (from people sharing a direct chat or a group of at most 100"
+                " with you). Anyone you share no chat with: 403.",
+                "security": _AUTH,
+                "parameters": [
+                    {
+                        "name": "user_ids",
+                        "in": "query",
+                        "required": True,
+                        "schema": {
+                            "type": "string",
+                            "pattern": "^[1-9][0-9]{0,18}(,[1-9][0-9]{0,18}){0,199}$",
+                        },
+                        "description": "Up to 200 user ids, comma-separated",
+                    }
+                ],
+                "responses": _ok("PresenceList"),
+            }
+        },
+        "/v1/me/notifications": {
+            "get": {
+                "summary": "Your notification settings",
+                "security": _AUTH,
+                "responses": _ok("NotificationSettings"),
+            },
+            "put": {
+                "summary": "Choose what notifications (sent while you are offline) carry",
+                "security": _AUTH,
+                "requestBody": _json_body("NotificationSettings"),
+                "responses": _ok("NotificationSettings"),
+            },
+        },
         "/v1/chats/{chat_id}/messages/{message_id}/readers": {
             "parameters": [
                 {"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID},
@@ -436,11 +558,19 @@ DOCUMENT: dict[str, Any] = {
                             "sent",
                             "send_failed",
                             "receipt",
+                            "typing",
+                            "presence",
                         ]
                     },
-                    "cursor": {"type": "string"},
+                    "cursor": {
+                        "type": "string",
+                        "description": "Resume from here; typing and presence events (not in"
+                        " the log, not replayed) carry the stream's position when they came",
+                    },
                     "message": {"$ref": "#/components/schemas/Message"},
                     "receipt": {"$ref": "#/components/schemas/Receipt"},
+                    "typing": {"$ref": "#/components/schemas/Typing"},
+                    "presence": {"$ref": "#/components/schemas/Presence"},
                     "reason": {"type": "string"},
                     "detail": {"type": "string"},
                 },
@@ -523,23 +653,137 @@ DOCUMENT: dict[str, Any] = {
                     "client_message_id": {"type": "string"},
                     "created_at_ms": {"type": "integer"},
                     "change": {"$ref": "#/components/schemas/ChatChange"},
+                    "amendment": {"$ref": "#/components/schemas/Amendment"},
+                    "edited_at_ms": {
+                        "type": "integer",
+                        "description": "History: when the text was last edited (absent: never)",
+                    },
+                    "deleted": {
+                        "type": "boolean",
+                        "description": "History: a tombstone; `body` is empty",
+                    },
+                    "reactions": {
+                        "type": "array",
+                        "description": "History: the reactions now, the most used first",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "emoji": {"type": "string"},
+                                "count": {"type": "integer", "minimum": 1},
+                                "mine": {"type": "boolean"},
+                            },
+                        },
+                    },
+                },
+            },
+            "Amendment": {
+                "type": "object",
+                "description": "Present (in streams) when the entry amends an earlier message;"
+                " `sender_id` is who amended it and, for `edited`, `body` is the new text. Apply"
+                " them in order: the state they give is what history shows.",
+                "properties": {
+                    "action": {"enum": ["edited", "deleted", "reaction_added", "reaction_removed"]},
+                    "message_id": _ID,
+                    "message_sender_id": _ID,
+                    "emoji": {"type": "string"},
+                },
+            },
+            "EditRequest": {
+                "type": "object",
+                "required": ["body"],
+                "properties": {
+                    "body": {
+                        "type": "string",
+                        "pattern": "\\S",
+                        "description": "The new text: not blank; at most the live config's"
+                        " `limits.max_body_bytes` bytes of UTF-8",
+                    },
+                    "client_request_id": _REQUEST_ID,
+                },
+            },
+            "TypingRequest": {
+                "type": "object",
+                "properties": {
+                    "stopped": {
+                        "type": "boolean",
+                        "description": "True: tell the others you stopped (default false)",
+                    }
+                },
+            },
+            "Typing": {
+                "type": "object",
+                "description": "`user_id` is typing in `chat_id` until `expires_at_ms` (unless"
+                " told again), or `stopped`",
+                "properties": {
+                    "chat_id": {"type": "string"},
+                    "user_id": _ID,
+                    "stopped": {"type": "boolean"},
+                    "expires_at_ms": {"type": "integer"},
+                },
+            },
+            "Presence": {
+                "type": "object",
+                "properties": {
+                    "user_id": _ID,
+                    "online": {"type": "boolean"},
+                    "last_seen_ms": {
+                        "anyOf": [{"type": "integer"}, {"type": "null"}],
+                        "description": "When the last stream ended; null while online or never",
+                    },
+                },
+            },
+            "PresenceList": {
+                "type": "object",
+                "properties": {
+                    "presences": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Presence"},
+                    }
+                },
+            },
+            "NotificationSettings": {
+                "type": "object",
+                "required": ["previews"],
+                "additionalProperties": False,
+                "properties": {
+                    "previews": {
+                        "type": "boolean",
+                        "description": "Whether notifications carry the message's first words",
+                    }
                 },
             },
             "Receipt": {
                 "type": "object",
-                "description": "`user_id` has read `chat_id` up to `read_up_to`",
-                "properties": {"chat_id": {"type": "string"}, "user_id": _ID, "read_up_to": _ID},
+                "description": "`user_id` has received `chat_id` up to `delivered_up_to` and"
+                ' read it up to `read_up_to` ("0" in a delivery receipt)',
+                "properties": {
+                    "chat_id": {"type": "string"},
+                    "user_id": _ID,
+                    "read_up_to": {"type": "string"},
+                    "delivered_up_to": _ID,
+                },
             },
             "Readers": {
                 "type": "object",
                 "properties": {
                     "readers": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {"user_id": _ID, "read_up_to": _ID},
-                        },
-                    }
+                        "description": "Members who read up to the message",
+                        "items": {"$ref": "#/components/schemas/Reader"},
+                    },
+                    "delivered": {
+                        "type": "array",
+                        "description": "Members whose devices received it, not read yet",
+                        "items": {"$ref": "#/components/schemas/Reader"},
+                    },
+                },
+            },
+            "Reader": {
+                "type": "object",
+                "properties": {
+                    "user_id": _ID,
+                    "read_up_to": {"type": "string"},
+                    "delivered_up_to": {"type": "string"},
                 },
             },
             "MarkRead": {

@@ -93,6 +93,43 @@ def test_send(call: Any, chat_id: str, client_message_id: str, body: str) -> Non
 
 @seed(SEED)
 @FUZZ
+@given(chat_id=texts, message_id=ids, text=texts, request_id=texts, remove=st.booleans())
+def test_amend_any_message(
+    call: Any, chat_id: str, message_id: int, text: str, request_id: str, remove: bool
+) -> None:
+    messaging = call.messaging
+    edit = messaging_pb2.EditMessageRequest(
+        chat_id=chat_id, message_id=message_id, body=text, client_request_id=request_id
+    )
+    call(lambda md: messaging.EditMessage(edit, metadata=md, timeout=10))
+    delete = messaging_pb2.DeleteMessageRequest(
+        chat_id=chat_id, message_id=message_id, client_request_id=request_id
+    )
+    call(lambda md: messaging.DeleteMessage(delete, metadata=md, timeout=10))
+    react = messaging_pb2.ReactRequest(
+        chat_id=chat_id,
+        message_id=message_id,
+        emoji=text,
+        remove=remove,
+        client_request_id=request_id,
+    )
+    call(lambda md: messaging.React(react, metadata=md, timeout=10))
+    mark = messaging_pb2.MarkDeliveredRequest(chat_id=chat_id, message_id=message_id)
+    call(lambda md: messaging.MarkDelivered(mark, metadata=md, timeout=10))
+    typing = messaging_pb2.SetTypingRequest(chat_id=chat_id, stopped=remove)
+    call(lambda md: messaging.SetTyping(typing, metadata=md, timeout=10))
+
+
+@seed(SEED)
+@FUZZ
+@given(users=st.lists(ids, max_size=300))
+def test_get_presence(call: Any, users: list[int]) -> None:
+    request = messaging_pb2.GetPresenceRequest(user_ids=users)
+    call(lambda md: call.messaging.GetPresence(request, metadata=md, timeout=10))
+
+
+@seed(SEED)
+@FUZZ
 @given(name=texts, members=st.lists(ids, max_size=5), request_id=texts)
 def test_create_group(call: Any, name: str, members: list[int], request_id: str) -> None:
     request = groups_pb2.CreateGroupRequest(

@@ -64,6 +64,15 @@ async def test_the_openapi_document_lists_every_served_route(clients: Clients) -
         ("post", "/v1/groups/{chat_id}/members"),
         ("delete", "/v1/groups/{chat_id}/members/{user_id}"),
         ("put", "/v1/groups/{chat_id}/members/{user_id}/role"),
+        ("post", "/v1/chats/{chat_id}/delivered"),
+        ("patch", "/v1/chats/{chat_id}/messages/{message_id}"),
+        ("delete", "/v1/chats/{chat_id}/messages/{message_id}"),
+        ("put", "/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}"),
+        ("delete", "/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}"),
+        ("post", "/v1/chats/{chat_id}/typing"),
+        ("get", "/v1/presence"),
+        ("get", "/v1/me/notifications"),
+        ("put", "/v1/me/notifications"),
     }
     described = {
         (method, path)
