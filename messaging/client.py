@@ -4,7 +4,11 @@
 It does what a mobile client does: logs in through the BFF (HTTP), holds a gRPC stream to the
 messaging server the BFF names, resumes from its cursor when the stream ends (on another server
 when its partition moved), and sends over gRPC with a fresh client_message_id per line, waiting
-out the rate limit when told to.
+out the rate limit when told to. It marks what arrives as delivered and what it shows as read
+(coalesced, twice a second at most), and shows the others' receipts on your messages
+(\N{CHECK MARK} delivered, \N{CHECK MARK}\N{CHECK MARK} read), their typing and presence, and
+edits, deletions and reactions. (It reads whole lines, so it cannot tell the others that you
+are typing before you press Enter.)
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import getpass
 import os
 import sys
 import time
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -23,7 +28,7 @@ import aiohttp
 import grpc
 
 from messaging.stream_client import StreamState, events
-from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
+from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
 DEFAULT_BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
 
@@ -61,6 +66,15 @@ class Session:
         self.names: dict[int, str] = {}
         #: The chat lines go to; None until one is opened.
         self.chat_id: str | None = None
+        #: The open chat's messages as numbered on screen (#1...), both ways.
+        self.numbers: dict[int, int] = {}
+        self.by_number: dict[int, int] = {}
+        #: Own messages shown in the open chat, oldest first (what receipts are about).
+        self.mine: list[int] = []
+        #: Per member of the open chat: the own message (#) last shown as delivered, as read.
+        self.ticks: dict[tuple[int, bool], int] = {}
+        #: Marks to send: (chat id, read?) -> up to.
+        self.marks: dict[tuple[str, bool], int] = {}
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         return await _call(self.http, method, f"{self.bff}{path}", headers=self.auth, **kwargs)
@@ -84,10 +98,51 @@ class Session:
 
     async def open(self, chat_id: str, title: str) -> None:
         self.chat_id = chat_id
+        self.numbers, self.by_number, self.mine, self.ticks = {}, {}, [], {}
         page = await self.call("GET", f"/v1/chats/{chat_id}/messages?limit=20")
         print(f"-- {title} ({chat_id})")
         for message in reversed(page["messages"]):
-            _show(self.names, int(message["sender_id"]), message["body"], message["created_at_ms"])
+            body = "(deleted)" if message.get("deleted") else message["body"]
+            if message.get("edited_at_ms"):
+                body += " (edited)"
+            reactions = " ".join(f"{r['emoji']}{r['count']}" for r in message.get("reactions", []))
+            self.show(
+                int(message["message_id"]),
+                int(message["sender_id"]),
+                f"{body}  {reactions}" if reactions else body,
+                message["created_at_ms"],
+            )
+        if page["messages"]:
+            self.mark(chat_id, int(page["messages"][0]["message_id"]), read=True)
+
+    def show(self, message_id: int, sender: int, body: str, created_ms: int) -> None:
+        number = len(self.numbers) + 1
+        self.numbers[message_id] = number
+        self.by_number[number] = message_id
+        if sender == self.user_id:
+            self.mine.append(message_id)
+        stamp = time.strftime("%H:%M:%S", time.localtime(created_ms / 1000))
+        print(f"[{stamp}] #{number} {self.names.get(sender, sender)}: {body}", flush=True)
+
+    def mark(self, chat_id: str, message_id: int, *, read: bool) -> None:
+        key = (chat_id, read)
+        self.marks[key] = max(self.marks.get(key, 0), message_id)
+
+    async def send_marks(self) -> None:
+        """Send the marks collected since the last call (one per chat and kind)."""
+        marks, self.marks = self.marks, {}
+        for (chat_id, read), message_id in marks.items():
+            path = f"/v1/chats/{chat_id}/{'read' if read else 'delivered'}"
+            with contextlib.suppress(ClientError, aiohttp.ClientError):
+                await self.call("POST", path, json={"message_id": str(message_id)})
+
+    def message_id(self, number: str) -> int:
+        found = (
+            self.by_number.get(int(number.lstrip("#"))) if number.lstrip("#").isdigit() else None
+        )
+        if found is None:
+            raise ClientError(f"no message {number} in this chat (numbers are shown as #N)")
+        return found
 
 
 HELP = """commands:
@@ -99,6 +154,10 @@ HELP = """commands:
   /remove USER             remove a user from the open group
   /leave                   leave the open group
   /members                 list the open group's members and roles
+  /who                     who of the open chat is online (or when last seen)
+  /edit N TEXT             edit your message #N
+  /delete N                delete message #N (yours; any, for a group's owner or admin)
+  /react N EMOJI           react to message #N (/unreact N EMOJI takes it back)
   /help                    this text
 anything else is sent to the open chat; ctrl-d quits"""
 
@@ -154,6 +213,19 @@ async def _command(me: Session, line: str) -> None:
                     others = [int(m) for m in row["member_ids"] if int(m) != me.user_id]
                     title = "with " + ", ".join([await me.name_of(m) for m in others] or ["you"])
                 print(f"  {row['chat_id']:<28} {title:<30} unread {row['unread_count']}")
+        elif word in ("/edit", "/delete", "/react", "/unreact") and me.chat_id and args:
+            path = f"/v1/chats/{me.chat_id}/messages/{me.message_id(args[0])}"
+            if word == "/edit" and len(args) > 1:
+                await me.call("PATCH", path, json={"body": rest.split(None, 1)[1]})
+            elif word == "/delete" and len(args) == 1:
+                await me.call("DELETE", path)
+            elif word in ("/react", "/unreact") and len(args) == 2:
+                emoji = urllib.parse.quote(args[1], safe="")
+                await me.call("PUT" if word == "/react" else "DELETE", f"{path}/reactions/{emoji}")
+            else:
+                print(HELP)
+        elif word == "/who" and me.chat_id:
+            await _who(me, me.chat_id)
         elif word in ("/add", "/remove", "/leave", "/members") and _group_open(me):
             path = f"/v1/groups/{me.chat_id}"
             if word == "/add" and args:
@@ -176,6 +248,28 @@ async def _command(me: Session, line: str) -> None:
         print(f"-- {exc}")
 
 
+async def _who(me: Session, chat_id: str) -> None:
+    if chat_id.startswith("g:"):
+        group = await me.call("GET", f"/v1/groups/{chat_id}")
+        members = [int(m["user_id"]) for m in group["members"]]
+    else:
+        members = [int(part) for part in chat_id.split(":")[1:]]
+    others = [m for m in members if m != me.user_id][:200]
+    if not others:
+        return
+    ids = ",".join(str(m) for m in others)
+    for presence in (await me.call("GET", f"/v1/presence?user_ids={ids}"))["presences"]:
+        print(f"  {await me.name_of(int(presence['user_id'])):<24} {_presence(presence)}")
+
+
+def _presence(presence: dict[str, Any]) -> str:
+    if presence["online"]:
+        return "online"
+    seen = presence["last_seen_ms"]
+    when = time.strftime("%H:%M:%S", time.localtime(seen / 1000)) if seen else "never"
+    return f"offline (last seen {when})"
+
+
 def _group_open(me: Session) -> bool:
     if me.chat_id is None or not me.chat_id.startswith("g:"):
         print("-- open a group first (/new or /open)")
@@ -194,32 +288,84 @@ async def _receive(me: Session) -> None:
             channels[target] = grpc.aio.insecure_channel(target)
         return channels[target]
 
+    async def send_marks() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            await me.send_marks()
+
+    marking = asyncio.create_task(send_marks())
     try:
         while True:
             try:
                 async for event in events(state, me.token, channel_for):
-                    kind = event.WhichOneof("event")
-                    if kind == "message":
-                        m = event.message
-                        await me.name_of(m.sender_id)
-                        if me.chat_id is None and m.HasField("change"):
-                            me.chat_id = m.chat_id  # added to a group: talk there
-                            print(f"-- {m.body}; you are in {m.chat_id} now (/chats to switch)")
-                        elif m.chat_id == me.chat_id:
-                            _show(me.names, m.sender_id, m.body, m.created_at_ms)
-                        elif m.HasField("change"):
-                            print(f"-- in {m.chat_id}: {m.body}", flush=True)
-                        else:
-                            name = await me.name_of(m.sender_id)
-                            print(f"-- new message from {name} in {m.chat_id}", flush=True)
-                    elif kind == "resync_required":
-                        print("-- missed too much while away; showing only new messages")
+                    await _on_event(me, event)
             except grpc.aio.AioRpcError as exc:
                 print(f"-- stream ended ({exc.code().name}: {exc.details()}); reconnecting")
                 await asyncio.sleep(1)
     finally:
+        marking.cancel()
         for channel in channels.values():
             await channel.close()
+
+
+async def _on_event(me: Session, event: messaging_pb2.ClientEvent) -> None:
+    kind = event.WhichOneof("event")
+    if kind == "message":
+        m = event.message
+        name = await me.name_of(m.sender_id)
+        if m.sender_id != me.user_id:
+            me.mark(m.chat_id, m.message_id, read=m.chat_id == me.chat_id)
+        if m.HasField("amendment"):
+            if m.chat_id == me.chat_id:
+                print(f"-- {name} {_amended(me, m)}", flush=True)
+        elif me.chat_id is None and m.HasField("change"):
+            me.chat_id = m.chat_id  # added to a group: talk there
+            print(f"-- {m.body}; you are in {m.chat_id} now (/chats to switch)")
+        elif m.chat_id == me.chat_id:
+            me.show(m.message_id, m.sender_id, m.body, m.created_at_ms)
+        elif m.HasField("change"):
+            print(f"-- in {m.chat_id}: {m.body}", flush=True)
+        else:
+            print(f"-- new message from {name} in {m.chat_id}", flush=True)
+    elif kind == "receipt" and event.receipt.chat_id == me.chat_id:
+        receipt = event.receipt
+        if receipt.user_id != me.user_id:
+            for read, up_to in ((False, receipt.delivered_up_to), (True, receipt.read_up_to)):
+                await _tick(me, receipt.user_id, up_to, read=read)
+    elif kind == "typing" and event.typing.chat_id == me.chat_id and not event.typing.stopped:
+        print(f"-- {await me.name_of(event.typing.user_id)} is typing\N{HORIZONTAL ELLIPSIS}")
+    elif kind == "presence":
+        p = event.presence
+        shown = _presence({"online": p.online, "last_seen_ms": p.last_seen_ms})
+        print(f"-- {await me.name_of(p.user_id)} is {shown}")
+    elif kind == "resync_required":
+        print("-- missed too much while away; showing only new messages")
+
+
+def _amended(me: Session, m: common_pb2.Message) -> str:
+    a = m.amendment
+    number = me.numbers.get(a.message_id)
+    which = f"#{number}" if number else "an older message"
+    if a.action == common_pb2.Amendment.EDITED:
+        return f"edited {which}: {m.body}"
+    if a.action == common_pb2.Amendment.DELETED:
+        return f"deleted {which}"
+    if a.action == common_pb2.Amendment.REACTION_ADDED:
+        return f"reacted {a.emoji} to {which}"
+    return f"took back {a.emoji} on {which}"
+
+
+async def _tick(me: Session, user: int, up_to: int, *, read: bool) -> None:
+    """Say how far a member got through your messages, when it moved."""
+    covered = [message_id for message_id in me.mine if message_id <= up_to]
+    if not covered:
+        return
+    number = me.numbers[covered[-1]]
+    if me.ticks.get((user, read), 0) >= number:
+        return
+    me.ticks[(user, read)] = number
+    ticks = "\N{CHECK MARK}" * (2 if read else 1)
+    print(f"-- {ticks} #{number} {'read by' if read else 'delivered to'} {await me.name_of(user)}")
 
 
 async def _read_lines(
@@ -268,11 +414,6 @@ async def _send(
                 print(f"-- not sent: {exc.details()}")
                 return
             await asyncio.sleep(0.5 * (attempt + 1))
-
-
-def _show(names: dict[int, str], sender: int, body: str, created_ms: int) -> None:
-    stamp = time.strftime("%H:%M:%S", time.localtime(created_ms / 1000))
-    print(f"[{stamp}] {names.get(sender, sender)}: {body}", flush=True)
 
 
 def main(argv: list[str]) -> int:

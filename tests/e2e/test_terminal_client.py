@@ -10,13 +10,14 @@ import uuid
 from tests.e2e.conftest import PASSWORD, Clients
 
 
-async def _client(username: str) -> asyncio.subprocess.Process:
+async def _client(username: str, peer: str = "") -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "messaging.client",
         "chat",
         username,
+        *(["--with", peer] if peer else []),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -58,6 +59,46 @@ async def test_three_terminal_clients_hold_a_group_conversation(clients: Clients
         await _type(processes[1], "/members")
         await _wait_for(processes[1], f"{alice.username}", seen[1])
         await _wait_for(processes[1], "owner", seen[1])
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+
+
+async def test_terminal_clients_show_ticks_edits_reactions_typing_presence(
+    clients: Clients,
+) -> None:
+    alice, bob = await clients.user("al"), await clients.user("bo")
+    chat = await alice.open_chat(bob)
+    processes = [await _client(alice.username, bob.username)]
+    seen: list[list[str]] = [[], []]
+    try:
+        await _wait_for(processes[0], "chatting with", seen[0])
+        # Bob comes online: Alice's client says so.
+        processes.append(await _client(bob.username, alice.username))
+        await _wait_for(processes[1], "chatting with", seen[1])
+        await _wait_for(processes[0], f"{bob.username} is online", seen[0])
+        await _type(processes[0], "hello bob")
+        await _wait_for(processes[1], f"#1 {alice.username}: hello bob", seen[1])
+        # Bob's client showed it, so it marked it read: Alice sees two ticks.
+        await _wait_for(
+            processes[0], f"\N{CHECK MARK}\N{CHECK MARK} #1 read by {bob.username}", seen[0]
+        )
+        await _type(processes[0], "/edit 1 hello, bob")
+        await _wait_for(processes[1], f"{alice.username} edited #1: hello, bob", seen[1])
+        await _type(processes[1], "/react 1 \N{THUMBS UP SIGN}")
+        await _wait_for(processes[0], f"{bob.username} reacted \N{THUMBS UP SIGN} to #1", seen[0])
+        status, _ = await alice.post(f"/v1/chats/{chat}/typing", {})
+        assert status == 204
+        await _wait_for(processes[1], f"{alice.username} is typing", seen[1])
+        await _type(processes[0], "/who")
+        await _wait_for(processes[0], "online", seen[0])
+        # Bob quits: Alice's client shows him offline.
+        assert processes[1].stdin is not None
+        processes[1].stdin.close()
+        await processes[1].wait()
+        await _wait_for(processes[0], f"{bob.username} is offline (last seen", seen[0])
     finally:
         for process in processes:
             if process.returncode is None:
