@@ -53,7 +53,8 @@ ALIVE_SECONDS = 10
 GRACE_SECONDS = 2.0
 PRESENCE_GROUP_LIMIT = 100
 MAX_ASKED = 200
-CONTACTS_SECONDS = 30.0
+#: Short: a chat opened since is missed by presence events until then.
+CONTACTS_SECONDS = 5.0
 CACHED_CONTACTS = 10_000
 
 # KEYS: presence hash, this server's online set. ARGV: server, user, count, now (ms).
@@ -231,9 +232,10 @@ class Presence:
             raise InvalidArgument(f"user_ids names {len(users)} users; at most {MAX_ASKED}")
         strangers = [u for u in users if u != asker and u not in await self.contacts(asker)]
         if strangers:
-            # Members of large groups are not contacts (no events), but may be asked about.
+            # The remembered contacts may predate a chat just opened; and members of large
+            # groups are not contacts (no events), but may be asked about.
             self._contacts.pop(asker, None)
-            shared = await self._shared_groups(asker)
+            shared = await self.contacts(asker) | await self._shared_groups(asker)
             strangers = [u for u in strangers if u not in shared]
         if strangers:
             raise PermissionDenied(f"you share no chat with user {strangers[0]}")

@@ -18,6 +18,13 @@ let reconnectTimer = null;
 const chats = new Map(); // chat_id -> summary from GET /v1/chats
 let current = null; // the open chat: {id, oldest, hasMore, loading}
 const pending = new Map(); // client_message_id -> {chatId, body}
+// Per chat, how far the other members got: {delivered, read} (BigInt), from receipt events.
+const peerMarks = new Map();
+const typingNow = new Map(); // user_id -> {chatId, until (ms)} of the others typing
+const presence = new Map(); // user_id -> {online, last_seen_ms}
+let typingSentAt = 0;
+let deliveredTimer = null;
+const deliveredMarks = new Map(); // chat_id -> newest message id received, to mark delivered
 
 // --- HTTP ---------------------------------------------------------------------------------
 
@@ -134,13 +141,154 @@ function bubble(message, isPending = false) {
   if (isPending) item.classList.add("pending");
   if (message.message_id) item.dataset.messageId = message.message_id;
   item.dataset.clientId = message.client_message_id;
-  item.textContent = message.body;
+  item.dataset.senderId = message.sender_id;
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = message.deleted ? "This message was deleted" : message.body;
+  if (message.deleted) item.classList.add("deleted");
+  item.append(text);
+  const reactions = document.createElement("span");
+  reactions.className = "reactions";
+  item.reactions = new Map((message.reactions || []).map((r) => [r.emoji, { count: r.count, mine: r.mine }]));
+  item.append(reactions);
   const time = document.createElement("time");
-  time.textContent = message.created_at_ms
+  time.dataset.at = message.created_at_ms
     ? new Date(message.created_at_ms).toLocaleTimeString()
     : "sending…";
+  item.edited = Boolean(message.edited_at_ms);
   item.append(time);
+  if (message.message_id && !message.change && !message.deleted) {
+    item.addEventListener("dblclick", () => react(item, "👍"));
+    if (mine) item.addEventListener("contextmenu", (e) => amendMenu(e, item));
+  }
+  refreshBubble(item);
   return item;
+}
+
+// The line under a bubble: time, "edited", and on your own messages ✓ / ✓✓ as far as the
+// other members got; reactions with their counts above it.
+function refreshBubble(item) {
+  const time = item.querySelector("time");
+  let meta = time.dataset.at + (item.edited ? " · edited" : "");
+  if (item.classList.contains("mine") && item.dataset.messageId && current) {
+    const marks = peerMarks.get(current.id);
+    const id = BigInt(item.dataset.messageId);
+    if (marks && marks.read >= id) meta += " ✓✓";
+    else if (marks && marks.delivered >= id) meta += " ✓";
+  }
+  time.textContent = meta;
+  const shownReactions = [...item.reactions].filter(([, r]) => r.count > 0);
+  item.querySelector(".reactions").textContent = shownReactions
+    .map(([emoji, r]) => `${emoji} ${r.count}`)
+    .join("  ");
+}
+
+function react(item, emoji) {
+  const mineAlready = item.reactions.get(emoji)?.mine;
+  const path = `/v1/chats/${encodeURIComponent(current.id)}/messages/${item.dataset.messageId}/reactions/${encodeURIComponent(emoji)}`;
+  call(mineAlready ? "DELETE" : "PUT", path, undefined).catch(() => {});
+}
+
+function amendMenu(event, item) {
+  event.preventDefault();
+  const text = prompt("Edit the message (empty: delete it)", item.querySelector(".text").textContent);
+  if (text === null) return;
+  const path = `/v1/chats/${encodeURIComponent(current.id)}/messages/${item.dataset.messageId}`;
+  const done = text.trim() ? call("PATCH", path, { body: text.trim() }) : call("DELETE", path, undefined);
+  done.catch((error) => alert(error.message));
+}
+
+// An edit, deletion or reaction from the stream, applied to the bubble it is about.
+function amended(message) {
+  const a = message.amendment;
+  if (!current || current.id !== message.chat_id) return;
+  const item = shown(a.message_id);
+  if (!item) return;
+  if (a.action === "edited") {
+    item.querySelector(".text").textContent = message.body;
+    item.edited = true;
+  } else if (a.action === "deleted") {
+    item.querySelector(".text").textContent = "This message was deleted";
+    item.classList.add("deleted");
+    item.reactions.clear();
+  } else {
+    const r = item.reactions.get(a.emoji) || { count: 0, mine: false };
+    const adding = a.action === "reaction_added";
+    const byMe = message.sender_id === session.user_id;
+    // Adding twice counts once: a user's own state decides (known for the caller only).
+    if (byMe && r.mine === adding) return;
+    r.count = Math.max(0, r.count + (adding ? 1 : -1));
+    if (byMe) r.mine = adding;
+    item.reactions.set(a.emoji, r);
+  }
+  refreshBubble(item);
+}
+
+function refreshTicks() {
+  for (const item of $("messages").querySelectorAll(".message.mine[data-message-id]")) {
+    refreshBubble(item);
+  }
+}
+
+function showTyping() {
+  const now = Date.now();
+  const names = [];
+  for (const [userId, t] of typingNow) {
+    if (t.until <= now) typingNow.delete(userId);
+    else if (current && t.chatId === current.id) names.push(nameOf(userId));
+  }
+  $("typing").textContent = names.length ? `${names.join(", ")} typing…` : "";
+}
+setInterval(showTyping, 1000);
+
+function nameOf(userId) {
+  return names()[userId] || userId;
+}
+
+function showPresence() {
+  const chat = current && chats.get(current.id);
+  const peer = chat && chat.kind === "direct" && chat.member_ids.find((id) => id !== session.user_id);
+  const p = peer && presence.get(peer);
+  $("presence").textContent = !p
+    ? ""
+    : p.online
+      ? "online"
+      : p.last_seen_ms
+        ? `last seen ${new Date(p.last_seen_ms).toLocaleTimeString()}`
+        : "offline";
+}
+
+async function loadPresence(chatId) {
+  const chat = chats.get(chatId);
+  const peer = chat && chat.kind === "direct" && chat.member_ids.find((id) => id !== session.user_id);
+  if (!peer) return showPresence();
+  try {
+    const found = await call("GET", `/v1/presence?user_ids=${peer}`);
+    for (const p of found.presences) presence.set(p.user_id, p);
+  } catch {
+    // Presence is a courtesy: the chat works without it.
+  }
+  showPresence();
+}
+
+// "Received" marks for what arrives, once a second at most per chat.
+function markDelivered(chatId, messageId) {
+  const known = deliveredMarks.get(chatId);
+  if (!known || BigInt(messageId) > BigInt(known)) deliveredMarks.set(chatId, messageId);
+  if (deliveredTimer) return;
+  deliveredTimer = setTimeout(() => {
+    deliveredTimer = null;
+    for (const [chat, id] of deliveredMarks) {
+      call("POST", `/v1/chats/${encodeURIComponent(chat)}/delivered`, { message_id: id }).catch(() => {});
+    }
+    deliveredMarks.clear();
+  }, 1000);
+}
+
+function typing() {
+  if (!current || Date.now() - typingSentAt < 2000) return;
+  typingSentAt = Date.now();
+  call("POST", `/v1/chats/${encodeURIComponent(current.id)}/typing`, {}).catch(() => {});
 }
 
 function shown(messageId) {
@@ -172,6 +320,8 @@ async function openChat(chatId) {
   $("composer").disabled = false;
   $("chat-view").classList.add("in-chat");
   renderChats();
+  showTyping();
+  loadPresence(chatId);
   await olderPage();
   markRead(chatId);
   const box = $("messages");
@@ -206,6 +356,10 @@ async function olderPage() {
 }
 
 function received(message) {
+  if (message.sender_id !== session.user_id) markDelivered(message.chat_id, message.message_id);
+  if (message.amendment) return amended(message);
+  typingNow.delete(message.sender_id); // a message ends its sender's typing
+  showTyping();
   const chat = chats.get(message.chat_id);
   if (!chat) {
     loadChats(); // a chat this page did not know yet
@@ -264,9 +418,9 @@ function accepted(clientId, sent) {
   if (!item) return;
   const node = $("messages").querySelector(`.pending[data-client-id="${CSS.escape(clientId)}"]`);
   if (node && !shown(sent.message_id)) {
-    node.dataset.messageId = sent.message_id;
-    node.classList.remove("pending");
-    node.querySelector("time").textContent = new Date(sent.created_at_ms).toLocaleTimeString();
+    node.replaceWith(
+      bubble({ ...item.message, message_id: sent.message_id, created_at_ms: sent.created_at_ms }),
+    );
   } else if (node) {
     node.remove();
   }
@@ -331,14 +485,35 @@ function handle(event) {
       for (const clientId of pending.keys()) deliver(clientId);
       break;
     case "receipt": {
+      const r = event.receipt;
+      if (r.user_id !== session.user_id) {
+        // Another member got this far: ticks on your messages.
+        const marks = peerMarks.get(r.chat_id) || { delivered: 0n, read: 0n };
+        if (BigInt(r.delivered_up_to) > marks.delivered) marks.delivered = BigInt(r.delivered_up_to);
+        if (BigInt(r.read_up_to) > marks.read) marks.read = BigInt(r.read_up_to);
+        peerMarks.set(r.chat_id, marks);
+        if (current && current.id === r.chat_id) refreshTicks();
+        break;
+      }
       // Read on another device (or here): what it read is no longer unread anywhere.
-      const chat = chats.get(event.receipt.chat_id);
-      if (chat && BigInt(event.receipt.read_up_to) >= BigInt(chat.last_message_id || "0")) {
+      const chat = chats.get(r.chat_id);
+      if (chat && BigInt(r.read_up_to) >= BigInt(chat.last_message_id || "0")) {
         chat.unread_count = 0;
         renderChats();
       }
       break;
     }
+    case "typing": {
+      const t = event.typing;
+      if (t.stopped) typingNow.delete(t.user_id);
+      else typingNow.set(t.user_id, { chatId: t.chat_id, until: t.expires_at_ms });
+      showTyping();
+      break;
+    }
+    case "presence":
+      presence.set(event.presence.user_id, event.presence);
+      showPresence();
+      break;
     case "resync_required":
       loadChats();
       if (current) openChat(current.id);
@@ -409,12 +584,17 @@ $("new-chat-form").addEventListener("submit", async (e) => {
     $("new-chat-error").textContent = error.message;
   }
 });
+$("composer").addEventListener("input", typing);
 $("composer").addEventListener("keydown", (e) => {
   if (e.key !== "Enter" || e.shiftKey || e.isComposing) return;
   e.preventDefault();
   const body = $("composer").value.trim();
   if (!body || !current) return;
   $("composer").value = "";
+  if (typingSentAt) {
+    typingSentAt = 0;
+    call("POST", `/v1/chats/${encodeURIComponent(current.id)}/typing`, { stopped: true }).catch(() => {});
+  }
   send(current.id, body);
 });
 $("messages").addEventListener("scroll", () => {

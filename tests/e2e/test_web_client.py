@@ -1,6 +1,7 @@
 """The web client in a real browser: two headless Chromium windows (Debian's chromium driven
-through its chromedriver) log in as alice and bob and chat both ways; bob's network is cut
-and restored, and he gets every message sent meanwhile exactly once.
+through its chromedriver) log in as alice and bob and chat both ways (read ticks, presence,
+typing); bob's network is cut and restored, and he gets every message sent meanwhile exactly
+once.
 
 Bob's browser reaches the BFF through a TCP proxy the test can cut, as a dropped Wi-Fi would.
 Screenshots of both pages are written to .infra/test-output/web-client/.
@@ -74,6 +75,15 @@ class Page:
         box.send_keys(text)
         box.send_keys(Keys.ENTER)
 
+    def type_without_sending(self, text: str) -> None:
+        self.driver.find_element(By.ID, "composer").send_keys(text)
+
+    def clear_composer(self) -> None:
+        self.driver.find_element(By.ID, "composer").clear()
+
+    def text_of(self, css: str) -> str:
+        return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
+
     def bodies(self) -> list[str]:
         """Bodies of the messages shown with an id (sent or received, not pending)."""
         found = self.driver.find_elements(By.CSS_SELECTOR, "#messages .message[data-message-id]")
@@ -129,6 +139,14 @@ async def test_two_people_chat_in_browsers_and_a_dropped_network_loses_nothing(
         await act(bob.wait_for, ["hi bob"])
         await act(bob.say, "hi alice")
         await act(alice.wait_for, ["hi bob", "hi alice"])
+        # Bob's page showed "hi bob", so it marked it read: two ticks under it on Alice's;
+        # Bob is online in her header; her typing shows on his page.
+        mine = "#messages .message.mine time"
+        await act(alice.wait, lambda _: "\N{CHECK MARK}\N{CHECK MARK}" in alice.text_of(mine))
+        await act(alice.wait, lambda _: alice.text_of("#presence") == "online")
+        await act(alice.type_without_sending, "typing this")
+        await act(bob.wait, lambda _: "typing" in bob.text_of("#typing"))
+        await act(alice.clear_composer)
 
         # Bob's network goes away; alice keeps talking.
         await proxy.cut()
