@@ -73,5 +73,8 @@ async def test_prometheus_scrapes_every_service_and_sees_what_the_alerts_need(
             "bff_auth_attempts_refused_total",
             "chat_revocations_subscribed == 1",
             "history_dead_letters_total",
+            'chat_consumer_lag{group="notifier"}',
+            'chat_ready{service="notifier"} == 1',
+            "messaging_signals_subscribed == 1",
         ):
             await eventually(lambda expr=expr: exported(expr), seconds=30)

@@ -29,6 +29,7 @@ APPS = {
     "config-service",
     "history-query",
     "history-writer",
+    "notifier",
     "messaging-m1",
     "messaging-m2",
     "bff",

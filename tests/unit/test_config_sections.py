@@ -13,9 +13,13 @@ from chatlib.config_sections import (
     DEFAULT_AUTH,
     DEFAULT_FEATURES,
     DEFAULT_LIMITS,
+    DEFAULT_MESSAGES,
+    DEFAULT_NOTIFICATIONS,
     AuthLimits,
     Features,
     Limits,
+    Messages,
+    Notifications,
     parse,
 )
 from chatlib.partitioning import Partitioning
@@ -157,3 +161,18 @@ def test_auth_limits_round_trip_and_refuse_nonsense() -> None:
         AuthLimits.parse(DEFAULT_AUTH.to_value() | {"login_failures_per_username": 0})
     with pytest.raises(InvalidConfig, match="auth: key 'address_window_seconds' is missing"):
         AuthLimits.parse({k: v for k, v in DEFAULT_AUTH.to_value().items() if "address_w" not in k})
+
+
+def test_messages_and_notifications_sections() -> None:
+    assert Messages.parse(DEFAULT_MESSAGES.to_value()) == DEFAULT_MESSAGES
+    with pytest.raises(InvalidConfig, match=r"messages\.typing_seconds must be between 2 and 60"):
+        Messages.parse(DEFAULT_MESSAGES.to_value() | {"typing_seconds": 1})
+    defaults = DEFAULT_NOTIFICATIONS.to_value()
+    assert Notifications.parse(defaults) == DEFAULT_NOTIFICATIONS
+    on = defaults | {"webhook_url": "https://push.example:8443/v1/send?app=chat"}
+    assert Notifications.parse(on).webhook_url == on["webhook_url"]
+    for bad in ("ftp://push.example/", "https://push example/", "push.example"):
+        with pytest.raises(InvalidConfig, match=r"notifications\.webhook_url must be empty"):
+            Notifications.parse(defaults | {"webhook_url": bad})
+    with pytest.raises(InvalidConfig, match=r"notifications\.max_attempts must be between"):
+        Notifications.parse(defaults | {"max_attempts": 0})
