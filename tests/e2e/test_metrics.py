@@ -27,7 +27,7 @@ def test_promtool_accepts_the_rules_and_the_config() -> None:
         check=False,
     )
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "SUCCESS: 5 rules found" in rules.stdout, rules.stdout
+    assert "SUCCESS: 6 rules found" in rules.stdout, rules.stdout
     config = subprocess.run(
         [promtool, "check", "config", str(home / "prometheus.yml")],
         capture_output=True,
