@@ -213,6 +213,11 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             return f"the fan-out has not polled Kafka for {fanout.stuck_for():.0f} s"
         return None if fanout.assigned else "fan-out is not consuming its partitions yet"
 
+    async def presence_check() -> str | None:
+        if presence_task.done():
+            return f"presence ended: {presence_task.exception()!r}"
+        return None
+
     async def lease_check() -> str | None:
         lease.check()
         return None
@@ -228,6 +233,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             "config": live.check,
             "revocations": revoked.check,
             "signals": signals.check,
+            "presence": presence_check,
         },
         degraded={
             "config": live.problem,

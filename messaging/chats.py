@@ -103,6 +103,16 @@ class ChatDirectory:
             raise PermissionDenied(f"you are not a member of chat {chat_id!r}")
         return found
 
+    async def check_reader(self, chat_id: str, user_id: int) -> tuple[Chat, bool]:
+        """The chat if the user may read it, and whether they are a member now: a group's
+        former members still read what they saw while members."""
+        try:
+            return await self.check_member(chat_id, user_id), True
+        except PermissionDenied:
+            if chat_id.startswith("g:") and user_id in (await self._groups.load(chat_id)).rows:
+                return await self.chat(chat_id), False
+            raise
+
     async def open_direct(self, user_id: int, peer_id: int) -> str:
         if peer_id == user_id:
             raise InvalidArgument("peer_id must be another user")

@@ -116,10 +116,13 @@ class Presence:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Write counts as they change, beat, and take dead servers' users off, until stop."""
-        await self._reap(self._server)
         beat_at = 0.0
+        reaped_myself = False
         while not stop.is_set():
             try:
+                if not reaped_myself:
+                    await self._reap(self._server)
+                    reaped_myself = True
                 if self._dirty:
                     batch, self._dirty = self._dirty, set()
                     try:

@@ -176,7 +176,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         check_chat_id(chat_id)
         if not message_id:
             raise errors.InvalidArgument("message_id is required")
-        chat = await self._directory.check_member(chat_id, user)
+        chat, member = await self._directory.check_reader(chat_id, user)
         # An id from the future would hold the watermark above every message to come: it
         # reads as "everything up to now" (this server's now: an id another server minted
         # a few milliseconds ahead stays unmarked until it is marked again).
@@ -186,7 +186,8 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
             user, chat.chat_id, chat.kind, "", "", frozenset({user}), read=read, delivered=not read
         )
         await self._sender.publish(own, up_to)
-        self._receipts.note(user, chat, up_to, read=read)
+        if member:  # a former member's reading is their own business
+            self._receipts.note(user, chat, up_to, read=read)
 
     async def Subscribe(
         self, request: messaging_pb2.SubscribeRequest, context: Context

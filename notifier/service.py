@@ -194,7 +194,7 @@ class Notifier:
         )
         if outcome.delivered:
             DELIVERED.inc()
-        elif outcome.attempts == 0:
+        elif outcome.off:
             SKIPPED.labels(reason="off").inc(len(messages))
         else:
             await self._dead_letter(body, outcome.error, outcome.attempts)

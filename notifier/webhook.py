@@ -34,6 +34,8 @@ class Outcome:
     delivered: bool
     attempts: int
     error: str = ""
+    #: Notifications were switched off (no webhook) before it could be delivered.
+    off: bool = False
 
 
 class Webhook:
@@ -51,7 +53,7 @@ class Webhook:
             attempt += 1
             target = url()
             if not target:
-                return Outcome(False, attempt - 1, "notifications were switched off")
+                return Outcome(False, attempt - 1, "notifications were switched off", off=True)
             retry_after: float | None = None
             try:
                 async with self._session.post(

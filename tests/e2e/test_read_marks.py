@@ -12,9 +12,10 @@ from protos.chat.v1 import messaging_pb2
 from tests.e2e.conftest import Clients, User, eventually
 
 
-async def _unread(user: User, chat_id: str) -> int:
-    [row] = [c for c in await user.chats() if c["chat_id"] == chat_id]
-    return int(row["unread_count"])
+async def _unread(user: User, chat_id: str) -> int | None:
+    """The chat's unread count in the user's list; None while the list lacks the chat."""
+    rows = [c for c in await user.chats() if c["chat_id"] == chat_id]
+    return int(rows[0]["unread_count"]) if rows else None
 
 
 async def _settles_at(user: User, chat_id: str, count: int) -> None:
@@ -139,3 +140,19 @@ async def test_the_chat_list_pages_newest_first_past_any_limit(clients: Clients)
     assert await eventually(pages) == newest_first
     status, problem = await me.get("/v1/chats?cursor=nonsense")
     assert status == 400, problem
+
+
+async def test_a_former_group_member_still_marks_what_they_could_read(clients: Clients) -> None:
+    owner, leaver = await clients.user("ow"), await clients.user("lv")
+    status, group = await owner.post(
+        "/v1/groups", {"name": "readers", "member_ids": [str(leaver.user_id)]}
+    )
+    assert status == 201, group
+    chat = group["chat_id"]
+    message = await owner.send(chat, "before you go")
+    await _settles_at(leaver, chat, 2)  # the group's creation and the message
+    status, _ = await leaver.call("DELETE", f"/v1/groups/{chat}/members/{leaver.user_id}")
+    assert status == 200
+    status, problem = await leaver.post(f"/v1/chats/{chat}/read", {"message_id": str(message)})
+    assert status == 204, problem
+    await _settles_at(leaver, chat, 0)
