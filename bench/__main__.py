@@ -32,7 +32,19 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from bench import cpu, e2e, floors, group, history_load, idle, moves, report, revocation, ws
+from bench import (
+    cpu,
+    e2e,
+    floors,
+    group,
+    history_load,
+    idle,
+    moves,
+    presence,
+    report,
+    revocation,
+    ws,
+)
 from bench.population import open_chats, register_and_login
 from chatlib import live_config
 from chatlib.partitioning import Partitioning
@@ -83,7 +95,14 @@ def save(name: str, command: str, result: dict[str, Any]) -> Path:
 
 async def run_e2e(args: argparse.Namespace, rate: float) -> dict[str, Any]:
     plan = await e2e.build_plan(
-        BFF, args.users, args.senders, rate, args.duration, args.body, args.warmup
+        BFF,
+        args.users,
+        args.senders,
+        rate,
+        args.duration,
+        args.body,
+        args.warmup,
+        receipts=getattr(args, "receipts", False),
     )
     accounted = {**cpu.stack_pids(), "bench": os.getpid()}
     result = await asyncio.to_thread(e2e.run, plan, accounted)
@@ -186,6 +205,13 @@ async def main(argv: list[str]) -> int:
             action="store_false",
             help="skip the raw Kafka floor measured after each rate",
         )
+        if name == "e2e":
+            p.add_argument(
+                "--receipts",
+                action="store_true",
+                help="receipts and typing on: every stream marks what it gets delivered and"
+                " read (once a second per chat), senders say they are typing (once per 3 s)",
+            )
         if name == "step":
             p.add_argument("--step", type=float, default=500)
             p.add_argument("--max-rate", type=float, default=6000)
@@ -215,6 +241,8 @@ async def main(argv: list[str]) -> int:
     g.add_argument("--members", type=int, default=1000)
     g.add_argument("--messages", type=int, default=60)
     g.add_argument("--rate", type=float, default=2.0, help="messages per second")
+    pd = sub.add_parser("presence-death")
+    pd.add_argument("--rounds", type=int, default=3)
     sub.add_parser("report")
     args = parser.parse_args(argv)
     command = "python -m bench " + " ".join(argv)
@@ -227,7 +255,9 @@ async def main(argv: list[str]) -> int:
     elif args.scenario == "e2e":
         result = await run_e2e(args, args.rate)
         print(summarize(result))
-        save(f"e2e-{args.rate:g}", command, result)
+        if args.receipts:
+            print(f"  marks sent {result['marks_sent']}, typing calls {result['typing_sent']}")
+        save(f"e2e-{args.rate:g}{'-receipts' if args.receipts else ''}", command, result)
     elif args.scenario == "step":
         steps = []
         rate = args.rate
@@ -257,6 +287,10 @@ async def main(argv: list[str]) -> int:
         result = await group.group_messages(BFF, args.members, args.messages, args.rate)
         print({k: v for k, v in result.items() if k != "cpu"}, result["cpu"]["cpu_ms_per_msg"])
         save(f"group{args.members}", command, result)
+    elif args.scenario == "presence-death":
+        result = await presence.server_death(BFF, args.rounds)
+        print(result)
+        save("presence-death", command, result)
     elif args.scenario == "revocation":
         result = await revocation.revocation(BFF, args.users, args.parallel)
         print(result)

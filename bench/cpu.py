@@ -30,6 +30,7 @@ STACK = (
     "config-service",
     "history-query",
     "history-writer",
+    "notifier",
     "messaging-m1",
     "messaging-m2",
     "bff",

@@ -49,6 +49,8 @@ class Plan:
     #: Seconds sent before ``duration``: accounted for loss and duplicates like the rest, but
     #: left out of latency and CPU (connections, caches and JITs warming up).
     warmup: float = 0.0
+    #: Receipts and typing on: holders mark delivered and read, senders say they type.
+    receipts: bool = False
 
     @property
     def warmup_sends(self) -> int:
@@ -69,6 +71,7 @@ class Plan:
             "drain": DRAIN_SECONDS,
             "target": self.target,
             "peer_addr": self.peer_addr,
+            "receipts": self.receipts,
         }
 
 
@@ -80,13 +83,23 @@ async def build_plan(
     duration: float,
     body_bytes: int,
     warmup: float = 0.0,
+    receipts: bool = False,
 ) -> Plan:
     """``users`` users holding streams; the first ``senders`` each write to the next user."""
     members = await register_and_login(bff, users, "bench")
     pairs = [(members[i], members[(i + 1) % users]) for i in range(senders)]
     chat_ids = await open_chats(bff, pairs)
     routes = [Route(i, chat_ids[i], [i, (i + 1) % users]) for i in range(senders)]
-    return Plan(members, routes, rate, duration, body_bytes, uuid.uuid4().hex[:8], warmup=warmup)
+    return Plan(
+        members,
+        routes,
+        rate,
+        duration,
+        body_bytes,
+        uuid.uuid4().hex[:8],
+        warmup=warmup,
+        receipts=receipts,
+    )
 
 
 def peer_plan(
@@ -161,6 +174,9 @@ def merge(plan: Plan, raw: dict[str, Any]) -> dict[str, Any]:
         "send_errors": dict(raw["errors"]),
         "generator_overloaded": raw["overloaded"],
         "stream_resumes": raw["resumes"],
+        "receipts": plan.receipts,
+        "marks_sent": raw.get("marks", 0),
+        "typing_sent": raw.get("typing", 0),
         "acked_per_s": round(measured / plan.duration, 1),
         "send_ack_ms": summary(ack_ms),
         "e2e_ms": summary(e2e_ms),

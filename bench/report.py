@@ -121,6 +121,8 @@ def summary_keys(results: Path) -> dict[str, float]:
     ws_idle = _load(results, "ws-idle")
     ws_e2e = _load(results, "ws-e2e-200")
     group = _load(results, "group1000")
+    with_receipts = _load(results, "e2e-500-receipts")
+    death = _load(results, "presence-death")
     keys: dict[str, float] = {}
     if e2e:
         r = e2e["result"]
@@ -163,6 +165,13 @@ def summary_keys(results: Path) -> dict[str, float]:
         keys["group1000_send_p99_ms"] = group["result"]["send_ms"]["p99"]
         keys["group1000_e2e_p99_ms"] = group["result"]["e2e_ms"]["p99"]
         keys["group1000_cpu_ms_per_msg"] = group["result"]["cpu"]["cpu_ms_per_msg"]
+    if with_receipts:
+        keys["cpu_ms_per_msg_at_500_with_receipts"] = with_receipts["result"]["cpu"][
+            "cpu_ms_per_msg"
+        ]
+        keys["e2e_p99_ms_at_500_with_receipts"] = with_receipts["result"]["e2e_ms"]["p99"]
+    if death:
+        keys["offline_after_server_death_max_s"] = death["result"]["summary_s"]["max"]
     return keys
 
 
@@ -440,6 +449,34 @@ def write(results: Path, docs: Path) -> None:
             _row("end to end, every member", r["e2e_ms"]),
             "",
             *_processes_table(usage),
+            "",
+        ]
+    with_receipts = _load(results, "e2e-500-receipts")
+    if with_receipts and e2e:
+        on, off = with_receipts["result"], e2e["result"]
+        window = on["duration_s"] + on["warmup_s"]
+        lines += [
+            "## (j) Receipts and typing on",
+            "",
+            f"Command: `{with_receipts['command']}` ({with_receipts['measured_at']}), beside "
+            f"`{e2e['command']}` ({e2e['measured_at']}) in the same session: the same load, "
+            "and every stream's holder marks what it received delivered and read (MarkDelivered"
+            " and MarkRead for the newest id, once a second per chat, as the clients do) while "
+            "each sender says it is typing (SetTyping, once per 3 s per chat). Marks sent: "
+            f"{on['marks_sent']} ({on['marks_sent'] / window:.0f}/s), typing calls "
+            f"{on['typing_sent']}. Each mark is one record on the reader's partition, and the "
+            "others are told once a second per reader and chat (one more record per other "
+            "member); typing goes over Redis only. Lost "
+            f"{on['lost_deliveries']}, duplicated {on['duplicate_deliveries']}.",
+            "",
+            "| run | CPU ms/msg | machine busy cores | e2e p50 ms | e2e p99 ms |",
+            "| --- | --- | --- | --- | --- |",
+            f"| without | {off['cpu']['cpu_ms_per_msg']} | {off['cpu']['machine_busy_cores']} | "
+            f"{off['e2e_ms']['p50']} | {off['e2e_ms']['p99']} |",
+            f"| receipts and typing on | {on['cpu']['cpu_ms_per_msg']} | "
+            f"{on['cpu']['machine_busy_cores']} | {on['e2e_ms']['p50']} | {on['e2e_ms']['p99']} |",
+            "",
+            *_processes_table(on["cpu"]),
             "",
         ]
     before = (

@@ -22,14 +22,87 @@ import (
 type chat struct {
 	conns               *pool
 	resumed, redirected atomic.Int64
+	receipts            bool
+	marked, typed       atomic.Int64
+	typingMu            sync.Mutex
+	typedAt             map[string]time.Time
 }
 
 func newPool(size int) *pool {
 	return &pool{conns: map[string][]*grpc.ClientConn{}, next: map[string]int{}, size: size}
 }
 
-func newChat(conns int) *chat {
-	return &chat{conns: newPool(conns)}
+func newChat(conns int, receipts bool) *chat {
+	return &chat{conns: newPool(conns), receipts: receipts, typedAt: map[string]time.Time{}}
+}
+
+// marks collects, per chat, the newest message id a stream received since the last flush.
+type marks struct {
+	mu      sync.Mutex
+	pending map[string]uint64
+}
+
+func (m *marks) note(chatID string, id uint64) {
+	m.mu.Lock()
+	if id > m.pending[chatID] {
+		m.pending[chatID] = id
+	}
+	m.mu.Unlock()
+}
+
+func (m *marks) take() map[string]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	taken := m.pending
+	m.pending = map[string]uint64{}
+	return taken
+}
+
+// markEverySecond sends the member's delivery and read marks once a second until ctx ends.
+func (c *chat) markEverySecond(ctx context.Context, member Member, m *marks) {
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		client := c.conns.client(member.Server)
+		for chatID, id := range m.take() {
+			authed := auth(ctx, member.Token)
+			_, err := client.MarkDelivered(authed, &chatv1.MarkDeliveredRequest{ChatId: chatID, MessageId: id})
+			if err == nil {
+				_, err = client.MarkRead(authed, &chatv1.MarkReadRequest{ChatId: chatID, MessageId: id})
+			}
+			if err == nil {
+				c.marked.Add(2)
+			}
+		}
+	}
+}
+
+// typing says the sender is typing in the chat, at most once per 3 s per chat, without
+// holding up the send.
+func (c *chat) typing(ctx context.Context, sender Member, chatID string) {
+	key := fmt.Sprint(sender.UserID, chatID)
+	c.typingMu.Lock()
+	due := time.Since(c.typedAt[key]) > 3*time.Second
+	if due {
+		c.typedAt[key] = time.Now()
+	}
+	c.typingMu.Unlock()
+	if !due {
+		return
+	}
+	go func() {
+		_, err := c.conns.client(sender.Server).SetTyping(
+			auth(ctx, sender.Token), &chatv1.SetTypingRequest{ChatId: chatID},
+		)
+		if err == nil {
+			c.typed.Add(1)
+		}
+	}()
 }
 
 func (c *chat) resumes() int   { return int(c.resumed.Load()) }
@@ -37,6 +110,9 @@ func (c *chat) redirects() int { return int(c.redirected.Load()) }
 func (c *chat) close()         { c.conns.close() }
 
 func (c *chat) send(ctx context.Context, sender Member, route Route, cmid, body string) (uint64, string) {
+	if c.receipts {
+		c.typing(ctx, sender, route.ChatID)
+	}
 	reply, err := c.conns.client(sender.Server).Send(auth(ctx, sender.Token), &chatv1.SendRequest{
 		ChatId:          route.ChatID,
 		ClientMessageId: cmid,
@@ -95,8 +171,13 @@ func (c *chat) hold(ctx context.Context, member Member, since func() float64, ca
 	var got []receipt
 	cursor := ""
 	server := member.Server
+	var seen *marks
+	if c.receipts {
+		seen = &marks{pending: map[string]uint64{}}
+		go c.markEverySecond(ctx, member, seen)
+	}
 	for ctx.Err() == nil {
-		redirect, err := c.subscribe(ctx, member, server, &cursor, &got, since, caughtUp)
+		redirect, err := c.subscribe(ctx, member, server, &cursor, &got, since, caughtUp, seen)
 		if ctx.Err() != nil {
 			break
 		}
@@ -119,7 +200,7 @@ func (c *chat) hold(ctx context.Context, member Member, since func() float64, ca
 // server moved the stream (a Redirect event) or refused it with the owner's address.
 func (c *chat) subscribe(
 	ctx context.Context, member Member, server string, cursor *string, got *[]receipt,
-	since func() float64, caughtUp func(),
+	since func() float64, caughtUp func(), seen *marks,
 ) (string, error) {
 	stream, err := c.conns.client(server).Subscribe(
 		auth(ctx, member.Token), &chatv1.SubscribeRequest{ResumeCursor: *cursor},
@@ -141,6 +222,9 @@ func (c *chat) subscribe(
 		switch kind := event.Event.(type) {
 		case *chatv1.ClientEvent_Message:
 			*got = append(*got, receipt{kind.Message.ClientMessageId, member.UserID, since()})
+			if seen != nil && kind.Message.SenderId != member.UserID {
+				seen.note(kind.Message.ChatId, kind.Message.MessageId)
+			}
 		case *chatv1.ClientEvent_CaughtUp:
 			caughtUp()
 		case *chatv1.ClientEvent_ResumeRequired:

@@ -51,8 +51,12 @@ type Plan struct {
 	TickMs float64 `json:"tick_ms"`
 	// "chat" (our messaging servers over gRPC), "peer" (the centrifuge server over WebSocket),
 	// or "history" (history pages from the history query service: History below).
-	Target   string       `json:"target"`
-	PeerAddr string       `json:"peer_addr"`
+	Target   string `json:"target"`
+	PeerAddr string `json:"peer_addr"`
+	// Receipts and typing on, as a chat app does: each stream's holder marks what it
+	// received delivered and read (once a second per chat, the newest id), and a sender
+	// says it is typing before sending (once per 3 s per chat).
+	Receipts bool         `json:"receipts"`
 	History  *HistoryPlan `json:"history"`
 }
 
@@ -78,6 +82,9 @@ type Result struct {
 	Overloaded int            `json:"overloaded"`
 	Resumes    int            `json:"resumes"`
 	Redirects  int            `json:"redirects"`
+	// With receipts on: marks sent (MarkDelivered + MarkRead calls answered) and typing calls.
+	Marks  int `json:"marks"`
+	Typing int `json:"typing"`
 	// Wall-clock nanoseconds of the first due send and of the last one, for CPU windows.
 	SendStartUnixNs int64 `json:"send_start_unix_ns"`
 	SendEndUnixNs   int64 `json:"send_end_unix_ns"`
@@ -123,7 +130,7 @@ func main() {
 	var target transport
 	switch plan.Target {
 	case "", "chat":
-		target = newChat(plan.Conns)
+		target = newChat(plan.Conns, plan.Receipts)
 	case "peer":
 		target = newPeer(plan.PeerAddr)
 	default:
@@ -222,6 +229,9 @@ func run(plan Plan, target transport) Result {
 		Redirects:       target.redirects(),
 		SendStartUnixNs: start.UnixNano(),
 		SendEndUnixNs:   sendEnd.UnixNano(),
+	}
+	if c, ok := target.(*chat); ok {
+		result.Marks, result.Typing = int(c.marked.Load()), int(c.typed.Load())
 	}
 	for i := range total {
 		if !acked[i] {
