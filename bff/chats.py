@@ -51,7 +51,6 @@ def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
 async def open_direct_chat(request: web.Request) -> web.Response:
     claims = _claims(request)
     body = await inputs.json_object(request)
-    backends = request.app[BACKENDS]
     if "peer_id" in body:
         peer_id = inputs.id_field(body, "peer_id")
         if peer_id > inputs.MAX_ID:
@@ -61,11 +60,9 @@ async def open_direct_chat(request: web.Request) -> web.Response:
         peer_id = (await _user_named(request, name)).user_id
     else:
         raise InvalidArgument("give 'peer_id' or 'peer_username'")
-    _, messaging = await backends.messaging_for(claims.user_id)
+    messaging, call = await _messaging(request, claims)
     chat = await messaging.OpenDirectChat(
-        messaging_pb2.OpenDirectChatRequest(peer_id=peer_id),
-        metadata=_metadata(request),
-        timeout=backends.deadline,
+        messaging_pb2.OpenDirectChatRequest(peer_id=peer_id), **call
     )
     return web.json_response(views.chat(chat))
 
@@ -140,10 +137,8 @@ async def send_message(request: web.Request) -> web.Response:
     claims = _claims(request)
     body = await inputs.json_object(request)
     outgoing = send_request(_chat_id(request), body)
-    backends = request.app[BACKENDS]
-    _, messaging = await backends.messaging_for(claims.user_id)
-    reply = await messaging.Send(outgoing, metadata=_metadata(request), timeout=backends.deadline)
-    return web.json_response(views.sent(reply), status=200 if reply.duplicate else 201)
+    messaging, call = await _messaging(request, claims)
+    return _created(await messaging.Send(outgoing, **call))
 
 
 async def mark_read(request: web.Request) -> web.Response:
@@ -181,7 +176,7 @@ async def edit_message(request: web.Request) -> web.Response:
         client_request_id=inputs.request_id(request, body),
     )
     messaging, call = await _messaging(request, claims)
-    return _amended(await messaging.EditMessage(edit, **call))
+    return _created(await messaging.EditMessage(edit, **call))
 
 
 async def delete_message(request: web.Request) -> web.Response:
@@ -192,7 +187,7 @@ async def delete_message(request: web.Request) -> web.Response:
         client_request_id=inputs.request_id(request, {}),
     )
     messaging, call = await _messaging(request, claims)
-    return _amended(await messaging.DeleteMessage(delete, **call))
+    return _created(await messaging.DeleteMessage(delete, **call))
 
 
 async def add_reaction(request: web.Request) -> web.Response:
@@ -213,7 +208,7 @@ async def _react(request: web.Request, *, remove: bool) -> web.Response:
         client_request_id=inputs.request_id(request, {}),
     )
     messaging, call = await _messaging(request, claims)
-    return _amended(await messaging.React(react, **call))
+    return _created(await messaging.React(react, **call))
 
 
 async def set_typing(request: web.Request) -> web.Response:
@@ -268,7 +263,8 @@ async def put_notification_settings(request: web.Request) -> web.Response:
     return web.json_response({"previews": chosen.previews})
 
 
-def _amended(reply: messaging_pb2.SendResponse) -> web.Response:
+def _created(reply: messaging_pb2.SendResponse) -> web.Response:
+    """A new log entry (201), or the one a retry with the same key made already (200)."""
     return web.json_response(views.sent(reply), status=200 if reply.duplicate else 201)
 
 

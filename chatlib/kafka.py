@@ -263,6 +263,17 @@ def _settle_all(batches: list[_Batch]) -> None:
         )
 
 
+def failed(message: Message, log: logging.Logger) -> bool:
+    """True if a consumed message is an error rather than a record; the error is logged unless
+    it only says a partition's end was reached."""
+    error = message.error()
+    if error is None:
+        return False
+    if error.code() != KafkaError._PARTITION_EOF:
+        log.warning("consumer error: %s", error)
+    return True
+
+
 def reader(bootstrap: str, purpose: str) -> Consumer:
     """A consumer that reads assigned partitions by offset and never commits (its group id only
     satisfies the client); partition ends are reported, so a read knows when it is done."""

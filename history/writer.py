@@ -15,12 +15,12 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from opentelemetry import trace
 from prometheus_client import Counter
 
 from chatlib import deliveries
-from chatlib.kafka import AsyncProducer, LagReporter, ProduceFailed, Record
+from chatlib.kafka import AsyncProducer, LagReporter, ProduceFailed, Record, failed
 from chatlib.telemetry import sampled_context
 from history.store import HistoryStore
 
@@ -87,10 +87,7 @@ class HistoryWriter:
         spans: list[Any] = []
         offsets: dict[int, int] = {}
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    logger.warning("consumer error: %s", error)
+            if failed(message, logger):
                 continue
             partition, offset = message.partition() or 0, message.offset() or 0
             offsets[partition] = max(offsets.get(partition, -1), offset + 1)

@@ -22,13 +22,13 @@ import contextlib
 import logging
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from opentelemetry import trace
 from prometheus_client import Gauge
 
 from chatlib import deliveries
 from chatlib.errors import Unavailable
-from chatlib.kafka import LagReporter, fetch
+from chatlib.kafka import LagReporter, failed, fetch
 from chatlib.partitioning import Partitioning
 from chatlib.telemetry import sampled_context
 from messaging.cursor import Cursor
@@ -248,10 +248,7 @@ class FanOut:
             self._committed[offset.partition] = offset.offset
 
     def _publish(self, record: Message) -> None:
-        error = record.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
-                logger.warning("fan-out consumer error: %s", error)
+        if failed(record, logger):
             return
         partition = record.partition() or 0
         if partition not in self._next:

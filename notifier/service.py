@@ -23,12 +23,12 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter
 
 from chatlib import deliveries, preferences, presence_state
 from chatlib.config_sections import Notifications
-from chatlib.kafka import AsyncProducer, LagReporter, ProduceFailed, Record
+from chatlib.kafka import AsyncProducer, LagReporter, ProduceFailed, Record, failed
 from chatlib.live_config import LiveSection
 from notifier.bursts import Burst, Bursts, Offsets, Pending
 from notifier.webhook import Webhook
@@ -126,10 +126,7 @@ class Notifier:
         settings = self._settings.get()
         records = []
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    logger.warning("consumer error: %s", error)
+            if failed(message, logger):
                 continue
             partition, offset = message.partition() or 0, message.offset() or 0
             self._offsets.read(partition, offset)

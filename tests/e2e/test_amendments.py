@@ -13,6 +13,7 @@ import pytest
 from protos.chat.v1 import common_pb2, messaging_pb2
 from tests.e2e.conftest import Admin, Clients, Stream, User, eventually
 from tests.e2e.test_groups import create, drain, md
+from tests.e2e.test_read_marks import next_receipt
 
 Amendment = common_pb2.Amendment
 THUMBS, HEART = "\N{THUMBS UP SIGN}", "\N{HEAVY BLACK HEART}"
@@ -217,14 +218,6 @@ async def test_delivery_receipts_give_one_tick_and_read_two(clients: Clients) ->
         return (body["readers"], delivered) if delivered else None
 
     assert await eventually(marks) == ([], [str(bob.user_id)])
-
-
-async def next_receipt(stream: Stream) -> messaging_pb2.Receipt:
-    while True:
-        event = await stream.next()
-        if event.WhichOneof("event") == "receipt":
-            receipt: messaging_pb2.Receipt = event.receipt
-            return receipt
 
 
 def key() -> str:

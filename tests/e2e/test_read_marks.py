@@ -34,13 +34,13 @@ async def test_reading_on_one_device_clears_unread_on_the_others(clients: Client
     # Bob's phone reads up to the second message (HTTP); his laptop is told.
     status, _ = await bob.post(f"/v1/chats/{chat}/read", {"message_id": str(sent[1])})
     assert status == 204
-    receipt = await _next_receipt(laptop)
+    receipt = await next_receipt(laptop)
     assert (receipt.chat_id, receipt.user_id, receipt.read_up_to) == (chat, bob.user_id, sent[1])
     await _settles_at(bob, chat, 1)
     # An older mark (a slow device) does not move the watermark back.
     status, _ = await bob.post(f"/v1/chats/{chat}/read", {"message_id": str(sent[0])})
     assert status == 204
-    await _next_receipt(laptop)
+    await next_receipt(laptop)
     await _settles_at(bob, chat, 1)
     # Over gRPC, up to the newest: nothing unread.
     await clients.stub(bob.messaging_server).MarkRead(
@@ -53,7 +53,8 @@ async def test_reading_on_one_device_clears_unread_on_the_others(clients: Client
     assert await _unread(alice, chat) == 0
 
 
-async def _next_receipt(stream: Any) -> messaging_pb2.Receipt:
+async def next_receipt(stream: Any) -> messaging_pb2.Receipt:
+    """The stream's next receipt event (other events are skipped)."""
     while True:
         event = await stream.next()
         if event.WhichOneof("event") == "receipt":

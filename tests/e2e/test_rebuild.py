@@ -90,6 +90,32 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
                     metadata=md(alice),
                     timeout=15,
                 )
+            if n == 35:
+                # Amendments: an edit, a reaction taken back and one kept, a deletion.
+                for user, method, path, body in (
+                    (alice, "PATCH", f"/v1/chats/{chat}/messages/{sent[0]}", {"body": "g0!"}),
+                    (
+                        bob,
+                        "PUT",
+                        f"/v1/chats/{chat}/messages/{sent[0]}/reactions/%F0%9F%91%8D",
+                        None,
+                    ),
+                    (
+                        bob,
+                        "PUT",
+                        f"/v1/chats/{chat}/messages/{sent[2]}/reactions/%F0%9F%91%8D",
+                        None,
+                    ),
+                    (
+                        bob,
+                        "DELETE",
+                        f"/v1/chats/{chat}/messages/{sent[2]}/reactions/%F0%9F%91%8D",
+                        None,
+                    ),
+                    (alice, "DELETE", f"/v1/chats/{chat}/messages/{sent[4]}", None),
+                ):
+                    status, answer = await user.call(method, path, body)
+                    assert status == 201, answer
             if n == 40:
                 await stub.RenameGroup(
                     groups_pb2.RenameGroupRequest(
@@ -111,6 +137,8 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
     for reader, chat_id in ((bob, chat), (bob, direct), (alice, direct)):
         status, _ = await reader.post(f"/v1/chats/{chat_id}/read", {"message_id": str(max(sent))})
         assert status == 204
+    status, _ = await dave.post(f"/v1/chats/{chat}/delivered", {"message_id": str(max(sent))})
+    assert status == 204
 
     async def written() -> bool:
         log = await entries(bob, chat)
@@ -159,7 +187,8 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
             ),
             ("SELECT chat_id, bucket FROM {ks}.chat_buckets WHERE chat_id IN ?", (chats,)),
             (
-                "SELECT chat_id, user_id, read_up_to FROM {ks}.read_marks WHERE chat_id IN ?",
+                "SELECT chat_id, user_id, read_up_to, delivered_up_to FROM {ks}.read_marks"
+                " WHERE chat_id IN ?",
                 (chats,),
             ),
             (
@@ -184,8 +213,9 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
             ]
             for bucket in buckets:
                 cql = (
-                    "SELECT message_id, sender_id, body, client_message_id, created_at, change"
-                    " FROM {ks}.messages_by_chat WHERE chat_id = ? AND bucket = ?"
+                    "SELECT message_id, sender_id, body, client_message_id, created_at, change,"
+                    " edited_at, deleted, reacted FROM {ks}.messages_by_chat"
+                    " WHERE chat_id = ? AND bucket = ?"
                 )
                 assert rows(db, keyspace, cql, chat_id, bucket) == rows(
                     db, LIVE, cql, chat_id, bucket
