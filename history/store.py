@@ -31,10 +31,10 @@ from typing import Any
 
 from cassandra.query import BoundStatement
 
+from chatlib.buckets import bucket_at, bucket_of
 from chatlib.cassandra import AsyncSession
 from chatlib.errors import NotFound, PermissionDenied
 from chatlib.ids import signed, timestamp_ms, unsigned, write_time
-from history.buckets import bucket_at, bucket_of
 from protos.chat.v1 import common_pb2, envelope_pb2
 
 OPENED = common_pb2.ChatChange.OPENED
@@ -53,13 +53,16 @@ BUCKETS_RECHECK_SECONDS = 1.0
 #: (chat, bucket) pairs this process remembers having indexed.
 KNOWN_BUCKETS = 100_000
 
+# Written at the message's own time, like every other cell: an edit (written at its later
+# entry's time) then wins whenever the writer gets to the message, even replaying it after a
+# crash, or rebuilding the keyspace.
 _INSERT_MESSAGE = (
     "INSERT INTO messages_by_chat (chat_id, bucket, message_id, sender_id, body,"
-    " client_message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " client_message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
 )
 _INSERT_CHANGE = (
     "INSERT INTO messages_by_chat (chat_id, bucket, message_id, sender_id, body,"
-    " client_message_id, created_at, change) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " client_message_id, created_at, change) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
 )
 _INSERT_BUCKET = "INSERT INTO chat_buckets (chat_id, bucket) VALUES (?, ?)"
 _NEWEST = (
@@ -234,6 +237,7 @@ class HistoryStore:
             if delivery.HasField("change"):
                 row.append(delivery.change.SerializeToString(deterministic=True))
             cql = _INSERT_CHANGE if len(row) > 7 else _INSERT_MESSAGE
+            row.append(write_time(delivery.message_id))
             statements.append((bind(cql, row), len(delivery.body) * 4 + 100))
             pair = (delivery.chat_id, bucket)
             if pair not in self._known_buckets and pair not in new_buckets:

@@ -20,12 +20,12 @@ import re
 import time
 from dataclasses import dataclass
 
+from chatlib.buckets import bucket_of
 from chatlib.cassandra import AsyncSession
 from chatlib.config_sections import Messages
 from chatlib.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from chatlib.ids import signed, timestamp_ms, unsigned
 from chatlib.live_config import LiveSection
-from history.buckets import bucket_of
 from messaging.chats import Chat, ChatDirectory, check_chat_id
 from messaging.group_rules import ADMIN, OWNER
 from messaging.group_store import GroupStore

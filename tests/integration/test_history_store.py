@@ -3,20 +3,23 @@ order and however often copies arrive; unread counts come from the read watermar
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from chatlib import cassandra, deliveries
+from chatlib.buckets import BUCKET_MS
 from chatlib.ids import EPOCH_MS, TIME_SHIFT
 from history import migrate
-from history.buckets import BUCKET_MS
 from history.store import UNREAD_CAP, HistoryStore
+from protos.chat.v1 import common_pb2
 from tests.integration.conftest import Endpoints
 
 ALICE, BOB = 1001, 1002
 CHAT = f"d:{ALICE}:{BOB}"
 START_MS = EPOCH_MS + 400 * 86_400_000
+Amendment = common_pb2.Amendment
 
 
 @pytest.fixture
@@ -121,3 +124,59 @@ async def test_unread_counts_stop_at_the_cap(store: HistoryStore) -> None:
     await store.persist(batch)
     [bob_chat] = (await store.chats_of(BOB, 10))[0]
     assert await store.unread(bob_chat, BOB) == UNREAD_CAP
+
+
+def _amendment(
+    entry_id: int, sender: int, action: int, target: int, body: str = "", emoji: str = ""
+) -> list[deliveries.Delivery]:
+    return [
+        deliveries.decode(c.value)
+        for c in deliveries.encode_copies(
+            message_id=entry_id,
+            chat_id=CHAT,
+            kind="direct",
+            sender_id=sender,
+            body=body,
+            client_message_id=f"a{entry_id}",
+            created_at_ms=at_ms(entry_id),
+            recipients=[ALICE, BOB],
+            amendment=common_pb2.Amendment(
+                action=action,  # type: ignore[arg-type]
+                message_id=target,
+                message_sender_id=ALICE,
+                emoji=emoji,
+            ),
+        )
+    ]
+
+
+async def test_amendments_apply_in_any_order_and_a_deletion_is_final(store: HistoryStore) -> None:
+    # An hour ago: the entries' write times are in the past, as a replaying writer sees them.
+    base = int(time.time() * 1000) - 3_600_000
+    edited, deleted = _message_id(base), _message_id(base + 1)
+    entries = [_message_id(base + 1000 * n) for n in range(1, 8)]
+    # Every entry about a message arrives before the message itself (a writer replaying).
+    await store.persist(
+        _amendment(entries[0], ALICE, Amendment.EDITED, edited, body="first edit")
+        + _amendment(entries[2], ALICE, Amendment.EDITED, edited, body="second edit")
+        + _amendment(entries[1], BOB, Amendment.REACTION_ADDED, edited, emoji="+1")
+        + _amendment(entries[4], BOB, Amendment.REACTION_ADDED, edited, emoji="ok")
+        + _amendment(entries[3], BOB, Amendment.REACTION_REMOVED, edited, emoji="ok")
+        + _amendment(entries[5], ALICE, Amendment.DELETED, deleted)
+        + _amendment(entries[6], ALICE, Amendment.EDITED, deleted, body="resurrected?")
+    )
+    await store.persist(_copies(edited, ALICE, "original") + _copies(deleted, ALICE, "secret"))
+    messages, _ = await store.page(CHAT, before_id=0, after_id=0, limit=10, viewer=BOB)
+    by_id = {m.message_id: m for m in messages}
+    kept = by_id[edited]
+    assert (kept.body, kept.deleted, kept.edited_at_ms) == ("second edit", False, at_ms(entries[2]))
+    # "ok" was added at entries[4], after its removal at entries[3]: the later toggle wins.
+    assert sorted((r.emoji, r.count, r.mine) for r in kept.reactions) == [
+        ("+1", 1, True),
+        ("ok", 1, True),
+    ]
+    gone = by_id[deleted]
+    assert (gone.body, gone.deleted, gone.edited_at_ms, gone.sender_id) == ("", True, 0, ALICE)
+    # The chat list's preview is not the deleted text (it was the newest message).
+    [chat] = (await store.chats_of(BOB, 10))[0]
+    assert (chat.last_message_id, chat.last_preview) == (deleted, "")

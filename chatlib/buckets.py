@@ -1,4 +1,6 @@
-"""Time buckets of messages_by_chat: a chat's messages are split into 10-day partitions."""
+"""Time buckets of messages_by_chat: a chat's messages are split into 10-day partitions. The
+history writer writes by them; messaging reads a message by them (edits and reactions check
+the message they amend)."""
 
 from __future__ import annotations
 
