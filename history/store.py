@@ -3,7 +3,8 @@
 Writes never read first. A batch of deliveries becomes:
 
 * one upsert per message (from its primary copy) into ``messages_by_chat``, keyed by message
-  id and written at the message's own time (so what amends it later always wins), plus the chat's bucket in ``chat_buckets`` the first time this process writes to it;
+  id and written at the message's own time (so what amends it later always wins), plus the
+  chat's bucket in ``chat_buckets`` the first time this process writes to it;
 * one update per (recipient, chat) of the recipient's ``chats_by_user`` row: the newest
   message of the batch as one tuple cell, and (for the sender's own copies) the read
   watermark, each written with the message's own time as its write time. Cassandra keeps the
