@@ -214,7 +214,7 @@ async def _react(request: web.Request, *, remove: bool) -> web.Response:
 async def set_typing(request: web.Request) -> web.Response:
     claims = _claims(request)
     chat_id = _chat_id(request)
-    body = await inputs.json_object(request)
+    body = await inputs.optional_json_object(request)
     stopped = body.get("stopped", False)
     if not isinstance(stopped, bool):
         raise InvalidArgument("field 'stopped' must be true or false")

@@ -29,6 +29,13 @@ _USERNAME = re.compile(r"[a-z0-9_.-]{3,32}")
 USERNAME_RULE = "3-32 characters of a-z, 0-9, '_', '.', '-'"
 
 
+async def optional_json_object(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or {} for a request without a body."""
+    if not request.body_exists:
+        return {}
+    return await json_object(request)
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The request's JSON object (its size is bounded by the app's client_max_size)."""
     if request.content_type != "application/json":

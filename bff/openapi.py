@@ -399,7 +399,7 @@ DOCUMENT: dict[str, Any] = {
                 " default). Forwarded at most once per half of that per chat; more than 10 calls"
                 " a second: 429.",
                 "security": _AUTH,
-                "requestBody": _json_body("TypingRequest"),
+                "requestBody": {**_json_body("TypingRequest"), "required": False},
                 "responses": {"204": {"description": "Told"}, "4XX": _PROBLEM, "5XX": _PROBLEM},
             },
         },

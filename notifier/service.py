@@ -32,6 +32,7 @@ from chatlib.kafka import AsyncProducer, LagReporter, ProduceFailed, Record, fai
 from chatlib.live_config import LiveSection
 from notifier.bursts import Burst, Bursts, Offsets, Pending
 from notifier.webhook import Webhook
+from protos.chat.v1 import common_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ BATCH = 1000
 POLL_SECONDS = 0.2
 COMMIT_SECONDS = 1.0
 PREVIEW_CHARS = 120
+JOINED = (common_pb2.ChatChange.CREATED, common_pb2.ChatChange.ADDED)
 #: Notifications being tried at once, at most; reading pauses above it.
 MAX_BUSY = 10_000
 MARK_DAYS = 30
@@ -235,13 +237,18 @@ class Notifier:
 
 
 def _notifiable(delivery: deliveries.Delivery) -> bool:
-    """A message someone else wrote (not a receipt, a change to the chat, or an amendment)."""
-    return not (
+    """A message someone else wrote, or someone else adding the recipient to a group (not a
+    receipt, an amendment, or another change to the chat)."""
+    if (
         deliveries.is_receipt(delivery)
-        or delivery.HasField("change")
         or delivery.HasField("amendment")
         or delivery.sender_id == delivery.recipient_id
-    )
+    ):
+        return False
+    change = delivery.change
+    if delivery.HasField("change"):
+        return change.action in JOINED and delivery.recipient_id in change.user_ids
+    return True
 
 
 def notification(burst: Burst, messages: list[Pending], *, previews: bool) -> dict[str, Any]:

@@ -103,6 +103,17 @@ async def test_an_offline_user_gets_one_call_per_burst_and_none_while_online(
     assert (calls[1]["message_ids"], calls[1]["preview"]) == ([str(last)], None)
     status, problem = await bob.call("PUT", "/v1/me/notifications", {"previews": "no"})
     assert status == 400, problem
+    # Added to a group while offline: told so (without a preview: he turned them off).
+    status, group = await alice.post(
+        "/v1/groups", {"name": "news", "member_ids": [str(bob.user_id)]}
+    )
+    assert status == 201, group
+    calls = await eventually(lambda: notified(3))
+    assert (calls[2]["chat_id"], calls[2]["chat_kind"], calls[2]["preview"]) == (
+        group["chat_id"],
+        "group",
+        None,
+    )
 
 
 async def test_failed_calls_are_retried_then_dead_lettered_never_doubled(

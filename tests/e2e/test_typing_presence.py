@@ -39,7 +39,7 @@ async def test_typing_reaches_the_other_member_and_expires(clients: Clients) -> 
     watching = await clients.subscribe(bob)
     await watching.caught_up()
     before = int(time.time() * 1000)
-    status, _ = await alice.post(f"/v1/chats/{chat}/typing", {})
+    status, _ = await alice.call("POST", f"/v1/chats/{chat}/typing")  # no body: typing
     assert status == 204
     typing = (await next_of(watching, "typing")).typing
     assert (typing.chat_id, typing.user_id, typing.stopped) == (chat, alice.user_id, False)
