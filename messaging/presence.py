@@ -16,9 +16,10 @@ overall, so a user with streams on two servers is online once and goes offline w
 
 A server that dies cannot say its users went offline: every ``BEAT_SECONDS`` each server
 looks for servers of the partitioning whose ``alive`` key expired and takes their users off
-(``SPOP``, so once), with the same script. A user whose server died is therefore shown
-offline ``ALIVE_SECONDS`` to ``ALIVE_SECONDS + BEAT_SECONDS`` later (10 to 13 s). A server
-starting under a name takes that name's leftovers off first.
+(``SPOP``, so once), with the same script. The dead server's key expires ``ALIVE_SECONDS``
+after its last beat (which was up to ``BEAT_SECONDS`` before it died), and the survivors
+look every ``BEAT_SECONDS``: a user whose server died is shown offline 7 to 13 s later. A
+server starting under a name takes that name's leftovers off first.
 
 Changes are told (``presence`` events) to everyone sharing a direct chat with the user or a
 group of at most ``PRESENCE_GROUP_LIMIT`` members; GetPresence answers the rest on demand.
@@ -52,6 +53,8 @@ BEAT_SECONDS = 3.0
 ALIVE_SECONDS = 10
 GRACE_SECONDS = 2.0
 PRESENCE_GROUP_LIMIT = 100
+#: Presence changes told at once (each reads the user's chats from Cassandra).
+TELL_AT_ONCE = 64
 MAX_ASKED = 200
 #: Short: a chat opened since is missed by presence events until then.
 CONTACTS_SECONDS = 5.0
@@ -141,8 +144,11 @@ class Presence:
                 await asyncio.sleep(1.0)
             self._wake.clear()
             if not self._dirty:
+                # Until the next beat at the latest: writes in between must not push it back
+                # (a dead server's users would stay online longer).
+                pause = max(0.05, beat_at - time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), BEAT_SECONDS)
+                    await asyncio.wait_for(self._wake.wait(), pause)
 
     async def close(self) -> None:
         """This server's users are offline now (unless on another server)."""
@@ -172,9 +178,12 @@ class Presence:
                 keys = [presence_key(user), online_key(self._server)]
                 await self._set_count(keys, [self._server, user, count, now], client=pipe)
             outcomes = await pipe.execute()
-        for user, outcome in zip(ordered, outcomes, strict=True):
-            if outcome:
-                await self._tell(user, online=outcome > 0, seen=0 if outcome > 0 else now)
+        changes = [
+            (user, outcome > 0, 0 if outcome > 0 else now)
+            for user, outcome in zip(ordered, outcomes, strict=True)
+            if outcome
+        ]
+        await self._tell_all(changes)
 
     async def _reap(self, server: str, *, only_if_dead: bool = False) -> None:
         """Take a (dead, or this one's former self) server's users off."""
@@ -185,12 +194,25 @@ class Presence:
             if not users:
                 return
             now = int(time.time() * 1000)
+            gone = []
             for raw in users:
                 user = int(raw)
                 keys = [presence_key(user), online_key(server)]
                 if await self._set_count(keys, [server, user, 0, now]) < 0:
-                    await self._tell(user, online=False, seen=now)
+                    gone.append((user, False, now))
+            await self._tell_all(gone)
             logger.info("took %d users of server %s offline", len(users), server)
+
+    async def _tell_all(self, changes: list[tuple[int, bool, int]]) -> None:
+        """Tell many changes (a server's users after it restarted or died) TELL_AT_ONCE at a
+        time: each reads the user's chats first."""
+        for start in range(0, len(changes), TELL_AT_ONCE):
+            await asyncio.gather(
+                *(
+                    self._tell(user, online=online, seen=seen)
+                    for user, online, seen in changes[start : start + TELL_AT_ONCE]
+                )
+            )
 
     async def _tell(self, user: int, *, online: bool, seen: int) -> None:
         try:
