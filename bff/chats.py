@@ -9,10 +9,9 @@ from aiohttp import web
 
 from bff import inputs, views
 from bff.routing import BACKENDS
-from bff.sessions import ACCOUNTS
+from bff.sessions import ACCOUNTS, caller
 from chatlib import preferences, tokens
 from chatlib.errors import InvalidArgument, NotFound
-from chatlib.grpc_auth import bearer_metadata
 from protos.chat.v1 import history_pb2, messaging_pb2
 
 #: Users one presence call may ask about (messaging/presence.py MAX_ASKED).
@@ -40,16 +39,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/v1/me/notifications", put_notification_settings)
 
 
-def _claims(request: web.Request) -> tokens.Claims:
-    return request.app[ACCOUNTS].claims(request)
-
-
-def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
-    return bearer_metadata(tokens.bearer(request.headers.get("Authorization")))
-
-
 async def open_direct_chat(request: web.Request) -> web.Response:
-    claims = _claims(request)
+    claims = caller(request)
     body = await inputs.json_object(request)
     if "peer_id" in body:
         peer_id = inputs.id_field(body, "peer_id")
@@ -70,7 +61,7 @@ async def open_direct_chat(request: web.Request) -> web.Response:
 async def find_user(request: web.Request) -> web.Response:
     """A user by name (``?username=``): how clients turn the names people type into the ids
     groups take."""
-    _claims(request)
+    caller(request)
     if "username" not in request.query:
         raise InvalidArgument("query parameter 'username' is required")
     name = inputs.username(request.query["username"], "query parameter 'username'")
@@ -79,7 +70,7 @@ async def find_user(request: web.Request) -> web.Response:
 
 
 async def user_by_id(request: web.Request) -> web.Response:
-    _claims(request)
+    caller(request)
     user_id = inputs.id_value(request.match_info["user_id"], "user_id")
     if user_id > inputs.MAX_ID:
         raise NotFound(f"no user {user_id}")
@@ -96,9 +87,7 @@ async def _find(
 ) -> history_pb2.User:
     backends = request.app[BACKENDS]
     try:
-        return await backends.history.FindUser(
-            query, metadata=_metadata(request), timeout=backends.deadline
-        )
+        return await backends.history.FindUser(query, **backends.call_options(request))
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             raise NotFound(f"no user {what}") from None
@@ -106,37 +95,33 @@ async def _find(
 
 
 async def list_chats(request: web.Request) -> web.Response:
-    _claims(request)
+    caller(request)
     query = history_pb2.ListChatsRequest(
         limit=inputs.limit_query(request),
         cursor=inputs.checked(request.query.get("cursor", ""), "cursor", maximum=80),
     )
     backends = request.app[BACKENDS]
-    reply = await backends.history.ListChats(
-        query, metadata=_metadata(request), timeout=backends.deadline
-    )
+    reply = await backends.history.ListChats(query, **backends.call_options(request))
     return web.json_response(views.chat_list(reply))
 
 
 async def history_page(request: web.Request) -> web.Response:
-    _claims(request)
+    caller(request)
     query = history_pb2.GetHistoryRequest(
-        chat_id=_chat_id(request),
+        chat_id=inputs.chat_id(request),
         before_id=inputs.cursor_query(request, "before"),
         after_id=inputs.cursor_query(request, "after"),
         limit=inputs.limit_query(request),
     )
     backends = request.app[BACKENDS]
-    reply = await backends.history.GetHistory(
-        query, metadata=_metadata(request), timeout=backends.deadline
-    )
+    reply = await backends.history.GetHistory(query, **backends.call_options(request))
     return web.json_response(views.page(reply))
 
 
 async def send_message(request: web.Request) -> web.Response:
-    claims = _claims(request)
+    claims = caller(request)
     body = await inputs.json_object(request)
-    outgoing = send_request(_chat_id(request), body)
+    outgoing = send_request(inputs.chat_id(request), body)
     messaging, call = await _messaging(request, claims)
     return _created(await messaging.Send(outgoing, **call))
 
@@ -150,8 +135,8 @@ async def mark_delivered(request: web.Request) -> web.Response:
 
 
 async def _mark(request: web.Request, *, read: bool) -> web.Response:
-    claims = _claims(request)
-    chat_id = _chat_id(request)
+    claims = caller(request)
+    chat_id = inputs.chat_id(request)
     body = await inputs.json_object(request)
     # Past every possible id is "everything": the service reads that as up to now.
     message_id = min(inputs.id_field(body, "message_id"), inputs.MAX_ID)
@@ -166,8 +151,8 @@ async def _mark(request: web.Request, *, read: bool) -> web.Response:
 
 
 async def edit_message(request: web.Request) -> web.Response:
-    claims = _claims(request)
-    chat_id, message_id = _chat_id(request), _message_id(request)
+    claims = caller(request)
+    chat_id, message_id = inputs.chat_id(request), _message_id(request)
     body = await inputs.json_object(request)
     edit = messaging_pb2.EditMessageRequest(
         chat_id=chat_id,
@@ -180,9 +165,9 @@ async def edit_message(request: web.Request) -> web.Response:
 
 
 async def delete_message(request: web.Request) -> web.Response:
-    claims = _claims(request)
+    claims = caller(request)
     delete = messaging_pb2.DeleteMessageRequest(
-        chat_id=_chat_id(request),
+        chat_id=inputs.chat_id(request),
         message_id=_message_id(request),
         client_request_id=inputs.request_id(request, {}),
     )
@@ -199,9 +184,9 @@ async def remove_reaction(request: web.Request) -> web.Response:
 
 
 async def _react(request: web.Request, *, remove: bool) -> web.Response:
-    claims = _claims(request)
+    claims = caller(request)
     react = messaging_pb2.ReactRequest(
-        chat_id=_chat_id(request),
+        chat_id=inputs.chat_id(request),
         message_id=_message_id(request),
         emoji=inputs.checked(request.match_info["emoji"], "emoji", maximum=32, minimum=1),
         remove=remove,
@@ -212,8 +197,8 @@ async def _react(request: web.Request, *, remove: bool) -> web.Response:
 
 
 async def set_typing(request: web.Request) -> web.Response:
-    claims = _claims(request)
-    chat_id = _chat_id(request)
+    claims = caller(request)
+    chat_id = inputs.chat_id(request)
     body = await inputs.optional_json_object(request)
     stopped = body.get("stopped", False)
     if not isinstance(stopped, bool):
@@ -227,7 +212,7 @@ async def set_typing(request: web.Request) -> web.Response:
 
 async def presence(request: web.Request) -> web.Response:
     """Presence of people one shares a chat with (``?user_ids=1,2``)."""
-    claims = _claims(request)
+    claims = caller(request)
     raw = request.query.get("user_ids")
     if not raw:
         raise InvalidArgument("query parameter 'user_ids' is required (ids, comma-separated)")
@@ -243,14 +228,14 @@ async def presence(request: web.Request) -> web.Response:
 
 
 async def notification_settings(request: web.Request) -> web.Response:
-    claims = _claims(request)
+    claims = caller(request)
     found = await preferences.get(request.app[ACCOUNTS].redis, claims.user_id)
     return web.json_response({"previews": found.previews})
 
 
 async def put_notification_settings(request: web.Request) -> web.Response:
     """What notifications for offline users carry (the notifier reads it per notification)."""
-    claims = _claims(request)
+    claims = caller(request)
     body = await inputs.json_object(request)
     unknown = sorted(set(body) - {"previews"})
     if unknown:
@@ -272,7 +257,7 @@ async def _messaging(request: web.Request, claims: tokens.Claims) -> tuple[Any, 
     """The caller's messaging server and the keywords of a call to it."""
     backends = request.app[BACKENDS]
     _, messaging = await backends.messaging_for(claims.user_id)
-    return messaging, {"metadata": _metadata(request), "timeout": backends.deadline}
+    return messaging, backends.call_options(request)
 
 
 def _message_id(request: web.Request) -> int:
@@ -284,14 +269,13 @@ def _message_id(request: web.Request) -> int:
 
 async def readers(request: web.Request) -> web.Response:
     """Who has read the chat up to a message."""
-    _claims(request)
-    chat_id = _chat_id(request)
+    caller(request)
+    chat_id = inputs.chat_id(request)
     message_id = min(inputs.id_value(request.match_info["message_id"], "message_id"), inputs.MAX_ID)
     backends = request.app[BACKENDS]
     reply = await backends.history.GetReaders(
         history_pb2.GetReadersRequest(chat_id=chat_id, message_id=message_id),
-        metadata=_metadata(request),
-        timeout=backends.deadline,
+        **backends.call_options(request),
     )
     return web.json_response(views.readers(reply))
 
@@ -303,7 +287,3 @@ def send_request(chat_id: str, body: dict[str, Any]) -> messaging_pb2.SendReques
         client_message_id=inputs.text(body, "client_message_id", maximum=64),
         body=inputs.text(body, "body", maximum=1_000_000),
     )
-
-
-def _chat_id(request: web.Request) -> str:
-    return inputs.checked(request.match_info["chat_id"], "chat_id", maximum=64)

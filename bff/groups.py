@@ -16,10 +16,9 @@ from aiohttp import web
 
 from bff import inputs, views
 from bff.routing import BACKENDS
-from bff.sessions import ACCOUNTS
+from bff.sessions import caller
 from chatlib import tokens
 from chatlib.errors import InvalidArgument, NotFound
-from chatlib.grpc_auth import bearer_metadata
 from messaging.group_rules import MAX_PER_CALL
 from protos.chat.v1 import groups_pb2
 
@@ -34,71 +33,75 @@ def add_routes(app: web.Application) -> None:
 
 
 async def create_group(request: web.Request) -> web.Response:
-    claims = _claims(request)
+    claims = caller(request)
     body = await inputs.json_object(request)
     call = groups_pb2.CreateGroupRequest(
         name=inputs.text(body, "name", maximum=100, minimum=1),
         member_ids=_user_ids(body, "member_ids", required=False),
         client_request_id=inputs.request_id(request, body),
     )
-    reply = await _groups(request, claims).CreateGroup(call, **_call(request))
+    stub, options = _groups(request, claims)
+    reply = await stub.CreateGroup(call, **options)
     return web.json_response(views.group(reply), status=201)
 
 
 async def get_group(request: web.Request) -> web.Response:
-    claims = _claims(request)
-    call = groups_pb2.GetGroupRequest(chat_id=_chat_id(request))
-    reply = await _groups(request, claims).GetGroup(call, **_call(request))
+    claims = caller(request)
+    call = groups_pb2.GetGroupRequest(chat_id=inputs.chat_id(request))
+    stub, options = _groups(request, claims)
+    reply = await stub.GetGroup(call, **options)
     return web.json_response(views.group(reply))
 
 
 async def rename_group(request: web.Request) -> web.Response:
-    claims = _claims(request)
-    chat_id = _chat_id(request)
+    claims = caller(request)
+    chat_id = inputs.chat_id(request)
     body = await inputs.json_object(request)
     call = groups_pb2.RenameGroupRequest(
         chat_id=chat_id,
         name=inputs.text(body, "name", maximum=100, minimum=1),
         client_request_id=inputs.request_id(request, body),
     )
-    reply = await _groups(request, claims).RenameGroup(call, **_call(request))
+    stub, options = _groups(request, claims)
+    reply = await stub.RenameGroup(call, **options)
     return web.json_response(views.group(reply))
 
 
 async def add_members(request: web.Request) -> web.Response:
-    claims = _claims(request)
-    chat_id = _chat_id(request)
+    claims = caller(request)
+    chat_id = inputs.chat_id(request)
     body = await inputs.json_object(request)
     call = groups_pb2.AddMembersRequest(
         chat_id=chat_id,
         user_ids=_user_ids(body, "user_ids", required=True),
         client_request_id=inputs.request_id(request, body),
     )
-    reply = await _groups(request, claims).AddMembers(call, **_call(request))
+    stub, options = _groups(request, claims)
+    reply = await stub.AddMembers(call, **options)
     return web.json_response(views.group(reply))
 
 
 async def remove_member(request: web.Request) -> web.Response:
     """Remove a member; a member removing themselves leaves the group."""
-    claims = _claims(request)
-    chat_id = _chat_id(request)
+    claims = caller(request)
+    chat_id = inputs.chat_id(request)
     user_id = _path_user(request)
     request_id = inputs.request_id(request, {})
-    stub = _groups(request, claims)
+    stub, options = _groups(request, claims)
     if user_id == claims.user_id:
         leave = groups_pb2.LeaveGroupRequest(chat_id=chat_id, client_request_id=request_id)
-        reply = await stub.LeaveGroup(leave, **_call(request))
+        reply = await stub.LeaveGroup(leave, **options)
     else:
         remove = groups_pb2.RemoveMemberRequest(
             chat_id=chat_id, user_id=user_id, client_request_id=request_id
         )
-        reply = await stub.RemoveMember(remove, **_call(request))
+        reply = await stub.RemoveMember(remove, **options)
     return web.json_response(views.group(reply))
 
 
 async def set_role(request: web.Request) -> web.Response:
-    claims = _claims(request)
-    chat_id = _chat_id(request)
+    claims = caller(request)
+    chat_id = inputs.chat_id(request)
     user_id = _path_user(request)
     body = await inputs.json_object(request)
     call = groups_pb2.SetRoleRequest(
@@ -107,27 +110,15 @@ async def set_role(request: web.Request) -> web.Response:
         role=inputs.text(body, "role", maximum=16, minimum=1),
         client_request_id=inputs.request_id(request, body),
     )
-    reply = await _groups(request, claims).SetRole(call, **_call(request))
+    stub, options = _groups(request, claims)
+    reply = await stub.SetRole(call, **options)
     return web.json_response(views.group(reply))
 
 
-def _claims(request: web.Request) -> tokens.Claims:
-    return request.app[ACCOUNTS].claims(request)
-
-
-def _groups(request: web.Request, claims: tokens.Claims) -> Any:
-    return request.app[BACKENDS].groups_for(claims.user_id)
-
-
-def _call(request: web.Request) -> dict[str, Any]:
-    return {
-        "metadata": bearer_metadata(tokens.bearer(request.headers.get("Authorization"))),
-        "timeout": request.app[BACKENDS].deadline,
-    }
-
-
-def _chat_id(request: web.Request) -> str:
-    return inputs.checked(request.match_info["chat_id"], "chat_id", maximum=64)
+def _groups(request: web.Request, claims: tokens.Claims) -> tuple[Any, dict[str, Any]]:
+    """The group service the caller's calls go to, and the keywords of a call to it."""
+    backends = request.app[BACKENDS]
+    return backends.groups_for(claims.user_id), backends.call_options(request)
 
 
 def _path_user(request: web.Request) -> int:

@@ -125,3 +125,8 @@ def request_id(request: web.Request, body: dict[str, Any]) -> str:
     if header is not None:
         return checked(header, "Idempotency-Key", maximum=64, minimum=1)
     return uuid.uuid4().hex
+
+
+def chat_id(request: web.Request) -> str:
+    """The ``{chat_id}`` of the request's path (its form is checked where it is used)."""
+    return checked(request.match_info["chat_id"], "chat_id", maximum=64)

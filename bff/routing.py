@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from aiohttp import web
 
+from chatlib import tokens
+from chatlib.grpc_auth import bearer_metadata
 from chatlib.hashing import partition_for
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
@@ -26,6 +29,13 @@ class Backends:
     messaging_dial: dict[str, str]
     #: Live config: routing changes apply from the next request.
     partitioning: LiveSection[Partitioning]
+
+    def call_options(self, request: web.Request) -> dict[str, Any]:
+        """The keywords of a gRPC call made for ``request``: its bearer token, the deadline."""
+        return {
+            "metadata": bearer_metadata(tokens.bearer(request.headers.get("Authorization"))),
+            "timeout": self.deadline,
+        }
 
     async def messaging_for(
         self, user_id: int

@@ -176,6 +176,11 @@ def _uncounted(kind: str, exc: Exception) -> None:
 ACCOUNTS = web.AppKey("accounts", Accounts)
 
 
+def caller(request: web.Request) -> tokens.Claims:
+    """The verified claims of the request's user, or 401 saying why."""
+    return request.app[ACCOUNTS].claims(request)
+
+
 def add_routes(app: web.Application, accounts: Accounts) -> None:
     app[ACCOUNTS] = accounts
     app.router.add_post("/v1/users", register)
