@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,6 +58,34 @@ def _count(route: str, method: str, status: int) -> None:
             route=route, method=method, status=str(status)
         )
     child.inc()
+
+
+#: A consumer loop that has not polled Kafka for this long is not working (they poll at least
+#: every second).
+STUCK_SECONDS = 15.0
+
+
+def loop_check(
+    task: asyncio.Task[Any],
+    name: str,
+    polled_at: Callable[[], float] | None = None,
+    last_error: Callable[[], str | None] = lambda: None,
+) -> Check:
+    """A readiness check that a background loop still runs and, given ``polled_at`` (its
+    last poll, monotonic), that it has polled within STUCK_SECONDS."""
+
+    async def check() -> str | None:
+        if task.done():
+            return f"{name} ended: {task.exception()!r}"
+        if polled_at is not None:
+            quiet = time.monotonic() - polled_at()
+            if quiet > STUCK_SECONDS:
+                error = last_error()
+                why = f" (last error: {error})" if error else ""
+                return f"the {name} has not polled Kafka for {quiet:.0f} s{why}"
+        return None
+
+    return check
 
 
 def redis_ping(client: aioredis.Redis) -> Check:

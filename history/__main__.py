@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import sys
-import time
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -30,8 +29,6 @@ from history.users import UserRegistry
 from history.writer import HistoryWriter
 from protos.chat.v1 import history_pb2_grpc
 
-#: A consumer loop that has not polled for this long is not working (it polls every second).
-STUCK_SECONDS = 15.0
 logger = logging.getLogger("history")
 KEYSPACE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 
@@ -125,15 +122,9 @@ async def _run(
         )
         task = asyncio.create_task(writer.run(stop), name="history-writer")
 
-        async def loop_check() -> str | None:
-            if task.done():
-                return f"writer loop ended: {task.exception()!r}"
-            quiet = time.monotonic() - writer.polled_at
-            if quiet > STUCK_SECONDS:
-                why = f" (last error: {writer.last_error})" if writer.last_error else ""
-                return f"the writer loop has not polled Kafka for {quiet:.0f} s{why}"
-            return None
-
+        loop_check = ops.loop_check(
+            task, "writer loop", lambda: writer.polled_at, lambda: writer.last_error
+        )
         runner = await ops.start(
             common.ops_host,
             settings.ops_port,

@@ -43,8 +43,6 @@ from messaging.typing_signal import TypingSignals
 from protos.chat.v1 import groups_pb2_grpc, history_pb2_grpc, messaging_pb2_grpc
 
 logger = logging.getLogger("messaging")
-#: A consumer loop that has not polled for this long is not working (it polls every second).
-STUCK_SECONDS = 15.0
 
 
 def main(argv: list[str]) -> int:
@@ -209,14 +207,9 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     async def fanout_check() -> str | None:
         if fanout_task.done():
             return f"fan-out ended: {fanout_task.exception()!r}"
-        if fanout.stuck_for() > STUCK_SECONDS:
+        if fanout.stuck_for() > ops.STUCK_SECONDS:
             return f"the fan-out has not polled Kafka for {fanout.stuck_for():.0f} s"
         return None if fanout.assigned else "fan-out is not consuming its partitions yet"
-
-    async def presence_check() -> str | None:
-        if presence_task.done():
-            return f"presence ended: {presence_task.exception()!r}"
-        return None
 
     async def lease_check() -> str | None:
         lease.check()
@@ -233,7 +226,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             "config": live.check,
             "revocations": revoked.check,
             "signals": signals.check,
-            "presence": presence_check,
+            "presence": ops.loop_check(presence_task, "presence"),
         },
         degraded={
             "config": live.problem,

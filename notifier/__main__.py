@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from contextlib import AsyncExitStack
 
 import aiohttp
@@ -22,8 +21,6 @@ from notifier.service import Notifier
 from notifier.webhook import Webhook
 
 logger = logging.getLogger("notifier")
-#: A consumer loop that has not polled for this long is not working.
-STUCK_SECONDS = 15.0
 DEAD_LETTER_TOPIC = "chat.notifications.dead.v1"
 
 
@@ -85,20 +82,12 @@ async def _run(
     )
     task = asyncio.create_task(notifier.run(stop), name="notifier")
 
-    async def loop_check() -> str | None:
-        if task.done():
-            return f"notifier loop ended: {task.exception()!r}"
-        quiet = time.monotonic() - notifier.polled_at
-        if quiet > STUCK_SECONDS:
-            return f"the notifier loop has not polled Kafka for {quiet:.0f} s"
-        return None
-
     runner = await ops.start(
         common.ops_host,
         ops_port,
         {
             "kafka": producer.check,
-            "consumer": loop_check,
+            "consumer": ops.loop_check(task, "notifier loop", lambda: notifier.polled_at),
             "redis": ops.redis_ping(client),
             "config": live.check,
         },
