@@ -12,10 +12,8 @@ from bff.routing import BACKENDS
 from bff.sessions import ACCOUNTS, caller
 from chatlib import preferences, tokens
 from chatlib.errors import InvalidArgument, NotFound
+from chatlib.presence_state import MAX_ASKED
 from protos.chat.v1 import history_pb2, messaging_pb2
-
-#: Users one presence call may ask about (messaging/presence.py MAX_ASKED).
-MAX_PRESENCE = 200
 
 
 def add_routes(app: web.Application) -> None:
@@ -217,8 +215,8 @@ async def presence(request: web.Request) -> web.Response:
     if not raw:
         raise InvalidArgument("query parameter 'user_ids' is required (ids, comma-separated)")
     parts = raw.split(",")
-    if len(parts) > MAX_PRESENCE:
-        raise InvalidArgument(f"user_ids names {len(parts)} users; at most {MAX_PRESENCE}")
+    if len(parts) > MAX_ASKED:
+        raise InvalidArgument(f"user_ids names {len(parts)} users; at most {MAX_ASKED}")
     users = [inputs.id_value(part, "user_ids") for part in parts]
     if any(u > inputs.MAX_ID for u in users):
         raise NotFound("no such user")

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 SEEN = "seen"
+#: Users one presence question may name (GetPresence, GET /v1/presence).
+MAX_ASKED = 200
 
 
 def presence_key(user: int) -> str:

@@ -52,6 +52,8 @@ class Target:
     message_id: int
     sender_id: int
     deleted: bool
+    #: The caller's role in the group (None in a direct chat).
+    role: str | None = None
 
 
 class Amendments:
@@ -90,14 +92,10 @@ class Amendments:
         self._check(chat_id, message_id, key)
         chat = await self._directory.check_member(chat_id, user)
         target = await self._target(chat, user, message_id)
-        if target.sender_id != user:
-            role = (
-                (await self._groups.load(chat_id)).role_of(user) if chat.kind == "group" else None
+        if target.sender_id != user and target.role not in (OWNER, ADMIN):
+            raise PermissionDenied(
+                "only its sender (or a group's owner or admin) may delete a message"
             )
-            if role not in (OWNER, ADMIN):
-                raise PermissionDenied(
-                    "only its sender (or a group's owner or admin) may delete a message"
-                )
         return await self._submit(user, chat, key, "", Amendment.DELETED, target)
 
     async def react(
@@ -145,10 +143,12 @@ class Amendments:
         missing = NotFound(f"chat {chat.chat_id!r} has no message {message_id}")
         if message_id >= 2**63:
             raise missing
+        role = None
         if chat.kind == "group":
-            row = (await self._groups.load(chat.chat_id)).rows.get(user)
-            if row is None or message_id < row.since_id:
+            member = (await self._groups.load(chat.chat_id)).rows.get(user)
+            if member is None or message_id < member.since_id:
                 raise missing
+            role = member.role
         where = (chat.chat_id, bucket_of(message_id), signed(message_id))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + IN_TRANSIT_MS / 1000
@@ -163,7 +163,7 @@ class Amendments:
         row = rows[0]
         if row.change:
             raise FailedPrecondition(f"entry {message_id} is a change to the chat, not a message")
-        return Target(message_id, unsigned(row.sender_id), bool(row.deleted))
+        return Target(message_id, unsigned(row.sender_id), bool(row.deleted), role)
 
 
 def check_emoji(emoji: str) -> None:

@@ -41,7 +41,7 @@ from chatlib.errors import InvalidArgument, PermissionDenied
 from chatlib.ids import signed
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
-from chatlib.presence_state import presence_key
+from chatlib.presence_state import MAX_ASKED, presence_key
 from messaging.chats import ChatDirectory
 from messaging.signals import Signals
 from messaging.streams import StreamRegistry
@@ -55,7 +55,6 @@ GRACE_SECONDS = 2.0
 PRESENCE_GROUP_LIMIT = 100
 #: Presence changes told at once (each reads the user's chats from Cassandra).
 TELL_AT_ONCE = 64
-MAX_ASKED = 200
 #: Short: a chat opened since is missed by presence events until then.
 CONTACTS_SECONDS = 5.0
 CACHED_CONTACTS = 10_000
@@ -231,25 +230,30 @@ class Presence:
         known = self._contacts.get(user)
         if known is not None and time.monotonic() - known[1] < CONTACTS_SECONDS:
             return known[0]
+        return (await self._read_contacts(user))[0]
+
+    async def _read_contacts(self, user: int) -> tuple[frozenset[int], frozenset[int]]:
+        """The user's contacts (remembered) and everyone sharing any chat with them, from one
+        read of their chat list."""
         rows = await self._db.execute(
             "SELECT chat_id, visible_until FROM chats_by_user WHERE user_id = ?",
             (signed(user),),
         )
-        found: set[int] = set()
+        told: set[int] = set()
+        shared: set[int] = set()
         for row in rows:
             chat_id = row.chat_id
             if chat_id.startswith("d:"):
-                found.update(int(p) for p in chat_id.split(":")[1:])
+                told.update(int(p) for p in chat_id.split(":")[1:])
             elif not row.visible_until:
                 chat = await self._directory.chat(chat_id)
-                if len(chat.members) <= PRESENCE_GROUP_LIMIT:
-                    found |= chat.members
-        found.discard(user)
-        contacts = frozenset(found)
+                (told if len(chat.members) <= PRESENCE_GROUP_LIMIT else shared).update(chat.members)
+        told.discard(user)
+        contacts = frozenset(told)
         self._contacts[user] = (contacts, time.monotonic())
         if len(self._contacts) > CACHED_CONTACTS:
             self._contacts.popitem(last=False)
-        return contacts
+        return contacts, contacts | shared
 
     async def get(self, asker: int, users: list[int]) -> list[messaging_pb2.Presence]:
         """The presence of people the asker shares a chat with (any size of group)."""
@@ -259,8 +263,7 @@ class Presence:
         if strangers:
             # The remembered contacts may predate a chat just opened; and members of large
             # groups are not contacts (no events), but may be asked about.
-            self._contacts.pop(asker, None)
-            shared = await self.contacts(asker) | await self._shared_groups(asker)
+            _, shared = await self._read_contacts(asker)
             strangers = [u for u in strangers if u not in shared]
         if strangers:
             raise PermissionDenied(f"you share no chat with user {strangers[0]}")
@@ -269,14 +272,3 @@ class Presence:
             messaging_pb2.Presence(user_id=user, online=online, last_seen_ms=seen)
             for user, (online, seen) in zip(users, found, strict=True)
         ]
-
-    async def _shared_groups(self, user: int) -> frozenset[int]:
-        rows = await self._db.execute(
-            "SELECT chat_id, visible_until FROM chats_by_user WHERE user_id = ?",
-            (signed(user),),
-        )
-        found: set[int] = set()
-        for row in rows:
-            if row.chat_id.startswith("g:") and not row.visible_until:
-                found |= (await self._directory.chat(row.chat_id)).members
-        return frozenset(found)
