@@ -36,6 +36,7 @@ from chatlib.buckets import bucket_at, bucket_of
 from chatlib.cassandra import AsyncSession
 from chatlib.errors import NotFound, PermissionDenied
 from chatlib.ids import signed, timestamp_ms, unsigned, write_time
+from messaging.chats import direct_members
 from protos.chat.v1 import common_pb2, envelope_pb2
 
 OPENED = common_pb2.ChatChange.OPENED
@@ -158,14 +159,6 @@ class ChatState:
     name: str = ""
     visible_from: int = 0
     visible_until: int = 0
-
-
-def direct_members(chat_id: str) -> frozenset[int]:
-    """A direct chat's two members, from its id ("d:<low>:<high>"); none for a group."""
-    parts = chat_id.split(":")
-    if parts[0] != "d" or len(parts) != 3:
-        return frozenset()
-    return frozenset(int(p) for p in parts[1:] if p.isdigit())
 
 
 def reaction_counts(reacted: dict[str, int], viewer: int) -> list[common_pb2.Reaction]:

@@ -21,13 +21,20 @@ def direct_chat_id(a: int, b: int) -> str:
     return f"d:{low}:{high}"
 
 
+def direct_members(chat_id: str) -> frozenset[int]:
+    """A direct chat's two members, from its id ("d:<low>:<high>"); none for a group."""
+    parts = chat_id.split(":")
+    if parts[0] != "d" or len(parts) != 3:
+        return frozenset()
+    return frozenset(int(p) for p in parts[1:] if p.isdigit())
+
+
 def replay_direct(db: AsyncSession, chat_id: str) -> tuple[Any, int]:
     """The write that redoes a direct chat's row from the log (``python -m history
     rebuild``): its members are in its id."""
-    members = {int(part) for part in chat_id.split(":")[1:]}
     return db.bind(
         "INSERT INTO chats (chat_id, kind, member_ids) VALUES (?, 'direct', ?)",
-        (chat_id, members),
+        (chat_id, set(direct_members(chat_id))),
     ), 100
 
 

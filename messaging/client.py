@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import grpc
 
+from messaging.chats import direct_members
 from messaging.stream_client import StreamState, events
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
@@ -253,7 +254,7 @@ async def _who(me: Session, chat_id: str) -> None:
         group = await me.call("GET", f"/v1/groups/{chat_id}")
         members = [int(m["user_id"]) for m in group["members"]]
     else:
-        members = [int(part) for part in chat_id.split(":")[1:]]
+        members = sorted(direct_members(chat_id))
     others = [m for m in members if m != me.user_id][:200]
     if not others:
         return

@@ -42,7 +42,7 @@ from chatlib.ids import signed
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.presence_state import MAX_ASKED, presence_key
-from messaging.chats import ChatDirectory
+from messaging.chats import ChatDirectory, direct_members
 from messaging.signals import Signals
 from messaging.streams import StreamRegistry
 from protos.chat.v1 import messaging_pb2
@@ -244,7 +244,7 @@ class Presence:
         for row in rows:
             chat_id = row.chat_id
             if chat_id.startswith("d:"):
-                told.update(int(p) for p in chat_id.split(":")[1:])
+                told |= direct_members(chat_id)
             elif not row.visible_until:
                 chat = await self._directory.chat(chat_id)
                 (told if len(chat.members) <= PRESENCE_GROUP_LIMIT else shared).update(chat.members)
