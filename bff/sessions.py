@@ -212,7 +212,7 @@ async def register(request: web.Request) -> web.Response:
     )
     user = await accounts.history.CreateUser(
         history_pb2.CreateUserRequest(
-            username=username, password_hash=passwords.hash_password(password)
+            username=username, password_hash=await passwords.hashed(password)
         ),
         metadata=accounts.service_metadata(),
         timeout=accounts.deadline,
@@ -239,7 +239,8 @@ async def login(request: web.Request) -> web.Response:
         if exc.code() != grpc.StatusCode.NOT_FOUND:
             raise
         user = None
-    if user is None or not passwords.verify_password(password, user.password_hash):
+    matched = await passwords.verified(password, user.password_hash if user else None)
+    if user is None or not matched:
         await accounts.spend(
             "login-failures-per-username",
             username,

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import threading
+from typing import Any
+
 import pytest
 
+from bff import passwords
 from bff.passwords import hash_password, verify_password
 from chatlib.errors import InvalidArgument
 from history import migrate
@@ -84,6 +90,34 @@ def test_passwords_verify_only_themselves() -> None:
     assert not verify_password("correct horsf", stored)
     assert not verify_password("correct horse", "not-a-hash")
     assert hash_password("correct horse") != stored  # salted
+
+
+@pytest.fixture
+def scrypt_held_until_loop_turns(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """scrypt that returns only once the event loop has run a callback meanwhile: on the
+    loop's own thread it would wait for itself and fail."""
+    turned = threading.Event()
+    real = hashlib.scrypt
+
+    def held(*args: Any, **kwargs: Any) -> bytes:
+        if not turned.wait(timeout=10):
+            raise AssertionError("scrypt ran on the event loop: nothing else could run")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", held)
+    return turned
+
+
+async def test_password_work_leaves_the_event_loop_free(
+    scrypt_held_until_loop_turns: threading.Event,
+) -> None:
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, scrypt_held_until_loop_turns.set)
+    stored = await passwords.hashed("correct horse")
+    assert await passwords.verified("correct horse", stored)
+    assert not await passwords.verified("correct horsf", stored)
+    # An unknown user is answered no after the same work, never yes.
+    assert not await passwords.verified("correct horse", None)
 
 
 def test_migrations_are_numbered_and_split_into_statements() -> None:
