@@ -52,8 +52,7 @@ async def verified(password: str, stored: str | None) -> bool:
     """``verify_password`` off the event loop. With no stored hash (an unknown user) it checks
     against a decoy hash of a random password and answers False, so the answer takes as long
     as for a known user and its time does not tell which usernames exist."""
-    check = functools.partial(_verify_known, password, stored)
-    return await asyncio.get_running_loop().run_in_executor(_pool, check)
+    return await asyncio.get_running_loop().run_in_executor(_pool, _verify_known, password, stored)
 
 
 def _verify_known(password: str, stored: str | None) -> bool:
