@@ -34,6 +34,7 @@ from messaging.receipts import ReceiptFanOut
 from messaging.recent import RecentDeliveries
 from messaging.replay import Replayer, Watermarks
 from messaging.send import Sender
+from messaging.sent import SentMessages
 from messaging.service import MessagingService
 from messaging.settings import Settings
 from messaging.settle import Settler
@@ -187,7 +188,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             directory=directory,
             changes=changes,
             receipts=ReceiptFanOut(sender),
-            amendments=Amendments(sender, directory, group_store, db, messages),
+            amendments=Amendments(sender, directory, group_store, SentMessages(wire), db, messages),
             typing=TypingSignals(directory, signals, messages),
             presence=presence,
             registry=registry,

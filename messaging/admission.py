@@ -24,11 +24,13 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter
 
 from chatlib.errors import ResourceExhausted, Unavailable
 from chatlib.redis_wire import RedisReplyError, RedisUnavailable, RedisWire, Script
+from messaging import sent
 
 logger = logging.getLogger(__name__)
 RATE_LIMITED = Counter("messaging_sends_rate_limited_total", "Sends refused by the per-user rate")
@@ -36,8 +38,9 @@ RATE_LIMITED = Counter("messaging_sends_rate_limited_total", "Sends refused by t
 DAY_MS = 86_400_000
 CLAIM_TTL_SECONDS = 48 * 3600
 
-# KEYS: the rate bucket, the claim hashes of day-1, day, day+1. ARGV: rate per second, burst,
-# claim field, the pending value for a new claim, the hashes' TTL.
+# KEYS: the rate bucket, the claim hashes of day-1, day, day+1, and for a message its record in
+# chat:sent (messaging/sent.py). ARGV: rate per second, burst, claim field, the pending value for
+# a new claim, the hashes' TTL, and for a message its id, its sender and when its record expires.
 # Returns {0} for a new claim (written into the day's hash), {1, value, index} for an existing
 # one (index 2-4: which hash), {2, wait_ms} when the rate limit refuses.
 ADMIT = Script("""
@@ -62,6 +65,10 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', tostring(now_m
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 redis.call('EXPIRE', KEYS[3], ARGV[5], 'NX')
+if KEYS[5] then
+  redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
+  redis.call('PEXPIREAT', KEYS[5], ARGV[8])
+end
 return {0}
 """)
 
@@ -75,9 +82,13 @@ return 0
 """)
 
 
-# KEYS: a claim hash. ARGV: field, the value expected. 1 if the field was removed.
+# KEYS: a claim hash, and a message's record in chat:sent. ARGV: field, the value expected, the
+# message id. 1 if the claim was removed (and with it the record).
 RELEASE = Script("""
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  if KEYS[2] then
+    redis.call('HDEL', KEYS[2], ARGV[3])
+  end
   return redis.call('HDEL', KEYS[1], ARGV[1])
 end
 return 0
@@ -108,6 +119,8 @@ class Claim:
     owner: Owner | None
     #: The stored value, for compare-and-swap.
     value: str
+    #: The message's record in chat:sent, when this claim wrote one (``messaging/sent.py``).
+    record: str | None = None
 
     def pending_value(self, owner: Owner) -> str:
         return f"{self.message_id}:p:{owner.encode()}"
@@ -152,18 +165,23 @@ class Admission:
         owner: Owner,
         rate_per_second: float,
         burst: int,
+        record: bool = False,
     ) -> Claim:
         """The message's claim: ``new_id`` pending by ``owner`` if it had none, else the one it
-        had. Raises ResourceExhausted (rate limit) or Unavailable (Redis)."""
+        had. With ``record``, a new claim also records the message for amendments
+        (``messaging/sent.py``). Raises ResourceExhausted (rate limit) or Unavailable (Redis)."""
         field = claim_field(chat_id, client_message_id)
         keys = claim_keys(sender, int(time.time() * 1000) // DAY_MS)
         pending = f"{new_id}:p:{owner.encode()}"
+        script_keys: list[Any] = [f"chat:rate:{{{sender}}}", *keys]
+        args: list[Any] = [rate_per_second, burst, field, pending, CLAIM_TTL_SECONDS]
+        written = None
+        if record:
+            written = sent.key(chat_id, new_id)
+            script_keys.append(written)
+            args += [new_id, sender, sent.expires_at_ms(new_id)]
         try:
-            reply = await self._client.evalsha(
-                ADMIT,
-                [f"chat:rate:{{{sender}}}", *keys],
-                [rate_per_second, burst, field, pending, CLAIM_TTL_SECONDS],
-            )
+            reply = await self._client.evalsha(ADMIT, script_keys, args)
         except REDIS_FAILURES as exc:
             raise Unavailable(f"send admission unavailable: {exc}") from None
         outcome = int(reply[0])
@@ -176,7 +194,7 @@ class Admission:
                 retry_after_ms=wait_ms,
             )
         if outcome == 0:
-            return Claim(sender, keys[1], field, new_id, True, False, owner, pending)
+            return Claim(sender, keys[1], field, new_id, True, False, owner, pending, written)
         value = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
         message_id, acknowledged, found_owner = parse(value)
         key = keys[int(reply[2]) - 2]
@@ -198,13 +216,18 @@ class Admission:
             raise Unavailable(f"send admission unavailable: {exc}") from None
         if not swapped:
             return None
-        return Claim(claim.sender, claim.key, claim.field, new_id, claim.new, False, owner, value)
+        # Only changes move to another id, and they have no record (messaging/sent.py).
+        record = claim.record if new_id == claim.message_id else None
+        return Claim(
+            claim.sender, claim.key, claim.field, new_id, claim.new, False, owner, value, record
+        )
 
     async def release(self, claim: Claim) -> None:
-        """Forget a claim whose message certainly reached nobody (best effort: a claim left
-        behind only makes the next retry settle it first)."""
+        """Forget a claim whose message certainly reached nobody, and its record (best
+        effort: a claim left behind only makes the next retry settle it first)."""
+        keys = [claim.key] if claim.record is None else [claim.key, claim.record]
         try:
-            await self._client.evalsha(RELEASE, [claim.key], [claim.field, claim.value])
+            await self._client.evalsha(RELEASE, keys, [claim.field, claim.value, claim.message_id])
         except REDIS_FAILURES as exc:
             logger.warning("releasing the claim of message %d failed: %s", claim.message_id, exc)
 

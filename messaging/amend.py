@@ -9,13 +9,15 @@ claim, every member gets a copy, in the chat's order, once. What is checked firs
 * a deletion: by its sender, or a group's owner or admin;
 * a reaction: by any member, on a message not deleted, one emoji.
 
-The message is read from ``messages_by_chat`` (history writes it; messaging only reads). A
-message sent a moment ago may not be there yet: it is looked for again for a few seconds.
+The message is looked up in the record the send path keeps of each message for its first
+minutes (``messaging/sent.py``), so nothing here waits for the history writer; an older one is
+read from ``messages_by_chat`` (history writes it; messaging only reads), once. A message in
+neither is answered NOT_FOUND at once.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -23,22 +25,28 @@ from dataclasses import dataclass
 from chatlib.buckets import bucket_of
 from chatlib.cassandra import AsyncSession
 from chatlib.config_sections import Messages
-from chatlib.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from chatlib.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from chatlib.ids import signed, timestamp_ms, unsigned
 from chatlib.live_config import LiveSection
+from messaging.admission import REDIS_FAILURES
 from messaging.chats import Chat, ChatDirectory, check_chat_id
 from messaging.group_rules import ADMIN, OWNER
 from messaging.group_store import GroupStore
 from messaging.send import Accepted, Outgoing, Sender, check_idempotency_key
+from messaging.sent import SentMessages
 from protos.chat.v1 import common_pb2
 
+logger = logging.getLogger(__name__)
 Amendment = common_pb2.Amendment
 MAX_EMOJI_BYTES = 32
 #: What an emoji may not contain: spaces (the storage key separates with one) and controls.
 NOT_EMOJI = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-#: A message younger than this that is not found may still be on its way to Cassandra.
-IN_TRANSIT_MS = 10_000
-LOOK_AGAIN_SECONDS = 0.1
 _MESSAGE = (
     "SELECT sender_id, deleted, change FROM messages_by_chat"
     " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
@@ -62,12 +70,14 @@ class Amendments:
         sender: Sender,
         directory: ChatDirectory,
         groups: GroupStore,
+        sent: SentMessages,
         db: AsyncSession,
         messages: LiveSection[Messages],
     ) -> None:
         self._sender = sender
         self._directory = directory
         self._groups = groups
+        self._sent = sent
         self._db = db
         self._messages = messages
 
@@ -96,7 +106,15 @@ class Amendments:
             raise PermissionDenied(
                 "only its sender (or a group's owner or admin) may delete a message"
             )
-        return await self._submit(user, chat, key, "", Amendment.DELETED, target)
+        accepted = await self._submit(user, chat, key, "", Amendment.DELETED, target)
+        try:
+            await self._sent.mark_deleted(chat.chat_id, message_id, target.sender_id)
+        except REDIS_FAILURES as exc:
+            # The deletion is in the log: history applies it whatever happens here. Until the
+            # record says so, an edit or reaction may still be accepted, and history applies
+            # it under the deletion, which nothing written later can undo.
+            logger.warning("recording the deletion of message %d failed: %s", message_id, exc)
+        return accepted
 
     async def react(
         self, user: int, chat_id: str, message_id: int, emoji: str, remove: bool, key: str
@@ -149,17 +167,17 @@ class Amendments:
             if member is None or message_id < member.since_id:
                 raise missing
             role = member.role
+        try:
+            sent = await self._sent.lookup(chat.chat_id, message_id)
+        except REDIS_FAILURES as exc:
+            raise Unavailable(f"cannot look the message up right now: {exc}") from None
+        if sent is not None:
+            return Target(message_id, sent.sender_id, sent.deleted, role)
+        # Older than the records kept: history has written it by now, or it does not exist.
         where = (chat.chat_id, bucket_of(message_id), signed(message_id))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + IN_TRANSIT_MS / 1000
-        while True:
-            rows = await self._db.execute(_MESSAGE, where)
-            if rows and rows[0].sender_id is not None:
-                break
-            young = time.time() * 1000 - timestamp_ms(message_id) < IN_TRANSIT_MS
-            if not young or loop.time() > deadline:
-                raise missing
-            await asyncio.sleep(LOOK_AGAIN_SECONDS)
+        rows = await self._db.execute(_MESSAGE, where)
+        if not rows or rows[0].sender_id is None:
+            raise missing
         row = rows[0]
         if row.change:
             raise FailedPrecondition(f"entry {message_id} is a change to the chat, not a message")

@@ -112,6 +112,17 @@ class Outgoing:
     #: floor); None if it turned out to change nothing.
     prepare: Prepare | None = None
 
+    @property
+    def is_message(self) -> bool:
+        """A message, which may be amended later (not a change, receipt or amendment)."""
+        return (
+            self.change is None
+            and self.amendment is None
+            and self.prepare is None
+            and not self.read
+            and not self.delivered
+        )
+
 
 Prepare = Callable[[Claim], Awaitable[tuple[Outgoing, Claim] | None]]
 
@@ -248,6 +259,7 @@ class Sender:
             owner=owner,
             rate_per_second=limits.send_rate_per_second,
             burst=limits.send_burst,
+            record=outgoing.is_message,
         )
         if claim.acknowledged:
             return Accepted(claim.message_id, timestamp_ms(claim.message_id), duplicate=True)

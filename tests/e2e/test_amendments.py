@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -10,6 +11,10 @@ from typing import Any
 import grpc
 import pytest
 
+from chatlib.ids import smallest_id_at
+from infra import apps, processes
+from infra.layout import Layout
+from infra.services import Context
 from protos.chat.v1 import common_pb2, messaging_pb2
 from tests.e2e.conftest import Admin, Clients, Stream, User, eventually
 from tests.e2e.test_groups import create, drain, md
@@ -222,3 +227,72 @@ async def test_delivery_receipts_give_one_tick_and_read_two(clients: Clients) ->
 
 def key() -> str:
     return uuid.uuid4().hex
+
+
+async def test_amendments_need_no_history_writer(clients: Clients) -> None:
+    """Edits, deletions and reactions are checked against what the send path recorded, not
+    against history's table: they are answered while the history writer is down, and history
+    applies them once it is back. An id the chat never had is refused at once."""
+    alice, bob, carol = [await clients.user(n) for n in ("wal", "wbo", "wca")]
+    direct = await alice.open_chat(bob)
+    group = (await create(clients, alice, "no writer", bob, carol)).chat_id
+    watching = await clients.subscribe(bob)
+    await watching.caught_up()
+    ctx = Context(Layout.from_env())
+    pidfile = ctx.layout.pidfile("history-writer")
+    assert processes.stop(pidfile, grace=15) is not None, "no history writer was running"
+    try:
+        amended: dict[str, tuple[int, int]] = {}
+        for chat, reactor in ((direct, bob), (group, carol)):
+            edited = await alice.send(chat, "helo")
+            doomed = await alice.send(chat, "oops")
+            for user, method, path, body in (
+                (alice, "PATCH", f"/v1/chats/{chat}/messages/{edited}", {"body": "hello"}),
+                (reactor, "PUT", f"/v1/chats/{chat}/messages/{edited}/reactions/{THUMBS}", None),
+                (alice, "DELETE", f"/v1/chats/{chat}/messages/{doomed}", None),
+            ):
+                status, answer = await user.call(method, path, body)
+                assert status == 201, (chat, method, answer)
+            # The deletion is known at once: no edit or reaction after it.
+            status, problem = await reactor.call(
+                "PUT", f"/v1/chats/{chat}/messages/{doomed}/reactions/{HEART}"
+            )
+            assert status == 409, problem
+            amended[chat] = (edited, doomed)
+        # Bob's stream has the entries already: the live path never waits for the writer.
+        got = await amendments(watching, direct)
+        assert [(m.amendment.action, m.amendment.message_id) for m in got] == [
+            (Amendment.EDITED, amended[direct][0]),
+            (Amendment.REACTION_ADDED, amended[direct][0]),
+            (Amendment.DELETED, amended[direct][1]),
+        ]
+        # Fresh ids this chat does not hold (another chat's, one from the future) are not
+        # looked for again and again: NOT_FOUND, well within a client's patience.
+        elsewhere = await bob.send(direct, "not in the group")
+        future = smallest_id_at(int(time.time() * 1000) + 5_000)
+        for wrong in (elsewhere, future):
+            async with asyncio.timeout(3):
+                status, problem = await carol.call(
+                    "PATCH", f"/v1/chats/{group}/messages/{wrong}", {"body": "x"}
+                )
+                assert status == 404, problem
+                status, problem = await bob.call(
+                    "PUT", f"/v1/chats/{group}/messages/{wrong}/reactions/{THUMBS}"
+                )
+                assert status == 404, problem
+    finally:
+        await asyncio.to_thread(apps.start, ctx, {"history-writer"})
+
+    # History applies every amendment once the writer is back.
+    for chat, (edited, doomed) in amended.items():
+
+        async def applied(
+            chat: str = chat, doomed: int = doomed
+        ) -> dict[int, dict[str, Any]] | None:
+            found = {int(m["message_id"]): m for m in await bob.history(chat)}
+            return found if found.get(doomed, {}).get("deleted") else None
+
+        by_id = await eventually(applied, seconds=60)
+        assert (by_id[edited]["body"], by_id[edited]["edited_at_ms"] > 0) == ("hello", True)
+        assert [(r["emoji"], r["count"]) for r in by_id[edited]["reactions"]] == [(THUMBS, 1)]
+        assert (by_id[doomed]["deleted"], by_id[doomed]["body"]) == (True, "")
