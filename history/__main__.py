@@ -98,9 +98,15 @@ async def _run(
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "cooperative-sticky",
                 # A writer that died (SIGKILL, lost host) holds its partitions until its session
-                # times out; 10 s bounds that pause instead of the client default of 45 s.
+                # times out; 10 s bounds that pause instead of the client default of 45 s. One
+                # restarted under its static id (below) takes them back at once.
                 "session.timeout.ms": 10_000,
                 "heartbeat.interval.ms": 2_000,
+                **(
+                    {"group.instance.id": settings.writer_instance}
+                    if settings.writer_instance
+                    else {}
+                ),
                 # Persistence is about throughput: fewer, fuller fetches cost the broker and
                 # this process far less CPU than many small ones (live delivery does not wait
                 # for this consumer).

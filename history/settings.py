@@ -13,6 +13,10 @@ class Settings:
     query_port: int
     ops_port: int
     writer_group: str
+    #: The writer's static member id in its group ("" for none). A writer restarted under the
+    #: same id gets its partitions back at once instead of waiting for a rebalance; two live
+    #: writers must never share one (Kafka fences the older).
+    writer_instance: str
     replication: str
 
     @classmethod
@@ -24,6 +28,7 @@ class Settings:
             query_port=read.integer("CHAT_HISTORY_PORT", 7201, minimum=1),
             ops_port=read.integer("CHAT_OPS_PORT", 9301, minimum=1),
             writer_group=read.text("CHAT_HISTORY_GROUP", "history-writers"),
+            writer_instance=env.get("CHAT_WRITER_INSTANCE", ""),
             replication=read.text(
                 "CHAT_KEYSPACE_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}"
             ),

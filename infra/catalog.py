@@ -36,7 +36,13 @@ APPS = [
         "gRPC 127.0.0.1:7201",
         {"CHAT_HISTORY_PORT": "7201"},
     ),
-    App("history-writer", ["history", "writer"], 9302, "consumer group history-writers"),
+    App(
+        "history-writer",
+        ["history", "writer"],
+        9302,
+        "consumer group history-writers",
+        {"CHAT_WRITER_INSTANCE": "history-writer-1"},
+    ),
     App(
         "notifier",
         ["notifier"],
