@@ -34,6 +34,9 @@ Headers = list[tuple[str, str | bytes | None]]
 #: Records the producer may hold (queued or in flight) before a new batch is refused. A batch is
 #: enqueued whole or not at all, so the library's own larger limit is never reached halfway.
 MAX_QUEUED = 100_000
+#: A record Kafka has not acknowledged this long after it was produced fails (and is never sent
+#: after that): what bounds how long an attempt whose process died may still land copies.
+DELIVERY_TIMEOUT_MS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +136,7 @@ class AsyncProducer:
             # A record Kafka has not taken within this fails instead of waiting the default
             # five minutes: the send path settles it (finds what landed, produces the rest)
             # and the client, answered UNAVAILABLE long before, retries with the same key.
-            "message.timeout.ms": 20_000,
+            "message.timeout.ms": DELIVERY_TIMEOUT_MS,
             "queue.buffering.max.messages": max_queued * 2,
             **config,
         }

@@ -4,6 +4,7 @@ deliveries in memory (``messaging/recent.py``) no longer hold."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -13,6 +14,8 @@ from chatlib import deliveries
 from chatlib.kafka import fetch, reader
 
 BATCH = 500
+#: A replay that reads nothing for this long gives up.
+STALLED_SECONDS = 10.0
 
 
 class Watermarks:
@@ -145,9 +148,21 @@ class Replayer:
         consumer.assign([TopicPartition(self._topic, partition, start)])
         try:
             position = start
+            progressed = time.monotonic()
             while position < end:
                 records = fetch(consumer, BATCH, 1.0)
+                if records:
+                    progressed = time.monotonic()
+                elif time.monotonic() - progressed > STALLED_SECONDS:
+                    # The resumes waiting on it fail (their clients resume again) rather than
+                    # this read, and every resume of the process behind it, waiting for ever.
+                    raise RuntimeError(
+                        f"replay of partition {partition} got nothing for {STALLED_SECONDS:g} s"
+                        f" at offset {position} (of {end})"
+                    )
                 for record in records:
+                    if record.partition() != partition:
+                        continue  # left over from an earlier read of another partition
                     error = record.error()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:

@@ -6,7 +6,8 @@ again could deliver some twice; producing none could lose them. So a retry of su
 
 1. waits until the earlier attempt cannot write anything any more: its process no longer holds
    its worker lease (``messaging/send.py`` checks that; a process that loses its lease drops
-   what it has not sent) and ``SETTLE_SECONDS`` have passed since the message was claimed;
+   what it has not sent) and ``SETTLE_SECONDS`` have passed since the message was claimed (a
+   producer never sends a record later than its delivery timeout after it was produced);
 2. takes the claim over (compare-and-swap), so that no other server settles it at once;
 3. reads each recipient's partition from just before the claim to its current end, looking
    for copies of this message id (by record key first, so other users' records are not
@@ -15,6 +16,12 @@ again could deliver some twice; producing none could lose them. So a retry of su
 
 This is the rare path (a crash, or Kafka gone for longer than the producer's delivery
 timeout); the common one never reads Kafka before producing.
+
+**How long a retry waits.** Once Kafka and the sender's server answer, a retry is answered
+(with the message's first id) by the later of ``SETTLE_SECONDS`` after the first attempt and
+the lease's TTL (15 s) after its process died, plus the read and the produce here, which
+``READ_SECONDS`` bounds: a read that cannot finish answers UNAVAILABLE, and the next retry
+tries again.
 """
 
 from __future__ import annotations
@@ -25,14 +32,15 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter
 
 from chatlib import deliveries
 from chatlib.errors import Unavailable
 from chatlib.ids import timestamp_ms
-from chatlib.kafka import AsyncProducer, ProduceFailed, Record, fetch, reader
+from chatlib.kafka import DELIVERY_TIMEOUT_MS, AsyncProducer, ProduceFailed, Record, fetch, reader
 from messaging.admission import Admission, Claim, Owner
 
 logger = logging.getLogger(__name__)
@@ -42,12 +50,15 @@ SETTLED = Counter(
     ["landed"],
 )
 
-#: How long after its claim a message's earlier attempt is certainly over: the worker lease
-#: TTL (a dead process's lease is gone by then), a produce request's timeout, and a margin.
-SETTLE_SECONDS = 60.0
+#: How long after its claim a message's earlier attempt is certainly over: the producer's
+#: delivery timeout, and a margin for the clocks of two servers (the claim's time is the first
+#: server's, the age is measured on the settling one's).
+SETTLE_SECONDS = DELIVERY_TIMEOUT_MS / 1000 + 10.0
 #: Read from this long before the claim: record timestamps come from the producing process's
 #: clock, the claim time from the same clock, so this only needs to cover rounding.
 LOOKBACK_MS = 5_000
+#: The longest one settling may read Kafka before it gives up (UNAVAILABLE; a retry reads again).
+READ_SECONDS = 10.0
 
 RecordsFor = Callable[[frozenset[int] | None], list[Record]]
 
@@ -62,6 +73,8 @@ class Settler:
         self._topic = topic
         self._consumer: Consumer | None = None
         self._lock = asyncio.Lock()
+        # Its own thread: a settling never waits behind other blocking work of the process.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="settle")
 
     async def settle(self, claim: Claim, owner: Owner, records_for: RecordsFor) -> Claim:
         """Make sure every copy of the claimed message is in Kafka once; returns the claim,
@@ -81,9 +94,12 @@ class Settler:
             claim = taken
         wanted = records_for(None)
         async with self._lock:
+            loop = asyncio.get_running_loop()
             try:
-                landed = await asyncio.to_thread(self._landed, claim.message_id, wanted)
-            except RuntimeError as exc:
+                landed = await loop.run_in_executor(
+                    self._thread, self._landed, claim.message_id, wanted
+                )
+            except (RuntimeError, KafkaException) as exc:
                 raise Unavailable(f"cannot read Kafka to settle a retried message: {exc}") from None
         missing = frozenset(
             recipient
@@ -109,8 +125,10 @@ class Settler:
         return claim
 
     def _landed(self, message_id: int, wanted: list[Record]) -> set[int]:
-        """Recipients whose copy of ``message_id`` is in Kafka. Blocking: run in a thread."""
+        """Recipients whose copy of ``message_id`` is in Kafka. Blocking: run in a thread.
+        Raises RuntimeError when the partitions cannot be read to their end in READ_SECONDS."""
         consumer = self._reader()
+        deadline = time.monotonic() + READ_SECONDS
         keys: dict[int, set[bytes]] = defaultdict(set)
         for record in wanted:
             if record.key is not None:
@@ -118,24 +136,20 @@ class Settler:
         since = timestamp_ms(message_id) - LOOKBACK_MS
         found: set[int] = set()
         for partition, wanted_keys in keys.items():
+            where = TopicPartition(self._topic, partition)
             [start] = consumer.offsets_for_times(
-                [TopicPartition(self._topic, partition, since)], 10.0
+                [TopicPartition(self._topic, partition, since)], _left(deadline)
             )
-            _, high = consumer.get_watermark_offsets(
-                TopicPartition(self._topic, partition), 10.0, False
-            )
+            _, high = consumer.get_watermark_offsets(where, _left(deadline), False)
             offset = start.offset if start.offset >= 0 else high
             if offset >= high:
                 continue
             consumer.assign([TopicPartition(self._topic, partition, offset)])
             try:
                 while offset < high:
-                    batch = fetch(consumer, 1000, 5.0)
-                    if not batch:
-                        raise RuntimeError(
-                            f"partition {partition} gave nothing before offset {high}"
-                        )
-                    for found_record in batch:
+                    for found_record in fetch(consumer, 1000, min(1.0, _left(deadline))):
+                        if found_record.partition() != partition:
+                            continue  # left over from an earlier read of another partition
                         error = found_record.error()
                         if error is not None:
                             if error.code() == KafkaError._PARTITION_EOF:
@@ -153,6 +167,11 @@ class Settler:
                             delivery
                         ):
                             found.add(delivery.recipient_id)
+                    if offset < high and time.monotonic() >= deadline:
+                        raise RuntimeError(
+                            f"partition {partition} was not read to offset {high} within"
+                            f" {READ_SECONDS:g} s (at {offset})"
+                        )
             finally:
                 consumer.unassign()
         return found
@@ -163,5 +182,11 @@ class Settler:
         return self._consumer
 
     def close(self) -> None:
+        self._thread.shutdown(wait=True)
         if self._consumer is not None:
             self._consumer.close()
+
+
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline``, at least a little: a call with no time left fails at once."""
+    return max(0.1, deadline - time.monotonic())
