@@ -17,7 +17,7 @@ from bff.routing import Backends
 from bff.sessions import Accounts
 from bff.settings import Settings
 from chatlib import lifecycle, ops, redis_client, telemetry, tokens
-from chatlib.config_sections import AuthLimits, Features, Web
+from chatlib.config_sections import AuthLimits, Features, Sessions, Web
 from chatlib.live_config import LiveConfig, LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.revocations import Revocations
@@ -49,8 +49,9 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     routing = LiveSection("partitioning", Partitioning.parse)
     features = LiveSection("features", Features.parse)
     auth = LiveSection("auth", AuthLimits.parse)
+    sessions = LiveSection("sessions", Sessions.parse)
     browsers = LiveSection("web", Web.parse)
-    live = LiveConfig(settings.common.redis_url, [routing, features, auth, browsers])
+    live = LiveConfig(settings.common.redis_url, [routing, features, auth, sessions, browsers])
     stack.push_async_callback(live.close)
     await live.start(stop)
     revoked = Revocations(settings.common.redis_url, f"bff:{os.getpid()}")
@@ -80,6 +81,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         refresh_ttl=settings.refresh_ttl_seconds,
         features=features,
         limits=auth,
+        sessions=sessions,
         deadline=settings.call_deadline_seconds,
         locate=locate,
     )

@@ -176,10 +176,14 @@ DOCUMENT: dict[str, Any] = {
         "/v1/sessions/refresh": {
             "post": {
                 "summary": "Exchange a refresh token",
-                "description": "Each refresh token works once and yields the next one. Of"
-                " concurrent refreshes with one token exactly one succeeds; a token used"
-                " again after it was spent (a replay, or a losing concurrent refresh) ends the"
-                " whole session on every device.",
+                "description": "Each refresh token yields the next one and is spent by it."
+                " Of concurrent refreshes with one token exactly one rotates the session; for"
+                " `sessions.refresh_reuse_seconds` of the live config (10 by default) after"
+                " that, the token just spent is answered with the very same new tokens (a"
+                " second tab, or a client retrying a refresh whose answer it lost), so every"
+                " one of them carries on with one pair. A spent token presented later, or one"
+                " spent before the last, is a replay: it is refused (401) and ends the whole"
+                " session on every device.",
                 "requestBody": _json_body("Refresh"),
                 "responses": _ok("Session"),
             }

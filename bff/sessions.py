@@ -24,7 +24,7 @@ from prometheus_client import Counter
 
 from bff import inputs, passwords, views
 from chatlib import tokens
-from chatlib.config_sections import AuthLimits, Features
+from chatlib.config_sections import AuthLimits, Features, Sessions
 from chatlib.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from chatlib.grpc_auth import bearer_metadata
 from chatlib.live_config import LiveSection
@@ -58,6 +58,7 @@ class Accounts:
     refresh_ttl: int
     features: LiveSection[Features]
     limits: LiveSection[AuthLimits]
+    sessions: LiveSection[Sessions]
     #: Per-call deadline on the history service (seconds).
     deadline: float
     #: The address of the messaging server a user's stream belongs on.
@@ -82,7 +83,12 @@ class Accounts:
         session_id, generation = self._parse_refresh(token)
         now = int(time.time())
         rotation = await self.store.rotate(
-            session_id, generation, now + self.access_ttl, self.refresh_ttl
+            session_id,
+            generation,
+            now + self.access_ttl,
+            self.refresh_ttl,
+            now=now,
+            reuse_seconds=self.sessions.get().refresh_reuse_seconds,
         )
         if rotation.outcome is Outcome.UNKNOWN:
             raise Unauthenticated("refresh token is unknown or expired; log in again")
@@ -90,7 +96,9 @@ class Accounts:
             raise Unauthenticated(
                 "refresh token was already used; the session is ended on every device"
             )
-        return await self._issued(rotation.user_id, session_id, generation + 1, now)
+        # ROTATED, or REPEATED: the same tokens the winning refresh was given (issued at its
+        # time), so every tab or retry of one refresh carries on with one pair.
+        return await self._issued(rotation.user_id, session_id, generation + 1, rotation.rotated_at)
 
     async def _issued(
         self, user_id: int, session_id: str, generation: int, now: int

@@ -102,6 +102,24 @@ class AuthLimits:
         )
 
 
+@dataclass(frozen=True)
+class Sessions:
+    """How sessions live (bff/sessions.py, chatlib/sessions.py)."""
+
+    #: For this long after a refresh token was spent, presenting it again answers the same new
+    #: tokens the first refresh got (two tabs, or a phone retrying a refresh whose answer it
+    #: lost); later, a spent token ends the session on every device. 0: never.
+    refresh_reuse_seconds: int
+
+    def to_value(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, value: Any) -> Sessions:
+        doc = fields(value, "sessions", set(cls.__dataclass_fields__))
+        return cls(refresh_reuse_seconds=integer(doc, "refresh_reuse_seconds", "sessions", 0, 300))
+
+
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?")
 
 
@@ -222,6 +240,7 @@ DEFAULT_LIMITS = Limits(
     send_burst=100,
 )
 DEFAULT_FEATURES = Features(registration_open=True, sending_enabled=True)
+DEFAULT_SESSIONS = Sessions(refresh_reuse_seconds=10)
 DEFAULT_WEB = Web(allowed_origins=(), heartbeat_seconds=15)
 DEFAULT_GROUPS = Groups(max_members=1000)
 DEFAULT_MESSAGES = Messages(edit_window_seconds=900, typing_seconds=6)
@@ -240,6 +259,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "limits": Limits.parse,
     "features": Features.parse,
     "auth": AuthLimits.parse,
+    "sessions": Sessions.parse,
     "web": Web.parse,
     "groups": Groups.parse,
     "messages": Messages.parse,

@@ -10,10 +10,16 @@ it refuses every access token it was ever given and every refresh token, spent o
 - ``chat:user-sessions:<user id>``: the user's session ids, for logout everywhere and kicks.
 
 Rotation is one script: of any number of concurrent refreshes with the same token exactly
-one finds its generation current and moves it on; the others present a spent token, which
-is what a thief replaying a stolen token looks like, so the family is revoked. (Redis runs
-scripts one at a time, which is what makes "exactly one" hold.) The scripts touch keys they
-are not given; on a Redis Cluster the two key families would need one hash tag per user.
+one finds its generation current and moves it on, and records when (``rotated_at``). A spent
+token presented again is what a thief replaying a stolen token looks like, and ends the family;
+but a browser's second tab, or a phone retrying a refresh whose answer it lost, presents the
+just-spent generation within moments of the winner. So for ``refresh_reuse_seconds`` (live
+config section ``sessions``) after the rotation, the just-spent generation is answered with the
+winner's rotation: the BFF issues the same tokens again (they are a function of the session,
+the generation and the rotation's time). An older generation, or the just-spent one later, ends
+the family. (Redis runs scripts one at a time, which is what makes "exactly one" hold.) The
+scripts touch keys they are not given; on a Redis Cluster the two key families would need one
+hash tag per user.
 """
 
 from __future__ import annotations
@@ -35,19 +41,28 @@ REVOKED = Counter("chat_sessions_revoked_total", "Sessions revoked, by why", ["c
 for _cause in ("logout", "logout_all", "kick", "reuse"):
     REVOKED.labels(cause=_cause)
 
+# KEYS: the session. ARGV: the generation presented, the new access token's expiry, the TTL,
+# now (seconds), the reuse interval (seconds). Returns {0} (unknown), {1, user, now} (rotated),
+# {2, user} (a spent generation: reuse), {3, user, rotated_at} (the just-spent generation within
+# the reuse interval: the winner's rotation again).
 _ROTATE = """
-local found = redis.call('HMGET', KEYS[1], 'user_id', 'generation')
-if not found[1] then return {0, 0} end
+local found = redis.call('HMGET', KEYS[1], 'user_id', 'generation', 'rotated_at')
+if not found[1] then return {0, 0, 0} end
 local current = tonumber(found[2])
 local presented = tonumber(ARGV[1])
 if presented == current then
-  redis.call('HSET', KEYS[1], 'generation', current + 1, 'access_until', ARGV[2])
+  redis.call('HSET', KEYS[1], 'generation', current + 1, 'access_until', ARGV[2],
+    'rotated_at', ARGV[4])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('EXPIRE', 'chat:user-sessions:' .. found[1], ARGV[3])
-  return {1, found[1]}
+  return {1, found[1], tonumber(ARGV[4])}
 end
-if presented < current then return {2, found[1]} end
-return {0, 0}
+if presented == current - 1 and found[3]
+    and tonumber(ARGV[4]) - tonumber(found[3]) <= tonumber(ARGV[5]) then
+  return {3, found[1], tonumber(found[3])}
+end
+if presented < current then return {2, found[1], 0} end
+return {0, 0, 0}
 """
 
 _END = """
@@ -70,12 +85,16 @@ class Outcome(Enum):
     ROTATED = "rotated"
     UNKNOWN = "unknown"  # never existed, expired, or already revoked
     REUSED = "reused"  # a spent generation: the family has been revoked
+    REPEATED = "repeated"  # the just-spent generation, soon enough: the winner's rotation
 
 
 @dataclass(frozen=True)
 class Rotation:
     outcome: Outcome
     user_id: int
+    #: When the rotation that spent the presented generation happened (ROTATED: now;
+    #: REPEATED: the winner's): what the new tokens are issued at.
+    rotated_at: int = 0
 
 
 class SessionStore:
@@ -98,16 +117,29 @@ class SessionStore:
         return session_id
 
     async def rotate(
-        self, session_id: str, generation: int, access_until: int, ttl: int
+        self,
+        session_id: str,
+        generation: int,
+        access_until: int,
+        ttl: int,
+        *,
+        now: int,
+        reuse_seconds: int,
     ) -> Rotation:
         """Spend refresh token ``generation`` of the session; see the module's docstring."""
-        outcome, user_id = await self._rotate(
-            keys=[SESSION.format(session_id)], args=[generation, access_until, ttl]
+        outcome, user_id, at = await self._rotate(
+            keys=[SESSION.format(session_id)],
+            args=[generation, access_until, ttl, now, reuse_seconds],
         )
-        found = {0: Outcome.UNKNOWN, 1: Outcome.ROTATED, 2: Outcome.REUSED}[int(outcome)]
+        found = {
+            0: Outcome.UNKNOWN,
+            1: Outcome.ROTATED,
+            2: Outcome.REUSED,
+            3: Outcome.REPEATED,
+        }[int(outcome)]
         if found is Outcome.REUSED:
             await self.end([session_id], "a spent refresh token was used again", "reuse")
-        return Rotation(found, int(user_id))
+        return Rotation(found, int(user_id), int(at))
 
     async def end(
         self, session_ids: list[str], reason: str, cause: str, fallback_until: float = 0.0

@@ -30,6 +30,7 @@ from chatlib.config_sections import (
     DEFAULT_LIMITS,
     DEFAULT_MESSAGES,
     DEFAULT_NOTIFICATIONS,
+    DEFAULT_SESSIONS,
     DEFAULT_WEB,
     PARSERS,
 )
@@ -134,6 +135,7 @@ async def _command(args: argparse.Namespace) -> int:
                 "limits": DEFAULT_LIMITS.to_value(),
                 "features": DEFAULT_FEATURES.to_value(),
                 "auth": DEFAULT_AUTH.to_value(),
+                "sessions": DEFAULT_SESSIONS.to_value(),
                 "web": DEFAULT_WEB.to_value(),
                 "groups": DEFAULT_GROUPS.to_value(),
                 "messages": DEFAULT_MESSAGES.to_value(),

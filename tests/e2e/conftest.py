@@ -268,7 +268,15 @@ async def admin() -> AsyncIterator[Admin]:
         found = Admin(http, admin_token())
         before = {
             s: (await found.get(s))["value"]
-            for s in ("partitioning", "limits", "features", "groups", "messages", "notifications")
+            for s in (
+                "partitioning",
+                "limits",
+                "features",
+                "groups",
+                "messages",
+                "notifications",
+                "sessions",
+            )
         }
         try:
             yield found
@@ -290,6 +298,7 @@ FOLLOWERS = {
     "groups": (9311, 9312),
     "messages": (9311, 9312),
     "notifications": (9601,),
+    "sessions": (9401,),
 }
 
 

@@ -17,11 +17,13 @@ from protos.chat.v1 import history_pb2, history_pb2_grpc, messaging_pb2
 from tests.e2e.conftest import (
     BFF,
     CONFIG,
+    FOLLOWERS,
     PASSWORD,
     Admin,
     Clients,
     User,
     admin_token,
+    applied_everywhere,
     jwt_secret,
 )
 
@@ -144,42 +146,69 @@ async def test_an_operator_kick_ends_the_users_sessions_and_is_audited(clients: 
             assert r.status == 401
 
 
-async def test_concurrent_refreshes_with_one_token_have_exactly_one_winner(
+async def _refresh(clients: Clients, token: str) -> tuple[int, Any]:
+    async with clients.http.post(f"{BFF}/v1/sessions/refresh", json={"refresh_token": token}) as r:
+        return r.status, await r.json()
+
+
+async def test_concurrent_refreshes_with_one_token_all_get_the_winners_tokens(
     clients: Clients,
 ) -> None:
+    """Two tabs, or a phone retrying a refresh whose answer it lost: within the reuse interval
+    the spent token answers the same new pair, and the session goes on."""
     dave = await clients.user("race")
     session = await _login(clients, dave.username)
+    answers = await asyncio.gather(
+        *(_refresh(clients, session["refresh_token"]) for _ in range(20))
+    )
+    assert [status for status, _ in answers] == [200] * 20, answers
+    pairs = {(body["access_token"], body["refresh_token"]) for _, body in answers}
+    assert len(pairs) == 1, "every refresh must get the winner's tokens"
+    [(access, refresh)] = pairs
+    assert (access, refresh) != (session["access_token"], session["refresh_token"])
+    # The one new pair works everywhere, and rotates on.
+    renewed = _as_user(clients, dave, {"access_token": access})
+    assert (await renewed.get("/v1/chats"))[0] == 200
+    stream = await clients.subscribe(renewed)
+    await stream.caught_up()
+    status, body = await _refresh(clients, refresh)
+    assert status == 200, body
+    assert (await _as_user(clients, dave, body).get("/v1/chats"))[0] == 200
 
-    async def refresh() -> int:
-        async with clients.http.post(
-            f"{BFF}/v1/sessions/refresh", json={"refresh_token": session["refresh_token"]}
-        ) as r:
-            return r.status
 
-    statuses = await asyncio.gather(*(refresh() for _ in range(20)))
-    assert statuses.count(200) == 1, statuses
-    assert statuses.count(401) == 19, statuses
-
-
-async def test_reusing_a_spent_refresh_token_ends_the_session_family(clients: Clients) -> None:
+async def test_reusing_a_spent_refresh_token_after_the_interval_ends_the_session_family(
+    clients: Clients, admin: Admin
+) -> None:
+    changed = await admin.change("sessions", refresh_reuse_seconds=1)
+    await applied_everywhere("sessions", changed["version"], FOLLOWERS["sessions"])
     erin = await clients.user("reuse")
     first = await _login(clients, erin.username)
-    async with clients.http.post(
-        f"{BFF}/v1/sessions/refresh", json={"refresh_token": first["refresh_token"]}
-    ) as r:
-        assert r.status == 200
-        second = await r.json()
+    status, second = await _refresh(clients, first["refresh_token"])
+    assert status == 200, second
+    await asyncio.sleep(2.5)  # past the 1 s reuse interval (whole seconds: at least 2 s)
     # A thief replays the first token: refused, and the whole family with it.
-    async with clients.http.post(
-        f"{BFF}/v1/sessions/refresh", json={"refresh_token": first["refresh_token"]}
-    ) as r:
-        assert r.status == 401
-        assert "already used" in (await r.json())["detail"]
-    async with clients.http.post(
-        f"{BFF}/v1/sessions/refresh", json={"refresh_token": second["refresh_token"]}
-    ) as r:
-        assert r.status == 401
+    status, problem = await _refresh(clients, first["refresh_token"])
+    assert status == 401, problem
+    assert "already used" in problem["detail"]
+    status, problem = await _refresh(clients, second["refresh_token"])
+    assert status == 401, problem
     await _refused_everywhere(clients, _as_user(clients, erin, second))
+
+
+async def test_an_older_refresh_token_ends_the_family_even_within_the_interval(
+    clients: Clients,
+) -> None:
+    """Only the generation spent last is answered again: one spent before it is a replay."""
+    gina = await clients.user("older")
+    first = await _login(clients, gina.username)
+    status, second = await _refresh(clients, first["refresh_token"])
+    assert status == 200, second
+    status, third = await _refresh(clients, second["refresh_token"])
+    assert status == 200, third
+    status, problem = await _refresh(clients, first["refresh_token"])
+    assert status == 401, problem
+    assert "already used" in problem["detail"]
+    await _refused_everywhere(clients, _as_user(clients, gina, third))
 
 
 async def test_a_stream_ends_when_its_access_token_expires(clients: Clients) -> None:
