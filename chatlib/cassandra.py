@@ -69,11 +69,32 @@ def tuple_rows(_: list[str], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...
     return rows
 
 
+#: A table named after FROM, INTO, UPDATE or TABLE without a keyspace in front of it.
+_UNQUALIFIED = re.compile(
+    r"\b(FROM|INTO|UPDATE|TABLE(?:\s+IF(?:\s+NOT)?\s+EXISTS)?)\s+(?![A-Za-z_]\w*\.)([A-Za-z_]\w*)",
+    re.IGNORECASE,
+)
+
+
+def qualified(cql: str, keyspace: str | None) -> str:
+    """``cql`` with every table it names prefixed by ``keyspace``.
+
+    A prepared statement that names no keyspace is resolved against whatever keyspace the
+    connection that executes it has at that moment, which Cassandra warns may give wrong
+    results (and logs as an error); a statement that names its keyspace means one table on
+    every connection. The owners' statements name their tables alone (the keyspace is
+    configuration, and a rebuild writes another one), and this is where the keyspace goes in.
+    """
+    if keyspace is None:
+        return cql
+    return _UNQUALIFIED.sub(lambda m: f"{m.group(1)} {keyspace}.{m.group(2)}", cql)
+
+
 class AsyncSession:
     """``await execute(...)`` for a driver session; statements are prepared once and cached.
 
-    Statements are prepared for ``keyspace`` (protocol v5 carries it per statement) rather
-    than through ``USE``, which Cassandra warns is ambiguous with prepared statements.
+    Every statement names its keyspace (``qualified``); no connection ever has a current
+    keyspace (``USE``), which Cassandra warns is ambiguous with prepared statements.
     """
 
     def __init__(self, session: Session, keyspace: str | None = None) -> None:
@@ -84,7 +105,7 @@ class AsyncSession:
     def prepare(self, cql: str) -> PreparedStatement:
         statement = self._prepared.get(cql)
         if statement is None:
-            statement = self.session.prepare(cql, keyspace=self.keyspace)
+            statement = self.session.prepare(qualified(cql, self.keyspace))
             self._prepared[cql] = statement
         return statement
 

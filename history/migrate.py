@@ -14,6 +14,8 @@ from pathlib import Path
 
 from cassandra.cluster import Session
 
+from chatlib.cassandra import qualified
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -47,21 +49,30 @@ def load(folder: Path = MIGRATIONS) -> list[Migration]:
 def apply(session: Session, keyspace: str, replication: str) -> list[int]:
     """Create the keyspace if needed and apply pending migrations; returns what was applied."""
     session.execute(f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication}")
-    session.set_keyspace(keyspace)
+    # Every statement names the keyspace (never USE, which Cassandra warns about).
     session.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations"
-        " (version int PRIMARY KEY, name text, applied_at timestamp)"
+        qualified(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version int PRIMARY KEY, name text, applied_at timestamp)",
+            keyspace,
+        )
     )
-    done = {row.version for row in session.execute("SELECT version FROM schema_migrations")}
+    done = {
+        row.version
+        for row in session.execute(qualified("SELECT version FROM schema_migrations", keyspace))
+    }
     applied = []
     for migration in load():
         if migration.version in done:
             continue
         for statement in migration.statements:
-            session.execute(statement)
+            session.execute(qualified(statement, keyspace))
         session.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at)"
-            " VALUES (%s, %s, toTimestamp(now()))",
+            qualified(
+                "INSERT INTO schema_migrations (version, name, applied_at)"
+                " VALUES (%s, %s, toTimestamp(now()))",
+                keyspace,
+            ),
             (migration.version, migration.name),
         )
         logger.info("applied migration %04d_%s", migration.version, migration.name)

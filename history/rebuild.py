@@ -53,8 +53,9 @@ def backfill_users(common: Common) -> int:
     written = 0
     try:
         query = session.prepare(
-            "SELECT user_id, username, password_hash, created_at FROM users",
-            keyspace=common.keyspace,
+            cassandra.qualified(
+                "SELECT user_id, username, password_hash, created_at FROM users", common.keyspace
+            )
         )
         rows = session.execute(query)
         for row in rows:  # the driver pages through the table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 f"{item.nodeid}: put tests under tests/unit, tests/integration or tests/e2e"
             )
         item.add_marker(getattr(pytest.mark, kind))
+    # Tests that read what the whole run left behind go after every other test.
+    items.sort(key=lambda item: item.get_closest_marker("after_everything") is not None)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[STARTED] = time.time()
+
+
+#: When the run started (UTC seconds): what "left behind by this run" means.
+STARTED = pytest.StashKey[float]()
 
 
 @pytest.fixture(autouse=True)
