@@ -290,16 +290,27 @@ def _traced(
         async def stream_behavior(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            token = context_api.attach(trace.set_span_in_context(span))
+            # The span is current only while the handler runs, one step at a time: a context
+            # attached across a ``yield`` would be detached wherever the stream happens to
+            # end (grpc closes a cancelled stream from another task), which cannot be done.
+            current = trace.set_span_in_context(span)
+            items = streaming(request, context).__aiter__()
             error: BaseException | None = None
             try:
-                async for item in streaming(request, context):
+                while True:
+                    token = context_api.attach(current)
+                    try:
+                        item = await items.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        context_api.detach(token)
                     yield item
             except BaseException as exc:
                 error = exc
                 raise
             finally:
-                context_api.detach(token)
+                await items.aclose()
                 finish(context, error)
 
         return grpc.unary_stream_rpc_method_handler(
