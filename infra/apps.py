@@ -1,19 +1,25 @@
 """The project's own services, started by ``./dev up`` after the infrastructure.
 
-Unlike the infrastructure, they are restarted on every ``up`` (a second or two each), so what
-runs is always the code in the working tree.
+``./dev up`` starts a service that is not running, restarts one whose code or settings changed
+since it started (its *fingerprint*: a hash of the project's Python packages and the web
+client's files, the dependency pins, its command and its environment), and leaves a running,
+unchanged one alone: bringing back what died never drops anyone's live stream.
+``./dev restart NAME`` restarts on purpose.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
 import secrets
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from infra import processes
 from infra.catalog import APPS, PARTITIONS, App
@@ -24,6 +30,8 @@ from infra.services import Context
 GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints"
 READY_TIMEOUT = 60.0
 STOP_GRACE = 15.0
+#: A running, unchanged service gets this long to report ready before it is restarted.
+ALREADY_RUNNING_TIMEOUT = 20.0
 
 
 def default_partitioning() -> str:
@@ -96,40 +104,128 @@ def setup(ctx: Context) -> None:
                 )
 
 
+#: What a service runs besides its own command and environment: a change here restarts it.
+CODE = ("chatlib", "messaging", "history", "notifier", "bff", "config_service", "protos")
+PINS = ("pyproject.toml", "constraints.txt")
+
+
+def code_digest(ctx: Context) -> str:
+    """A hash of every file the services run (sources, the web client, dependency pins)."""
+    digest = hashlib.sha256()
+    root = ctx.layout.project
+    files = [root / name for name in PINS]
+    for package in CODE:
+        files += sorted(
+            path
+            for path in (root / package).rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+        )
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"")
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _command(app: App) -> list[str]:
+    return [sys.executable, "-m", *app.module]
+
+
+def _environment(env: dict[str, str], app: App) -> dict[str, str]:
+    return {**env, **app.env, "CHAT_OPS_PORT": str(app.ops_port)}
+
+
+#: Variables of the caller's environment that a service reads (it inherits them all): a change
+#: of one restarts it, a change of any other (a shell's PWD, say) does not.
+SETTINGS_PREFIXES = ("CHAT_", "GRPC_", "OTEL_")
+
+
+def fingerprint(app: App, env: dict[str, str], code: str) -> str:
+    """What a running service was started from: its code, command and settings."""
+    inherited = {k: v for k, v in os.environ.items() if k.startswith(SETTINGS_PREFIXES)}
+    settings = {**inherited, **_environment(env, app)}
+    described = json.dumps([code, _command(app), settings], sort_keys=True)
+    return hashlib.sha256(described.encode()).hexdigest()
+
+
+def _fingerprint_file(ctx: Context, app: App) -> Path:
+    return ctx.layout.home(app.name) / "fingerprint"
+
+
 def start(ctx: Context, only: set[str] | None = None) -> list[tuple[App, int]]:
     """(Re)start every service, or the named ones, and wait until each reports ready."""
     env = environment(ctx)
+    code = code_digest(ctx)
     started = []
     for app in APPS:
         if only is not None and app.name not in only:
             continue
         with step(f"{app.name}: start"):
-            pidfile = ctx.layout.pidfile(app.name)
-            processes.stop(pidfile, grace=STOP_GRACE)
-            ctx.layout.home(app.name).mkdir(parents=True, exist_ok=True)
-            processes.check_ports_free(app.name, {"ops": app.ops_port}, wait=10.0)
-            pid = processes.spawn(
-                [sys.executable, "-m", *app.module],
-                pidfile=pidfile,
-                log=ctx.layout.log(app.name),
-                env={**env, **app.env, "CHAT_OPS_PORT": str(app.ops_port)},
-            )
-            detail(f"pid {pid}, log {ctx.layout.log(app.name)}")
-            processes.wait_ready(
-                app.name,
-                pid,
-                functools.partial(_ready, app.ops_port),
-                log=ctx.layout.log(app.name),
-                timeout=READY_TIMEOUT,
-                pidfile=pidfile,
-            )
-            started.append((app, pid))
+            started.append((app, _restart(ctx, app, env, code)))
     return started
 
 
-def missing(ctx: Context) -> set[str]:
-    """The services that are not running (their pid file names no live process)."""
-    return {app.name for app in APPS if processes.alive(ctx.layout.pidfile(app.name)) is None}
+def run(ctx: Context, app: App) -> int:
+    """(Re)start one service as described by ``app`` (which may differ from the catalog's, for
+    a measurement); a later ``up`` restarts it as the catalog says."""
+    return _restart(ctx, app, environment(ctx), code_digest(ctx))
+
+
+def up(ctx: Context, *, missing_only: bool = False) -> list[tuple[App, int, str]]:
+    """Start each service that is not running and restart each one whose fingerprint changed
+    (with ``missing_only``, only the first); leave the rest running. Returns (service, pid,
+    what was done) for each."""
+    env = environment(ctx)
+    code = code_digest(ctx)
+    outcomes = []
+    for app in APPS:
+        with step(f"{app.name}: up"):
+            running = processes.alive(ctx.layout.pidfile(app.name))
+            path = _fingerprint_file(ctx, app)
+            recorded = path.read_text().strip() if path.is_file() else ""
+            changed = recorded != fingerprint(app, env, code)
+            if running is not None and (missing_only or not changed):
+                if _ready_within(app, ALREADY_RUNNING_TIMEOUT):
+                    detail(f"running and unchanged (pid {running.pid}): left alone")
+                    outcomes.append((app, running.pid, "unchanged"))
+                    continue
+                detail(f"pid {running.pid} is not ready: restarting it")
+            elif running is not None:
+                detail(f"its code or settings changed since pid {running.pid} started")
+            pid = _restart(ctx, app, env, code)
+            outcomes.append((app, pid, "started" if running is None else "restarted"))
+    return outcomes
+
+
+def _restart(ctx: Context, app: App, env: dict[str, str], code: str) -> int:
+    pidfile = ctx.layout.pidfile(app.name)
+    processes.stop(pidfile, grace=STOP_GRACE)
+    ctx.layout.home(app.name).mkdir(parents=True, exist_ok=True)
+    processes.check_ports_free(app.name, {"ops": app.ops_port}, wait=10.0)
+    pid = processes.spawn(
+        _command(app), pidfile=pidfile, log=ctx.layout.log(app.name), env=_environment(env, app)
+    )
+    _fingerprint_file(ctx, app).write_text(fingerprint(app, env, code) + "\n")
+    detail(f"pid {pid}, log {ctx.layout.log(app.name)}")
+    processes.wait_ready(
+        app.name,
+        pid,
+        functools.partial(_ready, app.ops_port),
+        log=ctx.layout.log(app.name),
+        timeout=READY_TIMEOUT,
+        pidfile=pidfile,
+    )
+    return pid
+
+
+def _ready_within(app: App, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if _ready(app.ops_port):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
 
 
 def stop(ctx: Context) -> None:
@@ -156,12 +252,13 @@ def status(ctx: Context) -> bool:
     return healthy
 
 
-def summary(started: list[tuple[App, int]]) -> None:
+def summary(outcomes: list[tuple[App, int, str]]) -> None:
     say("")
     say("Services are up:")
-    for app, pid in started:
+    for app, pid, done in outcomes:
         say(
-            f"  {app.name:<15} pid {pid:<8} {app.endpoint}; ops http://127.0.0.1:{app.ops_port}/readyz"
+            f"  {app.name:<15} pid {pid:<8} {done:<9} {app.endpoint};"
+            f" ops http://127.0.0.1:{app.ops_port}/readyz"
         )
     say("Chat from a terminal: .venv/bin/python -m messaging.client --help")
 

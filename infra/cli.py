@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     up_command.add_argument(
         "--missing",
         action="store_true",
-        help="start only services that are not running; the running ones keep their streams",
+        help="start only services that are not running, even those whose code changed",
     )
     restart = commands.add_parser(
         "restart", help="restart the named services (infrastructure or ours), nothing else"
@@ -117,8 +117,8 @@ def check(ctx: Context) -> int:
 
 
 def up(ctx: Context, *, missing_only: bool = False) -> list[stack.Outcome]:
-    """Infrastructure (reused when running), then schema and topics, then every service (or,
-    with ``missing_only``, the services that are not running)."""
+    """Infrastructure (reused when running), then schema and topics, then every service that is
+    not running or whose code or settings changed (with ``missing_only``, only the former)."""
     outcomes = stack.up(ctx)
     stack.summary(outcomes)
     with step("benchmark tools (bench/loadgen)"):
@@ -126,7 +126,7 @@ def up(ctx: Context, *, missing_only: bool = False) -> list[stack.Outcome]:
     with step("Chromium for the web client's tests"):
         install.chromium(ctx.layout)
     apps.setup(ctx)
-    apps.summary(apps.start(ctx, apps.missing(ctx) if missing_only else None))
+    apps.summary(apps.up(ctx, missing_only=missing_only))
     return outcomes
 
 
@@ -153,7 +153,7 @@ def restart(ctx: Context, names: list[str]) -> int:
         stack.summary(stack.up(ctx, chosen))
     if ours & set(names):
         apps.setup(ctx)  # idempotent: a service of newer code may need a new section or table
-        apps.summary(apps.start(ctx, ours & set(names)))
+        apps.summary([(app, pid, "restarted") for app, pid in apps.start(ctx, ours & set(names))])
     return 0
 
 
