@@ -1,7 +1,12 @@
 """``python -m bench <scenario>``: run against the stack ``./dev up`` started.
 
-Scenarios (each writes bench/results/<name>.json; ``report`` turns them into
-bench/results/summary.md, PNG plots and docs/benchmarks.md):
+Each scenario writes ``<name>.json`` into ``.infra/bench-results/`` (``CHAT_BENCH_RESULTS``),
+which git ignores, so running a benchmark never changes a tracked file. ``keep NAME...``
+copies chosen results into ``bench/results/``, the figures the docs cite, and ``report`` turns
+those into bench/results/summary.md, PNG plots and docs/benchmarks.md. A scenario that needs
+looser limits than the live config's sets them through the config service and puts them back.
+
+Scenarios:
 
   e2e      N users hold streams, M send at a fixed total rate; CPU per message; the raw
            Kafka floor at the same rate right after
@@ -14,7 +19,10 @@ bench/results/summary.md, PNG plots and docs/benchmarks.md):
   revocation  streams held, then their sessions logged out: when each stream ended
   ws-idle  idle WebSockets on the BFF: resident memory per connection
   ws-e2e   messages sent over WebSockets, latency to the recipients' WebSocket and gRPC stream
-  report   tables, plots and docs/benchmarks.md from the results
+  writer-restart  the history writer SIGKILLed and restarted under load: how long until it
+           writes again
+  keep     copy results from .infra/bench-results into bench/results (what the docs cite)
+  report   tables, plots and docs/benchmarks.md from bench/results
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,10 +48,12 @@ from bench import (
     group,
     history_load,
     idle,
+    limits,
     moves,
     presence,
     report,
     revocation,
+    writer_restart,
     ws,
 )
 from bench.population import open_chats, register_and_login
@@ -53,10 +64,16 @@ from infra.layout import Layout
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+RUNS = Path(
+    os.environ.get("CHAT_BENCH_RESULTS")
+    or Path(__file__).resolve().parent.parent / ".infra" / "bench-results"
+)
 BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
 KAFKA = os.environ.get("CHAT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REDIS = os.environ.get("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0")
 CONFIG = os.environ.get("CHAT_CONFIG_URL", "http://127.0.0.1:7301")
+#: Messages the history scenario pages through.
+HISTORY_SEED = 120
 
 
 def machine() -> dict[str, Any]:
@@ -79,8 +96,8 @@ def machine() -> dict[str, Any]:
 
 
 def save(name: str, command: str, result: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    RUNS.mkdir(parents=True, exist_ok=True)
+    path = RUNS / f"{name}.json"
     payload = {
         "scenario": name,
         "command": command,
@@ -105,7 +122,11 @@ async def run_e2e(args: argparse.Namespace, rate: float) -> dict[str, Any]:
         receipts=getattr(args, "receipts", False),
     )
     accounted = {**cpu.stack_pids(), "bench": os.getpid()}
-    result = await asyncio.to_thread(e2e.run, plan, accounted)
+    # Each sender sends rate / senders a second: the per-user limit must allow it (twice, for
+    # the generator's bursts after a stall), whatever the live config says today.
+    per_sender = rate / max(1, args.senders)
+    async with limits.send_limits(CONFIG, rate_per_user=2 * per_sender, burst=1):
+        result = await asyncio.to_thread(e2e.run, plan, accounted)
     sends = result.pop("_sends")
     deadline = time.monotonic() + 60
     while True:
@@ -243,7 +264,19 @@ async def main(argv: list[str]) -> int:
     g.add_argument("--rate", type=float, default=2.0, help="messages per second")
     pd = sub.add_parser("presence-death")
     pd.add_argument("--rounds", type=int, default=3)
-    sub.add_parser("report")
+    wr = sub.add_parser("writer-restart")
+    wr.add_argument("--rounds", type=int, default=3)
+    wr.add_argument("--rate", type=float, default=50, help="messages per second meanwhile")
+    wr.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="restart the writer without its static group member id (for comparison)",
+    )
+    k = sub.add_parser("keep", help="copy results into bench/results, which the docs cite")
+    k.add_argument("names", nargs="+", help="result names, e.g. e2e-500 history")
+    rp = sub.add_parser("report")
+    rp.add_argument("--results", type=Path, default=RESULTS)
+    rp.add_argument("--docs", type=Path, default=DOCS)
     args = parser.parse_args(argv)
     command = "python -m bench " + " ".join(argv)
 
@@ -321,8 +354,12 @@ async def main(argv: list[str]) -> int:
     elif args.scenario == "history":
         [alice, bob] = await register_and_login(BFF, 2, "hist")
         [chat_id] = await open_chats(BFF, [(alice, bob)])
-        async with aiohttp.ClientSession() as http:
-            for n in range(120):
+        # 120 messages at once: more than one user's default burst of sends allows.
+        async with (
+            limits.send_limits(CONFIG, rate_per_user=1, burst=HISTORY_SEED),
+            aiohttp.ClientSession() as http,
+        ):
+            for n in range(HISTORY_SEED):
                 async with http.post(
                     f"{BFF}/v1/chats/{chat_id}/messages",
                     json={"client_message_id": f"h{n}", "body": f"history message {n} " + "x" * 80},
@@ -361,8 +398,22 @@ async def main(argv: list[str]) -> int:
                 f" {round_['redirect_ms']}; resumed on the new owner {round_['resumed_ms']}"
             )
         save("moves", command, result)
+    elif args.scenario == "writer-restart":
+        result = await writer_restart.measure(
+            BFF, CONFIG, args.rounds, args.rate, dynamic=args.dynamic
+        )
+        print({k: v for k, v in result.items() if k != "rounds"})
+        save(f"writer-restart{'-dynamic' if args.dynamic else ''}", command, result)
+    elif args.scenario == "keep":
+        for name in args.names:
+            source = RUNS / f"{name}.json"
+            if not source.is_file():
+                raise SystemExit(f"no result {source}; run the scenario first")
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, RESULTS / source.name)
+            print(f"kept {source} as {RESULTS / source.name}")
     else:
-        await asyncio.to_thread(report.write, RESULTS, DOCS)
+        await asyncio.to_thread(report.write, args.results, args.docs)
     return 0
 
 

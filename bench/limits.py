@@ -1,0 +1,72 @@
+"""Looser send limits for a scenario that needs them, set through the config service (as an
+operator would) and put back when it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from infra.catalog import APPS
+from infra.layout import Layout
+
+#: Ops ports of the services that follow the limits section: the messaging servers and the
+#: history query service.
+FOLLOWERS = tuple(
+    a.ops_port for a in APPS if a.module[0] == "messaging" or a.module == ["history", "query"]
+)
+APPLIED_SECONDS = 20.0
+
+
+def admin_token() -> str:
+    return (
+        os.environ.get("CHAT_ADMIN_TOKEN")
+        or (Layout.from_env().state / "secrets" / "admin").read_text().strip()
+    )
+
+
+@contextlib.asynccontextmanager
+async def send_limits(config_url: str, *, rate_per_user: float, burst: int) -> AsyncIterator[None]:
+    """At least ``rate_per_user`` sends a second and ``burst`` at once per user while the block
+    runs; the section as it was afterwards. Nothing is changed if the limits allow it already."""
+    headers = {"Authorization": f"Bearer {admin_token()}"}
+    url = f"{config_url}/v1/config/limits"
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.get(url) as response:
+            response.raise_for_status()
+            before: dict[str, Any] = (await response.json())["value"]
+        wanted = {
+            **before,
+            "send_rate_per_second": max(before["send_rate_per_second"], rate_per_user),
+            "send_burst": max(before["send_burst"], burst),
+        }
+        if wanted == before:
+            yield
+            return
+        try:
+            await _put(http, url, wanted)
+            yield
+        finally:
+            await _put(http, url, before)
+
+
+async def _put(http: aiohttp.ClientSession, url: str, value: dict[str, Any]) -> None:
+    async with http.put(url, json=value) as response:
+        body = await response.json()
+        if response.status != 200:
+            raise RuntimeError(f"the config service refused the limits: {body}")
+    line = f'chat_config_version{{section="limits"}} {float(body["version"])}'
+    deadline = time.monotonic() + APPLIED_SECONDS
+    for port in FOLLOWERS:  # every server applies it before the scenario goes on
+        while True:
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                if line in await response.text():
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the service on ops port {port} did not apply the limits")
+            await asyncio.sleep(0.1)
