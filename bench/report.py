@@ -172,6 +172,11 @@ def summary_keys(results: Path) -> dict[str, float]:
         keys["e2e_p99_ms_at_500_with_receipts"] = with_receipts["result"]["e2e_ms"]["p99"]
     if death:
         keys["offline_after_server_death_max_s"] = death["result"]["summary_s"]["max"]
+    restarts = _load(results, "writer-restart")
+    if restarts:
+        keys["writer_writing_after_sigkill_max_s"] = restarts["result"]["writing_after_kill_s"][
+            "max"
+        ]
     return keys
 
 
@@ -479,6 +484,7 @@ def write(results: Path, docs: Path) -> None:
             *_processes_table(on["cpu"]),
             "",
         ]
+    lines += _writer_restarts(results)
     before = (
         sorted((results / "before").glob("e2e-*.json")) if (results / "before").is_dir() else []
     )
@@ -507,3 +513,38 @@ def write(results: Path, docs: Path) -> None:
     docs.write_text("\n".join(lines))
     (results / "summary.md").write_text("\n".join(lines).replace("../bench/results/", ""))
     print(f"wrote {docs} and {results / 'summary.md'}")
+
+
+def _writer_restarts(results: Path) -> list[str]:
+    static, dynamic = _load(results, "writer-restart"), _load(results, "writer-restart-dynamic")
+    if not static:
+        return []
+    lines = [
+        "## (k) The history writer killed and started again",
+        "",
+        f"Command: `{static['command']}` ({static['measured_at']})"
+        + (
+            f", then `{dynamic['command']}` ({dynamic['measured_at']}) in the same session"
+            if dynamic
+            else ""
+        )
+        + f": messages sent at {static['result']['rate']:g}/s meanwhile; each round SIGKILLs "
+        "the writer and starts it again (`infra/apps.py`), and times from the kill until the "
+        "process is ready and until it has written again (its "
+        "`history_messages_written_total` above 0). As a static group member the restarted "
+        "writer gets its partitions back at once; without its member id it waits for the "
+        "group to rebalance, which waits for the dead member's 10 s session to time out.",
+        "",
+        "| writer | rounds | ready after, s | writing again after, s (each round) | max s |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for label, run in (("static member (as run)", static), ("no member id", dynamic)):
+        if not run:
+            continue
+        rounds = run["result"]["rounds"]
+        lines.append(
+            f"| {label} | {len(rounds)} | {', '.join(str(r['ready_s']) for r in rounds)} | "
+            f"{', '.join(str(r['writing_s']) for r in rounds)} | "
+            f"{run['result']['writing_after_kill_s']['max']} |"
+        )
+    return [*lines, ""]

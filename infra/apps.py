@@ -13,12 +13,14 @@ import functools
 import hashlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra import processes
@@ -109,8 +111,20 @@ CODE = ("chatlib", "messaging", "history", "notifier", "bff", "config_service", 
 PINS = ("pyproject.toml", "constraints.txt")
 
 
-def code_digest(ctx: Context) -> str:
-    """A hash of every file the services run (sources, the web client, dependency pins)."""
+#: A setting's name in the services' code.
+SETTING = re.compile(rb"\"(CHAT_[A-Z0-9_]+)\"")
+
+
+@dataclass(frozen=True)
+class Code:
+    """What the services run: a hash of their files, and the settings they read by name."""
+
+    digest: str
+    settings: frozenset[str]
+
+
+def read_code(ctx: Context) -> Code:
+    """Every file the services run (sources, the web client, dependency pins)."""
     digest = hashlib.sha256()
     root = ctx.layout.project
     files = [root / name for name in PINS]
@@ -120,11 +134,13 @@ def code_digest(ctx: Context) -> str:
             for path in (root / package).rglob("*")
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
         )
+    settings: set[str] = set()
     for path in files:
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        digest.update(path.read_bytes() if path.is_file() else b"")
-        digest.update(b"\0")
-    return digest.hexdigest()
+        content = path.read_bytes() if path.is_file() else b""
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + content + b"\0")
+        if path.suffix == ".py":
+            settings.update(name.decode() for name in SETTING.findall(content))
+    return Code(digest.hexdigest(), frozenset(settings))
 
 
 def _command(app: App) -> list[str]:
@@ -135,16 +151,20 @@ def _environment(env: dict[str, str], app: App) -> dict[str, str]:
     return {**env, **app.env, "CHAT_OPS_PORT": str(app.ops_port)}
 
 
-#: Variables of the caller's environment that a service reads (it inherits them all): a change
-#: of one restarts it, a change of any other (a shell's PWD, say) does not.
-SETTINGS_PREFIXES = ("CHAT_", "GRPC_", "OTEL_")
+#: The libraries' own settings a service inherits from the caller's environment.
+LIBRARY_PREFIXES = ("GRPC_", "OTEL_")
 
 
-def fingerprint(app: App, env: dict[str, str], code: str) -> str:
-    """What a running service was started from: its code, command and settings."""
-    inherited = {k: v for k, v in os.environ.items() if k.startswith(SETTINGS_PREFIXES)}
+def fingerprint(app: App, env: dict[str, str], code: Code) -> str:
+    """What a running service was started from: its code, command and settings. A service
+    inherits the caller's environment; of it, what the services' code names (``CHAT_...``) and
+    the libraries' settings count, and nothing else (a shell's PWD, a benchmark's own
+    ``CHAT_BENCH_RESULTS``)."""
+    inherited = {
+        k: v for k, v in os.environ.items() if k in code.settings or k.startswith(LIBRARY_PREFIXES)
+    }
     settings = {**inherited, **_environment(env, app)}
-    described = json.dumps([code, _command(app), settings], sort_keys=True)
+    described = json.dumps([code.digest, _command(app), settings], sort_keys=True)
     return hashlib.sha256(described.encode()).hexdigest()
 
 
@@ -155,7 +175,7 @@ def _fingerprint_file(ctx: Context, app: App) -> Path:
 def start(ctx: Context, only: set[str] | None = None) -> list[tuple[App, int]]:
     """(Re)start every service, or the named ones, and wait until each reports ready."""
     env = environment(ctx)
-    code = code_digest(ctx)
+    code = read_code(ctx)
     started = []
     for app in APPS:
         if only is not None and app.name not in only:
@@ -168,7 +188,7 @@ def start(ctx: Context, only: set[str] | None = None) -> list[tuple[App, int]]:
 def run(ctx: Context, app: App) -> int:
     """(Re)start one service as described by ``app`` (which may differ from the catalog's, for
     a measurement); a later ``up`` restarts it as the catalog says."""
-    return _restart(ctx, app, environment(ctx), code_digest(ctx))
+    return _restart(ctx, app, environment(ctx), read_code(ctx))
 
 
 def up(ctx: Context, *, missing_only: bool = False) -> list[tuple[App, int, str]]:
@@ -176,7 +196,7 @@ def up(ctx: Context, *, missing_only: bool = False) -> list[tuple[App, int, str]
     (with ``missing_only``, only the first); leave the rest running. Returns (service, pid,
     what was done) for each."""
     env = environment(ctx)
-    code = code_digest(ctx)
+    code = read_code(ctx)
     outcomes = []
     for app in APPS:
         with step(f"{app.name}: up"):
@@ -197,7 +217,7 @@ def up(ctx: Context, *, missing_only: bool = False) -> list[tuple[App, int, str]
     return outcomes
 
 
-def _restart(ctx: Context, app: App, env: dict[str, str], code: str) -> int:
+def _restart(ctx: Context, app: App, env: dict[str, str], code: Code) -> int:
     pidfile = ctx.layout.pidfile(app.name)
     processes.stop(pidfile, grace=STOP_GRACE)
     ctx.layout.home(app.name).mkdir(parents=True, exist_ok=True)

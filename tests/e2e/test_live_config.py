@@ -71,7 +71,7 @@ async def test_invalid_changes_are_refused_with_the_reason_and_change_nothing(
             {},
             404,
             "unknown section 'quotas' (sections: auth, features, groups, limits, messages,"
-            " notifications, partitioning, web)",
+            " notifications, partitioning, sessions, web)",
         ),
     ]
     for section, value, status, message in cases:
