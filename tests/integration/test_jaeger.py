@@ -30,7 +30,7 @@ def test_an_exported_trace_is_queryable(endpoints: Endpoints, unique: str) -> No
     trace_id = f"{parent.get_span_context().trace_id:032x}"
     provider.shutdown()
 
-    trace = _find_trace(endpoints.jaeger_query, service, seconds=30)
+    trace = _find_trace(endpoints.jaeger_query, service, spans=2, seconds=30)
 
     assert trace["traceID"] == trace_id
     spans = {span["operationName"]: span for span in trace["spans"]}
@@ -45,8 +45,10 @@ def test_an_exported_trace_is_queryable(endpoints: Endpoints, unique: str) -> No
     assert process["serviceName"] == service
 
 
-def _find_trace(query_url: str, service: str, *, seconds: float) -> dict[str, Any]:
-    """Poll the query API: Jaeger batches spans before they become searchable."""
+def _find_trace(query_url: str, service: str, *, spans: int, seconds: float) -> dict[str, Any]:
+    """Poll the query API until the service's trace holds ``spans`` spans: Jaeger batches
+    spans before they become searchable, and each span is exported as it ends (the child
+    first), so a trace may be found before all of its spans are."""
     url = f"{query_url}/api/traces?" + urllib.parse.urlencode({"service": service, "limit": 5})
     deadline = time.monotonic() + seconds
     while True:
@@ -54,6 +56,7 @@ def _find_trace(query_url: str, service: str, *, seconds: float) -> dict[str, An
             found: list[dict[str, Any]] = json.load(response).get("data") or []
         if found:
             assert len(found) == 1, found
-            return found[0]
-        assert time.monotonic() < deadline, f"no trace for service {service} after {seconds}s"
+            if len(found[0]["spans"]) >= spans:
+                return found[0]
+        assert time.monotonic() < deadline, f"no whole trace for {service} after {seconds}s"
         time.sleep(0.5)
