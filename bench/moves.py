@@ -22,7 +22,7 @@ from bench.stats import summary
 from chatlib import tokens
 from chatlib.hashing import partition_for
 from chatlib.partitioning import Partitioning
-from messaging.stream_client import StreamState, events
+from clients.stream import StreamState, events
 
 #: Channels per server address; streams are spread over them (one HTTP/2 connection each).
 CHANNELS_PER_SERVER = 4

@@ -4,12 +4,10 @@
 - ``bff/chats.py``: chats and messages, checked and routed to messaging or history;
 - ``bff/live.py``: the live stream for browsers (WebSocket, and SSE as the fallback);
 - ``bff/routing.py``: which messaging server owns a user; ``bff/views.py``: the JSON shapes;
-- ``bff/web/``: the web client, served at ``/``.
+- ``clients/web/``: the web client, served at ``/``.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from aiohttp import web
 
@@ -19,8 +17,7 @@ from bff.openapi import DOCUMENT
 from bff.routing import BACKENDS, Backends
 from bff.sessions import Accounts
 from chatlib import ops, problems
-
-WEB = Path(__file__).resolve().parent / "web"
+from clients import WEB
 
 
 def create_app(

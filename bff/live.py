@@ -3,7 +3,7 @@ Server-Sent Events where a WebSocket cannot be held), with exactly its semantics
 
 - Every event carries the cursor of the gRPC event; reconnecting with the last one yields
   every missed event once, then ``caught_up``, then live events; too old a cursor yields
-  ``resync_required``. The BFF follows partition moves itself (``messaging/stream_client.py``):
+  ``resync_required``. The BFF follows partition moves itself (``clients/stream.py``):
   a Redirect never reaches the browser and its stream does not drop.
 - No token in a URL: the WebSocket authenticates in its first frame
   (``{"type": "hello", "access_token": ..., "cursor": ...}``); SSE takes a single-use ticket
@@ -47,7 +47,7 @@ from chatlib import errors, problems, tokens
 from chatlib.config_sections import Web
 from chatlib.grpc_auth import bearer_metadata
 from chatlib.live_config import LiveSection
-from messaging.stream_client import StreamState, events
+from clients.stream import StreamState, events
 
 logger = logging.getLogger(__name__)
 

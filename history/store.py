@@ -34,9 +34,9 @@ from cassandra.query import BoundStatement
 
 from chatlib.buckets import bucket_at, bucket_of
 from chatlib.cassandra import AsyncSession
+from chatlib.chat_ids import direct_members
 from chatlib.errors import NotFound, PermissionDenied
 from chatlib.ids import signed, timestamp_ms, unsigned, write_time
-from messaging.chats import direct_members
 from protos.chat.v1 import common_pb2, envelope_pb2
 
 OPENED = common_pb2.ChatChange.OPENED

@@ -107,7 +107,16 @@ def setup(ctx: Context) -> None:
 
 
 #: What a service runs besides its own command and environment: a change here restarts it.
-CODE = ("chatlib", "messaging", "history", "notifier", "bff", "config_service", "protos")
+CODE = (
+    "chatlib",
+    "messaging",
+    "history",
+    "notifier",
+    "bff",
+    "config_service",
+    "clients",
+    "protos",
+)
 PINS = ("pyproject.toml", "constraints.txt")
 
 
@@ -280,7 +289,7 @@ def summary(outcomes: list[tuple[App, int, str]]) -> None:
             f"  {app.name:<15} pid {pid:<8} {done:<9} {app.endpoint};"
             f" ops http://127.0.0.1:{app.ops_port}/readyz"
         )
-    say("Chat from a terminal: .venv/bin/python -m messaging.client --help")
+    say("Chat from a terminal: .venv/bin/python -m clients.terminal --help")
 
 
 def _ready(port: int) -> bool:

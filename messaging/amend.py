@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from chatlib.buckets import bucket_of
 from chatlib.cassandra import AsyncSession
+from chatlib.chat_ids import check_chat_id
 from chatlib.config_sections import Messages
 from chatlib.errors import (
     FailedPrecondition,
@@ -35,7 +36,7 @@ from chatlib.errors import (
 from chatlib.ids import signed, timestamp_ms, unsigned
 from chatlib.live_config import LiveSection
 from messaging.admission import REDIS_FAILURES
-from messaging.chats import Chat, ChatDirectory, check_chat_id
+from messaging.chats import Chat, ChatDirectory
 from messaging.group_rules import ADMIN, OWNER
 from messaging.group_store import GroupStore
 from messaging.send import Accepted, Outgoing, Sender, check_idempotency_key

@@ -32,6 +32,7 @@ import grpc
 
 from chatlib import tokens
 from chatlib.cassandra import AsyncSession
+from chatlib.chat_ids import direct_chat_id
 from chatlib.config_sections import Groups
 from chatlib.errors import NotFound, PermissionDenied, Unavailable
 from chatlib.grpc_auth import bearer_metadata
@@ -40,7 +41,6 @@ from chatlib.leases import LeaseLost, WorkerLease
 from chatlib.live_config import LiveSection
 from messaging import group_rules
 from messaging.admission import Admission, Claim, Owner
-from messaging.chats import direct_chat_id
 from messaging.fence import Fence
 from messaging.group_rules import Action, GroupState, Plan
 from messaging.group_store import GroupStore

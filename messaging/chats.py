@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from chatlib.cassandra import AsyncSession
+from chatlib.chat_ids import direct_chat_id, direct_members
 from chatlib.errors import InvalidArgument, NotFound, PermissionDenied
 from messaging.group_store import GroupStore
 
-DIRECT = re.compile(r"d:[0-9]{1,20}:[0-9]{1,20}")
-GROUP = re.compile(r"g:[0-9]{1,20}")
 CACHE_SIZE = 100_000
-
-
-def direct_chat_id(a: int, b: int) -> str:
-    low, high = sorted((a, b))
-    return f"d:{low}:{high}"
-
-
-def direct_members(chat_id: str) -> frozenset[int]:
-    """A direct chat's two members, from its id ("d:<low>:<high>"); none for a group."""
-    parts = chat_id.split(":")
-    if parts[0] != "d" or len(parts) != 3:
-        return frozenset()
-    return frozenset(int(p) for p in parts[1:] if p.isdigit())
 
 
 def replay_direct(db: AsyncSession, chat_id: str) -> tuple[Any, int]:
@@ -36,13 +21,6 @@ def replay_direct(db: AsyncSession, chat_id: str) -> tuple[Any, int]:
         "INSERT INTO chats (chat_id, kind, member_ids) VALUES (?, 'direct', ?)",
         (chat_id, set(direct_members(chat_id))),
     ), 100
-
-
-def check_chat_id(chat_id: str) -> None:
-    if not chat_id:
-        raise InvalidArgument("chat_id is required")
-    if not (DIRECT.fullmatch(chat_id) or GROUP.fullmatch(chat_id)):
-        raise InvalidArgument(f"chat_id {chat_id[:64]!r} is not a chat id")
 
 
 @dataclass(frozen=True)

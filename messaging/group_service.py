@@ -11,12 +11,12 @@ from collections.abc import Callable
 import grpc
 
 from chatlib import errors, grpc_auth, tokens
+from chatlib.chat_ids import GROUP
 from chatlib.config_sections import Groups
 from chatlib.errors import InvalidArgument
 from chatlib.live_config import LiveSection
 from messaging import group_rules
 from messaging.changes import Changed, ChatChanges, Planner
-from messaging.chats import GROUP
 from messaging.send import check_idempotency_key
 from protos.chat.v1 import groups_pb2, groups_pb2_grpc
 

@@ -37,12 +37,13 @@ import redis.asyncio as aioredis
 
 from chatlib import presence_state
 from chatlib.cassandra import AsyncSession
+from chatlib.chat_ids import direct_members
 from chatlib.errors import InvalidArgument, PermissionDenied
 from chatlib.ids import signed
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.presence_state import MAX_ASKED, presence_key
-from messaging.chats import ChatDirectory, direct_members
+from messaging.chats import ChatDirectory
 from messaging.signals import Signals
 from messaging.streams import StreamRegistry
 from protos.chat.v1 import messaging_pb2

@@ -34,6 +34,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
 from chatlib import deliveries, leases
+from chatlib.chat_ids import check_chat_id
 from chatlib.config_sections import Features, Limits
 from chatlib.errors import ChatError, InvalidArgument, PermissionDenied, Unavailable
 from chatlib.hashing import partition_for
@@ -44,7 +45,7 @@ from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.telemetry import kafka_headers
 from messaging.admission import REDIS_FAILURES, Admission, Claim, Owner
-from messaging.chats import ChatDirectory, check_chat_id
+from messaging.chats import ChatDirectory
 from messaging.fence import Fence
 from messaging.settle import Settler
 from protos.chat.v1 import common_pb2

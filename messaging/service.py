@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator
 import grpc
 
 from chatlib import deliveries, errors, grpc_auth, tokens
+from chatlib.chat_ids import check_chat_id
 from chatlib.hashing import partition_for
 from chatlib.ids import smallest_id_at
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from messaging.amend import Amendments
 from messaging.changes import ChatChanges
-from messaging.chats import ChatDirectory, check_chat_id
+from messaging.chats import ChatDirectory
 from messaging.cursor import Cursor
 from messaging.fanout import FanOut
 from messaging.presence import Presence

@@ -17,10 +17,11 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
+from chatlib.chat_ids import check_chat_id
 from chatlib.config_sections import Messages
 from chatlib.errors import ResourceExhausted
 from chatlib.live_config import LiveSection
-from messaging.chats import ChatDirectory, check_chat_id
+from messaging.chats import ChatDirectory
 from messaging.signals import Signals
 from protos.chat.v1 import messaging_pb2
 

@@ -14,8 +14,8 @@ import aiohttp
 import grpc
 import pytest
 
+from clients.stream import StreamState, events
 from infra.layout import Layout
-from messaging.stream_client import StreamState, events
 from protos.chat.v1 import groups_pb2_grpc, messaging_pb2, messaging_pb2_grpc
 
 BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
@@ -313,7 +313,7 @@ async def messaging_ready() -> bool:
 
 class Follower:
     """A client's live stream held the way a mobile client holds it
-    (``messaging.stream_client``), its messages collected in the background."""
+    (``clients.stream``), its messages collected in the background."""
 
     def __init__(self, clients: Clients, user: User) -> None:
         self.clients = clients

@@ -1,4 +1,4 @@
-"""Three terminal clients (``python -m messaging.client``) hold a group conversation."""
+"""Three terminal clients (``python -m clients.terminal``) hold a group conversation."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ async def _client(username: str, peer: str = "") -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "messaging.client",
+        "clients.terminal",
         "chat",
         username,
         *(["--with", peer] if peer else []),

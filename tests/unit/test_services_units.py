@@ -11,9 +11,9 @@ import pytest
 
 from bff import passwords
 from bff.passwords import hash_password, verify_password
+from chatlib.chat_ids import check_chat_id, direct_chat_id
 from chatlib.errors import InvalidArgument
 from history import migrate
-from messaging.chats import check_chat_id, direct_chat_id
 from messaging.cursor import Cursor
 from messaging.streams import (
     LiveEvent,

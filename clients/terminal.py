@@ -1,4 +1,4 @@
-"""A terminal chat client: ``python -m messaging.client chat alice --with bob``, or without
+"""A terminal chat client: ``python -m clients.terminal chat alice --with bob``, or without
 ``--with`` to pick or create chats and groups with commands (``/help``).
 
 It does what a mobile client does: logs in through the BFF (HTTP), holds a gRPC stream to the
@@ -27,8 +27,8 @@ from typing import Any
 import aiohttp
 import grpc
 
-from messaging.chats import direct_members
-from messaging.stream_client import StreamState, events
+from chatlib.chat_ids import direct_members
+from clients.stream import StreamState, events
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
 DEFAULT_BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
@@ -418,7 +418,7 @@ async def _send(
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m messaging.client", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m clients.terminal", description=__doc__)
     parser.add_argument("--bff", default=DEFAULT_BFF, help="BFF base URL")
     commands = parser.add_subparsers(dest="command", required=True)
     reg = commands.add_parser("register", help="create a user")
