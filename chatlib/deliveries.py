@@ -1,14 +1,16 @@
-"""The backplane record: one ``Delivery`` per recipient of a message on the deliveries topic.
+"""The backplane record: one ``Delivery`` per recipient of a log entry on the deliveries topic.
 
-This module is the record's only codec. Messaging encodes the copies of a send with
-``encode_copies``; every consumer (the live fan-out, replays, history writers, the send
-verifier) reads them with ``recipient_of`` and ``decode``, so they all agree on what a valid
-record is.
+This module is the record's only codec and its only mapping to what readers need. The send
+path describes an entry once, as the fields every copy shares (a ``Delivery`` without message
+id or recipient), and ``encode`` makes its copies; every consumer (the live fan-out, replays,
+history writers, the notifier, the settling of a retried send) reads them with
+``recipient_of`` and ``decode``, and turns one into what a client sees with ``message_of``
+(a message, a change or an amendment) or ``receipt_of`` (a read or delivery mark), so they all
+agree on what a valid record is and what it says.
 
-A copy is the fields every copy shares, serialized once per message, followed by the two
-fields that differ (recipient, primary): protobuf merges concatenated messages, so a message to
-M members costs M small serializations instead of M full ones, and no copy carries the member
-list.
+A copy is the entry serialized once per message, its id and time, then the two fields that
+differ (recipient, primary): protobuf merges concatenated messages, so a message to M members
+costs M small serializations instead of M full ones, and no copy carries the member list.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from protos.chat.v1 import common_pb2, envelope_pb2
+from chatlib.ids import timestamp_ms
+from protos.chat.v1 import common_pb2, envelope_pb2, messaging_pb2
 
 Delivery = envelope_pb2.Delivery
 KINDS = ("direct", "group")
@@ -47,44 +50,34 @@ def recipient_of(key: bytes | None) -> int | None:
     return int(key)
 
 
-def encode_copies(
-    *,
-    message_id: int,
-    chat_id: str,
-    kind: str,
-    sender_id: int,
-    body: str,
-    client_message_id: str,
-    created_at_ms: int,
-    recipients: Iterable[int],
-    change: common_pb2.ChatChange | None = None,
-    read: bool = False,
-    delivered: bool = False,
-    amendment: common_pb2.Amendment | None = None,
-) -> list[Copy]:
-    """One copy per recipient; the sender's own copy is the primary one (history stores it)."""
-    shared = Delivery(
-        message_id=message_id,
-        chat_id=chat_id,
-        kind=kind,
-        sender_id=sender_id,
-        body=body,
-        client_message_id=client_message_id,
-        created_at_ms=created_at_ms,
-        change=change,
-        read=read,
-        delivered=delivered,
-        amendment=amendment,
-    ).SerializeToString()
+def encode(entry: Delivery, message_id: int, recipients: Iterable[int]) -> list[Copy]:
+    """One copy of ``entry`` per recipient, as message ``message_id`` (its time is the id's);
+    the sender's own copy is the primary one (history stores it). ``entry`` is not changed."""
+    shared = (
+        entry.SerializeToString()
+        + Delivery(
+            message_id=message_id, created_at_ms=timestamp_ms(message_id)
+        ).SerializeToString()
+    )
+    sender = entry.sender_id
     return [
         Copy(
             recipient,
             key_of(recipient),
             shared
-            + Delivery(recipient_id=recipient, primary=recipient == sender_id).SerializeToString(),
+            + Delivery(recipient_id=recipient, primary=recipient == sender).SerializeToString(),
         )
         for recipient in recipients
     ]
+
+
+def stamped(entry: Delivery, message_id: int) -> Delivery:
+    """``entry`` as its copies carry it once it is message ``message_id`` (no recipient)."""
+    found = Delivery()
+    found.CopyFrom(entry)
+    found.message_id = message_id
+    found.created_at_ms = timestamp_ms(message_id)
+    return found
 
 
 def decode(value: bytes | None) -> envelope_pb2.Delivery:
@@ -104,6 +97,49 @@ def decode(value: bytes | None) -> envelope_pb2.Delivery:
     if delivery.kind and delivery.kind not in KINDS:
         raise InvalidDelivery(f"delivery has unknown kind {delivery.kind!r}")
     return delivery
+
+
+def message_of(
+    delivery: envelope_pb2.Delivery, into: common_pb2.Message | None = None
+) -> common_pb2.Message:
+    """The entry a record carries as clients see it: a message, a change to the chat or an
+    amendment (its fields set in ``into``, a message of a client event, say, without a copy).
+    Not for a receipt (``receipt_of``)."""
+    message = common_pb2.Message() if into is None else into
+    message.message_id = delivery.message_id
+    message.chat_id = delivery.chat_id
+    message.sender_id = delivery.sender_id
+    message.body = delivery.body
+    message.client_message_id = delivery.client_message_id
+    message.created_at_ms = delivery.created_at_ms
+    if delivery.HasField("change"):
+        message.change.CopyFrom(delivery.change)
+    elif delivery.HasField("amendment"):
+        message.amendment.CopyFrom(delivery.amendment)
+    return message
+
+
+def entry_of(message: common_pb2.Message, kind: str) -> Delivery:
+    """A log entry kept as a message (a group's last change, say) as the send path produces
+    it again: ``message_of`` undone, for a chat of ``kind``."""
+    return Delivery(
+        chat_id=message.chat_id,
+        kind=kind,
+        sender_id=message.sender_id,
+        body=message.body,
+        client_message_id=message.client_message_id,
+        change=message.change if message.HasField("change") else None,
+        amendment=message.amendment if message.HasField("amendment") else None,
+    )
+
+
+def receipt_of(delivery: envelope_pb2.Delivery, into: messaging_pb2.Receipt) -> None:
+    """A read or delivery mark as its recipient's streams are told it (set in ``into``)."""
+    into.chat_id = delivery.chat_id
+    into.user_id = delivery.sender_id
+    into.delivered_up_to = delivery.message_id  # read implies received
+    if delivery.read:
+        into.read_up_to = delivery.message_id
 
 
 def is_receipt(delivery: envelope_pb2.Delivery) -> bool:

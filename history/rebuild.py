@@ -21,7 +21,7 @@ from typing import Any
 from cassandra.query import BoundStatement
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from chatlib import cassandra, deliveries
+from chatlib import cassandra, deliveries, user_records
 from chatlib.ids import unsigned
 from chatlib.kafka import fetch, reader
 from chatlib.settings import Common
@@ -59,16 +59,14 @@ def backfill_users(common: Common) -> int:
         )
         rows = session.execute(query)
         for row in rows:  # the driver pages through the table
-            record = envelope_pb2.UserRecord(
-                user_id=unsigned(row.user_id),
-                username=row.username or "",
-                password_hash=row.password_hash or "",
-                created_at_ms=int(row.created_at.timestamp() * 1000) if row.created_at else 0,
+            record = user_records.user(
+                unsigned(row.user_id),
+                row.username or "",
+                row.password_hash or "",
+                int(row.created_at.timestamp() * 1000) if row.created_at else 0,
             )
-            key = str(record.user_id).encode()
-            producer.produce(
-                common.users_topic, record.SerializeToString(), key, on_delivery=delivered
-            )
+            key, value = user_records.encode(record)
+            producer.produce(common.users_topic, value, key, on_delivery=delivered)
             producer.poll(0)
             written += 1
         if producer.flush(60) or failures:
@@ -100,8 +98,8 @@ async def _replay(common: Common, db: cassandra.AsyncSession) -> dict[str, Any]:
     async def user_batch(records: list[Any]) -> None:
         nonlocal users
         for record in records:
-            if record.value():  # a compacted-away key leaves a tombstone: nobody
-                found = envelope_pb2.UserRecord.FromString(record.value())
+            found = user_records.decode(record.value())
+            if found is not None:  # a compacted-away key leaves a tombstone: nobody
                 await store.insert_user(found, with_name=True)
                 users += 1
 
@@ -118,7 +116,7 @@ async def _replay(common: Common, db: cassandra.AsyncSession) -> dict[str, Any]:
                 counts["undecodable"] += 1  # the live writer dead-lettered it too
                 continue
             batch.append(delivery)
-            if delivery.kind == "direct" or delivery.chat_id.startswith("d:"):
+            if delivery.kind == "direct":
                 if delivery.primary or delivery.change.action == common_pb2.ChatChange.OPENED:
                     statements.append(replay_direct(db, delivery.chat_id))
             elif delivery.primary and delivery.HasField("change"):

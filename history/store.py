@@ -32,6 +32,7 @@ from typing import Any
 
 from cassandra.query import BoundStatement
 
+from chatlib import deliveries
 from chatlib.buckets import bucket_at, bucket_of
 from chatlib.cassandra import AsyncSession
 from chatlib.chat_ids import direct_members
@@ -193,7 +194,7 @@ class HistoryStore:
         bind = self.db.bind
         for delivery in batch:
             key = (delivery.recipient_id, delivery.chat_id)
-            if delivery.read or delivery.delivered:
+            if deliveries.is_receipt(delivery):
                 # A read mark moves the reader's watermark and their row of the chat's read
                 # marks (written at the time of the message read up to: never back); a read
                 # mark is a delivery mark too. The copies telling other members are for their
@@ -387,11 +388,10 @@ class HistoryStore:
         found = []
         for row in rows:
             message_id, sender_id, preview = row.last_message or (0, 0, "")
-            kind = row.kind or ("group" if row.chat_id.startswith("g:") else "direct")
             found.append(
                 ChatState(
                     chat_id=row.chat_id,
-                    kind=kind,
+                    kind=row.kind or "",
                     member_ids=direct_members(row.chat_id),
                     last_message_id=unsigned(message_id),
                     last_sender_id=unsigned(sender_id),

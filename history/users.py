@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 
+from chatlib import user_records
 from chatlib.errors import Unavailable
 from chatlib.kafka import AsyncProducer, ProduceFailed, Record
 from history.store import HistoryStore
-from protos.chat.v1 import envelope_pb2
 
 
 class UserRegistry:
@@ -27,16 +27,10 @@ class UserRegistry:
         """False if the username is taken."""
         if not await self._store.reserve_name(username, user_id):
             return False
-        record = envelope_pb2.UserRecord(
-            user_id=user_id,
-            username=username,
-            password_hash=password_hash,
-            created_at_ms=int(time.time() * 1000),
-        )
+        record = user_records.user(user_id, username, password_hash, int(time.time() * 1000))
+        key, value = user_records.encode(record)
         try:
-            await self._producer.send(
-                [Record(self._topic, str(user_id).encode(), record.SerializeToString(), -1)]
-            )
+            await self._producer.send([Record(self._topic, key, value, -1)])
         except ProduceFailed as exc:
             if exc.uncertain:
                 # Kafka may hold it: the user exists (logging in works), the caller is told.

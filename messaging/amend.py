@@ -41,10 +41,11 @@ from messaging.group_rules import ADMIN, OWNER
 from messaging.group_store import GroupStore
 from messaging.send import Accepted, Outgoing, Sender, check_idempotency_key
 from messaging.sent import SentMessages
-from protos.chat.v1 import common_pb2
+from protos.chat.v1 import common_pb2, envelope_pb2
 
 logger = logging.getLogger(__name__)
 Amendment = common_pb2.Amendment
+Delivery = envelope_pb2.Delivery
 MAX_EMOJI_BYTES = 32
 #: What an emoji may not contain: spaces (the storage key separates with one) and controls.
 NOT_EMOJI = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
@@ -145,17 +146,20 @@ class Amendments:
         target: Target,
         emoji: str = "",
     ) -> Accepted:
-        amendment = Amendment(
-            action=action,
-            message_id=target.message_id,
-            emoji=emoji,
-            message_sender_id=target.sender_id,
+        entry = Delivery(
+            chat_id=chat.chat_id,
+            kind=chat.kind,
+            sender_id=user,
+            body=body,
+            client_message_id=key,
+            amendment=Amendment(
+                action=action,
+                message_id=target.message_id,
+                emoji=emoji,
+                message_sender_id=target.sender_id,
+            ),
         )
-        outgoing = Outgoing(
-            user, chat.chat_id, chat.kind, key, body, chat.members, chat.version,
-            amendment=amendment,
-        )  # fmt: skip
-        return await self._sender.submit(outgoing)
+        return await self._sender.submit(Outgoing(entry, chat.members, chat.version))
 
     async def _target(self, chat: Chat, user: int, message_id: int) -> Target:
         """The message, if it is one the user can see in the chat; NotFound otherwise."""

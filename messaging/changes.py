@@ -30,13 +30,13 @@ from dataclasses import dataclass
 
 import grpc
 
-from chatlib import tokens
+from chatlib import deliveries, tokens
 from chatlib.cassandra import AsyncSession
 from chatlib.chat_ids import direct_chat_id
 from chatlib.config_sections import Groups
 from chatlib.errors import NotFound, PermissionDenied, Unavailable
 from chatlib.grpc_auth import bearer_metadata
-from chatlib.ids import signed, timestamp_ms, unsigned
+from chatlib.ids import signed, unsigned
 from chatlib.leases import LeaseLost, WorkerLease
 from chatlib.live_config import LiveSection
 from messaging import group_rules
@@ -45,7 +45,7 @@ from messaging.fence import Fence
 from messaging.group_rules import Action, GroupState, Plan
 from messaging.group_store import GroupStore
 from messaging.send import Outgoing, Sender
-from protos.chat.v1 import common_pb2, history_pb2, history_pb2_grpc
+from protos.chat.v1 import common_pb2, envelope_pb2, history_pb2, history_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ CHANGE_WAIT_SECONDS = 4.0
 NAMED = 3
 
 Planner = Callable[[GroupState], Plan | None]
+Delivery = envelope_pb2.Delivery
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,9 @@ class ChatChanges:
             chat_id = f"g:{claim.message_id}"
             return await self._prepare(actor, chat_id, request_id, lambda _: plan, claim)
 
-        outgoing = Outgoing(actor, CREATING, "group", request_id, "", frozenset(), prepare=prepare)
-        accepted = await self._sender.submit(outgoing)
+        accepted = await self._sender.submit(
+            Outgoing(_unplanned(actor, CREATING, request_id), frozenset(), prepare=prepare)
+        )
         chat_id = f"g:{accepted.message_id}"
         return Changed(await self._store.load(chat_id), accepted.message_id)
 
@@ -148,17 +150,19 @@ class ChatChanges:
         if plan is not None:
             await self._check_users(plan.joining)
         prepare = functools.partial(self._prepare, actor, chat_id, request_id, planner)
-        outgoing = Outgoing(actor, chat_id, "group", request_id, "", frozenset(), prepare=prepare)
-        accepted = await self._sender.submit(outgoing)
+        accepted = await self._sender.submit(
+            Outgoing(_unplanned(actor, chat_id, request_id), frozenset(), prepare=prepare)
+        )
         return Changed(await self._store.load(chat_id), accepted.message_id)
 
     async def opened(self, actor: int, peer: int) -> None:
         """Tell both members' chat lists of a direct chat (idempotent, no claim)."""
         members = frozenset({actor, peer})
         change = common_pb2.ChatChange(action=Action.OPENED, user_ids=sorted(members))
-        outgoing = Outgoing(
-            actor, direct_chat_id(actor, peer), "direct", "", "", members, change=change
+        entry = Delivery(
+            chat_id=direct_chat_id(actor, peer), kind="direct", sender_id=actor, change=change
         )
+        outgoing = Outgoing(entry, members)
         opened_id = self._mint()
         await self._sender.publish(outgoing, opened_id)
         token = tokens.issue(self._secret, tokens.MESSAGING_SUBJECT, 60)
@@ -181,9 +185,11 @@ class ChatChanges:
             state = await self._store.load(chat_id)
             if state.version and state.last_change_id == claim.message_id:
                 # Written by an earlier attempt that died before Kafka had every copy.
-                entry = common_pb2.Message.FromString(state.last_change)
-                return self._outgoing(
-                    actor, request_id, entry, state.concerned_by(entry.message_id)
+                kept = common_pb2.Message.FromString(state.last_change)
+                return Outgoing(
+                    deliveries.entry_of(kept, "group"),
+                    state.concerned_by(kept.message_id),
+                    kept.change.version,
                 ), claim
             plan = planner(state)
             if plan is None:
@@ -204,10 +210,12 @@ class ChatChanges:
                     raise Unavailable(f"chat {chat_id!r} is being changed; retry in a moment")
                 await asyncio.sleep(0.01)
                 continue
-            entry = await self._entry(actor, chat_id, state, plan, claim.message_id)
+            entry = await self._entry(actor, chat_id, request_id, state, plan)
+            # The log entry is kept with the change: a retry after a crash produces it again.
+            kept = deliveries.message_of(deliveries.stamped(entry, claim.message_id))
             try:
                 applied = await self._store.apply(
-                    state, plan, claim.message_id, entry.SerializeToString(deterministic=True)
+                    state, plan, claim.message_id, kept.SerializeToString(deterministic=True)
                 )
             except Exception as exc:  # noqa: BLE001 - decided below, then reported
                 # A timed-out conditional write may still have been applied: look before
@@ -219,21 +227,7 @@ class ChatChanges:
             if not applied:
                 await self._fence.rollback(chat_id, state.version, claim.message_id)
                 raise Unavailable(f"chat {chat_id!r} changed meanwhile; retry")
-            return self._outgoing(actor, request_id, entry, plan.recipients(state)), claim
-
-    def _outgoing(
-        self, actor: int, request_id: str, entry: common_pb2.Message, recipients: frozenset[int]
-    ) -> Outgoing:
-        return Outgoing(
-            actor,
-            entry.chat_id,
-            "group",
-            request_id,
-            entry.body,
-            recipients,
-            entry.change.version,
-            entry.change,
-        )
+            return Outgoing(entry, plan.recipients(state), entry.change.version), claim
 
     async def _reissue(self, claim: Claim, floor: int, owner: Owner) -> Claim:
         self._sender.ids.advance_past(floor)
@@ -262,8 +256,9 @@ class ChatChanges:
             raise NotFound(f"user {unknown[0]} does not exist")
 
     async def _entry(
-        self, actor: int, chat_id: str, state: GroupState, plan: Plan, change_id: int
-    ) -> common_pb2.Message:
+        self, actor: int, chat_id: str, request_id: str, state: GroupState, plan: Plan
+    ) -> Delivery:
+        """The change's entry of the group's log."""
         change = common_pb2.ChatChange(
             action=plan.action,
             name=plan.name,
@@ -273,14 +268,19 @@ class ChatChanges:
             roles={**plan.joining, **plan.roles},
         )
         names = await self._names.lookup([actor, *plan.subjects[:NAMED]])
-        return common_pb2.Message(
-            message_id=change_id,
+        return Delivery(
             chat_id=chat_id,
+            kind="group",
             sender_id=actor,
             body=describe(actor, plan, state.name, names),
-            created_at_ms=timestamp_ms(change_id),
+            client_message_id=request_id,
             change=change,
         )
+
+
+def _unplanned(actor: int, chat_id: str, request_id: str) -> Delivery:
+    """A change before it is planned: enough for its claim (``prepare`` makes the entry)."""
+    return Delivery(chat_id=chat_id, kind="group", sender_id=actor, client_message_id=request_id)
 
 
 def describe(actor: int, plan: Plan, old_name: str, names: dict[int, str]) -> str:

@@ -11,10 +11,11 @@ from typing import Any
 
 from cassandra.query import BatchStatement, BatchType, BoundStatement
 
+from chatlib import deliveries
 from chatlib.cassandra import AsyncSession
 from chatlib.ids import signed, unsigned, write_time
 from messaging.group_rules import Action, GroupState, MemberRow, Plan
-from protos.chat.v1 import common_pb2, envelope_pb2
+from protos.chat.v1 import envelope_pb2
 
 _LOAD = (
     "SELECT user_id, role, since_id, until_id, name, version, last_change_id, last_change"
@@ -53,18 +54,6 @@ _REPLAY_ROLE = (
 )
 JOINING = (Action.CREATED, Action.ADDED)
 LEAVING = (Action.REMOVED, Action.LEFT)
-
-
-def entry_of(delivery: envelope_pb2.Delivery) -> common_pb2.Message:
-    """The log entry a change record carries, as ``group_members.last_change`` keeps it."""
-    return common_pb2.Message(
-        message_id=delivery.message_id,
-        chat_id=delivery.chat_id,
-        sender_id=delivery.sender_id,
-        body=delivery.body,
-        created_at_ms=delivery.created_at_ms,
-        change=delivery.change,
-    )
 
 
 class GroupStore:
@@ -125,7 +114,7 @@ class GroupStore:
         change = delivery.change
         chat_id, change_id = delivery.chat_id, signed(delivery.message_id)
         at = write_time(delivery.message_id)
-        entry = entry_of(delivery).SerializeToString(deterministic=True)
+        entry = deliveries.message_of(delivery).SerializeToString(deterministic=True)
         bind = self._db.bind
         found = [
             (bind(_REPLAY_GROUP, (at, change.name, change.version, change_id, entry, chat_id)), 500)

@@ -16,8 +16,16 @@ import logging
 from chatlib.errors import ChatError
 from messaging.chats import Chat
 from messaging.send import Outgoing, Sender
+from protos.chat.v1 import envelope_pb2
 
 logger = logging.getLogger(__name__)
+
+
+def receipt_entry(reader: int, chat: Chat, *, read: bool) -> envelope_pb2.Delivery:
+    """A read (or delivery) mark of ``reader`` in ``chat``, up to the id it is produced as."""
+    return envelope_pb2.Delivery(
+        chat_id=chat.chat_id, kind=chat.kind, sender_id=reader, read=read, delivered=not read
+    )
 
 
 class ReceiptFanOut:
@@ -46,9 +54,7 @@ class ReceiptFanOut:
                     not read and batch.get((reader, chat_id, True), (0,))[0] >= up_to
                 ):
                     continue  # nobody to tell, or the read receipt says as much
-                receipt = Outgoing(
-                    reader, chat_id, chat.kind, "", "", others, read=read, delivered=not read
-                )
+                receipt = Outgoing(receipt_entry(reader, chat, read=read), others)
                 try:
                     await self._sender.publish(receipt, up_to)
                 except ChatError as exc:

@@ -48,10 +48,11 @@ from messaging.admission import REDIS_FAILURES, Admission, Claim, Owner
 from messaging.chats import ChatDirectory
 from messaging.fence import Fence
 from messaging.settle import Settler
-from protos.chat.v1 import common_pb2
+from protos.chat.v1 import envelope_pb2
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
+Delivery = envelope_pb2.Delivery
 SENT = Counter("messaging_messages_sent_total", "Messages acknowledged to senders", ["duplicate"])
 SENT_NEW, SENT_AGAIN = SENT.labels(duplicate="false"), SENT.labels(duplicate="true")
 SEND_SECONDS = Histogram("messaging_send_seconds", "Send latency until every copy is acked")
@@ -90,38 +91,45 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message (or a change to a chat) as the send path carries it: who, where, what, and to
-    whom."""
+    """An entry of a chat's log (a message, a change, an amendment, a receipt) as the send
+    path carries it: what every copy says, and to whom it goes."""
 
-    sender: int
-    chat_id: str
-    kind: str
-    client_message_id: str
-    body: str
+    #: The fields every copy shares (``chatlib/deliveries.py`` stamps the id and makes the
+    #: copies); never changed once built.
+    entry: Delivery
     recipients: frozenset[int]
     #: A group's membership version the recipients are from.
     version: int = 0
-    change: common_pb2.ChatChange | None = None
-    #: A read receipt: the sender read the chat up to the record's message id.
-    read: bool = False
-    #: A delivery receipt: the sender's devices received the chat up to the record's id.
-    delivered: bool = False
-    #: An edit, deletion or reaction of an earlier message (``messaging/amend.py``).
-    amendment: common_pb2.Amendment | None = None
     #: For a change: writes it once the claim is held (``messaging/changes.py``), and gives
     #: the log entry to produce and the claim (its id may have been moved past the fence's
     #: floor); None if it turned out to change nothing.
     prepare: Prepare | None = None
 
     @property
+    def sender(self) -> int:
+        return self.entry.sender_id
+
+    @property
+    def chat_id(self) -> str:
+        return self.entry.chat_id
+
+    @property
+    def kind(self) -> str:
+        return self.entry.kind
+
+    @property
+    def client_message_id(self) -> str:
+        return self.entry.client_message_id
+
+    @property
     def is_message(self) -> bool:
         """A message, which may be amended later (not a change, receipt or amendment)."""
+        entry = self.entry
         return (
-            self.change is None
-            and self.amendment is None
-            and self.prepare is None
-            and not self.read
-            and not self.delivered
+            self.prepare is None
+            and not entry.HasField("change")
+            and not entry.HasField("amendment")
+            and not deliveries.is_receipt(entry)
         )
 
 
@@ -190,10 +198,14 @@ class Sender:
         started = time.perf_counter()
         self.check(chat_id, client_message_id, body)
         chat = await self._directory.check_member(chat_id, sender)
-        outgoing = Outgoing(
-            sender, chat_id, chat.kind, client_message_id, body, chat.members, chat.version
+        entry = Delivery(
+            chat_id=chat_id,
+            kind=chat.kind,
+            sender_id=sender,
+            body=body,
+            client_message_id=client_message_id,
         )
-        return await self.submit(outgoing, started)
+        return await self.submit(Outgoing(entry, chat.members, chat.version), started)
 
     async def submit(self, outgoing: Outgoing, started: float | None = None) -> Accepted:
         """Send a checked message or change: join its attempt running here, or start one."""
@@ -381,19 +393,10 @@ class Sender:
         partitions = self._partitioning.get().partitions
         # Only a sampled trace travels on: consumers open spans for nothing else.
         headers = kafka_headers() if trace.get_current_span().is_recording() else None
-        copies = deliveries.encode_copies(
-            message_id=message_id,
-            chat_id=outgoing.chat_id,
-            kind=outgoing.kind,
-            sender_id=outgoing.sender,
-            body=outgoing.body,
-            client_message_id=outgoing.client_message_id,
-            created_at_ms=timestamp_ms(message_id),
-            recipients=sorted(outgoing.recipients if recipients is None else recipients),
-            change=outgoing.change,
-            read=outgoing.read,
-            delivered=outgoing.delivered,
-            amendment=outgoing.amendment,
+        copies = deliveries.encode(
+            outgoing.entry,
+            message_id,
+            sorted(outgoing.recipients if recipients is None else recipients),
         )
         return [
             Record(self._topic, c.key, c.value, partition_for(c.recipient, partitions), headers)

@@ -21,7 +21,7 @@ from messaging.chats import ChatDirectory
 from messaging.cursor import Cursor
 from messaging.fanout import FanOut
 from messaging.presence import Presence
-from messaging.receipts import ReceiptFanOut
+from messaging.receipts import ReceiptFanOut, receipt_entry
 from messaging.recent import RecentDeliveries
 from messaging.replay import Replayer, TooManyToReplay, Watermarks
 from messaging.send import Accepted, Outgoing, Sender
@@ -183,9 +183,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         # a few milliseconds ahead stays unmarked until it is marked again).
         now = smallest_id_at(int(time.time() * 1000) + 1) - 1
         up_to = min(message_id, now)
-        own = Outgoing(
-            user, chat.chat_id, chat.kind, "", "", frozenset({user}), read=read, delivered=not read
-        )
+        own = Outgoing(receipt_entry(user, chat, read=read), frozenset({user}))
         await self._sender.publish(own, up_to)
         if member:  # a former member's reading is their own business
             self._receipts.note(user, chat, up_to, read=read)

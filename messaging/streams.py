@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from prometheus_client import Counter, Gauge
 
+from chatlib import deliveries
 from messaging.cursor import Cursor
 from protos.chat.v1 import envelope_pb2, messaging_pb2
 
@@ -38,29 +39,13 @@ class LiveEvent(NamedTuple):
 
 
 def message_event(cursor: Cursor, delivery: envelope_pb2.Delivery) -> LiveEvent:
-    """The client event of a delivery, its message's fields set in place (no copies). A
-    receipt's event has message id 0: it is never taken for a repeated message."""
+    """The client event of a delivery, built in place (no copies). A receipt's event has
+    message id 0: it is never taken for a repeated message."""
     event = messaging_pb2.ClientEvent(cursor=cursor.encode())
-    if delivery.read or delivery.delivered:
-        receipt = event.receipt
-        receipt.chat_id = delivery.chat_id
-        receipt.user_id = delivery.sender_id
-        # Read implies received.
-        receipt.delivered_up_to = delivery.message_id
-        if delivery.read:
-            receipt.read_up_to = delivery.message_id
+    if deliveries.is_receipt(delivery):
+        deliveries.receipt_of(delivery, into=event.receipt)
         return LiveEvent(cursor, 0, event)
-    message = event.message
-    message.message_id = delivery.message_id
-    message.chat_id = delivery.chat_id
-    message.sender_id = delivery.sender_id
-    message.body = delivery.body
-    message.client_message_id = delivery.client_message_id
-    message.created_at_ms = delivery.created_at_ms
-    if delivery.HasField("change"):
-        message.change.CopyFrom(delivery.change)
-    elif delivery.HasField("amendment"):
-        message.amendment.CopyFrom(delivery.amendment)
+    deliveries.message_of(delivery, into=event.message)
     return LiveEvent(cursor, delivery.message_id, event)
 
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from protos.chat.v1 import common_pb2
+
 
 @dataclass(frozen=True)
 class Pending:
+    """A message waiting in a burst, and where its record is (what may be committed)."""
+
     partition: int
     offset: int
-    message_id: int
-    sender_id: int
-    body: str
+    message: common_pb2.Message
 
 
 @dataclass

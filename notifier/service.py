@@ -150,9 +150,7 @@ class Notifier:
                 continue  # the history writer dead-letters it
             if not _notifiable(delivery):
                 continue
-            pending = Pending(
-                partition, offset, delivery.message_id, delivery.sender_id, delivery.body
-            )
+            pending = Pending(partition, offset, deliveries.message_of(delivery))
             self._offsets.hold(partition, offset)
             self._bursts.add(
                 recipient,
@@ -260,9 +258,9 @@ def notification(burst: Burst, messages: list[Pending], *, previews: bool) -> di
         "chat_id": burst.chat_id,
         "chat_kind": burst.kind or "direct",
         "collapse_key": burst.chat_id,
-        "sender_id": str(last.sender_id),
-        "sender_ids": sorted({str(m.sender_id) for m in messages}),
-        "message_ids": [str(m.message_id) for m in messages],
+        "sender_id": str(last.message.sender_id),
+        "sender_ids": sorted({str(m.message.sender_id) for m in messages}),
+        "message_ids": [str(m.message.message_id) for m in messages],
         "count": len(messages),
-        "preview": last.body[:PREVIEW_CHARS] if previews else None,
+        "preview": last.message.body[:PREVIEW_CHARS] if previews else None,
     }

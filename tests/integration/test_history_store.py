@@ -40,15 +40,12 @@ def _message_id(at_ms: int, sequence: int = 0) -> int:
 def _copies(message_id: int, sender: int, body: str) -> list[deliveries.Delivery]:
     return [
         deliveries.decode(c.value)
-        for c in deliveries.encode_copies(
-            message_id=message_id,
-            chat_id=CHAT,
-            kind="direct",
-            sender_id=sender,
-            body=body,
-            client_message_id=body,
-            created_at_ms=at_ms(message_id),
-            recipients=[ALICE, BOB],
+        for c in deliveries.encode(
+            deliveries.Delivery(
+                chat_id=CHAT, kind="direct", sender_id=sender, body=body, client_message_id=body
+            ),
+            message_id,
+            [ALICE, BOB],
         )
     ]
 
@@ -131,21 +128,22 @@ def _amendment(
 ) -> list[deliveries.Delivery]:
     return [
         deliveries.decode(c.value)
-        for c in deliveries.encode_copies(
-            message_id=entry_id,
-            chat_id=CHAT,
-            kind="direct",
-            sender_id=sender,
-            body=body,
-            client_message_id=f"a{entry_id}",
-            created_at_ms=at_ms(entry_id),
-            recipients=[ALICE, BOB],
-            amendment=common_pb2.Amendment(
-                action=action,  # type: ignore[arg-type]
-                message_id=target,
-                message_sender_id=ALICE,
-                emoji=emoji,
+        for c in deliveries.encode(
+            deliveries.Delivery(
+                chat_id=CHAT,
+                kind="direct",
+                sender_id=sender,
+                body=body,
+                client_message_id=f"a{entry_id}",
+                amendment=common_pb2.Amendment(
+                    action=action,  # type: ignore[arg-type]
+                    message_id=target,
+                    message_sender_id=ALICE,
+                    emoji=emoji,
+                ),
             ),
+            entry_id,
+            [ALICE, BOB],
         )
     ]
 

@@ -156,16 +156,10 @@ async def test_settling_produces_only_the_copies_that_never_landed(
 
     def records(missing: frozenset[int] | None) -> list[Record]:
         wanted = recipients if missing is None else sorted(missing)
-        copies = deliveries.encode_copies(
-            message_id=message_id,
-            chat_id="g:1",
-            kind="group",
-            sender_id=11,
-            body="late",
-            client_message_id="c",
-            created_at_ms=claimed_ms,
-            recipients=wanted,
+        entry = deliveries.Delivery(
+            chat_id="g:1", kind="group", sender_id=11, body="late", client_message_id="c"
         )
+        copies = deliveries.encode(entry, message_id, wanted)
         return [Record(topic, c.key, c.value, c.recipient % 4) for c in copies]
 
     try:

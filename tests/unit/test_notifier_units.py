@@ -6,10 +6,12 @@ from __future__ import annotations
 from history.store import reaction_counts
 from notifier.bursts import Bursts, Offsets, Pending
 from notifier.service import notification
+from protos.chat.v1 import common_pb2
 
 
 def pending(offset: int, body: str = "hi", sender: int = 7, partition: int = 3) -> Pending:
-    return Pending(partition, offset, 1000 + offset, sender, body)
+    message = common_pb2.Message(message_id=1000 + offset, sender_id=sender, body=body)
+    return Pending(partition, offset, message)
 
 
 def test_a_burst_collects_one_chats_messages_until_it_is_due() -> None:

@@ -6,25 +6,22 @@ from __future__ import annotations
 import pytest
 
 from chatlib import deliveries
-from chatlib.ids import timestamp_ms, write_time
+from chatlib.ids import smallest_id_at, timestamp_ms, write_time
 from chatlib.redis_wire import encode
 from messaging.admission import Owner, claim_field, claim_keys, parse
 from messaging.cursor import Cursor
 from messaging.recent import OVERHEAD_BYTES, RecentDeliveries
 from messaging.streams import message_event
 
+#: A message id minted 123 ms after the ids' epoch.
+MESSAGE_ID = smallest_id_at(1_767_225_600_123) | 5
+
 
 def _copies(recipients: list[int], sender: int = 7) -> list[deliveries.Copy]:
-    return deliveries.encode_copies(
-        message_id=123456789,
-        chat_id="d:7:9",
-        kind="direct",
-        sender_id=sender,
-        body="hello",
-        client_message_id="c1",
-        created_at_ms=1_767_225_600_123,
-        recipients=recipients,
+    entry = deliveries.Delivery(
+        chat_id="d:7:9", kind="direct", sender_id=sender, body="hello", client_message_id="c1"
     )
+    return deliveries.encode(entry, MESSAGE_ID, recipients)
 
 
 def test_each_copy_decodes_to_the_message_for_its_recipient_and_only_the_sender_is_primary() -> (
@@ -37,18 +34,18 @@ def test_each_copy_decodes_to_the_message_for_its_recipient_and_only_the_sender_
     assert [(d.recipient_id, d.primary) for d in decoded] == [(7, True), (9, False)]
     for d in decoded:
         assert (d.message_id, d.chat_id, d.kind, d.sender_id, d.body) == (
-            123456789,
+            MESSAGE_ID,
             "d:7:9",
             "direct",
             7,
             "hello",
         )
     live = message_event(Cursor(3, 42), decoded[1])
-    assert live.message_id == 123456789
+    assert live.message_id == MESSAGE_ID
     assert live.event.cursor == "v1.3.42"
     message = live.event.message
     assert (message.message_id, message.client_message_id, message.created_at_ms) == (
-        123456789,
+        MESSAGE_ID,
         "c1",
         1_767_225_600_123,
     )
