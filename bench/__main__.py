@@ -202,7 +202,7 @@ def lossless(result: dict[str, Any]) -> bool:
 
 async def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench",
+        prog="chat-bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -417,5 +417,10 @@ async def main(argv: list[str]) -> int:
     return 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``chat-bench``: ``python -m bench`` as a command."""
+    return asyncio.run(main(sys.argv[1:] if argv is None else argv))
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1:])))
+    sys.exit(cli())

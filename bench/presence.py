@@ -20,7 +20,7 @@ from infra import processes
 from infra.layout import Layout
 from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
 
-#: Presence remembers who shares a chat for 5 s (messaging/presence.py CONTACTS_SECONDS).
+#: Presence remembers who shares a chat for 5 s (messaging/signals/presence.py CONTACTS_SECONDS).
 CONTACTS_SECONDS = 5.5
 
 

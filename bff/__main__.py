@@ -14,7 +14,7 @@ from aiohttp import web
 from bff.app import create_app
 from bff.live import Live
 from bff.routing import Backends
-from bff.sessions import Accounts
+from bff.session_routes import Accounts
 from bff.settings import Settings
 from chatlib import lifecycle, ops, redis_client, telemetry, tokens
 from chatlib.config_sections import AuthLimits, Features, Sessions, Web

@@ -1,7 +1,7 @@
 """The BFF's HTTP application: which module serves which routes.
 
-- ``bff/sessions.py``: accounts and sessions (register, log in, refresh, log out);
-- ``bff/chats.py``: chats and messages, checked and routed to messaging or history;
+- ``bff/session_routes.py``: accounts and sessions (register, log in, refresh, log out);
+- ``bff/chat_routes.py``: chats and messages, checked and routed to messaging or history;
 - ``bff/live.py``: the live stream for browsers (WebSocket, and SSE as the fallback);
 - ``bff/routing.py``: which messaging server owns a user; ``bff/views.py``: the JSON shapes;
 - ``clients/web/``: the web client, served at ``/``.
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bff import chats, groups, live, sessions
+from bff import chat_routes, group_routes, live, session_routes
 from bff.live import Live
 from bff.openapi import DOCUMENT
 from bff.routing import BACKENDS, Backends
-from bff.sessions import Accounts
+from bff.session_routes import Accounts
 from chatlib import ops, problems
 from clients import WEB
 
@@ -28,9 +28,9 @@ def create_app(
         middlewares=[ops.http_metrics, problems.middleware],
     )
     app[BACKENDS] = backends
-    sessions.add_routes(app, accounts)
-    chats.add_routes(app)
-    groups.add_routes(app)
+    session_routes.add_routes(app, accounts)
+    chat_routes.add_routes(app)
+    group_routes.add_routes(app)
     live.add_routes(app, streams)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/", index)

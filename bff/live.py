@@ -40,9 +40,9 @@ import redis.asyncio as aioredis
 from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import Counter, Gauge
 
-from bff import chats, inputs, views
+from bff import chat_routes, inputs, views
 from bff.routing import Backends
-from bff.sessions import Accounts
+from bff.session_routes import Accounts
 from chatlib import errors, problems, tokens
 from chatlib.config_sections import Web
 from chatlib.grpc_auth import bearer_metadata
@@ -301,7 +301,7 @@ async def _send(socket: Socket, raw: str) -> None:
         if body.get("type") != "send":
             raise errors.InvalidArgument('a frame after hello must be {"type": "send", ...}')
         chat_id = inputs.checked(inputs.text(body, "chat_id", maximum=64), "chat_id", maximum=64)
-        outgoing = chats.send_request(chat_id, body)
+        outgoing = chat_routes.send_request(chat_id, body)
         _, messaging = await live.backends.messaging_for(socket.claims.user_id)
         reply = await messaging.Send(
             outgoing,

@@ -104,7 +104,7 @@ class AuthLimits:
 
 @dataclass(frozen=True)
 class Sessions:
-    """How sessions live (bff/sessions.py, chatlib/sessions.py)."""
+    """How sessions live (bff/session_routes.py, chatlib/sessions.py)."""
 
     #: For this long after a refresh token was spent, presenting it again answers the same new
     #: tokens the first refresh got (two tabs, or a phone retrying a refresh whose answer it
@@ -163,7 +163,7 @@ class Web:
 
 @dataclass(frozen=True)
 class Groups:
-    """Group chats (messaging/group_rules.py)."""
+    """Group chats (messaging/groups/rules.py)."""
 
     #: Members a group may hold; a change that would make it larger is refused.
     max_members: int
@@ -179,7 +179,8 @@ class Groups:
 
 @dataclass(frozen=True)
 class Messages:
-    """What may happen to a message after it is sent (messaging/amend.py, messaging/live.py)."""
+    """What may happen to a message after it is sent (messaging/send/amend.py), and typing
+    (messaging/signals/typing.py)."""
 
     #: How long after sending a message its sender may still edit it.
     edit_window_seconds: int

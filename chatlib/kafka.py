@@ -14,11 +14,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 from confluent_kafka.admin._resource import ResourceType
@@ -330,3 +330,51 @@ def ensure_topic(
     for future in admin.create_topics([topic]).values():
         future.result(timeout=30)
     return True
+
+
+#: Records per batch of ``read_all``.
+READ_ALL_BATCH = 1000
+
+
+async def read_all(
+    bootstrap: str, topic: str, handle: Callable[[list[Message]], Awaitable[None]]
+) -> None:
+    """Every record of ``topic`` from its start to its end as of now, in batches handed to
+    ``handle`` (a keyspace rebuilt from the log reads its topics so)."""
+    consumer: Consumer = reader(bootstrap, "rebuild")
+    try:
+        metadata = await asyncio.to_thread(consumer.list_topics, topic, 10)
+        partitions = sorted(metadata.topics[topic].partitions)
+        ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
+        for partition in partitions:
+            low, high = await asyncio.to_thread(
+                consumer.get_watermark_offsets, TopicPartition(topic, partition), 10.0, False
+            )
+            if high > low:
+                ends[partition] = high
+                starts.append(TopicPartition(topic, partition, low))
+        if not starts:
+            return
+        consumer.assign(starts)
+        while ends:
+            messages = await asyncio.to_thread(fetch, consumer, READ_ALL_BATCH, 1.0)
+            records = []
+            for message in messages:
+                error = message.error()
+                partition = message.partition() or 0
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(f"reading {topic}: {error}")
+                    ends.pop(partition, None)  # read to its end (compaction leaves gaps)
+                    continue
+                end = ends.get(partition)
+                if end is None or (message.offset() or 0) >= end:
+                    continue
+                records.append(message)
+                if (message.offset() or 0) + 1 >= end:
+                    del ends[partition]
+            if records:
+                await handle(records)
+    finally:
+        consumer.close()

@@ -1,4 +1,4 @@
-"""Where presence lives in Redis, for the servers that write it (``messaging/presence.py``)
+"""Where presence lives in Redis, for the servers that write it (``messaging/signals/presence.py``)
 and everyone who reads it (GetPresence, the notifier).
 
 ``chat:presence:{user}`` is a hash of messaging server name -> live streams of the user on

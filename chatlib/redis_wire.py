@@ -1,6 +1,6 @@
 """A small Redis client for the hot path: one connection, every command written as it comes.
 
-Each send makes one Redis call before Kafka (``messaging/admission.py``). Through redis-py's
+Each send makes one Redis call before Kafka (``messaging/send/admission.py``). Through redis-py's
 asyncio client a script call costs about 115 µs of this process's CPU (connection checkout,
 retry wrappers, argument filtering); written straight onto one connection and parsed by hiredis
 (the Redis project's C parser) it costs about 30 µs alone and about 10 µs when several are in

@@ -68,6 +68,10 @@ class Common:
         self.cassandra_hosts = env.items("CHAT_CASSANDRA_HOSTS", "127.0.0.1")
         self.cassandra_port = env.integer("CHAT_CASSANDRA_PORT", 9042)
         self.keyspace = env.text("CHAT_KEYSPACE", "chat")
+        #: How a keyspace is created (the migrations and a rebuild create one).
+        self.keyspace_replication = env.text(
+            "CHAT_KEYSPACE_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
         self.redis_url = env.text("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0")
         self.otlp_endpoint = env.text("CHAT_OTLP_ENDPOINT", "http://127.0.0.1:4317")
         # Where /livez, /readyz and /metrics listen: loopback by default; 0.0.0.0 where a

@@ -417,8 +417,8 @@ async def _send(
             await asyncio.sleep(0.5 * (attempt + 1))
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clients.terminal", description=__doc__)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chat-client", description=__doc__)
     parser.add_argument("--bff", default=DEFAULT_BFF, help="BFF base URL")
     commands = parser.add_subparsers(dest="command", required=True)
     reg = commands.add_parser("register", help="create a user")
@@ -445,4 +445,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

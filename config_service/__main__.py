@@ -42,8 +42,8 @@ from config_service.store import ConfigStore, VersionConflict
 logger = logging.getLogger("config_service")
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m config_service")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chat-admin")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the admin HTTP API")
     get = commands.add_parser("get", help="print a section (or every section)")
@@ -193,4 +193,4 @@ def _print(value: Any) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -3,193 +3,48 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import re
 import sys
-from contextlib import AsyncExitStack
-from typing import Any
 
-import grpc
-from confluent_kafka import Consumer
-
-from chatlib import cassandra, lifecycle, ops, redis_client, telemetry, tokens
-from chatlib.config_sections import Limits
-from chatlib.ids import Snowflake
-from chatlib.kafka import AsyncProducer
-from chatlib.leases import WorkerLease
-from chatlib.live_config import LiveConfig, LiveSection
-from chatlib.revocations import Revocations
-from history import migrate, rebuild
-from history.query_service import HistoryService
+import history
+from chatlib import lifecycle, migrations
+from history import assembly, rebuild
 from history.settings import Settings
-from history.store import HistoryStore
-from history.users import UserRegistry
-from history.writer import HistoryWriter
-from protos.chat.v1 import history_pb2_grpc
 
-logger = logging.getLogger("history")
-KEYSPACE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
+COMMANDS = ("migrate", "writer", "query", "rebuild", "backfill-users")
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m history")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chat-history")
+    parser.add_argument("command", choices=COMMANDS)
     parser.add_argument(
-        "command", choices=["migrate", "writer", "query", "rebuild", "backfill-users"]
+        "--keyspace", help="rebuild: the keyspace to make from the log (not the live one)"
     )
-    parser.add_argument(
-        "--keyspace", help="rebuild: the keyspace to create from the log (not the live one)"
-    )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     environ: dict[str, str] = dict(os.environ)
     if args.command in ("migrate", "rebuild", "backfill-users"):
         # None accepts a token: an operator's shell need not hold the key.
         environ.setdefault("CHAT_JWT_SECRET", "-")
     settings = Settings.from_env(environ)
+    common = settings.common
+    if args.command == "migrate":
+        return migrations.migrate(common, "history", history.MIGRATIONS)
     if args.command == "backfill-users":
-        written = rebuild.backfill_users(settings.common)
-        print(f"{written} users written to {settings.common.users_topic}")
+        print(f"{rebuild.backfill_users(common)} users written to {common.users_topic}")
         return 0
     if args.command == "rebuild":
-        if not args.keyspace or not KEYSPACE.fullmatch(args.keyspace):
+        if not args.keyspace or not migrations.KEYSPACE.fullmatch(args.keyspace):
             parser.error("rebuild needs --keyspace NAME (letters, digits, _; at most 48)")
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        replayed = rebuild.run(settings.common, args.keyspace, settings.replication)
-        print(f"keyspace {args.keyspace} rebuilt from the log: {replayed}")
+        replayed = rebuild.run(common, args.keyspace)
+        print(f"history's tables in {args.keyspace} rebuilt from the log: {replayed}")
         return 0
-    if args.command == "migrate":
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-        cluster, session = cassandra.connect(
-            settings.common.cassandra_hosts, settings.common.cassandra_port
-        )
-        try:
-            applied = migrate.apply(session, settings.common.keyspace, settings.replication)
-        finally:
-            cluster.shutdown()
-        print(f"keyspace {settings.common.keyspace}: applied {applied or 'nothing, up to date'}")
-        return 0
+    run = assembly.writer if args.command == "writer" else assembly.query
     return lifecycle.serve(
-        f"history-{args.command}",
-        settings.common,
-        lambda stack, stop: _run(args.command, settings, stack, stop),
+        f"history-{args.command}", common, lambda stack, stop: run(settings, stack, stop)
     )
-
-
-async def _run(
-    command: str, settings: Settings, stack: AsyncExitStack, stop: asyncio.Event
-) -> None:
-    common = settings.common
-    cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
-    stack.callback(cluster.shutdown)
-    db = cassandra.AsyncSession(session, common.keyspace)
-    store = HistoryStore(db)
-
-    async def cassandra_check() -> str | None:
-        await db.execute("SELECT release_version FROM system.local")
-        return None
-
-    if command == "writer":
-        consumer = Consumer(
-            {
-                "bootstrap.servers": common.kafka_bootstrap,
-                "group.id": settings.writer_group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "cooperative-sticky",
-                # A writer that died (SIGKILL, lost host) holds its partitions until its session
-                # times out; 10 s bounds that pause instead of the client default of 45 s. One
-                # restarted under its static id (below) takes them back at once.
-                "session.timeout.ms": 10_000,
-                "heartbeat.interval.ms": 2_000,
-                **(
-                    {"group.instance.id": settings.writer_instance}
-                    if settings.writer_instance
-                    else {}
-                ),
-                # Persistence is about throughput: fewer, fuller fetches cost the broker and
-                # this process far less CPU than many small ones (live delivery does not wait
-                # for this consumer).
-                "fetch.wait.max.ms": 100,
-                "fetch.min.bytes": 1 << 20,
-                "on_commit": _commit_failed,
-            }
-        )
-        stack.callback(consumer.close)
-        producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
-        stack.callback(producer.close)
-        writer = HistoryWriter(
-            consumer,
-            store,
-            producer,
-            topic=common.deliveries_topic,
-            dead_letter_topic=common.dead_letter_topic,
-            group=settings.writer_group,
-        )
-        task = asyncio.create_task(writer.run(stop), name="history-writer")
-
-        loop_check = ops.loop_check(
-            task, "writer loop", lambda: writer.polled_at, lambda: writer.last_error
-        )
-        runner = await ops.start(
-            common.ops_host,
-            settings.ops_port,
-            {"cassandra": cassandra_check, "kafka": producer.check, "consumer": loop_check},
-        )
-        stack.push_async_callback(runner.cleanup)
-        logger.info(
-            "history writer consuming %s as %s", common.deliveries_topic, settings.writer_group
-        )
-        await task  # ends when stop is set; an exception here fails the process loudly
-        return
-
-    client = redis_client.connect(common.redis_url)
-    stack.push_async_callback(client.aclose)
-    limits = LiveSection("limits", Limits.parse)
-    live = LiveConfig(common.redis_url, [limits])
-    stack.push_async_callback(live.close)
-    await live.start(stop)
-    revoked = Revocations(common.redis_url, f"history-query:{os.getpid()}")
-    stack.push_async_callback(revoked.close)
-    await revoked.start(stop)
-    lease = WorkerLease(client)
-    await lease.acquire()
-    stack.push_async_callback(lease.release)
-    users_producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
-    stack.callback(users_producer.close)
-    server = grpc.aio.server(
-        interceptors=telemetry.grpc_server_interceptors(common.trace_sample_ratio)
-    )
-    history_pb2_grpc.add_HistoryServiceServicer_to_server(
-        HistoryService(
-            store,
-            UserRegistry(store, users_producer, common.users_topic),
-            Snowflake(lease.check),
-            tokens.Verifier(common.jwt_secret, revoked),
-            limits,
-        ),
-        server,
-    )
-    address = f"{settings.query_host}:{settings.query_port}"
-    server.add_insecure_port(address)
-    await server.start()
-
-    runner = await ops.start(
-        common.ops_host,
-        settings.ops_port,
-        {"cassandra": cassandra_check, "config": live.check, "revocations": revoked.check},
-        degraded={"config": live.problem, "revocations": revoked.problem},
-    )
-    stack.push_async_callback(runner.cleanup)
-    logger.info("history query service on %s", address)
-    await stop.wait()
-    await server.stop(5)
-
-
-def _commit_failed(error: Any, partitions: list[Any]) -> None:
-    if error is not None:
-        logger.warning("offset commit failed (the next one covers it): %s", error)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

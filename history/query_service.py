@@ -162,13 +162,50 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
     async def RecordOpenedChat(
         self, request: history_pb2.RecordOpenedChatRequest, context: Context
     ) -> history_pb2.RecordOpenedChatResponse:
-        if self._caller(context).subject != tokens.MESSAGING_SUBJECT:
-            raise errors.PermissionDenied("only messaging records opened chats")
+        self._messaging(context)
         match = DIRECT.fullmatch(request.chat_id)
         if not match or int(match[1]) >= int(match[2]) or not request.opened_id:
             raise errors.InvalidArgument("chat_id must be d:<low>:<high> and opened_id set")
         await self._store.record_opened(request.chat_id, request.opened_id)
         return history_pb2.RecordOpenedChatResponse()
+
+    @errors.handler
+    async def GetMessage(
+        self, request: history_pb2.GetMessageRequest, context: Context
+    ) -> history_pb2.GetMessageResponse:
+        self._messaging(context)
+        _check_chat_id(request.chat_id)
+        if not request.message_id:
+            raise errors.InvalidArgument("message_id is required")
+        found = await self._store.message(request.chat_id, request.message_id)
+        return history_pb2.GetMessageResponse(found=found is not None, message=found)
+
+    @errors.handler
+    async def ListMemberships(
+        self, request: history_pb2.ListMembershipsRequest, context: Context
+    ) -> history_pb2.ListMembershipsResponse:
+        self._messaging(context)
+        if not request.user_id:
+            raise errors.InvalidArgument("user_id is required")
+        found = await self._store.memberships(request.user_id)
+        return history_pb2.ListMembershipsResponse(
+            memberships=[
+                history_pb2.Membership(chat_id=chat_id, kind=kind, left=left)
+                for chat_id, kind, left in found
+            ]
+        )
+
+    @errors.handler
+    async def GetUsers(
+        self, request: history_pb2.GetUsersRequest, context: Context
+    ) -> history_pb2.GetUsersResponse:
+        self._messaging(context)
+        if len(request.user_ids) > MAX_USERS_ASKED:
+            raise errors.InvalidArgument(f"user_ids names more than {MAX_USERS_ASKED} users")
+        found = await self._store.usernames(list(request.user_ids))
+        return history_pb2.GetUsersResponse(
+            users=[history_pb2.User(user_id=u, username=name) for u, name in found.items()]
+        )
 
     def _caller(self, context: Context) -> tokens.Claims:
         return grpc_auth.claims(context, self._verifier)
@@ -180,8 +217,13 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         if self._caller(context).subject != tokens.SERVICE_SUBJECT:
             raise errors.PermissionDenied("only the BFF may manage users")
 
+    def _messaging(self, context: Context) -> None:
+        if self._caller(context).subject != tokens.MESSAGING_SUBJECT:
+            raise errors.PermissionDenied("only messaging may ask this")
+
 
 MAX_USERNAME = 64
+MAX_USERS_ASKED = 1000
 DIRECT = re.compile(r"d:([0-9]{1,19}):([0-9]{1,19})")
 MAX_CHAT_ID = 64
 

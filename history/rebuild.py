@@ -1,39 +1,29 @@
-"""``python -m history rebuild --keyspace NAME``: a keyspace made again from the log alone.
+"""``python -m history rebuild --keyspace NAME``: history's tables made again from the log.
 
-The users topic (compacted: one record per user) and the deliveries topic (kept for ever)
-hold everything the tables say: users, direct chats (their ``OPENED`` records and messages),
-groups (their change records carry the whole change), messages and every user's chat state.
-The rebuild creates ``NAME`` with the migrations, then replays both topics from their start
-to where they ended when it began, writing each table with the code of the component that
-owns it (``HistoryStore``, ``messaging/group_store.py``, ``messaging/chats.py``). Every write
-is idempotent and stamped with the time of the record it comes from, so the result does not
-depend on the order partitions are read in.
+The users topic (compacted: one record per user) and the deliveries topic (kept for ever) hold
+everything history's tables say: users, messages, every user's chat state and read marks. The
+rebuild creates history's tables in ``NAME`` with its migrations, then replays both topics from
+their start to where they ended when it began through the writer's own code
+(``HistoryStore.persist``). Every write is idempotent and stamped with the time of the record
+it comes from, so the result does not depend on the order partitions are read in. Messaging
+rebuilds its own tables into the same keyspace (``python -m messaging rebuild``); a whole
+keyspace is the two.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
-from cassandra.query import BoundStatement
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Message, Producer
 
-from chatlib import cassandra, deliveries, user_records
+import history
+from chatlib import cassandra, deliveries, migrations, user_records
 from chatlib.ids import unsigned
-from chatlib.kafka import fetch, reader
+from chatlib.kafka import read_all
 from chatlib.settings import Common
-from history import migrate
 from history.store import HistoryStore
-from messaging.chats import replay_direct
-from messaging.group_store import GroupStore
-from protos.chat.v1 import common_pb2, envelope_pb2
-
-logger = logging.getLogger(__name__)
-#: Records per write round: what the driver's connection takes in flight at once.
-BATCH = 1000
 
 
 def backfill_users(common: Common) -> int:
@@ -76,13 +66,16 @@ def backfill_users(common: Common) -> int:
     return written
 
 
-def run(common: Common, keyspace: str, replication: str) -> dict[str, Any]:
-    """Rebuild ``keyspace`` (which must not hold data yet); what was replayed."""
+def run(common: Common, keyspace: str) -> dict[str, Any]:
+    """Rebuild history's tables in ``keyspace`` (which must not hold their data yet); what was
+    replayed."""
     if keyspace == common.keyspace:
         raise SystemExit(f"refusing to rebuild into the live keyspace {keyspace!r}")
     cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
     try:
-        migrate.apply(session, keyspace, replication)
+        migrations.apply(
+            session, keyspace, common.keyspace_replication, "history", history.MIGRATIONS
+        )
         db = cassandra.AsyncSession(session, keyspace)
         return asyncio.run(_replay(common, db))
     finally:
@@ -92,10 +85,9 @@ def run(common: Common, keyspace: str, replication: str) -> dict[str, Any]:
 async def _replay(common: Common, db: cassandra.AsyncSession) -> dict[str, Any]:
     started = time.monotonic()
     store = HistoryStore(db)
-    groups = GroupStore(db)
     users = 0
 
-    async def user_batch(records: list[Any]) -> None:
+    async def user_batch(records: list[Message]) -> None:
         nonlocal users
         for record in records:
             found = user_records.decode(record.value())
@@ -103,70 +95,18 @@ async def _replay(common: Common, db: cassandra.AsyncSession) -> dict[str, Any]:
                 await store.insert_user(found, with_name=True)
                 users += 1
 
-    await _read_all(common.kafka_bootstrap, common.users_topic, user_batch)
-    counts = {"deliveries": 0, "undecodable": 0, "changes": 0}
+    await read_all(common.kafka_bootstrap, common.users_topic, user_batch)
+    counts = {"deliveries": 0, "undecodable": 0}
 
-    async def delivery_batch(records: list[Any]) -> None:
-        batch: list[envelope_pb2.Delivery] = []
-        statements: list[tuple[BoundStatement, int]] = []
+    async def delivery_batch(records: list[Message]) -> None:
+        batch: list[deliveries.Delivery] = []
         for record in records:
             try:
-                delivery = deliveries.decode(record.value())
+                batch.append(deliveries.decode(record.value()))
             except deliveries.InvalidDelivery:
                 counts["undecodable"] += 1  # the live writer dead-lettered it too
-                continue
-            batch.append(delivery)
-            if delivery.kind == "direct":
-                if delivery.primary or delivery.change.action == common_pb2.ChatChange.OPENED:
-                    statements.append(replay_direct(db, delivery.chat_id))
-            elif delivery.primary and delivery.HasField("change"):
-                statements += groups.replay(delivery)
-                counts["changes"] += 1
         await store.persist(batch)
-        if statements:
-            await db.write(statements)
         counts["deliveries"] += len(batch)
 
-    await _read_all(common.kafka_bootstrap, common.deliveries_topic, delivery_batch)
+    await read_all(common.kafka_bootstrap, common.deliveries_topic, delivery_batch)
     return {"users": users, **counts, "seconds": round(time.monotonic() - started, 1)}
-
-
-async def _read_all(bootstrap: str, topic: str, handle: Callable[[list[Any]], Any]) -> None:
-    """Every record of ``topic`` from its start to its end as of now, in batches."""
-    consumer: Consumer = reader(bootstrap, "rebuild")
-    try:
-        metadata = await asyncio.to_thread(consumer.list_topics, topic, 10)
-        partitions = sorted(metadata.topics[topic].partitions)
-        ends: dict[int, int] = {}
-        starts: list[TopicPartition] = []
-        for partition in partitions:
-            low, high = await asyncio.to_thread(
-                consumer.get_watermark_offsets, TopicPartition(topic, partition), 10.0, False
-            )
-            if high > low:
-                ends[partition] = high
-                starts.append(TopicPartition(topic, partition, low))
-        if not starts:
-            return
-        consumer.assign(starts)
-        while ends:
-            messages = await asyncio.to_thread(fetch, consumer, BATCH, 1.0)
-            records = []
-            for message in messages:
-                error = message.error()
-                partition = message.partition() or 0
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(f"reading {topic}: {error}")
-                    ends.pop(partition, None)  # read to its end (compaction leaves gaps)
-                    continue
-                end = ends.get(partition)
-                if end is None or (message.offset() or 0) >= end:
-                    continue
-                records.append(message)
-                if (message.offset() or 0) + 1 >= end:
-                    del ends[partition]
-            if records:
-                await handle(records)
-    finally:
-        consumer.close()

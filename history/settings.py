@@ -17,7 +17,6 @@ class Settings:
     #: same id gets its partitions back at once instead of waiting for a rebalance; two live
     #: writers must never share one (Kafka fences the older).
     writer_instance: str
-    replication: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -29,7 +28,4 @@ class Settings:
             ops_port=read.integer("CHAT_OPS_PORT", 9301, minimum=1),
             writer_group=read.text("CHAT_HISTORY_GROUP", "history-writers"),
             writer_instance=env.get("CHAT_WRITER_INSTANCE", ""),
-            replication=read.text(
-                "CHAT_KEYSPACE_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-            ),
         )

@@ -129,6 +129,10 @@ _PAGE = (
 _NEWER = _PAGE + " AND message_id > ? AND message_id < ? ORDER BY message_id ASC LIMIT ?"
 _OLDER = _PAGE + " AND message_id < ? LIMIT ?"
 _OLDER_ABOVE = _PAGE + " AND message_id > ? AND message_id < ? LIMIT ?"
+_ENTRY = (
+    "SELECT sender_id, deleted, change FROM messages_by_chat"
+    " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
+)
 _WINDOW = "SELECT since_id, until_id, version FROM group_members WHERE chat_id = ? AND user_id = ?"
 _GROUP_EXISTS = "SELECT version FROM group_members WHERE chat_id = ? LIMIT 1"
 _SENDERS_NEWER = (
@@ -540,6 +544,48 @@ class HistoryStore:
 
     async def unread_counts(self, chats: list[ChatState], user_id: int) -> list[int]:
         return list(await asyncio.gather(*(self.unread(chat, user_id) for chat in chats)))
+
+    async def message(self, chat_id: str, message_id: int) -> common_pb2.Message | None:
+        """An entry of the chat as stored now (sender, deletion, change), or None if the chat
+        holds none with that id (a row that only amendments wrote is none either)."""
+        if message_id >= 2**63:
+            return None
+        rows = await self.db.execute(
+            _ENTRY, (chat_id, bucket_of(message_id), signed(message_id)), tuples=True
+        )
+        if not rows or rows[0][0] is None:
+            return None
+        sender_id, deleted, change = rows[0]
+        return common_pb2.Message(
+            message_id=message_id,
+            chat_id=chat_id,
+            sender_id=unsigned(sender_id),
+            created_at_ms=timestamp_ms(message_id),
+            deleted=bool(deleted),
+            change=common_pb2.ChatChange.FromString(change) if change else None,
+        )
+
+    async def memberships(self, user_id: int) -> list[tuple[str, str, bool]]:
+        """(chat id, kind, left) of every chat in the user's chat list."""
+        rows = await self.db.execute(
+            "SELECT chat_id, kind, visible_until FROM chats_by_user WHERE user_id = ?",
+            (signed(user_id),),
+            tuples=True,
+        )
+        return [(chat_id, kind or "", bool(until)) for chat_id, kind, until in rows]
+
+    async def usernames(self, user_ids: Sequence[int]) -> dict[int, str]:
+        """The names of those of ``user_ids`` that exist."""
+        wanted = sorted({u for u in user_ids if 0 < u < 2**63})
+        found: dict[int, str] = {}
+        for start in range(0, len(wanted), 100):
+            rows = await self.db.execute(
+                "SELECT user_id, username FROM users WHERE user_id IN ?",
+                ([signed(u) for u in wanted[start : start + 100]],),
+                tuples=True,
+            )
+            found.update((unsigned(user_id), username) for user_id, username in rows)
+        return found
 
     async def reserve_name(self, username: str, user_id: int) -> bool:
         """False if the username is taken (decided by a lightweight transaction)."""

@@ -85,7 +85,8 @@ def setup(ctx: Context) -> None:
     """Schema migrations, topics and the default config sections (each idempotent)."""
     env = environment(ctx)
     for title, module in (
-        ("cassandra schema migrations", ["history", "migrate"]),
+        ("cassandra schema migrations: history's tables", ["history", "migrate"]),
+        ("cassandra schema migrations: messaging's tables", ["messaging", "migrate"]),
         ("kafka topics", ["messaging", "setup"]),
         ("live config defaults", ["config_service", "seed"]),
     ):
@@ -289,7 +290,7 @@ def summary(outcomes: list[tuple[App, int, str]]) -> None:
             f"  {app.name:<15} pid {pid:<8} {done:<9} {app.endpoint};"
             f" ops http://127.0.0.1:{app.ops_port}/readyz"
         )
-    say("Chat from a terminal: .venv/bin/python -m clients.terminal --help")
+    say("Chat from a terminal: .venv/bin/chat-client --help")
 
 
 def _ready(port: int) -> bool:

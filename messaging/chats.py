@@ -9,7 +9,8 @@ from typing import Any
 from chatlib.cassandra import AsyncSession
 from chatlib.chat_ids import direct_chat_id, direct_members
 from chatlib.errors import InvalidArgument, NotFound, PermissionDenied
-from messaging.group_store import GroupStore
+from messaging.groups.store import GroupStore
+from messaging.history_api import HistoryApi
 
 CACHE_SIZE = 100_000
 
@@ -37,11 +38,13 @@ class Chat:
 class ChatDirectory:
     """Membership, cached. Direct chats (Cassandra's ``chats``) never change members; a
     group's cached members carry their version, which the membership fence checks on every
-    send (``messaging/fence.py``), so a stale entry is noticed and read again (``refresh``)."""
+    send (``messaging/groups/fence.py``), so a stale entry is noticed and read again
+    (``refresh``)."""
 
-    def __init__(self, db: AsyncSession, groups: GroupStore) -> None:
+    def __init__(self, db: AsyncSession, groups: GroupStore, history: HistoryApi) -> None:
         self._db = db
         self._groups = groups
+        self._history = history
         self._chats: OrderedDict[str, Chat] = OrderedDict()
 
     async def chat(self, chat_id: str) -> Chat:
@@ -103,17 +106,11 @@ class ChatDirectory:
             raise InvalidArgument("peer_id must be another user")
         if not peer_id:
             raise InvalidArgument("peer_id is required")
-        # User ids are Snowflakes, below 2**63 (Cassandra's bigint); a larger one is nobody.
-        rows = (
-            await self._db.execute("SELECT user_id FROM users WHERE user_id = ?", (peer_id,))
-            if peer_id < 2**63
-            else []
-        )
-        if not rows:
+        if peer_id not in await self._history.usernames([peer_id]):
             raise NotFound(f"user {peer_id} does not exist")
         chat_id = direct_chat_id(user_id, peer_id)
         # IF NOT EXISTS keeps the first creation time when both users open the chat at once.
-        # (The members' chat lists learn of it from the log: messaging/changes.py.)
+        # (The members' chat lists learn of it from the log: messaging/groups/changes.py.)
         await self._db.execute(
             "INSERT INTO chats (chat_id, kind, member_ids, created_at)"
             " VALUES (?, 'direct', ?, toTimestamp(now())) IF NOT EXISTS",

@@ -15,18 +15,18 @@ from chatlib.hashing import partition_for
 from chatlib.ids import smallest_id_at
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
-from messaging.amend import Amendments
-from messaging.changes import ChatChanges
 from messaging.chats import ChatDirectory
-from messaging.cursor import Cursor
-from messaging.fanout import FanOut
-from messaging.presence import Presence
-from messaging.receipts import ReceiptFanOut, receipt_entry
-from messaging.recent import RecentDeliveries
-from messaging.replay import Replayer, TooManyToReplay, Watermarks
-from messaging.send import Accepted, Outgoing, Sender
-from messaging.streams import LiveStream, RecentIds, StreamRegistry, end, message_event
-from messaging.typing_signal import TypingSignals
+from messaging.groups.changes import ChatChanges
+from messaging.send.amend import Amendments
+from messaging.send.receipts import ReceiptFanOut, receipt_entry
+from messaging.send.sender import Accepted, Outgoing, Sender
+from messaging.signals.presence import Presence
+from messaging.signals.typing import TypingSignals
+from messaging.streams.cursor import Cursor
+from messaging.streams.fanout import FanOut
+from messaging.streams.recent import RecentDeliveries
+from messaging.streams.registry import LiveStream, RecentIds, StreamRegistry, end, message_event
+from messaging.streams.replay import Replayer, TooManyToReplay, Watermarks
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
 logger = logging.getLogger(__name__)

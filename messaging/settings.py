@@ -40,7 +40,7 @@ class Settings:
             ops_port=read.integer("CHAT_OPS_PORT", minimum=1),
             fanout_group=read.text("CHAT_FANOUT_GROUP", "messaging-fanout"),
             stream_queue=read.integer("CHAT_STREAM_QUEUE", 256, minimum=1),
-            # What resumes are served from without reading Kafka (messaging/recent.py).
+            # What resumes are served from without reading Kafka (messaging/streams/recent.py).
             recent_bytes_per_partition=read.integer(
                 "CHAT_RECENT_BYTES_PER_PARTITION", 8 * 2**20, minimum=0
             ),

@@ -17,15 +17,15 @@ from chatlib.config_sections import Notifications
 from chatlib.kafka import AsyncProducer, ensure_topic
 from chatlib.live_config import LiveConfig, LiveSection
 from chatlib.settings import Common, Env
-from notifier.service import Notifier
+from notifier.consumer import Notifier
 from notifier.webhook import Webhook
 
 logger = logging.getLogger("notifier")
 DEAD_LETTER_TOPIC = "chat.notifications.dead.v1"
 
 
-def main(argv: list[str]) -> int:
-    if argv:
+def main(argv: list[str] | None = None) -> int:
+    if sys.argv[1:] if argv is None else argv:
         print("usage: python -m notifier", file=sys.stderr)
         return 2
     read = Env(os.environ)
@@ -87,7 +87,7 @@ async def _run(
         ops_port,
         {
             "kafka": producer.check,
-            "consumer": ops.loop_check(task, "notifier loop", lambda: notifier.polled_at),
+            "consumer": notifier.check(task, "notifier loop"),
             "redis": ops.redis_ping(client),
             "config": live.check,
         },
@@ -99,4 +99,4 @@ async def _run(
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

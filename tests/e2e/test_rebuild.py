@@ -1,6 +1,6 @@
-"""``python -m history rebuild``: a keyspace rebuilt from the log equals the live one, after a
-mixed workload (direct chats, a group with every kind of change, messages) during which the
-history writer was killed."""
+"""``python -m messaging rebuild`` and ``python -m history rebuild``: a keyspace rebuilt from the
+log by each owner equals the live one, after a mixed workload (direct chats, a group with every
+kind of change, messages) during which the history writer was killed."""
 
 from __future__ import annotations
 
@@ -164,10 +164,12 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
         db.prepare(f"INSERT INTO {LIVE}.users_by_name (username, user_id) VALUES (?, ?)"),
         (legacy_name, legacy_id),
     )
-    await _run("backfill-users")
+    await _run("history", "backfill-users")
 
+    # Each owner rebuilds its own tables into the new keyspace.
     keyspace = f"rebuild_{uuid.uuid4().hex[:12]}"
-    await _run("rebuild", "--keyspace", keyspace)
+    await _run("messaging", "rebuild", "--keyspace", keyspace)
+    await _run("history", "rebuild", "--keyspace", keyspace)
     try:
         ids = [signed(u.user_id) for u in everyone] + [legacy_id]
         names = [u.username for u in everyone] + [legacy_name]
@@ -224,11 +226,11 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
         db.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
 
 
-async def _run(*args: str) -> str:
+async def _run(package: str, *args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "history",
+        package,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

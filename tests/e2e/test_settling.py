@@ -20,7 +20,7 @@ from infra.catalog import APPS
 from infra.layout import Layout
 from infra.services import Context
 from infra.services.kafka import Kafka
-from messaging.settle import SETTLE_SECONDS
+from messaging.send.settle import SETTLE_SECONDS
 from tests.e2e.conftest import Clients, User, each_received_once, eventually, follow
 
 SENDERS = 4

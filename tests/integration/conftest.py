@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
+#: How test keyspaces are created (one node here).
+REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+
 
 @dataclass(frozen=True)
 class Endpoints:

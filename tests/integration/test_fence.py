@@ -1,11 +1,11 @@
-"""The membership fence's scripts against Redis (messaging/fence.py)."""
+"""The membership fence's scripts against Redis (messaging/groups/fence.py)."""
 
 from __future__ import annotations
 
 import uuid
 
 from chatlib.redis_wire import RedisWire
-from messaging.fence import Fence
+from messaging.groups.fence import Fence
 from tests.integration.conftest import Endpoints
 
 #: Real ids are above 2**53: the scripts must not compare them as Lua numbers.

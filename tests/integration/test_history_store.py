@@ -8,13 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatlib import cassandra, deliveries
+import history
+import messaging
+from chatlib import cassandra, deliveries, migrations
 from chatlib.buckets import BUCKET_MS
 from chatlib.ids import EPOCH_MS, TIME_SHIFT
-from history import migrate
 from history.store import UNREAD_CAP, HistoryStore
 from protos.chat.v1 import common_pb2
-from tests.integration.conftest import Endpoints
+from tests.integration.conftest import REPLICATION, Endpoints
 
 ALICE, BOB = 1001, 1002
 CHAT = f"d:{ALICE}:{BOB}"
@@ -26,7 +27,11 @@ Amendment = common_pb2.Amendment
 def store(endpoints: Endpoints, unique: str) -> Iterator[HistoryStore]:
     cluster, session = cassandra.connect(endpoints.cassandra_hosts, endpoints.cassandra_port)
     try:
-        migrate.apply(session, unique, "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        for owner, folder in (
+            ("history", history.MIGRATIONS),
+            ("messaging", messaging.MIGRATIONS),
+        ):
+            migrations.apply(session, unique, REPLICATION, owner, folder)
         yield HistoryStore(cassandra.AsyncSession(session, unique))
         session.execute(f"DROP KEYSPACE IF EXISTS {unique}")
     finally:

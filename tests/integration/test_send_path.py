@@ -18,8 +18,8 @@ from chatlib.errors import ResourceExhausted, Unavailable
 from chatlib.ids import EPOCH_MS, TIME_SHIFT
 from chatlib.kafka import AsyncProducer, Record, ensure_topic, fetch
 from chatlib.redis_wire import RedisUnavailable, RedisWire
-from messaging.admission import Admission, Owner
-from messaging.settle import SETTLE_SECONDS, Settler
+from messaging.send.admission import Admission, Owner
+from messaging.send.settle import SETTLE_SECONDS, Settler
 from tests.integration.conftest import Endpoints
 from tests.tcp_proxy import CuttableProxy
 

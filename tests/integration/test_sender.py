@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import pytest
 import redis.asyncio as aioredis
 from confluent_kafka import TopicPartition
 
-from chatlib import cassandra, deliveries
+import history
+import messaging
+from chatlib import cassandra, deliveries, migrations
 from chatlib.config_sections import DEFAULT_FEATURES, DEFAULT_LIMITS, Features, Limits
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer, ensure_topic, fetch, reader
@@ -22,14 +25,15 @@ from chatlib.leases import WorkerLease
 from chatlib.live_config import Document, LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.redis_wire import RedisWire
-from history import migrate
-from messaging.admission import Admission
 from messaging.chats import ChatDirectory
-from messaging.fence import Fence
-from messaging.group_store import GroupStore
-from messaging.send import Sender
-from messaging.settle import Settler
-from tests.integration.conftest import Endpoints
+from messaging.groups.fence import Fence
+from messaging.groups.store import GroupStore
+from messaging.history_api import HistoryApi
+from messaging.send.admission import Admission
+from messaging.send.sender import Sender
+from messaging.send.settle import Settler
+from protos.chat.v1.history_pb2_grpc import HistoryServiceStub
+from tests.integration.conftest import REPLICATION, Endpoints
 
 PARTITIONS = 4
 
@@ -53,7 +57,8 @@ async def wired(endpoints: Endpoints, unique: str) -> AsyncIterator[Wired]:
     topic = f"{unique}.deliveries"
     await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, PARTITIONS, 1, {})
     cluster, session = cassandra.connect(endpoints.cassandra_hosts, endpoints.cassandra_port)
-    migrate.apply(session, unique, "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    for owner, folder in (("history", history.MIGRATIONS), ("messaging", messaging.MIGRATIONS)):
+        migrations.apply(session, unique, REPLICATION, owner, folder)
     a, b = sorted(uuid.uuid4().int >> 66 for _ in range(2))
     chat_id = f"d:{a}:{b}"
     session.execute(
@@ -72,11 +77,13 @@ async def wired(endpoints: Endpoints, unique: str) -> AsyncIterator[Wired]:
         "servers": [{"name": "m1", "address": "grpc://127.0.0.1:1", "ranges": [[0, 3]]}],
     }
     db = cassandra.AsyncSession(session, unique)
+    # The directory asks history only to open direct chats, which these tests never do.
+    history_channel = grpc.aio.insecure_channel("127.0.0.1:1")
     sender = Sender(
         producer,
         admission,
         redis,
-        ChatDirectory(db, GroupStore(db)),
+        ChatDirectory(db, GroupStore(db), HistoryApi(HistoryServiceStub(history_channel), "-")),
         Fence(wire),
         Snowflake(lease.check),
         lease,
@@ -89,6 +96,7 @@ async def wired(endpoints: Endpoints, unique: str) -> AsyncIterator[Wired]:
     try:
         yield Wired(sender, topic, chat_id, (a, b))
     finally:
+        await history_channel.close()
         producer.close()
         settler.close()
         await lease.release()

@@ -8,7 +8,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from chatlib.kafka import ensure_topic
-from messaging.replay import Watermarks
+from messaging.streams.replay import Watermarks
 from tests.integration.conftest import Endpoints
 
 

@@ -1,12 +1,12 @@
-"""Who may change a group and what each change does (messaging/group_rules.py)."""
+"""Who may change a group and what each change does (messaging/groups/rules.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from chatlib.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from messaging import group_rules as rules
-from messaging.group_rules import Action, GroupState, MemberRow
+from messaging.groups import rules
+from messaging.groups.rules import Action, GroupState, MemberRow
 
 OWNER, ADMIN, MEMBER, GONE, OUTSIDER = 1, 2, 3, 4, 5
 

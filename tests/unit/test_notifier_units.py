@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from history.store import reaction_counts
 from notifier.bursts import Bursts, Offsets, Pending
-from notifier.service import notification
+from notifier.consumer import notification
 from protos.chat.v1 import common_pb2
 
 

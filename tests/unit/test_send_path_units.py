@@ -8,10 +8,10 @@ import pytest
 from chatlib import deliveries
 from chatlib.ids import smallest_id_at, timestamp_ms, write_time
 from chatlib.redis_wire import encode
-from messaging.admission import Owner, claim_field, claim_keys, parse
-from messaging.cursor import Cursor
-from messaging.recent import OVERHEAD_BYTES, RecentDeliveries
-from messaging.streams import message_event
+from messaging.send.admission import Owner, claim_field, claim_keys, parse
+from messaging.streams.cursor import Cursor
+from messaging.streams.recent import OVERHEAD_BYTES, RecentDeliveries
+from messaging.streams.registry import message_event
 
 #: A message id minted 123 ms after the ids' epoch.
 MESSAGE_ID = smallest_id_at(1_767_225_600_123) | 5

@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 
+import history
+import messaging
 from bff import passwords
 from bff.passwords import hash_password, verify_password
+from chatlib import migrations
 from chatlib.chat_ids import check_chat_id, direct_chat_id
 from chatlib.errors import InvalidArgument
-from history import migrate
-from messaging.cursor import Cursor
-from messaging.streams import (
+from messaging.streams.cursor import Cursor
+from messaging.streams.registry import (
     LiveEvent,
     LiveStream,
     RecentIds,
@@ -120,13 +122,20 @@ async def test_password_work_leaves_the_event_loop_free(
     assert not await passwords.verified("correct horse", None)
 
 
-def test_migrations_are_numbered_and_split_into_statements() -> None:
-    migrations = migrate.load()
-    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
-    first = migrations[0]
-    assert all(s.upper().startswith("CREATE TABLE IF NOT EXISTS") for s in first.statements)
-    tables = {s.split()[5] for s in first.statements}
-    assert {"users", "users_by_name", "chats", "messages_by_chat", "chats_by_user"} <= tables
+def test_each_owner_creates_its_own_tables_in_numbered_migrations() -> None:
+    created: dict[str, set[str]] = {}
+    for owner, folder in (("history", history.MIGRATIONS), ("messaging", messaging.MIGRATIONS)):
+        found = migrations.load(folder)
+        assert [m.version for m in found] == list(range(1, len(found) + 1)), owner
+        created[owner] = {
+            s.split()[5]
+            for m in found
+            for s in m.statements
+            if s.upper().startswith("CREATE TABLE IF NOT EXISTS")
+        }
+    assert created["messaging"] == {"chats", "group_members"}
+    assert {"users", "users_by_name", "messages_by_chat", "chats_by_user"} <= created["history"]
+    assert not created["history"] & created["messaging"], "a table has one owner"
 
 
 def test_recent_ids_let_each_message_through_once_and_stay_bounded() -> None:

@@ -21,6 +21,352 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type GetMessageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChatId        string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	MessageId     uint64                 `protobuf:"fixed64,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMessageRequest) Reset() {
+	*x = GetMessageRequest{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMessageRequest) ProtoMessage() {}
+
+func (x *GetMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMessageRequest.ProtoReflect.Descriptor instead.
+func (*GetMessageRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetMessageRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *GetMessageRequest) GetMessageId() uint64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+type GetMessageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the chat holds no such entry (yet).
+	Found bool `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	// Its state now: sender, `deleted`, and `change` for an entry that changed the chat.
+	Message       *Message `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMessageResponse) Reset() {
+	*x = GetMessageResponse{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMessageResponse) ProtoMessage() {}
+
+func (x *GetMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMessageResponse.ProtoReflect.Descriptor instead.
+func (*GetMessageResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetMessageResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *GetMessageResponse) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+type ListMembershipsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembershipsRequest) Reset() {
+	*x = ListMembershipsRequest{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembershipsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembershipsRequest) ProtoMessage() {}
+
+func (x *ListMembershipsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembershipsRequest.ProtoReflect.Descriptor instead.
+func (*ListMembershipsRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListMembershipsRequest) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+type Membership struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ChatId string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	// "direct" or "group".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// True once the user left or was removed from the group.
+	Left          bool `protobuf:"varint,3,opt,name=left,proto3" json:"left,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Membership) Reset() {
+	*x = Membership{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Membership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Membership) ProtoMessage() {}
+
+func (x *Membership) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Membership.ProtoReflect.Descriptor instead.
+func (*Membership) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Membership) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *Membership) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Membership) GetLeft() bool {
+	if x != nil {
+		return x.Left
+	}
+	return false
+}
+
+type ListMembershipsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Memberships   []*Membership          `protobuf:"bytes,1,rep,name=memberships,proto3" json:"memberships,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembershipsResponse) Reset() {
+	*x = ListMembershipsResponse{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembershipsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembershipsResponse) ProtoMessage() {}
+
+func (x *ListMembershipsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembershipsResponse.ProtoReflect.Descriptor instead.
+func (*ListMembershipsResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListMembershipsResponse) GetMemberships() []*Membership {
+	if x != nil {
+		return x.Memberships
+	}
+	return nil
+}
+
+type GetUsersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 1,000.
+	UserIds       []uint64 `protobuf:"fixed64,1,rep,packed,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsersRequest) Reset() {
+	*x = GetUsersRequest{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsersRequest) ProtoMessage() {}
+
+func (x *GetUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsersRequest.ProtoReflect.Descriptor instead.
+func (*GetUsersRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetUsersRequest) GetUserIds() []uint64 {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
+type GetUsersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The users that exist, in no particular order; no password hash.
+	Users         []*User `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsersResponse) Reset() {
+	*x = GetUsersResponse{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsersResponse) ProtoMessage() {}
+
+func (x *GetUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsersResponse.ProtoReflect.Descriptor instead.
+func (*GetUsersResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetUsersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
 type RecordOpenedChatRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "d:<low>:<high>".
@@ -33,7 +379,7 @@ type RecordOpenedChatRequest struct {
 
 func (x *RecordOpenedChatRequest) Reset() {
 	*x = RecordOpenedChatRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[0]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +391,7 @@ func (x *RecordOpenedChatRequest) String() string {
 func (*RecordOpenedChatRequest) ProtoMessage() {}
 
 func (x *RecordOpenedChatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[0]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +404,7 @@ func (x *RecordOpenedChatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordOpenedChatRequest.ProtoReflect.Descriptor instead.
 func (*RecordOpenedChatRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{0}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecordOpenedChatRequest) GetChatId() string {
@@ -83,7 +429,7 @@ type RecordOpenedChatResponse struct {
 
 func (x *RecordOpenedChatResponse) Reset() {
 	*x = RecordOpenedChatResponse{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -95,7 +441,7 @@ func (x *RecordOpenedChatResponse) String() string {
 func (*RecordOpenedChatResponse) ProtoMessage() {}
 
 func (x *RecordOpenedChatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -108,7 +454,7 @@ func (x *RecordOpenedChatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordOpenedChatResponse.ProtoReflect.Descriptor instead.
 func (*RecordOpenedChatResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{1}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{8}
 }
 
 type ListChatsRequest struct {
@@ -122,7 +468,7 @@ type ListChatsRequest struct {
 
 func (x *ListChatsRequest) Reset() {
 	*x = ListChatsRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -134,7 +480,7 @@ func (x *ListChatsRequest) String() string {
 func (*ListChatsRequest) ProtoMessage() {}
 
 func (x *ListChatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -147,7 +493,7 @@ func (x *ListChatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChatsRequest.ProtoReflect.Descriptor instead.
 func (*ListChatsRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{2}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListChatsRequest) GetLimit() int32 {
@@ -186,7 +532,7 @@ type ChatSummary struct {
 
 func (x *ChatSummary) Reset() {
 	*x = ChatSummary{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[3]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +544,7 @@ func (x *ChatSummary) String() string {
 func (*ChatSummary) ProtoMessage() {}
 
 func (x *ChatSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[3]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +557,7 @@ func (x *ChatSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatSummary.ProtoReflect.Descriptor instead.
 func (*ChatSummary) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{3}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ChatSummary) GetChatId() string {
@@ -289,7 +635,7 @@ type ListChatsResponse struct {
 
 func (x *ListChatsResponse) Reset() {
 	*x = ListChatsResponse{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[4]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +647,7 @@ func (x *ListChatsResponse) String() string {
 func (*ListChatsResponse) ProtoMessage() {}
 
 func (x *ListChatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[4]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +660,7 @@ func (x *ListChatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChatsResponse.ProtoReflect.Descriptor instead.
 func (*ListChatsResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{4}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListChatsResponse) GetChats() []*ChatSummary {
@@ -345,7 +691,7 @@ type GetHistoryRequest struct {
 
 func (x *GetHistoryRequest) Reset() {
 	*x = GetHistoryRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[5]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +703,7 @@ func (x *GetHistoryRequest) String() string {
 func (*GetHistoryRequest) ProtoMessage() {}
 
 func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[5]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +716,7 @@ func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{5}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetHistoryRequest) GetChatId() string {
@@ -414,7 +760,7 @@ type GetHistoryResponse struct {
 
 func (x *GetHistoryResponse) Reset() {
 	*x = GetHistoryResponse{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[6]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +772,7 @@ func (x *GetHistoryResponse) String() string {
 func (*GetHistoryResponse) ProtoMessage() {}
 
 func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[6]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +785,7 @@ func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{6}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetHistoryResponse) GetMessages() []*Message {
@@ -466,7 +812,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[7]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +824,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[7]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +837,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{7}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateUserRequest) GetUsername() string {
@@ -521,7 +867,7 @@ type FindUserRequest struct {
 
 func (x *FindUserRequest) Reset() {
 	*x = FindUserRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[8]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +879,7 @@ func (x *FindUserRequest) String() string {
 func (*FindUserRequest) ProtoMessage() {}
 
 func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[8]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +892,7 @@ func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindUserRequest.ProtoReflect.Descriptor instead.
 func (*FindUserRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{8}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FindUserRequest) GetKey() isFindUserRequest_Key {
@@ -602,7 +948,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[9]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +960,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[9]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +973,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{9}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *User) GetUserId() uint64 {
@@ -661,7 +1007,7 @@ type GetReadersRequest struct {
 
 func (x *GetReadersRequest) Reset() {
 	*x = GetReadersRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[10]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +1019,7 @@ func (x *GetReadersRequest) String() string {
 func (*GetReadersRequest) ProtoMessage() {}
 
 func (x *GetReadersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[10]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +1032,7 @@ func (x *GetReadersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReadersRequest.ProtoReflect.Descriptor instead.
 func (*GetReadersRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{10}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetReadersRequest) GetChatId() string {
@@ -716,7 +1062,7 @@ type GetReadersResponse struct {
 
 func (x *GetReadersResponse) Reset() {
 	*x = GetReadersResponse{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[11]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +1074,7 @@ func (x *GetReadersResponse) String() string {
 func (*GetReadersResponse) ProtoMessage() {}
 
 func (x *GetReadersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[11]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +1087,7 @@ func (x *GetReadersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReadersResponse.ProtoReflect.Descriptor instead.
 func (*GetReadersResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{11}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetReadersResponse) GetReaders() []*Reader {
@@ -770,7 +1116,7 @@ type Reader struct {
 
 func (x *Reader) Reset() {
 	*x = Reader{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[12]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1128,7 @@ func (x *Reader) String() string {
 func (*Reader) ProtoMessage() {}
 
 func (x *Reader) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[12]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1141,7 @@ func (x *Reader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reader.ProtoReflect.Descriptor instead.
 func (*Reader) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{12}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Reader) GetUserId() uint64 {
@@ -823,7 +1169,27 @@ var File_protos_chat_v1_history_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\n" +
-	"\x1cprotos/chat/v1/history.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"O\n" +
+	"\x1cprotos/chat/v1/history.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\"K\n" +
+	"\x11GetMessageRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\x06R\tmessageId\"V\n" +
+	"\x12GetMessageResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12*\n" +
+	"\amessage\x18\x02 \x01(\v2\x10.chat.v1.MessageR\amessage\"1\n" +
+	"\x16ListMembershipsRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x06R\x06userId\"M\n" +
+	"\n" +
+	"Membership\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04left\x18\x03 \x01(\bR\x04left\"P\n" +
+	"\x17ListMembershipsResponse\x125\n" +
+	"\vmemberships\x18\x01 \x03(\v2\x13.chat.v1.MembershipR\vmemberships\",\n" +
+	"\x0fGetUsersRequest\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\x06R\auserIds\"7\n" +
+	"\x10GetUsersResponse\x12#\n" +
+	"\x05users\x18\x01 \x03(\v2\r.chat.v1.UserR\x05users\"O\n" +
 	"\x17RecordOpenedChatRequest\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1b\n" +
 	"\topened_id\x18\x02 \x01(\x06R\bopenedId\"\x1a\n" +
@@ -876,7 +1242,7 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1c\n" +
 	"\n" +
 	"read_up_to\x18\x02 \x01(\x06R\breadUpTo\x12&\n" +
-	"\x0fdelivered_up_to\x18\x03 \x01(\x06R\rdeliveredUpTo2\xa9\x03\n" +
+	"\x0fdelivered_up_to\x18\x03 \x01(\x06R\rdeliveredUpTo2\x87\x05\n" +
 	"\x0eHistoryService\x12B\n" +
 	"\tListChats\x12\x19.chat.v1.ListChatsRequest\x1a\x1a.chat.v1.ListChatsResponse\x12E\n" +
 	"\n" +
@@ -886,7 +1252,11 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\bFindUser\x12\x18.chat.v1.FindUserRequest\x1a\r.chat.v1.User\x12E\n" +
 	"\n" +
 	"GetReaders\x12\x1a.chat.v1.GetReadersRequest\x1a\x1b.chat.v1.GetReadersResponse\x12W\n" +
-	"\x10RecordOpenedChat\x12 .chat.v1.RecordOpenedChatRequest\x1a!.chat.v1.RecordOpenedChatResponseb\x06proto3"
+	"\x10RecordOpenedChat\x12 .chat.v1.RecordOpenedChatRequest\x1a!.chat.v1.RecordOpenedChatResponse\x12E\n" +
+	"\n" +
+	"GetMessage\x12\x1a.chat.v1.GetMessageRequest\x1a\x1b.chat.v1.GetMessageResponse\x12T\n" +
+	"\x0fListMemberships\x12\x1f.chat.v1.ListMembershipsRequest\x1a .chat.v1.ListMembershipsResponse\x12?\n" +
+	"\bGetUsers\x12\x18.chat.v1.GetUsersRequest\x1a\x19.chat.v1.GetUsersResponseb\x06proto3"
 
 var (
 	file_protos_chat_v1_history_proto_rawDescOnce sync.Once
@@ -900,45 +1270,61 @@ func file_protos_chat_v1_history_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_history_proto_rawDescData
 }
 
-var file_protos_chat_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_protos_chat_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_protos_chat_v1_history_proto_goTypes = []any{
-	(*RecordOpenedChatRequest)(nil),  // 0: chat.v1.RecordOpenedChatRequest
-	(*RecordOpenedChatResponse)(nil), // 1: chat.v1.RecordOpenedChatResponse
-	(*ListChatsRequest)(nil),         // 2: chat.v1.ListChatsRequest
-	(*ChatSummary)(nil),              // 3: chat.v1.ChatSummary
-	(*ListChatsResponse)(nil),        // 4: chat.v1.ListChatsResponse
-	(*GetHistoryRequest)(nil),        // 5: chat.v1.GetHistoryRequest
-	(*GetHistoryResponse)(nil),       // 6: chat.v1.GetHistoryResponse
-	(*CreateUserRequest)(nil),        // 7: chat.v1.CreateUserRequest
-	(*FindUserRequest)(nil),          // 8: chat.v1.FindUserRequest
-	(*User)(nil),                     // 9: chat.v1.User
-	(*GetReadersRequest)(nil),        // 10: chat.v1.GetReadersRequest
-	(*GetReadersResponse)(nil),       // 11: chat.v1.GetReadersResponse
-	(*Reader)(nil),                   // 12: chat.v1.Reader
-	(*Message)(nil),                  // 13: chat.v1.Message
+	(*GetMessageRequest)(nil),        // 0: chat.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),       // 1: chat.v1.GetMessageResponse
+	(*ListMembershipsRequest)(nil),   // 2: chat.v1.ListMembershipsRequest
+	(*Membership)(nil),               // 3: chat.v1.Membership
+	(*ListMembershipsResponse)(nil),  // 4: chat.v1.ListMembershipsResponse
+	(*GetUsersRequest)(nil),          // 5: chat.v1.GetUsersRequest
+	(*GetUsersResponse)(nil),         // 6: chat.v1.GetUsersResponse
+	(*RecordOpenedChatRequest)(nil),  // 7: chat.v1.RecordOpenedChatRequest
+	(*RecordOpenedChatResponse)(nil), // 8: chat.v1.RecordOpenedChatResponse
+	(*ListChatsRequest)(nil),         // 9: chat.v1.ListChatsRequest
+	(*ChatSummary)(nil),              // 10: chat.v1.ChatSummary
+	(*ListChatsResponse)(nil),        // 11: chat.v1.ListChatsResponse
+	(*GetHistoryRequest)(nil),        // 12: chat.v1.GetHistoryRequest
+	(*GetHistoryResponse)(nil),       // 13: chat.v1.GetHistoryResponse
+	(*CreateUserRequest)(nil),        // 14: chat.v1.CreateUserRequest
+	(*FindUserRequest)(nil),          // 15: chat.v1.FindUserRequest
+	(*User)(nil),                     // 16: chat.v1.User
+	(*GetReadersRequest)(nil),        // 17: chat.v1.GetReadersRequest
+	(*GetReadersResponse)(nil),       // 18: chat.v1.GetReadersResponse
+	(*Reader)(nil),                   // 19: chat.v1.Reader
+	(*Message)(nil),                  // 20: chat.v1.Message
 }
 var file_protos_chat_v1_history_proto_depIdxs = []int32{
-	3,  // 0: chat.v1.ListChatsResponse.chats:type_name -> chat.v1.ChatSummary
-	13, // 1: chat.v1.GetHistoryResponse.messages:type_name -> chat.v1.Message
-	12, // 2: chat.v1.GetReadersResponse.readers:type_name -> chat.v1.Reader
-	12, // 3: chat.v1.GetReadersResponse.delivered:type_name -> chat.v1.Reader
-	2,  // 4: chat.v1.HistoryService.ListChats:input_type -> chat.v1.ListChatsRequest
-	5,  // 5: chat.v1.HistoryService.GetHistory:input_type -> chat.v1.GetHistoryRequest
-	7,  // 6: chat.v1.HistoryService.CreateUser:input_type -> chat.v1.CreateUserRequest
-	8,  // 7: chat.v1.HistoryService.FindUser:input_type -> chat.v1.FindUserRequest
-	10, // 8: chat.v1.HistoryService.GetReaders:input_type -> chat.v1.GetReadersRequest
-	0,  // 9: chat.v1.HistoryService.RecordOpenedChat:input_type -> chat.v1.RecordOpenedChatRequest
-	4,  // 10: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
-	6,  // 11: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
-	9,  // 12: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
-	9,  // 13: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
-	11, // 14: chat.v1.HistoryService.GetReaders:output_type -> chat.v1.GetReadersResponse
-	1,  // 15: chat.v1.HistoryService.RecordOpenedChat:output_type -> chat.v1.RecordOpenedChatResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	20, // 0: chat.v1.GetMessageResponse.message:type_name -> chat.v1.Message
+	3,  // 1: chat.v1.ListMembershipsResponse.memberships:type_name -> chat.v1.Membership
+	16, // 2: chat.v1.GetUsersResponse.users:type_name -> chat.v1.User
+	10, // 3: chat.v1.ListChatsResponse.chats:type_name -> chat.v1.ChatSummary
+	20, // 4: chat.v1.GetHistoryResponse.messages:type_name -> chat.v1.Message
+	19, // 5: chat.v1.GetReadersResponse.readers:type_name -> chat.v1.Reader
+	19, // 6: chat.v1.GetReadersResponse.delivered:type_name -> chat.v1.Reader
+	9,  // 7: chat.v1.HistoryService.ListChats:input_type -> chat.v1.ListChatsRequest
+	12, // 8: chat.v1.HistoryService.GetHistory:input_type -> chat.v1.GetHistoryRequest
+	14, // 9: chat.v1.HistoryService.CreateUser:input_type -> chat.v1.CreateUserRequest
+	15, // 10: chat.v1.HistoryService.FindUser:input_type -> chat.v1.FindUserRequest
+	17, // 11: chat.v1.HistoryService.GetReaders:input_type -> chat.v1.GetReadersRequest
+	7,  // 12: chat.v1.HistoryService.RecordOpenedChat:input_type -> chat.v1.RecordOpenedChatRequest
+	0,  // 13: chat.v1.HistoryService.GetMessage:input_type -> chat.v1.GetMessageRequest
+	2,  // 14: chat.v1.HistoryService.ListMemberships:input_type -> chat.v1.ListMembershipsRequest
+	5,  // 15: chat.v1.HistoryService.GetUsers:input_type -> chat.v1.GetUsersRequest
+	11, // 16: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
+	13, // 17: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
+	16, // 18: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
+	16, // 19: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
+	18, // 20: chat.v1.HistoryService.GetReaders:output_type -> chat.v1.GetReadersResponse
+	8,  // 21: chat.v1.HistoryService.RecordOpenedChat:output_type -> chat.v1.RecordOpenedChatResponse
+	1,  // 22: chat.v1.HistoryService.GetMessage:output_type -> chat.v1.GetMessageResponse
+	4,  // 23: chat.v1.HistoryService.ListMemberships:output_type -> chat.v1.ListMembershipsResponse
+	6,  // 24: chat.v1.HistoryService.GetUsers:output_type -> chat.v1.GetUsersResponse
+	16, // [16:25] is the sub-list for method output_type
+	7,  // [7:16] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_history_proto_init() }
@@ -947,7 +1333,7 @@ func file_protos_chat_v1_history_proto_init() {
 		return
 	}
 	file_protos_chat_v1_common_proto_init()
-	file_protos_chat_v1_history_proto_msgTypes[8].OneofWrappers = []any{
+	file_protos_chat_v1_history_proto_msgTypes[15].OneofWrappers = []any{
 		(*FindUserRequest_Username)(nil),
 		(*FindUserRequest_UserId)(nil),
 	}
@@ -957,7 +1343,7 @@ func file_protos_chat_v1_history_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_history_proto_rawDesc), len(file_protos_chat_v1_history_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,9 @@ const (
 	HistoryService_FindUser_FullMethodName         = "/chat.v1.HistoryService/FindUser"
 	HistoryService_GetReaders_FullMethodName       = "/chat.v1.HistoryService/GetReaders"
 	HistoryService_RecordOpenedChat_FullMethodName = "/chat.v1.HistoryService/RecordOpenedChat"
+	HistoryService_GetMessage_FullMethodName       = "/chat.v1.HistoryService/GetMessage"
+	HistoryService_ListMemberships_FullMethodName  = "/chat.v1.HistoryService/ListMemberships"
+	HistoryService_GetUsers_FullMethodName         = "/chat.v1.HistoryService/GetUsers"
 )
 
 // HistoryServiceClient is the client API for HistoryService service.
@@ -44,6 +47,15 @@ type HistoryServiceClient interface {
 	// members' chat lists show it at once. The chat's OPENED record in the log says the same,
 	// for rebuilds.
 	RecordOpenedChat(ctx context.Context, in *RecordOpenedChatRequest, opts ...grpc.CallOption) (*RecordOpenedChatResponse, error)
+	// Only messaging calls these (with its service token): what it needs of history's tables,
+	// which it never reads itself. A message as stored (checking an amendment of a message
+	// older than the send path's own record of it).
+	GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (*GetMessageResponse, error)
+	// The chats in a user's chat list (who is told of their presence).
+	ListMemberships(ctx context.Context, in *ListMembershipsRequest, opts ...grpc.CallOption) (*ListMembershipsResponse, error)
+	// Those of some user ids that exist, with their names (opening a direct chat, the text of
+	// a group change).
+	GetUsers(ctx context.Context, in *GetUsersRequest, opts ...grpc.CallOption) (*GetUsersResponse, error)
 }
 
 type historyServiceClient struct {
@@ -114,6 +126,36 @@ func (c *historyServiceClient) RecordOpenedChat(ctx context.Context, in *RecordO
 	return out, nil
 }
 
+func (c *historyServiceClient) GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (*GetMessageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetMessageResponse)
+	err := c.cc.Invoke(ctx, HistoryService_GetMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *historyServiceClient) ListMemberships(ctx context.Context, in *ListMembershipsRequest, opts ...grpc.CallOption) (*ListMembershipsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMembershipsResponse)
+	err := c.cc.Invoke(ctx, HistoryService_ListMemberships_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *historyServiceClient) GetUsers(ctx context.Context, in *GetUsersRequest, opts ...grpc.CallOption) (*GetUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsersResponse)
+	err := c.cc.Invoke(ctx, HistoryService_GetUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HistoryServiceServer is the server API for HistoryService service.
 // All implementations must embed UnimplementedHistoryServiceServer
 // for forward compatibility.
@@ -131,6 +173,15 @@ type HistoryServiceServer interface {
 	// members' chat lists show it at once. The chat's OPENED record in the log says the same,
 	// for rebuilds.
 	RecordOpenedChat(context.Context, *RecordOpenedChatRequest) (*RecordOpenedChatResponse, error)
+	// Only messaging calls these (with its service token): what it needs of history's tables,
+	// which it never reads itself. A message as stored (checking an amendment of a message
+	// older than the send path's own record of it).
+	GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error)
+	// The chats in a user's chat list (who is told of their presence).
+	ListMemberships(context.Context, *ListMembershipsRequest) (*ListMembershipsResponse, error)
+	// Those of some user ids that exist, with their names (opening a direct chat, the text of
+	// a group change).
+	GetUsers(context.Context, *GetUsersRequest) (*GetUsersResponse, error)
 	mustEmbedUnimplementedHistoryServiceServer()
 }
 
@@ -158,6 +209,15 @@ func (UnimplementedHistoryServiceServer) GetReaders(context.Context, *GetReaders
 }
 func (UnimplementedHistoryServiceServer) RecordOpenedChat(context.Context, *RecordOpenedChatRequest) (*RecordOpenedChatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordOpenedChat not implemented")
+}
+func (UnimplementedHistoryServiceServer) GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMessage not implemented")
+}
+func (UnimplementedHistoryServiceServer) ListMemberships(context.Context, *ListMembershipsRequest) (*ListMembershipsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMemberships not implemented")
+}
+func (UnimplementedHistoryServiceServer) GetUsers(context.Context, *GetUsersRequest) (*GetUsersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUsers not implemented")
 }
 func (UnimplementedHistoryServiceServer) mustEmbedUnimplementedHistoryServiceServer() {}
 func (UnimplementedHistoryServiceServer) testEmbeddedByValue()                        {}
@@ -288,6 +348,60 @@ func _HistoryService_RecordOpenedChat_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HistoryService_GetMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HistoryServiceServer).GetMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HistoryService_GetMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HistoryServiceServer).GetMessage(ctx, req.(*GetMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HistoryService_ListMemberships_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMembershipsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HistoryServiceServer).ListMemberships(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HistoryService_ListMemberships_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HistoryServiceServer).ListMemberships(ctx, req.(*ListMembershipsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HistoryService_GetUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HistoryServiceServer).GetUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HistoryService_GetUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HistoryServiceServer).GetUsers(ctx, req.(*GetUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HistoryService_ServiceDesc is the grpc.ServiceDesc for HistoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -318,6 +432,18 @@ var HistoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordOpenedChat",
 			Handler:    _HistoryService_RecordOpenedChat_Handler,
+		},
+		{
+			MethodName: "GetMessage",
+			Handler:    _HistoryService_GetMessage_Handler,
+		},
+		{
+			MethodName: "ListMemberships",
+			Handler:    _HistoryService_ListMemberships_Handler,
+		},
+		{
+			MethodName: "GetUsers",
+			Handler:    _HistoryService_GetUsers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

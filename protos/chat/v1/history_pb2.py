@@ -25,39 +25,53 @@ _sym_db = _symbol_database.Default()
 from protos.chat.v1 import common_pb2 as protos_dot_chat_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/chat/v1/history.proto\x12\x07\x63hat.v1\x1a\x1bprotos/chat/v1/common.proto\"=\n\x17RecordOpenedChatRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x11\n\topened_id\x18\x02 \x01(\x06\"\x1a\n\x18RecordOpenedChatResponse\"1\n\x10ListChatsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"\xbb\x01\n\x0b\x43hatSummary\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nmember_ids\x18\x03 \x03(\x06\x12\x17\n\x0flast_message_id\x18\x04 \x01(\x06\x12\x14\n\x0clast_preview\x18\x05 \x01(\t\x12\x16\n\x0elast_sender_id\x18\x06 \x01(\x06\x12\x14\n\x0cunread_count\x18\x07 \x01(\x05\x12\x0c\n\x04name\x18\x08 \x01(\t\x12\x0e\n\x06member\x18\t \x01(\x08\"M\n\x11ListChatsResponse\x12#\n\x05\x63hats\x18\x01 \x03(\x0b\x32\x14.chat.v1.ChatSummary\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"X\n\x11GetHistoryRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x11\n\tbefore_id\x18\x02 \x01(\x06\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\x06\x12\r\n\x05limit\x18\x04 \x01(\x05\"J\n\x12GetHistoryResponse\x12\"\n\x08messages\x18\x01 \x03(\x0b\x32\x10.chat.v1.Message\x12\x10\n\x08has_more\x18\x02 \x01(\x08\"<\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x15\n\rpassword_hash\x18\x02 \x01(\t\"?\n\x0f\x46indUserRequest\x12\x12\n\x08username\x18\x01 \x01(\tH\x00\x12\x11\n\x07user_id\x18\x02 \x01(\x06H\x00\x42\x05\n\x03key\"@\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x06\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\rpassword_hash\x18\x03 \x01(\t\"8\n\x11GetReadersRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\"Z\n\x12GetReadersResponse\x12 \n\x07readers\x18\x01 \x03(\x0b\x32\x0f.chat.v1.Reader\x12\"\n\tdelivered\x18\x02 \x03(\x0b\x32\x0f.chat.v1.Reader\"F\n\x06Reader\x12\x0f\n\x07user_id\x18\x01 \x01(\x06\x12\x12\n\nread_up_to\x18\x02 \x01(\x06\x12\x17\n\x0f\x64\x65livered_up_to\x18\x03 \x01(\x06\x32\xa9\x03\n\x0eHistoryService\x12\x42\n\tListChats\x12\x19.chat.v1.ListChatsRequest\x1a\x1a.chat.v1.ListChatsResponse\x12\x45\n\nGetHistory\x12\x1a.chat.v1.GetHistoryRequest\x1a\x1b.chat.v1.GetHistoryResponse\x12\x37\n\nCreateUser\x12\x1a.chat.v1.CreateUserRequest\x1a\r.chat.v1.User\x12\x33\n\x08\x46indUser\x12\x18.chat.v1.FindUserRequest\x1a\r.chat.v1.User\x12\x45\n\nGetReaders\x12\x1a.chat.v1.GetReadersRequest\x1a\x1b.chat.v1.GetReadersResponse\x12W\n\x10RecordOpenedChat\x12 .chat.v1.RecordOpenedChatRequest\x1a!.chat.v1.RecordOpenedChatResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/chat/v1/history.proto\x12\x07\x63hat.v1\x1a\x1bprotos/chat/v1/common.proto\"8\n\x11GetMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\"F\n\x12GetMessageResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12!\n\x07message\x18\x02 \x01(\x0b\x32\x10.chat.v1.Message\")\n\x16ListMembershipsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x06\"9\n\nMembership\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04left\x18\x03 \x01(\x08\"C\n\x17ListMembershipsResponse\x12(\n\x0bmemberships\x18\x01 \x03(\x0b\x32\x13.chat.v1.Membership\"#\n\x0fGetUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x06\"0\n\x10GetUsersResponse\x12\x1c\n\x05users\x18\x01 \x03(\x0b\x32\r.chat.v1.User\"=\n\x17RecordOpenedChatRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x11\n\topened_id\x18\x02 \x01(\x06\"\x1a\n\x18RecordOpenedChatResponse\"1\n\x10ListChatsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"\xbb\x01\n\x0b\x43hatSummary\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nmember_ids\x18\x03 \x03(\x06\x12\x17\n\x0flast_message_id\x18\x04 \x01(\x06\x12\x14\n\x0clast_preview\x18\x05 \x01(\t\x12\x16\n\x0elast_sender_id\x18\x06 \x01(\x06\x12\x14\n\x0cunread_count\x18\x07 \x01(\x05\x12\x0c\n\x04name\x18\x08 \x01(\t\x12\x0e\n\x06member\x18\t \x01(\x08\"M\n\x11ListChatsResponse\x12#\n\x05\x63hats\x18\x01 \x03(\x0b\x32\x14.chat.v1.ChatSummary\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"X\n\x11GetHistoryRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x11\n\tbefore_id\x18\x02 \x01(\x06\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\x06\x12\r\n\x05limit\x18\x04 \x01(\x05\"J\n\x12GetHistoryResponse\x12\"\n\x08messages\x18\x01 \x03(\x0b\x32\x10.chat.v1.Message\x12\x10\n\x08has_more\x18\x02 \x01(\x08\"<\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x15\n\rpassword_hash\x18\x02 \x01(\t\"?\n\x0f\x46indUserRequest\x12\x12\n\x08username\x18\x01 \x01(\tH\x00\x12\x11\n\x07user_id\x18\x02 \x01(\x06H\x00\x42\x05\n\x03key\"@\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x06\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\rpassword_hash\x18\x03 \x01(\t\"8\n\x11GetReadersRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\"Z\n\x12GetReadersResponse\x12 \n\x07readers\x18\x01 \x03(\x0b\x32\x0f.chat.v1.Reader\x12\"\n\tdelivered\x18\x02 \x03(\x0b\x32\x0f.chat.v1.Reader\"F\n\x06Reader\x12\x0f\n\x07user_id\x18\x01 \x01(\x06\x12\x12\n\nread_up_to\x18\x02 \x01(\x06\x12\x17\n\x0f\x64\x65livered_up_to\x18\x03 \x01(\x06\x32\x87\x05\n\x0eHistoryService\x12\x42\n\tListChats\x12\x19.chat.v1.ListChatsRequest\x1a\x1a.chat.v1.ListChatsResponse\x12\x45\n\nGetHistory\x12\x1a.chat.v1.GetHistoryRequest\x1a\x1b.chat.v1.GetHistoryResponse\x12\x37\n\nCreateUser\x12\x1a.chat.v1.CreateUserRequest\x1a\r.chat.v1.User\x12\x33\n\x08\x46indUser\x12\x18.chat.v1.FindUserRequest\x1a\r.chat.v1.User\x12\x45\n\nGetReaders\x12\x1a.chat.v1.GetReadersRequest\x1a\x1b.chat.v1.GetReadersResponse\x12W\n\x10RecordOpenedChat\x12 .chat.v1.RecordOpenedChatRequest\x1a!.chat.v1.RecordOpenedChatResponse\x12\x45\n\nGetMessage\x12\x1a.chat.v1.GetMessageRequest\x1a\x1b.chat.v1.GetMessageResponse\x12T\n\x0fListMemberships\x12\x1f.chat.v1.ListMembershipsRequest\x1a .chat.v1.ListMembershipsResponse\x12?\n\x08GetUsers\x12\x18.chat.v1.GetUsersRequest\x1a\x19.chat.v1.GetUsersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.chat.v1.history_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECORDOPENEDCHATREQUEST']._serialized_start=70
-  _globals['_RECORDOPENEDCHATREQUEST']._serialized_end=131
-  _globals['_RECORDOPENEDCHATRESPONSE']._serialized_start=133
-  _globals['_RECORDOPENEDCHATRESPONSE']._serialized_end=159
-  _globals['_LISTCHATSREQUEST']._serialized_start=161
-  _globals['_LISTCHATSREQUEST']._serialized_end=210
-  _globals['_CHATSUMMARY']._serialized_start=213
-  _globals['_CHATSUMMARY']._serialized_end=400
-  _globals['_LISTCHATSRESPONSE']._serialized_start=402
-  _globals['_LISTCHATSRESPONSE']._serialized_end=479
-  _globals['_GETHISTORYREQUEST']._serialized_start=481
-  _globals['_GETHISTORYREQUEST']._serialized_end=569
-  _globals['_GETHISTORYRESPONSE']._serialized_start=571
-  _globals['_GETHISTORYRESPONSE']._serialized_end=645
-  _globals['_CREATEUSERREQUEST']._serialized_start=647
-  _globals['_CREATEUSERREQUEST']._serialized_end=707
-  _globals['_FINDUSERREQUEST']._serialized_start=709
-  _globals['_FINDUSERREQUEST']._serialized_end=772
-  _globals['_USER']._serialized_start=774
-  _globals['_USER']._serialized_end=838
-  _globals['_GETREADERSREQUEST']._serialized_start=840
-  _globals['_GETREADERSREQUEST']._serialized_end=896
-  _globals['_GETREADERSRESPONSE']._serialized_start=898
-  _globals['_GETREADERSRESPONSE']._serialized_end=988
-  _globals['_READER']._serialized_start=990
-  _globals['_READER']._serialized_end=1060
-  _globals['_HISTORYSERVICE']._serialized_start=1063
-  _globals['_HISTORYSERVICE']._serialized_end=1488
+  _globals['_GETMESSAGEREQUEST']._serialized_start=70
+  _globals['_GETMESSAGEREQUEST']._serialized_end=126
+  _globals['_GETMESSAGERESPONSE']._serialized_start=128
+  _globals['_GETMESSAGERESPONSE']._serialized_end=198
+  _globals['_LISTMEMBERSHIPSREQUEST']._serialized_start=200
+  _globals['_LISTMEMBERSHIPSREQUEST']._serialized_end=241
+  _globals['_MEMBERSHIP']._serialized_start=243
+  _globals['_MEMBERSHIP']._serialized_end=300
+  _globals['_LISTMEMBERSHIPSRESPONSE']._serialized_start=302
+  _globals['_LISTMEMBERSHIPSRESPONSE']._serialized_end=369
+  _globals['_GETUSERSREQUEST']._serialized_start=371
+  _globals['_GETUSERSREQUEST']._serialized_end=406
+  _globals['_GETUSERSRESPONSE']._serialized_start=408
+  _globals['_GETUSERSRESPONSE']._serialized_end=456
+  _globals['_RECORDOPENEDCHATREQUEST']._serialized_start=458
+  _globals['_RECORDOPENEDCHATREQUEST']._serialized_end=519
+  _globals['_RECORDOPENEDCHATRESPONSE']._serialized_start=521
+  _globals['_RECORDOPENEDCHATRESPONSE']._serialized_end=547
+  _globals['_LISTCHATSREQUEST']._serialized_start=549
+  _globals['_LISTCHATSREQUEST']._serialized_end=598
+  _globals['_CHATSUMMARY']._serialized_start=601
+  _globals['_CHATSUMMARY']._serialized_end=788
+  _globals['_LISTCHATSRESPONSE']._serialized_start=790
+  _globals['_LISTCHATSRESPONSE']._serialized_end=867
+  _globals['_GETHISTORYREQUEST']._serialized_start=869
+  _globals['_GETHISTORYREQUEST']._serialized_end=957
+  _globals['_GETHISTORYRESPONSE']._serialized_start=959
+  _globals['_GETHISTORYRESPONSE']._serialized_end=1033
+  _globals['_CREATEUSERREQUEST']._serialized_start=1035
+  _globals['_CREATEUSERREQUEST']._serialized_end=1095
+  _globals['_FINDUSERREQUEST']._serialized_start=1097
+  _globals['_FINDUSERREQUEST']._serialized_end=1160
+  _globals['_USER']._serialized_start=1162
+  _globals['_USER']._serialized_end=1226
+  _globals['_GETREADERSREQUEST']._serialized_start=1228
+  _globals['_GETREADERSREQUEST']._serialized_end=1284
+  _globals['_GETREADERSRESPONSE']._serialized_start=1286
+  _globals['_GETREADERSRESPONSE']._serialized_end=1376
+  _globals['_READER']._serialized_start=1378
+  _globals['_READER']._serialized_end=1448
+  _globals['_HISTORYSERVICE']._serialized_start=1451
+  _globals['_HISTORYSERVICE']._serialized_end=2098
 # @@protoc_insertion_point(module_scope)

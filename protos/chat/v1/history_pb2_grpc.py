@@ -66,6 +66,21 @@ class HistoryServiceStub:
                 request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.RecordOpenedChatRequest.SerializeToString,
                 response_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.RecordOpenedChatResponse.FromString,
                 _registered_method=True)
+        self.GetMessage = channel.unary_unary(
+                '/chat.v1.HistoryService/GetMessage',
+                request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.GetMessageRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.GetMessageResponse.FromString,
+                _registered_method=True)
+        self.ListMemberships = channel.unary_unary(
+                '/chat.v1.HistoryService/ListMemberships',
+                request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.ListMembershipsRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.ListMembershipsResponse.FromString,
+                _registered_method=True)
+        self.GetUsers = channel.unary_unary(
+                '/chat.v1.HistoryService/GetUsers',
+                request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.GetUsersRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.GetUsersResponse.FromString,
+                _registered_method=True)
 
 
 class HistoryServiceServicer:
@@ -113,6 +128,30 @@ class HistoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMessage(self, request, context):
+        """Only messaging calls these (with its service token): what it needs of history's tables,
+        which it never reads itself. A message as stored (checking an amendment of a message
+        older than the send path's own record of it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMemberships(self, request, context):
+        """The chats in a user's chat list (who is told of their presence).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsers(self, request, context):
+        """Those of some user ids that exist, with their names (opening a direct chat, the text of
+        a group change).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HistoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +184,21 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.RecordOpenedChat,
                     request_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.RecordOpenedChatRequest.FromString,
                     response_serializer=protos_dot_chat_dot_v1_dot_history__pb2.RecordOpenedChatResponse.SerializeToString,
+            ),
+            'GetMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMessage,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.GetMessageRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_history__pb2.GetMessageResponse.SerializeToString,
+            ),
+            'ListMemberships': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMemberships,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.ListMembershipsRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_history__pb2.ListMembershipsResponse.SerializeToString,
+            ),
+            'GetUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsers,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.GetUsersRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_history__pb2.GetUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +365,87 @@ class HistoryService:
             '/chat.v1.HistoryService/RecordOpenedChat',
             protos_dot_chat_dot_v1_dot_history__pb2.RecordOpenedChatRequest.SerializeToString,
             protos_dot_chat_dot_v1_dot_history__pb2.RecordOpenedChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.HistoryService/GetMessage',
+            protos_dot_chat_dot_v1_dot_history__pb2.GetMessageRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_history__pb2.GetMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMemberships(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.HistoryService/ListMemberships',
+            protos_dot_chat_dot_v1_dot_history__pb2.ListMembershipsRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_history__pb2.ListMembershipsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.HistoryService/GetUsers',
+            protos_dot_chat_dot_v1_dot_history__pb2.GetUsersRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_history__pb2.GetUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,17 @@ class HistoryServiceStub:
     members' chat lists show it at once. The chat's OPENED record in the log says the same,
     for rebuilds.
     """
+    GetMessage: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetMessageRequest, _history_pb2.GetMessageResponse]
+    """Only messaging calls these (with its service token): what it needs of history's tables,
+    which it never reads itself. A message as stored (checking an amendment of a message
+    older than the send path's own record of it).
+    """
+    ListMemberships: _grpc.UnaryUnaryMultiCallable[_history_pb2.ListMembershipsRequest, _history_pb2.ListMembershipsResponse]
+    """The chats in a user's chat list (who is told of their presence)."""
+    GetUsers: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetUsersRequest, _history_pb2.GetUsersResponse]
+    """Those of some user ids that exist, with their names (opening a direct chat, the text of
+    a group change).
+    """
 
 @_typing.type_check_only
 class HistoryServiceAsyncStub(HistoryServiceStub):
@@ -64,6 +75,17 @@ class HistoryServiceAsyncStub(HistoryServiceStub):
     """Only messaging calls this (with its service token), when a direct chat is opened: both
     members' chat lists show it at once. The chat's OPENED record in the log says the same,
     for rebuilds.
+    """
+    GetMessage: _aio.UnaryUnaryMultiCallable[_history_pb2.GetMessageRequest, _history_pb2.GetMessageResponse]  # type: ignore[assignment]
+    """Only messaging calls these (with its service token): what it needs of history's tables,
+    which it never reads itself. A message as stored (checking an amendment of a message
+    older than the send path's own record of it).
+    """
+    ListMemberships: _aio.UnaryUnaryMultiCallable[_history_pb2.ListMembershipsRequest, _history_pb2.ListMembershipsResponse]  # type: ignore[assignment]
+    """The chats in a user's chat list (who is told of their presence)."""
+    GetUsers: _aio.UnaryUnaryMultiCallable[_history_pb2.GetUsersRequest, _history_pb2.GetUsersResponse]  # type: ignore[assignment]
+    """Those of some user ids that exist, with their names (opening a direct chat, the text of
+    a group change).
     """
 
 class HistoryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,6 +138,35 @@ class HistoryServiceServicer(metaclass=_abc_1.ABCMeta):
         """Only messaging calls this (with its service token), when a direct chat is opened: both
         members' chat lists show it at once. The chat's OPENED record in the log says the same,
         for rebuilds.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMessage(
+        self,
+        request: _history_pb2.GetMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.GetMessageResponse, _abc.Awaitable[_history_pb2.GetMessageResponse]]:
+        """Only messaging calls these (with its service token): what it needs of history's tables,
+        which it never reads itself. A message as stored (checking an amendment of a message
+        older than the send path's own record of it).
+        """
+
+    @_abc_1.abstractmethod
+    def ListMemberships(
+        self,
+        request: _history_pb2.ListMembershipsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.ListMembershipsResponse, _abc.Awaitable[_history_pb2.ListMembershipsResponse]]:
+        """The chats in a user's chat list (who is told of their presence)."""
+
+    @_abc_1.abstractmethod
+    def GetUsers(
+        self,
+        request: _history_pb2.GetUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.GetUsersResponse, _abc.Awaitable[_history_pb2.GetUsersResponse]]:
+        """Those of some user ids that exist, with their names (opening a direct chat, the text of
+        a group change).
         """
 
 def add_HistoryServiceServicer_to_server(servicer: HistoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,13 +4,13 @@ produce one copy per member, answer once Kafka acknowledged every copy.
 Each message reaches Kafka once per recipient, by construction rather than by dedup windows
 downstream:
 
-* the claim (``messaging/admission.py``) gives every retry the message id of the first try;
+* the claim (``messaging/send/admission.py``) gives every retry the message id of the first try;
 * a retry of a message whose attempt is still running in this process joins that attempt
   instead of producing again, so a Kafka outage of any length writes each copy once: the
   caller is answered UNAVAILABLE after ``answer_seconds`` while the attempt goes on, and a
   later retry gets the message id;
 * a retry of a message whose earlier attempt may or may not have reached Kafka (its process
-  died, or the producer gave up on it) settles it first (``messaging/settle.py``): it finds the
+  died, or the producer gave up on it) settles it first (``messaging/send/settle.py``): it finds the
   copies that landed and produces only the missing ones.
 
 Once Kafka has every copy the claim is marked acknowledged, in one pipelined Redis call for
@@ -44,10 +44,10 @@ from chatlib.leases import LeaseLost, WorkerLease
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.telemetry import kafka_headers
-from messaging.admission import REDIS_FAILURES, Admission, Claim, Owner
 from messaging.chats import ChatDirectory
-from messaging.fence import Fence
-from messaging.settle import Settler
+from messaging.groups.fence import Fence
+from messaging.send.admission import REDIS_FAILURES, Admission, Claim, Owner
+from messaging.send.settle import Settler
 from protos.chat.v1 import envelope_pb2
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Outgoing:
     recipients: frozenset[int]
     #: A group's membership version the recipients are from.
     version: int = 0
-    #: For a change: writes it once the claim is held (``messaging/changes.py``), and gives
+    #: For a change: writes it once the claim is held (``messaging/groups/changes.py``), and gives
     #: the log entry to produce and the claim (its id may have been moved past the fence's
     #: floor); None if it turned out to change nothing.
     prepare: Prepare | None = None
@@ -332,7 +332,7 @@ class Sender:
 
     async def _fenced(self, outgoing: Outgoing, message_id: int) -> tuple[Outgoing, int]:
         """The group message with recipients of the membership version in force at its id
-        (``messaging/fence.py``), and that id; waits out a change being written."""
+        (``messaging/groups/fence.py``), and that id; waits out a change being written."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         chat_id = outgoing.chat_id

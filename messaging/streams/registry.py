@@ -16,7 +16,7 @@ from typing import NamedTuple
 from prometheus_client import Counter, Gauge
 
 from chatlib import deliveries
-from messaging.cursor import Cursor
+from messaging.streams.cursor import Cursor
 from protos.chat.v1 import envelope_pb2, messaging_pb2
 
 STREAMS = Gauge("messaging_live_streams", "Connected live streams")
@@ -30,7 +30,7 @@ REDIRECTS = Counter("messaging_stream_redirects_total", "Streams sent to a parti
 
 class LiveEvent(NamedTuple):
     """An event as every stream of its recipient is given it: built once per record. An
-    ephemeral event (typing, presence: ``messaging/signals.py``) has no cursor: it is not in
+    ephemeral event (typing, presence: ``messaging/signals/channel.py``) has no cursor: it is not in
     the log."""
 
     cursor: Cursor | None

@@ -3,7 +3,7 @@
 The fan-out sees every record of its partitions anyway; keeping the newest few megabytes of
 each partition, indexed by recipient, lets a client that reconnects after a short break (a
 network drop, a redirect after a partition move) replay exactly its own missed events without
-touching Kafka. Older gaps fall back to ``messaging/replay.py``.
+touching Kafka. Older gaps fall back to ``messaging/streams/replay.py``.
 
 Records are kept as the raw bytes Kafka gave (decoded only when replayed) and evicted oldest
 first, so a partition's log always holds every record of ``[first, next)``.

@@ -5,7 +5,7 @@ gave up on copies that were in flight (the broker may have written them). Produc
 again could deliver some twice; producing none could lose them. So a retry of such a message:
 
 1. waits until the earlier attempt cannot write anything any more: its process no longer holds
-   its worker lease (``messaging/send.py`` checks that; a process that loses its lease drops
+   its worker lease (``messaging/send/sender.py`` checks that; a process that loses its lease drops
    what it has not sent) and ``SETTLE_SECONDS`` have passed since the message was claimed (a
    producer never sends a record later than its delivery timeout after it was produced);
 2. takes the claim over (compare-and-swap), so that no other server settles it at once;
@@ -41,7 +41,7 @@ from chatlib import deliveries
 from chatlib.errors import Unavailable
 from chatlib.ids import timestamp_ms
 from chatlib.kafka import DELIVERY_TIMEOUT_MS, AsyncProducer, ProduceFailed, Record, fetch, reader
-from messaging.admission import Admission, Claim, Owner
+from messaging.send.admission import Admission, Claim, Owner
 
 logger = logging.getLogger(__name__)
 SETTLED = Counter(

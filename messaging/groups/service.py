@@ -1,7 +1,7 @@
 """The GroupService gRPC servicer: checks each request, then hands it to ``ChatChanges``.
 
-The rules (who may do what) are ``messaging/group_rules.py``; the mechanics (claim, fence,
-write, log entry) are ``messaging/changes.py``. This module only translates.
+The rules (who may do what) are ``messaging/groups/rules.py``; the mechanics (claim, fence,
+write, log entry) are ``messaging/groups/changes.py``. This module only translates.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from chatlib.chat_ids import GROUP
 from chatlib.config_sections import Groups
 from chatlib.errors import InvalidArgument
 from chatlib.live_config import LiveSection
-from messaging import group_rules
-from messaging.changes import Changed, ChatChanges, Planner
-from messaging.send import check_idempotency_key
+from messaging.groups import rules as group_rules
+from messaging.groups.changes import Changed, ChatChanges, Planner
+from messaging.send.sender import check_idempotency_key
 from protos.chat.v1 import groups_pb2, groups_pb2_grpc
 
 Context = grpc.aio.ServicerContext[object, object]

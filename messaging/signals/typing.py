@@ -22,7 +22,7 @@ from chatlib.config_sections import Messages
 from chatlib.errors import ResourceExhausted
 from chatlib.live_config import LiveSection
 from messaging.chats import ChatDirectory
-from messaging.signals import Signals
+from messaging.signals.channel import Signals
 from protos.chat.v1 import messaging_pb2
 
 CALLS_PER_SECOND = 10

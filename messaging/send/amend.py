@@ -10,9 +10,9 @@ claim, every member gets a copy, in the chat's order, once. What is checked firs
 * a reaction: by any member, on a message not deleted, one emoji.
 
 The message is looked up in the record the send path keeps of each message for its first
-minutes (``messaging/sent.py``), so nothing here waits for the history writer; an older one is
-read from ``messages_by_chat`` (history writes it; messaging only reads), once. A message in
-neither is answered NOT_FOUND at once.
+minutes (``messaging/send/sent.py``), so nothing here waits for the history writer; an older one is
+asked of the history service (``messaging/history_api.py``), once. A message in neither is
+answered NOT_FOUND at once.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ import re
 import time
 from dataclasses import dataclass
 
-from chatlib.buckets import bucket_of
-from chatlib.cassandra import AsyncSession
 from chatlib.chat_ids import check_chat_id
 from chatlib.config_sections import Messages
 from chatlib.errors import (
@@ -33,14 +31,15 @@ from chatlib.errors import (
     PermissionDenied,
     Unavailable,
 )
-from chatlib.ids import signed, timestamp_ms, unsigned
+from chatlib.ids import timestamp_ms
 from chatlib.live_config import LiveSection
-from messaging.admission import REDIS_FAILURES
 from messaging.chats import Chat, ChatDirectory
-from messaging.group_rules import ADMIN, OWNER
-from messaging.group_store import GroupStore
-from messaging.send import Accepted, Outgoing, Sender, check_idempotency_key
-from messaging.sent import SentMessages
+from messaging.groups.rules import ADMIN, OWNER
+from messaging.groups.store import GroupStore
+from messaging.history_api import HistoryApi
+from messaging.send.admission import REDIS_FAILURES
+from messaging.send.sender import Accepted, Outgoing, Sender, check_idempotency_key
+from messaging.send.sent import SentMessages
 from protos.chat.v1 import common_pb2, envelope_pb2
 
 logger = logging.getLogger(__name__)
@@ -49,10 +48,6 @@ Delivery = envelope_pb2.Delivery
 MAX_EMOJI_BYTES = 32
 #: What an emoji may not contain: spaces (the storage key separates with one) and controls.
 NOT_EMOJI = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-_MESSAGE = (
-    "SELECT sender_id, deleted, change FROM messages_by_chat"
-    " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
-)
 
 
 @dataclass(frozen=True)
@@ -73,14 +68,14 @@ class Amendments:
         directory: ChatDirectory,
         groups: GroupStore,
         sent: SentMessages,
-        db: AsyncSession,
+        history: HistoryApi,
         messages: LiveSection[Messages],
     ) -> None:
         self._sender = sender
         self._directory = directory
         self._groups = groups
         self._sent = sent
-        self._db = db
+        self._history = history
         self._messages = messages
 
     async def edit(self, user: int, chat_id: str, message_id: int, body: str, key: str) -> Accepted:
@@ -179,14 +174,12 @@ class Amendments:
         if sent is not None:
             return Target(message_id, sent.sender_id, sent.deleted, role)
         # Older than the records kept: history has written it by now, or it does not exist.
-        where = (chat.chat_id, bucket_of(message_id), signed(message_id))
-        rows = await self._db.execute(_MESSAGE, where)
-        if not rows or rows[0].sender_id is None:
+        stored = await self._history.message(chat.chat_id, message_id)
+        if stored is None:
             raise missing
-        row = rows[0]
-        if row.change:
+        if stored.HasField("change"):
             raise FailedPrecondition(f"entry {message_id} is a change to the chat, not a message")
-        return Target(message_id, unsigned(row.sender_id), bool(row.deleted), role)
+        return Target(message_id, stored.sender_id, stored.deleted, role)
 
 
 def check_emoji(emoji: str) -> None:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from bff import inputs, views
 from bff.routing import BACKENDS
-from bff.sessions import ACCOUNTS, caller
+from bff.session_routes import ACCOUNTS, caller
 from chatlib import preferences, tokens
 from chatlib.errors import InvalidArgument, NotFound
 from chatlib.presence_state import MAX_ASKED

@@ -15,7 +15,7 @@ import logging
 
 from chatlib.errors import ChatError
 from messaging.chats import Chat
-from messaging.send import Outgoing, Sender
+from messaging.send.sender import Outgoing, Sender
 from protos.chat.v1 import envelope_pb2
 
 logger = logging.getLogger(__name__)

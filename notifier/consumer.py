@@ -23,12 +23,13 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from prometheus_client import Counter
 
 from chatlib import deliveries, preferences, presence_state
 from chatlib.config_sections import Notifications
-from chatlib.kafka import AsyncProducer, LagReporter, ProduceFailed, Record, failed
+from chatlib.consumer_loop import ConsumerLoop
+from chatlib.kafka import AsyncProducer, ProduceFailed, Record
 from chatlib.live_config import LiveSection
 from notifier.bursts import Burst, Bursts, Offsets, Pending
 from notifier.webhook import Webhook
@@ -63,7 +64,7 @@ def marks_key(user: int) -> str:
     return f"chat:notified:{user}"
 
 
-class Notifier:
+class Notifier(ConsumerLoop):
     def __init__(
         self,
         consumer: Consumer,
@@ -76,60 +77,71 @@ class Notifier:
         dead_letter_topic: str,
         group: str,
     ) -> None:
-        self._consumer = consumer
-        self._lag = LagReporter(consumer, group)
+        super().__init__(
+            consumer,
+            topic,
+            group,
+            batch=BATCH,
+            poll_seconds=POLL_SECONDS,
+            commit_seconds=COMMIT_SECONDS,
+        )
         self._redis = redis
         self._webhook = webhook
-        self._dead_letters = dead_letters
+        self._dead_notifications = dead_letters
         self._settings = settings
-        self._topic = topic
         self._dead_letter_topic = dead_letter_topic
         self._mark = redis.register_script(_MARK)
         self._bursts = Bursts()
         self._offsets = Offsets()
         self._tasks: set[asyncio.Task[None]] = set()
         self._revoked: list[set[int]] = []
-        self.polled_at = time.monotonic()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        self._consumer.subscribe([self._topic], on_revoke=self._on_revoke)
-        commit_at = time.monotonic() + COMMIT_SECONDS
-        while not stop.is_set():
-            if len(self._tasks) < MAX_BUSY:
-                messages = await asyncio.to_thread(self._consumer.consume, BATCH, POLL_SECONDS)
-            else:
-                messages = []
-                await asyncio.sleep(POLL_SECONDS)
-            self.polled_at = time.monotonic()
-            self._lag.maybe_report()
-            while self._revoked:
-                gone = self._revoked.pop()
-                self._bursts.drop_partitions(gone)
-                self._offsets.forget(gone)
-            if messages:
-                await self._read(messages)
-            for burst in self._bursts.due(time.monotonic()):
-                task = asyncio.create_task(self._notify(burst))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            if time.monotonic() >= commit_at:
-                self._commit()
-                commit_at = time.monotonic() + COMMIT_SECONDS
+    # The loop's hooks.
+
+    async def start(self) -> None:
+        self.consumer.subscribe([self.topic], on_revoke=self._on_revoke)
+
+    async def ready(self, stop: asyncio.Event) -> bool:
+        """Read on while fewer than MAX_BUSY notifications are being tried."""
+        if len(self._tasks) < MAX_BUSY:
+            return True
+        await asyncio.sleep(POLL_SECONDS)
+        return False
+
+    async def handle(self, records: list[Message]) -> None:
+        self._forget_revoked()
+        await self._read(records)
+
+    def committable(self) -> dict[int, int]:
+        return self._offsets.committable()
+
+    async def tick(self) -> None:
+        self._forget_revoked()
+        for burst in self._bursts.due(time.monotonic()):
+            task = asyncio.create_task(self._notify(burst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def stopping(self) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
-        self._commit()
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Called inside consume(), on its thread: the loop applies it when consume returns.
+        # Called inside a poll, on its thread: the loop applies it when the poll returns.
         self._revoked.append({tp.partition for tp in partitions})
+
+    def _forget_revoked(self) -> None:
+        while self._revoked:
+            gone = self._revoked.pop()
+            self._bursts.drop_partitions(gone)
+            self._offsets.forget(gone)
+            self.forget(gone)
 
     async def _read(self, messages: list[Message]) -> None:
         """Open or extend bursts for the offline recipients of a batch."""
         settings = self._settings.get()
         records = []
         for message in messages:
-            if failed(message, logger):
-                continue
             partition, offset = message.partition() or 0, message.offset() or 0
             self._offsets.read(partition, offset)
             recipient = deliveries.recipient_of(message.key())
@@ -144,11 +156,8 @@ class Notifier:
         for recipient, partition, offset, message in records:
             if recipient not in offline:
                 continue
-            try:
-                delivery = deliveries.decode(message.value())
-            except deliveries.InvalidDelivery:
-                continue  # the history writer dead-letters it
-            if not _notifiable(delivery):
+            delivery = self.decode(message)  # one that does not decode: history dead-letters it
+            if delivery is None or not _notifiable(delivery):
                 continue
             pending = Pending(partition, offset, deliveries.message_of(delivery))
             self._offsets.hold(partition, offset)
@@ -218,20 +227,10 @@ class Notifier:
             headers,
         )
         try:
-            await self._dead_letters.send([record])
+            await self._dead_notifications.send([record])
         except ProduceFailed as exc:
             raise RuntimeError(f"dead-lettering failed: {exc}") from exc
         DEAD.inc()
-
-    def _commit(self) -> None:
-        offsets = self._offsets.committable()
-        if not offsets:
-            return
-        commit = [TopicPartition(self._topic, p, o) for p, o in offsets.items()]
-        try:
-            self._consumer.commit(offsets=commit, asynchronous=True)
-        except KafkaException as exc:
-            logger.warning("committing offsets failed: %s", exc)
 
 
 def _notifiable(delivery: deliveries.Delivery) -> bool:

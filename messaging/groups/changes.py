@@ -6,8 +6,8 @@ same guarantees: the caller's ``client_request_id`` is its idempotency claim, it
 once Kafka holds a copy for everyone it concerns, and a retry after a crash completes it with
 only the missing copies. What differs is ``prepare``, run once the claim is held:
 
-1. read the group from Cassandra and plan the change on it (``messaging/group_rules.py``);
-2. pass the membership fence (``messaging/fence.py``) with the change's id: from here on no
+1. read the group from Cassandra and plan the change on it (``messaging/groups/rules.py``);
+2. pass the membership fence (``messaging/groups/fence.py``) with the change's id: from here on no
    send is admitted under the old membership, and no id below the change's is admitted;
 3. write the change to ``group_members`` as one conditional batch on the version (the log
    entry itself is kept beside it, so a retry can produce it again if this process dies).
@@ -28,24 +28,20 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-import grpc
-
-from chatlib import deliveries, tokens
-from chatlib.cassandra import AsyncSession
+from chatlib import deliveries
 from chatlib.chat_ids import direct_chat_id
 from chatlib.config_sections import Groups
 from chatlib.errors import NotFound, PermissionDenied, Unavailable
-from chatlib.grpc_auth import bearer_metadata
-from chatlib.ids import signed, unsigned
 from chatlib.leases import LeaseLost, WorkerLease
 from chatlib.live_config import LiveSection
-from messaging import group_rules
-from messaging.admission import Admission, Claim, Owner
-from messaging.fence import Fence
-from messaging.group_rules import Action, GroupState, Plan
-from messaging.group_store import GroupStore
-from messaging.send import Outgoing, Sender
-from protos.chat.v1 import common_pb2, envelope_pb2, history_pb2, history_pb2_grpc
+from messaging.groups import rules as group_rules
+from messaging.groups.fence import Fence
+from messaging.groups.rules import Action, GroupState, Plan
+from messaging.groups.store import GroupStore
+from messaging.history_api import HistoryApi
+from messaging.send.admission import Admission, Claim, Owner
+from messaging.send.sender import Outgoing, Sender
+from protos.chat.v1 import common_pb2, envelope_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -71,21 +67,16 @@ class Changed:
 class UserNames:
     """Usernames by id, for the text of changes ("alice added carol"); names never change."""
 
-    def __init__(self, db: AsyncSession) -> None:
-        self._db = db
+    def __init__(self, history: HistoryApi) -> None:
+        self._history = history
         self._names: dict[int, str] = {}
 
     async def lookup(self, users: Iterable[int]) -> dict[int, str]:
         """Names of those of ``users`` that exist (ids of nobody are left out)."""
         wanted = sorted(set(users))
-        missing = [u for u in wanted if u not in self._names and u < 2**63]
-        for start in range(0, len(missing), 100):
-            rows = await self._db.execute(
-                "SELECT user_id, username FROM users WHERE user_id IN ?",
-                ([signed(u) for u in missing[start : start + 100]],),
-            )
-            for row in rows:
-                self._names[unsigned(row.user_id)] = row.username
+        missing = [u for u in wanted if u not in self._names]
+        if missing:
+            self._names.update(await self._history.usernames(missing))
         if len(self._names) > 100_000:
             self._names.clear()
         return {u: self._names[u] for u in wanted if u in self._names}
@@ -102,8 +93,7 @@ class ChatChanges:
         names: UserNames,
         lease: WorkerLease,
         groups: LiveSection[Groups],
-        history: history_pb2_grpc.HistoryServiceAsyncStub,
-        secret: str,
+        history: HistoryApi,
     ) -> None:
         self._sender = sender
         self._admission = admission
@@ -113,7 +103,6 @@ class ChatChanges:
         self._lease = lease
         self._groups = groups
         self._history = history
-        self._secret = secret
 
     async def load(self, chat_id: str, reader: int) -> GroupState:
         """The group as its member ``reader`` may see it."""
@@ -165,16 +154,11 @@ class ChatChanges:
         outgoing = Outgoing(entry, members)
         opened_id = self._mint()
         await self._sender.publish(outgoing, opened_id)
-        token = tokens.issue(self._secret, tokens.MESSAGING_SUBJECT, 60)
         try:
-            await self._history.RecordOpenedChat(
-                history_pb2.RecordOpenedChatRequest(chat_id=outgoing.chat_id, opened_id=opened_id),
-                metadata=bearer_metadata(token),
-                timeout=5,
-            )
-        except grpc.aio.AioRpcError as exc:
+            await self._history.record_opened(outgoing.chat_id, opened_id)
+        except Unavailable as exc:
             # The record is in the log: the chat lists show the chat once the writer gets it.
-            logger.warning("telling history of %s failed: %s", outgoing.chat_id, exc.code().name)
+            logger.warning("telling history of %s failed: %s", outgoing.chat_id, exc)
 
     async def _prepare(
         self, actor: int, chat_id: str, request_id: str, planner: Planner, claim: Claim

@@ -36,16 +36,15 @@ from collections import OrderedDict
 import redis.asyncio as aioredis
 
 from chatlib import presence_state
-from chatlib.cassandra import AsyncSession
 from chatlib.chat_ids import direct_members
 from chatlib.errors import InvalidArgument, PermissionDenied
-from chatlib.ids import signed
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.presence_state import MAX_ASKED, presence_key
 from messaging.chats import ChatDirectory
-from messaging.signals import Signals
-from messaging.streams import StreamRegistry
+from messaging.history_api import HistoryApi
+from messaging.signals.channel import Signals
+from messaging.streams.registry import StreamRegistry
 from protos.chat.v1 import messaging_pb2
 
 logger = logging.getLogger(__name__)
@@ -97,7 +96,7 @@ class Presence:
         self,
         server_name: str,
         redis: aioredis.Redis,
-        db: AsyncSession,
+        history: HistoryApi,
         directory: ChatDirectory,
         signals: Signals,
         partitioning: LiveSection[Partitioning],
@@ -105,7 +104,7 @@ class Presence:
     ) -> None:
         self._server = server_name
         self._redis = redis
-        self._db = db
+        self._history = history
         self._directory = directory
         self._signals = signals
         self._partitioning = partitioning
@@ -236,17 +235,13 @@ class Presence:
     async def _read_contacts(self, user: int) -> tuple[frozenset[int], frozenset[int]]:
         """The user's contacts (remembered) and everyone sharing any chat with them, from one
         read of their chat list."""
-        rows = await self._db.execute(
-            "SELECT chat_id, visible_until FROM chats_by_user WHERE user_id = ?",
-            (signed(user),),
-        )
         told: set[int] = set()
         shared: set[int] = set()
-        for row in rows:
-            chat_id = row.chat_id
-            if chat_id.startswith("d:"):
+        for membership in await self._history.memberships(user):
+            chat_id = membership.chat_id
+            if membership.kind == "direct":
                 told |= direct_members(chat_id)
-            elif not row.visible_until:
+            elif not membership.left:
                 chat = await self._directory.chat(chat_id)
                 (told if len(chat.members) <= PRESENCE_GROUP_LIMIT else shared).update(chat.members)
         told.discard(user)

@@ -16,10 +16,10 @@ from aiohttp import web
 
 from bff import inputs, views
 from bff.routing import BACKENDS
-from bff.sessions import caller
+from bff.session_routes import caller
 from chatlib import tokens
 from chatlib.errors import InvalidArgument, NotFound
-from messaging.group_rules import MAX_PER_CALL
+from messaging.groups.rules import MAX_PER_CALL
 from protos.chat.v1 import groups_pb2
 
 

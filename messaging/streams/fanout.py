@@ -1,6 +1,7 @@
 """Feeding live streams: consume the partitions this server owns and push to each recipient.
 
-The loop never awaits a client: ``StreamRegistry.publish`` only ``put_nowait``s.
+A ``ConsumerLoop`` (``chatlib/consumer_loop.py``) that assigns its partitions by hand. It
+never awaits a client: ``StreamRegistry.publish`` only ``put_nowait``s.
 
 Ownership follows the live partitioning config. Between two fetches the loop compares what
 it consumes with what it should own:
@@ -27,14 +28,14 @@ from opentelemetry import trace
 from prometheus_client import Gauge
 
 from chatlib import deliveries
+from chatlib.consumer_loop import ConsumerLoop
 from chatlib.errors import Unavailable
-from chatlib.kafka import LagReporter, failed, fetch
 from chatlib.partitioning import Partitioning
 from chatlib.telemetry import sampled_context
-from messaging.cursor import Cursor
-from messaging.recent import RecentDeliveries
-from messaging.replay import Watermarks
-from messaging.streams import Redirect, StreamRegistry, message_event
+from messaging.streams.cursor import Cursor
+from messaging.streams.recent import RecentDeliveries
+from messaging.streams.registry import Redirect, StreamRegistry, message_event
+from messaging.streams.replay import Watermarks
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -51,7 +52,7 @@ MAX_CATCH_UP = 50_000
 REACH_SECONDS = 5.0
 
 
-class FanOut:
+class FanOut(ConsumerLoop):
     def __init__(
         self,
         consumer: Consumer,
@@ -62,27 +63,28 @@ class FanOut:
         server_name: str,
         group: str = "fanout",
     ) -> None:
-        self._consumer = consumer
-        self._lag = LagReporter(consumer, group)
-        #: When the loop last polled Kafka (readiness: a loop stuck elsewhere is down).
-        self.polled_at = time.monotonic()
+        super().__init__(
+            consumer,
+            topic,
+            group,
+            batch=BATCH,
+            poll_seconds=POLL_SECONDS,
+            commit_seconds=COMMIT_SECONDS,
+        )
         self._watermarks = watermarks
         self._registry = registry
         self._recent = recent
-        self._topic = topic
         self._name = server_name
         self._config: Partitioning | None = None
         self._applied: Partitioning | None = None
         self._changed = asyncio.Event()
         #: Per owned partition, the offset of the next record the fan-out will publish.
         self._next: dict[int, int] = {}
-        self._committed: dict[int, int] = {}
-        self._committed_at = 0.0
         #: Resumes waiting for the fan-out to reach an offset: (offset, future) per partition.
         self._waiting: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
 
     def stuck_for(self) -> float:
-        """Seconds since the loop last polled, while it has partitions to poll (else 0)."""
+        """Seconds since the loop last turned, while it has partitions to poll (else 0)."""
         return time.monotonic() - self.polled_at if self._next else 0.0
 
     @property
@@ -138,39 +140,47 @@ class FanOut:
             else:
                 del self._waiting[partition]
 
-    async def run(self, stop: asyncio.Event) -> None:
-        try:
-            while not stop.is_set():
-                self._changed.clear()
-                if self._config is not self._applied:
-                    try:
-                        await self._rebalance()
-                    except KafkaException as exc:
-                        # Nothing half done stays: what was released is released, and the
-                        # rest is worked out again from the current assignment.
-                        logger.warning("fan-out rebalance failed, retrying: %s", exc)
-                        await asyncio.sleep(1.0)
-                        continue
-                if not self._next:
-                    # Nothing owned: wait for a config change instead of polling nothing.
-                    stop_wait = asyncio.create_task(stop.wait())
-                    change_wait = asyncio.create_task(self._changed.wait())
-                    await asyncio.wait({stop_wait, change_wait}, return_when="FIRST_COMPLETED")
-                    stop_wait.cancel()
-                    change_wait.cancel()
-                    continue
-                records = await asyncio.to_thread(fetch, self._consumer, BATCH, POLL_SECONDS)
-                self.polled_at = time.monotonic()
-                self._lag.maybe_report()
-                for record in records:
-                    self._publish(record)
-                if self._waiting:
-                    self._wake_waiting()
-                if time.monotonic() - self._committed_at > COMMIT_SECONDS:
-                    self._commit(set(self._next), asynchronous=True)
-        finally:
-            if self._next:
-                await asyncio.to_thread(self._commit, set(self._next), asynchronous=False)
+    # The loop's hooks.
+
+    async def start(self) -> None:
+        """Nothing to join: partitions are assigned by hand, as the live config says."""
+
+    async def ready(self, stop: asyncio.Event) -> bool:
+        """Apply a changed ownership first; poll only while something is owned (else wait for
+        a change, a second at most, so the loop still turns)."""
+        self._changed.clear()
+        if self._config is not self._applied:
+            try:
+                await self._rebalance()
+            except KafkaException as exc:
+                # Nothing half done stays: what was released is released, and the rest is
+                # worked out again from the current assignment.
+                logger.warning("fan-out rebalance failed, retrying: %s", exc)
+                await asyncio.sleep(1.0)
+                return False
+        if self._next:
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                stopping = asyncio.ensure_future(stop.wait())
+                changing = asyncio.ensure_future(self._changed.wait())
+                try:
+                    await asyncio.wait({stopping, changing}, return_when="FIRST_COMPLETED")
+                finally:
+                    stopping.cancel()
+                    changing.cancel()
+        return False
+
+    async def handle(self, records: list[Message]) -> None:
+        for record in records:
+            self._publish(record)
+
+    def committable(self) -> dict[int, int]:
+        return dict(self._next)
+
+    async def tick(self) -> None:
+        if self._waiting:
+            self._wake_waiting()
 
     async def _rebalance(self) -> None:
         config = self._config
@@ -181,13 +191,16 @@ class FanOut:
         released = owned - wanted
         gained = wanted - owned
         if released:
-            self._consumer.incremental_unassign(
-                [TopicPartition(self._topic, p) for p in sorted(released)]
+            self.consumer.incremental_unassign(
+                [TopicPartition(self.topic, p) for p in sorted(released)]
             )
-            await asyncio.to_thread(self._commit, released, asynchronous=False)
+            # Committed before anyone is redirected: the new owner starts where this one
+            # stopped.
+            positions = {p: self._next[p] for p in released}
+            await asyncio.to_thread(self.commit, positions, asynchronous=False)
+            self.forget(released)
             for partition in sorted(released):
                 del self._next[partition]
-                self._committed.pop(partition, None)
                 self._recent.stop(partition)
                 owner = config.owner(partition)
                 moved = self._registry.redirect(partition, Redirect(owner.name, owner.target))
@@ -197,7 +210,7 @@ class FanOut:
             self._wake_waiting()
         if gained:
             starts = await self._starts(sorted(gained))
-            self._consumer.incremental_assign(starts)
+            self.consumer.incremental_assign(starts)
             for start in starts:
                 # Not marked committed: the next periodic commit records every new position,
                 # also of a partition that never had a commit (or a record) before.
@@ -206,14 +219,14 @@ class FanOut:
             logger.info(
                 "fan-out now consumes partitions %s of %s",
                 ", ".join(f"{s.partition}@{s.offset}" for s in starts),
-                self._topic,
+                self.topic,
             )
         OWNED.set(len(self._next))
         self._applied = config
 
     async def _starts(self, partitions: list[int]) -> list[TopicPartition]:
         committed = await asyncio.to_thread(
-            self._consumer.committed, [TopicPartition(self._topic, p) for p in partitions], 10.0
+            self.consumer.committed, [TopicPartition(self.topic, p) for p in partitions], 10.0
         )
         starts = []
         for position in committed:
@@ -224,32 +237,10 @@ class FanOut:
             offset = position.offset if position.offset >= 0 else high
             if high - offset > MAX_CATCH_UP:
                 offset = high
-            starts.append(TopicPartition(self._topic, position.partition, max(offset, low)))
+            starts.append(TopicPartition(self.topic, position.partition, max(offset, low)))
         return starts
 
-    def _commit(self, partitions: set[int], *, asynchronous: bool) -> None:
-        offsets = [
-            TopicPartition(self._topic, p, self._next[p])
-            for p in sorted(partitions)
-            if p in self._next and self._committed.get(p) != self._next[p]
-        ]
-        self._committed_at = time.monotonic()
-        if not offsets:
-            return
-        try:
-            if asynchronous:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-        except Exception as exc:  # noqa: BLE001 - a failed commit only costs a longer catch-up
-            logger.warning("fan-out commit failed: %s", exc)
-            return
-        for offset in offsets:
-            self._committed[offset.partition] = offset.offset
-
     def _publish(self, record: Message) -> None:
-        if failed(record, logger):
-            return
         partition = record.partition() or 0
         if partition not in self._next:
             return  # moved away after this batch was fetched; the new owner has it
@@ -264,13 +255,9 @@ class FanOut:
         # Routed by the key: records of users without a live stream here are never decoded.
         if not self._registry.has(recipient):
             return
-        try:
-            delivery = deliveries.decode(value)
-        except deliveries.InvalidDelivery as exc:
-            # History dead-letters it; live delivery just cannot show it.
-            logger.warning("skipping undecodable record at %d@%d: %s", partition, offset, exc)
-            return
-        if not deliveries.streamed(delivery):
+        # One that does not decode is skipped (history dead-letters it; streams cannot show it).
+        delivery = self.decode(record)
+        if delivery is None or not deliveries.streamed(delivery):
             return
         event = message_event(Cursor(partition, offset), delivery)
         parent = sampled_context(record.headers())  # type: ignore[arg-type]
@@ -283,7 +270,7 @@ class FanOut:
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
-                "messaging.destination.name": self._topic,
+                "messaging.destination.name": self.topic,
                 "messaging.kafka.partition": partition,
                 "messaging.kafka.offset": offset,
             },

@@ -14,7 +14,7 @@ from cassandra.query import BatchStatement, BatchType, BoundStatement
 from chatlib import deliveries
 from chatlib.cassandra import AsyncSession
 from chatlib.ids import signed, unsigned, write_time
-from messaging.group_rules import Action, GroupState, MemberRow, Plan
+from messaging.groups.rules import Action, GroupState, MemberRow, Plan
 from protos.chat.v1 import envelope_pb2
 
 _LOAD = (

@@ -1,5 +1,5 @@
 """Reading Kafka for resumes: partition watermarks, and replays of what the recent
-deliveries in memory (``messaging/recent.py``) no longer hold."""
+deliveries in memory (``messaging/streams/recent.py``) no longer hold."""
 
 from __future__ import annotations
 

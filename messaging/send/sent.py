@@ -1,10 +1,10 @@
 """Who sent which message of a chat, for the first minutes of its life.
 
-An edit, deletion or reaction is checked against the message it names (``messaging/amend.py``).
+An edit, deletion or reaction is checked against the message it names (``messaging/send/amend.py``).
 History's table holds every message, but only once the history writer got to it, and the writer
 may lag by seconds (a restart, a rebalance) or minutes (Cassandra slow or away). So the send path
 records each new message here, in the same Redis script that claims it
-(``messaging/admission.py``), before any copy is produced: an amendment of a message sent a
+(``messaging/send/admission.py``), before any copy is produced: an amendment of a message sent a
 moment ago finds it at once, whatever the writer is doing, and an id this chat never had is
 answered NOT_FOUND at once instead of being looked for again and again.
 

@@ -30,7 +30,7 @@ from prometheus_client import Counter
 
 from chatlib.errors import ResourceExhausted, Unavailable
 from chatlib.redis_wire import RedisReplyError, RedisUnavailable, RedisWire, Script
-from messaging import sent
+from messaging.send import sent as sent
 
 logger = logging.getLogger(__name__)
 RATE_LIMITED = Counter("messaging_sends_rate_limited_total", "Sends refused by the per-user rate")
@@ -39,8 +39,9 @@ DAY_MS = 86_400_000
 CLAIM_TTL_SECONDS = 48 * 3600
 
 # KEYS: the rate bucket, the claim hashes of day-1, day, day+1, and for a message its record in
-# chat:sent (messaging/sent.py). ARGV: rate per second, burst, claim field, the pending value for
-# a new claim, the hashes' TTL, and for a message its id, its sender and when its record expires.
+# chat:sent (messaging/send/sent.py). ARGV: rate per second, burst, claim field, the pending
+# value for a new claim, the hashes' TTL, and for a message its id, its sender and when its
+# record expires.
 # Returns {0} for a new claim (written into the day's hash), {1, value, index} for an existing
 # one (index 2-4: which hash), {2, wait_ms} when the rate limit refuses.
 ADMIT = Script("""
@@ -119,7 +120,7 @@ class Claim:
     owner: Owner | None
     #: The stored value, for compare-and-swap.
     value: str
-    #: The message's record in chat:sent, when this claim wrote one (``messaging/sent.py``).
+    #: The message's record in chat:sent, when this claim wrote one (``messaging/send/sent.py``).
     record: str | None = None
 
     def pending_value(self, owner: Owner) -> str:
@@ -169,7 +170,8 @@ class Admission:
     ) -> Claim:
         """The message's claim: ``new_id`` pending by ``owner`` if it had none, else the one it
         had. With ``record``, a new claim also records the message for amendments
-        (``messaging/sent.py``). Raises ResourceExhausted (rate limit) or Unavailable (Redis)."""
+        (``messaging/send/sent.py``). Raises ResourceExhausted (rate limit) or Unavailable
+        (Redis)."""
         field = claim_field(chat_id, client_message_id)
         keys = claim_keys(sender, int(time.time() * 1000) // DAY_MS)
         pending = f"{new_id}:p:{owner.encode()}"
@@ -216,7 +218,7 @@ class Admission:
             raise Unavailable(f"send admission unavailable: {exc}") from None
         if not swapped:
             return None
-        # Only changes move to another id, and they have no record (messaging/sent.py).
+        # Only changes move to another id, and they have no record (messaging/send/sent.py).
         record = claim.record if new_id == claim.message_id else None
         return Claim(
             claim.sender, claim.key, claim.field, new_id, claim.new, False, owner, value, record

@@ -21,7 +21,7 @@ from chatlib.hashing import partition_for
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.subscription import ChannelFollower
-from messaging.streams import LiveEvent, StreamRegistry
+from messaging.streams.registry import LiveEvent, StreamRegistry
 from protos.chat.v1 import envelope_pb2, messaging_pb2
 
 logger = logging.getLogger(__name__)

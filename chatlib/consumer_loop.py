@@ -1,0 +1,217 @@
+"""One Kafka read loop for every consumer of the log: the history writer, the live fan-out and
+the notifier are each a ``ConsumerLoop`` that says what to do with a batch.
+
+The loop owns what they share: polling (a thread, so the event loop never blocks), dropping
+consumer errors, the lag metric, committing only what the consumer says is done (its effects
+are durable: written, published, notified), decoding records with dead letters for those that
+do not decode, readiness, and a failed batch handled again after a pause, never skipped. What
+differs is in the hooks: ``start`` (subscribe, or assign by hand), ``ready`` (whether to poll
+now), ``handle`` (the work on a batch), ``committable`` (offsets whose work is done), ``tick``
+(after every turn) and ``stopping`` (before the last commit).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from prometheus_client import Counter
+
+from chatlib import deliveries, ops
+from chatlib.kafka import AsyncProducer, LagReporter, ProduceFailed, Record, failed, fetch
+
+logger = logging.getLogger(__name__)
+
+#: Pause before a batch whose work failed is handled again.
+RETRY_SECONDS = 1.0
+
+
+class DeadLetters:
+    """Where records that do not decode go: the dead-letter topic, with their error and where
+    they came from in the headers."""
+
+    def __init__(self, producer: AsyncProducer, topic: str, sent: Counter) -> None:
+        self.producer = producer
+        self.topic = topic
+        #: Counts the records dead-lettered (the consumer's own metric, which alerts watch).
+        self.sent = sent
+
+    def record(self, message: Message, error: str) -> Record:
+        logger.error(
+            "undecodable record %s[%s]@%s goes to %s: %s",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            self.topic,
+            error,
+        )
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("dlq.error", error.encode()),
+            ("dlq.topic", (message.topic() or "").encode()),
+            ("dlq.partition", str(message.partition()).encode()),
+            ("dlq.offset", str(message.offset()).encode()),
+        ]
+        return Record(self.topic, message.key(), message.value() or b"", -1, headers)
+
+
+class ConsumerLoop(abc.ABC):
+    def __init__(
+        self,
+        consumer: Consumer,
+        topic: str,
+        group: str,
+        *,
+        batch: int,
+        poll_seconds: float,
+        commit_seconds: float,
+        dead_letters: DeadLetters | None = None,
+        failures: Counter | None = None,
+    ) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self._lag = LagReporter(consumer, group)
+        self._batch = batch
+        self._poll_seconds = poll_seconds
+        #: 0: commit after every batch; else at most this often.
+        self._commit_seconds = commit_seconds
+        self._dead_letters = dead_letters
+        #: Counts batches whose work failed and was done again.
+        self._failures = failures
+        self._dead: list[Record] = []
+        self._committed: dict[int, int] = {}
+        self._committed_at = 0.0
+        #: The loop's last turn (readiness: a loop stuck elsewhere is down).
+        self.polled_at = time.monotonic()
+        #: Why the last batch failed, until one succeeds.
+        self.last_error: str | None = None
+        self.batches = 0
+
+    # What each consumer says.
+
+    async def start(self) -> None:
+        """Before the first poll: join the consumer group (a consumer that assigns its
+        partitions by hand overrides this)."""
+        self.consumer.subscribe([self.topic])
+
+    async def ready(self, stop: asyncio.Event) -> bool:
+        """Whether to poll now (False: the loop turns again, after ``tick``)."""
+        return True
+
+    @abc.abstractmethod
+    async def handle(self, records: list[Message]) -> None:
+        """The work on a batch (consumer errors already dropped); an exception has the batch
+        handled again after a pause."""
+
+    @abc.abstractmethod
+    def committable(self) -> dict[int, int]:
+        """Per partition, the offset of the next record whose work is not done yet."""
+
+    async def tick(self) -> None:  # noqa: B027 - a hook: most consumers need none
+        """After every turn of the loop."""
+
+    async def stopping(self) -> None:  # noqa: B027 - a hook: most consumers need none
+        """When the loop stops, before its last commit (work in flight may finish here)."""
+
+    # What the loop gives them.
+
+    def decode(self, message: Message) -> deliveries.Delivery | None:
+        """The delivery a record carries, or None if it does not decode: then it goes to the
+        dead letters (durable before the batch is committed) or, without those, is logged."""
+        try:
+            return deliveries.decode(message.value())
+        except deliveries.InvalidDelivery as exc:
+            if self._dead_letters is not None:
+                self._dead.append(self._dead_letters.record(message, str(exc)))
+            else:
+                logger.warning(
+                    "skipping undecodable record at %s@%s: %s",
+                    message.partition(),
+                    message.offset(),
+                    exc,
+                )
+            return None
+
+    def commit(self, offsets: dict[int, int], *, asynchronous: bool) -> None:
+        """Commit these positions (those already committed are left out). A failed commit is
+        only logged: the work is durable and idempotent, a later commit covers it."""
+        changed = [
+            TopicPartition(self.topic, partition, offset)
+            for partition, offset in sorted(offsets.items())
+            if self._committed.get(partition) != offset
+        ]
+        self._committed_at = time.monotonic()
+        if not changed:
+            return
+        try:
+            if asynchronous:
+                self.consumer.commit(offsets=changed, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=changed, asynchronous=False)
+        except KafkaException as exc:
+            logger.warning("committing offsets failed (a later commit covers them): %s", exc)
+            return
+        for position in changed:
+            self._committed[position.partition] = position.offset
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions given up: what was committed for them says nothing any more."""
+        for partition in partitions:
+            self._committed.pop(partition, None)
+
+    def check(self, task: asyncio.Task[Any], name: str) -> ops.Check:
+        """Readiness: the loop runs and has turned within ``ops.STUCK_SECONDS``."""
+        return ops.loop_check(task, name, lambda: self.polled_at, lambda: self.last_error)
+
+    # The loop.
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            while not stop.is_set():
+                if await self.ready(stop):
+                    records = await asyncio.to_thread(
+                        fetch, self.consumer, self._batch, self._poll_seconds
+                    )
+                    self._lag.maybe_report()
+                    records = [r for r in records if not failed(r, logger)]
+                    if records and not await self._handled(records, stop):
+                        return
+                self.polled_at = time.monotonic()
+                await self.tick()
+                if time.monotonic() - self._committed_at >= self._commit_seconds:
+                    self.commit(self.committable(), asynchronous=True)
+        finally:
+            await self.stopping()
+            offsets = self.committable()
+            if offsets:
+                await asyncio.to_thread(self.commit, offsets, asynchronous=False)
+
+    async def _handled(self, records: list[Message], stop: asyncio.Event) -> bool:
+        """Handle the batch, again and again until it succeeds; False if the loop is to stop
+        first."""
+        while True:
+            self._dead = []
+            try:
+                await self.handle(records)
+                if self._dead and self._dead_letters is not None:
+                    try:
+                        await self._dead_letters.producer.send(self._dead)
+                    except ProduceFailed as exc:
+                        raise RuntimeError(f"dead-lettering failed: {exc}") from exc
+                    self._dead_letters.sent.inc(len(self._dead))
+            except Exception as exc:  # noqa: BLE001 - the batch is handled again, never lost
+                if self._failures is not None:
+                    self._failures.inc()
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.warning("handling a batch failed, retrying: %s", self.last_error)
+                if stop.is_set():
+                    return False
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            self.last_error = None
+            self.batches += 1
+            return True

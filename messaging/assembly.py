@@ -1,0 +1,324 @@
+"""How one messaging server is put together: each part built by a function of its own, in the
+order they depend on each other, its clean-up pushed on the process's exit stack (so they stop
+in reverse). ``serve`` is the whole of it; ``messaging/__main__.py`` only reads the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import grpc
+import redis.asyncio as aioredis
+from confluent_kafka import Consumer
+
+from chatlib import cassandra, ops, redis_client, telemetry, tokens
+from chatlib.config_sections import Features, Groups, Limits, Messages
+from chatlib.ids import Snowflake
+from chatlib.kafka import AsyncProducer
+from chatlib.leases import WorkerLease
+from chatlib.live_config import LiveConfig, LiveSection
+from chatlib.partitioning import Partitioning
+from chatlib.redis_wire import RedisWire
+from chatlib.revocations import Revocations
+from messaging.chats import ChatDirectory
+from messaging.groups.changes import ChatChanges, UserNames
+from messaging.groups.fence import Fence
+from messaging.groups.service import GroupService
+from messaging.groups.store import GroupStore
+from messaging.history_api import HistoryApi
+from messaging.send.admission import Admission
+from messaging.send.amend import Amendments
+from messaging.send.receipts import ReceiptFanOut
+from messaging.send.sender import Sender
+from messaging.send.sent import SentMessages
+from messaging.send.settle import Settler
+from messaging.service import MessagingService
+from messaging.settings import Settings
+from messaging.signals.channel import Signals
+from messaging.signals.presence import Presence
+from messaging.signals.typing import TypingSignals
+from messaging.streams.fanout import FanOut
+from messaging.streams.recent import RecentDeliveries
+from messaging.streams.registry import StreamRegistry
+from messaging.streams.replay import Replayer, Watermarks
+from protos.chat.v1 import groups_pb2_grpc, history_pb2_grpc, messaging_pb2_grpc
+
+logger = logging.getLogger("messaging")
+
+#: gRPC cancels calls that arrive faster than the Python server loop picks them up once more
+#: than 1,000 are pending (RST_STREAM, seen by clients as CANCELLED). A burst of reconnecting
+#: clients after a restart is exactly that, so the queue may grow; each pending call is only a
+#: few hundred bytes.
+MAX_PENDING_CALLS = 100_000
+
+
+@dataclass(frozen=True)
+class Config:
+    """The live configuration sections a messaging server follows."""
+
+    live: LiveConfig
+    partitioning: LiveSection[Partitioning]
+    limits: LiveSection[Limits]
+    features: LiveSection[Features]
+    groups: LiveSection[Groups]
+    messages: LiveSection[Messages]
+
+
+@dataclass(frozen=True)
+class Streams:
+    """Live delivery: the streams held here, fed by the fan-out, resumed from memory or
+    Kafka."""
+
+    registry: StreamRegistry
+    recent: RecentDeliveries
+    watermarks: Watermarks
+    replayer: Replayer
+    fanout: FanOut
+
+
+async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
+    common = settings.common
+    redis = redis_client.connect(common.redis_url)
+    stack.push_async_callback(redis.aclose)
+    config = await _config(settings, stack, stop)
+    revoked = Revocations(common.redis_url, f"messaging:{settings.server_name}")
+    stack.push_async_callback(revoked.close)
+    await revoked.start(stop)
+    lease = WorkerLease(redis)
+    await lease.acquire()
+    stack.push_async_callback(lease.release)
+    cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
+    stack.callback(cluster.shutdown)
+    db = cassandra.AsyncSession(session, common.keyspace)
+    history = _history(settings, stack)
+    groups = GroupStore(db)
+    directory = ChatDirectory(db, groups, history)
+    producer = _producer(settings, stack, lease)
+    wire = RedisWire(common.redis_url)
+    stack.callback(wire.close)
+    admission = Admission(wire)
+    fence = Fence(wire)
+    sender = _sender(settings, stack, config, producer, admission, redis, directory, fence, lease)
+    streams = _streams(settings, stack, config)
+    revoked.on_revoke(streams.registry.end_sessions)
+    fanout = asyncio.create_task(streams.fanout.run(stop), name="fan-out")
+    signals = Signals(
+        common.redis_url, settings.server_name, redis, config.partitioning, streams.registry
+    )
+    signals.follow_in_background(stop, "signals")
+    stack.push_async_callback(signals.close)
+    presence = Presence(
+        settings.server_name,
+        redis,
+        history,
+        directory,
+        signals,
+        config.partitioning,
+        streams.registry,
+    )
+    presence_task = asyncio.create_task(presence.run(stop), name="presence")
+    changes = ChatChanges(
+        sender=sender,
+        admission=admission,
+        store=groups,
+        fence=fence,
+        names=UserNames(history),
+        lease=lease,
+        groups=config.groups,
+        history=history,
+    )
+    verifier = tokens.Verifier(common.jwt_secret, revoked)
+    service = MessagingService(
+        server_name=settings.server_name,
+        partitioning=config.partitioning,
+        sender=sender,
+        directory=directory,
+        changes=changes,
+        receipts=ReceiptFanOut(sender),
+        amendments=Amendments(
+            sender, directory, groups, SentMessages(wire), history, config.messages
+        ),
+        typing=TypingSignals(directory, signals, config.messages),
+        presence=presence,
+        registry=streams.registry,
+        recent=streams.recent,
+        replayer=streams.replayer,
+        watermarks=streams.watermarks,
+        fanout=streams.fanout,
+        verifier=verifier,
+        stream_queue=settings.stream_queue,
+    )
+    server = await _grpc_server(settings, service, GroupService(changes, verifier, config.groups))
+    runner = await ops.start(
+        common.ops_host,
+        settings.ops_port,
+        {
+            "fan-out": _fanout_check(streams.fanout, fanout),
+            "kafka": producer.check,
+            "worker-lease": _lease_check(lease),
+            "redis": ops.redis_ping(redis),
+            "config": config.live.check,
+            "revocations": revoked.check,
+            "signals": signals.check,
+            "presence": ops.loop_check(presence_task, "presence"),
+        },
+        degraded={
+            "config": config.live.problem,
+            "revocations": revoked.problem,
+            "signals": signals.problem,
+        },
+    )
+    stack.push_async_callback(runner.cleanup)
+    _say_ready(settings, config.partitioning.get())
+    await stop.wait()
+    await server.stop(5)
+    await fanout
+    await presence_task
+    await presence.close()
+
+
+async def _config(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> Config:
+    partitioning = LiveSection("partitioning", Partitioning.parse)
+    limits = LiveSection("limits", Limits.parse)
+    features = LiveSection("features", Features.parse)
+    groups = LiveSection("groups", Groups.parse)
+    messages = LiveSection("messages", Messages.parse)
+    live = LiveConfig(settings.common.redis_url, [partitioning, limits, features, groups, messages])
+    stack.push_async_callback(live.close)
+    await live.start(stop)
+    return Config(live, partitioning, limits, features, groups, messages)
+
+
+def _history(settings: Settings, stack: AsyncExitStack) -> HistoryApi:
+    channel = grpc.aio.insecure_channel(
+        settings.history_address, interceptors=telemetry.grpc_client_interceptors()
+    )
+    stack.push_async_callback(channel.close)
+    return HistoryApi(history_pb2_grpc.HistoryServiceStub(channel), settings.common.jwt_secret)
+
+
+def _producer(settings: Settings, stack: AsyncExitStack, lease: WorkerLease) -> AsyncProducer:
+    common = settings.common
+    producer = AsyncProducer(
+        {"bootstrap.servers": common.kafka_bootstrap, "linger.ms": settings.producer_linger_ms}
+    )
+    stack.callback(producer.close)
+    # A process that lost its lease must not write in its old name any more: what it has not
+    # sent yet is dropped (those sends fail, certainly unwritten, and are retried).
+    lease.on_lost(producer.purge_queued)
+    return producer
+
+
+def _sender(
+    settings: Settings,
+    stack: AsyncExitStack,
+    config: Config,
+    producer: AsyncProducer,
+    admission: Admission,
+    redis: aioredis.Redis,
+    directory: ChatDirectory,
+    fence: Fence,
+    lease: WorkerLease,
+) -> Sender:
+    common = settings.common
+    settler = Settler(producer, admission, common.kafka_bootstrap, common.deliveries_topic)
+    stack.callback(settler.close)
+    return Sender(
+        producer,
+        admission,
+        redis,
+        directory,
+        fence,
+        Snowflake(lease.check),
+        lease,
+        settler,
+        limits=config.limits,
+        features=config.features,
+        partitioning=config.partitioning,
+        topic=common.deliveries_topic,
+    )
+
+
+def _streams(settings: Settings, stack: AsyncExitStack, config: Config) -> Streams:
+    common = settings.common
+    watermarks = Watermarks(common.kafka_bootstrap, common.deliveries_topic)
+    stack.callback(watermarks.close)
+    replayer = Replayer(common.kafka_bootstrap, common.deliveries_topic)
+    stack.callback(replayer.close)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": common.kafka_bootstrap,
+            # One group for every messaging server: a partition's position, committed by the
+            # server that gives it up, is where the next owner starts.
+            "group.id": settings.fanout_group,
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": settings.fanout_fetch_wait_ms,
+            "fetch.min.bytes": settings.fanout_fetch_min_bytes,
+        }
+    )
+    stack.callback(consumer.close)
+    registry = StreamRegistry()
+    recent = RecentDeliveries(settings.recent_bytes_per_partition)
+    fanout = FanOut(
+        consumer,
+        registry,
+        recent,
+        watermarks,
+        common.deliveries_topic,
+        settings.server_name,
+        group=settings.fanout_group,
+    )
+    fanout.follow(config.partitioning.get())
+    config.partitioning.on_change(fanout.follow)
+    return Streams(registry, recent, watermarks, replayer, fanout)
+
+
+async def _grpc_server(
+    settings: Settings, messaging: MessagingService, groups: GroupService
+) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        interceptors=telemetry.grpc_server_interceptors(settings.common.trace_sample_ratio),
+        options=[
+            ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
+        ],
+    )
+    groups_pb2_grpc.add_GroupServiceServicer_to_server(groups, server)
+    messaging_pb2_grpc.add_MessagingServiceServicer_to_server(messaging, server)
+    server.add_insecure_port(f"{settings.host}:{settings.port}")
+    await server.start()
+    return server
+
+
+def _fanout_check(fanout: FanOut, task: asyncio.Task[None]) -> ops.Check:
+    async def check() -> str | None:
+        if task.done():
+            return f"fan-out ended: {task.exception()!r}"
+        if fanout.stuck_for() > ops.STUCK_SECONDS:
+            return f"the fan-out has not polled Kafka for {fanout.stuck_for():.0f} s"
+        return None if fanout.assigned else "fan-out is not consuming its partitions yet"
+
+    return check
+
+
+def _lease_check(lease: WorkerLease) -> ops.Check:
+    async def check() -> str | None:
+        lease.check()
+        return None
+
+    return check
+
+
+def _say_ready(settings: Settings, partitioning: Partitioning) -> None:
+    mine = partitioning.server(settings.server_name)
+    logger.info(
+        "messaging %s on %s:%d owns partitions %s of %d",
+        settings.server_name,
+        settings.host,
+        settings.port,
+        mine.describe() if mine is not None else "nothing",
+        partitioning.partitions,
+    )
