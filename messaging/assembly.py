@@ -68,6 +68,32 @@ class Config:
 
 
 @dataclass(frozen=True)
+class Platform:
+    """What every part stands on: Redis, the live config, revocations, the worker lease,
+    Cassandra and the history service."""
+
+    redis: aioredis.Redis
+    wire: RedisWire
+    config: Config
+    revoked: Revocations
+    lease: WorkerLease
+    db: cassandra.AsyncSession
+    history: HistoryApi
+
+
+@dataclass(frozen=True)
+class SendPath:
+    """Sends, changes and amendments: checked, admitted, produced, settled."""
+
+    producer: AsyncProducer
+    admission: Admission
+    fence: Fence
+    directory: ChatDirectory
+    groups: GroupStore
+    sender: Sender
+
+
+@dataclass(frozen=True)
 class Streams:
     """Live delivery: the streams held here, fed by the fan-out, resumed from memory or
     Kafka."""
@@ -79,10 +105,58 @@ class Streams:
     fanout: FanOut
 
 
+@dataclass(frozen=True)
+class Ephemeral:
+    """Typing and presence: never in the log, told over Redis."""
+
+    signals: Signals
+    presence: Presence
+    typing: TypingSignals
+
+
 async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
+    base = await _platform(settings, stack, stop)
+    send = _send_path(settings, stack, base)
+    streams = _streams(settings, stack, base.config)
+    base.revoked.on_revoke(streams.registry.end_sessions)
+    ephemeral = _ephemeral(settings, stack, base, send, streams, stop)
+    fanout = asyncio.create_task(streams.fanout.run(stop), name="fan-out")
+    presence = asyncio.create_task(ephemeral.presence.run(stop), name="presence")
+    server = await _grpc_server(settings, base, send, streams, ephemeral)
+    runner = await ops.start(
+        settings.common.ops_host,
+        settings.ops_port,
+        {
+            "fan-out": _fanout_check(streams.fanout, fanout),
+            "kafka": send.producer.check,
+            "worker-lease": _lease_check(base.lease),
+            "redis": ops.redis_ping(base.redis),
+            "config": base.config.live.check,
+            "revocations": base.revoked.check,
+            "signals": ephemeral.signals.check,
+            "presence": ops.loop_check(presence, "presence"),
+        },
+        degraded={
+            "config": base.config.live.problem,
+            "revocations": base.revoked.problem,
+            "signals": ephemeral.signals.problem,
+        },
+    )
+    stack.push_async_callback(runner.cleanup)
+    _say_ready(settings, base.config.partitioning.get())
+    await stop.wait()
+    await server.stop(5)
+    await fanout
+    await presence
+    await ephemeral.presence.close()
+
+
+async def _platform(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> Platform:
     common = settings.common
     redis = redis_client.connect(common.redis_url)
     stack.push_async_callback(redis.aclose)
+    wire = RedisWire(common.redis_url)
+    stack.callback(wire.close)
     config = await _config(settings, stack, stop)
     revoked = Revocations(common.redis_url, f"messaging:{settings.server_name}")
     stack.push_async_callback(revoked.close)
@@ -93,91 +167,7 @@ async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) 
     cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
     stack.callback(cluster.shutdown)
     db = cassandra.AsyncSession(session, common.keyspace)
-    history = _history(settings, stack)
-    groups = GroupStore(db)
-    directory = ChatDirectory(db, groups, history)
-    producer = _producer(settings, stack, lease)
-    wire = RedisWire(common.redis_url)
-    stack.callback(wire.close)
-    admission = Admission(wire)
-    fence = Fence(wire)
-    sender = _sender(settings, stack, config, producer, admission, redis, directory, fence, lease)
-    streams = _streams(settings, stack, config)
-    revoked.on_revoke(streams.registry.end_sessions)
-    fanout = asyncio.create_task(streams.fanout.run(stop), name="fan-out")
-    signals = Signals(
-        common.redis_url, settings.server_name, redis, config.partitioning, streams.registry
-    )
-    signals.follow_in_background(stop, "signals")
-    stack.push_async_callback(signals.close)
-    presence = Presence(
-        settings.server_name,
-        redis,
-        history,
-        directory,
-        signals,
-        config.partitioning,
-        streams.registry,
-    )
-    presence_task = asyncio.create_task(presence.run(stop), name="presence")
-    changes = ChatChanges(
-        sender=sender,
-        admission=admission,
-        store=groups,
-        fence=fence,
-        names=UserNames(history),
-        lease=lease,
-        groups=config.groups,
-        history=history,
-    )
-    verifier = tokens.Verifier(common.jwt_secret, revoked)
-    service = MessagingService(
-        server_name=settings.server_name,
-        partitioning=config.partitioning,
-        sender=sender,
-        directory=directory,
-        changes=changes,
-        receipts=ReceiptFanOut(sender),
-        amendments=Amendments(
-            sender, directory, groups, SentMessages(wire), history, config.messages
-        ),
-        typing=TypingSignals(directory, signals, config.messages),
-        presence=presence,
-        registry=streams.registry,
-        recent=streams.recent,
-        replayer=streams.replayer,
-        watermarks=streams.watermarks,
-        fanout=streams.fanout,
-        verifier=verifier,
-        stream_queue=settings.stream_queue,
-    )
-    server = await _grpc_server(settings, service, GroupService(changes, verifier, config.groups))
-    runner = await ops.start(
-        common.ops_host,
-        settings.ops_port,
-        {
-            "fan-out": _fanout_check(streams.fanout, fanout),
-            "kafka": producer.check,
-            "worker-lease": _lease_check(lease),
-            "redis": ops.redis_ping(redis),
-            "config": config.live.check,
-            "revocations": revoked.check,
-            "signals": signals.check,
-            "presence": ops.loop_check(presence_task, "presence"),
-        },
-        degraded={
-            "config": config.live.problem,
-            "revocations": revoked.problem,
-            "signals": signals.problem,
-        },
-    )
-    stack.push_async_callback(runner.cleanup)
-    _say_ready(settings, config.partitioning.get())
-    await stop.wait()
-    await server.stop(5)
-    await fanout
-    await presence_task
-    await presence.close()
+    return Platform(redis, wire, config, revoked, lease, db, _history(settings, stack))
 
 
 async def _config(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> Config:
@@ -200,7 +190,7 @@ def _history(settings: Settings, stack: AsyncExitStack) -> HistoryApi:
     return HistoryApi(history_pb2_grpc.HistoryServiceStub(channel), settings.common.jwt_secret)
 
 
-def _producer(settings: Settings, stack: AsyncExitStack, lease: WorkerLease) -> AsyncProducer:
+def _send_path(settings: Settings, stack: AsyncExitStack, base: Platform) -> SendPath:
     common = settings.common
     producer = AsyncProducer(
         {"bootstrap.servers": common.kafka_bootstrap, "linger.ms": settings.producer_linger_ms}
@@ -208,38 +198,28 @@ def _producer(settings: Settings, stack: AsyncExitStack, lease: WorkerLease) -> 
     stack.callback(producer.close)
     # A process that lost its lease must not write in its old name any more: what it has not
     # sent yet is dropped (those sends fail, certainly unwritten, and are retried).
-    lease.on_lost(producer.purge_queued)
-    return producer
-
-
-def _sender(
-    settings: Settings,
-    stack: AsyncExitStack,
-    config: Config,
-    producer: AsyncProducer,
-    admission: Admission,
-    redis: aioredis.Redis,
-    directory: ChatDirectory,
-    fence: Fence,
-    lease: WorkerLease,
-) -> Sender:
-    common = settings.common
+    base.lease.on_lost(producer.purge_queued)
+    admission = Admission(base.wire)
     settler = Settler(producer, admission, common.kafka_bootstrap, common.deliveries_topic)
     stack.callback(settler.close)
-    return Sender(
+    groups = GroupStore(base.db)
+    directory = ChatDirectory(base.db, groups, base.history)
+    fence = Fence(base.wire)
+    sender = Sender(
         producer,
         admission,
-        redis,
+        base.redis,
         directory,
         fence,
-        Snowflake(lease.check),
-        lease,
+        Snowflake(base.lease.check),
+        base.lease,
         settler,
-        limits=config.limits,
-        features=config.features,
-        partitioning=config.partitioning,
+        limits=base.config.limits,
+        features=base.config.features,
+        partitioning=base.config.partitioning,
         topic=common.deliveries_topic,
     )
+    return SendPath(producer, admission, fence, directory, groups, sender)
 
 
 def _streams(settings: Settings, stack: AsyncExitStack, config: Config) -> Streams:
@@ -276,9 +256,64 @@ def _streams(settings: Settings, stack: AsyncExitStack, config: Config) -> Strea
     return Streams(registry, recent, watermarks, replayer, fanout)
 
 
+def _ephemeral(
+    settings: Settings,
+    stack: AsyncExitStack,
+    base: Platform,
+    send: SendPath,
+    streams: Streams,
+    stop: asyncio.Event,
+) -> Ephemeral:
+    name, partitioning = settings.server_name, base.config.partitioning
+    signals = Signals(settings.common.redis_url, name, base.redis, partitioning, streams.registry)
+    signals.follow_in_background(stop, "signals")
+    stack.push_async_callback(signals.close)
+    presence = Presence(
+        name, base.redis, base.history, send.directory, signals, partitioning, streams.registry
+    )
+    typing = TypingSignals(send.directory, signals, base.config.messages)
+    return Ephemeral(signals, presence, typing)
+
+
 async def _grpc_server(
-    settings: Settings, messaging: MessagingService, groups: GroupService
+    settings: Settings, base: Platform, send: SendPath, streams: Streams, ephemeral: Ephemeral
 ) -> grpc.aio.Server:
+    changes = ChatChanges(
+        sender=send.sender,
+        admission=send.admission,
+        store=send.groups,
+        fence=send.fence,
+        names=UserNames(base.history),
+        lease=base.lease,
+        groups=base.config.groups,
+        history=base.history,
+    )
+    verifier = tokens.Verifier(settings.common.jwt_secret, base.revoked)
+    messaging = MessagingService(
+        server_name=settings.server_name,
+        partitioning=base.config.partitioning,
+        sender=send.sender,
+        directory=send.directory,
+        changes=changes,
+        receipts=ReceiptFanOut(send.sender),
+        amendments=Amendments(
+            send.sender,
+            send.directory,
+            send.groups,
+            SentMessages(base.wire),
+            base.history,
+            base.config.messages,
+        ),
+        typing=ephemeral.typing,
+        presence=ephemeral.presence,
+        registry=streams.registry,
+        recent=streams.recent,
+        replayer=streams.replayer,
+        watermarks=streams.watermarks,
+        fanout=streams.fanout,
+        verifier=verifier,
+        stream_queue=settings.stream_queue,
+    )
     server = grpc.aio.server(
         interceptors=telemetry.grpc_server_interceptors(settings.common.trace_sample_ratio),
         options=[
@@ -286,6 +321,7 @@ async def _grpc_server(
             ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
         ],
     )
+    groups = GroupService(changes, verifier, base.config.groups)
     groups_pb2_grpc.add_GroupServiceServicer_to_server(groups, server)
     messaging_pb2_grpc.add_MessagingServiceServicer_to_server(messaging, server)
     server.add_insecure_port(f"{settings.host}:{settings.port}")
