@@ -152,8 +152,10 @@ async def test_reactions_count_right_under_concurrent_toggles(clients: Clients) 
     want = {THUMBS: 8, HEART: 6}
 
     async def counted() -> dict[str, int] | None:
-        found = await message_in_history(people[0], chat, message)
-        counts = {r["emoji"]: r["count"] for r in found.get("reactions", [])}
+        page = [m for m in await people[0].history(chat) if m["message_id"] == str(message)]
+        if not page:
+            return None  # the history writer has not written it yet
+        counts = {r["emoji"]: r["count"] for r in page[0].get("reactions", [])}
         return counts if counts == want else None
 
     assert await eventually(counted) == want
