@@ -84,6 +84,7 @@ class Notifier(ConsumerLoop):
             batch=BATCH,
             poll_seconds=POLL_SECONDS,
             commit_seconds=COMMIT_SECONDS,
+            fill=True,  # notifications wait seconds anyway: fuller batches cost less
         )
         self._redis = redis
         self._webhook = webhook
