@@ -143,16 +143,20 @@ class Notifier(ConsumerLoop):
         settings = self._settings.get()
         records = []
         for message in messages:
-            partition, offset = message.partition() or 0, message.offset() or 0
-            self._offsets.read(partition, offset)
             recipient = deliveries.recipient_of(message.key())
             if recipient is not None and settings.webhook_url:
-                records.append((recipient, partition, offset, message))
-        if not records:
-            return
-        recipients = sorted({r[0] for r in records})
-        found = await presence_state.read(self._redis, recipients)
-        offline = {user for user, (online, _) in zip(recipients, found, strict=True) if not online}
+                records.append(
+                    (recipient, message.partition() or 0, message.offset() or 0, message)
+                )
+        offline: set[int] = set()
+        if records:
+            recipients = sorted({r[0] for r in records})
+            found = await presence_state.read(self._redis, recipients)
+            offline = {u for u, (online, _) in zip(recipients, found, strict=True) if not online}
+        # Nothing below waits: the batch counts as read (and may be committed) only once every
+        # record of it is in a burst or needs none.
+        for message in messages:
+            self._offsets.read(message.partition() or 0, message.offset() or 0)
         now = time.monotonic()
         for recipient, partition, offset, message in records:
             if recipient not in offline:
