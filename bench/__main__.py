@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 
 from bench import (
     cpu,
@@ -57,8 +56,9 @@ from bench import (
     ws,
 )
 from bench.population import open_chats, register_and_login
-from chatlib import live_config
+from chatlib import live_config, redis_client
 from chatlib.partitioning import Partitioning
+from chatlib.settings import Common, Env
 from infra import processes
 from infra.layout import Layout
 
@@ -69,8 +69,9 @@ RUNS = Path(
     or Path(__file__).resolve().parent.parent / ".infra" / "bench-results"
 )
 BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
-KAFKA = os.environ.get("CHAT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-REDIS = os.environ.get("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: How to reach the infrastructure: what the services read (``CHAT_*``; the token key is not
+#: needed for it).
+INFRA = Common(Env({"CHAT_JWT_SECRET": "-", **os.environ}))
 CONFIG = os.environ.get("CHAT_CONFIG_URL", "http://127.0.0.1:7301")
 #: Messages the history scenario pages through.
 HISTORY_SEED = 120
@@ -137,7 +138,7 @@ async def run_e2e(args: argparse.Namespace, rate: float) -> dict[str, Any]:
     result.update(persisted)
     result["timeline"] = report.downsample(result["timeline"], 4000)
     if args.floor:
-        floor = await floors.kafka_floor(KAFKA, rate, min(args.duration, 15), args.body)
+        floor = await floors.kafka_floor(INFRA.kafka, rate, min(args.duration, 15), args.body)
         result["kafka_floor_ms"] = floor["produce_to_consume_ms"]
     return result
 
@@ -329,11 +330,9 @@ async def main(argv: list[str]) -> int:
         print(result)
         save("revocation", command, result)
     elif args.scenario == "floors":
-        kafka = await floors.kafka_floor(KAFKA, args.rate, args.duration, args.body)
+        kafka = await floors.kafka_floor(INFRA.kafka, args.rate, args.duration, args.body)
         print(f"kafka produce-to-consume: {kafka['produce_to_consume_ms']}")
-        cass = await floors.cassandra_floor(
-            ["127.0.0.1"], 9042, args.rate, args.duration, args.body
-        )
+        cass = await floors.cassandra_floor(INFRA.cassandra, args.rate, args.duration, args.body)
         print(f"cassandra insert: {cass['insert_ms']}")
         save(f"floors-{args.rate:g}", command, {"kafka": kafka, "cassandra": cass})
     elif args.scenario == "idle":
@@ -342,7 +341,7 @@ async def main(argv: list[str]) -> int:
         tracked = processes.alive(layout.pidfile(f"messaging-{args.server}"))
         if tracked is None:
             raise SystemExit(f"messaging-{args.server} is not running; ./dev up first")
-        client = aioredis.Redis.from_url(REDIS)
+        client = redis_client.connect(INFRA.redis)
         document = await live_config.read(client, "partitioning")
         await client.aclose()
         if document is None:

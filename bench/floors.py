@@ -16,27 +16,29 @@ from bench.pacing import at_rate
 from bench.stats import summary
 from chatlib import cassandra
 from chatlib.kafka import AsyncProducer, ensure_topic, fetch
+from chatlib.settings import CassandraAccess, KafkaAccess
 from messaging.settings import FANOUT_FETCH_MIN_BYTES, FANOUT_FETCH_WAIT_MS, PRODUCER_LINGER_MS
 
 PARTITIONS = 12
 
 
 async def kafka_floor(
-    bootstrap: str, rate: float, duration: float, body_bytes: int
+    kafka: KafkaAccess, rate: float, duration: float, body_bytes: int
 ) -> dict[str, Any]:
     """Produce (idempotent, acks=all, as messaging does) at ``rate``; a consumer thread stamps
     each record's arrival. Latency = arrival - produce call, on one monotonic clock."""
     topic = f"bench.floor.{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(ensure_topic, bootstrap, topic, PARTITIONS, 1, {})
+    await asyncio.to_thread(ensure_topic, kafka, topic, PARTITIONS, 1, {})
     # Produced and fetched as the send path and the fan-out do, so the floor and the pipeline
     # wait alike (linger, fetch wait).
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": topic,
-            "fetch.wait.max.ms": FANOUT_FETCH_WAIT_MS,
-            "fetch.min.bytes": FANOUT_FETCH_MIN_BYTES,
-        }
+        kafka.config(
+            **{
+                "group.id": topic,
+                "fetch.wait.max.ms": FANOUT_FETCH_WAIT_MS,
+                "fetch.min.bytes": FANOUT_FETCH_MIN_BYTES,
+            }
+        )
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     arrivals: list[tuple[int, float]] = []
@@ -53,7 +55,7 @@ async def kafka_floor(
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
     await asyncio.sleep(2)  # let the consumer fetch from every partition first
-    producer = AsyncProducer({"bootstrap.servers": bootstrap, "linger.ms": PRODUCER_LINGER_MS})
+    producer = AsyncProducer(kafka.config(**{"linger.ms": PRODUCER_LINGER_MS}))
     sent: dict[int, float] = {}
     padding = b"x" * max(0, body_bytes - 8)
 
@@ -80,11 +82,11 @@ async def kafka_floor(
 
 
 async def cassandra_floor(
-    hosts: list[str], port: int, rate: float, duration: float, body_bytes: int
+    access: CassandraAccess, rate: float, duration: float, body_bytes: int
 ) -> dict[str, Any]:
     """Prepared inserts at ``rate`` into a table shaped like messages_by_chat."""
     keyspace = f"bench_{uuid.uuid4().hex[:8]}"
-    cluster, session = cassandra.connect(hosts, port)
+    cluster, session = cassandra.connect(access)
     try:
         session.execute(
             f"CREATE KEYSPACE {keyspace} WITH replication ="

@@ -37,7 +37,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     interceptors = telemetry.grpc_client_interceptors()
     history_channel = grpc.aio.insecure_channel(settings.history_address, interceptors=interceptors)
     stack.push_async_callback(history_channel.close)
-    client = redis_client.connect(settings.common.redis_url)
+    client = redis_client.connect(settings.common.redis)
     stack.push_async_callback(client.aclose)
     channels: dict[str, grpc.aio.Channel] = {}
 
@@ -51,10 +51,10 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     auth = LiveSection("auth", AuthLimits.parse)
     sessions = LiveSection("sessions", Sessions.parse)
     browsers = LiveSection("web", Web.parse)
-    live = LiveConfig(settings.common.redis_url, [routing, features, auth, sessions, browsers])
+    live = LiveConfig(settings.common.redis, [routing, features, auth, sessions, browsers])
     stack.push_async_callback(live.close)
     await live.start(stop)
-    revoked = Revocations(settings.common.redis_url, f"bff:{os.getpid()}")
+    revoked = Revocations(settings.common.redis, f"bff:{os.getpid()}")
     stack.push_async_callback(revoked.close)
     await revoked.start(stop)
     history = history_pb2_grpc.HistoryServiceStub(history_channel)

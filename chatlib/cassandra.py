@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cassandra import ConsistencyLevel
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
     Cluster,
@@ -20,6 +21,8 @@ from cassandra.cluster import (
 )
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
+
+from chatlib.settings import CassandraAccess
 
 #: Statements per unlogged batch, and the bytes a batch may carry (Cassandra refuses batches
 #: over 50 KiB by default; its warning threshold is raised to match in infra's cassandra.yaml).
@@ -31,7 +34,7 @@ BATCH_BYTES = 32 * 1024
 TUPLES = "tuples"
 
 
-def connect(hosts: Sequence[str], port: int) -> tuple[Cluster, Session]:
+def connect(access: CassandraAccess) -> tuple[Cluster, Session]:
     """A session without a current keyspace: statements name theirs (see AsyncSession)."""
 
     def profile(rows: Any) -> ExecutionProfile:
@@ -43,9 +46,15 @@ def connect(hosts: Sequence[str], port: int) -> tuple[Cluster, Session]:
             row_factory=rows,
         )
 
+    auth = (
+        PlainTextAuthProvider(access.login.user, access.login.password)
+        if access.login is not None
+        else None
+    )
     cluster = Cluster(
-        list(hosts),
-        port=port,
+        list(access.hosts),
+        port=access.port,
+        auth_provider=auth,
         protocol_version=5,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile(named_rows), TUPLES: profile(tuple_rows)},
     )

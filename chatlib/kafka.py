@@ -27,6 +27,8 @@ from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 from prometheus_client import Gauge
 
+from chatlib.settings import KafkaAccess
+
 logger = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -277,16 +279,18 @@ def failed(message: Message, log: logging.Logger) -> bool:
     return True
 
 
-def reader(bootstrap: str, purpose: str) -> Consumer:
+def reader(kafka: KafkaAccess, purpose: str) -> Consumer:
     """A consumer that reads assigned partitions by offset and never commits (its group id only
-    satisfies the client); partition ends are reported, so a read knows when it is done."""
+    satisfies the client; it starts with ``purpose``); partition ends are reported, so a read
+    knows when it is done."""
     return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{purpose}-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
+        kafka.config(
+            **{
+                "group.id": f"{purpose}-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            }
+        )
     )
 
 
@@ -304,11 +308,11 @@ def fetch(consumer: Consumer, limit: int, wait: float) -> list[Message]:
 
 
 def ensure_topic(
-    bootstrap: str, name: str, partitions: int, replication: int, config: dict[str, str]
+    kafka: KafkaAccess, name: str, partitions: int, replication: int, config: dict[str, str]
 ) -> bool:
     """Create ``name`` if it does not exist, else give it ``config``; True if it was
     created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka.config())
     existing = admin.list_topics(timeout=10).topics
     if name in existing:
         found = len(existing[name].partitions)
@@ -337,11 +341,11 @@ READ_ALL_BATCH = 1000
 
 
 async def read_all(
-    bootstrap: str, topic: str, handle: Callable[[list[Message]], Awaitable[None]]
+    kafka: KafkaAccess, topic: str, handle: Callable[[list[Message]], Awaitable[None]]
 ) -> None:
     """Every record of ``topic`` from its start to its end as of now, in batches handed to
     ``handle`` (a keyspace rebuilt from the log reads its topics so)."""
-    consumer: Consumer = reader(bootstrap, "rebuild")
+    consumer: Consumer = reader(kafka, "rebuild")
     try:
         metadata = await asyncio.to_thread(consumer.list_topics, topic, 10)
         partitions = sorted(metadata.topics[topic].partitions)

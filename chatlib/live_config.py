@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Gauge
 
 from chatlib.config_checks import InvalidConfig
+from chatlib.settings import RedisAccess
 from chatlib.subscription import ChannelFollower
 
 logger = logging.getLogger(__name__)
@@ -148,11 +149,11 @@ class LiveSection(Generic[T]):
 class LiveConfig(ChannelFollower):
     def __init__(
         self,
-        url: str,
+        access: RedisAccess,
         sections: list[LiveSection[Any]],
         namespace: Namespace = DEFAULT_NAMESPACE,
     ) -> None:
-        super().__init__(url, namespace.channel, CONNECTED)
+        super().__init__(access, namespace.channel, CONNECTED)
         self._namespace = namespace
         self._sections = {s.name: s for s in sections}
 

@@ -95,7 +95,7 @@ def migrate(common: Common, owner: str, folder: Path) -> int:
     """``python -m <owner> migrate``: apply the owner's pending migrations to the live
     keyspace, saying what was applied."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
+    cluster, session = cassandra.connect(common.cassandra)
     try:
         applied = apply(session, common.keyspace, common.keyspace_replication, owner, folder)
     finally:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 
+from chatlib.settings import RedisAccess
 from chatlib.subscription import ChannelFollower
 
 logger = logging.getLogger(__name__)
@@ -56,8 +57,8 @@ class Revoked:
 class Revocations(ChannelFollower):
     """This process's copy of the revocation set."""
 
-    def __init__(self, url: str, name: str) -> None:
-        super().__init__(url, CHANNEL, SUBSCRIBED)
+    def __init__(self, access: RedisAccess, name: str) -> None:
+        super().__init__(access, CHANNEL, SUBSCRIBED)
         self._name = name
         self._revoked: dict[str, Revoked] = {}
         self._listeners: list[Listener] = []

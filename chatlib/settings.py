@@ -1,8 +1,16 @@
-"""Reading settings from the environment: typed, and loud about a missing or malformed key."""
+"""Reading settings from the environment: typed, and loud about a missing or malformed key.
+
+How to reach Kafka, Cassandra and Redis is configuration, the same shapes for one node or a
+cluster: address lists, and a login per service whose password is read from the file a setting
+names (never from the command line, where other users could read it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 
 class ConfigError(Exception):
@@ -18,6 +26,11 @@ class Env:
         if value is None or value == "":
             raise ConfigError(f"setting {key} is required but not set")
         return value
+
+    def optional(self, key: str) -> str | None:
+        """The value, or None when the key is unset or empty."""
+        value = self._env.get(key)
+        return value if value else None
 
     def integer(self, key: str, default: int | None = None, *, minimum: int | None = None) -> int:
         raw = self._env.get(key)
@@ -55,24 +68,127 @@ class Env:
         return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+@dataclass(frozen=True)
+class Login:
+    """A user and its password."""
+
+    user: str
+    password: str = field(repr=False)
+
+
+def secret(env: Env, file_key: str) -> str | None:
+    """What the file that ``file_key`` names holds (a password), or None when it is unset."""
+    path = env.optional(file_key)
+    if path is None:
+        return None
+    try:
+        found = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"setting {file_key}: cannot read {path}: {exc.strerror}") from None
+    if not found:
+        raise ConfigError(f"setting {file_key}: {path} is empty")
+    return found
+
+
+def login(env: Env, user_key: str, file_key: str) -> Login | None:
+    """The login of ``user_key``, its password read from the file ``file_key`` names; None
+    when neither is set (a server that asks for no credentials)."""
+    user = env.optional(user_key)
+    password = secret(env, file_key)
+    if user is None and password is None:
+        return None
+    if user is None or password is None:
+        raise ConfigError(f"settings {user_key} and {file_key} go together: set both or neither")
+    return Login(user, password)
+
+
+@dataclass(frozen=True)
+class KafkaAccess:
+    """How to reach Kafka: every broker of the cluster, and this service's SASL/SCRAM login."""
+
+    bootstrap: str
+    login: Login | None = None
+
+    def config(self, **settings: Any) -> dict[str, Any]:
+        """librdkafka settings for a client of this cluster, with ``settings`` on top."""
+        found: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        if self.login is not None:
+            found |= {
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanisms": "SCRAM-SHA-512",
+                "sasl.username": self.login.user,
+                "sasl.password": self.login.password,
+            }
+        return {**found, **settings}
+
+
+@dataclass(frozen=True)
+class CassandraAccess:
+    """How to reach Cassandra: contact points (the driver learns the rest of the ring), the
+    native port, and this service's role."""
+
+    hosts: tuple[str, ...]
+    port: int
+    login: Login | None = None
+
+
+@dataclass(frozen=True)
+class RedisAccess:
+    """How to reach the Redis primary: one address (``url``), or the sentinels that know which
+    node is the primary of ``master`` now; and this service's ACL user."""
+
+    url: str
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str = ""
+    login: Login | None = None
+    #: What the sentinels themselves ask for (they are not Redis's ACL users).
+    sentinel_password: str | None = field(default=None, repr=False)
+
+
+def _addresses(items: list[str], key: str) -> tuple[tuple[str, int], ...]:
+    found = []
+    for item in items:
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"setting {key}: {item!r} is not host:port")
+        found.append((host, int(port)))
+    return tuple(found)
+
+
 class Common:
     """Keys every service reads; each service's Settings holds one of these."""
 
     def __init__(self, env: Env) -> None:
-        self.kafka_bootstrap = env.text("CHAT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+        self.kafka = KafkaAccess(
+            env.text("CHAT_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            login(env, "CHAT_KAFKA_USER", "CHAT_KAFKA_PASSWORD_FILE"),
+        )
         self.deliveries_topic = env.text("CHAT_DELIVERIES_TOPIC", "chat.deliveries.v1")
         self.dead_letter_topic = env.text("CHAT_DEAD_LETTER_TOPIC", "chat.deliveries.dlq.v1")
+        #: Notifications the webhook refused for good (the notifier's dead letters).
+        self.notifications_dead_letter_topic = env.text(
+            "CHAT_NOTIFICATIONS_DEAD_LETTER_TOPIC", "chat.notifications.dead.v1"
+        )
         #: Every registered user (compacted): with the deliveries topic, what a keyspace is
         #: rebuilt from (``python -m history rebuild``).
         self.users_topic = env.text("CHAT_USERS_TOPIC", "chat.users.v1")
-        self.cassandra_hosts = env.items("CHAT_CASSANDRA_HOSTS", "127.0.0.1")
-        self.cassandra_port = env.integer("CHAT_CASSANDRA_PORT", 9042)
+        self.cassandra = CassandraAccess(
+            tuple(env.items("CHAT_CASSANDRA_HOSTS", "127.0.0.1")),
+            env.integer("CHAT_CASSANDRA_PORT", 9042),
+            login(env, "CHAT_CASSANDRA_USER", "CHAT_CASSANDRA_PASSWORD_FILE"),
+        )
         self.keyspace = env.text("CHAT_KEYSPACE", "chat")
         #: How a keyspace is created (the migrations and a rebuild create one).
         self.keyspace_replication = env.text(
             "CHAT_KEYSPACE_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}"
         )
-        self.redis_url = env.text("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0")
+        self.redis = RedisAccess(
+            env.text("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            _addresses(env.items("CHAT_REDIS_SENTINELS"), "CHAT_REDIS_SENTINELS"),
+            env.text("CHAT_REDIS_MASTER", "chat"),
+            login(env, "CHAT_REDIS_USER", "CHAT_REDIS_PASSWORD_FILE"),
+            secret(env, "CHAT_REDIS_SENTINEL_PASSWORD_FILE"),
+        )
         self.otlp_endpoint = env.text("CHAT_OTLP_ENDPOINT", "http://127.0.0.1:4317")
         # Where /livez, /readyz and /metrics listen: loopback by default; 0.0.0.0 where a
         # scraper or an orchestrator on another host must reach them (compose).

@@ -23,8 +23,9 @@ from abc import ABC, abstractmethod
 
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+
+from chatlib import redis_client
+from chatlib.settings import RedisAccess
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +34,8 @@ RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
 
 
 class ChannelFollower(ABC):
-    def __init__(self, url: str, channel: str, connected: Gauge) -> None:
-        self._client = aioredis.Redis.from_url(
-            url,
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=5,
-        )
+    def __init__(self, access: RedisAccess, channel: str, connected: Gauge) -> None:
+        self._client = redis_client.follower(access)
         self._channel = channel
         self._connected = connected
         self._task: asyncio.Task[None] | None = None

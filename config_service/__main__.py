@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
-    client = redis_client.connect(settings.redis_url)
+    client = redis_client.connect(settings.redis)
     stack.push_async_callback(client.aclose)
     if not settings.admin_tokens:
         raise SystemExit("CHAT_ADMIN_TOKENS is empty: nobody could use the admin API")
@@ -98,7 +98,7 @@ async def _serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event)
 
 async def _command(args: argparse.Namespace) -> int:
     read = Env(os.environ)
-    client = redis_client.connect(read.text("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    client = redis_client.connect(Common(read).redis)
     store = ConfigStore(client)
     operator = f"cli:{getpass.getuser()}"
     try:

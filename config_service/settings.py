@@ -4,12 +4,12 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from chatlib.settings import ConfigError, Env
+from chatlib.settings import Common, ConfigError, Env, RedisAccess
 
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str
+    redis: RedisAccess
     host: str
     port: int
     ops_port: int
@@ -21,7 +21,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         read = Env(env)
         return cls(
-            redis_url=read.text("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            redis=Common(read).redis,
             host=read.text("CHAT_CONFIG_HOST", "127.0.0.1"),
             port=read.integer("CHAT_CONFIG_PORT", 7301, minimum=1),
             ops_port=read.integer("CHAT_OPS_PORT", 9501, minimum=1),

@@ -33,7 +33,7 @@ logger = logging.getLogger("history")
 def _store(settings: Settings, stack: AsyncExitStack) -> tuple[HistoryStore, ops.Check]:
     """The store, and a readiness check that Cassandra answers."""
     common = settings.common
-    cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
+    cluster, session = cassandra.connect(common.cassandra)
     stack.callback(cluster.shutdown)
     db = cassandra.AsyncSession(session, common.keyspace)
 
@@ -48,28 +48,33 @@ async def writer(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event)
     common = settings.common
     store, cassandra_check = _store(settings, stack)
     consumer = Consumer(
-        {
-            "bootstrap.servers": common.kafka_bootstrap,
-            "group.id": settings.writer_group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            # A writer that died (SIGKILL, lost host) holds its partitions until its session
-            # times out; 10 s bounds that pause instead of the client default of 45 s. One
-            # restarted under its static id (below) takes them back at once.
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 2_000,
-            **({"group.instance.id": settings.writer_instance} if settings.writer_instance else {}),
-            # Persistence is about throughput: fewer, fuller fetches cost the broker and this
-            # process far less CPU than many small ones (live delivery does not wait for this
-            # consumer).
-            "fetch.wait.max.ms": 100,
-            "fetch.min.bytes": 1 << 20,
-            "on_commit": _commit_failed,
-        }
+        common.kafka.config(
+            **{
+                "group.id": settings.writer_group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                # A writer that died (SIGKILL, lost host) holds its partitions until its session
+                # times out; 10 s bounds that pause instead of the client default of 45 s. One
+                # restarted under its static id (below) takes them back at once.
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
+                **(
+                    {"group.instance.id": settings.writer_instance}
+                    if settings.writer_instance
+                    else {}
+                ),
+                # Persistence is about throughput: fewer, fuller fetches cost the broker and this
+                # process far less CPU than many small ones (live delivery does not wait for this
+                # consumer).
+                "fetch.wait.max.ms": 100,
+                "fetch.min.bytes": 1 << 20,
+                "on_commit": _commit_failed,
+            }
+        )
     )
     stack.callback(consumer.close)
-    producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
+    producer = AsyncProducer(common.kafka.config())
     stack.callback(producer.close)
     history_writer = HistoryWriter(
         consumer,
@@ -97,19 +102,19 @@ async def writer(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event)
 async def query(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
     common = settings.common
     store, cassandra_check = _store(settings, stack)
-    client = redis_client.connect(common.redis_url)
+    client = redis_client.connect(common.redis)
     stack.push_async_callback(client.aclose)
     limits = LiveSection("limits", Limits.parse)
-    live = LiveConfig(common.redis_url, [limits])
+    live = LiveConfig(common.redis, [limits])
     stack.push_async_callback(live.close)
     await live.start(stop)
-    revoked = Revocations(common.redis_url, f"history-query:{os.getpid()}")
+    revoked = Revocations(common.redis, f"history-query:{os.getpid()}")
     stack.push_async_callback(revoked.close)
     await revoked.start(stop)
     lease = WorkerLease(client)
     await lease.acquire()
     stack.push_async_callback(lease.release)
-    users_producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
+    users_producer = AsyncProducer(common.kafka.config())
     stack.callback(users_producer.close)
     server = grpc.aio.server(
         interceptors=telemetry.grpc_server_interceptors(common.trace_sample_ratio)

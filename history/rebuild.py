@@ -30,10 +30,8 @@ def backfill_users(common: Common) -> int:
     """Put every user of the live keyspace on the users topic: for a deployment whose users
     registered before registration announced them (the topic is compacted, so users already
     on it are only written again, unchanged). Returns how many were written."""
-    cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
-    producer = Producer(
-        {"bootstrap.servers": common.kafka_bootstrap, "acks": "all", "enable.idempotence": True}
-    )
+    cluster, session = cassandra.connect(common.cassandra)
+    producer = Producer(common.kafka.config(**{"acks": "all", "enable.idempotence": True}))
     failures: list[str] = []
 
     def delivered(error: Any, _: Any) -> None:
@@ -71,7 +69,7 @@ def run(common: Common, keyspace: str) -> dict[str, Any]:
     replayed."""
     if keyspace == common.keyspace:
         raise SystemExit(f"refusing to rebuild into the live keyspace {keyspace!r}")
-    cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
+    cluster, session = cassandra.connect(common.cassandra)
     try:
         migrations.apply(
             session, keyspace, common.keyspace_replication, "history", history.MIGRATIONS
@@ -95,7 +93,7 @@ async def _replay(common: Common, db: cassandra.AsyncSession) -> dict[str, Any]:
                 await store.insert_user(found, with_name=True)
                 users += 1
 
-    await read_all(common.kafka_bootstrap, common.users_topic, user_batch)
+    await read_all(common.kafka, common.users_topic, user_batch)
     counts = {"deliveries": 0, "undecodable": 0}
 
     async def delivery_batch(records: list[Message]) -> None:
@@ -108,5 +106,5 @@ async def _replay(common: Common, db: cassandra.AsyncSession) -> dict[str, Any]:
         await store.persist(batch)
         counts["deliveries"] += len(batch)
 
-    await read_all(common.kafka_bootstrap, common.deliveries_topic, delivery_batch)
+    await read_all(common.kafka, common.deliveries_topic, delivery_batch)
     return {"users": users, **counts, "seconds": round(time.monotonic() - started, 1)}

@@ -61,13 +61,14 @@ async def _setup() -> int:
         # Kept for ever: a keyspace is rebuilt by replaying it (python -m history rebuild).
         (common.deliveries_topic, partitions, {"retention.ms": "-1"}),
         (common.dead_letter_topic, 1, {"retention.ms": week_ms}),
+        (common.notifications_dead_letter_topic, 1, {"retention.ms": week_ms}),
         # One record per user, compacted: the newest record of each key is kept for ever.
         (common.users_topic, 4, {"cleanup.policy": "compact"}),
     )
     for topic, count, config in topics:
         created = await asyncio.to_thread(
             ensure_topic,
-            common.kafka_bootstrap,
+            common.kafka,
             topic,
             count,
             replication,

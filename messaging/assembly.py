@@ -153,18 +153,18 @@ async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) 
 
 async def _platform(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> Platform:
     common = settings.common
-    redis = redis_client.connect(common.redis_url)
+    redis = redis_client.connect(common.redis)
     stack.push_async_callback(redis.aclose)
-    wire = RedisWire(common.redis_url)
+    wire = RedisWire(common.redis)
     stack.callback(wire.close)
     config = await _config(settings, stack, stop)
-    revoked = Revocations(common.redis_url, f"messaging:{settings.server_name}")
+    revoked = Revocations(common.redis, f"messaging:{settings.server_name}")
     stack.push_async_callback(revoked.close)
     await revoked.start(stop)
     lease = WorkerLease(redis)
     await lease.acquire()
     stack.push_async_callback(lease.release)
-    cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
+    cluster, session = cassandra.connect(common.cassandra)
     stack.callback(cluster.shutdown)
     db = cassandra.AsyncSession(session, common.keyspace)
     return Platform(redis, wire, config, revoked, lease, db, _history(settings, stack))
@@ -176,7 +176,7 @@ async def _config(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event
     features = LiveSection("features", Features.parse)
     groups = LiveSection("groups", Groups.parse)
     messages = LiveSection("messages", Messages.parse)
-    live = LiveConfig(settings.common.redis_url, [partitioning, limits, features, groups, messages])
+    live = LiveConfig(settings.common.redis, [partitioning, limits, features, groups, messages])
     stack.push_async_callback(live.close)
     await live.start(stop)
     return Config(live, partitioning, limits, features, groups, messages)
@@ -192,15 +192,13 @@ def _history(settings: Settings, stack: AsyncExitStack) -> HistoryApi:
 
 def _send_path(settings: Settings, stack: AsyncExitStack, base: Platform) -> SendPath:
     common = settings.common
-    producer = AsyncProducer(
-        {"bootstrap.servers": common.kafka_bootstrap, "linger.ms": settings.producer_linger_ms}
-    )
+    producer = AsyncProducer(common.kafka.config(**{"linger.ms": settings.producer_linger_ms}))
     stack.callback(producer.close)
     # A process that lost its lease must not write in its old name any more: what it has not
     # sent yet is dropped (those sends fail, certainly unwritten, and are retried).
     base.lease.on_lost(producer.purge_queued)
     admission = Admission(base.wire)
-    settler = Settler(producer, admission, common.kafka_bootstrap, common.deliveries_topic)
+    settler = Settler(producer, admission, common.kafka, common.deliveries_topic)
     stack.callback(settler.close)
     groups = GroupStore(base.db)
     directory = ChatDirectory(base.db, groups, base.history)
@@ -224,20 +222,21 @@ def _send_path(settings: Settings, stack: AsyncExitStack, base: Platform) -> Sen
 
 def _streams(settings: Settings, stack: AsyncExitStack, config: Config) -> Streams:
     common = settings.common
-    watermarks = Watermarks(common.kafka_bootstrap, common.deliveries_topic)
+    watermarks = Watermarks(common.kafka, common.deliveries_topic)
     stack.callback(watermarks.close)
-    replayer = Replayer(common.kafka_bootstrap, common.deliveries_topic)
+    replayer = Replayer(common.kafka, common.deliveries_topic)
     stack.callback(replayer.close)
     consumer = Consumer(
-        {
-            "bootstrap.servers": common.kafka_bootstrap,
-            # One group for every messaging server: a partition's position, committed by the
-            # server that gives it up, is where the next owner starts.
-            "group.id": settings.fanout_group,
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": settings.fanout_fetch_wait_ms,
-            "fetch.min.bytes": settings.fanout_fetch_min_bytes,
-        }
+        common.kafka.config(
+            **{
+                # One group for every messaging server: a partition's position, committed by the
+                # server that gives it up, is where the next owner starts.
+                "group.id": settings.fanout_group,
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": settings.fanout_fetch_wait_ms,
+                "fetch.min.bytes": settings.fanout_fetch_min_bytes,
+            }
+        )
     )
     stack.callback(consumer.close)
     registry = StreamRegistry()
@@ -265,7 +264,7 @@ def _ephemeral(
     stop: asyncio.Event,
 ) -> Ephemeral:
     name, partitioning = settings.server_name, base.config.partitioning
-    signals = Signals(settings.common.redis_url, name, base.redis, partitioning, streams.registry)
+    signals = Signals(settings.common.redis, name, base.redis, partitioning, streams.registry)
     signals.follow_in_background(stop, "signals")
     stack.push_async_callback(signals.close)
     presence = Presence(

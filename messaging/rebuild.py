@@ -33,7 +33,7 @@ def run(common: Common, keyspace: str) -> dict[str, Any]:
     """Rebuild messaging's tables in ``keyspace``; what was replayed."""
     if keyspace == common.keyspace:
         raise SystemExit(f"refusing to rebuild into the live keyspace {keyspace!r}")
-    cluster, session = cassandra.connect(common.cassandra_hosts, common.cassandra_port)
+    cluster, session = cassandra.connect(common.cassandra)
     try:
         migrations.apply(
             session, keyspace, common.keyspace_replication, "messaging", messaging.MIGRATIONS
@@ -65,5 +65,5 @@ async def _replay(common: Common, db: cassandra.AsyncSession) -> dict[str, Any]:
         if statements:
             await db.write(statements)
 
-    await read_all(common.kafka_bootstrap, common.deliveries_topic, batch)
+    await read_all(common.kafka, common.deliveries_topic, batch)
     return {**counts, "seconds": round(time.monotonic() - started, 1)}

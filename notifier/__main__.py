@@ -14,14 +14,13 @@ from confluent_kafka import Consumer
 
 from chatlib import lifecycle, ops, redis_client
 from chatlib.config_sections import Notifications
-from chatlib.kafka import AsyncProducer, ensure_topic
+from chatlib.kafka import AsyncProducer
 from chatlib.live_config import LiveConfig, LiveSection
 from chatlib.settings import Common, Env
 from notifier.consumer import Notifier
 from notifier.webhook import Webhook
 
 logger = logging.getLogger("notifier")
-DEAD_LETTER_TOPIC = "chat.notifications.dead.v1"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,33 +39,30 @@ def main(argv: list[str] | None = None) -> int:
 async def _run(
     common: Common, ops_port: int, group: str, stack: AsyncExitStack, stop: asyncio.Event
 ) -> None:
-    client = redis_client.connect(common.redis_url)
+    client = redis_client.connect(common.redis)
     stack.push_async_callback(client.aclose)
     settings = LiveSection("notifications", Notifications.parse)
-    live = LiveConfig(common.redis_url, [settings])
+    live = LiveConfig(common.redis, [settings])
     stack.push_async_callback(live.close)
     await live.start(stop)
-    week_ms = str(7 * 24 * 3600 * 1000)
-    await asyncio.to_thread(
-        ensure_topic, common.kafka_bootstrap, DEAD_LETTER_TOPIC, 1, 1, {"retention.ms": week_ms}
-    )
     consumer = Consumer(
-        {
-            "bootstrap.servers": common.kafka_bootstrap,
-            "group.id": group,
-            "enable.auto.commit": False,
-            # A new notifier starts at the log's end: the past is not news.
-            "auto.offset.reset": "latest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 2_000,
-            # Notifications wait seconds anyway (bursts): fuller fetches cost less.
-            "fetch.wait.max.ms": 200,
-            "fetch.min.bytes": 64 << 10,
-        }
+        common.kafka.config(
+            **{
+                "group.id": group,
+                "enable.auto.commit": False,
+                # A new notifier starts at the log's end: the past is not news.
+                "auto.offset.reset": "latest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
+                # Notifications wait seconds anyway (bursts): fuller fetches cost less.
+                "fetch.wait.max.ms": 200,
+                "fetch.min.bytes": 64 << 10,
+            }
+        )
     )
     stack.callback(consumer.close)
-    producer = AsyncProducer({"bootstrap.servers": common.kafka_bootstrap})
+    producer = AsyncProducer(common.kafka.config())
     stack.callback(producer.close)
     http = aiohttp.ClientSession()
     stack.push_async_callback(http.close)
@@ -77,7 +73,7 @@ async def _run(
         producer,
         settings,
         topic=common.deliveries_topic,
-        dead_letter_topic=DEAD_LETTER_TOPIC,
+        dead_letter_topic=common.notifications_dead_letter_topic,
         group=group,
     )
     task = asyncio.create_task(notifier.run(stop), name="notifier")

@@ -41,6 +41,7 @@ from chatlib import deliveries
 from chatlib.errors import Unavailable
 from chatlib.ids import timestamp_ms
 from chatlib.kafka import DELIVERY_TIMEOUT_MS, AsyncProducer, ProduceFailed, Record, fetch, reader
+from chatlib.settings import KafkaAccess
 from messaging.send.admission import Admission, Claim, Owner
 
 logger = logging.getLogger(__name__)
@@ -65,11 +66,11 @@ RecordsFor = Callable[[frozenset[int] | None], list[Record]]
 
 class Settler:
     def __init__(
-        self, producer: AsyncProducer, admission: Admission, bootstrap: str, topic: str
+        self, producer: AsyncProducer, admission: Admission, kafka: KafkaAccess, topic: str
     ) -> None:
         self._producer = producer
         self._admission = admission
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._topic = topic
         self._consumer: Consumer | None = None
         self._lock = asyncio.Lock()
@@ -178,7 +179,7 @@ class Settler:
 
     def _reader(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = reader(self._bootstrap, "messaging-settle")
+            self._consumer = reader(self._kafka, "messaging-settle")
         return self._consumer
 
     def close(self) -> None:

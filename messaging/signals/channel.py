@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge
 from chatlib.hashing import partition_for
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
+from chatlib.settings import RedisAccess
 from chatlib.subscription import ChannelFollower
 from messaging.streams.registry import LiveEvent, StreamRegistry
 from protos.chat.v1 import envelope_pb2, messaging_pb2
@@ -40,13 +41,13 @@ def channel(server: str) -> str:
 class Signals(ChannelFollower):
     def __init__(
         self,
-        url: str,
+        access: RedisAccess,
         server_name: str,
         redis: aioredis.Redis,
         partitioning: LiveSection[Partitioning],
         registry: StreamRegistry,
     ) -> None:
-        super().__init__(url, channel(server_name), CONNECTED)
+        super().__init__(access, channel(server_name), CONNECTED)
         self._redis = redis
         self._partitioning = partitioning
         self._registry = registry

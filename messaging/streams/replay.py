@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from chatlib import deliveries
 from chatlib.kafka import fetch, reader
+from chatlib.settings import KafkaAccess
 
 BATCH = 500
 #: A replay that reads nothing for this long gives up.
@@ -26,10 +27,10 @@ class Watermarks:
     partition instead of one each, and nobody gets an answer older than their question.
     """
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, kafka: KafkaAccess, topic: str) -> None:
         self._topic = topic
         self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": f"messaging-watermarks-{uuid.uuid4().hex}"}
+            kafka.config(**{"group.id": f"messaging-watermarks-{uuid.uuid4().hex}"})
         )
         self._lock = asyncio.Lock()
         #: Per partition, the answer the next request will give; joined until it is sent.
@@ -91,8 +92,8 @@ class Replayer:
     reconnect storm costs a few reads per partition instead of a consumer per stream.
     """
 
-    def __init__(self, bootstrap: str, topic: str, max_events: int = 20_000) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: KafkaAccess, topic: str, max_events: int = 20_000) -> None:
+        self._kafka = kafka
         self._topic = topic
         self._max_events = max_events
         self._consumer: Consumer | None = None
@@ -182,7 +183,7 @@ class Replayer:
 
     def _reader(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = reader(self._bootstrap, "messaging-replay")
+            self._consumer = reader(self._kafka, "messaging-replay")
         return self._consumer
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from cassandra.cluster import Cluster, Session
 
 from chatlib import cassandra
 from chatlib.ids import signed
+from chatlib.settings import Common, Env
 from infra import apps, processes
 from infra.layout import Layout
 from infra.services import Context
@@ -31,7 +32,7 @@ LIVE = os.environ.get("CHAT_KEYSPACE", "chat")
 def db() -> Iterator[Session]:
     cluster: Cluster
     cluster, session = cassandra.connect(
-        ["127.0.0.1"], int(os.environ.get("CHAT_CASSANDRA_PORT", "9042"))
+        Common(Env({"CHAT_JWT_SECRET": "-", **os.environ})).cassandra
     )
     try:
         yield session

@@ -8,28 +8,40 @@ from dataclasses import dataclass
 
 import pytest
 
+from chatlib.settings import CassandraAccess, Common, Env, KafkaAccess, RedisAccess
+
 #: How test keyspaces are created (one node here).
 REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 
 
 @dataclass(frozen=True)
 class Endpoints:
-    kafka_bootstrap: str
-    cassandra_hosts: list[str]
-    cassandra_port: int
-    redis_url: str
+    """How to reach each real service: what the services themselves read (``CHAT_*``)."""
+
+    kafka: KafkaAccess
+    cassandra: CassandraAccess
+    redis: RedisAccess
     otlp_grpc: str
     jaeger_query: str
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka.bootstrap
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url
 
 
 @pytest.fixture(scope="session")
 def endpoints() -> Endpoints:
     env = os.environ
+    # The token secret is not needed to reach the infrastructure.
+    common = Common(Env({"CHAT_JWT_SECRET": "-", **env}))
     return Endpoints(
-        kafka_bootstrap=env.get("CHAT_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-        cassandra_hosts=env.get("CHAT_CASSANDRA_HOSTS", "127.0.0.1").split(","),
-        cassandra_port=int(env.get("CHAT_CASSANDRA_PORT", "9042")),
-        redis_url=env.get("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        kafka=common.kafka,
+        cassandra=common.cassandra,
+        redis=common.redis,
         otlp_grpc=env.get("CHAT_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
         jaeger_query=env.get("CHAT_JAEGER_QUERY_URL", "http://127.0.0.1:16686"),
     )

@@ -7,15 +7,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
+from chatlib import cassandra
 from tests.integration.conftest import Endpoints
 
 
 @pytest.fixture
 def session(endpoints: Endpoints) -> Iterator[Session]:
-    cluster = Cluster(endpoints.cassandra_hosts, port=endpoints.cassandra_port, protocol_version=5)
-    connected = cluster.connect()
+    cluster, connected = cassandra.connect(endpoints.cassandra)
     yield connected
     cluster.shutdown()
 

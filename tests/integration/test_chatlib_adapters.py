@@ -66,9 +66,9 @@ async def test_produce_returns_after_the_ack_with_headers_kept(
     endpoints: Endpoints, unique: str
 ) -> None:
     topic = f"{unique}.adapter"
-    assert await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, 2, 1, {})
-    assert not await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, 2, 1, {})
-    producer = AsyncProducer({"bootstrap.servers": endpoints.kafka_bootstrap})
+    assert await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, 2, 1, {})
+    assert not await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, 2, 1, {})
+    producer = AsyncProducer(endpoints.kafka.config())
     try:
         produced = await producer.send(
             [Record(topic, b"k", f"v{n}".encode(), 1, [("traceparent", b"00-x")]) for n in range(3)]
@@ -88,7 +88,7 @@ async def test_produce_returns_after_the_ack_with_headers_kept(
 
 
 async def test_async_session_runs_prepared_statements(endpoints: Endpoints, unique: str) -> None:
-    cluster, session = cassandra.connect(endpoints.cassandra_hosts, endpoints.cassandra_port)
+    cluster, session = cassandra.connect(endpoints.cassandra)
     try:
         session.execute(
             f"CREATE KEYSPACE {unique} WITH replication ="
@@ -117,12 +117,12 @@ async def test_an_existing_topic_is_given_the_configured_settings(
     """How a deployment made before the deliveries were kept for ever gets them kept."""
     topic = f"{unique}.settings"
     created = {"retention.ms": "3600000"}
-    assert await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, 1, 1, created)
+    assert await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, 1, 1, created)
     wanted = {"retention.ms": "-1"}
-    assert not await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, 1, 1, wanted)
+    assert not await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, 1, 1, wanted)
 
     def retention() -> str:
-        admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
+        admin = AdminClient(endpoints.kafka.config())
         resource = ConfigResource(ResourceType.TOPIC, topic)
         [described] = admin.describe_configs([resource]).values()
         return str(described.result(timeout=10)["retention.ms"].value)

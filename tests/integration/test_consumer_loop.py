@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter
 from chatlib import deliveries
 from chatlib.consumer_loop import ConsumerLoop, DeadLetters
 from chatlib.kafka import AsyncProducer, Record, ensure_topic, fetch, reader
+from chatlib.settings import KafkaAccess
 from tests.integration.conftest import Endpoints
 
 PARTITIONS = 2
@@ -59,8 +60,8 @@ async def test_every_record_is_handled_once_done_and_bad_ones_are_dead_lettered(
 ) -> None:
     topic, dead_topic = f"{unique}.deliveries", f"{unique}.dlq"
     for name, count in ((topic, PARTITIONS), (dead_topic, 1)):
-        await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, name, count, 1, {})
-    producer = AsyncProducer({"bootstrap.servers": endpoints.kafka_bootstrap})
+        await asyncio.to_thread(ensure_topic, endpoints.kafka, name, count, 1, {})
+    producer = AsyncProducer(endpoints.kafka.config())
     entry = deliveries.Delivery(chat_id="d:1:2", kind="direct", sender_id=1, body="hi")
     records = [
         Record(topic, c.key, c.value, n % PARTITIONS)
@@ -96,7 +97,7 @@ async def test_every_record_is_handled_once_done_and_bad_ones_are_dead_lettered(
     assert loop.errors_seen[1:3] == ["RuntimeError: the store is away"] * 2
     assert loop.last_error is None
     # The bad record is dead-lettered once, with its error and origin.
-    dead = await asyncio.to_thread(_read_all, endpoints.kafka_bootstrap, dead_topic)
+    dead = await asyncio.to_thread(_read_all, endpoints.kafka, dead_topic)
     assert [m.value() for m in dead] == [b"\xff not a delivery"]
     headers = dict(dead[0].headers() or [])
     assert headers["dlq.topic"] == topic.encode()
@@ -111,9 +112,9 @@ async def test_every_record_is_handled_once_done_and_bad_ones_are_dead_lettered(
     producer.close()
 
 
-def _read_all(bootstrap: str, topic: str) -> list[Message]:
+def _read_all(kafka: KafkaAccess, topic: str) -> list[Message]:
     """Every record of the topic's one partition, read to its end."""
-    consumer = reader(bootstrap, f"check-{uuid.uuid4().hex}")
+    consumer = reader(kafka, f"check-{uuid.uuid4().hex}")
     consumer.assign([TopicPartition(topic, 0, 0)])
     found: list[Message] = []
     try:

@@ -13,7 +13,7 @@ BASE = 118_409_798_625_000_000
 
 
 async def test_sends_and_changes_are_ordered_by_version_and_id(endpoints: Endpoints) -> None:
-    wire = RedisWire(endpoints.redis_url)
+    wire = RedisWire(endpoints.redis)
     fence = Fence(wire)
     chat = f"g:{uuid.uuid4().int % 10**12}"
     try:

@@ -25,7 +25,7 @@ Amendment = common_pb2.Amendment
 
 @pytest.fixture
 def store(endpoints: Endpoints, unique: str) -> Iterator[HistoryStore]:
-    cluster, session = cassandra.connect(endpoints.cassandra_hosts, endpoints.cassandra_port)
+    cluster, session = cassandra.connect(endpoints.cassandra)
     try:
         for owner, folder in (
             ("history", history.MIGRATIONS),

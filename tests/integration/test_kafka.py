@@ -17,7 +17,7 @@ from tests.integration.conftest import Endpoints
 
 @pytest.fixture
 def topic(endpoints: Endpoints, unique: str) -> Iterator[str]:
-    admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
+    admin = AdminClient(endpoints.kafka.config())
     name = f"{unique}.deliveries"
     for future in admin.create_topics(
         [NewTopic(name, num_partitions=3, replication_factor=1)]

@@ -17,6 +17,7 @@ from chatlib import redis_client
 from chatlib.config_checks import InvalidConfig
 from chatlib.config_sections import DEFAULT_LIMITS, Limits
 from chatlib.live_config import Document, LiveConfig, LiveSection, Namespace
+from chatlib.settings import RedisAccess
 from config_service.store import ConfigStore, VersionConflict
 from tests.integration.conftest import Endpoints
 from tests.tcp_proxy import CuttableProxy
@@ -24,7 +25,7 @@ from tests.tcp_proxy import CuttableProxy
 
 @pytest.fixture
 async def client(endpoints: Endpoints) -> AsyncIterator[aioredis.Redis]:
-    found = redis_client.connect(endpoints.redis_url)
+    found = redis_client.connect(endpoints.redis)
     yield found
     await found.aclose()
 
@@ -42,11 +43,11 @@ async def until(check: Callable[[], bool], seconds: float = 15.0) -> None:
 
 @contextlib.asynccontextmanager
 async def following(
-    url: str, namespace: Namespace
+    access: RedisAccess, namespace: Namespace
 ) -> AsyncIterator[tuple[LiveSection[Limits], LiveConfig]]:
     """A subscriber to the limits section, as a service runs one, until the block ends."""
     section = LiveSection("limits", Limits.parse)
-    live = LiveConfig(url, [section], namespace)
+    live = LiveConfig(access, [section], namespace)
     stop = asyncio.Event()
     await live.start(stop)
     try:
@@ -108,7 +109,7 @@ async def test_the_subscriber_applies_newer_versions_and_keeps_the_last_good_one
 ) -> None:
     store = ConfigStore(client, namespace)
     await store.seed("limits", limits(), by="seed")
-    async with following(endpoints.redis_url, namespace) as (section, live):
+    async with following(endpoints.redis, namespace) as (section, live):
         seen: list[int] = []
         section.on_change(lambda value: seen.append(value.max_body_bytes))
         await store.replace("limits", limits(max_body_bytes=300), by="ops")
@@ -133,7 +134,10 @@ async def test_a_change_made_while_cut_off_is_applied_on_reconnect(
     await proxy.start()
     try:
         proxied = f"redis://127.0.0.1:{proxy.port}{redis_url.path}"
-        async with following(proxied, namespace) as (section, live):
+        async with following(RedisAccess(proxied, login=endpoints.redis.login), namespace) as (
+            section,
+            live,
+        ):
             await until(lambda: live.problem() is None and live.subscribed)
             await proxy.cut()
             await until(lambda: live.problem() is not None)
@@ -159,7 +163,7 @@ async def test_a_skipped_version_makes_the_subscriber_read_redis(
 ) -> None:
     store = ConfigStore(client, namespace)
     await store.seed("limits", limits(), by="seed")
-    async with following(endpoints.redis_url, namespace) as (section, live):
+    async with following(endpoints.redis, namespace) as (section, live):
         await until(lambda: live.subscribed)
         # Versions 2 and 3 reached Redis, but the announcement of 2 was lost and the one of 3
         # (deliberately) disagrees with what is stored: after a gap, Redis is the truth.

@@ -18,6 +18,7 @@ from chatlib.errors import ResourceExhausted, Unavailable
 from chatlib.ids import EPOCH_MS, TIME_SHIFT
 from chatlib.kafka import AsyncProducer, Record, ensure_topic, fetch
 from chatlib.redis_wire import RedisUnavailable, RedisWire
+from chatlib.settings import KafkaAccess, RedisAccess
 from messaging.send.admission import Admission, Owner
 from messaging.send.settle import SETTLE_SECONDS, Settler
 from tests.integration.conftest import Endpoints
@@ -29,7 +30,7 @@ OTHER = Owner(2, "other")
 
 @pytest.fixture
 async def wire(endpoints: Endpoints) -> AsyncIterator[RedisWire]:
-    client = RedisWire(endpoints.redis_url, timeout=0.5)
+    client = RedisWire(endpoints.redis, timeout=0.5)
     yield client
     client.close()
 
@@ -128,7 +129,7 @@ async def test_the_wire_reconnects_after_its_connection_is_killed(
 async def test_the_wire_gives_up_on_a_stalled_server_and_recovers() -> None:
     proxy = CuttableProxy("127.0.0.1", 6379)
     await proxy.start()
-    wire = RedisWire(f"redis://127.0.0.1:{proxy.port}/0", timeout=0.5)
+    wire = RedisWire(RedisAccess(f"redis://127.0.0.1:{proxy.port}/0"), timeout=0.5)
     try:
         assert await wire.call(b"PING") == b"PONG"
         proxy.stall()
@@ -145,10 +146,10 @@ async def test_settling_produces_only_the_copies_that_never_landed(
     endpoints: Endpoints, unique: str, wire: RedisWire
 ) -> None:
     topic = f"{unique}.deliveries"
-    await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, 4, 1, {})
-    producer = AsyncProducer({"bootstrap.servers": endpoints.kafka_bootstrap})
+    await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, 4, 1, {})
+    producer = AsyncProducer(endpoints.kafka.config())
     admission = Admission(wire)
-    settler = Settler(producer, admission, endpoints.kafka_bootstrap, topic)
+    settler = Settler(producer, admission, endpoints.kafka, topic)
     # A message claimed long enough ago that its earlier attempt is certainly over.
     claimed_ms = _now_ms() - int(SETTLE_SECONDS + 5) * 1000
     message_id = ((claimed_ms - EPOCH_MS) << TIME_SHIFT) | 77
@@ -179,7 +180,7 @@ async def test_settling_produces_only_the_copies_that_never_landed(
     finally:
         producer.close()
         settler.close()
-    found = await asyncio.to_thread(_read_all, endpoints.kafka_bootstrap, topic, 4)
+    found = await asyncio.to_thread(_read_all, endpoints.kafka, topic, 4)
     assert Counter(found) == Counter(recipients)
 
 
@@ -187,8 +188,8 @@ async def test_a_message_too_young_to_settle_is_refused_for_now(
     endpoints: Endpoints, unique: str, wire: RedisWire
 ) -> None:
     admission = Admission(wire)
-    producer = AsyncProducer({"bootstrap.servers": endpoints.kafka_bootstrap})
-    settler = Settler(producer, admission, endpoints.kafka_bootstrap, f"{unique}.none")
+    producer = AsyncProducer(endpoints.kafka.config())
+    settler = Settler(producer, admission, endpoints.kafka, f"{unique}.none")
     try:
         message_id = (_now_ms() - EPOCH_MS) << TIME_SHIFT
         claim = await admission.admit(
@@ -205,10 +206,8 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _read_all(bootstrap: str, topic: str, partitions: int) -> list[int]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": topic, "enable.partition.eof": True}
-    )
+def _read_all(kafka: KafkaAccess, topic: str, partitions: int) -> list[int]:
+    consumer = Consumer(kafka.config(**{"group.id": topic, "enable.partition.eof": True}))
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     found: list[int] = []
     ended = 0

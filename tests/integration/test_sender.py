@@ -25,6 +25,7 @@ from chatlib.leases import WorkerLease
 from chatlib.live_config import Document, LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.redis_wire import RedisWire
+from chatlib.settings import KafkaAccess
 from messaging.chats import ChatDirectory
 from messaging.groups.fence import Fence
 from messaging.groups.store import GroupStore
@@ -55,8 +56,8 @@ def _section(name: str, parser: Callable[[Any], Any], value: object) -> LiveSect
 @pytest.fixture
 async def wired(endpoints: Endpoints, unique: str) -> AsyncIterator[Wired]:
     topic = f"{unique}.deliveries"
-    await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, PARTITIONS, 1, {})
-    cluster, session = cassandra.connect(endpoints.cassandra_hosts, endpoints.cassandra_port)
+    await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, PARTITIONS, 1, {})
+    cluster, session = cassandra.connect(endpoints.cassandra)
     for owner, folder in (("history", history.MIGRATIONS), ("messaging", messaging.MIGRATIONS)):
         migrations.apply(session, unique, REPLICATION, owner, folder)
     a, b = sorted(uuid.uuid4().int >> 66 for _ in range(2))
@@ -66,12 +67,12 @@ async def wired(endpoints: Endpoints, unique: str) -> AsyncIterator[Wired]:
         (chat_id, {a, b}),
     )
     redis = aioredis.Redis.from_url(endpoints.redis_url)
-    wire = RedisWire(endpoints.redis_url)
+    wire = RedisWire(endpoints.redis)
     lease = WorkerLease(redis)
     await lease.acquire()
-    producer = AsyncProducer({"bootstrap.servers": endpoints.kafka_bootstrap})
+    producer = AsyncProducer(endpoints.kafka.config())
     admission = Admission(wire)
-    settler = Settler(producer, admission, endpoints.kafka_bootstrap, topic)
+    settler = Settler(producer, admission, endpoints.kafka, topic)
     partitioning = {
         "partitions": PARTITIONS,
         "servers": [{"name": "m1", "address": "grpc://127.0.0.1:1", "ranges": [[0, 3]]}],
@@ -132,7 +133,7 @@ async def test_retries_and_concurrent_duplicates_make_one_message_and_leave_noth
     assert other.message_id != first[0].message_id
     await _settled(wired.sender)
 
-    copies = await asyncio.to_thread(_read, endpoints.kafka_bootstrap, wired.topic)
+    copies = await asyncio.to_thread(_read, endpoints.kafka, wired.topic)
     assert Counter(copies) == Counter(
         {
             (first[0].message_id, a): 1,
@@ -143,8 +144,8 @@ async def test_retries_and_concurrent_duplicates_make_one_message_and_leave_noth
     )
 
 
-def _read(bootstrap: str, topic: str) -> list[tuple[int, int]]:
-    consumer = reader(bootstrap, "test-sender")
+def _read(kafka: KafkaAccess, topic: str) -> list[tuple[int, int]]:
+    consumer = reader(kafka, "test-sender")
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     found: list[tuple[int, int]] = []
     ended = 0

@@ -31,12 +31,12 @@ async def test_concurrent_requests_share_one_broker_call_and_stay_fresh(
     endpoints: Endpoints, unique: str
 ) -> None:
     topic = f"{unique}.watermarks"
-    await asyncio.to_thread(ensure_topic, endpoints.kafka_bootstrap, topic, 1, 1, {})
-    producer = Producer({"bootstrap.servers": endpoints.kafka_bootstrap})
+    await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, 1, 1, {})
+    producer = Producer(endpoints.kafka.config())
     for n in range(3):
         producer.produce(topic, value=f"v{n}".encode(), partition=0)
     producer.flush(10)
-    watermarks = Watermarks(endpoints.kafka_bootstrap, topic)
+    watermarks = Watermarks(endpoints.kafka, topic)
     counting = Counting(watermarks._consumer)
     watermarks._consumer = counting  # type: ignore[assignment]
     try:
