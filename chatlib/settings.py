@@ -155,6 +155,18 @@ def _addresses(items: list[str], key: str) -> tuple[tuple[str, int], ...]:
     return tuple(found)
 
 
+def redis_access(env: Env) -> RedisAccess:
+    """The Redis keys alone: what a command that only talks to Redis (the config CLI) reads,
+    without the secrets a service needs."""
+    return RedisAccess(
+        env.text("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        _addresses(env.items("CHAT_REDIS_SENTINELS"), "CHAT_REDIS_SENTINELS"),
+        env.text("CHAT_REDIS_MASTER", "chat"),
+        login(env, "CHAT_REDIS_USER", "CHAT_REDIS_PASSWORD_FILE"),
+        secret(env, "CHAT_REDIS_SENTINEL_PASSWORD_FILE"),
+    )
+
+
 class Common:
     """Keys every service reads; each service's Settings holds one of these."""
 
@@ -182,13 +194,7 @@ class Common:
         self.keyspace_replication = env.text(
             "CHAT_KEYSPACE_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}"
         )
-        self.redis = RedisAccess(
-            env.text("CHAT_REDIS_URL", "redis://127.0.0.1:6379/0"),
-            _addresses(env.items("CHAT_REDIS_SENTINELS"), "CHAT_REDIS_SENTINELS"),
-            env.text("CHAT_REDIS_MASTER", "chat"),
-            login(env, "CHAT_REDIS_USER", "CHAT_REDIS_PASSWORD_FILE"),
-            secret(env, "CHAT_REDIS_SENTINEL_PASSWORD_FILE"),
-        )
+        self.redis = redis_access(env)
         self.otlp_endpoint = env.text("CHAT_OTLP_ENDPOINT", "http://127.0.0.1:4317")
         # Where /livez, /readyz and /metrics listen: loopback by default; 0.0.0.0 where a
         # scraper or an orchestrator on another host must reach them (compose).

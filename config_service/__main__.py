@@ -34,7 +34,7 @@ from chatlib.config_sections import (
     DEFAULT_WEB,
     PARSERS,
 )
-from chatlib.settings import Common, Env
+from chatlib.settings import Common, Env, redis_access
 from config_service.api import create_app
 from config_service.settings import Settings
 from config_service.store import ConfigStore, VersionConflict
@@ -98,7 +98,7 @@ async def _serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event)
 
 async def _command(args: argparse.Namespace) -> int:
     read = Env(os.environ)
-    client = redis_client.connect(Common(read).redis)
+    client = redis_client.connect(redis_access(read))
     store = ConfigStore(client)
     operator = f"cli:{getpass.getuser()}"
     try:

@@ -4,7 +4,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from chatlib.settings import Common, ConfigError, Env, RedisAccess
+from chatlib.settings import ConfigError, Env, RedisAccess, redis_access
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         read = Env(env)
         return cls(
-            redis=Common(read).redis,
+            redis=redis_access(read),
             host=read.text("CHAT_CONFIG_HOST", "127.0.0.1"),
             port=read.integer("CHAT_CONFIG_PORT", 7301, minimum=1),
             ops_port=read.integer("CHAT_OPS_PORT", 9501, minimum=1),
