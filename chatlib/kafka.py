@@ -39,6 +39,8 @@ MAX_QUEUED = 100_000
 #: A record Kafka has not acknowledged this long after it was produced fails (and is never sent
 #: after that): what bounds how long an attempt whose process died may still land copies.
 DELIVERY_TIMEOUT_MS = 20_000
+#: See AsyncProducer.
+REQUEST_TIMEOUT_MS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,10 @@ class AsyncProducer:
             # five minutes: the send path settles it (finds what landed, produces the rest)
             # and the client, answered UNAVAILABLE long before, retries with the same key.
             "message.timeout.ms": DELIVERY_TIMEOUT_MS,
+            # A produce request a frozen leader never answers is sent again (to the new
+            # leader, once one is elected) after this long; the idempotent producer's sequence
+            # numbers make the repeat harmless.
+            "request.timeout.ms": REQUEST_TIMEOUT_MS,
             "queue.buffering.max.messages": max_queued * 2,
             **config,
         }

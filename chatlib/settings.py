@@ -102,6 +102,10 @@ def login(env: Env, user_key: str, file_key: str) -> Login | None:
     return Login(user, password)
 
 
+#: See KafkaAccess.config.
+SOCKET_TIMEOUT_MS = 10_000
+
+
 @dataclass(frozen=True)
 class KafkaAccess:
     """How to reach Kafka: every broker of the cluster, and this service's SASL/SCRAM login."""
@@ -111,7 +115,13 @@ class KafkaAccess:
 
     def config(self, **settings: Any) -> dict[str, Any]:
         """librdkafka settings for a client of this cluster, with ``settings`` on top."""
-        found: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        found: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            # A broker that stops answering with its port open (a frozen process, a gray
+            # failure) holds a request for this long before the client gives up on it and asks
+            # another broker; librdkafka's default is a minute, of stalled streams.
+            "socket.timeout.ms": SOCKET_TIMEOUT_MS,
+        }
         if self.login is not None:
             found |= {
                 "security.protocol": "SASL_PLAINTEXT",
