@@ -10,6 +10,9 @@ import uuid
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from chatlib.redis_client import durably
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +74,14 @@ class WorkerLease:
     async def _claim(self) -> bool:
         for candidate in range(MAX_WORKERS):
             started = time.monotonic()
-            if await self._client.set(KEY.format(candidate), self._token, nx=True, px=self._ttl_ms):
+            # Held only once a replica has it: a failover must not hand the id out again.
+            key = KEY.format(candidate)
+
+            async def take(pipe: Pipeline, key: str = key) -> None:
+                pipe.set(key, self._token, nx=True, px=self._ttl_ms)
+
+            (taken,) = await durably(self._client, take)
+            if taken:
                 self.worker_id = candidate
                 self.valid_until = started + self._ttl_ms / 1000
                 logger.info("leased worker id %d", candidate)
@@ -90,9 +100,7 @@ class WorkerLease:
             await asyncio.sleep(pause)
             started = time.monotonic()
             try:
-                renewed = await self._client.eval(
-                    _RENEW, 1, KEY.format(self.worker_id), self._token, str(self._ttl_ms)
-                )
+                (renewed,) = await durably(self._client, self._queue_renewal)
             except (aioredis.RedisError, OSError) as exc:
                 # Try again soon, not a third of the TTL later: once Redis is back the lease
                 # is renewed before it runs out (or found gone and replaced) within a moment.
@@ -116,6 +124,11 @@ class WorkerLease:
                 await self._claim()
             except (aioredis.RedisError, OSError) as exc:
                 logger.warning("leasing a new worker id failed: %s", exc)
+
+    async def _queue_renewal(self, pipe: Pipeline) -> None:
+        # A renewal a failover loses would let the key expire early on the new primary,
+        # while this process still mints ids with it.
+        pipe.eval(_RENEW, 1, KEY.format(self.worker_id), self._token, str(self._ttl_ms))
 
     def _lost(self) -> None:
         logger.error("worker lease %d was lost; minting stops until a new lease", self.worker_id)

@@ -4,15 +4,18 @@ primary is dropped on its first READONLY answer, and the next one asks the senti
 
 Writes whose loss would break a promise (idempotency claims, worker leases, revocations,
 sessions, fences, config changes) are acknowledged only once a replica has them:
-``durably`` sends ``WAIT`` after them on the same connection. On a single node (no replicas)
+``durably`` sends ``WAIT 1`` after them on the same connection (the send path's RedisWire
+does the same for its own writes). On a single node (no replicas)
 there is nothing to wait for, and ``WAIT`` is not sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -67,23 +70,25 @@ def follower(access: RedisAccess) -> aioredis.Redis:
     return aioredis.Redis.from_url(access.url, **settings, **_login(access))
 
 
-def replicated(access: RedisAccess) -> bool:
-    """Whether the primary has replicas that durable writes wait for."""
-    return bool(access.sentinels)
+def replicated(client: aioredis.Redis) -> bool:
+    """Whether the client's primary has replicas that durable writes wait for."""
+    return isinstance(client.connection_pool, SentinelConnectionPool)
 
 
 async def durably(
-    client: aioredis.Redis, access: RedisAccess, *commands: tuple[Any, ...]
+    client: aioredis.Redis, queue: Callable[[Pipeline], Awaitable[object]]
 ) -> list[Any]:
-    """Run ``commands`` (in one round trip, on one connection) and, with replicas, return only
-    once one of them holds their effects; NotReplicated otherwise."""
+    """Send what ``queue`` puts in a pipeline (commands, or scripts called with
+    ``client=pipe``) on one connection, in one round trip, and with replicas return only once
+    one of them holds its effects (NotReplicated otherwise). Not a transaction: each of these
+    writes stands on its own, and WAIT covers all of them."""
+    wait = replicated(client)
     async with client.pipeline(transaction=False) as pipe:
-        for command in commands:
-            pipe.execute_command(*command)
-        if replicated(access):
+        await queue(pipe)
+        if wait:
             pipe.execute_command("WAIT", 1, WAIT_MS)
         replies: list[Any] = await pipe.execute()
-    if replicated(access):
+    if wait:
         if int(replies[-1]) < 1:
             raise NotReplicated("no Redis replica acknowledged the write")
         replies = replies[:-1]

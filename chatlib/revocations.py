@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
+from redis.asyncio.client import Pipeline
 
+from chatlib.redis_client import durably
 from chatlib.settings import RedisAccess
 from chatlib.subscription import ChannelFollower
 
@@ -142,10 +144,13 @@ async def revoke(
     ident = secrets.token_hex(8)
     async with client.pubsub() as acks:
         await acks.subscribe(ack_channel(ident))
-        async with client.pipeline(transaction=True) as pipe:
+
+        async def queue(pipe: Pipeline) -> None:
             pipe.zadd(KEY, members)
             pipe.zremrangebyscore(KEY, "-inf", now)
-            await pipe.execute()
+
+        # A revocation a failover loses would let a logged-out session back in.
+        await durably(client, queue)
         announcement = {"id": ident, "sessions": dict(sessions), "reason": reason}
         receivers = int(await client.publish(CHANNEL, json.dumps(announcement)))
         applied = 0

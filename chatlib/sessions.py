@@ -31,8 +31,10 @@ from enum import Enum
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
+from redis.asyncio.client import Pipeline
 
 from chatlib import revocations
+from chatlib.redis_client import durably
 
 SESSION = "chat:session:{}"
 USER_SESSIONS = "chat:user-sessions:{}"
@@ -105,7 +107,8 @@ class SessionStore:
 
     async def create(self, user_id: int, access_until: int, ttl: int) -> str:
         session_id = secrets.token_hex(16)
-        async with self._client.pipeline(transaction=True) as pipe:
+
+        async def queue(pipe: Pipeline) -> None:
             pipe.hset(
                 SESSION.format(session_id),
                 mapping={"user_id": user_id, "generation": 0, "access_until": access_until},
@@ -113,7 +116,8 @@ class SessionStore:
             pipe.expire(SESSION.format(session_id), ttl)
             pipe.sadd(USER_SESSIONS.format(user_id), session_id)
             pipe.expire(USER_SESSIONS.format(user_id), ttl)
-            await pipe.execute()
+
+        await durably(self._client, queue)
         return session_id
 
     async def rotate(
@@ -127,10 +131,17 @@ class SessionStore:
         reuse_seconds: int,
     ) -> Rotation:
         """Spend refresh token ``generation`` of the session; see the module's docstring."""
-        outcome, user_id, at = await self._rotate(
-            keys=[SESSION.format(session_id)],
-            args=[generation, access_until, ttl, now, reuse_seconds],
+        # A generation spent on a primary that fails over before a replica has it could be
+        # spent again: the rotation is acknowledged once a replica holds it.
+        (reply,) = await durably(
+            self._client,
+            lambda pipe: self._rotate(
+                keys=[SESSION.format(session_id)],
+                args=[generation, access_until, ttl, now, reuse_seconds],
+                client=pipe,
+            ),
         )
+        outcome, user_id, at = reply
         found = {
             0: Outcome.UNKNOWN,
             1: Outcome.ROTATED,
@@ -148,7 +159,11 @@ class SessionStore:
         has applied it (or two seconds passed). A session no longer stored is revoked until
         ``fallback_until`` (the expiry of the token that asked), so a token whose refresh
         side has expired can still log out. Returns the ids revoked."""
-        raw = await self._end(args=session_ids) if session_ids else []
+        raw = []
+        if session_ids:
+            (raw,) = await durably(
+                self._client, lambda pipe: self._end(args=session_ids, client=pipe)
+            )
         pairs = iter(raw)
         until = {
             (sid.decode() if isinstance(sid, bytes) else str(sid)): float(at)

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from chatlib import config_sections
 from chatlib.config_checks import InvalidConfig
 from chatlib.live_config import DEFAULT_NAMESPACE, Document, Namespace, read
 from chatlib.partitioning import Partitioning
+from chatlib.redis_client import durably
 
 # Returns -1 when stored, else the version actually in Redis (the change was based on another).
 REPLACE = """
@@ -90,15 +92,19 @@ class ConfigStore:
                 "old": current.value if current is not None else None,
                 "new": canonical,
             }
-            result = await self._replace(
-                keys=[self._namespace.key(section), self._namespace.audit(section)],
-                args=[
-                    version,
-                    document.to_json(),
-                    json.dumps(entry, sort_keys=True),
-                    self._namespace.channel,
-                ],
-            )
+            keys = [self._namespace.key(section), self._namespace.audit(section)]
+            args = [
+                version,
+                document.to_json(),
+                json.dumps(entry, sort_keys=True),
+                self._namespace.channel,
+            ]
+
+            async def store(pipe: Pipeline, keys: list[str] = keys, args: list[Any] = args) -> None:
+                await self._replace(keys=keys, args=args, client=pipe)
+
+            # A change a failover loses would be one the operator was told is live.
+            (result,) = await durably(self._client, store)
             if int(result) == -1:
                 return Outcome(document, changed=True)
             if expected_version is not None:
