@@ -82,6 +82,26 @@ def check_idempotency_key(value: str, field: str) -> None:
         )
 
 
+class Unproduced:
+    """Message ids whose claim this process made, or may have made, and under which it surely
+    produced nothing (the claim's answer was lost, or Kafka refused every copy): a retry may
+    produce them at once. The newest ``LIMIT`` are kept; a retry comes within seconds."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._ids: dict[int, None] = {}
+
+    def add(self, message_id: int) -> None:
+        self._ids[message_id] = None
+        if len(self._ids) > self.LIMIT:
+            del self._ids[next(iter(self._ids))]
+
+    def take(self, message_id: int) -> bool:
+        """Whether ``message_id`` was one, forgetting it."""
+        return self._ids.pop(message_id, 0) is None
+
+
 @dataclass(frozen=True)
 class Accepted:
     message_id: int
@@ -174,6 +194,8 @@ class Sender:
         #: ``_attempts`` until then, to answer retries from memory).
         self._unacknowledged: list[tuple[tuple[int, str, str], Claim]] = []
         self._acknowledging: set[tuple[int, str, str]] = set()
+        #: Ids this process claimed (or may have) and surely produced nothing under.
+        self._unproduced = Unproduced()
         IN_FLIGHT.set_function(self.in_flight)
         self._ack_task: asyncio.Task[None] | None = None
 
@@ -264,18 +286,29 @@ class Sender:
             raise Unavailable(f"this server cannot assign message ids right now: {exc}") from None
         if outgoing.kind == "group" and outgoing.prepare is None:
             outgoing, new_id = await self._fenced(outgoing, new_id)
-        claim = await self._admission.admit(
-            outgoing.sender,
-            outgoing.chat_id,
-            outgoing.client_message_id,
-            new_id=new_id,
-            owner=owner,
-            rate_per_second=limits.send_rate_per_second,
-            burst=limits.send_burst,
-            record=outgoing.is_message,
-        )
+        try:
+            claim = await self._admission.admit(
+                outgoing.sender,
+                outgoing.chat_id,
+                outgoing.client_message_id,
+                new_id=new_id,
+                owner=owner,
+                rate_per_second=limits.send_rate_per_second,
+                burst=limits.send_burst,
+                record=outgoing.is_message,
+            )
+        except REDIS_FAILURES:
+            # The claim may have been written (its answer was lost): nothing was produced
+            # under it either way.
+            self._unproduced.add(new_id)
+            raise
         if claim.acknowledged:
             return Accepted(claim.message_id, timestamp_ms(claim.message_id), duplicate=True)
+        if not claim.new and claim.owner == owner and self._unproduced.take(claim.message_id):
+            # Our own claim, from an attempt of this process that never produced: no copy can
+            # be anywhere, so there is nothing to settle (which would wait out the producer's
+            # delivery timeout): it is produced now, as a new claim would be.
+            claim = dataclasses.replace(claim, new=True)
         if not claim.new:
             owner_alive = claim.owner is not None and (
                 claim.owner == owner
@@ -416,6 +449,7 @@ class Sender:
         except ProduceFailed as exc:
             if not exc.uncertain:
                 # Nothing was written: free the claim, so a retry is a fresh send at once.
+                self._unproduced.add(claim.message_id)  # in case the release does not land
                 await self._admission.release(claim)
             raise Unavailable(
                 f"message {claim.message_id} was not confirmed by Kafka ({exc}); retry with the"

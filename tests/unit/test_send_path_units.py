@@ -9,6 +9,7 @@ from chatlib import deliveries
 from chatlib.ids import smallest_id_at, timestamp_ms, write_time
 from chatlib.redis_wire import encode
 from messaging.send.admission import Owner, claim_field, claim_keys, parse
+from messaging.send.sender import Unproduced
 from messaging.streams.cursor import Cursor
 from messaging.streams.recent import OVERHEAD_BYTES, RecentDeliveries
 from messaging.streams.registry import message_event
@@ -132,3 +133,15 @@ def test_commands_are_encoded_in_the_redis_protocol() -> None:
         encode((b"HSET", "k", b"\x00f", 7))
         == b"*4\r\n$4\r\nHSET\r\n$1\r\nk\r\n$2\r\n\x00f\r\n$1\r\n7\r\n"
     )
+
+
+def test_unproduced_ids_are_taken_once_and_only_the_newest_are_kept() -> None:
+    unproduced = Unproduced()
+    unproduced.add(7)
+    assert unproduced.take(7)
+    assert not unproduced.take(7)  # a second retry settles as usual
+    assert not unproduced.take(8)
+    for message_id in range(Unproduced.LIMIT + 1):
+        unproduced.add(message_id)
+    assert not unproduced.take(0)
+    assert unproduced.take(Unproduced.LIMIT)
