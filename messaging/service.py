@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+from confluent_kafka import KafkaException
 
 from chatlib import deliveries, errors, grpc_auth, tokens
 from chatlib.chat_ids import check_chat_id
@@ -26,7 +27,7 @@ from messaging.streams.cursor import Cursor
 from messaging.streams.fanout import FanOut
 from messaging.streams.recent import RecentDeliveries
 from messaging.streams.registry import LiveStream, RecentIds, StreamRegistry, end, message_event
-from messaging.streams.replay import Replayer, TooManyToReplay, Watermarks
+from messaging.streams.replay import Replayer, ReplayFailed, TooManyToReplay, Watermarks
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -232,6 +233,16 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                 yield event
         except errors.ChatError as exc:
             await errors.abort(context, exc)
+        except (KafkaException, ReplayFailed) as exc:
+            # Where the partition ends, or what the cursor missed, could not be read (a broker
+            # down or frozen): a moment's outage the client rides out by resuming again.
+            await errors.abort(
+                context,
+                errors.Unavailable(
+                    f"the log of partition {partition} cannot be read right now ({exc}); "
+                    "subscribe again with the same cursor"
+                ),
+            )
         finally:
             expiry.cancel()
             self._registry.remove(stream)

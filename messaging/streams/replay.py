@@ -69,6 +69,10 @@ class Watermarks:
         self._consumer.close()
 
 
+class ReplayFailed(Exception):
+    """Kafka did not hand out the records asked for (a broker down or frozen, a read error)."""
+
+
 class TooManyToReplay(Exception):
     """The gap holds more of the user's events than a replay hands out; re-sync instead."""
 
@@ -157,7 +161,7 @@ class Replayer:
                 elif time.monotonic() - progressed > STALLED_SECONDS:
                     # The resumes waiting on it fail (their clients resume again) rather than
                     # this read, and every resume of the process behind it, waiting for ever.
-                    raise RuntimeError(
+                    raise ReplayFailed(
                         f"replay of partition {partition} got nothing for {STALLED_SECONDS:g} s"
                         f" at offset {position} (of {end})"
                     )
@@ -168,7 +172,7 @@ class Replayer:
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
                             return
-                        raise RuntimeError(f"replay of partition {partition} failed: {error}")
+                        raise ReplayFailed(f"replay of partition {partition} failed: {error}")
                     offset = record.offset() or 0
                     position = offset + 1
                     if offset >= end:
