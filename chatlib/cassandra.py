@@ -30,6 +30,9 @@ BATCH_STATEMENTS = 20
 BATCH_BYTES = 32 * 1024
 
 
+#: How long a connection with a login may take to open; see connect.
+LOGIN_CONNECT_TIMEOUT = 15.0
+
 #: The execution profile whose rows are plain tuples (for the hottest reads).
 TUPLES = "tuples"
 
@@ -57,6 +60,11 @@ def connect(access: CassandraAccess) -> tuple[Cluster, Session]:
         auth_provider=auth,
         protocol_version=5,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile(named_rows), TUPLES: profile(tuple_rows)},
+        # A login is a bcrypt check on the node. A node just restarted under load (its JIT
+        # cold, every client reconnecting at once) takes seconds per login; an attempt given
+        # up after the driver's default 5 s is work the node still does, and the retry queues
+        # behind it.
+        connect_timeout=LOGIN_CONNECT_TIMEOUT if auth is not None else 5.0,
     )
     return cluster, cluster.connect()
 
