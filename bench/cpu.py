@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import processes
+from infra.cluster import NODES
 from infra.layout import Layout
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -34,6 +35,8 @@ STACK = (
     "messaging-m1",
     "messaging-m2",
     "bff",
+    # The cluster's nodes (./dev up --cluster).
+    *(f"{kind}-{n}" for kind in ("sentinel", "redis", "kafka", "cassandra") for n in NODES),
 )
 
 

@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import processes
+from infra import access, cluster, modes, processes
 from infra.catalog import APPS, PARTITIONS, App
 from infra.console import detail, say, step
 from infra.errors import StepFailed
@@ -64,9 +64,11 @@ def secret(ctx: Context, name: str) -> str:
     return path.read_text().strip()
 
 
-def environment(ctx: Context) -> dict[str, str]:
-    """What every service process gets: the shared secrets and the local endpoints."""
-    return {
+def environment(ctx: Context, user: str) -> dict[str, str]:
+    """What a service process logging in as ``user`` gets: the shared secrets, and in the
+    cluster where its parts are and its credentials (the single-node stack's defaults are the
+    settings' own)."""
+    found = {
         "CHAT_JWT_SECRET": secret(ctx, "jwt"),
         "CHAT_ADMIN_TOKENS": f"admin={secret(ctx, 'admin')}",
         "CHAT_PARTITIONS": str(PARTITIONS),
@@ -79,11 +81,18 @@ def environment(ctx: Context) -> dict[str, str]:
         # A crash in a C extension (librdkafka, the Cassandra driver) leaves a traceback.
         "PYTHONFAULTHANDLER": "1",
     }
+    if modes.current(ctx.layout) == modes.CLUSTER:
+        found |= cluster.service_environment(ctx.layout, user)
+    return found
 
 
 def setup(ctx: Context) -> None:
-    """Schema migrations, topics and the default config sections (each idempotent)."""
-    env = environment(ctx)
+    """Schema migrations, topics and the default config sections (each idempotent), as the
+    operator; in the cluster also the roles and grants of each service."""
+    env = environment(ctx, cluster.ADMIN)
+    if modes.current(ctx.layout) == modes.CLUSTER:
+        with step("cluster logins: Cassandra roles"):
+            access.cassandra_roles(ctx.layout)
     for title, module in (
         ("cassandra schema migrations: history's tables", ["history", "migrate"]),
         ("cassandra schema migrations: messaging's tables", ["messaging", "migrate"]),
@@ -105,6 +114,9 @@ def setup(ctx: Context) -> None:
                 raise StepFailed(
                     f"{title} failed (exit {result.returncode}):\n{result.stderr[-3000:]}"
                 )
+    if modes.current(ctx.layout) == modes.CLUSTER:
+        with step("cluster rights: Cassandra grants, Kafka ACLs"):
+            access.grants(ctx.layout)
 
 
 #: What a service runs besides its own command and environment: a change here restarts it.
@@ -184,31 +196,30 @@ def _fingerprint_file(ctx: Context, app: App) -> Path:
 
 def start(ctx: Context, only: set[str] | None = None) -> list[tuple[App, int]]:
     """(Re)start every service, or the named ones, and wait until each reports ready."""
-    env = environment(ctx)
     code = read_code(ctx)
     started = []
     for app in APPS:
         if only is not None and app.name not in only:
             continue
         with step(f"{app.name}: start"):
-            started.append((app, _restart(ctx, app, env, code)))
+            started.append((app, _restart(ctx, app, environment(ctx, app.user), code)))
     return started
 
 
 def run(ctx: Context, app: App) -> int:
     """(Re)start one service as described by ``app`` (which may differ from the catalog's, for
     a measurement); a later ``up`` restarts it as the catalog says."""
-    return _restart(ctx, app, environment(ctx), read_code(ctx))
+    return _restart(ctx, app, environment(ctx, app.user), read_code(ctx))
 
 
 def up(ctx: Context, *, missing_only: bool = False) -> list[tuple[App, int, str]]:
     """Start each service that is not running and restart each one whose fingerprint changed
     (with ``missing_only``, only the first); leave the rest running. Returns (service, pid,
     what was done) for each."""
-    env = environment(ctx)
     code = read_code(ctx)
     outcomes = []
     for app in APPS:
+        env = environment(ctx, app.user)
         with step(f"{app.name}: up"):
             running = processes.alive(ctx.layout.pidfile(app.name))
             path = _fingerprint_file(ctx, app)

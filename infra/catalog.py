@@ -18,6 +18,8 @@ class App:
     module: list[str]
     ops_port: int
     endpoint: str
+    #: Whose credentials it logs in to the cluster's Kafka, Cassandra and Redis with.
+    user: str
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -27,6 +29,7 @@ APPS = [
         ["config_service", "serve"],
         9501,
         "HTTP http://127.0.0.1:7301/v1/config (admin token: .infra/secrets/admin)",
+        "config",
         {"CHAT_CONFIG_PORT": "7301"},
     ),
     App(
@@ -34,6 +37,7 @@ APPS = [
         ["history", "query"],
         9301,
         "gRPC 127.0.0.1:7201",
+        "history",
         {"CHAT_HISTORY_PORT": "7201"},
     ),
     App(
@@ -41,6 +45,7 @@ APPS = [
         ["history", "writer"],
         9302,
         "consumer group history-writers",
+        "history",
         {"CHAT_WRITER_INSTANCE": "history-writer-1"},
     ),
     App(
@@ -48,12 +53,14 @@ APPS = [
         ["notifier"],
         9601,
         "consumer group notifier; webhook: live config section notifications",
+        "notifier",
     ),
     App(
         "messaging-m1",
         ["messaging"],
         9311,
         f"gRPC 127.0.0.1:7101 (seeded with partitions 0-{PARTITIONS // 2 - 1})",
+        "messaging",
         {"CHAT_SERVER_NAME": "m1", "CHAT_MESSAGING_PORT": "7101"},
     ),
     App(
@@ -61,6 +68,7 @@ APPS = [
         ["messaging"],
         9312,
         f"gRPC 127.0.0.1:7102 (seeded with partitions {PARTITIONS // 2}-{PARTITIONS - 1})",
+        "messaging",
         {"CHAT_SERVER_NAME": "m2", "CHAT_MESSAGING_PORT": "7102"},
     ),
     App(
@@ -68,6 +76,7 @@ APPS = [
         ["bff"],
         9401,
         "web client http://127.0.0.1:8080/ (HTTP API: OpenAPI /v1/openapi.json)",
+        "bff",
         {"CHAT_BFF_PORT": "8080"},
     ),
 ]

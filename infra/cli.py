@@ -9,11 +9,13 @@ import sys
 import time
 from collections.abc import Sequence
 
-from infra import apps, catalog, install, stack, tools
+from infra import apps, catalog, install, modes, stack, tools
 from infra.console import say, seconds, step
 from infra.errors import InfraError
 from infra.layout import Layout
-from infra.services import Context, all_services
+from infra.modes import CLUSTER, SINGLE, Mode
+from infra.services import Context, Service, all_services, services_of
+from infra.services.cassandra import CassandraNode
 
 NO_TESTS_COLLECTED = 5
 
@@ -23,6 +25,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up_command = commands.add_parser(
         "up", help="install what is missing, start everything, print addresses"
+    )
+    up_command.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the cluster instead of the single-node stack: three Kafka brokers, three"
+        " Cassandra nodes, Redis with two replicas and three sentinels, credentials for all",
     )
     up_command.add_argument(
         "--missing",
@@ -36,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("down", help="stop the processes ./dev started (data is kept)")
     commands.add_parser("status", help="what runs, its pid, memory and whether it answers")
     commands.add_parser("reset", help="stop everything and wipe data and logs (keeps downloads)")
+    commands.add_parser(
+        "repair", help="repair the cluster's Cassandra data on every node (nodetool repair)"
+    )
     logs = commands.add_parser("logs", help="show (or follow) service logs")
     logs.add_argument("services", nargs="*", help="default: all")
     logs.add_argument("-n", "--lines", type=int, default=50)
@@ -44,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("protos", help="regenerate protos/chat/v1 from the .proto files")
     test = commands.add_parser(
         "test", help="start what is not running, then run checks and every test"
+    )
+    which = test.add_mutually_exclusive_group()
+    which.add_argument(
+        "--single", action="store_true", help="only the single-node suite (unit, integration, e2e)"
+    )
+    which.add_argument(
+        "--cluster", action="store_true", help="only the cluster's fault suite (tests/cluster)"
     )
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest")
     return parser
@@ -66,7 +84,7 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "up":
         started = time.monotonic()
-        up(ctx, missing_only=args.missing)
+        up(ctx, CLUSTER if args.cluster else SINGLE, missing_only=args.missing)
         say(f"All up in {seconds(time.monotonic() - started)}.")
         return 0
     if command == "restart":
@@ -76,15 +94,17 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         stack.down(ctx)
         return 0
     if command == "status":
-        infra_ok = stack.status(ctx)
+        mode = modes.current(ctx.layout)
+        say(f"Stack: {mode} (./dev up{' --cluster' if mode == CLUSTER else ''})")
+        infra_ok = stack.status(ctx, infrastructure(ctx))
         return 0 if apps.status(ctx) and infra_ok else 1
     if command == "reset":
         apps.stop(ctx)
         stack.reset(ctx)
         return 0
     if command == "logs":
-        names: list[str] = args.services or known_services()
-        _check_names(names)
+        names: list[str] = args.services or known_services(ctx)
+        _check_names(ctx, names)
         return stack.follow_logs(ctx, names, args.lines, args.follow)
     if command == "check":
         return check(ctx)
@@ -92,8 +112,11 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         with step("go protoc plugins"):
             tools.protoc_plugins(ctx.layout)
         return subprocess.call([sys.executable, "-m", "protos.generate"], cwd=ctx.layout.project)
+    if command == "repair":
+        return repair(ctx)
     if command == "test":
-        return test(ctx, args.pytest_args)
+        suites = [SINGLE] if args.single else [CLUSTER] if args.cluster else [SINGLE, CLUSTER]
+        return test(ctx, suites, args.pytest_args)
     raise AssertionError(command)
 
 
@@ -116,10 +139,21 @@ def check(ctx: Context) -> int:
     return 0
 
 
-def up(ctx: Context, *, missing_only: bool = False) -> list[stack.Outcome]:
-    """Infrastructure (reused when running), then schema and topics, then every service that is
-    not running or whose code or settings changed (with ``missing_only``, only the former)."""
-    outcomes = stack.up(ctx)
+def infrastructure(ctx: Context) -> list[Service]:
+    """The infrastructure of the stack that runs (or ran last)."""
+    return services_of(modes.current(ctx.layout), ctx.layout)
+
+
+def up(ctx: Context, mode: Mode, *, missing_only: bool = False) -> list[stack.Outcome]:
+    """Infrastructure of the chosen stack (reused when running; the other stack's is stopped),
+    then schema, roles and topics, then every service that is not running or whose code or
+    settings changed (with ``missing_only``, only the former)."""
+    chosen = services_of(mode, ctx.layout)
+    keep = {service.name for service in chosen}
+    other = [service for service in all_services(ctx.layout) if service.name not in keep]
+    stack.down(ctx, other, only_running=True)
+    modes.record(ctx.layout, mode)
+    outcomes = stack.up(ctx, chosen)
     stack.summary(outcomes)
     with step("benchmark tools (bench/loadgen)"):
         tools.bench_binaries(ctx.layout)
@@ -130,13 +164,13 @@ def up(ctx: Context, *, missing_only: bool = False) -> list[stack.Outcome]:
     return outcomes
 
 
-def known_services() -> list[str]:
-    """Every service ./dev runs: the infrastructure in start order, then ours."""
-    return [service.name for service in all_services()] + [app.name for app in catalog.APPS]
+def known_services(ctx: Context) -> list[str]:
+    """Every service of the stack ./dev runs: the infrastructure in start order, then ours."""
+    return [service.name for service in infrastructure(ctx)] + [app.name for app in catalog.APPS]
 
 
-def _check_names(names: list[str]) -> None:
-    known = known_services()
+def _check_names(ctx: Context, names: list[str]) -> None:
+    known = known_services(ctx)
     unknown = sorted(set(names) - set(known))
     if unknown:
         raise InfraError(f"unknown service {', '.join(unknown)}; known: {', '.join(known)}")
@@ -144,8 +178,8 @@ def _check_names(names: list[str]) -> None:
 
 def restart(ctx: Context, names: list[str]) -> int:
     """Stop and start exactly the named services; everything else keeps running."""
-    _check_names(names)
-    infra = {service.name: service for service in all_services()}
+    _check_names(ctx, names)
+    infra = {service.name: service for service in infrastructure(ctx)}
     ours = {app.name for app in catalog.APPS}
     chosen = [infra[name] for name in names if name in infra]
     if chosen:
@@ -157,24 +191,56 @@ def restart(ctx: Context, names: list[str]) -> int:
     return 0
 
 
-def test(ctx: Context, pytest_args: list[str]) -> int:
-    """The whole suite against real services: start what is missing, check, then pytest."""
-    outcomes = up(ctx)
+def repair(ctx: Context) -> int:
+    """Anti-entropy repair of the cluster's keyspaces, each node's primary ranges in turn (so
+    every range is repaired once). Hinted handoff covers a node that was down for less than
+    ``max_hint_window``; repair covers the rest, and a node replaced or down for longer."""
+    if modes.current(ctx.layout) != CLUSTER:
+        raise InfraError(
+            "repair is for the cluster (./dev up --cluster); a single node has no replicas"
+        )
+    for node in infrastructure(ctx):
+        if isinstance(node, CassandraNode):
+            with step(f"{node.name}: nodetool repair -pr"):
+                code = subprocess.call(node.nodetool(ctx, "repair", "-pr"))
+            if code != 0:
+                say(f"{node.name}: repair failed (exit {code})")
+                return code
+    return 0
+
+
+#: What each suite runs: pytest's marker expression, and the folders it collects.
+SUITES: dict[Mode, list[str]] = {
+    SINGLE: ["-m", "not cluster"],
+    CLUSTER: ["-m", "cluster", "tests/cluster"],
+}
+
+
+def test(ctx: Context, suites: list[Mode], pytest_args: list[str]) -> int:
+    """The whole suite against real services: for each stack in turn (the single node, then
+    the cluster), start what is missing, check, then pytest."""
+    started: list[Service] = []
     try:
-        code = check(ctx)
-        if code != 0:
-            return code
-        with step("pytest (unit, integration, e2e)"):
-            code = subprocess.call(
-                [sys.executable, "-m", "pytest", *pytest_args], cwd=ctx.layout.project
-            )
-        if code == NO_TESTS_COLLECTED:
-            say("pytest collected no tests: that is a failure for this suite")
-            return 1
-        return code
+        for mode in suites:
+            outcomes = up(ctx, mode)
+            started += [outcome.service for outcome in outcomes if outcome.started_here]
+            if mode == suites[0]:
+                code = check(ctx)
+                if code != 0:
+                    return code
+            with step(f"pytest: the {mode} suite"):
+                code = subprocess.call(
+                    [sys.executable, "-m", "pytest", *SUITES[mode], *pytest_args],
+                    cwd=ctx.layout.project,
+                )
+            if code == NO_TESTS_COLLECTED:
+                say(f"pytest collected no tests of the {mode} suite: that is a failure")
+                return 1
+            if code != 0:
+                return code
+        return 0
     finally:
         if os.environ.get("CI") == "true":
             # A CI machine should not keep JVMs running after the job; a developer's should.
             apps.stop(ctx)
-            started_here = [outcome.service for outcome in outcomes if outcome.started_here]
-            stack.down(ctx, started_here)
+            stack.down(ctx, started, only_running=True)

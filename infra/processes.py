@@ -225,19 +225,19 @@ def stop(pidfile: Path, *, grace: float) -> Tracked | None:
     while time.monotonic() < deadline:
         if start_ticks(tracked.pid) != tracked.start_ticks:
             break
-        _reap(tracked.pid)
+        reap(tracked.pid)
         time.sleep(0.2)
     else:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(tracked.pid, signal.SIGKILL)
         while start_ticks(tracked.pid) == tracked.start_ticks:
-            _reap(tracked.pid)
+            reap(tracked.pid)
             time.sleep(0.1)
     pidfile.unlink(missing_ok=True)
     return tracked
 
 
-def _reap(pid: int) -> None:
+def reap(pid: int) -> None:
     """Collect the exit status if the process is our own child (started by this same command)."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)

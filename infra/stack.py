@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 
 from infra import processes
 from infra.console import detail, say, step
+from infra.errors import InfraError
 from infra.services import Context, Service, all_services
 
 # Once alive, a process that was already running gets this long to answer its probe.
@@ -22,35 +22,60 @@ class Outcome:
     started_here: bool
 
 
-def up(ctx: Context, services: list[Service] | None = None) -> list[Outcome]:
-    """Install what is missing, start what is not running, and wait until each one answers."""
+def up(ctx: Context, services: list[Service]) -> list[Outcome]:
+    """Install what is missing, start what is not running, and wait until each one answers.
+    Services of one group are all started before any is waited for."""
     outcomes = []
-    for service in all_services() if services is None else services:
+    pending: list[tuple[Service, int | None]] = []
+    for index, service in enumerate(services):
         with step(f"{service.name}: install"):
             service.install(ctx)
         with step(f"{service.name}: start"):
-            outcomes.append(_start(ctx, service))
+            pending.append((service, _spawn(ctx, service)))
+        following = services[index + 1] if index + 1 < len(services) else None
+        if service.group is not None and following is not None and following.group == service.group:
+            continue  # its group is started whole before anyone waits
+        for started, pid in pending:
+            with step(f"{started.name}: ready"):
+                outcomes.append(_ready(ctx, started, pid))
+        pending = []
     return outcomes
 
 
-def _start(ctx: Context, service: Service) -> Outcome:
+def _spawn(ctx: Context, service: Service) -> int | None:
+    """Start the service unless it runs; its pid if started here, else None."""
+    layout = ctx.layout
+    pidfile = layout.pidfile(service.name)
+    running = processes.alive(pidfile)
+    if running is not None:
+        detail(f"already running (pid {running.pid})")
+        return None
+    processes.check_ports_free(service.name, service.ports, service.host)
+    service.prepare(ctx)
+    pid = processes.spawn(
+        service.command(ctx),
+        pidfile=pidfile,
+        log=layout.log(service.name),
+        env=service.environment(ctx),
+    )
+    detail(f"started pid {pid}, log {layout.log(service.name)}")
+    return pid
+
+
+def _ready(ctx: Context, service: Service, pid: int | None) -> Outcome:
+    """Wait until the service answers a real client."""
     layout = ctx.layout
     pidfile = layout.pidfile(service.name)
     log = layout.log(service.name)
-    running = processes.alive(pidfile)
-    if running is not None:
-        detail(f"already running (pid {running.pid}); checking it answers")
+    if pid is None:
+        running = processes.alive(pidfile)
+        if running is None:
+            raise InfraError(f"{service.name} stopped while others were started")
         processes.wait_ready(
             service.name, None, service.probe, log=log, timeout=ALREADY_RUNNING_TIMEOUT
         )
         detail("ready")
         return Outcome(service, running.pid, started_here=False)
-    processes.check_ports_free(service.name, service.ports)
-    service.prepare(ctx)
-    pid = processes.spawn(
-        service.command(ctx), pidfile=pidfile, log=log, env=service.environment(ctx)
-    )
-    detail(f"started pid {pid}, log {log}; waiting for a real client to get an answer")
     try:
         processes.wait_ready(
             service.name,
@@ -68,13 +93,18 @@ def _start(ctx: Context, service: Service) -> Outcome:
     return Outcome(service, pid, started_here=True)
 
 
-def down(ctx: Context, services: list[Service] | None = None) -> None:
-    """Stop, in reverse start order, the processes infra started (found by pid file)."""
-    for service in reversed(all_services() if services is None else services):
+def down(
+    ctx: Context, services: list[Service] | None = None, *, only_running: bool = False
+) -> None:
+    """Stop, in reverse start order, the processes infra started (found by pid file): the
+    named services, or every one of either stack. ``only_running`` says nothing of those
+    that were not running."""
+    for service in reversed(all_services(ctx.layout) if services is None else services):
         started = time.monotonic()
         stopped = processes.stop(ctx.layout.pidfile(service.name), grace=service.stop_grace)
         if stopped is None:
-            say(f"{service.name}: not running")
+            if not only_running:
+                say(f"{service.name}: not running")
         else:
             elapsed = time.monotonic() - started
             say(f"{service.name}: stopped pid {stopped.pid} in {elapsed:.1f}s")
@@ -83,29 +113,27 @@ def down(ctx: Context, services: list[Service] | None = None) -> None:
 def reset(ctx: Context) -> None:
     """Stop everything and wipe data and logs; downloads and builds are kept."""
     down(ctx)
-    for service in all_services():
-        home = ctx.layout.home(service.name)
-        for path in (ctx.layout.data(service.name), ctx.layout.logs(service.name)):
-            shutil.rmtree(path, ignore_errors=True)
-        (home / "cluster-id").unlink(missing_ok=True)
+    for service in all_services(ctx.layout):
+        service.wipe(ctx)
         say(f"{service.name}: data and logs removed")
 
 
-def status(ctx: Context) -> bool:
-    """Print a line per service; True when every one runs and answers."""
+def status(ctx: Context, services: list[Service]) -> bool:
+    """Print a line per service (per node of the cluster); True when every one runs and
+    answers."""
     healthy = True
-    for service in all_services():
+    for service in services:
         tracked = processes.alive(ctx.layout.pidfile(service.name))
         if tracked is None:
             healthy = False
-            say(f"{service.name:<10} stopped")
+            say(f"{service.name:<12} stopped")
             continue
         rss = processes.resident_kib(tracked.pid) or 0
         answers = service.probe()
         healthy = healthy and answers
-        state = "ready" if answers else "NOT ANSWERING"
+        state = (service.role() or "ready") if answers else "NOT ANSWERING"
         say(
-            f"{service.name:<10} {state:<14} pid {tracked.pid:<8} rss {rss / 1024:7.0f} MiB   "
+            f"{service.name:<12} {state:<14} pid {tracked.pid:<8} rss {rss / 1024:7.0f} MiB   "
             + ", ".join(service.endpoints())
         )
     return healthy
@@ -117,7 +145,7 @@ def summary(outcomes: list[Outcome]) -> None:
     for outcome in outcomes:
         rss = processes.resident_kib(outcome.pid) or 0
         say(
-            f"  {outcome.service.name:<10} pid {outcome.pid:<8} rss {rss / 1024:6.0f} MiB   "
+            f"  {outcome.service.name:<12} pid {outcome.pid:<8} rss {rss / 1024:6.0f} MiB   "
             + ", ".join(outcome.service.endpoints())
         )
     say("Stop with ./dev down (data is kept); ./dev reset also wipes the data.")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pytest_socket import disable_socket, enable_socket
 
-KINDS = ("unit", "integration", "e2e")
+KINDS = ("unit", "integration", "e2e", "cluster")
 TESTS = Path(__file__).resolve().parent
 
 
@@ -19,7 +19,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         kind = relative.parts[0] if len(relative.parts) > 1 else ""
         if kind not in KINDS:
             raise pytest.UsageError(
-                f"{item.nodeid}: put tests under tests/unit, tests/integration or tests/e2e"
+                f"{item.nodeid}: put tests under tests/unit, tests/integration, tests/e2e or"
+                " tests/cluster"
             )
         item.add_marker(getattr(pytest.mark, kind))
     # Tests that read what the whole run left behind go after every other test.

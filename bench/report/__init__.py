@@ -1,12 +1,12 @@
 """Turning bench/results/*.json into tables, plots and docs/benchmarks.md: one module per group
-of sections (``summary``, ``sending``, ``streams``, ``history``, ``groups``), put together here
-in the page's order."""
+of sections (``summary``, ``sending``, ``streams``, ``history``, ``groups``, ``cluster``), put
+together here in the page's order."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report import groups, history, sending, streams, summary
+from bench.report import cluster, groups, history, sending, streams, summary
 from bench.report.common import downsample, sustained
 
 __all__ = ["downsample", "sustained", "write"]
@@ -25,6 +25,8 @@ SECTIONS = (
     groups.large_group,
     sending.receipts,
     history.writer_restarts,
+    cluster.cost,
+    cluster.faults,
     sending.before,
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from bench.report import cluster
 from bench.report.common import load, sustained
 
 #: Summary key -> (comparison, target). Keys without a target are reported only.
@@ -83,6 +84,7 @@ def summary_keys(results: Path) -> dict[str, float]:
         keys["e2e_p99_ms_at_500_with_receipts"] = with_receipts["result"]["e2e_ms"]["p99"]
     if death:
         keys["offline_after_server_death_max_s"] = death["result"]["summary_s"]["max"]
+    keys |= cluster.summary_keys(results)
     restarts = load(results, "writer-restart")
     if restarts:
         keys["writer_writing_after_sigkill_max_s"] = restarts["result"]["writing_after_kill_s"][

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,11 @@ class Service(ABC):
     name: str
     #: Every port the process listens on, by purpose; all are checked before start.
     ports: dict[str, int]
+    #: The address it listens on.
+    host: str = "127.0.0.1"
+    #: Services of one group are started together, then waited for (a quorum forms only
+    #: once enough of them run).
+    group: str | None = None
     ready_timeout: float
     stop_grace: float
 
@@ -50,6 +56,15 @@ class Service(ABC):
     @abstractmethod
     def probe(self) -> bool:
         """True when a real client gets an answer from the service."""
+
+    def wipe(self, ctx: Context) -> None:
+        """Remove what the service stored (for ``./dev reset``); downloads stay."""
+        for path in (ctx.layout.data(self.name), ctx.layout.logs(self.name)):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def role(self) -> str:
+        """What the node is in its cluster now (a Redis primary or replica), for status."""
+        return ""
 
     @abstractmethod
     def endpoints(self) -> list[str]:

@@ -15,13 +15,16 @@ class JvmService(Service):
     #: Environment variable that overrides the heap size, and its default.
     heap_env: str
     default_heap: str
+    #: Whose jars it runs (``infra/<package>/pom.xml``, ``.infra/<package>/lib``): the nodes of
+    #: a cluster share one copy.
+    package: str
 
     def install(self, ctx: Context) -> None:
         detail(f"using {ctx.java}")
-        install.maven_libs(ctx.layout, self.name, ctx.java)
+        install.maven_libs(ctx.layout, self.package, ctx.java)
 
     def lib(self, ctx: Context) -> Path:
-        return ctx.layout.home(self.name) / "lib"
+        return ctx.layout.home(self.package) / "lib"
 
     def classpath(self, ctx: Context) -> str:
         # A wildcard entry: the JVM expands it to every jar in the folder.

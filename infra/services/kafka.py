@@ -1,4 +1,6 @@
-"""Apache Kafka 4.x, single-node KRaft (broker and controller in one JVM), from Maven Central."""
+"""Apache Kafka 4.x in KRaft mode from Maven Central: the single-node stack's one broker (also its
+controller), or one of the cluster's three brokers (each also a controller; clients log in
+with SASL/SCRAM, and only what an ACL allows is allowed)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from infra import cluster
 from infra.commands import run_logged
 from infra.console import detail
+from infra.layout import Layout
 from infra.services.base import Context
 from infra.services.jvm import JvmService
 from infra.templates import render_file
@@ -21,13 +25,14 @@ MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 
 
-class Kafka(JvmService):
-    name = "kafka"
-    ports = {"client": PORT, "controller": CONTROLLER_PORT}  # noqa: RUF012
+class KafkaBase(JvmService):
+    package = "kafka"
     ready_timeout = 90.0
     stop_grace = 30.0
     heap_env = "CHAT_KAFKA_HEAP"
-    default_heap = "512m"
+    #: The client port and the controller port.
+    port: int
+    controller_port: int
 
     def _config(self, ctx: Context) -> Path:
         return ctx.layout.home(self.name) / "server.properties"
@@ -35,21 +40,31 @@ class Kafka(JvmService):
     def _log4j(self, ctx: Context) -> str:
         return f"-Dlog4j2.configurationFile={ctx.layout.sources / 'kafka' / 'log4j2.properties'}"
 
+    def _render(self, ctx: Context, data: Path) -> Path:
+        raise NotImplementedError
+
+    def _cluster_id_file(self, ctx: Context) -> Path:
+        return ctx.layout.home(self.name) / "cluster-id"
+
+    def wipe(self, ctx: Context) -> None:
+        super().wipe(ctx)
+        self._cluster_id_file(ctx).unlink(missing_ok=True)
+
+    def _format_extra(self, ctx: Context) -> list[str]:
+        """More arguments to the storage tool's format (the cluster's SCRAM users)."""
+        return []
+
     def prepare(self, ctx: Context) -> None:
-        home = ctx.layout.home(self.name)
         data = ctx.layout.data(self.name)
         data.mkdir(parents=True, exist_ok=True)
-        config = render_file(
-            ctx.layout.sources / "kafka" / "server.properties",
-            home / "server.properties",
-            {"port": PORT, "controller_port": CONTROLLER_PORT, "data_dir": data},
-        )
+        config = self._render(ctx, data)
         if (data / "meta.properties").is_file():
             return
-        cluster_id_file = home / "cluster-id"
+        cluster_id_file = self._cluster_id_file(ctx)
         if not cluster_id_file.is_file():
             # KRaft wants a 16-byte id in URL-safe base64 without padding.
             raw = uuid.uuid4().bytes
+            cluster_id_file.parent.mkdir(parents=True, exist_ok=True)
             cluster_id_file.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("=") + "\n")
         cluster_id = cluster_id_file.read_text().strip()
         run_logged(
@@ -66,9 +81,10 @@ class Kafka(JvmService):
                 "--cluster-id",
                 cluster_id,
                 "--ignore-formatted",
+                *self._format_extra(ctx),
             ],
-            log=ctx.layout.build_log("kafka-format"),
-            what="formatting the Kafka KRaft storage",
+            log=ctx.layout.build_log(f"{self.name}-format"),
+            what=f"formatting the KRaft storage of {self.name}",
         )
         detail(f"formatted {data} (cluster id {cluster_id})")
 
@@ -89,10 +105,13 @@ class Kafka(JvmService):
             str(self._config(ctx)),
         ]
 
+    def _client(self) -> dict[str, str | int | float]:
+        return {"bootstrap.servers": f"127.0.0.1:{self.port}"}
+
     def probe(self) -> bool:
         admin = AdminClient(
             {
-                "bootstrap.servers": f"127.0.0.1:{PORT}",
+                **self._client(),
                 "socket.connection.setup.timeout.ms": 1000,
                 # Refused connections are expected while polling; keep librdkafka quiet.
                 "log_level": 0,
@@ -102,7 +121,88 @@ class Kafka(JvmService):
             metadata = admin.list_topics(timeout=2)
         except KafkaException:
             return False
-        return bool(metadata.brokers)
+        # This broker answers, and knows of itself as one of the cluster's.
+        return any(broker.port == self.port for broker in metadata.brokers.values())
 
     def endpoints(self) -> list[str]:
-        return [f"bootstrap 127.0.0.1:{PORT}", f"KRaft controller 127.0.0.1:{CONTROLLER_PORT}"]
+        return [
+            f"bootstrap 127.0.0.1:{self.port}",
+            f"KRaft controller 127.0.0.1:{self.controller_port}",
+        ]
+
+
+class Kafka(KafkaBase):
+    """The single-node stack's broker and controller."""
+
+    name = "kafka"
+    ports = {"client": PORT, "controller": CONTROLLER_PORT}  # noqa: RUF012
+    default_heap = "512m"
+    port = PORT
+    controller_port = CONTROLLER_PORT
+
+    def _render(self, ctx: Context, data: Path) -> Path:
+        return render_file(
+            ctx.layout.sources / "kafka" / "server.properties",
+            self._config(ctx),
+            {"port": PORT, "controller_port": CONTROLLER_PORT, "data_dir": data},
+        )
+
+
+class KafkaNode(KafkaBase):
+    """Broker ``node`` of the cluster (and one of its three controllers)."""
+
+    group = "kafka-cluster"
+    default_heap = "384m"
+
+    def __init__(self, node: int, layout: Layout) -> None:
+        self.node = node
+        self._keys = cluster.Secrets.of(layout)
+        self.name = f"kafka-{node}"
+        self.port = cluster.KAFKA_PORTS[node]
+        self.controller_port = cluster.KAFKA_CONTROLLER_PORTS[node]
+        self.ports = {"client": self.port, "controller": self.controller_port}
+
+    def _cluster_id_file(self, ctx: Context) -> Path:
+        # One id for the three: they form one cluster.
+        return ctx.layout.state / "kafka-cluster" / "cluster-id"
+
+    def _render(self, ctx: Context, data: Path) -> Path:
+        keys = cluster.Secrets.of(ctx.layout)
+        voters = ",".join(
+            f"{n}@127.0.0.1:{port}" for n, port in cluster.KAFKA_CONTROLLER_PORTS.items()
+        )
+        return render_file(
+            ctx.layout.sources / "kafka" / "cluster.properties",
+            self._config(ctx),
+            {
+                "node_id": self.node,
+                "voters": voters,
+                "port": self.port,
+                "controller_port": self.controller_port,
+                "data_dir": data,
+                "broker_user": cluster.KAFKA_BROKER_USER,
+                "broker_password": keys.password(f"kafka-{cluster.KAFKA_BROKER_USER}"),
+                "controller_user": cluster.KAFKA_CONTROLLER_USER,
+                "controller_password": keys.password(f"kafka-{cluster.KAFKA_CONTROLLER_USER}"),
+            },
+        )
+
+    def _format_extra(self, ctx: Context) -> list[str]:
+        keys = cluster.Secrets.of(ctx.layout)
+        found = []
+        for user in (cluster.KAFKA_BROKER_USER, *cluster.KAFKA_USERS):
+            found += [
+                "--add-scram",
+                f"SCRAM-SHA-512=[name={user},password={keys.password(f'kafka-{user}')}]",
+            ]
+        return found
+
+    def _client(self) -> dict[str, str | int | float]:
+        # ./dev asks as the operator (admin).
+        return {
+            "bootstrap.servers": f"127.0.0.1:{self.port}",
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": "admin",
+            "sasl.password": self._keys.password("kafka-admin"),
+        }

@@ -12,14 +12,14 @@ import pytest
 from infra import processes
 from infra.catalog import APPS
 from infra.layout import Layout
-from infra.services import all_services
+from infra.services import single_services
 from tests.e2e.conftest import Clients, each_received_once, follow
 
 
 @pytest.mark.timeout(600)
 async def test_dev_up_on_a_running_stack_restarts_nothing(clients: Clients) -> None:
     layout = Layout.from_env()
-    names = [s.name for s in all_services()] + [a.name for a in APPS]
+    names = [s.name for s in single_services()] + [a.name for a in APPS]
 
     def pids() -> dict[str, int | None]:
         found = {}

@@ -1,0 +1,141 @@
+"""The cluster's sections: what replication costs per message (the cluster and the single node
+at 500/s in one session, and the cluster's highest sustained rate), and the storage faults
+under load (``tests/cluster``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.report.common import HEADER, SUSTAINED_P99_MS, load, processes_table, row, sustained
+
+CLUSTER_E2E = "cluster-e2e-500"
+SINGLE_E2E = "single-e2e-500-same-session"
+CLUSTER_STEP = "cluster-step"
+FAULTS = "cluster-faults"
+
+
+def summary_keys(results: Path) -> dict[str, float]:
+    keys: dict[str, float] = {}
+    on_cluster, on_single = load(results, CLUSTER_E2E), load(results, SINGLE_E2E)
+    if on_cluster:
+        keys["cluster_cpu_ms_per_msg_at_500"] = on_cluster["result"]["cpu"]["cpu_ms_per_msg"]
+    if on_single:
+        keys["single_cpu_ms_per_msg_at_500_same_session"] = on_single["result"]["cpu"][
+            "cpu_ms_per_msg"
+        ]
+    step = load(results, CLUSTER_STEP)
+    if step:
+        best = sustained(step["result"])
+        keys["cluster_max_sustained_msgs_per_s"] = best["rate"] if best else 0.0
+    faults = load(results, FAULTS)
+    if faults:
+        found = faults["result"]["faults"]
+        keys["storage_faults_acked_lost"] = sum(f["lost"] for f in found)
+        keys["storage_faults_duplicated"] = sum(f["duplicated"] for f in found)
+        keys["storage_fault_longest_send_error_window_s"] = max(f["error_window_s"] for f in found)
+    return keys
+
+
+def cost(results: Path) -> list[str]:
+    """What replication costs: the same load on the cluster and on one node."""
+    runs = [(name, load(results, name)) for name in (CLUSTER_E2E, SINGLE_E2E)]
+    found = [(name, run) for name, run in runs if run]
+    if not found:
+        return []
+    lines = [
+        "## What replication costs",
+        "",
+        "`bench e2e` at 500 messages/s, first on the cluster (`./dev up --cluster`: three "
+        "brokers, three Cassandra nodes, Redis with two replicas; every write on three "
+        "replicas, acknowledged by two), then on the single-node stack (`./dev up`), in one "
+        "session on one machine.",
+        "",
+    ]
+    for name, run in found:
+        r = run["result"]
+        usage = r["cpu"]
+        where = "The cluster" if name == CLUSTER_E2E else "The single node"
+        lines += [
+            f"### {where}",
+            "",
+            f"Command: `{run['command']}` ({run['measured_at']}). Acknowledged {r['acked']} of "
+            f"{r['attempted']}; lost deliveries {r['lost_deliveries']}, duplicate deliveries "
+            f"{r['duplicate_deliveries']}, missing in history {r.get('persisted_missing', '-')}.",
+            "",
+            HEADER,
+            row("send → acknowledged", r["send_ack_ms"]),
+            row("send → event on each recipient stream", r["e2e_ms"]),
+            "",
+            f"CPU: **{usage['cpu_ms_per_msg']} ms per message**; the machine "
+            f"{usage['machine_busy_cores']} cores busy, the generator {usage['generator_cores']}"
+            f" of them, over {usage['window_s']} s and {usage['messages']} messages.",
+            "",
+            *processes_table(usage),
+            "",
+        ]
+    step = load(results, CLUSTER_STEP)
+    if step:
+        best = sustained(step["result"])
+        lines += [
+            "### The cluster's highest sustained rate",
+            "",
+            f"Command: `{step['command']}` ({step['measured_at']}).",
+            "",
+            "| rate/s | acked/s | e2e p50 ms | e2e p99 ms | lost | dup | CPU ms/msg | busy cores |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for s in step["result"]["steps"]:
+            lines.append(
+                f"| {s['rate']:g} | {s['acked_per_s']} | {s['e2e_ms']['p50']} | "
+                f"{s['e2e_ms']['p99']} | {s['lost_deliveries']} | {s['duplicate_deliveries']} | "
+                f"{s['cpu']['cpu_ms_per_msg']} | {s['cpu']['machine_busy_cores']} |"
+            )
+        lines += [
+            "",
+            f"Highest rate sustained (p99 ≤ {SUSTAINED_P99_MS:g} ms, nothing lost or "
+            f"duplicated): {best['rate']:g}/s."
+            if best
+            else "No rate was sustained.",
+            "",
+        ]
+    return lines
+
+
+def faults(results: Path) -> list[str]:
+    """The storage faults under load, from the last full run of the cluster suite."""
+    run = load(results, FAULTS)
+    if not run:
+        return []
+    found: list[dict[str, Any]] = run["result"]["faults"]
+    lines = [
+        "## Storage faults under load",
+        "",
+        f"Run: `{run['command']}` ({run['measured_at']}), `tests/cluster/test_storage_faults.py`. "
+        "Twelve clients send through the BFF (ten in direct chats, two in groups of three "
+        "readers), each retrying a message with its client_message_id until it is "
+        "acknowledged, at up to 100 messages/s together; every user holds a live gRPC stream. "
+        "Each fault is made 5 s into the load and healed after its length; the load goes on "
+        "until every service is ready again and 5 s more. Then every acknowledged message is "
+        "looked for on every member's stream, in history and in each reader's unread count.",
+        "",
+        "- *fault*: from the fault to the end of its healing (a restarted node answering).",
+        "- *send error window*: from the first refused or failed send attempt to the end of the "
+        "last one.",
+        "- *longest send*: the longest single attempt; *longest to ack*: the longest from a "
+        "message's first attempt to its acknowledgement, retries included.",
+        "- *stream pause*: the longest a message took to reach a member's stream after it was "
+        "acknowledged: how long a stream stood still with messages waiting for it.",
+        "",
+        "| fault | fault s | acked | msgs/s | refused attempts | send error window s | longest "
+        "send s | longest to ack s | stream pause s | lost | duplicated |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in found:
+        lines.append(
+            f"| {f['fault']} | {f['seconds']} | {f['acked']} | {f['rate']} | {f['refused']} | "
+            f"{f['error_window_s']} | {f['longest_send_s']} | {f['longest_to_ack_s']} | "
+            f"{f['longest_stream_pause_s']} | {f['lost']} | {f['duplicated']} |"
+        )
+    lines.append("")
+    return lines

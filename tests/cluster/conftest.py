@@ -1,0 +1,582 @@
+"""Faults under load on the cluster (``./dev up --cluster``): the nodes, a steady load of
+clients that retry until acknowledged, and the accounting done after each fault."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from infra import cluster, modes, processes, stack
+from infra.catalog import APPS
+from infra.layout import Layout
+from infra.services import Context, Service
+from infra.services.cassandra import CassandraNode
+from infra.services.kafka import KafkaNode
+from infra.services.redis import RedisNode
+from tests.e2e.conftest import BFF, Clients, Follower, User, clients, eventually
+
+__all__ = ["clients"]
+
+DELIVERIES = "chat.deliveries.v1"
+#: What the history service counts at most as a chat's unread messages.
+UNREAD_CAP = 1000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _the_cluster_runs() -> None:
+    if modes.current(Layout.from_env()) != modes.CLUSTER:
+        pytest.fail("the cluster suite runs against ./dev up --cluster (./dev test --cluster)")
+
+
+class Nodes:
+    """The cluster's processes, and the faults done to them."""
+
+    def __init__(self) -> None:
+        self.layout = Layout.from_env()
+        self.ctx = Context(self.layout)
+        self.keys = cluster.Secrets.of(self.layout)
+        self.kafka = {n: KafkaNode(n, self.layout) for n in cluster.NODES}
+        self.cassandra = {n: CassandraNode(n, self.layout) for n in cluster.NODES}
+        self.redis = {n: RedisNode(n, self.layout) for n in cluster.NODES}
+
+    def _tracked(self, service: Service) -> processes.Tracked:
+        tracked = processes.alive(self.layout.pidfile(service.name))
+        assert tracked is not None, f"{service.name} does not run"
+        return tracked
+
+    async def kill(self, *services: Service) -> None:
+        """SIGKILL: the process is gone at once, nothing flushed, no goodbye to its peers."""
+        for service in services:
+            tracked = self._tracked(service)
+            os.killpg(tracked.pid, signal.SIGKILL)
+            while processes.start_ticks(tracked.pid) == tracked.start_ticks:
+                processes.reap(tracked.pid)  # ours if a test restarted it
+                await asyncio.sleep(0.05)
+
+    def pause(self, service: Service) -> None:
+        """SIGSTOP: a gray failure; its ports stay open and nobody answers."""
+        os.killpg(self._tracked(service).pid, signal.SIGSTOP)
+
+    def resume(self, service: Service) -> None:
+        os.killpg(self._tracked(service).pid, signal.SIGCONT)
+
+    async def start(self, *services: Service) -> None:
+        """Bring killed nodes back as ./dev does (one group started together)."""
+        await asyncio.to_thread(stack.up, self.ctx, list(services))
+
+    def _kafka_config(self) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": cluster.KAFKA_BOOTSTRAP,
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": cluster.ADMIN,
+            "sasl.password": self.keys.password(f"kafka-{cluster.ADMIN}"),
+        }
+
+    async def busiest_leader(self, seconds: float = 3.0) -> KafkaNode:
+        """The broker leading the deliveries partition that took the most records lately."""
+
+        def measure() -> KafkaNode:
+            consumer = Consumer(self._kafka_config() | {"group.id": f"faults-{uuid.uuid4().hex}"})
+            try:
+                metadata = consumer.list_topics(DELIVERIES, timeout=10).topics[DELIVERIES]
+                parts = sorted(metadata.partitions)
+
+                def ends() -> list[int]:
+                    return [
+                        consumer.get_watermark_offsets(TopicPartition(DELIVERIES, p), timeout=10)[1]
+                        for p in parts
+                    ]
+
+                before = ends()
+                time.sleep(seconds)
+                grown = [after - was for after, was in zip(ends(), before, strict=True)]
+                busiest = parts[grown.index(max(grown))]
+                return self.kafka[metadata.partitions[busiest].leader]
+            finally:
+                consumer.close()
+
+        return await asyncio.to_thread(measure)
+
+    async def fully_replicated(self) -> bool:
+        """Every partition of every topic has all three replicas in sync."""
+
+        def check() -> bool:
+            admin = AdminClient(self._kafka_config())
+            topics = admin.list_topics(timeout=10).topics.values()
+            return all(len(p.isrs) == 3 for t in topics for p in t.partitions.values())
+
+        try:
+            return await asyncio.to_thread(check)
+        except KafkaException:
+            return False
+
+    def redis_primary(self) -> RedisNode:
+        found = [node for node in self.redis.values() if node.role() == "primary"]
+        assert len(found) == 1, f"primaries: {[n.name for n in found]}"
+        return found[0]
+
+    async def settled(self) -> None:
+        """Every node runs and answers, every partition is fully replicated, Redis has one
+        primary with two replicas: where each fault starts from."""
+        everything = [*self.kafka.values(), *self.cassandra.values(), *self.redis.values()]
+
+        async def answering() -> bool:
+            return all(await asyncio.gather(*(asyncio.to_thread(s.probe) for s in everything)))
+
+        await eventually(answering, seconds=180)
+        await eventually(self.fully_replicated, seconds=120)
+
+        async def replicas() -> bool:
+            roles = await asyncio.gather(*(asyncio.to_thread(n.role) for n in self.redis.values()))
+            return sorted(roles) == ["primary", "replica", "replica"]
+
+        await eventually(replicas, seconds=60)
+        await every_service_ready(seconds=120)
+
+
+@pytest.fixture
+async def nodes() -> AsyncIterator[Nodes]:
+    found = Nodes()
+    await found.settled()
+    try:
+        yield found
+    finally:
+        # Whatever a failed test left stopped or paused runs again for the next one.
+        for service in [*found.kafka.values(), *found.cassandra.values(), *found.redis.values()]:
+            tracked = processes.alive(found.layout.pidfile(service.name))
+            if tracked is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(tracked.pid, signal.SIGCONT)
+        await found.start(*found.redis.values(), *found.kafka.values(), *found.cassandra.values())
+
+
+async def readiness() -> dict[str, int]:
+    statuses = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        for app in APPS:
+            try:
+                async with http.get(f"http://127.0.0.1:{app.ops_port}/readyz") as response:
+                    statuses[app.name] = response.status
+            except (aiohttp.ClientError, TimeoutError):
+                statuses[app.name] = 0
+    return statuses
+
+
+async def every_service_ready(seconds: float) -> None:
+    async def ready() -> bool:
+        return set((await readiness()).values()) == {200}
+
+    try:
+        await eventually(ready, seconds=seconds)
+    except AssertionError:
+        raise AssertionError(
+            f"services not ready after {seconds:.0f}s: {await readiness()}"
+        ) from None
+
+
+class TimedFollower(Follower):
+    """A live stream that also notes when each message arrived."""
+
+    def __init__(self, clients: Clients, user: User) -> None:
+        super().__init__(clients, user)
+        self.arrivals: list[float] = []
+
+    async def _run(self) -> None:
+        from clients.stream import events  # the client's own reconnecting stream
+
+        async for event in events(self.state, self.user.token, self.clients.channel):
+            kind = event.WhichOneof("event")
+            if kind == "message" and not event.message.HasField("change"):
+                self.received.append(event.message.message_id)
+                self.arrivals.append(time.monotonic())
+            elif kind == "caught_up":
+                self.caught_up.set()
+            elif kind == "resync_required":
+                raise AssertionError(f"resync required: {event}")
+
+    def longest_lag(self, acked_at: dict[int, float]) -> float:
+        """The longest a message this stream got took to arrive after it was acknowledged:
+        how long the stream stood still while messages for it were waiting."""
+        return max(
+            (at - acked_at[m] for m, at in zip(self.received, self.arrivals, strict=True)
+             if m in acked_at),
+            default=0.0,
+        )  # fmt: skip
+
+
+@dataclass
+class Chat:
+    chat_id: str
+    sender: int
+    readers: list[int]
+    acked: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Attempt:
+    began: float
+    took: float
+    status: int
+
+
+class Load:
+    """Senders that each retry one message with the same client_message_id until it is
+    acknowledged, at about ``rate`` messages a second over all of them, in direct chats and
+    groups with readers who never send: a reader's unread count in a chat is then exactly the
+    chat's acknowledged messages. A sender moves to its next chat every ``PER_CHAT`` messages,
+    so no chat nears what an unread count counts up to."""
+
+    DIRECT_SENDERS = 10
+    GROUP_SENDERS = 2
+    READERS = 6
+    PER_CHAT = 250
+    #: How long one attempt may take before the client gives up on it (beyond the send path's
+    #: own deadline: a send refused after its deadline is refused, not hung).
+    ATTEMPT_TIMEOUT = 40.0
+
+    def __init__(self, clients: Clients, rate: float = 100.0) -> None:
+        self.clients = clients
+        self.rate = rate
+        self.users: list[User] = []
+        self.chats: list[Chat] = []
+        self.followers: list[TimedFollower] = []
+        self.attempts: list[Attempt] = []
+        #: Time from a message's first attempt to its acknowledgement.
+        self.to_ack: list[float] = []
+        #: When each message was acknowledged.
+        self.acked_at: dict[int, float] = {}
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        senders = self.DIRECT_SENDERS + self.GROUP_SENDERS
+        users = [await self.clients.user("load") for _ in range(senders + self.READERS)]
+        readers = list(range(senders, senders + self.READERS))
+        by_sender: list[list[Chat]] = []
+        for s in range(self.DIRECT_SENDERS):
+            by_sender.append([Chat(await users[s].open_chat(users[r]), s, [r]) for r in readers])
+        for s in range(self.DIRECT_SENDERS, senders):
+            groups = []
+            for k in range(self.READERS):
+                members = [readers[(k + i) % self.READERS] for i in range(3)]
+                status, body = await users[s].post(
+                    "/v1/groups",
+                    {
+                        "name": f"load {s}.{k}",
+                        "member_ids": [str(users[r].user_id) for r in members],
+                        "client_request_id": uuid.uuid4().hex,
+                    },
+                )
+                assert status == 201, body
+                groups.append(Chat(str(body["chat_id"]), s, members))
+            by_sender.append(groups)
+        self.users = users
+        self.chats = [chat for chats in by_sender for chat in chats]
+        self.followers = [TimedFollower(self.clients, user) for user in users]
+        for follower in self.followers:
+            follower.start()
+        for follower in self.followers:
+            await asyncio.wait_for(follower.caught_up.wait(), 60)
+        self._tasks = [asyncio.create_task(self._send(chats)) for chats in by_sender]
+
+    async def _send(self, chats: list[Chat]) -> None:
+        period = (self.DIRECT_SENDERS + self.GROUP_SENDERS) / self.rate
+        timeout = aiohttp.ClientTimeout(total=self.ATTEMPT_TIMEOUT)
+        sent = 0
+        while not self._stop.is_set():
+            chat = chats[min(sent // self.PER_CHAT, len(chats) - 1)]
+            sender = self.users[chat.sender]
+            first = time.monotonic()
+            client_id = uuid.uuid4().hex
+            while True:  # as a client does: the same message until it is accepted
+                began = time.monotonic()
+                try:
+                    async with self.clients.http.post(
+                        f"{BFF}/v1/chats/{chat.chat_id}/messages",
+                        json={"client_message_id": client_id, "body": "load"},
+                        headers=sender.auth,
+                        timeout=timeout,
+                    ) as response:
+                        status = response.status
+                        body = await response.json(content_type=None)
+                except (aiohttp.ClientError, TimeoutError):
+                    status, body = 0, None
+                self.attempts.append(Attempt(began, time.monotonic() - began, status))
+                if status in (200, 201):
+                    chat.acked.append(int(body["message_id"]))
+                    self.acked_at[int(body["message_id"])] = time.monotonic()
+                    self.to_ack.append(time.monotonic() - first)
+                    sent += 1
+                    break
+                # Refused, clearly: the service is unavailable (or the connection failed).
+                assert status in (0, 503), (status, body)
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(max(0.0, period - (time.monotonic() - first)))
+
+    async def stop(self, seconds: float = 180.0) -> None:
+        """Stop sending new messages; each sender's last one is retried until acknowledged."""
+        self._stop.set()
+        done, pending = await asyncio.wait(self._tasks, timeout=seconds)
+        for task in pending:
+            task.cancel()
+        assert not pending, f"{len(pending)} senders still had no acknowledgement after {seconds}s"
+        for task in done:
+            task.result()
+
+    def acked(self) -> int:
+        return sum(len(chat.acked) for chat in self.chats)
+
+    def errors_between(self, start: float, end: float) -> list[Attempt]:
+        return [a for a in self.attempts if a.status not in (200, 201) and start <= a.began <= end]
+
+    async def account(self) -> Accounting:
+        """Every acknowledged message on each member's stream once, in history once, counted
+        once in each reader's unread count: what is missing and what is extra, everywhere."""
+        found = Accounting()
+        for index, follower in enumerate(self.followers):
+            expected = [
+                m
+                for chat in self.chats
+                if index == chat.sender or index in chat.readers
+                for m in chat.acked
+            ]
+            want = len(expected)
+            await _until(lambda f=follower, n=want: len(f.received) >= n)
+            await asyncio.sleep(0.5)  # a duplicate would arrive right behind
+            found.compare(f"stream of user {index}", expected, follower.received)
+        for follower in self.followers:
+            await follower.stop()
+        for chat in self.chats:
+            for index in chat.readers:
+                reader = self.users[index]
+
+                async def stored(c: Chat = chat, r: User = reader) -> bool:
+                    ids = [m for m, _ in await all_entries(r, c.chat_id) if m is not None]
+                    return len(ids) >= len(c.acked)
+
+                await _until(stored)
+                entries = await all_entries(reader, chat.chat_id)
+                found.compare(
+                    f"history of {chat.chat_id} for user {index}",
+                    chat.acked,
+                    [m for m, _ in entries if m is not None],
+                )
+                # A group's changes (its creation) by someone else count as unread too.
+                changes = sum(1 for m, by in entries if m is None and by != reader.user_id)
+                listed = {c["chat_id"]: c for c in await reader.chats()}
+                # (A chat its sender never got to may be missing from the list: none unread.)
+                row = listed.get(chat.chat_id, {"unread_count": changes})
+                unread = int(row["unread_count"]) - changes
+                found.count(f"unread of user {index} in {chat.chat_id}", len(chat.acked), unread)
+        return found
+
+
+async def _until(check: Any, seconds: float = 120.0) -> None:
+    """Wait for ``check`` (sync or async) to hold, or ``seconds``: the accounting that follows
+    says what is missing."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.5)
+
+
+@dataclass
+class Accounting:
+    #: Acknowledged messages a second over the whole run (load, fault, healing).
+    rate: float = 0.0
+    lost: int = 0
+    duplicated: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def compare(self, where: str, expected: list[int], got: list[int]) -> None:
+        seen = Counter(got)
+        missing = set(expected) - set(seen)
+        extra = sum(n - 1 for n in seen.values()) + len(set(seen) - set(expected))
+        self.lost += len(missing)
+        self.duplicated += extra
+        if missing or extra:
+            self.problems.append(
+                f"{where}: {len(missing)} acknowledged missing (e.g. {sorted(missing)[:3]}),"
+                f" {extra} extra"
+            )
+
+    def count(self, where: str, expected: int, got: int) -> None:
+        if expected >= UNREAD_CAP:
+            self.problems.append(f"{where}: {expected} messages, beyond what unread counts")
+        elif got < expected:
+            self.lost += expected - got
+            self.problems.append(f"{where}: {got}, expected {expected}")
+        elif got > expected:
+            self.duplicated += got - expected
+            self.problems.append(f"{where}: {got}, expected {expected}")
+
+
+async def all_entries(user: User, chat: str) -> list[tuple[int | None, int]]:
+    """The chat's history as the user sees it: (message id, sender) for each message, and
+    (None, actor) for each change (a group's creation)."""
+    found: list[tuple[int | None, int]] = []
+    before = ""
+    while True:
+        query: dict[str, str] = {"limit": "200"}
+        if before:
+            query["before"] = before
+        page = await user.history(chat, **query)
+        for entry in page:
+            sender = int(entry["sender_id"])
+            found.append(
+                (None, sender) if entry.get("change") else (int(entry["message_id"]), sender)
+            )
+        if len(page) < 200:
+            return found
+        before = page[-1]["message_id"]
+
+
+class Revocation:
+    """A session logged out during a fault: once the logout is acknowledged, its token must
+    never work again."""
+
+    def __init__(self, clients: Clients) -> None:
+        self.clients = clients
+        self.user: User | None = None
+        self.logged_out = False
+
+    async def prepare(self) -> None:
+        self.user = await self.clients.user("revoked")
+
+    async def log_out(self, seconds: float = 120.0) -> None:
+        """Log out, retrying until the BFF acknowledges it."""
+        assert self.user is not None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                async with self.clients.http.delete(
+                    f"{BFF}/v1/sessions/current", headers=self.user.auth
+                ) as response:
+                    if response.status == 204:
+                        self.logged_out = True
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.5)
+        raise AssertionError("the logout was never acknowledged")
+
+    async def check(self) -> None:
+        assert self.user is not None
+        assert self.logged_out
+        status, _ = await self.user.get("/v1/chats")
+        assert status == 401, f"a revoked session works again ({status})"
+
+
+@dataclass
+class FaultRecord:
+    fault: str
+    seconds: float
+    acked: int
+    attempts: int
+    refused: int
+    longest_send_s: float
+    longest_to_ack_s: float
+    error_window_s: float
+    longest_stream_pause_s: float
+    #: Acknowledged messages a second over the whole run (load, fault, healing).
+    rate: float = 0.0
+    lost: int = 0
+    duplicated: int = 0
+
+
+#: This session's faults, in the order they ran.
+RUN: list[dict[str, Any]] = []
+RUN_STARTED = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def record(entry: FaultRecord) -> None:
+    """Write this session's fault figures so far to ``cluster-faults.json`` in the benchmark
+    results (``python -m bench keep cluster-faults`` keeps a full run for docs/benchmarks.md)."""
+    from bench.__main__ import machine
+
+    RUN.append(asdict(entry))
+    folder = Path(os.environ.get("CHAT_BENCH_RESULTS", Layout.from_env().state / "bench-results"))
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "scenario": "cluster-faults",
+        "command": "./dev test --cluster",
+        "measured_at": RUN_STARTED,
+        "machine": machine(),
+        "result": {"faults": RUN},
+    }
+    (folder / "cluster-faults.json").write_text(json.dumps(payload, indent=1) + "\n")
+
+
+async def under_fault(
+    name: str,
+    load: Load,
+    fault_seconds: float,
+    inject: Any,
+    heal: Any,
+    revocation: Revocation | None = None,
+) -> FaultRecord:
+    """Run the load, inject the fault, log a session out during it, heal, then account."""
+    await load.start()
+    if revocation is not None:
+        await revocation.prepare()
+    await asyncio.sleep(5)  # steady load before the fault
+    began = time.monotonic()
+    loaded = began - 5
+    await inject()
+    logout: asyncio.Task[None] | None = None
+    if revocation is not None:
+        await asyncio.sleep(min(3.0, fault_seconds / 2))
+        logout = asyncio.create_task(revocation.log_out())
+    await asyncio.sleep(max(0.0, fault_seconds - (time.monotonic() - began)))
+    await heal()
+    healed = time.monotonic()
+    await every_service_ready(seconds=120)
+    if logout is not None:
+        await logout
+    await asyncio.sleep(5)  # steady again after healing
+    await load.stop()
+    ended = time.monotonic()
+    accounting = await load.account()
+    errors = load.errors_between(began, ended)
+    window = (
+        (max(a.began + a.took for a in errors) - min(a.began for a in errors)) if errors else 0.0
+    )
+    entry = FaultRecord(
+        fault=name,
+        seconds=round(healed - began, 1),
+        acked=load.acked(),
+        attempts=len(load.attempts),
+        refused=len([a for a in load.attempts if a.status not in (200, 201)]),
+        longest_send_s=round(max(a.took for a in load.attempts), 2),
+        longest_to_ack_s=round(max(load.to_ack), 2),
+        error_window_s=round(window, 2),
+        longest_stream_pause_s=round(max(f.longest_lag(load.acked_at) for f in load.followers), 2),
+        rate=round(load.acked() / (ended - loaded), 1),
+        lost=accounting.lost,
+        duplicated=accounting.duplicated,
+    )
+    record(entry)
+    assert not accounting.problems, "\n".join(accounting.problems[:20])
+    if revocation is not None:
+        await revocation.check()
+    return entry
