@@ -28,7 +28,7 @@ from infra.services import Context, Service
 from infra.services.cassandra import CassandraNode
 from infra.services.kafka import KafkaNode
 from infra.services.redis import RedisNode
-from tests.e2e.conftest import BFF, Clients, Follower, User, clients, eventually
+from tests.e2e.conftest import BFF, Clients, Follower, User, clients, eventually, whole_history
 
 __all__ = ["clients"]
 
@@ -434,21 +434,12 @@ class Accounting:
 async def all_entries(user: User, chat: str) -> list[tuple[int | None, int]]:
     """The chat's history as the user sees it: (message id, sender) for each message, and
     (None, actor) for each change (a group's creation)."""
-    found: list[tuple[int | None, int]] = []
-    before = ""
-    while True:
-        query: dict[str, str] = {"limit": "200"}
-        if before:
-            query["before"] = before
-        page = await user.history(chat, **query)
-        for entry in page:
-            sender = int(entry["sender_id"])
-            found.append(
-                (None, sender) if entry.get("change") else (int(entry["message_id"]), sender)
-            )
-        if len(page) < 200:
-            return found
-        before = page[-1]["message_id"]
+    return [
+        (None, int(e["sender_id"]))
+        if e.get("change")
+        else (int(e["message_id"]), int(e["sender_id"]))
+        for e in await whole_history(user, chat)
+    ]
 
 
 class Revocation:

@@ -347,6 +347,19 @@ class Follower:
                 raise AssertionError(f"resync required: {event}")
 
 
+async def whole_history(user: User, chat: str, page_size: int = 200) -> list[dict[str, Any]]:
+    """Every entry of the chat's history as ``user`` sees it, newest first, page by page."""
+    found: list[dict[str, Any]] = []
+    before = ""
+    while True:
+        query = {"limit": str(page_size)} | ({"before": before} if before else {})
+        page = await user.history(chat, **query)
+        found += page
+        if len(page) < page_size:
+            return found
+        before = page[-1]["message_id"]
+
+
 async def applied_everywhere(section: str, version: int, ops_ports: tuple[int, ...]) -> None:
     """Wait until each service reports ``version`` of ``section`` in force (its /metrics)."""
     line = f'chat_config_version{{section="{section}"}} {float(version)}'

@@ -15,7 +15,14 @@ from infra import stack
 from infra.layout import Layout
 from infra.services import Context
 from infra.services.kafka import Kafka
-from tests.e2e.conftest import Clients, User, each_received_once, eventually, follow
+from tests.e2e.conftest import (
+    Clients,
+    User,
+    each_received_once,
+    eventually,
+    follow,
+    whole_history,
+)
 
 #: Messages per second over all senders, and how long the broker stays down.
 RATE = 50
@@ -130,14 +137,4 @@ def _all_status(status: int) -> Any:
 
 
 async def _all_messages(user: User, chat: str) -> list[int]:
-    found: list[int] = []
-    before = ""
-    while True:
-        query: dict[str, Any] = {"limit": "200"}
-        if before:
-            query["before"] = before
-        page = await user.history(chat, **query)
-        found += [int(m["message_id"]) for m in page]
-        if len(page) < 200:
-            return found
-        before = page[-1]["message_id"]
+    return [int(m["message_id"]) for m in await whole_history(user, chat)]
