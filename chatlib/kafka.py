@@ -10,6 +10,7 @@ each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -298,6 +299,33 @@ def reader(kafka: KafkaAccess, purpose: str) -> Consumer:
             }
         )
     )
+
+
+class Reader:
+    """A :func:`reader` made on first use, and made anew after a failure. A client whose view
+    of the cluster went stale while brokers were away (seen: "Unknown partition" for minutes
+    after two of three brokers came back) can keep failing until it is replaced. Blocking,
+    and one call at a time."""
+
+    def __init__(self, kafka: KafkaAccess, purpose: str) -> None:
+        self._kafka = kafka
+        self._purpose = purpose
+        self._consumer: Consumer | None = None
+
+    def get(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = reader(self._kafka, self._purpose)
+        return self._consumer
+
+    def discard(self) -> None:
+        """Drop the consumer after a failure; the next :meth:`get` makes a new one."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(KafkaException, RuntimeError):
+                consumer.close()
+
+    def close(self) -> None:
+        self.discard()
 
 
 def fetch(consumer: Consumer, limit: int, wait: float) -> list[Message]:

@@ -236,6 +236,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         except (KafkaException, ReplayFailed) as exc:
             # Where the partition ends, or what the cursor missed, could not be read (a broker
             # down or frozen): a moment's outage the client rides out by resuming again.
+            logger.warning("a resume of partition %d could not read Kafka: %s", partition, exc)
             await errors.abort(
                 context,
                 errors.Unavailable(

@@ -40,7 +40,14 @@ from prometheus_client import Counter
 from chatlib import deliveries
 from chatlib.errors import Unavailable
 from chatlib.ids import timestamp_ms
-from chatlib.kafka import DELIVERY_TIMEOUT_MS, AsyncProducer, ProduceFailed, Record, fetch, reader
+from chatlib.kafka import (
+    DELIVERY_TIMEOUT_MS,
+    AsyncProducer,
+    ProduceFailed,
+    Reader,
+    Record,
+    fetch,
+)
 from chatlib.settings import KafkaAccess
 from messaging.send.admission import Admission, Claim, Owner
 
@@ -70,9 +77,8 @@ class Settler:
     ) -> None:
         self._producer = producer
         self._admission = admission
-        self._kafka = kafka
         self._topic = topic
-        self._consumer: Consumer | None = None
+        self._reader = Reader(kafka, "messaging-settle")
         self._lock = asyncio.Lock()
         # Its own thread: a settling never waits behind other blocking work of the process.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="settle")
@@ -101,6 +107,8 @@ class Settler:
                     self._thread, self._landed, claim.message_id, wanted
                 )
             except (RuntimeError, KafkaException) as exc:
+                # Logged: a retry refused for this reason again and again is a broken reader.
+                logger.warning("settling message %d: Kafka not read: %s", claim.message_id, exc)
                 raise Unavailable(f"cannot read Kafka to settle a retried message: {exc}") from None
         missing = frozenset(
             recipient
@@ -128,7 +136,13 @@ class Settler:
     def _landed(self, message_id: int, wanted: list[Record]) -> set[int]:
         """Recipients whose copy of ``message_id`` is in Kafka. Blocking: run in a thread.
         Raises RuntimeError when the partitions cannot be read to their end in READ_SECONDS."""
-        consumer = self._reader()
+        try:
+            return self._read_landed(self._reader.get(), message_id, wanted)
+        except (RuntimeError, KafkaException):
+            self._reader.discard()
+            raise
+
+    def _read_landed(self, consumer: Consumer, message_id: int, wanted: list[Record]) -> set[int]:
         deadline = time.monotonic() + READ_SECONDS
         keys: dict[int, set[bytes]] = defaultdict(set)
         for record in wanted:
@@ -177,15 +191,9 @@ class Settler:
                 consumer.unassign()
         return found
 
-    def _reader(self) -> Consumer:
-        if self._consumer is None:
-            self._consumer = reader(self._kafka, "messaging-settle")
-        return self._consumer
-
     def close(self) -> None:
         self._thread.shutdown(wait=True)
-        if self._consumer is not None:
-            self._consumer.close()
+        self._reader.close()
 
 
 def _left(deadline: float) -> float:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from chatlib import deliveries
-from chatlib.kafka import fetch, reader
+from chatlib.kafka import Reader, fetch
 from chatlib.settings import KafkaAccess
 
 BATCH = 500
@@ -29,9 +28,7 @@ class Watermarks:
 
     def __init__(self, kafka: KafkaAccess, topic: str) -> None:
         self._topic = topic
-        self._consumer = Consumer(
-            kafka.config(**{"group.id": f"messaging-watermarks-{uuid.uuid4().hex}"})
-        )
+        self._reader = Reader(kafka, "messaging-watermarks")
         self._lock = asyncio.Lock()
         #: Per partition, the answer the next request will give; joined until it is sent.
         self._next: dict[int, asyncio.Future[tuple[int, int]]] = {}
@@ -54,19 +51,24 @@ class Watermarks:
             # Whoever asks from now on waits for the next request, sent after they asked.
             del self._next[partition]
             try:
-                low, high = await asyncio.to_thread(
-                    self._consumer.get_watermark_offsets,
-                    TopicPartition(self._topic, partition),
-                    10.0,
-                    False,
-                )
+                low, high = await asyncio.to_thread(self._ask, partition)
             except Exception as exc:  # noqa: BLE001 - handed to every caller waiting for it
                 answer.set_exception(exc)
                 return
-            answer.set_result((int(low), int(high)))
+            answer.set_result((low, high))
+
+    def _ask(self, partition: int) -> tuple[int, int]:
+        try:
+            low, high = self._reader.get().get_watermark_offsets(
+                TopicPartition(self._topic, partition), 10.0, False
+            )
+        except KafkaException:
+            self._reader.discard()
+            raise
+        return int(low), int(high)
 
     def close(self) -> None:
-        self._consumer.close()
+        self._reader.close()
 
 
 class ReplayFailed(Exception):
@@ -97,10 +99,9 @@ class Replayer:
     """
 
     def __init__(self, kafka: KafkaAccess, topic: str, max_events: int = 20_000) -> None:
-        self._kafka = kafka
         self._topic = topic
         self._max_events = max_events
-        self._consumer: Consumer | None = None
+        self._reader = Reader(kafka, "messaging-replay")
         self._lock = asyncio.Lock()
         self._pending: dict[int, list[_Request]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -126,7 +127,7 @@ class Replayer:
             # Requests made from now on wait for the next read.
             requests = self._pending.pop(partition, [])
             try:
-                await asyncio.to_thread(self._read, partition, requests)
+                await asyncio.to_thread(self._read_or_discard, partition, requests)
             except Exception as exc:  # noqa: BLE001 - handed to every request waiting for it
                 for request in requests:
                     if not request.future.done():
@@ -142,6 +143,13 @@ class Replayer:
             else:
                 request.future.set_result(request.found)
 
+    def _read_or_discard(self, partition: int, requests: list[_Request]) -> None:
+        try:
+            self._read(partition, requests)
+        except (ReplayFailed, KafkaException):
+            self._reader.discard()
+            raise
+
     def _read(self, partition: int, requests: list[_Request]) -> None:
         """Blocking: run in a thread."""
         by_user: dict[int, list[_Request]] = {}
@@ -149,7 +157,7 @@ class Replayer:
             by_user.setdefault(request.user, []).append(request)
         start = min(r.start for r in requests)
         end = max(r.end for r in requests)
-        consumer = self._reader()
+        consumer = self._reader.get()
         consumer.assign([TopicPartition(self._topic, partition, start)])
         try:
             position = start
@@ -185,11 +193,5 @@ class Replayer:
         finally:
             consumer.unassign()
 
-    def _reader(self) -> Consumer:
-        if self._consumer is None:
-            self._consumer = reader(self._kafka, "messaging-replay")
-        return self._consumer
-
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
+        self._reader.close()
