@@ -90,6 +90,12 @@ class _Connection(asyncio.Protocol):
             future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_exception(self.lost)
+        # Writes queued but never flushed (the connection went between send and flush): their
+        # callers are told now, or they would wait for a WAIT that is never sent.
+        held, self.held = self.held, []
+        for handed, _ in held:
+            if not handed.done():
+                handed.set_exception(self.lost)
 
     def send(self, payload: bytes, replies: int = 1) -> list[asyncio.Future[Any]]:
         """Write ``payload`` (``replies`` commands); a future per reply."""
@@ -136,6 +142,8 @@ def _hand_over(
     elif int(answer.result()) < 1:
         failure = RedisUnavailable("no Redis replica acknowledged the write")
     for handed, reply in held:
+        if reply.done() and not reply.cancelled():
+            reply.exception()  # looked at: its failure is the caller's through ``handed``
         if handed.done():
             continue
         if failure is not None:

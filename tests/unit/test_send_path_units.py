@@ -3,11 +3,14 @@ deliveries held for resumes, the Redis wire format."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import pytest
 
 from chatlib import deliveries
 from chatlib.ids import smallest_id_at, timestamp_ms, write_time
-from chatlib.redis_wire import encode
+from chatlib.redis_wire import RedisUnavailable, _Connection, encode
 from messaging.send.admission import Owner, claim_field, claim_keys, parse
 from messaging.send.sender import Unproduced
 from messaging.streams.cursor import Cursor
@@ -145,3 +148,19 @@ def test_unproduced_ids_are_taken_once_and_only_the_newest_are_kept() -> None:
         unproduced.add(message_id)
     assert not unproduced.take(0)
     assert unproduced.take(Unproduced.LIMIT)
+
+
+async def test_durable_writes_of_a_connection_lost_before_its_flush_fail_at_once() -> None:
+    # The connection goes between a write and the end of the event loop's turn that would have
+    # sent it with its WAIT: the caller is told, not left waiting for a WAIT never sent.
+    ours, theirs = socket.socketpair()
+    try:
+        _, connection = await asyncio.get_running_loop().create_connection(
+            lambda: _Connection(durable=True), sock=ours
+        )
+        [reply] = connection.send(encode(("SET", "key", "value")))
+        connection.connection_lost(ConnectionResetError("reset by peer"))
+        with pytest.raises(RedisUnavailable, match="reset by peer"):
+            await asyncio.wait_for(reply, 1.0)
+    finally:
+        theirs.close()
