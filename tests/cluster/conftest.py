@@ -261,6 +261,8 @@ class Load:
         self.to_ack: list[float] = []
         #: When each message was acknowledged.
         self.acked_at: dict[int, float] = {}
+        #: Per sender, what its last attempt was told if it was refused (None once accepted).
+        self.last_refusal: dict[int, Any] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -318,6 +320,7 @@ class Load:
                 except (aiohttp.ClientError, TimeoutError):
                     status, body = 0, None
                 self.attempts.append(Attempt(began, time.monotonic() - began, status))
+                self.last_refusal[chat.sender] = None if status in (200, 201) else body
                 if status in (200, 201):
                     chat.acked.append(int(body["message_id"]))
                     self.acked_at[int(body["message_id"])] = time.monotonic()
@@ -335,7 +338,11 @@ class Load:
         done, pending = await asyncio.wait(self._tasks, timeout=seconds)
         for task in pending:
             task.cancel()
-        assert not pending, f"{len(pending)} senders still had no acknowledgement after {seconds}s"
+        refusals = [body for body in self.last_refusal.values() if body is not None]
+        assert not pending, (
+            f"{len(pending)} senders still had no acknowledgement after {seconds}s; "
+            f"last told: {refusals}"
+        )
         for task in done:
             task.result()
 
