@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter
 
 from chatlib import deliveries, ops
@@ -71,10 +73,14 @@ class ConsumerLoop(abc.ABC):
         fill: bool = False,
         dead_letters: DeadLetters | None = None,
         failures: Counter | None = None,
+        renew: Callable[[], Consumer] | None = None,
     ) -> None:
         self.consumer = consumer
         self.topic = topic
+        self._group = group
         self._lag = LagReporter(consumer, group)
+        #: Makes a consumer like the first, to replace one that failed for good.
+        self._renew = renew
         self._batch = batch
         self._poll_seconds = poll_seconds
         #: 0: commit after every batch; else at most this often.
@@ -186,6 +192,10 @@ class ConsumerLoop(abc.ABC):
                             fetch, self.consumer, self._batch, self._poll_seconds
                         )
                     self._lag.maybe_report()
+                    fatal = next((e for r in records if (e := r.error()) and e.fatal()), None)
+                    if fatal is not None:
+                        await self._replace_consumer(fatal)
+                        continue
                     records = [r for r in records if not failed(r, logger)]
                     if records and not await self._handled(records, stop):
                         return
@@ -198,6 +208,24 @@ class ConsumerLoop(abc.ABC):
             offsets = self.committable()
             if offsets:
                 await asyncio.to_thread(self.commit, offsets, asynchronous=False)
+
+    async def _replace_consumer(self, error: KafkaError) -> None:
+        """A consumer that failed for good (seen: a static group member fenced after the
+        group's coordinator moved while two of three brokers were down) never delivers again:
+        it is replaced by a new one that joins the group again and starts from the committed
+        offsets (the work since is redone; it is idempotent). Without a way to make one, the
+        loop ends, and readiness says so."""
+        self.last_error = f"the Kafka consumer failed for good: {error}"
+        logger.error("%s; %s", self.last_error, "replacing it" if self._renew else "stopping")
+        if self._renew is None:
+            raise RuntimeError(self.last_error)
+        old, self.consumer = self.consumer, self._renew()
+        with contextlib.suppress(KafkaException, RuntimeError):
+            await asyncio.to_thread(old.close)
+        self._lag = LagReporter(self.consumer, self._group)
+        self._committed = {}
+        await self.start()
+        self.last_error = None
 
     async def _handled(self, records: list[Message], stop: asyncio.Event) -> bool:
         """Handle the batch, again and again until it succeeds; False if the loop is to stop

@@ -47,33 +47,36 @@ def _store(settings: Settings, stack: AsyncExitStack) -> tuple[HistoryStore, ops
 async def writer(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
     common = settings.common
     store, cassandra_check = _store(settings, stack)
-    consumer = Consumer(
-        common.kafka.config(
-            **{
-                "group.id": settings.writer_group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "cooperative-sticky",
-                # A writer that died (SIGKILL, lost host) holds its partitions until its session
-                # times out; 10 s bounds that pause instead of the client default of 45 s. One
-                # restarted under its static id (below) takes them back at once.
-                "session.timeout.ms": 10_000,
-                "heartbeat.interval.ms": 2_000,
-                **(
-                    {"group.instance.id": settings.writer_instance}
-                    if settings.writer_instance
-                    else {}
-                ),
-                # Persistence is about throughput: fewer, fuller fetches cost the broker and this
-                # process far less CPU than many small ones (live delivery does not wait for this
-                # consumer).
-                "fetch.wait.max.ms": 100,
-                "fetch.min.bytes": 1 << 20,
-                "on_commit": _commit_failed,
-            }
+
+    def make_consumer() -> Consumer:
+        return Consumer(
+            common.kafka.config(
+                **{
+                    "group.id": settings.writer_group,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    # A writer that died (SIGKILL, lost host) holds its partitions until its
+                    # session times out; 10 s bounds that pause instead of the client default of
+                    # 45 s. One restarted under its static id (below) takes them back at once.
+                    "session.timeout.ms": 10_000,
+                    "heartbeat.interval.ms": 2_000,
+                    **(
+                        {"group.instance.id": settings.writer_instance}
+                        if settings.writer_instance
+                        else {}
+                    ),
+                    # Persistence is about throughput: fewer, fuller fetches cost the broker and
+                    # this process far less CPU than many small ones (live delivery does not wait
+                    # for this consumer).
+                    "fetch.wait.max.ms": 100,
+                    "fetch.min.bytes": 1 << 20,
+                    "on_commit": _commit_failed,
+                }
+            )
         )
-    )
-    stack.callback(consumer.close)
+
+    consumer = make_consumer()
     producer = AsyncProducer(common.kafka.config())
     stack.callback(producer.close)
     history_writer = HistoryWriter(
@@ -83,7 +86,10 @@ async def writer(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event)
         topic=common.deliveries_topic,
         dead_letter_topic=common.dead_letter_topic,
         group=settings.writer_group,
+        renew=make_consumer,
     )
+    # The consumer in use at the end (the loop replaces one that failed for good).
+    stack.callback(lambda: history_writer.consumer.close())
     task = asyncio.create_task(history_writer.run(stop), name="history-writer")
     runner = await ops.start(
         common.ops_host,

@@ -11,6 +11,7 @@ written again after a pause, never skipped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Message
@@ -44,6 +45,7 @@ class HistoryWriter(ConsumerLoop):
         topic: str,
         dead_letter_topic: str,
         group: str = "history-writers",
+        renew: Callable[[], Consumer] | None = None,
     ) -> None:
         super().__init__(
             consumer,
@@ -55,6 +57,7 @@ class HistoryWriter(ConsumerLoop):
             fill=True,  # fewer, fuller batches: fewer Cassandra round trips
             dead_letters=DeadLetters(dead_letters, dead_letter_topic, DEAD),
             failures=FAILED,
+            renew=renew,
         )
         self._store = store
         self._done: dict[int, int] = {}
