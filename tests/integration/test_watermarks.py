@@ -37,8 +37,8 @@ async def test_concurrent_requests_share_one_broker_call_and_stay_fresh(
         producer.produce(topic, value=f"v{n}".encode(), partition=0)
     producer.flush(10)
     watermarks = Watermarks(endpoints.kafka, topic)
-    counting = Counting(watermarks._consumer)
-    watermarks._consumer = counting  # type: ignore[assignment]
+    counting = Counting(watermarks._reader.get())
+    watermarks._reader._consumer = counting  # type: ignore[assignment]
     try:
         answers = await asyncio.gather(*(watermarks.get(0) for _ in range(200)))
         assert set(answers) == {(0, 3)}
