@@ -192,7 +192,16 @@ class ConsumerLoop(abc.ABC):
                             fetch, self.consumer, self._batch, self._poll_seconds
                         )
                     self._lag.maybe_report()
-                    fatal = next((e for r in records if (e := r.error()) and e.fatal()), None)
+                    # librdkafka hands a fatal error to the poller as an error of code _FATAL
+                    # (whose own fatal() flag is not set).
+                    fatal = next(
+                        (
+                            e
+                            for r in records
+                            if (e := r.error()) and (e.fatal() or e.code() == KafkaError._FATAL)
+                        ),
+                        None,
+                    )
                     if fatal is not None:
                         await self._replace_consumer(fatal)
                         continue
