@@ -18,5 +18,7 @@ COPY notifier ./notifier
 COPY bff ./bff
 COPY config_service ./config_service
 COPY clients ./clients
+# The cluster's config renderer and logins (compose.cluster.yaml), shared with ./dev.
+COPY infra ./infra
 
 USER nobody

@@ -26,7 +26,6 @@ from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
 from infra import cluster
 from infra.console import detail
 from infra.errors import InfraError
-from infra.layout import Layout
 
 KEYSPACE = "chat"
 #: The default superuser a fresh Cassandra makes (its password is known to everyone).
@@ -63,11 +62,11 @@ KAFKA_RIGHTS = {
 }
 
 
-def _session(user: str, password: str) -> tuple[Cluster, Session]:
+def _session(topology: cluster.Topology, user: str, password: str) -> tuple[Cluster, Session]:
     for name in ("cassandra.cluster", "cassandra.pool", "cassandra.connection"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     client = Cluster(
-        list(cluster.CASSANDRA_ADDRESSES.values()),
+        list(topology.cassandra.values()),
         port=cluster.CASSANDRA_PORT,
         auth_provider=PlainTextAuthProvider(user, password),
         protocol_version=5,
@@ -86,22 +85,20 @@ def _run(session: Session, cql: str) -> None:
     session.execute(SimpleStatement(cql, consistency_level=ConsistencyLevel.ALL), timeout=30)
 
 
-def _admin(layout: Layout) -> tuple[Cluster, Session]:
-    keys = cluster.Secrets.of(layout)
-    return _session(cluster.ADMIN, keys.password(f"cassandra-{cluster.ADMIN}"))
+def _admin(topology: cluster.Topology, keys: cluster.Secrets) -> tuple[Cluster, Session]:
+    return _session(topology, cluster.ADMIN, keys.password(f"cassandra-{cluster.ADMIN}"))
 
 
-def cassandra_roles(layout: Layout) -> None:
+def cassandra_roles(topology: cluster.Topology, keys: cluster.Secrets) -> None:
     """The operator's ``admin`` superuser (made once, through the default role, which is then
     shut), three replicas of the system keyspaces, and a login role per service."""
-    keys = cluster.Secrets.of(layout)
     try:
-        client, session = _admin(layout)
+        client, session = _admin(topology, keys)
     except NoHostAvailable as exc:
         if not _refused(exc):
             raise
-        _first_admin(layout)
-        client, session = _admin(layout)
+        _first_admin(topology, keys)
+        client, session = _admin(topology, keys)
     try:
         for user in cluster.CASSANDRA_USERS:
             if user == cluster.ADMIN:
@@ -111,7 +108,7 @@ def cassandra_roles(layout: Layout) -> None:
                 session,
                 f"CREATE ROLE IF NOT EXISTS {user} WITH LOGIN = true AND PASSWORD = '{password}'",
             )
-            if not _logs_in(user, password):
+            if not _logs_in(topology, user, password):
                 # A role made with another secret (the secrets folder was replaced). Cassandra
                 # takes a new password for a role at most every 5 s: not run when not needed.
                 _run(session, f"ALTER ROLE {user} WITH LOGIN = true AND PASSWORD = '{password}'")
@@ -120,9 +117,9 @@ def cassandra_roles(layout: Layout) -> None:
         client.shutdown()
 
 
-def _logs_in(user: str, password: str) -> bool:
+def _logs_in(topology: cluster.Topology, user: str, password: str) -> bool:
     try:
-        client, _ = _session(user, password)
+        client, _ = _session(topology, user, password)
     except NoHostAvailable as exc:
         if _refused(exc):
             return False
@@ -135,14 +132,13 @@ def _refused(exc: NoHostAvailable) -> bool:
     return any(isinstance(error, AuthenticationFailed) for error in exc.errors.values())
 
 
-def _first_admin(layout: Layout) -> None:
+def _first_admin(topology: cluster.Topology, keys: cluster.Secrets) -> None:
     """On a fresh cluster: log in as the default superuser, give the system keyspaces three
     replicas, make ``admin``, and shut the default role."""
-    keys = cluster.Secrets.of(layout)
     deadline = time.monotonic() + DEFAULT_ROLE_WAIT
     while True:
         try:
-            client, session = _session(*DEFAULT_ROLE)
+            client, session = _session(topology, *DEFAULT_ROLE)
             break
         except NoHostAvailable:
             # A fresh node makes the default role some seconds after it starts listening.
@@ -167,7 +163,7 @@ def _first_admin(layout: Layout) -> None:
         detail(f"role {cluster.ADMIN} (superuser); system keyspaces on three replicas")
     finally:
         client.shutdown()
-    client, session = _admin(layout)
+    client, session = _admin(topology, keys)
     try:
         # Nobody logs in with a password the whole world knows.
         _run(session, "ALTER ROLE cassandra WITH SUPERUSER = false AND LOGIN = false")
@@ -176,9 +172,9 @@ def _first_admin(layout: Layout) -> None:
         client.shutdown()
 
 
-def grants(layout: Layout) -> None:
+def grants(topology: cluster.Topology, keys: cluster.Secrets) -> None:
     """Each service's rights on the tables (after the migrations made them) and the topics."""
-    client, session = _admin(layout)
+    client, session = _admin(topology, keys)
     try:
         for user, tables in CASSANDRA_WRITES.items():
             for table in tables:
@@ -189,14 +185,13 @@ def grants(layout: Layout) -> None:
             detail(f"cassandra {user}: writes {', '.join(tables)}")
     finally:
         client.shutdown()
-    kafka_acls(layout)
+    kafka_acls(topology, keys)
 
 
-def kafka_acls(layout: Layout) -> None:
-    keys = cluster.Secrets.of(layout)
+def kafka_acls(topology: cluster.Topology, keys: cluster.Secrets) -> None:
     admin = AdminClient(
         {
-            "bootstrap.servers": cluster.KAFKA_BOOTSTRAP,
+            "bootstrap.servers": topology.kafka_bootstrap,
             "security.protocol": "SASL_PLAINTEXT",
             "sasl.mechanisms": "SCRAM-SHA-512",
             "sasl.username": cluster.ADMIN,

@@ -82,7 +82,10 @@ def environment(ctx: Context, user: str) -> dict[str, str]:
         "PYTHONFAULTHANDLER": "1",
     }
     if modes.current(ctx.layout) == modes.CLUSTER:
-        found |= cluster.service_environment(ctx.layout, user)
+        keys = cluster.Secrets.of(ctx.layout)
+        for name in cluster.service_secrets(user):
+            keys.file(name)  # made on first use
+        found |= cluster.service_environment(cluster.LOOPBACK, keys, user)
     return found
 
 
@@ -92,7 +95,7 @@ def setup(ctx: Context) -> None:
     env = environment(ctx, cluster.ADMIN)
     if modes.current(ctx.layout) == modes.CLUSTER:
         with step("cluster logins: Cassandra roles"):
-            access.cassandra_roles(ctx.layout)
+            access.cassandra_roles(cluster.LOOPBACK, cluster.Secrets.of(ctx.layout))
     for title, module in (
         ("cassandra schema migrations: history's tables", ["history", "migrate"]),
         ("cassandra schema migrations: messaging's tables", ["messaging", "migrate"]),
@@ -116,7 +119,7 @@ def setup(ctx: Context) -> None:
                 )
     if modes.current(ctx.layout) == modes.CLUSTER:
         with step("cluster rights: Cassandra grants, Kafka ACLs"):
-            access.grants(ctx.layout)
+            access.grants(cluster.LOOPBACK, cluster.Secrets.of(ctx.layout))
 
 
 #: What a service runs besides its own command and environment: a change here restarts it.

@@ -12,6 +12,7 @@ line.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,30 +77,82 @@ class Secrets:
         return self.file(name).read_text().strip()
 
 
-def service_environment(layout: Layout, user: str) -> dict[str, str]:
-    """What a service (logging in as ``user``) is told of the cluster."""
-    keys = Secrets.of(layout)
+@dataclass(frozen=True)
+class Topology:
+    """Where the cluster's nodes are: the address each is reached at, and the one every node
+    binds. ``./dev`` runs :data:`LOOPBACK`; compose runs :data:`COMPOSE` (one container per
+    node, reached by its name). Both render their config files from the same code, so the two
+    differ in addresses only."""
+
+    #: What Kafka's and Redis's listeners bind (Cassandra binds its node's own address).
+    bind: str
+    kafka: Mapping[int, tuple[str, int]]
+    kafka_controllers: Mapping[int, tuple[str, int]]
+    cassandra: Mapping[int, str]
+    redis: Mapping[int, tuple[str, int]]
+    sentinels: Mapping[int, tuple[str, int]]
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return ",".join(f"{host}:{port}" for host, port in self.kafka.values())
+
+    @property
+    def kafka_voters(self) -> str:
+        return ",".join(f"{n}@{host}:{port}" for n, (host, port) in self.kafka_controllers.items())
+
+
+LOOPBACK = Topology(
+    bind="127.0.0.1",
+    kafka={n: ("127.0.0.1", port) for n, port in KAFKA_PORTS.items()},
+    kafka_controllers={n: ("127.0.0.1", port) for n, port in KAFKA_CONTROLLER_PORTS.items()},
+    cassandra=CASSANDRA_ADDRESSES,
+    redis={n: ("127.0.0.1", port) for n, port in REDIS_PORTS.items()},
+    sentinels={n: ("127.0.0.1", port) for n, port in SENTINEL_PORTS.items()},
+)
+COMPOSE = Topology(
+    bind="0.0.0.0",
+    kafka={n: (f"kafka-{n}", 9092) for n in NODES},
+    kafka_controllers={n: (f"kafka-{n}", 9093) for n in NODES},
+    cassandra={n: f"cassandra-{n}" for n in NODES},
+    redis={n: (f"redis-{n}", 6379) for n in NODES},
+    sentinels={n: (f"sentinel-{n}", 26379) for n in NODES},
+)
+
+
+def service_environment(topology: Topology, keys: Secrets, user: str) -> dict[str, str]:
+    """What a service (logging in as ``user``) is told of the cluster; its secrets are files
+    in ``keys``'s folder."""
     env = {
-        "CHAT_KAFKA_BOOTSTRAP": KAFKA_BOOTSTRAP,
-        "CHAT_CASSANDRA_HOSTS": ",".join(CASSANDRA_ADDRESSES.values()),
+        "CHAT_KAFKA_BOOTSTRAP": topology.kafka_bootstrap,
+        "CHAT_CASSANDRA_HOSTS": ",".join(topology.cassandra.values()),
         "CHAT_CASSANDRA_PORT": str(CASSANDRA_PORT),
         "CHAT_KEYSPACE_REPLICATION": KEYSPACE_REPLICATION,
         "CHAT_TOPIC_REPLICATION": "3",
         "CHAT_REDIS_URL": "redis://127.0.0.1/0",
-        "CHAT_REDIS_SENTINELS": ",".join(f"127.0.0.1:{p}" for p in SENTINEL_PORTS.values()),
+        "CHAT_REDIS_SENTINELS": ",".join(f"{h}:{p}" for h, p in topology.sentinels.values()),
         "CHAT_REDIS_MASTER": REDIS_MASTER,
         "CHAT_REDIS_USER": user,
-        "CHAT_REDIS_PASSWORD_FILE": str(keys.file(f"redis-{user}")),
-        "CHAT_REDIS_SENTINEL_PASSWORD_FILE": str(keys.file("redis-sentinel")),
+        "CHAT_REDIS_PASSWORD_FILE": str(keys.folder / f"redis-{user}"),
+        "CHAT_REDIS_SENTINEL_PASSWORD_FILE": str(keys.folder / "redis-sentinel"),
     }
     if user in KAFKA_USERS:
         env |= {
             "CHAT_KAFKA_USER": user,
-            "CHAT_KAFKA_PASSWORD_FILE": str(keys.file(f"kafka-{user}")),
+            "CHAT_KAFKA_PASSWORD_FILE": str(keys.folder / f"kafka-{user}"),
         }
     if user in CASSANDRA_USERS:
         env |= {
             "CHAT_CASSANDRA_USER": user,
-            "CHAT_CASSANDRA_PASSWORD_FILE": str(keys.file(f"cassandra-{user}")),
+            "CHAT_CASSANDRA_PASSWORD_FILE": str(keys.folder / f"cassandra-{user}"),
         }
     return env
+
+
+def service_secrets(user: str) -> list[str]:
+    """The names of the secret files a service logging in as ``user`` reads."""
+    names = [f"redis-{user}", "redis-sentinel"]
+    if user in KAFKA_USERS:
+        names.append(f"kafka-{user}")
+    if user in CASSANDRA_USERS:
+        names.append(f"cassandra-{user}")
+    return names

@@ -159,6 +159,24 @@ class Cassandra(CassandraBase):
         return ["-Dcassandra.skip_wait_for_gossip_to_settle=0", "-Dcassandra.unsafesystem=true"]
 
 
+#: JVM flags of a cluster node: a joining node waits this long for the ring to settle (30 s by
+#: default), and no longer for gossip.
+NODE_FLAGS = ("-Dcassandra.ring_delay_ms=5000", "-Dcassandra.skip_wait_for_gossip_to_settle=0")
+
+
+def node_values(topology: cluster.Topology, node: int) -> dict[str, object]:
+    """The values of ``cassandra.yaml`` that make node ``node`` of ``topology`` (the rest:
+    its address, ports and folders)."""
+    return {
+        "cluster_name": "chat-cluster",
+        "initial_token": cluster.CASSANDRA_TOKENS[node],
+        "seeds": f"{topology.cassandra[1]}:{STORAGE_PORT}",
+        "memtable_space": "64MiB",
+        "authenticator": "PasswordAuthenticator",
+        "authorizer": "CassandraAuthorizer",
+    }
+
+
 class CassandraNode(CassandraBase):
     """Node ``node`` of the three-node cluster; node 1 is the seed."""
 
@@ -173,21 +191,10 @@ class CassandraNode(CassandraBase):
         self._keys = cluster.Secrets.of(layout)
 
     def _values(self, ctx: Context) -> dict[str, object]:
-        return {
-            "cluster_name": "chat-cluster",
-            "initial_token": cluster.CASSANDRA_TOKENS[self.node],
-            "seeds": f"{cluster.CASSANDRA_ADDRESSES[1]}:{STORAGE_PORT}",
-            "memtable_space": "64MiB",
-            "authenticator": "PasswordAuthenticator",
-            "authorizer": "CassandraAuthorizer",
-        }
+        return node_values(cluster.LOOPBACK, self.node)
 
     def _flags(self) -> list[str]:
-        return [
-            # A joining node waits this long for the ring to settle (30 s by default).
-            "-Dcassandra.ring_delay_ms=5000",
-            "-Dcassandra.skip_wait_for_gossip_to_settle=0",
-        ]
+        return list(NODE_FLAGS)
 
     def _auth(self) -> PlainTextAuthProvider | None:
         admin = self._keys.folder / "cassandra-admin"

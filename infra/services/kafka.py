@@ -62,10 +62,8 @@ class KafkaBase(JvmService):
             return
         cluster_id_file = self._cluster_id_file(ctx)
         if not cluster_id_file.is_file():
-            # KRaft wants a 16-byte id in URL-safe base64 without padding.
-            raw = uuid.uuid4().bytes
             cluster_id_file.parent.mkdir(parents=True, exist_ok=True)
-            cluster_id_file.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("=") + "\n")
+            cluster_id_file.write_text(new_cluster_id() + "\n")
         cluster_id = cluster_id_file.read_text().strip()
         run_logged(
             [
@@ -167,35 +165,13 @@ class KafkaNode(KafkaBase):
         return ctx.layout.state / "kafka-cluster" / "cluster-id"
 
     def _render(self, ctx: Context, data: Path) -> Path:
-        keys = cluster.Secrets.of(ctx.layout)
-        voters = ",".join(
-            f"{n}@127.0.0.1:{port}" for n, port in cluster.KAFKA_CONTROLLER_PORTS.items()
-        )
+        values = broker_values(cluster.LOOPBACK, self.node, cluster.Secrets.of(ctx.layout), data)
         return render_file(
-            ctx.layout.sources / "kafka" / "cluster.properties",
-            self._config(ctx),
-            {
-                "node_id": self.node,
-                "voters": voters,
-                "port": self.port,
-                "controller_port": self.controller_port,
-                "data_dir": data,
-                "broker_user": cluster.KAFKA_BROKER_USER,
-                "broker_password": keys.password(f"kafka-{cluster.KAFKA_BROKER_USER}"),
-                "controller_user": cluster.KAFKA_CONTROLLER_USER,
-                "controller_password": keys.password(f"kafka-{cluster.KAFKA_CONTROLLER_USER}"),
-            },
+            ctx.layout.sources / "kafka" / "cluster.properties", self._config(ctx), values
         )
 
     def _format_extra(self, ctx: Context) -> list[str]:
-        keys = cluster.Secrets.of(ctx.layout)
-        found = []
-        for user in (cluster.KAFKA_BROKER_USER, *cluster.KAFKA_USERS):
-            found += [
-                "--add-scram",
-                f"SCRAM-SHA-512=[name={user},password={keys.password(f'kafka-{user}')}]",
-            ]
-        return found
+        return scram_users(cluster.Secrets.of(ctx.layout))
 
     def _client(self) -> dict[str, str | int | float]:
         # ./dev asks as the operator (admin).
@@ -206,3 +182,40 @@ class KafkaNode(KafkaBase):
             "sasl.username": "admin",
             "sasl.password": self._keys.password("kafka-admin"),
         }
+
+
+def new_cluster_id() -> str:
+    """A fresh KRaft cluster id: 16 random bytes in URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def broker_values(
+    topology: cluster.Topology, node: int, keys: cluster.Secrets, data: Path | str
+) -> dict[str, object]:
+    """The values of ``cluster.properties`` for broker ``node`` of ``topology``."""
+    host, port = topology.kafka[node]
+    return {
+        "node_id": node,
+        "voters": topology.kafka_voters,
+        "bind": topology.bind,
+        "host": host,
+        "port": port,
+        "controller_port": topology.kafka_controllers[node][1],
+        "data_dir": data,
+        "broker_user": cluster.KAFKA_BROKER_USER,
+        "broker_password": keys.password(f"kafka-{cluster.KAFKA_BROKER_USER}"),
+        "controller_user": cluster.KAFKA_CONTROLLER_USER,
+        "controller_password": keys.password(f"kafka-{cluster.KAFKA_CONTROLLER_USER}"),
+    }
+
+
+def scram_users(keys: cluster.Secrets) -> list[str]:
+    """The storage tool's arguments that make the SCRAM users (the brokers' own, then one per
+    service) when a broker's storage is formatted."""
+    found = []
+    for user in (cluster.KAFKA_BROKER_USER, *cluster.KAFKA_USERS):
+        found += [
+            "--add-scram",
+            f"SCRAM-SHA-512=[name={user},password={keys.password(f'kafka-{user}')}]",
+        ]
+    return found

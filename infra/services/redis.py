@@ -9,6 +9,7 @@ of theirs; replicas log in to the primary as the replication user.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -150,44 +151,14 @@ class RedisNode(RedisBase):
     def prepare(self, ctx: Context) -> None:
         home, data = ctx.layout.home(self.name), ctx.layout.data(self.name)
         data.mkdir(parents=True, exist_ok=True)
-        users = [
-            "user default off",
-            f"user admin on >{self._keys.password('redis-admin')} ~* &* +@all",
-            f"user {cluster.REDIS_REPLICATION_USER} on"
-            f" >{self._keys.password('redis-' + cluster.REDIS_REPLICATION_USER)}"
-            " +psync +replconf +ping",
-            # The sentinels watch, reconfigure and fail over the nodes.
-            f"user sentinel on >{self._keys.password('redis-sentinel-user')} ~* &* +@all",
-        ]
-        for user in cluster.SERVICE_USERS:
-            if user != "admin":
-                password = self._keys.password(f"redis-{user}")
-                users.append(f"user {user} on >{password} {SERVICE_RIGHTS}")
-        (home / "users.acl").write_text("\n".join(users) + "\n")
-        (home / "users.acl").chmod(0o600)
+        acl = home / "users.acl"
+        acl.write_text(users_acl(self._keys))
+        acl.chmod(0o600)
         primary = self._primary()
         if primary is None and self.node != 1:
-            primary = ("127.0.0.1", cluster.REDIS_PORTS[1])
-        if primary == ("127.0.0.1", self.port):
-            primary = None
-        lines = [
-            "bind 127.0.0.1",
-            f"port {self.port}",
-            f"dir {data}",
-            "appendonly yes",
-            'save ""',
-            "daemonize no",
-            'logfile ""',
-            f"aclfile {home / 'users.acl'}",
-            f"masteruser {cluster.REDIS_REPLICATION_USER}",
-            f"masterauth {self._keys.password('redis-' + cluster.REDIS_REPLICATION_USER)}",
-            # The command line is what `ps` shows: keep the config's path in it.
-            'proc-title-template "{title} {listen-addr} {server-mode} {config-file}"',
-        ]
-        if primary is not None:
-            lines.append(f"replicaof {primary[0]} {primary[1]}")
+            primary = cluster.LOOPBACK.redis[1]
         config = home / "redis.conf"
-        config.write_text("\n".join(lines) + "\n")
+        config.write_text(node_config(cluster.LOOPBACK, self.node, self._keys, data, acl, primary))
         config.chmod(0o600)
 
     def command(self, ctx: Context) -> list[str]:
@@ -221,26 +192,7 @@ class SentinelNode(RedisBase):
         config = home / "sentinel.conf"
         if config.is_file():
             return  # the sentinel keeps it (the primary it follows now, the epochs)
-        password = self._keys.password("redis-sentinel")
-        lines = [
-            "bind 127.0.0.1",
-            f"port {self.port}",
-            f"dir {home}",
-            "daemonize no",
-            'logfile ""',
-            f"requirepass {password}",
-            # What the sentinels say to one another.
-            f"sentinel sentinel-pass {password}",
-            f"sentinel monitor {cluster.REDIS_MASTER} 127.0.0.1 {cluster.REDIS_PORTS[1]}"
-            f" {cluster.SENTINEL_QUORUM}",
-            f"sentinel auth-user {cluster.REDIS_MASTER} sentinel",
-            f"sentinel auth-pass {cluster.REDIS_MASTER}"
-            f" {self._keys.password('redis-sentinel-user')}",
-            f"sentinel down-after-milliseconds {cluster.REDIS_MASTER} {DOWN_AFTER_MS}",
-            f"sentinel failover-timeout {cluster.REDIS_MASTER} {FAILOVER_TIMEOUT_MS}",
-            f"sentinel parallel-syncs {cluster.REDIS_MASTER} 1",
-        ]
-        config.write_text("\n".join(lines) + "\n")
+        config.write_text(sentinel_config(cluster.LOOPBACK, self.node, self._keys, home))
         config.chmod(0o600)
 
     def command(self, ctx: Context) -> list[str]:
@@ -248,3 +200,89 @@ class SentinelNode(RedisBase):
 
     def endpoints(self) -> list[str]:
         return [f"sentinel 127.0.0.1:{self.port} (primary {cluster.REDIS_MASTER!r})"]
+
+
+def users_acl(keys: cluster.Secrets) -> str:
+    """The nodes' ACL file: no default user, the operator, replication, the sentinels, and one
+    user per service."""
+    users = [
+        "user default off",
+        f"user admin on >{keys.password('redis-admin')} ~* &* +@all",
+        f"user {cluster.REDIS_REPLICATION_USER} on"
+        f" >{keys.password('redis-' + cluster.REDIS_REPLICATION_USER)}"
+        " +psync +replconf +ping",
+        # The sentinels watch, reconfigure and fail over the nodes.
+        f"user sentinel on >{keys.password('redis-sentinel-user')} ~* &* +@all",
+    ]
+    for user in cluster.SERVICE_USERS:
+        if user != "admin":
+            users.append(f"user {user} on >{keys.password(f'redis-{user}')} {SERVICE_RIGHTS}")
+    return "\n".join(users) + "\n"
+
+
+def node_config(
+    topology: cluster.Topology,
+    node: int,
+    keys: cluster.Secrets,
+    data: Path | str,
+    acl: Path | str,
+    primary: tuple[str, int] | None,
+) -> str:
+    """``redis.conf`` of node ``node``: a replica of ``primary``, or a primary when that is
+    None or the node itself."""
+    host, port = topology.redis[node]
+    lines = [
+        f"bind {topology.bind}",
+        # No user logs in without a password (the default user is off), so the nodes may
+        # answer on addresses other than loopback.
+        "protected-mode no",
+        f"port {port}",
+        f"dir {data}",
+        "appendonly yes",
+        'save ""',
+        "daemonize no",
+        'logfile ""',
+        f"aclfile {acl}",
+        f"masteruser {cluster.REDIS_REPLICATION_USER}",
+        f"masterauth {keys.password('redis-' + cluster.REDIS_REPLICATION_USER)}",
+        # What the sentinels tell clients this node is (its name in compose).
+        f"replica-announce-ip {host}",
+        # The command line is what `ps` shows: keep the config's path in it.
+        'proc-title-template "{title} {listen-addr} {server-mode} {config-file}"',
+    ]
+    if primary is not None and primary != (host, port):
+        lines.append(f"replicaof {primary[0]} {primary[1]}")
+    return "\n".join(lines) + "\n"
+
+
+def sentinel_config(
+    topology: cluster.Topology, node: int, keys: cluster.Secrets, home: Path | str
+) -> str:
+    """``sentinel.conf`` of sentinel ``node``, watching node 1 as the first primary."""
+    host, port = topology.sentinels[node]
+    primary_host, primary_port = topology.redis[1]
+    password = keys.password("redis-sentinel")
+    lines = [
+        f"bind {topology.bind}",
+        "protected-mode no",
+        f"port {port}",
+        f"dir {home}",
+        "daemonize no",
+        'logfile ""',
+        f"requirepass {password}",
+        # Nodes and sentinels are known by name in compose (by address on loopback).
+        "sentinel resolve-hostnames yes",
+        "sentinel announce-hostnames yes",
+        f"sentinel announce-ip {host}",
+        f"sentinel announce-port {port}",
+        # What the sentinels say to one another.
+        f"sentinel sentinel-pass {password}",
+        f"sentinel monitor {cluster.REDIS_MASTER} {primary_host} {primary_port}"
+        f" {cluster.SENTINEL_QUORUM}",
+        f"sentinel auth-user {cluster.REDIS_MASTER} sentinel",
+        f"sentinel auth-pass {cluster.REDIS_MASTER} {keys.password('redis-sentinel-user')}",
+        f"sentinel down-after-milliseconds {cluster.REDIS_MASTER} {DOWN_AFTER_MS}",
+        f"sentinel failover-timeout {cluster.REDIS_MASTER} {FAILOVER_TIMEOUT_MS}",
+        f"sentinel parallel-syncs {cluster.REDIS_MASTER} 1",
+    ]
+    return "\n".join(lines) + "\n"
