@@ -7,7 +7,8 @@ are durable: written, published, notified), decoding records with dead letters f
 do not decode, readiness, and a failed batch handled again after a pause, never skipped. What
 differs is in the hooks: ``start`` (subscribe, or assign by hand), ``ready`` (whether to poll
 now), ``handle`` (the work on a batch), ``committable`` (offsets whose work is done), ``tick``
-(after every turn) and ``stopping`` (before the last commit).
+(after every turn), ``stopping`` (before the last commit) and ``replaced`` (a consumer that
+failed for good was replaced).
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ class ConsumerLoop(abc.ABC):
     async def stopping(self) -> None:  # noqa: B027 - a hook: most consumers need none
         """When the loop stops, before its last commit (work in flight may finish here)."""
 
+    def replaced(self) -> None:  # noqa: B027 - a hook: most consumers need none
+        """The consumer failed for good and a new one took its place, holding no partition
+        yet: what was kept per partition is no longer this consumer's to finish."""
+
     # What the loop gives them.
 
     def decode(self, message: Message) -> deliveries.Delivery | None:
@@ -233,6 +238,7 @@ class ConsumerLoop(abc.ABC):
             await asyncio.to_thread(old.close)
         self._lag = LagReporter(self.consumer, self._group)
         self._committed = {}
+        self.replaced()
         await self.start()
         self.last_error = None
 

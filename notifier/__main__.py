@@ -45,29 +45,31 @@ async def _run(
     live = LiveConfig(common.redis, [settings])
     stack.push_async_callback(live.close)
     await live.start(stop)
-    consumer = Consumer(
-        common.kafka.config(
-            **{
-                "group.id": group,
-                "enable.auto.commit": False,
-                # A new notifier starts at the log's end: the past is not news.
-                "auto.offset.reset": "latest",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": 10_000,
-                "heartbeat.interval.ms": 2_000,
-                # Notifications wait seconds anyway (bursts): fuller fetches cost less.
-                "fetch.wait.max.ms": 200,
-                "fetch.min.bytes": 64 << 10,
-            }
+
+    def make_consumer() -> Consumer:
+        return Consumer(
+            common.kafka.config(
+                **{
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                    # A new notifier starts at the log's end: the past is not news.
+                    "auto.offset.reset": "latest",
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    "session.timeout.ms": 10_000,
+                    "heartbeat.interval.ms": 2_000,
+                    # Notifications wait seconds anyway (bursts): fuller fetches cost less.
+                    "fetch.wait.max.ms": 200,
+                    "fetch.min.bytes": 64 << 10,
+                }
+            )
         )
-    )
-    stack.callback(consumer.close)
+
     producer = AsyncProducer(common.kafka.config())
     stack.callback(producer.close)
     http = aiohttp.ClientSession()
     stack.push_async_callback(http.close)
     notifier = Notifier(
-        consumer,
+        make_consumer(),
         client,
         Webhook(http),
         producer,
@@ -75,7 +77,10 @@ async def _run(
         topic=common.deliveries_topic,
         dead_letter_topic=common.notifications_dead_letter_topic,
         group=group,
+        renew=make_consumer,
     )
+    # The consumer in use at the end (the loop replaces one that failed for good).
+    stack.callback(lambda: notifier.consumer.close())
     task = asyncio.create_task(notifier.run(stop), name="notifier")
 
     runner = await ops.start(

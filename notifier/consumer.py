@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -76,6 +77,7 @@ class Notifier(ConsumerLoop):
         topic: str,
         dead_letter_topic: str,
         group: str,
+        renew: Callable[[], Consumer] | None = None,
     ) -> None:
         super().__init__(
             consumer,
@@ -85,6 +87,7 @@ class Notifier(ConsumerLoop):
             poll_seconds=POLL_SECONDS,
             commit_seconds=COMMIT_SECONDS,
             fill=True,  # notifications wait seconds anyway: fuller batches cost less
+            renew=renew,
         )
         self._redis = redis
         self._webhook = webhook
@@ -126,6 +129,13 @@ class Notifier(ConsumerLoop):
     async def stopping(self) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
+
+    def replaced(self) -> None:
+        # As if every partition were revoked: whoever is assigned them next reads again from
+        # the committed offsets (a notification already sent is skipped by its mark).
+        self._revoked.clear()
+        self._bursts = Bursts()
+        self._offsets = Offsets()
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called inside a poll, on its thread: the loop applies it when the poll returns.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -128,3 +129,97 @@ def _read_all(kafka: KafkaAccess, topic: str) -> list[Message]:
         raise AssertionError(f"{topic} was not read to its end")
     finally:
         consumer.close()
+
+
+class Counting(ConsumerLoop):
+    """Keeps every message id it handles; counts the consumers replaced under it."""
+
+    def __init__(self, make: Callable[[], Consumer], topic: str, group: str) -> None:
+        super().__init__(
+            make(), topic, group, batch=50, poll_seconds=0.2, commit_seconds=0, renew=make
+        )
+        self.handled: set[int] = set()
+        self.replacements = 0
+        self._done: dict[int, int] = {}
+
+    async def handle(self, records: list[Message]) -> None:
+        for record in records:
+            delivery = self.decode(record)
+            if delivery is not None:
+                self.handled.add(delivery.message_id)
+            partition, offset = record.partition() or 0, record.offset() or 0
+            self._done[partition] = max(self._done.get(partition, 0), offset + 1)
+
+    def committable(self) -> dict[int, int]:
+        return dict(self._done)
+
+    def replaced(self) -> None:
+        self.replacements += 1
+        self._done = {}
+
+
+async def _until(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(120)
+async def test_a_consumer_fenced_for_good_is_replaced_and_reading_goes_on(
+    endpoints: Endpoints, unique: str
+) -> None:
+    """A static member fenced by another with its instance id fails for good (librdkafka's
+    fatal error, as the history writer met when two of three brokers died): the loop makes a
+    new consumer, which joins again and reads on from the committed offsets."""
+    topic = f"{unique}.deliveries"
+    await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, PARTITIONS, 1, {})
+    group = f"{unique}-group"
+
+    def make() -> Consumer:
+        return Consumer(
+            {
+                "bootstrap.servers": endpoints.kafka_bootstrap,
+                "group.id": group,
+                "group.instance.id": "static-1",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 500,
+            }
+        )
+
+    producer = AsyncProducer(endpoints.kafka.config())
+    entry = deliveries.Delivery(chat_id="d:1:2", kind="direct", sender_id=1, body="hi")
+
+    async def send(ids: range) -> None:
+        await producer.send(
+            [
+                Record(topic, c.key, c.value, n % PARTITIONS)
+                for n in ids
+                for c in deliveries.encode(entry, n, [2])
+            ]
+        )
+
+    loop = Counting(make, topic, group)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    intruder = make()
+    try:
+        await send(range(1, 11))
+        await _until(lambda: loop.handled >= set(range(1, 11)), 60)
+        # Another member with the same instance id takes its place in the group.
+        intruder.subscribe([topic])
+        await _until(lambda: bool(fetch(intruder, 10, 0.5)) or loop.replacements > 0, 60)
+        await _until(lambda: loop.replacements > 0, 60)
+        await asyncio.to_thread(intruder.close)
+        await send(range(11, 21))
+        await _until(lambda: loop.handled >= set(range(1, 21)), 60)
+        assert not task.done()
+        assert loop.last_error is None
+    finally:
+        stop.set()
+        await task
+        loop.consumer.close()
+        producer.close()
+    assert loop.replacements == 1
