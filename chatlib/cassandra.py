@@ -19,7 +19,11 @@ from cassandra.cluster import (
     ResponseFuture,
     Session,
 )
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    TokenAwarePolicy,
+)
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
 
 from chatlib.settings import CassandraAccess
@@ -32,6 +36,10 @@ BATCH_BYTES = 32 * 1024
 
 #: How long a connection with a login may take to open; see connect.
 LOGIN_CONNECT_TIMEOUT = 15.0
+#: The longest wait between attempts to reach a node that went down (the driver's default
+#: doubles up to 10 minutes, so a node back after a minute could wait minutes for clients),
+#: tried for as long as it is down.
+RECONNECT_MAX_SECONDS = 10.0
 
 #: The execution profile whose rows are plain tuples (for the hottest reads).
 TUPLES = "tuples"
@@ -65,6 +73,9 @@ def connect(access: CassandraAccess) -> tuple[Cluster, Session]:
         # up after the driver's default 5 s is work the node still does, and the retry queues
         # behind it.
         connect_timeout=LOGIN_CONNECT_TIMEOUT if auth is not None else 5.0,
+        reconnection_policy=ExponentialReconnectionPolicy(
+            1.0, RECONNECT_MAX_SECONDS, max_attempts=None
+        ),
     )
     return cluster, cluster.connect()
 
