@@ -111,7 +111,8 @@ def faults(results: Path) -> list[str]:
     lines = [
         "## Storage faults under load",
         "",
-        f"Run: `{run['command']}` ({run['measured_at']}), `tests/cluster/test_storage_faults.py`. "
+        f"Run: `{run['command']}` ({run['measured_at']}), `tests/cluster/test_storage_faults.py`"
+        f" ({_machine(run)}). "
         "Twelve clients send through the BFF (ten in direct chats, two in groups of three "
         "readers), each retrying a message with its client_message_id until it is "
         "acknowledged, at up to 100 messages/s together; every user holds a live gRPC stream. "
@@ -139,3 +140,9 @@ def faults(results: Path) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def _machine(run: dict[str, Any]) -> str:
+    """The machine a run was made on (the processor changes from day to day)."""
+    found = run.get("machine") or {}
+    return f"{found.get('cpus', '?')} cores, {found.get('cpu', 'processor not recorded')}"
