@@ -243,3 +243,19 @@ def test_a_second_render_keeps_secrets_and_what_a_failover_rewrote(tmp_path: Pat
             copy = tmp_path / compose_cluster.APP_SECRETS / name
             assert copy.read_text() == (tmp_path / "secrets" / name).read_text()
             assert copy.stat().st_mode & 0o077 == 0
+
+
+def test_nodes_run_with_the_jvm_settings_dev_gives_them(merged: dict[str, dict[str, Any]]) -> None:
+    from infra.services.cassandra import NODE_FLAGS, CassandraNode
+    from infra.services.kafka import KafkaNode
+
+    for node in cluster.NODES:
+        env = merged[f"cassandra-{node}"]["environment"]
+        flags = env["JVM_EXTRA_OPTS"].split()
+        assert set(NODE_FLAGS) <= set(flags)
+        assert (
+            f"-Dcassandra.config=file:///cluster/cassandra/cassandra-{node}/cassandra.yaml" in flags
+        )
+        assert env["MAX_HEAP_SIZE"] == CassandraNode.default_heap
+        heap = merged[f"kafka-{node}"]["environment"]["KAFKA_HEAP_OPTS"].split()
+        assert heap == [f"-Xms{KafkaNode.default_heap}", f"-Xmx{KafkaNode.default_heap}"]
