@@ -93,7 +93,9 @@ class _Connection(asyncio.Protocol):
         # Writes queued but never flushed (the connection went between send and flush): their
         # callers are told now, or they would wait for a WAIT that is never sent.
         held, self.held = self.held, []
-        for handed, _ in held:
+        for handed, reply in held:
+            if reply.done() and not reply.cancelled():
+                reply.exception()  # looked at: the caller learns of it through ``handed``
             if not handed.done():
                 handed.set_exception(self.lost)
 

@@ -167,15 +167,20 @@ async def nodes() -> AsyncIterator[Nodes]:
 
 
 async def readiness() -> dict[str, int]:
-    statuses = {}
+    return {name: status for name, (status, _) in (await _readyz()).items()}
+
+
+async def _readyz() -> dict[str, tuple[int, str]]:
+    """Each service's /readyz status and body (0 and the error when it does not answer)."""
+    found = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
         for app in APPS:
             try:
                 async with http.get(f"http://127.0.0.1:{app.ops_port}/readyz") as response:
-                    statuses[app.name] = response.status
-            except (aiohttp.ClientError, TimeoutError):
-                statuses[app.name] = 0
-    return statuses
+                    found[app.name] = (response.status, await response.text())
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                found[app.name] = (0, repr(exc))
+    return found
 
 
 async def every_service_ready(seconds: float) -> None:
@@ -185,9 +190,21 @@ async def every_service_ready(seconds: float) -> None:
     try:
         await eventually(ready, seconds=seconds)
     except AssertionError:
+        # Name what each unready service says is wrong, and what it logged last.
+        unready = {name: found for name, found in (await _readyz()).items() if found[0] != 200}
+        layout = Layout.from_env()
+        tails = {name: _tail(layout.log(name)) for name in unready}
         raise AssertionError(
-            f"services not ready after {seconds:.0f}s: {await readiness()}"
+            f"services not ready after {seconds:.0f}s: {unready}\n"
+            + "\n".join(f"--- {name} log ---\n{tail}" for name, tail in tails.items())
         ) from None
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return repr(exc)
 
 
 class TimedFollower(Follower):
