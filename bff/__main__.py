@@ -19,6 +19,7 @@ from bff.settings import Settings
 from chatlib import lifecycle, ops, redis_client, telemetry, tokens
 from chatlib.config_sections import AuthLimits, Features, Sessions, Web
 from chatlib.live_config import LiveConfig, LiveSection
+from chatlib.ownership import OwnerView, Routing
 from chatlib.partitioning import Partitioning
 from chatlib.revocations import Revocations
 from chatlib.sessions import SessionStore
@@ -46,14 +47,17 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
             await channel.close()
 
     stack.push_async_callback(close_channels)
-    routing = LiveSection("partitioning", Partitioning.parse)
+    partitioning = LiveSection("partitioning", Partitioning.parse)
     features = LiveSection("features", Features.parse)
     auth = LiveSection("auth", AuthLimits.parse)
     sessions = LiveSection("sessions", Sessions.parse)
     browsers = LiveSection("web", Web.parse)
-    live = LiveConfig(settings.common.redis, [routing, features, auth, sessions, browsers])
+    live = LiveConfig(settings.common.redis, [partitioning, features, auth, sessions, browsers])
     stack.push_async_callback(live.close)
     await live.start(stop)
+    owners = OwnerView(client)
+    owners.follow_in_background(partitioning)
+    stack.push_async_callback(owners.close)
     revoked = Revocations(settings.common.redis, f"bff:{os.getpid()}")
     stack.push_async_callback(revoked.close)
     await revoked.start(stop)
@@ -64,7 +68,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         messaging_channels=channels,
         client_interceptors=interceptors,
         messaging_dial=settings.messaging_dial,
-        partitioning=routing,
+        routing=Routing(partitioning, owners),
     )
 
     async def locate(user_id: int) -> str:

@@ -106,11 +106,14 @@ async def browser_events(
     Raises Ended when messaging ends it (the session ended, the token expired, a cursor it
     refuses); a Redirect is followed here and never yielded, and so is the second
     ``caught_up`` a move brings."""
-    address, _ = await live.backends.messaging_for(user_id)
-    state = StreamState(address=address, cursor=cursor)
+
+    async def locate() -> str:
+        return (await live.backends.messaging_for(user_id))[0]
+
+    state = StreamState(address=await locate(), cursor=cursor)
     caught_up = False
     try:
-        async for event in events(state, token, live.backends.channel):
+        async for event in events(state, token, live.backends.channel, locate):
             view = views.event(event)
             if view is None or (view["type"] == "caught_up" and caught_up):
                 continue

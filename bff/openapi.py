@@ -173,6 +173,20 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/v1/sessions/current/messaging-server": {
+            "get": {
+                "summary": "Where the caller's gRPC stream is now",
+                "description": "The messaging server that feeds the caller's partition. A"
+                " mobile client asks it when the server it holds its stream on stops"
+                " answering (UNAVAILABLE several times in a row): the server died or is"
+                " stopping, and its partitions move to the others within seconds. Any"
+                " messaging server also refuses a Subscribe for a partition it does not feed"
+                " with FAILED_PRECONDITION and the owner's address in the `chat-redirect`"
+                " trailer, so dialling any of them leads to the right one.",
+                "security": _AUTH,
+                "responses": _ok("MessagingServer"),
+            }
+        },
         "/v1/sessions/refresh": {
             "post": {
                 "summary": "Exchange a refresh token",
@@ -591,6 +605,16 @@ DOCUMENT: dict[str, Any] = {
                     "token_type": {"const": "Bearer"},
                     "expires_in": {"type": "integer"},
                     "refresh_token": {"type": "string"},
+                    "messaging_server": {
+                        "type": "string",
+                        "description": "host:port of the gRPC server for this user's stream",
+                    },
+                },
+            },
+            "MessagingServer": {
+                "type": "object",
+                "required": ["messaging_server"],
+                "properties": {
                     "messaging_server": {
                         "type": "string",
                         "description": "host:port of the gRPC server for this user's stream",

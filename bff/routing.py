@@ -10,10 +10,17 @@ from aiohttp import web
 
 from chatlib import tokens
 from chatlib.grpc_auth import bearer_metadata
-from chatlib.hashing import partition_for
-from chatlib.live_config import LiveSection
-from chatlib.partitioning import Partitioning
+from chatlib.ownership import Routing
 from protos.chat.v1 import groups_pb2_grpc, history_pb2_grpc, messaging_pb2_grpc
+
+#: A messaging server that stops answering (frozen, cut off) is found out within about 4 s:
+#: its channel fails, and calls go to another server until its partitions have moved.
+BACKEND_KEEPALIVE = (
+    ("grpc.keepalive_time_ms", 2_000),
+    ("grpc.keepalive_timeout_ms", 2_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
 
 
 @dataclass
@@ -27,8 +34,8 @@ class Backends:
     #: Server name to the address the BFF itself dials, where it differs from the address
     #: clients are given (containers, NAT).
     messaging_dial: dict[str, str]
-    #: Live config: routing changes apply from the next request.
-    partitioning: LiveSection[Partitioning]
+    #: Partition leases over the live config: routing changes apply from the next request.
+    routing: Routing
 
     def call_options(self, request: web.Request) -> dict[str, Any]:
         """The keywords of a gRPC call made for ``request``: its bearer token, the deadline."""
@@ -50,14 +57,22 @@ class Backends:
         return groups_pb2_grpc.GroupServiceStub(self._owner(user_id)[1])
 
     def _owner(self, user_id: int) -> tuple[str, grpc.aio.Channel]:
-        config = self.partitioning.get()
-        owner = config.owner(partition_for(user_id, config.partitions))
-        return owner.target, self._dial(self.messaging_dial.get(owner.name, owner.target))
+        _, owner = self.routing.owner_of_user(user_id)
+        channel = self._dial(self.messaging_dial.get(owner.name, owner.target))
+        if channel.get_state() != grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            return owner.target, channel
+        # The owner cannot be reached (it died, and its partitions have not moved yet): any
+        # server takes the user's calls, and a stream is redirected once they have moved.
+        for server in self.routing.partitioning.get().servers:
+            other = self._dial(self.messaging_dial.get(server.name, server.target))
+            if other.get_state() != grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                return server.target, other
+        return owner.target, channel
 
     def channel(self, target: str) -> grpc.aio.Channel:
         """A channel to the messaging server clients know as ``target`` (what a Redirect
         event names), dialled at the address the BFF uses for it."""
-        for server in self.partitioning.get().servers:
+        for server in self.routing.partitioning.get().servers:
             if server.target == target:
                 return self._dial(self.messaging_dial.get(server.name, target))
         return self._dial(target)
@@ -65,7 +80,9 @@ class Backends:
     def _dial(self, address: str) -> grpc.aio.Channel:
         channel = self.messaging_channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, interceptors=self.client_interceptors)
+            channel = grpc.aio.insecure_channel(
+                address, options=BACKEND_KEEPALIVE, interceptors=self.client_interceptors
+            )
             self.messaging_channels[address] = channel
         return channel
 

@@ -195,6 +195,7 @@ def add_routes(app: web.Application, accounts: Accounts) -> None:
     app.router.add_post("/v1/sessions", login)
     app.router.add_post("/v1/sessions/refresh", refresh)
     app.router.add_delete("/v1/sessions/current", logout)
+    app.router.add_get("/v1/sessions/current/messaging-server", messaging_server)
     app.router.add_delete("/v1/sessions", logout_everywhere)
 
 
@@ -269,6 +270,14 @@ async def refresh(request: web.Request) -> web.Response:
     body = await inputs.json_object(request)
     token = inputs.text(body, "refresh_token", maximum=200)
     return web.json_response(await request.app[ACCOUNTS].refresh(token))
+
+
+async def messaging_server(request: web.Request) -> web.Response:
+    """Where the caller's stream is now: what a client asks after its server stopped
+    answering (it died, or is stopping), and dials next."""
+    accounts = request.app[ACCOUNTS]
+    claims = accounts.claims(request)
+    return web.json_response({"messaging_server": await accounts.locate(claims.user_id)})
 
 
 async def logout(request: web.Request) -> web.Response:

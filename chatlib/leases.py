@@ -101,7 +101,9 @@ class WorkerLease:
             started = time.monotonic()
             try:
                 (renewed,) = await durably(self._client, self._queue_renewal)
-            except (aioredis.RedisError, OSError) as exc:
+            except Exception as exc:  # a renewal loop that ends loses the lease for good
+                if not isinstance(exc, aioredis.RedisError | OSError):
+                    logger.exception("renewing worker lease %d failed", self.worker_id)
                 # Try again soon, not a third of the TTL later: once Redis is back the lease
                 # is renewed before it runs out (or found gone and replaced) within a moment.
                 pause = RETRY_SECONDS
@@ -122,8 +124,8 @@ class WorkerLease:
                 self._lost()
             try:
                 await self._claim()
-            except (aioredis.RedisError, OSError) as exc:
-                logger.warning("leasing a new worker id failed: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - as above
+                logger.warning("leasing a new worker id failed: %r", exc)
 
     async def _queue_renewal(self, pipe: Pipeline) -> None:
         # A renewal a failover loses would let the key expire early on the new primary,

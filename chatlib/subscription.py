@@ -88,7 +88,11 @@ class ChannelFollower(ABC):
         while not stop.is_set():
             try:
                 await self._follow(stop)
-            except (aioredis.RedisError, OSError) as exc:
+            except Exception as exc:  # a follower that ends would serve stale state for good
+                if not isinstance(exc, aioredis.RedisError | OSError):
+                    # Not a connection failure we know (the client library in a failover):
+                    # shown whole, and followed again all the same.
+                    logger.exception("%s follower failed; starting again", self._channel)
                 self._lost(exc)
                 pause = RETRY_SECONDS[min(self._failures, len(RETRY_SECONDS) - 1)]
                 self._failures += 1

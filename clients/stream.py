@@ -9,7 +9,7 @@ the way a mobile client is meant to.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -19,6 +19,18 @@ from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
 
 RETRY_PAUSE = 0.05
 MAX_RETRY_PAUSE = 2.0
+#: Channel options for a client's messaging channel: a ping every 10 s when nothing else
+#: arrives, and a server that does not answer one within 5 s is given up on (UNAVAILABLE, so
+#: the stream moves on). Without them a frozen server holds a stream open and silent for as
+#: long as it stays frozen.
+KEEPALIVE = (
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+#: UNAVAILABLE answers in a row (about 0.35 s of retries) before another server is asked.
+DISCOVER_AFTER = 3
 
 
 @dataclass
@@ -36,12 +48,17 @@ class StreamState:
 
 
 async def events(
-    state: StreamState, token: str, channel_for: Callable[[str], grpc.aio.Channel]
+    state: StreamState,
+    token: str,
+    channel_for: Callable[[str], grpc.aio.Channel],
+    discover: Callable[[], Awaitable[str]] | None = None,
 ) -> AsyncIterator[messaging_pb2.ClientEvent]:
     """Every event of the caller's stream, across reconnects, until the caller stops.
 
     Redirect events are yielded too (after which the stream continues on the new server).
-    Errors other than a refusal with a redirect or UNAVAILABLE are raised.
+    Errors other than a refusal with a redirect or UNAVAILABLE are raised. While the server
+    stays UNAVAILABLE (it died, or is stopping), ``discover`` names another one to ask: any
+    server refuses with a redirect to the user's current one.
     """
     metadata = (("authorization", f"Bearer {token}"),)
     failures = 0
@@ -69,6 +86,8 @@ async def events(
                 state.retries += 1
                 await asyncio.sleep(min(MAX_RETRY_PAUSE, RETRY_PAUSE * 2**failures))
                 failures += 1
+                if discover is not None and failures >= DISCOVER_AFTER:
+                    state.address = await discover()
             else:
                 raise
         finally:

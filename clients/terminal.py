@@ -28,7 +28,7 @@ import aiohttp
 import grpc
 
 from chatlib.chat_ids import direct_members
-from clients.stream import StreamState, events
+from clients.stream import KEEPALIVE, StreamState, events
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
 DEFAULT_BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
@@ -63,6 +63,7 @@ class Session:
         self.user_id = int(login["user_id"])
         self.token = str(login["access_token"])
         self.server = str(login["messaging_server"])
+        self.channels: dict[str, grpc.aio.Channel] = {}
         self.auth = {"Authorization": f"Bearer {self.token}"}
         self.names: dict[int, str] = {}
         #: The chat lines go to; None until one is opened.
@@ -79,6 +80,23 @@ class Session:
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         return await _call(self.http, method, f"{self.bff}{path}", headers=self.auth, **kwargs)
+
+    def channel(self, target: str) -> grpc.aio.Channel:
+        """One channel per messaging server dialled (a stream may move between them)."""
+        if target not in self.channels:
+            self.channels[target] = grpc.aio.insecure_channel(target, options=KEEPALIVE)
+        return self.channels[target]
+
+    async def locate(self) -> str:
+        """Ask the BFF where this user's stream is now (after the server stopped answering)."""
+        with contextlib.suppress(ClientError, aiohttp.ClientError):
+            found = await self.call("GET", "/v1/sessions/current/messaging-server")
+            self.server = str(found["messaging_server"])
+        return self.server
+
+    async def close(self) -> None:
+        for channel in self.channels.values():
+            await channel.close()
 
     async def user_id_of(self, name: str) -> int:
         for user_id, known in self.names.items():
@@ -177,16 +195,14 @@ async def chat(bff: str, username: str, password: str, peer: str | None, group: 
         else:
             print(HELP)
             await _command(me, "/chats")
-        metadata = (("authorization", f"Bearer {me.token}"),)
-        async with grpc.aio.insecure_channel(me.server) as channel:
-            stub = messaging_pb2_grpc.MessagingServiceStub(channel)
-            receiver = asyncio.create_task(_receive(me))
-            try:
-                await _read_lines(me, stub, metadata)
-            finally:
-                receiver.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await receiver
+        receiver = asyncio.create_task(_receive(me))
+        try:
+            await _read_lines(me)
+        finally:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+            await me.close()
 
 
 async def _command(me: Session, line: str) -> None:
@@ -282,12 +298,6 @@ async def _receive(me: Session) -> None:
     """Show the open chat's messages as they arrive (and say where else something came),
     wherever the stream has to move."""
     state = StreamState(me.server)
-    channels: dict[str, grpc.aio.Channel] = {}
-
-    def channel_for(target: str) -> grpc.aio.Channel:
-        if target not in channels:
-            channels[target] = grpc.aio.insecure_channel(target)
-        return channels[target]
 
     async def send_marks() -> None:
         while True:
@@ -298,15 +308,13 @@ async def _receive(me: Session) -> None:
     try:
         while True:
             try:
-                async for event in events(state, me.token, channel_for):
+                async for event in events(state, me.token, me.channel, me.locate):
                     await _on_event(me, event)
             except grpc.aio.AioRpcError as exc:
                 print(f"-- stream ended ({exc.code().name}: {exc.details()}); reconnecting")
                 await asyncio.sleep(1)
     finally:
         marking.cancel()
-        for channel in channels.values():
-            await channel.close()
 
 
 async def _on_event(me: Session, event: messaging_pb2.ClientEvent) -> None:
@@ -369,11 +377,7 @@ async def _tick(me: Session, user: int, up_to: int, *, read: bool) -> None:
     print(f"-- {ticks} #{number} {'read by' if read else 'delivered to'} {await me.name_of(user)}")
 
 
-async def _read_lines(
-    me: Session,
-    stub: messaging_pb2_grpc.MessagingServiceAsyncStub,
-    metadata: tuple[tuple[str, str], ...],
-) -> None:
+async def _read_lines(me: Session) -> None:
     while True:
         line = await asyncio.to_thread(sys.stdin.readline)
         if not line:
@@ -386,19 +390,18 @@ async def _read_lines(
         elif me.chat_id is None:
             print("-- open a chat first (/with, /new, /open; /help)")
         else:
-            await _send(stub, metadata, me.chat_id, text)
+            await _send(me, me.chat_id, text)
 
 
-async def _send(
-    stub: messaging_pb2_grpc.MessagingServiceAsyncStub,
-    metadata: tuple[tuple[str, str], ...],
-    chat_id: str,
-    text: str,
-) -> None:
+async def _send(me: Session, chat_id: str, text: str) -> None:
+    metadata = (("authorization", f"Bearer {me.token}"),)
     request = messaging_pb2.SendRequest(
         chat_id=chat_id, client_message_id=uuid.uuid4().hex, body=text
     )
     for attempt in range(5):  # the same client_message_id on every retry: no duplicates
+        if attempt:
+            await me.locate()  # its server may have died: any live one takes the send
+        stub = messaging_pb2_grpc.MessagingServiceStub(me.channel(me.server))
         try:
             await stub.Send(request, metadata=metadata, timeout=10)
             return

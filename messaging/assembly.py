@@ -20,6 +20,7 @@ from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer
 from chatlib.leases import WorkerLease
 from chatlib.live_config import LiveConfig, LiveSection
+from chatlib.ownership import OwnerView, Routing
 from chatlib.partitioning import Partitioning
 from chatlib.redis_wire import RedisWire
 from chatlib.revocations import Revocations
@@ -41,6 +42,7 @@ from messaging.signals.channel import Signals
 from messaging.signals.presence import Presence
 from messaging.signals.typing import TypingSignals
 from messaging.streams.fanout import FanOut
+from messaging.streams.leases import PartitionLeases
 from messaging.streams.recent import RecentDeliveries
 from messaging.streams.registry import StreamRegistry
 from messaging.streams.replay import Replayer, Watermarks
@@ -53,6 +55,9 @@ logger = logging.getLogger("messaging")
 #: clients after a restart is exactly that, so the queue may grow; each pending call is only a
 #: few hundred bytes.
 MAX_PENDING_CALLS = 100_000
+#: How long the fan-out may take to let go of partitions and take new ones (a commit and an
+#: offset lookup at most); past it the lease turn fails and is tried again.
+APPLY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,9 @@ class Streams:
     watermarks: Watermarks
     replayer: Replayer
     fanout: FanOut
+    #: The partitions this server feeds, and who feeds the others.
+    leases: PartitionLeases
+    routing: Routing
 
 
 @dataclass(frozen=True)
@@ -117,10 +125,13 @@ class Ephemeral:
 async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
     base = await _platform(settings, stack, stop)
     send = _send_path(settings, stack, base)
-    streams = _streams(settings, stack, base.config)
+    streams = _streams(settings, stack, base)
     base.revoked.on_revoke(streams.registry.end_sessions)
     ephemeral = _ephemeral(settings, stack, base, send, streams, stop)
-    fanout = asyncio.create_task(streams.fanout.run(stop), name="fan-out")
+    # The fan-out stops after the leases are given back: giving one back needs it.
+    fanout_stop = asyncio.Event()
+    fanout = asyncio.create_task(streams.fanout.run(fanout_stop), name="fan-out")
+    leases = asyncio.create_task(streams.leases.run(stop), name="partition-leases")
     presence = asyncio.create_task(ephemeral.presence.run(stop), name="presence")
     server = await _grpc_server(settings, base, send, streams, ephemeral)
     runner = await ops.start(
@@ -128,6 +139,8 @@ async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) 
         settings.ops_port,
         {
             "fan-out": _fanout_check(streams.fanout, fanout),
+            "partition-leases": ops.loop_check(leases, "partition leases"),
+            "partitions": streams.leases.check,
             "kafka": send.producer.check,
             "worker-lease": _lease_check(base.lease),
             "redis": ops.redis_ping(base.redis),
@@ -145,6 +158,10 @@ async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) 
     stack.push_async_callback(runner.cleanup)
     _say_ready(settings, base.config.partitioning.get())
     await stop.wait()
+    # Partitions are given back first (their streams redirected to the survivors), while
+    # the server still answers the calls those clients make on their way out.
+    await leases
+    fanout_stop.set()
     await server.stop(5)
     await fanout
     await presence
@@ -220,8 +237,8 @@ def _send_path(settings: Settings, stack: AsyncExitStack, base: Platform) -> Sen
     return SendPath(producer, admission, fence, directory, groups, sender)
 
 
-def _streams(settings: Settings, stack: AsyncExitStack, config: Config) -> Streams:
-    common = settings.common
+def _streams(settings: Settings, stack: AsyncExitStack, base: Platform) -> Streams:
+    common, config = settings.common, base.config
     watermarks = Watermarks(common.kafka, common.deliveries_topic)
     stack.callback(watermarks.close)
     replayer = Replayer(common.kafka, common.deliveries_topic)
@@ -241,18 +258,27 @@ def _streams(settings: Settings, stack: AsyncExitStack, config: Config) -> Strea
     stack.callback(consumer.close)
     registry = StreamRegistry()
     recent = RecentDeliveries(settings.recent_bytes_per_partition)
+    view = OwnerView(base.redis)
+    placed = config.partitioning.get().server(settings.server_name)
+    target = placed.target if placed is not None else f"{settings.host}:{settings.port}"
+
+    async def apply(held: frozenset[int]) -> None:
+        await asyncio.wait_for(fanout.follow(held, leases.next_owner), APPLY_SECONDS)
+
+    leases = PartitionLeases(
+        base.redis, settings.server_name, target, config.partitioning, view, apply
+    )
     fanout = FanOut(
         consumer,
         registry,
         recent,
         watermarks,
         common.deliveries_topic,
-        settings.server_name,
+        leases.holds,
         group=settings.fanout_group,
     )
-    fanout.follow(config.partitioning.get())
-    config.partitioning.on_change(fanout.follow)
-    return Streams(registry, recent, watermarks, replayer, fanout)
+    routing = Routing(config.partitioning, view)
+    return Streams(registry, recent, watermarks, replayer, fanout, leases, routing)
 
 
 def _ephemeral(
@@ -264,7 +290,7 @@ def _ephemeral(
     stop: asyncio.Event,
 ) -> Ephemeral:
     name, partitioning = settings.server_name, base.config.partitioning
-    signals = Signals(settings.common.redis, name, base.redis, partitioning, streams.registry)
+    signals = Signals(settings.common.redis, name, base.redis, streams.routing, streams.registry)
     signals.follow_in_background(stop, "signals")
     stack.push_async_callback(signals.close)
     presence = Presence(
@@ -290,7 +316,8 @@ async def _grpc_server(
     verifier = tokens.Verifier(settings.common.jwt_secret, base.revoked)
     messaging = MessagingService(
         server_name=settings.server_name,
-        partitioning=base.config.partitioning,
+        routing=streams.routing,
+        leases=streams.leases,
         sender=send.sender,
         directory=send.directory,
         changes=changes,
@@ -318,6 +345,10 @@ async def _grpc_server(
         options=[
             ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
             ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
+            # Clients ping to find out a frozen server (the BFF every 2 s): allow it.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
+            ("grpc.http2.max_ping_strikes", 0),
         ],
     )
     groups = GroupService(changes, verifier, base.config.groups)

@@ -12,10 +12,8 @@ from confluent_kafka import KafkaException
 
 from chatlib import deliveries, errors, grpc_auth, tokens
 from chatlib.chat_ids import check_chat_id
-from chatlib.hashing import partition_for
 from chatlib.ids import smallest_id_at
-from chatlib.live_config import LiveSection
-from chatlib.partitioning import Partitioning
+from chatlib.ownership import Routing
 from messaging.chats import ChatDirectory
 from messaging.groups.changes import ChatChanges
 from messaging.send.amend import Amendments
@@ -25,6 +23,7 @@ from messaging.signals.presence import Presence
 from messaging.signals.typing import TypingSignals
 from messaging.streams.cursor import Cursor
 from messaging.streams.fanout import FanOut
+from messaging.streams.leases import PartitionLeases
 from messaging.streams.recent import RecentDeliveries
 from messaging.streams.registry import LiveStream, RecentIds, StreamRegistry, end, message_event
 from messaging.streams.replay import Replayer, ReplayFailed, TooManyToReplay, Watermarks
@@ -56,7 +55,8 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self,
         *,
         server_name: str,
-        partitioning: LiveSection[Partitioning],
+        routing: Routing,
+        leases: PartitionLeases,
         sender: Sender,
         directory: ChatDirectory,
         changes: ChatChanges,
@@ -73,7 +73,8 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         stream_queue: int,
     ) -> None:
         self._server_name = server_name
-        self._partitioning = partitioning
+        self._routing = routing
+        self._leases = leases
         self._sender = sender
         self._directory = directory
         self._changes = changes
@@ -195,14 +196,16 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         try:
             claims = self._claims(context)
             user = claims.user_id
-            config = self._partitioning.get()
-            partition = partition_for(user, config.partitions)
-            owner = config.owner(partition)
-            if owner.name != self._server_name:
-                raise errors.FailedPrecondition(
-                    f"partition {partition} of user {user} is served by {owner.name} at "
-                    f"{owner.target}; connect there",
-                    metadata=((errors.REDIRECT_KEY, owner.target),),
+            partition, owner = self._routing.owner_of_user(user)
+            if not self._leases.holds(partition):
+                if owner.name != self._server_name:
+                    raise errors.FailedPrecondition(
+                        f"partition {partition} of user {user} is served by {owner.name} at "
+                        f"{owner.target}; connect there",
+                        metadata=((errors.REDIRECT_KEY, owner.target),),
+                    )
+                raise errors.Unavailable(
+                    f"partition {partition} is changing hands; retry in a moment"
                 )
             # Unavailable while the partition is still moving here. Taken in the same step as
             # the registration below: no fan-out batch can fall between the two.

@@ -17,9 +17,7 @@ from collections.abc import Iterable
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 
-from chatlib.hashing import partition_for
-from chatlib.live_config import LiveSection
-from chatlib.partitioning import Partitioning
+from chatlib.ownership import Routing
 from chatlib.settings import RedisAccess
 from chatlib.subscription import ChannelFollower
 from messaging.streams.registry import LiveEvent, StreamRegistry
@@ -44,20 +42,19 @@ class Signals(ChannelFollower):
         access: RedisAccess,
         server_name: str,
         redis: aioredis.Redis,
-        partitioning: LiveSection[Partitioning],
+        routing: Routing,
         registry: StreamRegistry,
     ) -> None:
         super().__init__(access, channel(server_name), CONNECTED)
         self._redis = redis
-        self._partitioning = partitioning
+        self._routing = routing
         self._registry = registry
 
     async def send(self, recipients: Iterable[int], event: messaging_pb2.ClientEvent) -> None:
         """Publish ``event`` to the servers holding the recipients' streams (best effort)."""
-        config = self._partitioning.get()
         by_server: dict[str, list[int]] = defaultdict(list)
         for user in recipients:
-            by_server[config.owner(partition_for(user, config.partitions)).name].append(user)
+            by_server[self._routing.owner_of_user(user)[1].name].append(user)
         if not by_server:
             return
         try:

@@ -141,6 +141,9 @@ class Presence:
             except (aioredis.RedisError, OSError) as exc:
                 logger.warning("presence not written, retrying: %s", exc)
                 await asyncio.sleep(1.0)
+            except Exception:  # the loop must outlive what it does not foresee
+                logger.exception("presence not written, retrying")
+                await asyncio.sleep(1.0)
             self._wake.clear()
             if not self._dirty:
                 # Until the next beat at the latest: writes in between must not push it back

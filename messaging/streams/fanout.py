@@ -1,16 +1,19 @@
-"""Feeding live streams: consume the partitions this server owns and push to each recipient.
+"""Feeding live streams: consume the partitions this server holds and push to each recipient.
 
 A ``ConsumerLoop`` (``chatlib/consumer_loop.py``) that assigns its partitions by hand. It
 never awaits a client: ``StreamRegistry.publish`` only ``put_nowait``s.
 
-Ownership follows the live partitioning config. Between two fetches the loop compares what
-it consumes with what it should own:
+What it consumes follows the partition leases this server holds (``leases.py``). Between two
+fetches the loop compares what it consumes with what it holds:
 
-* a partition that moved away is unassigned first, its position committed (the consumer
-  group is shared by every messaging server), and only then are its streams redirected to
-  the new owner, each with the cursor of the last event it was given;
-* a partition that moved here is assigned at the committed position, so the new owner
-  picks up where the old one stopped (or at the end when that is too far back to be live).
+* a partition let go is unassigned first, its position committed (the consumer group is
+  shared by every messaging server), and only then are its streams redirected to the next
+  owner, each with the cursor of the last event it was given;
+* a partition taken is assigned at the committed position, so the new owner picks up where
+  the old one stopped (or at the end when that is too far back to be live).
+
+Before each batch is handed to streams, the lease of each partition is checked once more: a
+server that was frozen past its leases delivers nothing of what it had already fetched.
 
 Clients never depend on the commit: a redirected client resumes from its own cursor, and the
 new owner replays whatever that cursor has not seen.
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from opentelemetry import trace
@@ -30,7 +34,7 @@ from prometheus_client import Gauge
 from chatlib import deliveries
 from chatlib.consumer_loop import ConsumerLoop
 from chatlib.errors import Unavailable
-from chatlib.partitioning import Partitioning
+from chatlib.ownership import Owner
 from chatlib.telemetry import sampled_context
 from messaging.streams.cursor import Cursor
 from messaging.streams.recent import RecentDeliveries
@@ -60,7 +64,7 @@ class FanOut(ConsumerLoop):
         recent: RecentDeliveries,
         watermarks: Watermarks,
         topic: str,
-        server_name: str,
+        holds: Callable[[int], bool],
         group: str = "fanout",
     ) -> None:
         super().__init__(
@@ -74,10 +78,14 @@ class FanOut(ConsumerLoop):
         self._watermarks = watermarks
         self._registry = registry
         self._recent = recent
-        self._name = server_name
-        self._config: Partitioning | None = None
-        self._applied: Partitioning | None = None
+        self._holds = holds
+        self._wanted: frozenset[int] | None = None
+        self._next_owner: Callable[[int], Owner] = lambda p: Owner("", "")
+        self._applied: frozenset[int] | None = None
         self._changed = asyncio.Event()
+        self._settled = asyncio.Event()
+        #: Partitions whose lease was found held at the start of the current batch.
+        self._live: set[int] = set()
         #: Per owned partition, the offset of the next record the fan-out will publish.
         self._next: dict[int, int] = {}
         #: Resumes waiting for the fan-out to reach an offset: (offset, future) per partition.
@@ -89,13 +97,18 @@ class FanOut(ConsumerLoop):
 
     @property
     def assigned(self) -> bool:
-        """True once the fan-out consumes exactly what the newest config gives this server."""
-        return self._applied is not None and self._applied is self._config
+        """True once the fan-out consumes exactly the partitions this server holds."""
+        return self._applied is not None and self._applied is self._wanted
 
-    def follow(self, config: Partitioning) -> None:
-        """Take a new partitioning config; applied by the loop before its next fetch."""
-        self._config = config
+    async def follow(self, held: frozenset[int], next_owner: Callable[[int], Owner]) -> None:
+        """Consume ``held`` from now on; returns once the loop has let go of the rest (their
+        positions committed and their streams redirected to ``next_owner``) and started on
+        the new ones."""
+        self._wanted = held
+        self._next_owner = next_owner
+        self._settled.clear()
         self._changed.set()
+        await self._settled.wait()
 
     def next_offset(self, partition: int) -> int:
         """Every record from this offset on will still be published to registered streams.
@@ -143,13 +156,13 @@ class FanOut(ConsumerLoop):
     # The loop's hooks.
 
     async def start(self) -> None:
-        """Nothing to join: partitions are assigned by hand, as the live config says."""
+        """Nothing to join: partitions are assigned by hand, as the leases held say."""
 
     async def ready(self, stop: asyncio.Event) -> bool:
         """Apply a changed ownership first; poll only while something is owned (else wait for
         a change, a second at most, so the loop still turns)."""
         self._changed.clear()
-        if self._config is not self._applied:
+        if self._wanted is not self._applied:
             try:
                 await self._rebalance()
             except KafkaException as exc:
@@ -172,6 +185,8 @@ class FanOut(ConsumerLoop):
         return False
 
     async def handle(self, records: list[Message]) -> None:
+        # Once per batch, not per record: a lease runs out on the scale of seconds.
+        self._live = {p for p in self._next if self._holds(p)}
         for record in records:
             self._publish(record)
 
@@ -183,11 +198,10 @@ class FanOut(ConsumerLoop):
             self._wake_waiting()
 
     async def _rebalance(self) -> None:
-        config = self._config
-        if config is None:
+        wanted = self._wanted
+        if wanted is None:
             return
         owned = set(self._next)
-        wanted = config.owned_by(self._name)
         released = owned - wanted
         gained = wanted - owned
         if released:
@@ -202,7 +216,7 @@ class FanOut(ConsumerLoop):
             for partition in sorted(released):
                 del self._next[partition]
                 self._recent.stop(partition)
-                owner = config.owner(partition)
+                owner = self._next_owner(partition)
                 moved = self._registry.redirect(partition, Redirect(owner.name, owner.target))
                 logger.info(
                     "partition %d moved to %s: %d streams redirected", partition, owner.name, moved
@@ -222,7 +236,9 @@ class FanOut(ConsumerLoop):
                 self.topic,
             )
         OWNED.set(len(self._next))
-        self._applied = config
+        self._applied = wanted
+        if self._wanted is wanted:
+            self._settled.set()
 
     async def _starts(self, partitions: list[int]) -> list[TopicPartition]:
         committed = await asyncio.to_thread(
@@ -242,8 +258,10 @@ class FanOut(ConsumerLoop):
 
     def _publish(self, record: Message) -> None:
         partition = record.partition() or 0
-        if partition not in self._next:
-            return  # moved away after this batch was fetched; the new owner has it
+        if partition not in self._live or partition not in self._next:
+            # Moved away after this batch was fetched, or its lease ran out: the next holder
+            # delivers it.
+            return
         offset = record.offset() or 0
         self._next[partition] = offset + 1
         recipient = deliveries.recipient_of(record.key())

@@ -21,8 +21,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from infra import cluster, modes, processes, stack
-from infra.catalog import APPS
+from infra import apps, cluster, modes, processes, stack
+from infra.catalog import APPS, App
 from infra.layout import Layout
 from infra.services import Context, Service
 from infra.services.cassandra import CassandraNode
@@ -54,12 +54,19 @@ class Nodes:
         self.cassandra = {n: CassandraNode(n, self.layout) for n in cluster.NODES}
         self.redis = {n: RedisNode(n, self.layout) for n in cluster.NODES}
 
-    def _tracked(self, service: Service) -> processes.Tracked:
+    def _tracked(self, service: Service | App) -> processes.Tracked:
         tracked = processes.alive(self.layout.pidfile(service.name))
         assert tracked is not None, f"{service.name} does not run"
         return tracked
 
-    async def kill(self, *services: Service) -> None:
+    def app(self, name: str) -> App:
+        return next(app for app in APPS if app.name == name)
+
+    async def start_app(self, app: App) -> None:
+        """Start one of our services again as ./dev does (and wait until it is ready)."""
+        await asyncio.to_thread(apps.start, self.ctx, {app.name})
+
+    async def kill(self, *services: Service | App) -> None:
         """SIGKILL: the process is gone at once, nothing flushed, no goodbye to its peers."""
         for service in services:
             tracked = self._tracked(service)
@@ -68,11 +75,11 @@ class Nodes:
                 processes.reap(tracked.pid)  # ours if a test restarted it
                 await asyncio.sleep(0.05)
 
-    def pause(self, service: Service) -> None:
+    def pause(self, service: Service | App) -> None:
         """SIGSTOP: a gray failure; its ports stay open and nobody answers."""
         os.killpg(self._tracked(service).pid, signal.SIGSTOP)
 
-    def resume(self, service: Service) -> None:
+    def resume(self, service: Service | App) -> None:
         os.killpg(self._tracked(service).pid, signal.SIGCONT)
 
     async def start(self, *services: Service) -> None:
@@ -158,12 +165,14 @@ async def nodes() -> AsyncIterator[Nodes]:
         yield found
     finally:
         # Whatever a failed test left stopped or paused runs again for the next one.
-        for service in [*found.kafka.values(), *found.cassandra.values(), *found.redis.values()]:
-            tracked = processes.alive(found.layout.pidfile(service.name))
+        storage = [*found.kafka.values(), *found.cassandra.values(), *found.redis.values()]
+        for name in [service.name for service in storage] + [app.name for app in APPS]:
+            tracked = processes.alive(found.layout.pidfile(name))
             if tracked is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(tracked.pid, signal.SIGCONT)
         await found.start(*found.redis.values(), *found.kafka.values(), *found.cassandra.values())
+        await asyncio.to_thread(apps.up, found.ctx, missing_only=True)
 
 
 async def readiness() -> dict[str, int]:
@@ -217,7 +226,15 @@ class TimedFollower(Follower):
     async def _run(self) -> None:
         from clients.stream import events  # the client's own reconnecting stream
 
-        async for event in events(self.state, self.user.token, self.clients.channel):
+        async def locate() -> str:
+            # As a mobile client does once its server stops answering: ask where to go.
+            try:
+                status, body = await self.user.get("/v1/sessions/current/messaging-server")
+            except (aiohttp.ClientError, TimeoutError):
+                return self.state.address
+            return str(body["messaging_server"]) if status == 200 else self.state.address
+
+        async for event in events(self.state, self.user.token, self.clients.channel, locate):
             kind = event.WhichOneof("event")
             if kind == "message" and not event.message.HasField("change"):
                 self.received.append(event.message.message_id)
@@ -344,8 +361,9 @@ class Load:
                     self.to_ack.append(time.monotonic() - first)
                     sent += 1
                     break
-                # Refused, clearly: the service is unavailable (or the connection failed).
-                assert status in (0, 503), (status, body)
+                # Refused, clearly: the service is unavailable, did not answer in time (a
+                # frozen server), or the connection failed. Retried with the same id.
+                assert status in (0, 503, 504), (status, body)
                 await asyncio.sleep(0.25)
             await asyncio.sleep(max(0.0, period - (time.monotonic() - first)))
 
@@ -513,6 +531,10 @@ class FaultRecord:
     longest_to_ack_s: float
     error_window_s: float
     longest_stream_pause_s: float
+    #: Over the streams the fault touched (all of them unless the test says which): each
+    #: one's longest wait for a message already acknowledged, p50 and p99.
+    stream_pause_p50_s: float = 0.0
+    stream_pause_p99_s: float = 0.0
     #: Acknowledged messages a second over the whole run (load, fault, healing).
     rate: float = 0.0
     lost: int = 0
@@ -549,8 +571,10 @@ async def under_fault(
     inject: Any,
     heal: Any,
     revocation: Revocation | None = None,
+    affected: Any = None,
 ) -> FaultRecord:
-    """Run the load, inject the fault, log a session out during it, heal, then account."""
+    """Run the load, inject the fault, log a session out during it, heal, then account.
+    ``affected`` (a user to bool) says which streams the fault touched; all by default."""
     await load.start()
     if revocation is not None:
         await revocation.prepare()
@@ -576,6 +600,9 @@ async def under_fault(
     window = (
         (max(a.began + a.took for a in errors) - min(a.began for a in errors)) if errors else 0.0
     )
+    pauses = sorted(
+        f.longest_lag(load.acked_at) for f in load.followers if affected is None or affected(f.user)
+    ) or [0.0]
     entry = FaultRecord(
         fault=name,
         seconds=round(healed - began, 1),
@@ -586,6 +613,8 @@ async def under_fault(
         longest_to_ack_s=round(max(load.to_ack), 2),
         error_window_s=round(window, 2),
         longest_stream_pause_s=round(max(f.longest_lag(load.acked_at) for f in load.followers), 2),
+        stream_pause_p50_s=round(pauses[len(pauses) // 2], 2),
+        stream_pause_p99_s=round(pauses[min(len(pauses) - 1, int(len(pauses) * 0.99))], 2),
         rate=round(load.acked() / (ended - loaded), 1),
         lost=accounting.lost,
         duplicated=accounting.duplicated,

@@ -14,7 +14,7 @@ import aiohttp
 import grpc
 import pytest
 
-from clients.stream import StreamState, events
+from clients.stream import KEEPALIVE, StreamState, events
 from infra.layout import Layout
 from protos.chat.v1 import groups_pb2_grpc, messaging_pb2, messaging_pb2_grpc
 
@@ -152,7 +152,7 @@ class Clients:
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self.channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address)
+            channel = grpc.aio.insecure_channel(address, options=KEEPALIVE)
             self.channels[address] = channel
         return channel
 

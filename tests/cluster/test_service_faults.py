@@ -1,0 +1,70 @@
+"""Our own processes killed or frozen under load: the survivors take over without anyone
+doing anything, and nothing acknowledged is lost or duplicated on streams, in history or in
+unread counts. Figures go to ``cluster-faults.json`` beside the storage faults'."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatlib.hashing import partition_for
+from infra.catalog import PARTITIONS
+from tests.cluster.conftest import Load, Nodes, Revocation, under_fault
+from tests.e2e.conftest import Clients, User
+
+#: Long enough for the dead server's leases to run out (8 s) and its users to move, and for
+#: a good stretch of load on the survivor alone.
+MESSAGING_DOWN = 30.0
+#: The issue's 20 s: longer than a lease, so the frozen server's partitions move meanwhile.
+MESSAGING_FROZEN = 20.0
+
+
+def _on_m2(user: User) -> bool:
+    """Whether the user's partition is placed on m2 (the second half, as ./dev seeds it)."""
+    return partition_for(user.user_id, PARTITIONS) >= PARTITIONS // 2
+
+
+@pytest.mark.timeout(900)
+async def test_a_messaging_server_killed_and_not_restarted(clients: Clients, nodes: Nodes) -> None:
+    victim = nodes.app("messaging-m2")
+
+    async def inject() -> None:
+        await nodes.kill(victim)
+
+    async def heal() -> None:
+        # Only after the fault: its partitions were on m1 all along, and come back to it now.
+        await nodes.start_app(victim)
+
+    await under_fault(
+        "messaging: SIGKILL m2 (30 s, its users on m1 meanwhile)",
+        Load(clients),
+        MESSAGING_DOWN,
+        inject,
+        heal,
+        Revocation(clients),
+        affected=_on_m2,
+    )
+
+
+@pytest.mark.timeout(900)
+async def test_a_frozen_messaging_server_delivers_nothing_once_its_partitions_moved(
+    clients: Clients, nodes: Nodes
+) -> None:
+    victim = nodes.app("messaging-m2")
+
+    async def inject() -> None:
+        nodes.pause(victim)
+
+    async def heal() -> None:
+        # It wakes holding records it fetched before the freeze, and leases that ran out:
+        # a duplicate on any stream fails the accounting.
+        nodes.resume(victim)
+
+    await under_fault(
+        "messaging: SIGSTOP m2 (20 s)",
+        Load(clients),
+        MESSAGING_FROZEN,
+        inject,
+        heal,
+        Revocation(clients),
+        affected=_on_m2,
+    )
