@@ -30,11 +30,30 @@ def summary_keys(results: Path) -> dict[str, float]:
         keys["cluster_max_sustained_msgs_per_s"] = best["rate"] if best else 0.0
     faults = load(results, FAULTS)
     if faults:
-        found = faults["result"]["faults"]
-        keys["storage_faults_acked_lost"] = sum(f["lost"] for f in found)
-        keys["storage_faults_duplicated"] = sum(f["duplicated"] for f in found)
-        keys["storage_fault_longest_send_error_window_s"] = max(f["error_window_s"] for f in found)
+        storage, service = _tiers(faults["result"]["faults"])
+        if storage:
+            keys["storage_faults_acked_lost"] = sum(f["lost"] for f in storage)
+            keys["storage_faults_duplicated"] = sum(f["duplicated"] for f in storage)
+            keys["storage_fault_longest_send_error_window_s"] = max(
+                f["error_window_s"] for f in storage
+            )
+        if service:
+            keys["service_faults_acked_lost"] = sum(f["lost"] for f in service)
+            keys["service_faults_duplicated"] = sum(f["duplicated"] for f in service)
+            for f in service:
+                if f["fault"].startswith(MESSAGING_KILLED):
+                    keys["failover_stream_resume_p99_s"] = f["stream_pause_p99_s"]
     return keys
+
+
+#: How the fault of a messaging server SIGKILLed and not restarted is named.
+MESSAGING_KILLED = "messaging: SIGKILL"
+
+
+def _tiers(found: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Storage faults and faults of our own processes (runs before the latter say storage)."""
+    storage = [f for f in found if f.get("tier", "storage") == "storage"]
+    return storage, [f for f in found if f.get("tier") == "service"]
 
 
 def cost(results: Path) -> list[str]:
@@ -103,11 +122,47 @@ def cost(results: Path) -> list[str]:
 
 
 def faults(results: Path) -> list[str]:
-    """The storage faults under load, from the last full run of the cluster suite."""
+    """The faults under load, from the last full run of the cluster suite: storage, then our
+    own processes."""
     run = load(results, FAULTS)
     if not run:
         return []
-    found: list[dict[str, Any]] = run["result"]["faults"]
+    storage, service = _tiers(run["result"]["faults"])
+    return _storage_faults(run, storage) + _service_faults(run, service)
+
+
+def _service_faults(run: dict[str, Any], found: list[dict[str, Any]]) -> list[str]:
+    if not found:
+        return []
+    lines = [
+        "## Our own processes killed or frozen under load",
+        "",
+        f"Run: `{run['command']}` ({run['measured_at']}), `tests/cluster/test_service_faults.py`"
+        f" ({_machine(run)}), with the load and the accounting of the storage faults. *Stream "
+        "pause p50/p99* are over the streams of the users whose partitions were on the server "
+        "the fault hit: each stream's longest wait for a message already acknowledged, which "
+        "is the time until it was live again. Clients do what `clients/stream.py` does: "
+        "resume from their cursor, follow redirects, ask the BFF where to go after "
+        "UNAVAILABLE, and ping every 10 s.",
+        "",
+        "| fault | fault s | acked | refused attempts | send error window s | longest to ack s "
+        "| stream pause p50 s | p99 s | max s | lost | duplicated |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in found:
+        lines.append(
+            f"| {f['fault']} | {f['seconds']} | {f['acked']} | {f['refused']} | "
+            f"{f['error_window_s']} | {f['longest_to_ack_s']} | {f['stream_pause_p50_s']} | "
+            f"{f['stream_pause_p99_s']} | {f['longest_stream_pause_s']} | {f['lost']} | "
+            f"{f['duplicated']} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _storage_faults(run: dict[str, Any], found: list[dict[str, Any]]) -> list[str]:
+    if not found:
+        return []
     lines = [
         "## Storage faults under load",
         "",

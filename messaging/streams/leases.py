@@ -188,13 +188,17 @@ class PartitionLeases:
             pipe.mget([self._keys.owner(p) for p in range(partitions)])
 
         (members, renewed), owners = await durably(self._redis, beat)
+        lost = []
         for partition, value, ok in zip(held, values, renewed, strict=True):
             if ok:
                 self._held[partition] = (value, started + self._ttl)
             else:
-                logger.error("lost the lease of partition %d (%s)", partition, value)
-                MOVES.labels(change="lost").inc()
+                lost.append(partition)
                 del self._held[partition]
+        if lost:
+            # Another server holds them now: this one was away longer than a lease.
+            MOVES.labels(change="lost").inc(len(lost))
+            logger.error("lost the leases of partitions %s", ", ".join(map(str, lost)))
         self.members = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
         holders = {}
         for partition, raw in enumerate(owners):
@@ -262,12 +266,15 @@ class PartitionLeases:
                 )
 
         epochs = await durably(self._redis, take)
+        taken = []
         for partition, epoch in zip(partitions, epochs, strict=True):
             if int(epoch) > 0:
                 value = Holder(int(epoch), self._name, self._target).encode()
                 self._held[partition] = (value, started + self._ttl)
-                MOVES.labels(change="taken").inc()
-                logger.info("took partition %d at epoch %d", partition, int(epoch))
+                taken.append(f"{partition}@{int(epoch)}")
+        if taken:
+            MOVES.labels(change="taken").inc(len(taken))
+            logger.info("took partitions (at epochs) %s", ", ".join(taken))
         await self._follow_held()
 
     async def _give_back(self, partitions: list[int]) -> None:
@@ -287,8 +294,10 @@ class PartitionLeases:
 
     async def _follow_held(self) -> None:
         held = self.held()
-        for partition in set(self._held) - held:
-            logger.error("the lease of partition %d ran out before it was renewed", partition)
+        lapsed = sorted(set(self._held) - held)
+        if lapsed:
+            logger.error("leases of partitions %s ran out before they were renewed", lapsed)
+        for partition in lapsed:
             del self._held[partition]
         HELD.set(len(held))
         if held != self._applied:

@@ -523,6 +523,8 @@ class Revocation:
 @dataclass
 class FaultRecord:
     fault: str
+    #: "storage" (Kafka, Cassandra, Redis) or "service" (our own processes).
+    tier: str
     seconds: float
     acked: int
     attempts: int
@@ -572,6 +574,7 @@ async def under_fault(
     heal: Any,
     revocation: Revocation | None = None,
     affected: Any = None,
+    tier: str = "storage",
 ) -> FaultRecord:
     """Run the load, inject the fault, log a session out during it, heal, then account.
     ``affected`` (a user to bool) says which streams the fault touched; all by default."""
@@ -605,6 +608,7 @@ async def under_fault(
     ) or [0.0]
     entry = FaultRecord(
         fault=name,
+        tier=tier,
         seconds=round(healed - began, 1),
         acked=load.acked(),
         attempts=len(load.attempts),

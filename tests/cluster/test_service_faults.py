@@ -42,6 +42,7 @@ async def test_a_messaging_server_killed_and_not_restarted(clients: Clients, nod
         heal,
         Revocation(clients),
         affected=_on_m2,
+        tier="service",
     )
 
 
@@ -67,4 +68,5 @@ async def test_a_frozen_messaging_server_delivers_nothing_once_its_partitions_mo
         heal,
         Revocation(clients),
         affected=_on_m2,
+        tier="service",
     )
