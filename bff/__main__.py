@@ -105,6 +105,8 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     stack.push_async_callback(ops_runner.cleanup)
     logger.info("bff on http://%s:%d", settings.host, settings.port)
     await stop.wait()
+    # Browsers are told to resume elsewhere before the listener goes (a graceful stop).
+    await streams.drain()
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -78,6 +78,23 @@ class Live:
     accounts: Accounts
     redis: aioredis.Redis
     web: LiveSection[Web]
+    #: Set when the BFF stops: every socket is closed with a resume hint (its last cursor),
+    #: so browsers reconnect (through the load balancer, to another BFF) and miss nothing.
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
+    sockets: set[Socket] = field(default_factory=set)
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def drain(self, seconds: float = 5.0) -> None:
+        """Close every socket with its resume hint, waiting at most ``seconds``."""
+        self.draining.set()
+        if self.sockets:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drained.wait(), seconds)
+
+    def forget(self, socket: Socket) -> None:
+        self.sockets.discard(socket)
+        if self.draining.is_set() and not self.sockets:
+            self.drained.set()
 
 
 LIVE = web.AppKey("live", Live)
@@ -197,7 +214,7 @@ async def _refuse(ws: web.WebSocketResponse, code: int, reason: str) -> None:
     await _close_soon(ws, code, reason)
 
 
-@dataclass
+@dataclass(eq=False)
 class Socket:
     """One browser's WebSocket past its hello."""
 
@@ -205,28 +222,39 @@ class Socket:
     live: Live
     claims: tokens.Claims
     token: str
+    #: The cursor of the last event sent: where the browser resumes.
+    last: str = ""
 
 
 async def _serve(socket: Socket, cursor: str) -> None:
     """Events out and sends in, until either side ends; then one close, from here (a close
     while another task is reading the socket would race it)."""
     ws = socket.ws
+    socket.last = cursor
+    socket.live.sockets.add(socket)
     pump = asyncio.create_task(_pump(socket, cursor))
     reader = asyncio.create_task(_read(socket))
-    done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
-    first = pump if pump in done else reader
-    outcome: Close = None
-    if first.exception() is None:
-        outcome = first.result()
-    elif not isinstance(first.exception(), ConnectionError):  # a browser gone is no news
-        logger.warning("a browser stream failed: %r", first.exception())
-        outcome = (CLOSE_SERVER_ERROR, "the stream failed; reconnect with your cursor")
-    for task in (pump, reader):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await task
-    if outcome is not None and not ws.closed:
-        await _close_soon(ws, *outcome)
+    draining = asyncio.create_task(socket.live.draining.wait())
+    try:
+        done, _ = await asyncio.wait({pump, reader, draining}, return_when=asyncio.FIRST_COMPLETED)
+        outcome: Close = None
+        if draining in done:
+            outcome = (CLOSE_RESUME, f"resume {socket.last}")
+        else:
+            first = pump if pump in done else reader
+            if first.exception() is None:
+                outcome = first.result()
+            elif not isinstance(first.exception(), ConnectionError):  # a browser gone: no news
+                logger.warning("a browser stream failed: %r", first.exception())
+                outcome = (CLOSE_SERVER_ERROR, "the stream failed; reconnect with your cursor")
+        for task in (pump, reader, draining):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
+        if outcome is not None and not ws.closed:
+            await _close_soon(ws, *outcome)
+    finally:
+        socket.live.forget(socket)
 
 
 Close = tuple[int, str] | None
@@ -265,6 +293,7 @@ async def _pump(socket: Socket, cursor: str) -> Close:
                 CUT_LOOSE.inc()
                 return CLOSE_RESUME, f"resume {last}"
             last = view["cursor"] or last
+            socket.last = last
             if view["type"] == "resume_required":
                 return CLOSE_RESUME, f"resume {last}"
     except Ended as exc:

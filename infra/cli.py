@@ -40,7 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     restart = commands.add_parser(
         "restart", help="restart the named services (infrastructure or ours), nothing else"
     )
-    restart.add_argument("services", nargs="+")
+    restart.add_argument("services", nargs="*")
+    restart.add_argument(
+        "--rolling",
+        action="store_true",
+        help="restart every one of our services, one at a time, each stopped gracefully"
+        " (SIGTERM) and ready again before the next",
+    )
     commands.add_parser("down", help="stop the processes ./dev started (data is kept)")
     commands.add_parser("status", help="what runs, its pid, memory and whether it answers")
     commands.add_parser("reset", help="stop everything and wipe data and logs (keeps downloads)")
@@ -88,6 +94,11 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         say(f"All up in {seconds(time.monotonic() - started)}.")
         return 0
     if command == "restart":
+        if args.rolling == bool(args.services):
+            say("name the services to restart, or give --rolling (every one of ours)")
+            return 2
+        if args.rolling:
+            return rolling_restart(ctx)
         return restart(ctx, args.services)
     if command == "down":
         apps.stop(ctx)
@@ -188,6 +199,17 @@ def restart(ctx: Context, names: list[str]) -> int:
     if ours & set(names):
         apps.setup(ctx)  # idempotent: a service of newer code may need a new section or table
         apps.summary([(app, pid, "restarted") for app, pid in apps.start(ctx, ours & set(names))])
+    return 0
+
+
+def rolling_restart(ctx: Context) -> int:
+    """Every one of our services in turn: SIGTERM (a messaging server gives its partitions to
+    the others, the BFF ends its streams with a resume hint, consumers commit), start, ready.
+    What users see meanwhile is measured by tests/cluster/test_service_faults.py."""
+    apps.setup(ctx)  # idempotent: newer code may need a new section or table
+    started = time.monotonic()
+    apps.summary([(app, pid, "restarted") for app, pid in apps.start(ctx)])
+    say(f"Rolling restart done in {seconds(time.monotonic() - started)}.")
     return 0
 
 

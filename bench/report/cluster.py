@@ -43,11 +43,14 @@ def summary_keys(results: Path) -> dict[str, float]:
             for f in service:
                 if f["fault"].startswith(MESSAGING_KILLED):
                     keys["failover_stream_resume_p99_s"] = f["stream_pause_p99_s"]
+                if f["fault"].startswith(ROLLING_RESTART):
+                    keys["rolling_restart_client_errors"] = f["refused"]
     return keys
 
 
 #: How the fault of a messaging server SIGKILLed and not restarted is named.
 MESSAGING_KILLED = "messaging: SIGKILL"
+ROLLING_RESTART = "rolling restart"
 
 
 def _tiers(found: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

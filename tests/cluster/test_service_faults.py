@@ -4,9 +4,12 @@ unread counts. Figures go to ``cluster-faults.json`` beside the storage faults'.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from chatlib.hashing import partition_for
+from infra import apps
 from infra.catalog import PARTITIONS
 from tests.cluster.conftest import Load, Nodes, Revocation, under_fault
 from tests.e2e.conftest import Clients, User
@@ -68,5 +71,25 @@ async def test_a_frozen_messaging_server_delivers_nothing_once_its_partitions_mo
         heal,
         Revocation(clients),
         affected=_on_m2,
+        tier="service",
+    )
+
+
+@pytest.mark.timeout(900)
+async def test_a_rolling_restart_of_every_service(clients: Clients, nodes: Nodes) -> None:
+    async def inject() -> None:
+        # What ./dev restart --rolling does: each service SIGTERMed, started, ready, in turn.
+        await asyncio.to_thread(apps.start, nodes.ctx)
+
+    async def heal() -> None:
+        """Nothing is broken: every service is back when the restart returns."""
+
+    await under_fault(
+        "rolling restart of every service (./dev restart --rolling)",
+        Load(clients),
+        1.0,
+        inject,
+        heal,
+        Revocation(clients),
         tier="service",
     )
