@@ -23,8 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import access, cluster, modes, processes
-from infra.catalog import APPS, PARTITIONS, App
+from infra import access, catalog, cluster, modes, processes
+from infra.catalog import PARTITIONS, App
 from infra.console import detail, say, step
 from infra.errors import StepFailed
 from infra.services import Context
@@ -36,22 +36,23 @@ STOP_GRACE = 15.0
 ALREADY_RUNNING_TIMEOUT = 20.0
 
 
-def default_partitioning() -> str:
-    """The partitioning section ``./dev up`` seeds: two servers, half the partitions each."""
-    half = PARTITIONS // 2
-    return json.dumps(
-        {
-            "partitions": PARTITIONS,
-            "servers": [
-                {"name": "m1", "address": "grpc://127.0.0.1:7101", "ranges": [[0, half - 1]]},
-                {
-                    "name": "m2",
-                    "address": "grpc://127.0.0.1:7102",
-                    "ranges": [[half, PARTITIONS - 1]],
-                },
-            ],
-        }
-    )
+def default_partitioning(mode: modes.Mode = modes.SINGLE) -> str:
+    """The partitioning section ``./dev up`` seeds: the partitions split evenly over the
+    stack's messaging servers (two, or three in the cluster)."""
+    servers = catalog.messaging_servers(mode)
+    share, rest = divmod(PARTITIONS, len(servers))
+    entries, first = [], 0
+    for index, app in enumerate(servers):
+        count = share + (1 if index < rest else 0)
+        entries.append(
+            {
+                "name": app.env["CHAT_SERVER_NAME"],
+                "address": f"grpc://127.0.0.1:{app.env['CHAT_MESSAGING_PORT']}",
+                "ranges": [[first, first + count - 1]],
+            }
+        )
+        first += count
+    return json.dumps({"partitions": PARTITIONS, "servers": entries})
 
 
 def secret(ctx: Context, name: str) -> str:
@@ -72,7 +73,7 @@ def environment(ctx: Context, user: str) -> dict[str, str]:
         "CHAT_JWT_SECRET": secret(ctx, "jwt"),
         "CHAT_ADMIN_TOKENS": f"admin={secret(ctx, 'admin')}",
         "CHAT_PARTITIONS": str(PARTITIONS),
-        "CHAT_PARTITIONING_DEFAULT": default_partitioning(),
+        "CHAT_PARTITIONING_DEFAULT": default_partitioning(modes.current(ctx.layout)),
         "PYTHONUNBUFFERED": "1",
         # gRPC's EventEngine listener hands every read and write between its own threads; the
         # older I/O path costs 8 thread switches per unary call here instead of 15 and about
@@ -201,7 +202,7 @@ def start(ctx: Context, only: set[str] | None = None) -> list[tuple[App, int]]:
     """(Re)start every service, or the named ones, and wait until each reports ready."""
     code = read_code(ctx)
     started = []
-    for app in APPS:
+    for app in catalog.apps_of(modes.current(ctx.layout)):
         if only is not None and app.name not in only:
             continue
         with step(f"{app.name}: start"):
@@ -221,7 +222,13 @@ def up(ctx: Context, *, missing_only: bool = False) -> list[tuple[App, int, str]
     what was done) for each."""
     code = read_code(ctx)
     outcomes = []
-    for app in APPS:
+    chosen = catalog.apps_of(modes.current(ctx.layout))
+    for app in catalog.every_app():
+        if app not in chosen:  # the other stack's only (the cluster's third messaging server)
+            stopped = processes.stop(ctx.layout.pidfile(app.name), grace=STOP_GRACE)
+            if stopped is not None:
+                say(f"{app.name}: stopped pid {stopped.pid} (not part of this stack)")
+    for app in chosen:
         env = environment(ctx, app.user)
         with step(f"{app.name}: up"):
             running = processes.alive(ctx.layout.pidfile(app.name))
@@ -273,7 +280,7 @@ def _ready_within(app: App, seconds: float) -> bool:
 
 
 def stop(ctx: Context) -> None:
-    for app in reversed(APPS):
+    for app in reversed(catalog.every_app()):
         began = time.monotonic()
         stopped = processes.stop(ctx.layout.pidfile(app.name), grace=STOP_GRACE)
         if stopped is not None:
@@ -282,7 +289,7 @@ def stop(ctx: Context) -> None:
 
 def status(ctx: Context) -> bool:
     healthy = True
-    for app in APPS:
+    for app in catalog.apps_of(modes.current(ctx.layout)):
         tracked = processes.alive(ctx.layout.pidfile(app.name))
         if tracked is None:
             say(f"{app.name:<15} stopped")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from infra.modes import CLUSTER, Mode
+
 PARTITIONS = 12
 
 
@@ -59,7 +61,7 @@ APPS = [
         "messaging-m1",
         ["messaging"],
         9311,
-        f"gRPC 127.0.0.1:7101 (seeded with partitions 0-{PARTITIONS // 2 - 1})",
+        "gRPC 127.0.0.1:7101",
         "messaging",
         {"CHAT_SERVER_NAME": "m1", "CHAT_MESSAGING_PORT": "7101"},
     ),
@@ -67,7 +69,7 @@ APPS = [
         "messaging-m2",
         ["messaging"],
         9312,
-        f"gRPC 127.0.0.1:7102 (seeded with partitions {PARTITIONS // 2}-{PARTITIONS - 1})",
+        "gRPC 127.0.0.1:7102",
         "messaging",
         {"CHAT_SERVER_NAME": "m2", "CHAT_MESSAGING_PORT": "7102"},
     ),
@@ -80,3 +82,32 @@ APPS = [
         {"CHAT_BFF_PORT": "8080"},
     ),
 ]
+
+#: What the cluster runs besides: a third messaging server, so that one of three may die.
+CLUSTER_APPS = [
+    App(
+        "messaging-m3",
+        ["messaging"],
+        9313,
+        "gRPC 127.0.0.1:7103",
+        "messaging",
+        {"CHAT_SERVER_NAME": "m3", "CHAT_MESSAGING_PORT": "7103"},
+    ),
+]
+
+
+def apps_of(mode: Mode) -> list[App]:
+    """The services of a stack, in the order they start (the BFF last, once every messaging
+    server is there)."""
+    if mode != CLUSTER:
+        return list(APPS)
+    return [*APPS[:-1], *CLUSTER_APPS, APPS[-1]]
+
+
+def messaging_servers(mode: Mode) -> list[App]:
+    return [app for app in apps_of(mode) if app.module == ["messaging"]]
+
+
+def every_app() -> list[App]:
+    """Every service either stack may run (to stop whatever runs)."""
+    return apps_of(CLUSTER)

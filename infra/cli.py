@@ -163,6 +163,9 @@ def up(ctx: Context, mode: Mode, *, missing_only: bool = False) -> list[stack.Ou
     keep = {service.name for service in chosen}
     other = [service for service in all_services(ctx.layout) if service.name not in keep]
     stack.down(ctx, other, only_running=True)
+    if modes.current(ctx.layout) != mode:
+        # What it scrapes is the stack's own services: it starts again with the new list.
+        stack.down(ctx, [s for s in chosen if s.name == "prometheus"], only_running=True)
     modes.record(ctx.layout, mode)
     outcomes = stack.up(ctx, chosen)
     stack.summary(outcomes)
@@ -177,7 +180,9 @@ def up(ctx: Context, mode: Mode, *, missing_only: bool = False) -> list[stack.Ou
 
 def known_services(ctx: Context) -> list[str]:
     """Every service of the stack ./dev runs: the infrastructure in start order, then ours."""
-    return [service.name for service in infrastructure(ctx)] + [app.name for app in catalog.APPS]
+    return [service.name for service in infrastructure(ctx)] + [
+        app.name for app in catalog.apps_of(modes.current(ctx.layout))
+    ]
 
 
 def _check_names(ctx: Context, names: list[str]) -> None:
@@ -191,7 +196,7 @@ def restart(ctx: Context, names: list[str]) -> int:
     """Stop and start exactly the named services; everything else keeps running."""
     _check_names(ctx, names)
     infra = {service.name: service for service in infrastructure(ctx)}
-    ours = {app.name for app in catalog.APPS}
+    ours = {app.name for app in catalog.apps_of(modes.current(ctx.layout))}
     chosen = [infra[name] for name in names if name in infra]
     if chosen:
         stack.down(ctx, chosen)

@@ -9,8 +9,7 @@ import urllib.request
 
 import yaml
 
-from infra import install
-from infra.catalog import APPS
+from infra import catalog, install, modes
 from infra.console import detail
 from infra.services.base import Context, Service
 
@@ -50,7 +49,10 @@ class Prometheus(Service):
         home.mkdir(parents=True, exist_ok=True)
         rules = home / "alerts.yml"
         shutil.copyfile(ctx.layout.sources / "prometheus" / "alerts.yml", rules)
-        targets = {app.name: f"127.0.0.1:{app.ops_port}" for app in APPS}
+        # The stack's own services (a third messaging server in the cluster): ./dev up
+        # restarts Prometheus when the stack changes.
+        services = catalog.apps_of(modes.current(ctx.layout))
+        targets = {app.name: f"127.0.0.1:{app.ops_port}" for app in services}
         (home / "prometheus.yml").write_text(
             yaml.safe_dump(scrape_config(targets, str(rules)), sort_keys=False)
         )

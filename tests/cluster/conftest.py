@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from infra import apps, cluster, modes, processes, stack
-from infra.catalog import APPS, App
+from infra.catalog import App, apps_of
 from infra.layout import Layout
 from infra.services import Context, Service
 from infra.services.cassandra import CassandraNode
@@ -33,6 +33,8 @@ from tests.e2e.conftest import BFF, Clients, Follower, User, clients, eventually
 __all__ = ["clients"]
 
 DELIVERIES = "chat.deliveries.v1"
+#: The cluster's own services (three messaging servers).
+APPS = apps_of(modes.CLUSTER)
 #: What the history service counts at most as a chat's unread messages.
 UNREAD_CAP = 1000
 

@@ -5,11 +5,14 @@ unread counts. Figures go to ``cluster-faults.json`` beside the storage faults'.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from chatlib.hashing import partition_for
-from infra import apps
+from chatlib.partitioning import Partitioning
+from infra import apps, modes
+from infra.apps import default_partitioning
 from infra.catalog import PARTITIONS
 from tests.cluster.conftest import Load, Nodes, Revocation, under_fault
 from tests.e2e.conftest import Clients, User
@@ -21,9 +24,13 @@ MESSAGING_DOWN = 30.0
 MESSAGING_FROZEN = 20.0
 
 
+#: Where ./dev up --cluster places partitions (three servers, four each).
+PLACEMENT = Partitioning.parse(json.loads(default_partitioning(modes.CLUSTER)))
+
+
 def _on_m2(user: User) -> bool:
-    """Whether the user's partition is placed on m2 (the second half, as ./dev seeds it)."""
-    return partition_for(user.user_id, PARTITIONS) >= PARTITIONS // 2
+    """Whether the user's partition is placed on m2, the server the faults hit."""
+    return PLACEMENT.owner(partition_for(user.user_id, PARTITIONS)).name == "m2"
 
 
 @pytest.mark.timeout(900)
@@ -34,11 +41,11 @@ async def test_a_messaging_server_killed_and_not_restarted(clients: Clients, nod
         await nodes.kill(victim)
 
     async def heal() -> None:
-        # Only after the fault: its partitions were on m1 all along, and come back to it now.
+        # Only after the fault: its partitions were on the others meanwhile, and come back.
         await nodes.start_app(victim)
 
     await under_fault(
-        "messaging: SIGKILL m2 (30 s, its users on m1 meanwhile)",
+        "messaging: SIGKILL m2 (30 s, its users on m1 and m3 meanwhile)",
         Load(clients),
         MESSAGING_DOWN,
         inject,

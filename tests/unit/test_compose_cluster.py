@@ -4,6 +4,7 @@ same things, every file and volume it names present."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import catalog, cluster, compose_cluster
+from infra import catalog, cluster, compose_cluster, modes
 from infra.layout import PROJECT_ROOT
 from infra.services import kafka, redis
 from infra.templates import render
@@ -58,7 +59,12 @@ def merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, dict[str,
     services: dict[str, dict[str, Any]] = {}
     for name in {*base["services"], *overlay["services"]}:
         service = dict(base["services"].get(name, {}))
-        for key, value in overlay["services"].get(name, {}).items():
+        added = dict(overlay["services"].get(name, {}))
+        extends = added.pop("extends", None)
+        if extends is not None:  # a service the overlay adds, built on one of compose.yaml's
+            assert extends["file"] == "compose.yaml", extends
+            service = dict(base["services"][extends["service"]])
+        for key, value in added.items():
             if key == "environment" and isinstance(service.get(key), dict):
                 service[key] = {**service[key], **value}
             else:
@@ -93,7 +99,7 @@ def test_nodes_run_the_images_the_single_node_stack_pins(
 
 
 def test_each_service_is_told_what_dev_tells_it(merged: dict[str, dict[str, Any]]) -> None:
-    for app in catalog.APPS:
+    for app in catalog.apps_of(modes.CLUSTER):
         want = cluster.service_environment(
             cluster.COMPOSE, compose_cluster.app_secrets(Path("/cluster")), app.user
         )
@@ -108,7 +114,7 @@ def test_each_service_is_told_what_dev_tells_it(merged: dict[str, dict[str, Any]
 
 
 def test_a_service_logs_in_with_no_one_elses_rights(merged: dict[str, dict[str, Any]]) -> None:
-    for app in catalog.APPS:
+    for app in catalog.apps_of(modes.CLUSTER):
         env = merged[app.name]["environment"]
         users = {env[key] for key in env if key.endswith("_USER")}
         assert users == {app.user}, app.name
@@ -238,7 +244,7 @@ def test_a_second_render_keeps_secrets_and_what_a_failover_rewrote(tmp_path: Pat
     assert secret.read_text() == before
     assert config.read_text().endswith("replicaof redis-2 6379\n")
     # Each service finds its own logins in the volume it mounts, and nobody else reads them.
-    for app in catalog.APPS:
+    for app in catalog.apps_of(modes.CLUSTER):
         for name in cluster.service_secrets(app.user):
             copy = tmp_path / compose_cluster.APP_SECRETS / name
             assert copy.read_text() == (tmp_path / "secrets" / name).read_text()
@@ -259,3 +265,21 @@ def test_nodes_run_with_the_jvm_settings_dev_gives_them(merged: dict[str, dict[s
         assert env["MAX_HEAP_SIZE"] == CassandraNode.default_heap
         heap = merged[f"kafka-{node}"]["environment"]["KAFKA_HEAP_OPTS"].split()
         assert heap == [f"-Xms{KafkaNode.default_heap}", f"-Xmx{KafkaNode.default_heap}"]
+
+
+def test_the_messaging_servers_are_placed_as_dev_places_them(
+    merged: dict[str, dict[str, Any]],
+) -> None:
+    from chatlib.partitioning import Partitioning
+    from infra.apps import default_partitioning
+
+    seeded = Partitioning.parse(
+        json.loads(merged["setup"]["environment"]["CHAT_PARTITIONING_DEFAULT"])
+    )
+    dev = Partitioning.parse(json.loads(default_partitioning(modes.CLUSTER)))
+    assert [(s.name, s.ranges) for s in seeded.servers] == [(s.name, s.ranges) for s in dev.servers]
+    dial = merged["bff"]["environment"]["CHAT_MESSAGING_DIAL"]
+    for server in seeded.servers:
+        port = server.target.rsplit(":", 1)[1]
+        assert f"127.0.0.1:{port}:{port}" in merged[f"messaging-{server.name}"]["ports"]
+        assert f"{server.name}=messaging-{server.name}:{port}" in dial
