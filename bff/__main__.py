@@ -16,7 +16,7 @@ from bff.live import Live
 from bff.routing import Backends
 from bff.session_routes import Accounts
 from bff.settings import Settings
-from chatlib import lifecycle, ops, redis_client, telemetry, tokens
+from chatlib import channels, lifecycle, ops, redis_client, telemetry, tokens
 from chatlib.config_sections import AuthLimits, Features, Sessions, Web
 from chatlib.live_config import LiveConfig, LiveSection
 from chatlib.ownership import OwnerView, Routing
@@ -36,14 +36,14 @@ def main() -> int:
 async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
     telemetry.instrument_aiohttp_server()
     interceptors = telemetry.grpc_client_interceptors()
-    history_channel = grpc.aio.insecure_channel(settings.history_address, interceptors=interceptors)
+    history_channel = channels.to_service(settings.history_address, interceptors=interceptors)
     stack.push_async_callback(history_channel.close)
     client = redis_client.connect(settings.common.redis)
     stack.push_async_callback(client.aclose)
-    channels: dict[str, grpc.aio.Channel] = {}
+    messaging_channels: dict[str, grpc.aio.Channel] = {}
 
     async def close_channels() -> None:
-        for channel in channels.values():
+        for channel in messaging_channels.values():
             await channel.close()
 
     stack.push_async_callback(close_channels)
@@ -65,7 +65,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     backends = Backends(
         history=history,
         deadline=settings.call_deadline_seconds,
-        messaging_channels=channels,
+        messaging_channels=messaging_channels,
         client_interceptors=interceptors,
         messaging_dial=settings.messaging_dial,
         routing=Routing(partitioning, owners),

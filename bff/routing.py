@@ -8,19 +8,10 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from chatlib import tokens
+from chatlib import channels, tokens
 from chatlib.grpc_auth import bearer_metadata
 from chatlib.ownership import Routing
 from protos.chat.v1 import groups_pb2_grpc, history_pb2_grpc, messaging_pb2_grpc
-
-#: A messaging server that stops answering (frozen, cut off) is found out within about 4 s:
-#: its channel fails, and calls go to another server until its partitions have moved.
-BACKEND_KEEPALIVE = (
-    ("grpc.keepalive_time_ms", 2_000),
-    ("grpc.keepalive_timeout_ms", 2_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-)
 
 
 @dataclass
@@ -80,9 +71,7 @@ class Backends:
     def _dial(self, address: str) -> grpc.aio.Channel:
         channel = self.messaging_channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(
-                address, options=BACKEND_KEEPALIVE, interceptors=self.client_interceptors
-            )
+            channel = channels.to_service(address, interceptors=self.client_interceptors)
             self.messaging_channels[address] = channel
         return channel
 

@@ -87,6 +87,7 @@ def environment(ctx: Context, user: str) -> dict[str, str]:
         for name in cluster.service_secrets(user):
             keys.file(name)  # made on first use
         found |= cluster.service_environment(cluster.LOOPBACK, keys, user)
+        found["CHAT_HISTORY_ADDRESS"] = catalog.CLUSTER_HISTORY_ADDRESS
     return found
 
 

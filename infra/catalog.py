@@ -83,8 +83,18 @@ APPS = [
     ),
 ]
 
-#: What the cluster runs besides: a third messaging server, so that one of three may die.
+#: What the cluster runs besides, each after the service it doubles: a third messaging server
+#: (one of three may die) and a second history query process (its clients balance calls over
+#: both, ``round_robin``).
 CLUSTER_APPS = [
+    App(
+        "history-query-2",
+        ["history", "query"],
+        9303,
+        "gRPC 127.0.0.1:7202",
+        "history",
+        {"CHAT_HISTORY_PORT": "7202"},
+    ),
     App(
         "messaging-m3",
         ["messaging"],
@@ -94,14 +104,21 @@ CLUSTER_APPS = [
         {"CHAT_SERVER_NAME": "m3", "CHAT_MESSAGING_PORT": "7103"},
     ),
 ]
+#: Where the cluster's services find the history query processes (a gRPC target that lists
+#: both: the channel balances per call and skips one that is down).
+CLUSTER_HISTORY_ADDRESS = "ipv4:127.0.0.1:7201,127.0.0.1:7202"
 
 
 def apps_of(mode: Mode) -> list[App]:
-    """The services of a stack, in the order they start (the BFF last, once every messaging
-    server is there)."""
+    """The services of a stack, in the order they start (each double right after the service
+    it doubles, the BFF last)."""
     if mode != CLUSTER:
         return list(APPS)
-    return [*APPS[:-1], *CLUSTER_APPS, APPS[-1]]
+    found = list(APPS)
+    for extra in CLUSTER_APPS:
+        last = max(i for i, app in enumerate(found) if app.module == extra.module)
+        found.insert(last + 1, extra)
+    return found
 
 
 def messaging_servers(mode: Mode) -> list[App]:

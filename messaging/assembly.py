@@ -14,7 +14,7 @@ import grpc
 import redis.asyncio as aioredis
 from confluent_kafka import Consumer
 
-from chatlib import cassandra, ops, redis_client, telemetry, tokens
+from chatlib import cassandra, channels, ops, redis_client, telemetry, tokens
 from chatlib.config_sections import Features, Groups, Limits, Messages
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer
@@ -200,7 +200,7 @@ async def _config(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event
 
 
 def _history(settings: Settings, stack: AsyncExitStack) -> HistoryApi:
-    channel = grpc.aio.insecure_channel(
+    channel = channels.to_service(
         settings.history_address, interceptors=telemetry.grpc_client_interceptors()
     )
     stack.push_async_callback(channel.close)
@@ -345,7 +345,7 @@ async def _grpc_server(
         options=[
             ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
             ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
-            # Clients ping to find out a frozen server (the BFF every 2 s): allow it.
+            # Clients ping to find out a frozen server (the BFF every 2 s, chatlib/channels.py).
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
             ("grpc.http2.max_ping_strikes", 0),

@@ -5,8 +5,10 @@ unread counts. Figures go to ``cluster-faults.json`` beside the storage faults'.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
+import aiohttp
 import pytest
 
 from chatlib.hashing import partition_for
@@ -22,6 +24,7 @@ from tests.e2e.conftest import Clients, User
 MESSAGING_DOWN = 30.0
 #: The issue's 20 s: longer than a lease, so the frozen server's partitions move meanwhile.
 MESSAGING_FROZEN = 20.0
+HISTORY_DOWN = 20.0
 
 
 #: Where ./dev up --cluster places partitions (three servers, four each).
@@ -100,3 +103,61 @@ async def test_a_rolling_restart_of_every_service(clients: Clients, nodes: Nodes
         Revocation(clients),
         tier="service",
     )
+
+
+class HistoryReads:
+    """A user reading their chat list (history's tables, through a history query process)
+    every 100 ms while the fault lasts: what each read answered."""
+
+    def __init__(self, clients: Clients) -> None:
+        self.clients = clients
+        self.statuses: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        reader = await self.clients.user("reader")
+        self._task = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: User) -> None:
+        while True:
+            try:
+                status, _ = await reader.get("/v1/chats")
+            except (aiohttp.ClientError, TimeoutError):
+                status = 0
+            self.statuses.append(status)
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+@pytest.mark.timeout(900)
+async def test_one_of_two_history_query_processes_killed(clients: Clients, nodes: Nodes) -> None:
+    victim = nodes.app("history-query")
+    reads = HistoryReads(clients)
+
+    async def inject() -> None:
+        await reads.start()
+        await asyncio.sleep(2)
+        await nodes.kill(victim)
+
+    async def heal() -> None:
+        await reads.stop()
+        await nodes.start_app(victim)
+
+    await under_fault(
+        "history: SIGKILL one of two query processes (20 s)",
+        Load(clients),
+        HISTORY_DOWN,
+        inject,
+        heal,
+        Revocation(clients),
+        tier="service",
+    )
+    # The survivor answered alone: once the channels had dropped the dead process, every
+    # read succeeded until it came back (only calls in flight at the kill may fail).
+    assert len(reads.statuses) > 50, reads.statuses
+    assert set(reads.statuses[-30:]) == {200}, reads.statuses

@@ -1,0 +1,27 @@
+"""gRPC channels from one of our services to another.
+
+A target may list several processes (``ipv4:127.0.0.1:7201,127.0.0.1:7202``): calls are
+balanced over them one by one (``round_robin``), and one that is down or stopped answering is
+skipped until it is back. Pings every 2 s find a process that stopped answering (frozen, cut
+off) within about 4 s, rather than when a call's deadline runs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+
+OPTIONS = (
+    ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.keepalive_time_ms", 2_000),
+    ("grpc.keepalive_timeout_ms", 2_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+
+
+def to_service(
+    target: str, interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None
+) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(target, options=OPTIONS, interceptors=interceptors)
