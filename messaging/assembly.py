@@ -55,9 +55,6 @@ logger = logging.getLogger("messaging")
 #: clients after a restart is exactly that, so the queue may grow; each pending call is only a
 #: few hundred bytes.
 MAX_PENDING_CALLS = 100_000
-#: How long the fan-out may take to let go of partitions and take new ones (a commit and an
-#: offset lookup at most); past it the lease turn fails and is tried again.
-APPLY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -262,11 +259,14 @@ def _streams(settings: Settings, stack: AsyncExitStack, base: Platform) -> Strea
     placed = config.partitioning.get().server(settings.server_name)
     target = placed.target if placed is not None else f"{settings.host}:{settings.port}"
 
-    async def apply(held: frozenset[int]) -> None:
-        await asyncio.wait_for(fanout.follow(held, leases.next_owner), APPLY_SECONDS)
+    def apply(held: frozenset[int]) -> None:
+        fanout.follow(held, leases.next_owner)
+
+    async def settled() -> None:
+        await fanout.settled()
 
     leases = PartitionLeases(
-        base.redis, settings.server_name, target, config.partitioning, view, apply
+        base.redis, settings.server_name, target, config.partitioning, view, apply, settled
     )
     fanout = FanOut(
         consumer,

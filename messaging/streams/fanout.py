@@ -100,14 +100,16 @@ class FanOut(ConsumerLoop):
         """True once the fan-out consumes exactly the partitions this server holds."""
         return self._applied is not None and self._applied is self._wanted
 
-    async def follow(self, held: frozenset[int], next_owner: Callable[[int], Owner]) -> None:
-        """Consume ``held`` from now on; returns once the loop has let go of the rest (their
-        positions committed and their streams redirected to ``next_owner``) and started on
-        the new ones."""
+    def follow(self, held: frozenset[int], next_owner: Callable[[int], Owner]) -> None:
+        """Consume ``held`` from now on: applied before the next fetch (the rest let go, their
+        positions committed and their streams redirected to ``next_owner``)."""
         self._wanted = held
         self._next_owner = next_owner
         self._settled.clear()
         self._changed.set()
+
+    async def settled(self) -> None:
+        """Return once the last ``follow`` is applied."""
         await self._settled.wait()
 
     def next_offset(self, partition: int) -> int:

@@ -56,6 +56,9 @@ MOVES = Counter("messaging_partition_lease_moves_total", "Partition leases", ["c
 #: new holder. Longer than a Redis failover (about 3 s here), so one does not move them all.
 TTL_MS = 8_000
 BEAT_SECONDS = 1.0
+#: How long a partition given back waits for the fan-out to let go of it (a commit) before its
+#: lease is deleted; past it the lease runs out on its own.
+HAND_OVER_SECONDS = 30.0
 
 # KEYS: the members set, then the owner key of each lease held; ARGV: this server, the TTL,
 # then the value of each lease held. Returns the live members and, per lease, 1 if renewed.
@@ -100,8 +103,8 @@ def rank(server: str, partition: int) -> bytes:
 
 
 class PartitionLeases:
-    """This server's partition leases; ``apply`` is told the partitions held after each change
-    and returns once the fan-out has let go of the ones no longer held."""
+    """This server's partition leases. ``apply`` tells the fan-out the partitions held after
+    each change (and returns at once); ``settled`` returns once it has applied the last."""
 
     def __init__(
         self,
@@ -110,7 +113,8 @@ class PartitionLeases:
         target: str,
         partitioning: LiveSection[Partitioning],
         view: OwnerView,
-        apply: Callable[[frozenset[int]], Awaitable[None]],
+        apply: Callable[[frozenset[int]], None],
+        settled: Callable[[], Awaitable[None]],
         ttl_ms: int = TTL_MS,
         keys: LeaseKeys = STACK_KEYS,
     ) -> None:
@@ -121,6 +125,8 @@ class PartitionLeases:
         self._partitioning = partitioning
         self._view = view
         self._apply = apply
+        self._settled = settled
+        self._handing_over: set[asyncio.Task[None]] = set()
         self._ttl = ttl_ms / 1000
         self._ttl_ms = ttl_ms
         #: Partition -> the lease value held and the local deadline it is held until.
@@ -157,13 +163,11 @@ class PartitionLeases:
             try:
                 await self.turn()
             except Exception as exc:  # leases that stop being renewed stop delivery
-                # OSError covers TimeoutError: the fan-out did not apply a change in time.
                 if isinstance(exc, aioredis.RedisError | OSError):
                     logger.warning("partition leases not renewed: %s", exc)
                 else:
                     logger.exception("partition leases not renewed")
-                with contextlib.suppress(TimeoutError):
-                    await self._follow_held()
+                await self._follow_held()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), BEAT_SECONDS)
         await self.leave()
@@ -278,19 +282,35 @@ class PartitionLeases:
         await self._follow_held()
 
     async def _give_back(self, partitions: list[int]) -> None:
+        """Stop feeding the partitions at once (``holds`` is false from here on); delete their
+        leases once the fan-out has let go of them, in the background, so the beat goes on
+        meanwhile (a fan-out slowed by Kafka must not let every other lease run out)."""
         if not partitions:
             return
         values = {p: self._held.pop(p)[0] for p in partitions}
-        # The fan-out lets go first (commit, redirect); only then may another server take it.
         await self._follow_held()
+        task = asyncio.create_task(self._hand_over(values), name="lease hand-over")
+        self._handing_over.add(task)
+        task.add_done_callback(self._handing_over.discard)
 
-        async def give(pipe: Pipeline) -> None:
-            for p, value in values.items():
-                pipe.eval(_GIVE_BACK, 1, self._keys.owner(p), value)
+    async def _hand_over(self, values: dict[int, str]) -> None:
+        listed = ", ".join(map(str, values))
+        try:
+            # The fan-out lets go first (commit, redirect): the next holder starts where it
+            # stopped. Past the bound the leases simply run out (nothing is delivered here
+            # meanwhile: the partitions are no longer held).
+            await asyncio.wait_for(self._settled(), HAND_OVER_SECONDS)
 
-        await durably(self._redis, give)
+            async def give(pipe: Pipeline) -> None:
+                for p, value in values.items():
+                    pipe.eval(_GIVE_BACK, 1, self._keys.owner(p), value)
+
+            await durably(self._redis, give)
+        except (aioredis.RedisError, OSError) as exc:
+            logger.warning("partitions %s not handed over (their leases run out): %s", listed, exc)
+            return
         MOVES.labels(change="given back").inc(len(values))
-        logger.info("gave back partitions %s", ", ".join(map(str, values)))
+        logger.info("gave back partitions %s", listed)
 
     async def _follow_held(self) -> None:
         held = self.held()
@@ -301,7 +321,7 @@ class PartitionLeases:
             del self._held[partition]
         HELD.set(len(held))
         if held != self._applied:
-            await self._apply(held)
+            self._apply(held)
             self._applied = held
 
     async def leave(self) -> None:
@@ -312,3 +332,9 @@ class PartitionLeases:
             # Redirects name the partitions' next places, among the servers that stay.
             self.members = [m for m in self.members if m != self._name]
             await self._give_back(sorted(self._held))
+        await self.handed_over()
+
+    async def handed_over(self) -> None:
+        """Return once every partition given back so far is handed over (or given up on)."""
+        if self._handing_over:
+            await asyncio.wait(set(self._handing_over))

@@ -16,7 +16,8 @@ from messaging.streams.leases import PartitionLeases
 from tests.integration.conftest import Endpoints
 
 PARTITIONS = 6
-TTL_MS = 700
+#: Short, so the tests that wait for leases to run out are quick; long beside a turn (ms).
+TTL_MS = 2_000
 
 
 @pytest.fixture
@@ -46,8 +47,8 @@ class Server:
         self.applied: list[frozenset[int]] = []
         self.view = OwnerView(redis, keys)
 
-        async def apply(held: frozenset[int]) -> None:
-            self.applied.append(held)
+        async def settled() -> None:
+            """Applied at once."""
 
         self.leases = PartitionLeases(
             redis,
@@ -55,10 +56,16 @@ class Server:
             f"127.0.0.1:{ord(name)}",
             _placement(),
             self.view,
-            apply,
+            self.applied.append,
+            settled,
             ttl_ms=TTL_MS,
             keys=keys,
         )
+
+    async def turn(self) -> None:
+        """One beat, and the hand-over of what it gave back (in the server: in the background)."""
+        await self.leases.turn()
+        await self.leases.handed_over()
 
     @property
     def feeds(self) -> frozenset[int]:
@@ -74,7 +81,7 @@ async def settle(*servers: Server) -> None:
     """Turns enough for every move to finish (a give-back is taken at the next turn)."""
     for _ in range(2):
         for server in servers:
-            await server.leases.turn()
+            await server.turn()
 
 
 async def test_each_server_takes_the_partitions_placed_on_it(
@@ -96,10 +103,10 @@ async def test_a_dead_servers_partitions_move_to_the_survivor_with_a_new_epoch(
     await settle(a, b)
     epochs = {p: b.leases.epoch(p) for p in (3, 4, 5)}
     # b stops beating (killed). Until its leases run out a cannot take them.
-    await a.leases.turn()
+    await a.turn()
     assert a.feeds == {0, 1, 2}
     await asyncio.sleep(TTL_MS / 1000 + 0.1)
-    await a.leases.turn()
+    await a.turn()
     assert a.feeds == set(range(PARTITIONS))
     for p, epoch in epochs.items():
         assert epoch is not None
@@ -114,14 +121,14 @@ async def test_a_frozen_server_feeds_nothing_once_its_leases_ran_out_and_gets_it
     assert b.leases.holds(3)
     await asyncio.sleep(TTL_MS / 1000 + 0.1)  # b is frozen (SIGSTOP): it does not beat
     assert not b.leases.holds(3)  # checked before each batch: nothing fetched is delivered
-    await a.leases.turn()
+    await a.turn()
     assert a.feeds == set(range(PARTITIONS))
     # b wakes: its renewals fail, it is alive again, so a gives its partitions back.
-    await b.leases.turn()
+    await b.turn()
     assert b.feeds == set()
-    await a.leases.turn()
+    await a.turn()
     assert a.feeds == {0, 1, 2}
-    await b.leases.turn()
+    await b.turn()
     assert b.feeds == {3, 4, 5}
     # Never two at once: after each step the fan-outs' sets were disjoint at their latest.
     assert not a.feeds & b.feeds
@@ -135,7 +142,7 @@ async def test_a_server_that_leaves_hands_its_partitions_over_at_once(
     started = time.monotonic()
     await b.leases.leave()
     assert b.feeds == set()
-    await a.leases.turn()
+    await a.turn()
     assert a.feeds == set(range(PARTITIONS))
     assert time.monotonic() - started < TTL_MS / 1000  # did not wait for the leases to lapse
 
@@ -147,8 +154,33 @@ async def test_a_restarted_server_takes_over_the_leases_of_its_previous_process(
     await settle(a, b)
     old = b.leases.epoch(3)
     restarted = Server(redis_client, "b", keys)  # b was SIGKILLed and started again
-    await restarted.leases.turn()
+    await restarted.turn()
     assert restarted.feeds == {3, 4, 5}
     assert (restarted.leases.epoch(3) or 0) > (old or 0)
-    await b.leases.turn()  # the old process, were it still around, finds them gone
+    await b.turn()  # the old process, were it still around, finds them gone
     assert b.feeds == set()
+
+
+async def test_a_fan_out_slow_to_let_go_holds_up_neither_the_beat_nor_the_fencing(
+    redis_client: aioredis.Redis, keys: LeaseKeys
+) -> None:
+    a, b = Server(redis_client, "a", keys), Server(redis_client, "b", keys)
+    await a.turn()  # alone: a takes every partition, b's too
+    assert a.feeds == set(range(PARTITIONS))
+    never = asyncio.Event()
+
+    async def stuck() -> None:
+        await never.wait()  # a fan-out that cannot commit (Kafka frozen)
+
+    a.leases._settled = stuck
+    await b.turn()  # b is alive: a must give 3-5 back
+    await asyncio.wait_for(a.leases.turn(), TTL_MS / 1000)  # the beat does not wait for it
+    assert a.feeds == {0, 1, 2}
+    assert not a.leases.holds(3)  # nothing of 3-5 is delivered here from now on
+    # The leases are not deleted before the fan-out let go: b cannot take them yet.
+    await b.turn()
+    assert b.feeds == set()
+    never.set()  # the fan-out has committed and redirected: the leases go, and b takes them
+    await a.leases.handed_over()
+    await b.turn()
+    assert b.feeds == {3, 4, 5}
