@@ -26,6 +26,7 @@ SECTIONS = (
     sending.receipts,
     history.writer_restarts,
     cluster.cost,
+    cluster.servers,
     cluster.faults,
     sending.before,
 )

@@ -13,6 +13,8 @@ CLUSTER_E2E = "cluster-e2e-500"
 SINGLE_E2E = "single-e2e-500-same-session"
 CLUSTER_STEP = "cluster-step"
 FAULTS = "cluster-faults"
+#: ``bench e2e`` at 500/s on the cluster with three messaging servers, then with m3 stopped.
+SERVERS_E2E = "cluster-e2e-500"
 
 
 def summary_keys(results: Path) -> dict[str, float]:
@@ -28,6 +30,12 @@ def summary_keys(results: Path) -> dict[str, float]:
     if step:
         best = sustained(step["result"])
         keys["cluster_max_sustained_msgs_per_s"] = best["rate"] if best else 0.0
+    for servers in (2, 3):
+        run = load(results, f"{SERVERS_E2E}-{servers}-servers")
+        if run:
+            keys[f"cpu_ms_per_msg_at_500_with_{servers}_servers"] = run["result"]["cpu"][
+                "cpu_ms_per_msg"
+            ]
     faults = load(results, FAULTS)
     if faults:
         storage, service = _tiers(faults["result"]["faults"])
@@ -122,6 +130,33 @@ def cost(results: Path) -> list[str]:
             "",
         ]
     return lines
+
+
+def servers(results: Path) -> list[str]:
+    """CPU per message with two and three messaging servers at one load (docs/capacity.md's
+    check: it should stay flat as servers are added)."""
+    runs = [(n, load(results, f"{SERVERS_E2E}-{n}-servers")) for n in (3, 2)]
+    found = [(n, run) for n, run in runs if run]
+    if not found:
+        return []
+    lines = [
+        "### Two and three messaging servers at one load",
+        "",
+        "`bench e2e` at 500 messages/s on the cluster with its three messaging servers, then "
+        "again after `m3` was stopped with SIGTERM (its partitions moved to `m1` and `m2`), in "
+        "one session.",
+        "",
+        "| messaging servers | command | acked | e2e p50 ms | e2e p99 ms | CPU ms/msg | busy cores |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for n, run in found:
+        r = run["result"]
+        lines.append(
+            f"| {n} | `{run['command']}` ({run['measured_at']}) | {r['acked']} of "
+            f"{r['attempted']} | {r['e2e_ms']['p50']} | {r['e2e_ms']['p99']} | "
+            f"{r['cpu']['cpu_ms_per_msg']} | {r['cpu']['machine_busy_cores']} |"
+        )
+    return [*lines, ""]
 
 
 def faults(results: Path) -> list[str]:
