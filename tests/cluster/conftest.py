@@ -224,6 +224,8 @@ class TimedFollower(Follower):
     def __init__(self, clients: Clients, user: User) -> None:
         super().__init__(clients, user)
         self.arrivals: list[float] = []
+        #: When the stream said it was caught up: once at the start, then after each resume.
+        self.caught_up_at: list[float] = []
 
     async def _run(self) -> None:
         from clients.stream import events  # the client's own reconnecting stream
@@ -243,6 +245,7 @@ class TimedFollower(Follower):
                 self.arrivals.append(time.monotonic())
             elif kind == "caught_up":
                 self.caught_up.set()
+                self.caught_up_at.append(time.monotonic())
             elif kind == "resync_required":
                 raise AssertionError(f"resync required: {event}")
 
@@ -393,17 +396,21 @@ class Load:
         """Every acknowledged message on each member's stream once, in history once, counted
         once in each reader's unread count: what is missing and what is extra, everywhere."""
         found = Accounting()
-        for index, follower in enumerate(self.followers):
-            expected = [
+        expected = [
+            [
                 m
                 for chat in self.chats
                 if index == chat.sender or index in chat.readers
                 for m in chat.acked
             ]
-            want = len(expected)
-            await _until(lambda f=follower, n=want: len(f.received) >= n)
-            await asyncio.sleep(0.5)  # a duplicate would arrive right behind
-            found.compare(f"stream of user {index}", expected, follower.received)
+            for index in range(len(self.followers))
+        ]
+        for follower, want in zip(self.followers, expected, strict=True):
+            count = len(want)
+            await _until(lambda f=follower, n=count: len(f.received) >= n)
+        await asyncio.sleep(0.5)  # a duplicate would arrive right behind, on any stream
+        for index, (follower, want) in enumerate(zip(self.followers, expected, strict=True)):
+            found.compare(f"stream of user {index}", want, follower.received)
         for follower in self.followers:
             await follower.stop()
         for chat in self.chats:
@@ -539,6 +546,12 @@ class FaultRecord:
     #: one's longest wait for a message already acknowledged, p50 and p99.
     stream_pause_p50_s: float = 0.0
     stream_pause_p99_s: float = 0.0
+    #: Of the streams the fault broke: from the fault to the stream caught up again (its
+    #: first caught_up after the fault), p50, p99 and max, and how many there were.
+    resumed_p50_s: float = 0.0
+    resumed_p99_s: float = 0.0
+    resumed_max_s: float = 0.0
+    streams_resumed: int = 0
     #: Acknowledged messages a second over the whole run (load, fault, healing).
     rate: float = 0.0
     lost: int = 0
@@ -608,6 +621,11 @@ async def under_fault(
     pauses = sorted(
         f.longest_lag(load.acked_at) for f in load.followers if affected is None or affected(f.user)
     ) or [0.0]
+    resumed = sorted(
+        min(t for t in f.caught_up_at if t > began) - began
+        for f in load.followers
+        if any(t > began for t in f.caught_up_at)
+    ) or [0.0]
     entry = FaultRecord(
         fault=name,
         tier=tier,
@@ -621,6 +639,10 @@ async def under_fault(
         longest_stream_pause_s=round(max(f.longest_lag(load.acked_at) for f in load.followers), 2),
         stream_pause_p50_s=round(pauses[len(pauses) // 2], 2),
         stream_pause_p99_s=round(pauses[min(len(pauses) - 1, int(len(pauses) * 0.99))], 2),
+        resumed_p50_s=round(resumed[len(resumed) // 2], 2),
+        resumed_p99_s=round(resumed[min(len(resumed) - 1, int(len(resumed) * 0.99))], 2),
+        resumed_max_s=round(resumed[-1], 2),
+        streams_resumed=sum(1 for f in load.followers if any(t > began for t in f.caught_up_at)),
         rate=round(load.acked() / (ended - loaded), 1),
         lost=accounting.lost,
         duplicated=accounting.duplicated,

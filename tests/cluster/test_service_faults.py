@@ -19,12 +19,12 @@ from infra.catalog import PARTITIONS
 from tests.cluster.conftest import Load, Nodes, Revocation, under_fault
 from tests.e2e.conftest import Clients, User
 
-#: Long enough for the dead server's leases to run out (8 s) and its users to move, and for
-#: a good stretch of load on the survivor alone.
-MESSAGING_DOWN = 30.0
+#: Long enough for the dead server's leases to run out (8 s), its users to move, and a stretch
+#: of load on the survivors alone.
+MESSAGING_DOWN = 20.0
 #: The issue's 20 s: longer than a lease, so the frozen server's partitions move meanwhile.
 MESSAGING_FROZEN = 20.0
-HISTORY_DOWN = 20.0
+HISTORY_DOWN = 15.0
 
 
 #: Where ./dev up --cluster places partitions (three servers, four each).
@@ -48,7 +48,7 @@ async def test_a_messaging_server_killed_and_not_restarted(clients: Clients, nod
         await nodes.start_app(victim)
 
     await under_fault(
-        "messaging: SIGKILL m2 (30 s, its users on m1 and m3 meanwhile)",
+        "messaging: SIGKILL m2 (20 s, its users on m1 and m3 meanwhile)",
         Load(clients),
         MESSAGING_DOWN,
         inject,
@@ -149,7 +149,7 @@ async def test_one_of_two_history_query_processes_killed(clients: Clients, nodes
         await nodes.start_app(victim)
 
     await under_fault(
-        "history: SIGKILL one of two query processes (20 s)",
+        "history: SIGKILL one of two query processes (15 s)",
         Load(clients),
         HISTORY_DOWN,
         inject,
