@@ -16,6 +16,11 @@ OPTIONS = (
     ("grpc.lb_policy_name", "round_robin"),
     ("grpc.keepalive_time_ms", 2_000),
     ("grpc.keepalive_timeout_ms", 2_000),
+    # The wait for any ping's answer (60 s by default), which bounds the one above.
+    ("grpc.http2.ping_timeout_ms", 2_000),
+    # A connection attempt to a frozen server (its kernel still accepts) fails after 2 s
+    # instead of 20 s, so the call fails over rather than waits.
+    ("grpc.min_reconnect_backoff_ms", 2_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 )

@@ -26,11 +26,16 @@ MAX_RETRY_PAUSE = 2.0
 KEEPALIVE = (
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
+    # The wait for any ping's answer (60 s by default), which bounds the one above.
+    ("grpc.http2.ping_timeout_ms", 5_000),
+    # A connection attempt to a frozen server (its kernel still accepts) fails after 2 s
+    # instead of 20 s, so the call fails over rather than waits.
+    ("grpc.min_reconnect_backoff_ms", 2_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 )
-#: UNAVAILABLE answers in a row (about 0.35 s of retries) before another server is asked.
-DISCOVER_AFTER = 3
+#: UNAVAILABLE answers in a row (about 0.15 s of retries) before another server is asked.
+DISCOVER_AFTER = 2
 
 
 @dataclass
