@@ -50,7 +50,8 @@ class Sender:
 
 
 def server_of(address: str) -> str:
-    [app] = [a for a in APPS if a.endpoint.startswith(f"gRPC {address} ")]
+    port = address.rsplit(":", 1)[1]
+    [app] = [a for a in APPS if a.env.get("CHAT_MESSAGING_PORT") == port]
     return app.name
 
 
