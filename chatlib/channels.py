@@ -25,6 +25,15 @@ OPTIONS = (
     ("grpc.http2.max_pings_without_data", 0),
 )
 
+#: What every one of our gRPC servers allows its callers: the pings above (and the mobile
+#: client's, clients/stream.py). Without these a server answers the third ping within 5 min
+#: with GOAWAY "too_many_pings", and calls in flight on that connection fail.
+SERVER_OPTIONS = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
+    ("grpc.http2.max_ping_strikes", 0),
+)
+
 
 def to_service(
     target: str, interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from confluent_kafka import Consumer
 
-from chatlib import cassandra, ops, redis_client, telemetry, tokens
+from chatlib import cassandra, channels, ops, redis_client, telemetry, tokens
 from chatlib.config_sections import Limits
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer
@@ -123,7 +123,8 @@ async def query(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) 
     users_producer = AsyncProducer(common.kafka.config())
     stack.callback(users_producer.close)
     server = grpc.aio.server(
-        interceptors=telemetry.grpc_server_interceptors(common.trace_sample_ratio)
+        interceptors=telemetry.grpc_server_interceptors(common.trace_sample_ratio),
+        options=channels.SERVER_OPTIONS,
     )
     history_pb2_grpc.add_HistoryServiceServicer_to_server(
         HistoryService(

@@ -345,10 +345,7 @@ async def _grpc_server(
         options=[
             ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
             ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
-            # Clients ping to find out a frozen server (the BFF every 2 s, chatlib/channels.py).
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
-            ("grpc.http2.max_ping_strikes", 0),
+            *channels.SERVER_OPTIONS,
         ],
     )
     groups = GroupService(changes, verifier, base.config.groups)
