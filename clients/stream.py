@@ -61,7 +61,8 @@ async def events(
     """Every event of the caller's stream, across reconnects, until the caller stops.
 
     Redirect events are yielded too (after which the stream continues on the new server).
-    Errors other than a refusal with a redirect or UNAVAILABLE are raised. While the server
+    Errors other than a refusal with a redirect, UNAVAILABLE or a server's CANCELLED are
+    raised. While the server
     stays UNAVAILABLE (it died, or is stopping), ``discover`` names another one to ask: any
     server refuses with a redirect to the user's current one.
     """
@@ -85,7 +86,9 @@ async def events(
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and redirect:
                 state.refusals += 1
                 state.address = str(redirect)
-            elif exc.code() == grpc.StatusCode.UNAVAILABLE:
+            elif exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                # (CANCELLED here is the server's doing, a stop whose grace ran out: one this
+                # side cancelled ends the loop with asyncio.CancelledError instead.)
                 # Quick while a partition is changing hands; backing off to 2 s while the
                 # server stays away, so thousands of held streams do not hammer it.
                 state.retries += 1

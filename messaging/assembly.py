@@ -158,6 +158,9 @@ async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) 
     # Partitions are given back first (their streams redirected to the survivors), while
     # the server still answers the calls those clients make on their way out.
     await leases
+    # Streams still here (one still replaying when its partition moved) are told to resume
+    # elsewhere rather than cancelled when the grace below runs out.
+    streams.registry.close_all()
     fanout_stop.set()
     await server.stop(5)
     await fanout

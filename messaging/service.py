@@ -307,11 +307,12 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                 last = event.cursor
                 if recent.first_time(event.message_id):
                     yield event.event
-            if stream.overflowed:
+            if stream.overflowed or stream.closing:
+                why = "this server is stopping" if stream.closing else "the stream fell behind"
                 yield messaging_pb2.ClientEvent(
                     cursor=last.encode(),
                     resume_required=messaging_pb2.ResumeRequired(
-                        reason="the stream fell behind; reconnect with this cursor"
+                        reason=f"{why}; reconnect with this cursor"
                     ),
                 )
                 return

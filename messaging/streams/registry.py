@@ -83,6 +83,7 @@ class Redirect:
 class LiveStream:
     __slots__ = (
         "capacity",
+        "closing",
         "ended",
         "overflowed",
         "partition",
@@ -105,6 +106,9 @@ class LiveStream:
         self.overflowed = False
         #: Set when the partition moved away: the stream ends after what is already queued.
         self.redirect: Redirect | None = None
+        #: Set when this server stops: the stream ends after what is queued, and the client
+        #: resumes from its cursor elsewhere.
+        self.closing = False
         self.wake = asyncio.Event()
 
     def offer(self, event: LiveEvent) -> None:
@@ -195,6 +199,17 @@ class StreamRegistry:
                 moved += 1
         REDIRECTS.inc(moved)
         return moved
+
+    def close_all(self) -> int:
+        """End every stream (this server is stopping), each after what is queued for it."""
+        closed = 0
+        for streams in self._by_user.values():
+            for stream in streams:
+                if not stream.closing:
+                    stream.closing = True
+                    stream.wake.set()
+                    closed += 1
+        return closed
 
     def end_sessions(self, session_ids: list[str], reason: str) -> int:
         """End every stream of the sessions (they were revoked): each is told ``reason``

@@ -143,3 +143,17 @@ def test_recent_ids_let_each_message_through_once_and_stay_bounded() -> None:
     assert [recent.first_time(i) for i in (1, 2, 1, 3, 4)] == [True, True, False, True, True]
     assert recent.first_time(1)  # the oldest was forgotten once a fourth id came
     assert not recent.first_time(4)
+
+
+async def test_a_stopping_server_closes_every_stream_after_what_was_queued() -> None:
+    registry = StreamRegistry()
+    one, other = LiveStream(7, 3, capacity=10), LiveStream(8, 4, capacity=10)
+    registry.add(one)
+    registry.add(other)
+    registry.publish(7, _event(1))
+    assert registry.close_all() == 2
+    assert registry.close_all() == 0  # once per stream
+    for stream in (one, other):
+        assert stream.closing
+        assert stream.wake.is_set()
+    assert len(one.queue) == 1  # what was queued is still sent first
