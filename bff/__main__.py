@@ -96,16 +96,26 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, settings.host, settings.port).start()
 
+    async def stopping() -> str | None:
+        return "stopping: new requests belong elsewhere" if stop.is_set() else None
+
     ops_runner = await ops.start(
         settings.common.ops_host,
         settings.ops_port,
-        {"redis": ops.redis_ping(client), "config": live.check, "revocations": revoked.check},
+        {
+            "redis": ops.redis_ping(client),
+            "config": live.check,
+            "revocations": revoked.check,
+            "stopping": stopping,
+        },
         degraded={"config": live.problem, "revocations": revoked.problem},
     )
     stack.push_async_callback(ops_runner.cleanup)
     logger.info("bff on http://%s:%d", settings.host, settings.port)
     await stop.wait()
-    # Browsers are told to resume elsewhere before the listener goes (a graceful stop).
+    # A graceful stop: out of the balancer first (readiness fails, requests are still
+    # served), then browsers are told to resume elsewhere, then the listener goes.
+    await asyncio.sleep(settings.drain_seconds)
     await streams.drain()
 
 

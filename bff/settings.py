@@ -22,6 +22,10 @@ class Settings:
     #: Server name to the address the BFF itself dials, where it differs from the address
     #: clients are given (containers, NAT). Empty: dial what the partitioning config says.
     messaging_dial: dict[str, str]
+    #: On SIGTERM, how long /readyz fails while requests are still served, so a balancer that
+    #: checks it sends no new ones here before the sockets are closed and the listener goes.
+    #: 0 with nothing before the BFF; ./dev's cluster balancer checks every second.
+    drain_seconds: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -37,6 +41,7 @@ class Settings:
             max_request_bytes=read.integer("CHAT_MAX_REQUEST_BYTES", 64 * 1024, minimum=1024),
             call_deadline_seconds=read.number("CHAT_BFF_CALL_DEADLINE_SECONDS", 8.0),
             messaging_dial=_pairs("CHAT_MESSAGING_DIAL", read.items("CHAT_MESSAGING_DIAL")),
+            drain_seconds=read.number("CHAT_BFF_DRAIN_SECONDS", 0.0),
         )
 
 

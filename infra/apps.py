@@ -27,7 +27,7 @@ from infra import access, catalog, cluster, modes, processes
 from infra.catalog import PARTITIONS, App
 from infra.console import detail, say, step
 from infra.errors import StepFailed
-from infra.services import Context
+from infra.services import Context, balancer
 
 GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints"
 READY_TIMEOUT = 60.0
@@ -224,8 +224,9 @@ def up(ctx: Context, *, missing_only: bool = False) -> list[tuple[App, int, str]
     code = read_code(ctx)
     outcomes = []
     chosen = catalog.apps_of(modes.current(ctx.layout))
+    names = {app.name for app in chosen}
     for app in catalog.every_app():
-        if app not in chosen:  # the other stack's only (the cluster's third messaging server)
+        if app.name not in names:  # the other stack's only (the cluster's doubles)
             stopped = processes.stop(ctx.layout.pidfile(app.name), grace=STOP_GRACE)
             if stopped is not None:
                 say(f"{app.name}: stopped pid {stopped.pid} (not part of this stack)")
@@ -267,6 +268,16 @@ def _restart(ctx: Context, app: App, env: dict[str, str], code: Code) -> int:
         timeout=READY_TIMEOUT,
         pidfile=pidfile,
     )
+    if app.module[0] in ("bff", "config_service"):
+        # Ready is not yet serving: the balancer sends it requests once its own check passed.
+        # A rolling restart that stopped the next one before then would leave it none.
+        processes.wait_ready(
+            f"{app.name} in the balancer",
+            None,
+            lambda: balancer.serving(app.name) is not False,
+            log=ctx.layout.log("balancer"),
+            timeout=30.0,
+        )
     return pid
 
 
@@ -280,8 +291,11 @@ def _ready_within(app: App, seconds: float) -> bool:
         time.sleep(0.5)
 
 
-def stop(ctx: Context) -> None:
+def stop(ctx: Context, only: set[str] | None = None) -> None:
+    """Stop every service of either stack, or the named ones."""
     for app in reversed(catalog.every_app()):
+        if only is not None and app.name not in only:
+            continue
         began = time.monotonic()
         stopped = processes.stop(ctx.layout.pidfile(app.name), grace=STOP_GRACE)
         if stopped is not None:

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from infra import apps, catalog, install, modes, stack, tools
+from infra import apps, catalog, install, modes, processes, stack, tools
 from infra.console import say, seconds, step
 from infra.errors import InfraError
 from infra.layout import Layout
@@ -167,6 +167,11 @@ def up(ctx: Context, mode: Mode, *, missing_only: bool = False) -> list[stack.Ou
         # What it scrapes is the stack's own services: it starts again with the new list.
         stack.down(ctx, [s for s in chosen if s.name == "prometheus"], only_running=True)
     modes.record(ctx.layout, mode)
+    balancer = [s for s in chosen if s.name == "balancer"]
+    if balancer and processes.alive(ctx.layout.pidfile("balancer")) is None:
+        # It takes the ports the single stack's BFF and config service listen on; they come
+        # back behind it below.
+        apps.stop(ctx, set(catalog.BEHIND_THE_BALANCER))
     outcomes = stack.up(ctx, chosen)
     stack.summary(outcomes)
     with step("benchmark tools (bench/loadgen)"):

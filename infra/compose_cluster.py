@@ -21,7 +21,7 @@ from pathlib import Path
 
 from infra import access, cluster
 from infra.layout import PROJECT_ROOT
-from infra.services import cassandra, kafka, redis
+from infra.services import balancer, cassandra, kafka, redis
 from infra.templates import render_file
 
 #: Where the volumes are mounted, in every container that mounts them.
@@ -29,7 +29,15 @@ ROOT = Path("/cluster")
 #: One volume per kind of reader, and the uid that reads it: the official images run Kafka as
 #: ``appuser`` (1000), Cassandra and Redis as uids 999; the project's image runs as nobody.
 #: ``secrets`` (every credential) is mounted by the two one-shot services only.
-OWNERS = {"secrets": 65534, "kafka": 1000, "cassandra": 999, "redis": 999, "apps": 65534}
+OWNERS = {
+    "secrets": 65534,
+    "kafka": 1000,
+    "cassandra": 999,
+    "redis": 999,
+    "apps": 65534,
+    # The official HAProxy image runs as haproxy (99).
+    "balancer": 99,
+}
 #: Inside the official images: where each keeps its data.
 KAFKA_DATA = "/var/lib/kafka/data"
 CASSANDRA_DATA = "/var/lib/cassandra"
@@ -116,6 +124,20 @@ def render(root: Path = ROOT) -> None:
         home = root / "redis" / f"sentinel-{node}"
         if not (home / "sentinel.conf").is_file():
             _write(home / "sentinel.conf", redis.sentinel_config(topology, node, keys, home))
+
+    # Each BFF and config service container listens on the port compose.yaml gives it.
+    render_file(
+        templates / "haproxy" / "haproxy.cfg",
+        root / "balancer" / "haproxy.cfg",
+        balancer.values(
+            "0.0.0.0",
+            [balancer.Backend(name, f"{name}:8080", 9401) for name in ("bff", "bff-2")],
+            [
+                balancer.Backend(name, f"{name}:7301", 9501)
+                for name in ("config-service", "config-service-2")
+            ],
+        ),
+    )
 
     for user in cluster.SERVICE_USERS:
         for name in cluster.service_secrets(user):

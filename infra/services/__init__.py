@@ -5,6 +5,7 @@ from __future__ import annotations
 from infra.cluster import NODES
 from infra.layout import Layout
 from infra.modes import CLUSTER, Mode
+from infra.services.balancer import Balancer
 from infra.services.base import Context, Service
 from infra.services.cassandra import Cassandra, CassandraNode
 from infra.services.jaeger import Jaeger
@@ -33,7 +34,7 @@ def cluster_services(layout: Layout) -> list[Service]:
     primary, so one that was demoted while stopped comes back as a replica), the three brokers
     (started together: a quorum forms only once two run), the three Cassandra nodes (one after
     the other: a node joins a ring that is settled), then Jaeger and Prometheus as in the
-    single stack."""
+    single stack, and the balancer before the BFFs and config services."""
     return [
         *(SentinelNode(n, layout) for n in NODES),
         *(RedisNode(n, layout) for n in NODES),
@@ -41,6 +42,7 @@ def cluster_services(layout: Layout) -> list[Service]:
         *(CassandraNode(n, layout) for n in NODES),
         Jaeger(),
         Prometheus(),
+        Balancer(),
     ]
 
 

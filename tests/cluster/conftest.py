@@ -274,6 +274,57 @@ class Attempt:
     status: int
 
 
+def _answer(text: str) -> Any:
+    """A JSON answer, or the text of one that is not (what a balancer answers itself is
+    HTML), to be shown."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"text": text[:300]}
+
+
+class WebFollower(TimedFollower):
+    """A browser's live stream: a WebSocket through the balancer, opened again with the last
+    cursor it got whenever it ends, as the web client does."""
+
+    URL = BFF.replace("http", "ws", 1) + "/v1/stream/ws"
+
+    def __init__(self, clients: Clients, user: User) -> None:
+        super().__init__(clients, user)
+        self.cursor = ""
+        #: How many times the socket ended and was opened again.
+        self.reconnects = 0
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with self.clients.http.ws_connect(self.URL, heartbeat=5.0) as ws:
+                    hello = {"type": "hello", "access_token": self.user.token}
+                    await ws.send_json(hello | {"cursor": self.cursor})
+                    async for frame in ws:
+                        if frame.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        self._take(json.loads(frame.data))
+            self.reconnects += 1
+            await asyncio.sleep(0.5)
+
+    def _take(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if event.get("cursor") and kind in ("message", "caught_up", "receipt"):
+            self.cursor = event["cursor"]  # what the web client keeps (clients/web/app.js)
+        if kind == "message" and "change" not in event["message"]:
+            self.received.append(int(event["message"]["message_id"]))
+            self.arrivals.append(time.monotonic())
+        elif kind == "caught_up":
+            self.caught_up.set()
+            self.caught_up_at.append(time.monotonic())
+        elif kind == "resync_required":
+            raise AssertionError(f"resync required: {event}")
+        elif kind == "error" and event.get("code") in ("UNAUTHENTICATED", "INVALID_ARGUMENT"):
+            # The others (a backend away) close with 4500: reconnect with the cursor.
+            raise AssertionError(f"the stream was refused for good: {event}")
+
+
 class Load:
     """Senders that each retry one message with the same client_message_id until it is
     acknowledged, at about ``rate`` messages a second over all of them, in direct chats and
@@ -289,9 +340,16 @@ class Load:
     #: own deadline: a send refused after its deadline is refused, not hung).
     ATTEMPT_TIMEOUT = 40.0
 
-    def __init__(self, clients: Clients, rate: float = 100.0) -> None:
+    def __init__(
+        self,
+        clients: Clients,
+        rate: float = 100.0,
+        follower: type[TimedFollower] = TimedFollower,
+    ) -> None:
         self.clients = clients
         self.rate = rate
+        #: How each user follows their stream: a mobile client's gRPC stream, or a browser's.
+        self.follower = follower
         self.users: list[User] = []
         self.chats: list[Chat] = []
         self.followers: list[TimedFollower] = []
@@ -329,7 +387,7 @@ class Load:
             by_sender.append(groups)
         self.users = users
         self.chats = [chat for chats in by_sender for chat in chats]
-        self.followers = [TimedFollower(self.clients, user) for user in users]
+        self.followers = [self.follower(self.clients, user) for user in users]
         for follower in self.followers:
             follower.start()
         for follower in self.followers:
@@ -355,7 +413,7 @@ class Load:
                         timeout=timeout,
                     ) as response:
                         status = response.status
-                        body = await response.json(content_type=None)
+                        body = _answer(await response.text())
                 except (aiohttp.ClientError, TimeoutError):
                     status, body = 0, None
                 self.attempts.append(Attempt(began, time.monotonic() - began, status))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,8 +17,8 @@ from chatlib.partitioning import Partitioning
 from infra import apps, modes
 from infra.apps import default_partitioning
 from infra.catalog import PARTITIONS
-from tests.cluster.conftest import Load, Nodes, Revocation, under_fault
-from tests.e2e.conftest import Clients, User
+from tests.cluster.conftest import APPS, Load, Nodes, Revocation, WebFollower, under_fault
+from tests.e2e.conftest import Admin, Clients, User, admin_token, applied_everywhere
 
 #: Long enough for the dead server's leases to run out (8 s), its users to move, and a stretch
 #: of load on the survivors alone.
@@ -25,6 +26,9 @@ MESSAGING_DOWN = 20.0
 #: The issue's 20 s: longer than a lease, so the frozen server's partitions move meanwhile.
 MESSAGING_FROZEN = 20.0
 HISTORY_DOWN = 15.0
+BFF_DOWN = 15.0
+WRITER_DOWN = 15.0
+CONFIG_DOWN = 10.0
 
 
 #: Where ./dev up --cluster places partitions (three servers, four each).
@@ -161,3 +165,78 @@ async def test_one_of_two_history_query_processes_killed(clients: Clients, nodes
     # read succeeded until it came back (only calls in flight at the kill may fail).
     assert len(reads.statuses) > 50, reads.statuses
     assert set(reads.statuses[-30:]) == {200}, reads.statuses
+
+
+@pytest.mark.timeout(900)
+async def test_a_bff_killed_while_browsers_hold_websockets(clients: Clients, nodes: Nodes) -> None:
+    victim = nodes.app("bff")
+    load = Load(clients, follower=WebFollower)
+
+    async def inject() -> None:
+        await nodes.kill(victim)
+
+    async def heal() -> None:
+        await nodes.start_app(victim)
+
+    await under_fault(
+        "bff: SIGKILL one of two (15 s, every user on a WebSocket through the balancer)",
+        load,
+        BFF_DOWN,
+        inject,
+        heal,
+        Revocation(clients),
+        tier="service",
+    )
+    # The kill reached browsers: the sockets it held ended and were opened again elsewhere.
+    assert any(isinstance(f, WebFollower) and f.reconnects for f in load.followers)
+
+
+@pytest.mark.timeout(900)
+async def test_one_of_two_history_writers_killed(clients: Clients, nodes: Nodes) -> None:
+    victim = nodes.app("history-writer")
+
+    async def inject() -> None:
+        await nodes.kill(victim)
+
+    async def heal() -> None:
+        await nodes.start_app(victim)
+
+    # The accounting reads every chat's history: what the dead writer had not written, the
+    # other one wrote once its partitions came to it (the session timeout, 10 s).
+    await under_fault(
+        "history: SIGKILL one of two writers (15 s)",
+        Load(clients),
+        WRITER_DOWN,
+        inject,
+        heal,
+        Revocation(clients),
+        tier="service",
+    )
+
+
+@pytest.mark.timeout(900)
+async def test_a_config_service_killed(clients: Clients, nodes: Nodes) -> None:
+    victim = nodes.app("config-service")
+    changed: list[dict[str, Any]] = []
+
+    async def inject() -> None:
+        await nodes.kill(victim)
+        # An operator changes the live config meanwhile, through the balancer, at once.
+        async with aiohttp.ClientSession() as http:
+            changed.append(await Admin(http, admin_token()).change("web", heartbeat_seconds=15))
+
+    async def heal() -> None:
+        await nodes.start_app(victim)
+
+    await under_fault(
+        "config: SIGKILL one of two config services (10 s)",
+        Load(clients),
+        CONFIG_DOWN,
+        inject,
+        heal,
+        Revocation(clients),
+        tier="service",
+    )
+    # The change made while one was dead is in force in both BFFs (the section's readers).
+    bffs = tuple(app.ops_port for app in APPS if app.module == ["bff"])
+    await applied_everywhere("web", int(changed[0]["version"]), bffs)

@@ -146,7 +146,7 @@ def test_every_file_a_node_is_given_is_rendered(
         text = yaml.safe_dump(
             {k: service.get(k) for k in ("command", "environment", "healthcheck")}
         )
-        for path in re.findall(r"/cluster/(?:kafka|cassandra|redis)/[\w./-]+", text):
+        for path in re.findall(r"/cluster/(?:kafka|cassandra|redis|balancer)/[\w./-]+", text):
             named.add(path)
             assert (rendered / path.removeprefix("/cluster/")).is_file(), (name, path)
     assert len(named) >= 3 * len(NODE_KINDS)
@@ -283,3 +283,22 @@ def test_the_messaging_servers_are_placed_as_dev_places_them(
         port = server.target.rsplit(":", 1)[1]
         assert f"127.0.0.1:{port}:{port}" in merged[f"messaging-{server.name}"]["ports"]
         assert f"{server.name}=messaging-{server.name}:{port}" in dial
+
+
+def test_the_balancer_fronts_every_bff_and_config_service(
+    merged: dict[str, dict[str, Any]], rendered: Path
+) -> None:
+    config = (rendered / "balancer" / "haproxy.cfg").read_text()
+    servers = dict(re.findall(r"^\s+server (\S+) (\S+) check port \d+$", config, re.MULTILINE))
+    for module, port in (("bff", "CHAT_BFF_PORT"), ("config_service", "CHAT_CONFIG_PORT")):
+        for app in catalog.behind_the_balancer(modes.CLUSTER, module):
+            listens = merged[app.name]["environment"][port]
+            assert servers.pop(app.name) == f"{app.name}:{listens}"
+    assert servers == {}
+    # Only the balancer publishes the ports browsers and operators use.
+    published = {name: s.get("ports", []) for name, s in merged.items()}
+    for port in ("8080", "7301"):
+        holders = [
+            name for name, ports in published.items() if any(f":{port}:" in p for p in ports)
+        ]
+        assert holders == ["balancer"], port

@@ -1,0 +1,116 @@
+"""HAProxy from Debian's package before the cluster's BFFs (browsers, on :8080) and config
+services (operators, on :7301), checking each process's ``/readyz`` every second.
+
+A process that fails its check, stops or dies gets no new request, and a request it never
+answered is sent to another one (``infra/haproxy/haproxy.cfg``). WebSockets pass through.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from infra import catalog, install, modes
+from infra.catalog import App
+from infra.console import detail
+from infra.services.base import Context, Service
+from infra.templates import render_file
+
+WEB_PORT = 8080
+ADMIN_PORT = 7301
+STATS_PORT = 8404
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One process behind the balancer: where it serves, and its ops port to check."""
+
+    name: str
+    address: str
+    ops_port: int
+
+
+def values(host: str, bffs: list[Backend], configs: list[Backend]) -> dict[str, object]:
+    """What ``infra/haproxy/haproxy.cfg`` is filled with (here, and for compose)."""
+    return {
+        "host": host,
+        "web_port": WEB_PORT,
+        "admin_port": ADMIN_PORT,
+        "stats_port": STATS_PORT,
+        "bff_servers": _server_lines(bffs),
+        "config_servers": _server_lines(configs),
+    }
+
+
+def _server_lines(backends: list[Backend]) -> str:
+    return "\n".join(f"    server {b.name} {b.address} check port {b.ops_port}" for b in backends)
+
+
+def serving(server: str) -> bool | None:
+    """Whether the balancer sends requests to ``server`` (its check passed), None when no
+    balancer answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{STATS_PORT}/stats;csv", timeout=2) as r:
+            rows = csv.reader(io.StringIO(r.read().decode()))
+            header = next(rows)
+            status = header.index("status")
+            return any(row[1] == server and row[status] == "UP" for row in rows)
+    except (urllib.error.URLError, OSError, StopIteration, ValueError):
+        return None
+
+
+def _local(apps: list[App], port_setting: str) -> list[Backend]:
+    return [Backend(a.name, f"127.0.0.1:{a.env[port_setting]}", a.ops_port) for a in apps]
+
+
+class Balancer(Service):
+    name = "balancer"
+    ports = {"HTTP": WEB_PORT, "admin HTTP": ADMIN_PORT, "stats": STATS_PORT}  # noqa: RUF012
+    ready_timeout = 30.0
+    stop_grace = 10.0
+
+    def install(self, ctx: Context) -> None:
+        binary = install.debian_program(ctx.layout, "haproxy", "haproxy", "HAProxy (2.x)")
+        detail(str(binary))
+
+    def _config(self, ctx: Context) -> str:
+        return str(ctx.layout.home(self.name) / "haproxy.cfg")
+
+    def prepare(self, ctx: Context) -> None:
+        render_file(
+            ctx.layout.sources / "haproxy" / "haproxy.cfg",
+            ctx.layout.home(self.name) / "haproxy.cfg",
+            values(
+                self.host,
+                _local(catalog.behind_the_balancer(modes.CLUSTER, "bff"), "CHAT_BFF_PORT"),
+                _local(
+                    catalog.behind_the_balancer(modes.CLUSTER, "config_service"),
+                    "CHAT_CONFIG_PORT",
+                ),
+            ),
+        )
+
+    def command(self, ctx: Context) -> list[str]:
+        # -db: in the foreground, as ./dev runs every process; -W: master-worker, so a
+        # SIGUSR2 reloads the config without dropping connections.
+        return [shutil.which("haproxy") or "haproxy", "-db", "-W", "-f", self._config(ctx)]
+
+    def probe(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://{self.host}:{STATS_PORT}/healthz", timeout=2
+            ) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def endpoints(self) -> list[str]:
+        return [
+            f"HTTP http://{self.host}:{WEB_PORT} (the BFFs)",
+            f"HTTP http://{self.host}:{ADMIN_PORT} (the config services)",
+            f"stats http://{self.host}:{STATS_PORT}/stats",
+        ]
