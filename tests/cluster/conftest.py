@@ -639,6 +639,10 @@ def record(entry: FaultRecord) -> None:
     (folder / "cluster-faults.json").write_text(json.dumps(payload, indent=1) + "\n")
 
 
+#: Seconds of steady load before each fault and after its healing (300 messages at 100/s).
+STEADY_S = 3.0
+
+
 async def under_fault(
     name: str,
     load: Load,
@@ -654,9 +658,9 @@ async def under_fault(
     await load.start()
     if revocation is not None:
         await revocation.prepare()
-    await asyncio.sleep(5)  # steady load before the fault
+    await asyncio.sleep(STEADY_S)  # steady load before the fault
     began = time.monotonic()
-    loaded = began - 5
+    loaded = began - STEADY_S
     await inject()
     logout: asyncio.Task[None] | None = None
     if revocation is not None:
@@ -668,7 +672,7 @@ async def under_fault(
     await every_service_ready(seconds=120)
     if logout is not None:
         await logout
-    await asyncio.sleep(5)  # steady again after healing
+    await asyncio.sleep(STEADY_S)  # steady again after healing
     await load.stop()
     ended = time.monotonic()
     accounting = await load.account()
