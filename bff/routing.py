@@ -53,11 +53,19 @@ class Backends:
         if channel.get_state() != grpc.ChannelConnectivity.TRANSIENT_FAILURE:
             return owner.target, channel
         # The owner cannot be reached (it died, and its partitions have not moved yet): any
-        # server takes the user's calls, and a stream is redirected once they have moved.
-        for server in self.routing.partitioning.get().servers:
-            other = self._dial(self.messaging_dial.get(server.name, server.target))
-            if other.get_state() != grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-                return server.target, other
+        # server takes the user's calls, and a stream is redirected once they have moved. One
+        # already connected first, then one that is not known to be failing.
+        others = [
+            (server.target, self._dial(self.messaging_dial.get(server.name, server.target)))
+            for server in self.routing.partitioning.get().servers
+        ]
+        for wanted in (grpc.ChannelConnectivity.READY, None):
+            for target, other in others:
+                state = other.get_state()
+                if state == wanted or (
+                    wanted is None and state != grpc.ChannelConnectivity.TRANSIENT_FAILURE
+                ):
+                    return target, other
         return owner.target, channel
 
     def channel(self, target: str) -> grpc.aio.Channel:

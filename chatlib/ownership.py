@@ -114,6 +114,9 @@ class OwnerView:
                 if not failing:
                     logger.warning("partition leases not read, routing on the last read: %s", exc)
                 failing = True
+            except Exception:
+                # A bug must not end the loop: routing would freeze on the last read for good.
+                logger.exception("reading the partition leases failed; retrying")
             await asyncio.sleep(REFRESH_SECONDS)
 
     async def close(self) -> None:
