@@ -32,6 +32,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -229,6 +230,11 @@ async def main(argv: list[str]) -> int:
         )
         if name == "e2e":
             p.add_argument(
+                "--save-as",
+                default="",
+                help="the result's name (default e2e-RATE): e.g. cluster-e2e-500-3-servers",
+            )
+            p.add_argument(
                 "--receipts",
                 action="store_true",
                 help="receipts and typing on: every stream marks what it gets delivered and"
@@ -287,11 +293,14 @@ async def main(argv: list[str]) -> int:
         print(f"  peer: {result['cpu']['peer_cpu_ms_per_msg']} ms/msg")
         save(f"peer-{args.rate:g}", command, result)
     elif args.scenario == "e2e":
+        if args.save_as and not re.fullmatch(r"[\w.-]{1,80}", args.save_as):
+            raise SystemExit(f"--save-as {args.save_as!r}: letters, digits, '.', '_', '-' only")
         result = await run_e2e(args, args.rate)
         print(summarize(result))
         if args.receipts:
             print(f"  marks sent {result['marks_sent']}, typing calls {result['typing_sent']}")
-        save(f"e2e-{args.rate:g}{'-receipts' if args.receipts else ''}", command, result)
+        default = f"e2e-{args.rate:g}{'-receipts' if args.receipts else ''}"
+        save(args.save_as or default, command, result)
     elif args.scenario == "step":
         steps = []
         rate = args.rate

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra import processes
+from infra import catalog, processes
 from infra.cluster import NODES
 from infra.layout import Layout
 
@@ -28,15 +28,11 @@ STACK = (
     "cassandra",
     "redis",
     "jaeger",
-    "config-service",
-    "history-query",
-    "history-writer",
-    "notifier",
-    "messaging-m1",
-    "messaging-m2",
-    "bff",
-    # The cluster's nodes (./dev up --cluster).
+    # Our services, the cluster's doubles included.
+    *(app.name for app in catalog.every_app()),
+    # The cluster's nodes and its balancer (./dev up --cluster).
     *(f"{kind}-{n}" for kind in ("sentinel", "redis", "kafka", "cassandra") for n in NODES),
+    "balancer",
 )
 
 
