@@ -20,7 +20,7 @@ from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer
 from chatlib.leases import WorkerLease
 from chatlib.live_config import LiveConfig, LiveSection
-from chatlib.ownership import OwnerView, Routing
+from chatlib.ownership import REFRESH_SECONDS, OwnerView, Routing
 from chatlib.partitioning import Partitioning
 from chatlib.redis_wire import RedisWire
 from chatlib.revocations import Revocations
@@ -42,7 +42,7 @@ from messaging.signals.channel import Signals
 from messaging.signals.presence import Presence
 from messaging.signals.typing import TypingSignals
 from messaging.streams.fanout import FanOut
-from messaging.streams.leases import PartitionLeases
+from messaging.streams.leases import BEAT_SECONDS, PartitionLeases
 from messaging.streams.recent import RecentDeliveries
 from messaging.streams.registry import StreamRegistry
 from messaging.streams.replay import Replayer, Watermarks
@@ -119,6 +119,11 @@ class Ephemeral:
     typing: TypingSignals
 
 
+#: After giving its partitions back, how long a stopping server still answers calls: a beat
+#: for the others to take them, and two reads of the leases by every BFF.
+REROUTE_SECONDS = BEAT_SECONDS + 2 * REFRESH_SECONDS
+
+
 async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
     base = await _platform(settings, stack, stop)
     send = _send_path(settings, stack, base)
@@ -158,6 +163,9 @@ async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) 
     # Partitions are given back first (their streams redirected to the survivors), while
     # the server still answers the calls those clients make on their way out.
     await leases
+    # Calls still come while the others take the partitions and the BFFs read who holds
+    # them now (every REFRESH_SECONDS): they are served here until then, not refused.
+    await asyncio.sleep(REROUTE_SECONDS)
     # Streams still here (one still replaying when its partition moved) are told to resume
     # elsewhere rather than cancelled when the grace below runs out.
     streams.registry.close_all()

@@ -6,10 +6,11 @@ import base64
 import json
 import time
 
+import grpc
 import jwt
 import pytest
 
-from chatlib import tokens
+from chatlib import problems, tokens
 from chatlib.hashing import partition_for, stable_hash
 from chatlib.ids import EPOCH_MS, Snowflake, smallest_id_at, timestamp_ms
 from chatlib.leases import LeaseLost
@@ -104,3 +105,21 @@ def test_settings_name_the_bad_key() -> None:
     with pytest.raises(ConfigError, match="CHAT_LOW=0 is below the minimum 1"):
         env.integer("CHAT_LOW", minimum=1)
     assert env.integer("CHAT_MISSING", 7) == 7
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        # A backend that gave up on a call (stopping, or away): the client may retry.
+        (grpc.StatusCode.UNAVAILABLE, 503),
+        (grpc.StatusCode.CANCELLED, 503),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+        (grpc.StatusCode.NOT_FOUND, 404),
+        # What no client can act on: the backend's fault, said as such.
+        (grpc.StatusCode.UNKNOWN, 502),
+    ],
+)
+def test_backend_statuses_become_http_statuses(code: grpc.StatusCode, status: int) -> None:
+    response = problems.from_code(code, "detail")
+    assert response.status == status
+    assert json.loads(str(response.text))["status"] == status
