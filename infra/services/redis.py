@@ -203,10 +203,15 @@ class SentinelNode(RedisBase):
 
 
 def users_acl(keys: cluster.Secrets) -> str:
-    """The nodes' ACL file: no default user, the operator, replication, the sentinels, and one
-    user per service."""
+    """The nodes' ACL file: a default user nobody can log in as, the operator, replication,
+    the sentinels, and one user per service."""
     users = [
-        "user default off",
+        # Off, with no password: nobody logs in as it. Its rights are still all there because
+        # Redis replays the append-only file's MULTI/EXEC blocks (every script's effects) as
+        # the default user and checks its rights again at EXEC (fixed upstream in 2025, not in
+        # Debian's 7.0): without them a restarted node refused every transaction of its AOF,
+        # losing them and logging each, and took over 30 s to start.
+        "user default off resetpass ~* &* +@all",
         f"user admin on >{keys.password('redis-admin')} ~* &* +@all",
         f"user {cluster.REDIS_REPLICATION_USER} on"
         f" >{keys.password('redis-' + cluster.REDIS_REPLICATION_USER)}"
