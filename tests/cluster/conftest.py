@@ -28,7 +28,7 @@ from infra.services import Context, Service
 from infra.services.cassandra import CassandraNode
 from infra.services.kafka import KafkaNode
 from infra.services.redis import RedisNode
-from tests.e2e.conftest import BFF, Clients, Follower, User, clients, eventually, whole_history
+from tests.e2e.conftest import BFF, Clients, Follower, User, clients, eventually
 
 __all__ = ["clients"]
 
@@ -488,7 +488,7 @@ class Load:
                 )
                 # A group's changes (its creation) by someone else count as unread too.
                 changes = sum(1 for m, by in entries if m is None and by != reader.user_id)
-                listed = {c["chat_id"]: c for c in await reader.chats()}
+                listed = {c["chat_id"]: c for c in (await read(reader, "/v1/chats"))["chats"]}
                 # (A chat its sender never got to may be missing from the list: none unread.)
                 row = listed.get(chat.chat_id, {"unread_count": changes})
                 unread = int(row["unread_count"]) - changes
@@ -540,14 +540,40 @@ class Accounting:
             self.problems.append(f"{where}: {got}, expected {expected}")
 
 
-async def all_entries(user: User, chat: str) -> list[tuple[int | None, int]]:
-    """The chat's history as the user sees it: (message id, sender) for each message, and
-    (None, actor) for each change (a group's creation)."""
+#: How long the accounting asks again a read answered 503 or 504: a node the fault restarted
+#: may still be slow (a cold Cassandra node), and a client retries those answers.
+READ_RETRY_S = 60.0
+
+
+async def read(user: User, path: str) -> dict[str, Any]:
+    """``GET path`` as ``user``, asked again while it answers 503 or 504; any other answer
+    than 200 fails."""
+    deadline = time.monotonic() + READ_RETRY_S
+    while True:
+        status, body = await user.get(path)
+        if status not in (503, 504) or time.monotonic() > deadline:
+            assert status == 200, (path, status, body)
+            return dict(body)
+        await asyncio.sleep(1.0)
+
+
+async def all_entries(user: User, chat: str, page: int = 200) -> list[tuple[int | None, int]]:
+    """The chat's history as the user sees it, page by page: (message id, sender) for each
+    message, and (None, actor) for each change (a group's creation)."""
+    found: list[dict[str, Any]] = []
+    before = ""
+    while True:
+        query = f"limit={page}" + (f"&before={before}" if before else "")
+        entries = (await read(user, f"/v1/chats/{chat}/messages?{query}"))["messages"]
+        found += entries
+        if len(entries) < page:
+            break
+        before = entries[-1]["message_id"]
     return [
         (None, int(e["sender_id"]))
         if e.get("change")
         else (int(e["message_id"]), int(e["sender_id"]))
-        for e in await whole_history(user, chat)
+        for e in found
     ]
 
 

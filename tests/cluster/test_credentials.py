@@ -11,6 +11,8 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, NoHostAvailable
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from infra import cluster
 from infra.layout import Layout
@@ -96,16 +98,26 @@ def test_cassandra_roles_are_granted_only_their_tables() -> None:
         client.shutdown()
 
 
+#: A refusal is an answer: asked once (redis-py retries an AuthenticationError, a
+#: ConnectionError, three times with backoff by default: 8 s a test).
+ONCE = Retry(NoBackoff(), 0)
+
+
 @pytest.mark.parametrize("port", [*cluster.REDIS_PORTS.values(), *cluster.SENTINEL_PORTS.values()])
 def test_redis_and_its_sentinels_refuse_a_client_without_credentials(port: int) -> None:
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, retry=ONCE)
     try:
         with pytest.raises(redis.AuthenticationError):
             client.ping()
     finally:
         client.close()
     wrong = redis.Redis(
-        host="127.0.0.1", port=port, username="bff", password="not-the-password", socket_timeout=5
+        host="127.0.0.1",
+        port=port,
+        username="bff",
+        password="not-the-password",
+        socket_timeout=5,
+        retry=ONCE,
     )
     try:
         with pytest.raises(redis.AuthenticationError):

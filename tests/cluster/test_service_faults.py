@@ -25,8 +25,8 @@ from tests.e2e.conftest import Admin, Clients, User, admin_token, applied_everyw
 MESSAGING_DOWN = 20.0
 #: The issue's 20 s: longer than a lease, so the frozen server's partitions move meanwhile.
 MESSAGING_FROZEN = 20.0
-HISTORY_DOWN = 15.0
-BFF_DOWN = 15.0
+HISTORY_DOWN = 10.0
+BFF_DOWN = 10.0
 WRITER_DOWN = 15.0
 CONFIG_DOWN = 10.0
 
@@ -153,7 +153,7 @@ async def test_one_of_two_history_query_processes_killed(clients: Clients, nodes
         await nodes.start_app(victim)
 
     await under_fault(
-        "history: SIGKILL one of two query processes (15 s)",
+        "history: SIGKILL one of two query processes (10 s)",
         Load(clients),
         HISTORY_DOWN,
         inject,
@@ -179,7 +179,7 @@ async def test_a_bff_killed_while_browsers_hold_websockets(clients: Clients, nod
         await nodes.start_app(victim)
 
     await under_fault(
-        "bff: SIGKILL one of two (15 s, every user on a WebSocket through the balancer)",
+        "bff: SIGKILL one of two (10 s, every user on a WebSocket through the balancer)",
         load,
         BFF_DOWN,
         inject,
