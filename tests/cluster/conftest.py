@@ -240,14 +240,20 @@ class TimedFollower(Follower):
 
         async for event in events(self.state, self.user.token, self.clients.channel, locate):
             kind = event.WhichOneof("event")
-            if kind == "message" and not event.message.HasField("change"):
-                self.received.append(event.message.message_id)
-                self.arrivals.append(time.monotonic())
-            elif kind == "caught_up":
-                self.caught_up.set()
-                self.caught_up_at.append(time.monotonic())
-            elif kind == "resync_required":
-                raise AssertionError(f"resync required: {event}")
+            is_message = kind == "message" and not event.message.HasField("change")
+            self._note(kind, event.message.message_id if is_message else None, event)
+
+    def _note(self, kind: str | None, message_id: int | None, event: object) -> None:
+        """A message (``message_id``, None for a group's change) or a caught_up, when it came;
+        a resync_required fails (no cursor here is ever too old)."""
+        if kind == "message" and message_id is not None:
+            self.received.append(message_id)
+            self.arrivals.append(time.monotonic())
+        elif kind == "caught_up":
+            self.caught_up.set()
+            self.caught_up_at.append(time.monotonic())
+        elif kind == "resync_required":
+            raise AssertionError(f"resync required: {event}")
 
     def longest_lag(self, acked_at: dict[int, float]) -> float:
         """The longest a message this stream got took to arrive after it was acknowledged:
@@ -312,15 +318,9 @@ class WebFollower(TimedFollower):
         kind = event["type"]
         if event.get("cursor") and kind in ("message", "caught_up", "receipt"):
             self.cursor = event["cursor"]  # what the web client keeps (clients/web/app.js)
-        if kind == "message" and "change" not in event["message"]:
-            self.received.append(int(event["message"]["message_id"]))
-            self.arrivals.append(time.monotonic())
-        elif kind == "caught_up":
-            self.caught_up.set()
-            self.caught_up_at.append(time.monotonic())
-        elif kind == "resync_required":
-            raise AssertionError(f"resync required: {event}")
-        elif kind == "error" and event.get("code") in ("UNAUTHENTICATED", "INVALID_ARGUMENT"):
+        is_message = kind == "message" and "change" not in event["message"]
+        self._note(kind, int(event["message"]["message_id"]) if is_message else None, event)
+        if kind == "error" and event.get("code") in ("UNAUTHENTICATED", "INVALID_ARGUMENT"):
             # The others (a backend away) close with 4500: reconnect with the cursor.
             raise AssertionError(f"the stream was refused for good: {event}")
 
