@@ -62,9 +62,8 @@ async def events(
 
     Redirect events are yielded too (after which the stream continues on the new server).
     Errors other than a refusal with a redirect, UNAVAILABLE or a server's CANCELLED are
-    raised. While the server
-    stays UNAVAILABLE (it died, or is stopping), ``discover`` names another one to ask: any
-    server refuses with a redirect to the user's current one.
+    raised. While the server stays UNAVAILABLE (it died, or is stopping), ``discover`` names
+    another one to ask: any server refuses with a redirect to the user's current one.
     """
     metadata = (("authorization", f"Bearer {token}"),)
     failures = 0
