@@ -7,8 +7,11 @@ are durable: written, published, notified), decoding records with dead letters f
 do not decode, readiness, and a failed batch handled again after a pause, never skipped. What
 differs is in the hooks: ``start`` (subscribe, or assign by hand), ``ready`` (whether to poll
 now), ``handle`` (the work on a batch), ``committable`` (offsets whose work is done), ``tick``
-(after every turn), ``stopping`` (before the last commit) and ``replaced`` (a consumer that
-failed for good was replaced).
+(after every turn), ``stopping`` (before the last commit), ``revoked`` (the group took
+partitions away) and ``replaced`` (a consumer that failed for good was replaced).
+
+The loop also watches each partition's offsets: records follow one another within an
+assignment, so a forward jump means records were skipped, and that is logged as an error.
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ class ConsumerLoop(abc.ABC):
         #: Counts batches whose work failed and was done again.
         self._failures = failures
         self._dead: list[Record] = []
+        #: Per partition, the offset after the last record handled since it was assigned.
+        self._handled_to: dict[int, int] = {}
         self._committed: dict[int, int] = {}
         self._committed_at = 0.0
         #: The loop's last turn (readiness: a loop stuck elsewhere is down).
@@ -106,7 +111,12 @@ class ConsumerLoop(abc.ABC):
     async def start(self) -> None:
         """Before the first poll: join the consumer group (a consumer that assigns its
         partitions by hand overrides this)."""
-        self.consumer.subscribe([self.topic])
+        self.consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
 
     async def ready(self, stop: asyncio.Event) -> bool:
         """Whether to poll now (False: the loop turns again, after ``tick``)."""
@@ -126,6 +136,10 @@ class ConsumerLoop(abc.ABC):
 
     async def stopping(self) -> None:  # noqa: B027 - a hook: most consumers need none
         """When the loop stops, before its last commit (work in flight may finish here)."""
+
+    def revoked(self, partitions: set[int]) -> None:  # noqa: B027 - a hook: most need none
+        """The group took these partitions away (or they were lost). Called inside a poll,
+        on its thread: record it and act on it in the loop."""
 
     def replaced(self) -> None:  # noqa: B027 - a hook: most consumers need none
         """The consumer failed for good and a new one took its place, holding no partition
@@ -176,6 +190,7 @@ class ConsumerLoop(abc.ABC):
         """Partitions given up: what was committed for them says nothing any more."""
         for partition in partitions:
             self._committed.pop(partition, None)
+            self._handled_to.pop(partition, None)
 
     def check(self, task: asyncio.Task[Any], name: str) -> ops.Check:
         """Readiness: the loop runs and has turned within ``ops.STUCK_SECONDS``."""
@@ -238,6 +253,7 @@ class ConsumerLoop(abc.ABC):
             await asyncio.to_thread(old.close)
         self._lag = LagReporter(self.consumer, self._group)
         self._committed = {}
+        self._handled_to = {}
         self.replaced()
         await self.start()
         self.last_error = None
@@ -266,4 +282,51 @@ class ConsumerLoop(abc.ABC):
                 continue
             self.last_error = None
             self.batches += 1
+            self._follow_offsets(records)
             return True
+
+    def _follow_offsets(self, records: list[Message]) -> None:
+        """Note where each partition's records got to. The producers are idempotent and not
+        transactional, so a partition's offsets have no holes: a record past the next one
+        expected means the consumer skipped records, which no one would see otherwise. The
+        first record after an assignment is logged, so a handover between two consumers can
+        be followed in their logs."""
+        handled = self._handled_to
+        for message in records:
+            partition, offset = message.partition() or 0, message.offset() or 0
+            expected = handled.get(partition)
+            if expected is None:
+                logger.info(
+                    "%s[%d]: first record handled at offset %d", self.topic, partition, offset
+                )
+            elif offset > expected:
+                logger.error(
+                    "%s[%d]: records %d..%d were skipped (the consumer jumped past them)",
+                    self.topic,
+                    partition,
+                    expected,
+                    offset - 1,
+                )
+            handled[partition] = offset + 1
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # On the poll's thread, between batches. A partition assigned anew starts wherever its
+        # committed offset says, so what was noted for it before says nothing.
+        for tp in partitions:
+            self._handled_to.pop(tp.partition, None)
+        logger.info(
+            "%s: assigned partitions %s", self.topic, sorted(tp.partition for tp in partitions)
+        )
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions}
+        logger.info(
+            "%s: partitions revoked, handled up to %s",
+            self.topic,
+            {p: self._handled_to.get(p) for p in sorted(gone)},
+        )
+        self.revoked(gone)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.warning("%s: partitions lost (the group went on without this consumer)", self.topic)
+        self._on_revoke(consumer, partitions)

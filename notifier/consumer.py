@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message
 from prometheus_client import Counter
 
 from chatlib import deliveries, preferences, presence_state
@@ -102,9 +102,6 @@ class Notifier(ConsumerLoop):
 
     # The loop's hooks.
 
-    async def start(self) -> None:
-        self.consumer.subscribe([self.topic], on_revoke=self._on_revoke)
-
     async def ready(self, stop: asyncio.Event) -> bool:
         """Read on while fewer than MAX_BUSY notifications are being tried."""
         if len(self._tasks) < MAX_BUSY:
@@ -137,9 +134,9 @@ class Notifier(ConsumerLoop):
         self._bursts = Bursts()
         self._offsets = Offsets()
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def revoked(self, partitions: set[int]) -> None:
         # Called inside a poll, on its thread: the loop applies it when the poll returns.
-        self._revoked.append({tp.partition for tp in partitions})
+        self._revoked.append(partitions)
 
     def _forget_revoked(self) -> None:
         while self._revoked:
