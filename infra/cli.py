@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("services", nargs="*", help="default: all")
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
+    admin = commands.add_parser(
+        "admin",
+        help="chat-admin (get, set, history, seed) against the stack that runs, single or cluster,"
+        " with the operator's credentials",
+    )
+    admin.add_argument("admin_args", nargs=argparse.REMAINDER, help="e.g. get limits")
     commands.add_parser("check", help="formatting, lint, strict types, generated protos current")
     commands.add_parser("protos", help="regenerate protos/chat/v1 from the .proto files")
     test = commands.add_parser(
@@ -117,6 +123,8 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         names: list[str] = args.services or known_services(ctx)
         _check_names(ctx, names)
         return stack.follow_logs(ctx, names, args.lines, args.follow)
+    if command == "admin":
+        return apps.admin(ctx, args.admin_args)
     if command == "check":
         return check(ctx)
     if command == "protos":
