@@ -471,29 +471,75 @@ class Load:
             found.compare(f"stream of user {index}", want, follower.received)
         for follower in self.followers:
             await follower.stop()
-        for chat in self.chats:
-            for index in chat.readers:
-                reader = self.users[index]
+        # Each reader's history of each chat, read concurrently (a few at a time).
+        pairs = [(chat, index) for chat in self.chats for index in chat.readers]
+        gate = asyncio.Semaphore(HISTORY_READS_AT_ONCE)
 
-                async def stored(c: Chat = chat, r: User = reader) -> bool:
-                    ids = [m for m, _ in await all_entries(r, c.chat_id) if m is not None]
-                    return len(ids) >= len(c.acked)
+        async def history(chat: Chat, index: int) -> list[tuple[int | None, int]]:
+            async with gate:
+                return await _stored(self.users[index], chat)
 
-                await _until(stored)
-                entries = await all_entries(reader, chat.chat_id)
-                found.compare(
-                    f"history of {chat.chat_id} for user {index}",
-                    chat.acked,
-                    [m for m, _ in entries if m is not None],
-                )
+        histories = await asyncio.gather(*(history(chat, index) for chat, index in pairs))
+        for (chat, index), entries in zip(pairs, histories, strict=True):
+            found.compare(
+                f"history of {chat.chat_id} for user {index}",
+                chat.acked,
+                [m for m, _ in entries if m is not None],
+            )
+        for index in sorted({index for _, index in pairs}):
+            reader = self.users[index]
+            theirs = [
+                (chat, entries)
+                for (chat, at), entries in zip(pairs, histories, strict=True)
+                if at == index
+            ]
+            listed = await _listed_up_to(reader, [chat for chat, _ in theirs])
+            for chat, entries in theirs:
                 # A group's changes (its creation) by someone else count as unread too.
                 changes = sum(1 for m, by in entries if m is None and by != reader.user_id)
-                listed = {c["chat_id"]: c for c in (await read(reader, "/v1/chats"))["chats"]}
                 # (A chat its sender never got to may be missing from the list: none unread.)
                 row = listed.get(chat.chat_id, {"unread_count": changes})
                 unread = int(row["unread_count"]) - changes
                 found.count(f"unread of user {index} in {chat.chat_id}", len(chat.acked), unread)
         return found
+
+
+#: How many history reads the accounting makes at once.
+HISTORY_READS_AT_ONCE = 8
+
+
+async def _stored(reader: User, chat: Chat, seconds: float = 120.0) -> list[tuple[int | None, int]]:
+    """The chat's history as the reader sees it, once it holds as many messages as were
+    acknowledged, or when waiting is over (the history writer persists asynchronously)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        entries = await all_entries(reader, chat.chat_id)
+        stored = sum(1 for m, _ in entries if m is not None)
+        if stored >= len(chat.acked) or time.monotonic() > deadline:
+            return entries
+        await asyncio.sleep(0.5)
+
+
+async def _listed_up_to(
+    reader: User, chats: list[Chat], seconds: float = 120.0
+) -> dict[str, dict[str, Any]]:
+    """The reader's chat list, by chat, once each chat's row names the chat's newest
+    acknowledged message (or a newer entry) as its last, or when waiting is over. The row
+    comes from the reader's own copy of a message, which another history writer may write
+    seconds after the message itself (one restarted by a fault reads on from its partitions'
+    committed offsets): an unread count read before then is simply not current yet."""
+    deadline = time.monotonic() + seconds
+    while True:
+        listed = {c["chat_id"]: c for c in (await read(reader, "/v1/chats"))["chats"]}
+        behind = [
+            chat
+            for chat in chats
+            if chat.acked
+            and int((listed.get(chat.chat_id) or {}).get("last_message_id") or 0) < max(chat.acked)
+        ]
+        if not behind or time.monotonic() > deadline:
+            return listed
+        await asyncio.sleep(0.5)
 
 
 async def _until(check: Any, seconds: float = 120.0) -> None:
