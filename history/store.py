@@ -420,7 +420,8 @@ class HistoryStore:
             return 0
         low = bucket_of(floor) if floor else None
         count = 0
-        for bucket in await self.buckets(chat.chat_id):
+        newest = bucket_of(chat.last_message_id)
+        for bucket in await self.buckets(chat.chat_id, holding=newest):
             if low is not None and bucket < low:
                 break
             upper = chat.last_message_id + 1
@@ -440,13 +441,21 @@ class HistoryStore:
                 return UNREAD_CAP
         return count
 
-    async def buckets(self, chat_id: str, *, newest: bool = False) -> list[int]:
+    async def buckets(
+        self, chat_id: str, *, newest: bool = False, holding: int | None = None
+    ) -> list[int]:
         """The buckets holding the chat's messages, newest first.
 
         Remembered for BUCKETS_SECONDS (a chat gains a bucket every ten days at most); when a
         page without a ``before`` bound (the newest page, or what is newer than a cursor) is
         asked for and the newest known bucket is not the current one, it is asked again, at
-        most once every BUCKETS_RECHECK_SECONDS.
+        most once every BUCKETS_RECHECK_SECONDS. Given ``holding``, a bucket known to hold a
+        message (the chat list names the chat's newest), a remembered list without it is asked
+        again every time: it was read before that message's row was written. A message's
+        chat-list rows and its own row are written by separate batches, by two history
+        writers when the sender's and the recipient's partitions belong to different ones
+        (seconds apart when one of them is down); an unread count over such a list would miss
+        every message of the bucket until it was read again.
         """
         now = time.monotonic()
         known = self._buckets.get(chat_id)
@@ -454,7 +463,9 @@ class HistoryStore:
             buckets, fetched = known
             age = now - fetched
             stale = newest and (not buckets or buckets[0] < bucket_at(int(time.time() * 1000)))
-            if age < BUCKETS_SECONDS and not (stale and age >= BUCKETS_RECHECK_SECONDS):
+            lacking = holding is not None and (not buckets or buckets[0] < holding)
+            fresh = age < BUCKETS_SECONDS and not (stale and age >= BUCKETS_RECHECK_SECONDS)
+            if fresh and not lacking:
                 return buckets
         rows = await self.db.execute(
             "SELECT bucket FROM chat_buckets WHERE chat_id = ?", (chat_id,)

@@ -100,6 +100,22 @@ async def test_unread_counts_follow_the_read_watermark_and_count_each_message_on
     assert await store.unread(alice_chat, ALICE) == 1
 
 
+async def test_an_unread_count_read_before_the_message_row_counts_it_once_written(
+    store: HistoryStore,
+) -> None:
+    """A message's chat-list rows and its own row come from different copies, which two
+    history writers may write seconds apart: a chat list read in between must not go on
+    counting from what it saw then."""
+    message_id = _message_id(START_MS)
+    copies = _copies(message_id, ALICE, "first")
+    await store.persist([c for c in copies if not c.primary])  # Bob's chat-list row
+    [bob_chat] = (await store.chats_of(BOB, 10))[0]
+    assert bob_chat.last_message_id == message_id
+    assert await store.unread(bob_chat, BOB) == 0  # the message itself is not written yet
+    await store.persist([c for c in copies if c.primary])  # the sender's copy: the message row
+    assert await store.unread(bob_chat, BOB) == 1
+
+
 async def test_pages_cross_buckets_and_skip_empty_ones(store: HistoryStore) -> None:
     # Three messages 25 buckets apart: nothing between them is ever read.
     ids = [_message_id(START_MS + n * 25 * BUCKET_MS) for n in range(3)]
