@@ -89,11 +89,9 @@ BFF_DRAIN_SECONDS = "2"
 
 #: What the cluster runs besides, each after the service it doubles: a third messaging server
 #: (one of three may die), a second history query process (its clients balance calls over
-#: both, ``round_robin``), and a second BFF and config service (the balancer,
-#: ``infra/services/balancer.py``, fronts both on the ports the single stack serves on). The
-#: history writer and the notifier still run once: a second writer lost acknowledged messages
-#: from history in one fault run (a writer SIGKILLed while the other took its partitions),
-#: not explained yet.
+#: both, ``round_robin``), a second history writer and notifier (Kafka's consumer groups share
+#: the partitions among the live ones), and a second BFF and config service (the balancer,
+#: ``infra/services/balancer.py``, fronts both on the ports the single stack serves on).
 CLUSTER_APPS = [
     App(
         "config-service-2",
@@ -110,6 +108,21 @@ CLUSTER_APPS = [
         "gRPC 127.0.0.1:7202",
         "history",
         {"CHAT_HISTORY_PORT": "7202"},
+    ),
+    App(
+        "history-writer-2",
+        ["history", "writer"],
+        9304,
+        "consumer group history-writers",
+        "history",
+        {"CHAT_WRITER_INSTANCE": "history-writer-2"},
+    ),
+    App(
+        "notifier-2",
+        ["notifier"],
+        9602,
+        "consumer group notifier",
+        "notifier",
     ),
     App(
         "messaging-m3",

@@ -27,6 +27,7 @@ MESSAGING_DOWN = 20.0
 MESSAGING_FROZEN = 20.0
 HISTORY_DOWN = 15.0
 BFF_DOWN = 10.0
+WRITER_DOWN = 15.0
 CONFIG_DOWN = 10.0
 
 
@@ -188,6 +189,29 @@ async def test_a_bff_killed_while_browsers_hold_websockets(clients: Clients, nod
     )
     # The kill reached browsers: the sockets it held ended and were opened again elsewhere.
     assert any(isinstance(f, WebFollower) and f.reconnects for f in load.followers)
+
+
+@pytest.mark.timeout(900)
+async def test_one_of_two_history_writers_killed(clients: Clients, nodes: Nodes) -> None:
+    victim = nodes.app("history-writer")
+
+    async def inject() -> None:
+        await nodes.kill(victim)
+
+    async def heal() -> None:
+        await nodes.start_app(victim)
+
+    # The accounting reads every chat's history: what the dead writer had not written, the
+    # other one wrote once its partitions came to it (the session timeout, 10 s).
+    await under_fault(
+        "history: SIGKILL one of two writers (15 s)",
+        Load(clients),
+        WRITER_DOWN,
+        inject,
+        heal,
+        Revocation(clients),
+        tier="service",
+    )
 
 
 @pytest.mark.timeout(900)
