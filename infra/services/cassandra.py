@@ -126,7 +126,7 @@ class CassandraBase(JvmService):
             return row is not None
         except NoHostAvailable as exc:
             # Refusing the login is answering: the roles are set up after the nodes start.
-            return any(isinstance(e, AuthenticationFailed) for e in exc.errors.values())
+            return refused_login(exc)
         except (OperationTimedOut, OSError):
             return False
         finally:
@@ -157,6 +157,14 @@ class Cassandra(CassandraBase):
     def _flags(self) -> list[str]:
         # One fresh node: no gossip to wait for, no fsync of system tables.
         return ["-Dcassandra.skip_wait_for_gossip_to_settle=0", "-Dcassandra.unsafesystem=true"]
+
+
+def refused_login(exc: NoHostAvailable) -> bool:
+    """Whether the node answered by refusing the login. The driver gives its errors by host
+    when no connection was made, but only the hosts' addresses when the control connection
+    was made and the session's pool was not (a node half up, seen under load)."""
+    errors = exc.errors.values() if isinstance(exc.errors, dict) else []
+    return any(isinstance(e, AuthenticationFailed) for e in errors)
 
 
 #: JVM flags of a cluster node: a joining node waits this long for the ring to settle (30 s by

@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from cassandra import AuthenticationFailed
+from cassandra.cluster import NoHostAvailable
 
 from infra import processes
 from infra.errors import NotReady, ProcessDied
+from infra.services.cassandra import refused_login
 
 
 def _spawn(tmp_path: Path, script: str) -> tuple[Path, Path, int]:
@@ -82,3 +85,14 @@ def test_resident_memory_of_this_process_is_readable() -> None:
     assert rss is not None
     assert rss > 1024  # a Python interpreter is well over 1 MiB
     assert sys.platform.startswith("linux")
+
+
+def test_a_cassandra_probe_reads_either_shape_of_the_drivers_no_host_error() -> None:
+    """The driver names errors by host when it reached no node, and lists bare addresses when
+    its control connection was made but the session's pool was not (a node half up)."""
+    refused = NoHostAvailable("no", {"127.0.0.2:9042": AuthenticationFailed("bad login")})
+    unreachable = NoHostAvailable("no", {"127.0.0.2:9042": OSError("refused")})
+    half_up = NoHostAvailable("Unable to connect to any servers", ["127.0.0.2:9042"])
+    assert refused_login(refused)
+    assert not refused_login(unreachable)
+    assert not refused_login(half_up)
