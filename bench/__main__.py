@@ -21,6 +21,7 @@ Scenarios:
   ws-e2e   messages sent over WebSockets, latency to the recipients' WebSocket and gRPC stream
   writer-restart  the history writer SIGKILLed and restarted under load: how long until it
            writes again
+  tls      the CPU TLS adds to a gRPC call and to a streamed event (one process, loopback)
   keep     copy results from .infra/bench-results into bench/results (what the docs cite)
   report   tables, plots and docs/benchmarks.md from bench/results
 """
@@ -39,8 +40,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bench import (
     cpu,
     e2e,
@@ -53,10 +52,12 @@ from bench import (
     presence,
     report,
     revocation,
+    tls_cost,
     writer_restart,
     ws,
 )
 from bench.population import open_chats, register_and_login
+from bench.reach import HERE
 from chatlib import live_config, redis_client
 from chatlib.partitioning import Partitioning
 from chatlib.settings import Common, Env
@@ -69,11 +70,11 @@ RUNS = Path(
     os.environ.get("CHAT_BENCH_RESULTS")
     or Path(__file__).resolve().parent.parent / ".infra" / "bench-results"
 )
-BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
+BFF = HERE.bff
 #: How to reach the infrastructure: what the services read (``CHAT_*``; the token key is not
 #: needed for it).
 INFRA = Common(Env({"CHAT_JWT_SECRET": "-", **os.environ}))
-CONFIG = os.environ.get("CHAT_CONFIG_URL", "http://127.0.0.1:7301")
+CONFIG = HERE.config
 #: Messages the history scenario pages through.
 HISTORY_SEED = 120
 
@@ -279,6 +280,10 @@ async def main(argv: list[str]) -> int:
         action="store_true",
         help="restart the writer without its static group member id (for comparison)",
     )
+    tc = sub.add_parser("tls")
+    tc.add_argument("--rounds", type=int, default=5)
+    tc.add_argument("--calls", type=int, default=3000)
+    tc.add_argument("--events", type=int, default=30000)
     k = sub.add_parser("keep", help="copy results into bench/results, which the docs cite")
     k.add_argument("names", nargs="+", help="result names, e.g. e2e-500 history")
     rp = sub.add_parser("report")
@@ -365,7 +370,7 @@ async def main(argv: list[str]) -> int:
         # 120 messages at once: more than one user's default burst of sends allows.
         async with (
             limits.send_limits(CONFIG, rate_per_user=1, burst=HISTORY_SEED),
-            aiohttp.ClientSession() as http,
+            HERE.http() as http,
         ):
             for n in range(HISTORY_SEED):
                 async with http.post(
@@ -412,6 +417,10 @@ async def main(argv: list[str]) -> int:
         )
         print({k: v for k, v in result.items() if k != "rounds"})
         save(f"writer-restart{'-dynamic' if args.dynamic else ''}", command, result)
+    elif args.scenario == "tls":
+        result = await tls_cost.tls_cost(args.rounds, args.calls, args.events)
+        print({k: v for k, v in result.items() if k not in ("plaintext", "tls")})
+        save("tls-cost", command, result)
     elif args.scenario == "keep":
         for name in args.names:
             source = RUNS / f"{name}.json"

@@ -15,10 +15,9 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import aiohttp
-
 from bench import cpu, generator
 from bench.population import Member, open_chats, register_and_login
+from bench.reach import HERE, generator_tls
 from bench.stats import summary
 
 MAX_IN_FLIGHT = 5000
@@ -68,6 +67,7 @@ class Plan:
             "run": self.run,
             "max_in_flight": MAX_IN_FLIGHT,
             "conns": 4,
+            **generator_tls(),
             "drain": DRAIN_SECONDS,
             "target": self.target,
             "peer_addr": self.peer_addr,
@@ -194,7 +194,7 @@ async def check_persisted(bff: str, plan: Plan, sends: dict[str, list[Any]]) -> 
         by_chat[entry[4]].add(cmid)
     token_of = {r.chat_id: plan.members[r.sender].token for r in plan.routes}
     missing = duplicates = 0
-    async with aiohttp.ClientSession() as http:
+    async with HERE.http() as http:
 
         async def one(chat_id: str, expected: set[str]) -> tuple[int, int]:
             seen: list[str] = []

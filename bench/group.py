@@ -16,10 +16,9 @@ import time
 import uuid
 from typing import Any
 
-import grpc
-
 from bench import cpu
 from bench.population import Member, caught_up, register_and_login
+from bench.reach import HERE
 from bench.stats import summary
 from chatlib.grpc_auth import bearer_metadata
 from protos.chat.v1 import groups_pb2, groups_pb2_grpc, messaging_pb2, messaging_pb2_grpc
@@ -27,7 +26,7 @@ from protos.chat.v1 import groups_pb2, groups_pb2_grpc, messaging_pb2, messaging
 
 async def group_messages(bff: str, members: int, messages: int, rate: float) -> dict[str, Any]:
     users = await register_and_login(bff, members, "grp")
-    channels = {m.server: grpc.aio.insecure_channel(m.server) for m in users}
+    channels = {m.server: HERE.dial(m.server) for m in users}
     owner = users[0]
     started: dict[str, float] = {}
     received: dict[str, list[float]] = {}

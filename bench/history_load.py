@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench import cpu, generator
+from bench.reach import generator_tls
 from bench.stats import summary
 
 
@@ -22,6 +23,7 @@ def pages(
     plan = {
         "target": "history",
         "conns": 4,
+        **generator_tls(),
         "history": {
             "address": address,
             "token": token,

@@ -7,8 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
-
+from bench.reach import HERE
 from chatlib import tokens
 from chatlib.hashing import partition_for
 from chatlib.partitioning import Partitioning
@@ -39,9 +38,7 @@ async def idle_streams(
         if target.owns(partition_for(candidate, config.partitions)):
             users.append(candidate)
     before = rss_kib(pid)
-    channels = [
-        grpc.aio.insecure_channel(target.target) for _ in range(count // STREAMS_PER_CHANNEL + 1)
-    ]
+    channels = [HERE.dial(target.target) for _ in range(count // STREAMS_PER_CHANNEL + 1)]
     calls = []
     ready = 0
     began = time.monotonic()

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.reach import HERE
 from infra.catalog import APPS
 from infra.layout import Layout
 
@@ -36,7 +37,7 @@ async def send_limits(config_url: str, *, rate_per_user: float, burst: int) -> A
     runs; the section as it was afterwards. Nothing is changed if the limits allow it already."""
     headers = {"Authorization": f"Bearer {admin_token()}"}
     url = f"{config_url}/v1/config/limits"
-    async with aiohttp.ClientSession(headers=headers) as http:
+    async with HERE.http(headers=headers) as http:
         async with http.get(url) as response:
             response.raise_for_status()
             before: dict[str, Any] = (await response.json())["value"]

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import grpc
 
+from bench.reach import HERE
 from bench.stats import summary
 from chatlib import tokens
 from chatlib.hashing import partition_for
@@ -71,7 +71,7 @@ async def _hold(stream: Held, channels: Channels) -> None:
     def channel_for(address: str) -> grpc.aio.Channel:
         key = (address, stream.user_id % CHANNELS_PER_SERVER)
         if key not in channels:
-            channels[key] = grpc.aio.insecure_channel(address)
+            channels[key] = HERE.dial(address)
         return channels[key]
 
     async for event in events(stream.state, stream.token, channel_for):
@@ -86,7 +86,7 @@ async def partition_moves(
     config_url: str, admin_token: str, secret: str, streams: int, rounds: int
 ) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {admin_token}"}
-    async with aiohttp.ClientSession(headers=headers) as http:
+    async with HERE.http(headers=headers) as http:
         async with http.get(f"{config_url}/v1/config/partitioning") as r:
             r.raise_for_status()
             original = Partitioning.parse((await r.json())["value"])

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.reach import HERE
 from protos.chat.v1 import messaging_pb2
 
 PASSWORD = "bench-password-1"
@@ -50,7 +51,7 @@ async def register_and_login(bff: str, count: int, prefix: str, parallel: int = 
                     raise RuntimeError(f"login {name}: {response.status} {body}")
         return Member(name, int(body["user_id"]), body["access_token"], body["messaging_server"])
 
-    async with aiohttp.ClientSession() as http:
+    async with HERE.http() as http:
         return list(await asyncio.gather(*(one(http, n) for n in range(count))))
 
 
@@ -81,5 +82,5 @@ async def open_chats(bff: str, pairs: list[tuple[Member, Member]], parallel: int
                 raise RuntimeError(f"open chat: {response.status} {body}")
             return str(body["chat_id"])
 
-    async with aiohttp.ClientSession() as http:
+    async with HERE.http() as http:
         return list(await asyncio.gather(*(one(http, a, b) for a, b in pairs)))

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 
 from bench.population import Member, caught_up, open_chats, register_and_login
+from bench.reach import HERE
 from bench.stats import summary
 from chatlib.grpc_auth import bearer_metadata
 from infra import processes
@@ -33,8 +34,8 @@ async def server_death(bff: str, rounds: int) -> dict[str, Any]:
         await open_chats(bff, [(watcher, victim_user)])
         await asyncio.sleep(CONTACTS_SECONDS)
         async with (
-            grpc.aio.insecure_channel(watcher.server) as near,
-            grpc.aio.insecure_channel(victim_user.server) as far,
+            HERE.dial(watcher.server) as near,
+            HERE.dial(victim_user.server) as far,
         ):
             watching = _subscribe(near, watcher)
             await caught_up(watching)

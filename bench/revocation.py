@@ -16,6 +16,7 @@ import aiohttp
 import grpc
 
 from bench.population import Member, caught_up, register_and_login
+from bench.reach import HERE
 from bench.stats import summary
 from chatlib.grpc_auth import bearer_metadata
 from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
@@ -35,7 +36,7 @@ async def _ended(call: Any) -> float:
 
 async def revocation(bff: str, users: int, parallel: int) -> dict[str, Any]:
     members = await register_and_login(bff, users, "revoke")
-    channels = {m.server: grpc.aio.insecure_channel(m.server) for m in members}
+    channels = {m.server: HERE.dial(m.server) for m in members}
     calls = []
     for member in members:
         stub = messaging_pb2_grpc.MessagingServiceStub(channels[member.server])
@@ -62,7 +63,7 @@ async def revocation(bff: str, users: int, parallel: int) -> dict[str, Any]:
             acked_ms.append((time.perf_counter() - began) * 1000)
             ended_ms.append((await asyncio.wait_for(ending, 10) - began) * 1000)
 
-    async with aiohttp.ClientSession() as http:
+    async with HERE.http() as http:
         await asyncio.gather(*(logout(http, m, c) for m, c in zip(members, calls, strict=True)))
     for channel in channels.values():
         await channel.close()

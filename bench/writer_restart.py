@@ -17,6 +17,7 @@ import aiohttp
 
 from bench import limits
 from bench.population import open_chats, register_and_login
+from bench.reach import HERE
 from bench.stats import summary
 from infra import apps, processes
 from infra.catalog import APPS
@@ -74,7 +75,7 @@ async def measure(
     found = []
     async with (
         limits.send_limits(config_url, rate_per_user=2 * rate, burst=1),
-        aiohttp.ClientSession() as http,
+        HERE.http() as http,
     ):
         sender = asyncio.create_task(keep_sending(http))
         try:

@@ -14,6 +14,7 @@ import grpc
 
 from bench.idle import rss_kib
 from bench.population import Member, caught_up, open_chats, register_and_login
+from bench.reach import HERE
 from bench.stats import summary
 from chatlib import tokens
 from chatlib.grpc_auth import bearer_metadata
@@ -38,11 +39,10 @@ async def idle_websockets(bff: str, secret: str, pid: int, count: int) -> dict[s
     up (tokens minted with the shared key: a stream needs a valid token, not a registered
     user); the BFF's resident memory before and after, per connection."""
     before = rss_kib(pid)
-    connector = aiohttp.TCPConnector(limit=0)
     sockets: list[aiohttp.ClientWebSocketResponse] = []
     gate = asyncio.Semaphore(200)
     began = time.monotonic()
-    async with aiohttp.ClientSession(connector=connector) as http:
+    async with HERE.http(limit=0) as http:
 
         async def one(n: int) -> None:
             async with gate:
@@ -81,7 +81,7 @@ async def ws_e2e(bff: str, rate: float, duration: float, users: int) -> dict[str
     channels: dict[str, grpc.aio.Channel] = {}
     tasks: list[asyncio.Task[None]] = []
     sockets: dict[int, aiohttp.ClientWebSocketResponse] = {}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+    async with HERE.http(limit=0) as http:
 
         async def browser(member: Member) -> None:
             ws = await http.ws_connect(_ws_url(bff))
@@ -100,7 +100,7 @@ async def ws_e2e(bff: str, rate: float, duration: float, users: int) -> dict[str
             tasks.append(asyncio.create_task(listen()))
 
         async def phone(member: Member) -> None:
-            channel = channels.setdefault(member.server, grpc.aio.insecure_channel(member.server))
+            channel = channels.setdefault(member.server, HERE.dial(member.server))
             call = messaging_pb2_grpc.MessagingServiceStub(channel).Subscribe(
                 messaging_pb2.SubscribeRequest(),
                 metadata=bearer_metadata(member.token),

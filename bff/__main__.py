@@ -36,7 +36,9 @@ def main() -> int:
 async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
     telemetry.instrument_aiohttp_server()
     interceptors = telemetry.grpc_client_interceptors()
-    history_channel = channels.to_service(settings.history_address, interceptors=interceptors)
+    history_channel = channels.to_service(
+        settings.history_address, settings.common.tls, interceptors=interceptors
+    )
     stack.push_async_callback(history_channel.close)
     client = redis_client.connect(settings.common.redis)
     stack.push_async_callback(client.aclose)
@@ -69,6 +71,7 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         client_interceptors=interceptors,
         messaging_dial=settings.messaging_dial,
         routing=Routing(partitioning, owners),
+        tls=settings.common.tls,
     )
 
     async def locate(user_id: int) -> str:

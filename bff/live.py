@@ -144,11 +144,20 @@ def _allowed(request: web.Request, live: Live) -> None:
     origin = request.headers.get("Origin")
     if origin is None:
         return  # not a browser page: nothing to check
-    if origin == f"{request.scheme}://{request.host}" or origin in live.web.get().allowed_origins:
+    own = f"{_scheme(request)}://{request.host}"
+    if origin == own or origin in live.web.get().allowed_origins:
         return
     raise errors.PermissionDenied(
         f"origin {origin[:100]!r} may not open a stream here (live config web.allowed_origins)"
     )
+
+
+def _scheme(request: web.Request) -> str:
+    """How the page reached us: a balancer that ended TLS says so in X-Forwarded-Proto (it
+    sets the header, replacing any the client sent). A page's script cannot set the header,
+    so trusting it cannot let another site's page pass as ours."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "")
+    return forwarded if forwarded in ("http", "https") else request.scheme
 
 
 # --- WebSocket ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from aiohttp import web
 from chatlib import channels, tokens
 from chatlib.grpc_auth import bearer_metadata
 from chatlib.ownership import Routing
+from chatlib.settings import Tls
 from protos.chat.v1 import groups_pb2_grpc, history_pb2_grpc, messaging_pb2_grpc
 
 
@@ -27,6 +28,8 @@ class Backends:
     messaging_dial: dict[str, str]
     #: Partition leases over the live config: routing changes apply from the next request.
     routing: Routing
+    #: How the BFF dials messaging servers (TLS in the cluster).
+    tls: Tls
 
     def call_options(self, request: web.Request) -> dict[str, Any]:
         """The keywords of a gRPC call made for ``request``: its bearer token, the deadline."""
@@ -79,7 +82,7 @@ class Backends:
     def _dial(self, address: str) -> grpc.aio.Channel:
         channel = self.messaging_channels.get(address)
         if channel is None:
-            channel = channels.to_service(address, interceptors=self.client_interceptors)
+            channel = channels.to_service(address, self.tls, interceptors=self.client_interceptors)
             self.messaging_channels[address] = channel
         return channel
 

@@ -165,6 +165,41 @@ def _addresses(items: list[str], key: str) -> tuple[tuple[str, int], ...]:
     return tuple(found)
 
 
+@dataclass(frozen=True)
+class Tls:
+    """TLS on our gRPC hops: what a server presents, and what a caller trusts. Both unset is
+    plaintext (the single-node stack on loopback)."""
+
+    #: The CA a caller verifies the servers it dials against.
+    ca: bytes | None = field(default=None, repr=False)
+    #: The certificate chain and key this process's gRPC server presents.
+    cert: bytes | None = field(default=None, repr=False)
+    key: bytes | None = field(default=None, repr=False)
+
+
+def _file_bytes(env: Env, key: str) -> bytes | None:
+    path = env.optional(key)
+    if path is None:
+        return None
+    try:
+        found = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"setting {key}: cannot read {path}: {exc.strerror}") from None
+    if b"-----BEGIN " not in found:
+        raise ConfigError(f"setting {key}: {path} holds no PEM block")
+    return found
+
+
+def tls(env: Env) -> Tls:
+    cert = _file_bytes(env, "CHAT_TLS_CERT")
+    key = _file_bytes(env, "CHAT_TLS_KEY")
+    if (cert is None) != (key is None):
+        raise ConfigError(
+            "settings CHAT_TLS_CERT and CHAT_TLS_KEY go together: set both or neither"
+        )
+    return Tls(_file_bytes(env, "CHAT_TLS_CA"), cert, key)
+
+
 def redis_access(env: Env) -> RedisAccess:
     """The Redis keys alone: what a command that only talks to Redis (the config CLI) reads,
     without the secrets a service needs."""
@@ -205,6 +240,7 @@ class Common:
             "CHAT_KEYSPACE_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}"
         )
         self.redis = redis_access(env)
+        self.tls = tls(env)
         self.otlp_endpoint = env.text("CHAT_OTLP_ENDPOINT", "http://127.0.0.1:4317")
         # Where /livez, /readyz and /metrics listen: loopback by default; 0.0.0.0 where a
         # scraper or an orchestrator on another host must reach them (compose).

@@ -34,6 +34,19 @@ KEEPALIVE = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 )
+
+
+def dial(target: str, *, tls: bool, ca: bytes | None = None) -> grpc.aio.Channel:
+    """A client's channel to a messaging server. With ``tls`` the server's certificate is
+    verified against ``ca`` (a deployment's own CA, PEM), or against the system's roots when
+    ``ca`` is None; a server whose certificate does not verify, or does not name ``target``'s
+    host, is never talked to."""
+    if not tls:
+        return grpc.aio.insecure_channel(target, options=KEEPALIVE)
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+    return grpc.aio.secure_channel(target, credentials, options=KEEPALIVE)
+
+
 #: UNAVAILABLE answers in a row (about 0.15 s of retries) before another server is asked.
 DISCOVER_AFTER = 2
 

@@ -9,6 +9,9 @@ out the rate limit when told to. It marks what arrives as delivered and what it 
 (\N{CHECK MARK} delivered, \N{CHECK MARK}\N{CHECK MARK} read), their typing and presence, and
 edits, deletions and reactions. (It reads whole lines, so it cannot tell the others that you
 are typing before you press Enter.)
+
+Against an ``https://`` BFF (the cluster) it speaks TLS to the messaging servers too, and
+verifies both against ``--ca`` (the deployment's CA; ``CHAT_TLS_CA``), or the system's roots.
 """
 
 from __future__ import annotations
@@ -22,16 +25,17 @@ import sys
 import time
 import urllib.parse
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import grpc
 
 from chatlib.chat_ids import direct_members
-from clients.stream import KEEPALIVE, StreamState, events
+from clients import deployment
+from clients.deployment import Deployment
+from clients.stream import StreamState, events
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
-
-DEFAULT_BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
 
 
 class ClientError(Exception):
@@ -46,10 +50,10 @@ async def _call(http: aiohttp.ClientSession, method: str, url: str, **kwargs: An
         return body
 
 
-async def register(bff: str, username: str, password: str) -> None:
-    async with aiohttp.ClientSession() as http:
+async def register(at: Deployment, username: str, password: str) -> None:
+    async with at.http() as http:
         user = await _call(
-            http, "POST", f"{bff}/v1/users", json={"username": username, "password": password}
+            http, "POST", f"{at.bff}/v1/users", json={"username": username, "password": password}
         )
     print(f"registered {user['username']} (id {user['user_id']})")
 
@@ -57,9 +61,10 @@ async def register(bff: str, username: str, password: str) -> None:
 class Session:
     """A logged-in user: the BFF for lookups and group changes, gRPC for sends."""
 
-    def __init__(self, http: aiohttp.ClientSession, bff: str, login: dict[str, Any]) -> None:
+    def __init__(self, http: aiohttp.ClientSession, at: Deployment, login: dict[str, Any]) -> None:
         self.http = http
-        self.bff = bff
+        self.at = at
+        self.bff = at.bff
         self.user_id = int(login["user_id"])
         self.token = str(login["access_token"])
         self.server = str(login["messaging_server"])
@@ -84,7 +89,7 @@ class Session:
     def channel(self, target: str) -> grpc.aio.Channel:
         """One channel per messaging server dialled (a stream may move between them)."""
         if target not in self.channels:
-            self.channels[target] = grpc.aio.insecure_channel(target, options=KEEPALIVE)
+            self.channels[target] = self.at.dial(target)
         return self.channels[target]
 
     async def locate(self) -> str:
@@ -181,12 +186,17 @@ HELP = """commands:
 anything else is sent to the open chat; ctrl-d quits"""
 
 
-async def chat(bff: str, username: str, password: str, peer: str | None, group: str | None) -> None:
-    async with aiohttp.ClientSession() as http:
+async def chat(
+    at: Deployment, username: str, password: str, peer: str | None, group: str | None
+) -> None:
+    async with at.http() as http:
         login = await _call(
-            http, "POST", f"{bff}/v1/sessions", json={"username": username, "password": password}
+            http,
+            "POST",
+            f"{at.bff}/v1/sessions",
+            json={"username": username, "password": password},
         )
-        me = Session(http, bff, login)
+        me = Session(http, at, login)
         me.names[me.user_id] = username.lower()
         if peer:
             await _command(me, f"/with {peer}")
@@ -422,7 +432,19 @@ async def _send(me: Session, chat_id: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chat-client", description=__doc__)
-    parser.add_argument("--bff", default=DEFAULT_BFF, help="BFF base URL")
+    here = deployment.local()
+    parser.add_argument(
+        "--bff",
+        default=here.bff,
+        help="BFF base URL, https:// for TLS (default: the stack ./dev runs here, or CHAT_BFF_URL)",
+    )
+    parser.add_argument(
+        "--ca",
+        default=str(here.ca) if here.ca else None,
+        help="the CA (PEM file) to verify the BFF and messaging servers against over TLS;"
+        " without it, the system's roots (default: the cluster's own CA when ./dev runs it"
+        " here, or CHAT_TLS_CA)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     reg = commands.add_parser("register", help="create a user")
     reg.add_argument("username")
@@ -433,14 +455,24 @@ def main(argv: list[str] | None = None) -> int:
     talk.add_argument("--with", dest="peer", help="open the direct chat with this user")
     talk.add_argument("--group", help="open this group (its chat id, g:...)")
     args = parser.parse_args(argv)
+    at = Deployment(args.bff, ca=Path(args.ca) if args.ca else None)
+    try:
+        at.ssl_context()
+    except OSError as exc:
+        print(f"error: cannot read the CA file {args.ca}: {exc.strerror}", file=sys.stderr)
+        return 2
     password = os.environ.get("CHAT_PASSWORD") or getpass.getpass("password: ")
     try:
         if args.command == "register":
-            asyncio.run(register(args.bff, args.username, password))
+            asyncio.run(register(at, args.username, password))
         else:
-            asyncio.run(chat(args.bff, args.username, password, args.peer, args.group))
+            asyncio.run(chat(at, args.username, password, args.peer, args.group))
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except aiohttp.ClientConnectorCertificateError as exc:
+        problem = exc.certificate_error
+        print(f"error: the BFF's certificate did not verify: {problem}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -137,7 +137,7 @@ async def query(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) 
         server,
     )
     address = f"{settings.query_host}:{settings.query_port}"
-    server.add_insecure_port(address)
+    channels.listen(server, address, common.tls)
     await server.start()
     runner = await ops.start(
         common.ops_host,

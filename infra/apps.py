@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import access, catalog, cluster, modes, processes
+from infra import access, catalog, cluster, modes, processes, tls
 from infra.catalog import PARTITIONS, App
 from infra.console import detail, say, step
 from infra.errors import StepFailed
@@ -87,8 +87,19 @@ def environment(ctx: Context, user: str) -> dict[str, str]:
         for name in cluster.service_secrets(user):
             keys.file(name)  # made on first use
         found |= cluster.service_environment(cluster.LOOPBACK, keys, user)
+        found |= tls_environment(ctx)
         found["CHAT_HISTORY_ADDRESS"] = catalog.CLUSTER_HISTORY_ADDRESS
     return found
+
+
+def tls_environment(ctx: Context) -> dict[str, str]:
+    """The cluster's gRPC servers present its certificate, and its callers verify it."""
+    files = tls.Files.of(ctx.layout)
+    return {
+        "CHAT_TLS_CA": str(files.ca),
+        "CHAT_TLS_CERT": str(files.cert),
+        "CHAT_TLS_KEY": str(files.key),
+    }
 
 
 def setup(ctx: Context) -> None:

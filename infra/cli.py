@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from infra import apps, catalog, install, modes, processes, stack, tools
+from infra import apps, catalog, install, modes, processes, stack, tls, tools
 from infra.console import say, seconds, step
 from infra.errors import InfraError
 from infra.layout import Layout
@@ -175,6 +175,9 @@ def up(ctx: Context, mode: Mode, *, missing_only: bool = False) -> list[stack.Ou
         # What it scrapes is the stack's own services: it starts again with the new list.
         stack.down(ctx, [s for s in chosen if s.name == "prometheus"], only_running=True)
     modes.record(ctx.layout, mode)
+    if mode == CLUSTER:
+        with step("TLS: the cluster's CA and certificate (.infra/secrets/tls)"):
+            tls.ensure(ctx.layout)
     balancer = [s for s in chosen if s.name == "balancer"]
     if balancer and processes.alive(ctx.layout.pidfile("balancer")) is None:
         # It takes the ports the single stack's BFF and config service listen on; they come

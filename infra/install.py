@@ -164,9 +164,11 @@ def prometheus(layout: Layout) -> Path:
 
 
 def chromium(layout: Layout) -> tuple[Path, Path]:
-    """Headless Chromium and its WebDriver, for the web client's browser tests."""
+    """Headless Chromium and its WebDriver, for the web client's browser tests; and NSS's
+    certutil, with which the cluster's browser test trusts the cluster's CA."""
     browser = debian_program(layout, "chromium", "chromium", "chromium")
     driver = debian_program(layout, "chromedriver", "chromium-driver", "chromium-driver")
+    debian_program(layout, "certutil", "libnss3-tools", "NSS tools (certutil)")
     return browser, driver
 
 

@@ -209,7 +209,9 @@ async def _config(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event
 
 def _history(settings: Settings, stack: AsyncExitStack) -> HistoryApi:
     channel = channels.to_service(
-        settings.history_address, interceptors=telemetry.grpc_client_interceptors()
+        settings.history_address,
+        settings.common.tls,
+        interceptors=telemetry.grpc_client_interceptors(),
     )
     stack.push_async_callback(channel.close)
     return HistoryApi(history_pb2_grpc.HistoryServiceStub(channel), settings.common.jwt_secret)
@@ -362,7 +364,7 @@ async def _grpc_server(
     groups = GroupService(changes, verifier, base.config.groups)
     groups_pb2_grpc.add_GroupServiceServicer_to_server(groups, server)
     messaging_pb2_grpc.add_MessagingServiceServicer_to_server(messaging, server)
-    server.add_insecure_port(f"{settings.host}:{settings.port}")
+    channels.listen(server, f"{settings.host}:{settings.port}", settings.common.tls)
     await server.start()
     return server
 

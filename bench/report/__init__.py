@@ -27,6 +27,7 @@ SECTIONS = (
     history.writer_restarts,
     cluster.cost,
     cluster.servers,
+    cluster.tls,
     cluster.faults,
     sending.before,
 )

@@ -17,6 +17,10 @@ FAULTS = "cluster-faults"
 #: issue's 500/s and at 200/s (what this box carries without saturating).
 SERVERS_E2E = "cluster-e2e-{rate}-{servers}-servers"
 SERVERS_RATES = (500, 200)
+#: ``bench e2e`` at 100/s on the cluster with TLS, before it, and with it again (one session),
+#: and ``bench tls``: one gRPC hop with and without TLS.
+TLS_E2E = ("cluster-e2e-100-tls-first", "cluster-e2e-100-plaintext", "cluster-e2e-100-tls-second")
+TLS_HOP = "tls-cost"
 
 
 def summary_keys(results: Path) -> dict[str, float]:
@@ -39,6 +43,12 @@ def summary_keys(results: Path) -> dict[str, float]:
                 keys[f"cpu_ms_per_msg_at_{rate}_with_{servers}_servers"] = run["result"]["cpu"][
                     "cpu_ms_per_msg"
                 ]
+    hop = load(results, TLS_HOP)
+    if hop:
+        keys["tls_added_cpu_us_per_grpc_call"] = hop["result"]["added_per_unary_call_cpu_us"]
+        keys["tls_added_cpu_us_per_streamed_event"] = hop["result"][
+            "added_per_streamed_event_cpu_us"
+        ]
     faults = load(results, FAULTS)
     if faults:
         storage, service = _tiers(faults["result"]["faults"])
@@ -168,6 +178,66 @@ def servers(results: Path) -> list[str]:
             f"{r['cpu']['cpu_ms_per_msg']} | {r['cpu']['machine_busy_cores']} |"
         )
     return [*lines, ""]
+
+
+def tls(results: Path) -> list[str]:
+    """What TLS on the client ports and the gRPC hops costs per message: one hop measured
+    apart, and the cluster end to end with and without it."""
+    hop = load(results, TLS_HOP)
+    runs = [(name, load(results, name)) for name in TLS_E2E]
+    found = [(name, run) for name, run in runs if run]
+    if not hop and not found:
+        return []
+    lines = ["### TLS", ""]
+    if hop:
+        r = hop["result"]
+        plain, secured = r["plaintext"], r["tls"]
+        lines += [
+            f"One gRPC hop, client and server in one process on loopback: `{hop['command']}` "
+            f"({hop['measured_at']}; {r['rounds']} rounds alternating plaintext and TLS, the "
+            f"median of each; {r['calls']} unary calls and {r['events']} streamed events of "
+            "200 bytes a round).",
+            "",
+            "| | plaintext µs | TLS µs | TLS adds µs |",
+            "| --- | --- | --- | --- |",
+            f"| CPU per unary call (both ends) | {plain['unary_call_cpu_us']} | "
+            f"{secured['unary_call_cpu_us']} | {r['added_per_unary_call_cpu_us']} |",
+            f"| CPU per streamed event (both ends) | {plain['streamed_event_cpu_us']} | "
+            f"{secured['streamed_event_cpu_us']} | {r['added_per_streamed_event_cpu_us']} |",
+            "",
+            "A direct message crosses TLS twice on our side: the Send (one unary call) and its "
+            "event on the recipient's stream, plus one more event for each further device or "
+            "member stream; a browser's message adds the balancer's TLS (HAProxy, C) and the "
+            "BFF's call to the messaging server.",
+            "",
+        ]
+    if found:
+        lines += [
+            "The cluster end to end: `bench e2e` at 100 messages/s with TLS, then with the code "
+            "before TLS, then with TLS again, in one session (so neither side has the JVMs "
+            "warmer). The box is fully busy at any rate on the cluster (three brokers, three "
+            "Cassandra nodes and every process twice on two cores), so the whole machine's CPU "
+            "per message cannot show a cost this small; the messaging servers' share is where "
+            "it would land.",
+            "",
+            "| run | command | acked | e2e p50 ms | e2e p99 ms | CPU ms/msg | busy cores |"
+            " messaging servers, cores |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, run in found:
+            r = run["result"]
+            usage = r["cpu"]
+            messaging = sum(
+                p["cores"] for n, p in usage["processes"].items() if n.startswith("messaging")
+            )
+            lines.append(
+                f"| {name.removeprefix('cluster-e2e-100-')} | `{run['command']}` "
+                f"({run['measured_at']}) | {r['acked']} of {r['attempted']} | "
+                f"{r['e2e_ms']['p50']} | {r['e2e_ms']['p99']} | {usage['cpu_ms_per_msg']} | "
+                f"{usage['machine_busy_cores']} | {messaging:.3f} |"
+            )
+        lines.append("")
+    return lines
 
 
 def faults(results: Path) -> list[str]:

@@ -1,5 +1,6 @@
 """HAProxy from Debian's package before the cluster's BFFs (browsers, on :8080) and config
-services (operators, on :7301), checking each process's ``/readyz`` every second.
+services (operators, on :7301), checking each process's ``/readyz`` every second. Both ports
+speak TLS with the cluster's certificate (``infra/tls.py``).
 
 A process that fails its check, stops or dies gets no new request, and a request it never
 answered is sent to another one (``infra/haproxy/haproxy.cfg``). WebSockets pass through.
@@ -13,8 +14,9 @@ import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
-from infra import catalog, install, modes
+from infra import catalog, install, modes, tls
 from infra.catalog import App
 from infra.console import detail
 from infra.services.base import Context, Service
@@ -34,10 +36,16 @@ class Backend:
     ops_port: int
 
 
-def values(host: str, bffs: list[Backend], configs: list[Backend]) -> dict[str, object]:
-    """What ``infra/haproxy/haproxy.cfg`` is filled with (here, and for compose)."""
+def values(
+    host: str, bffs: list[Backend], configs: list[Backend], certificate: Path | None = None
+) -> dict[str, object]:
+    """What ``infra/haproxy/haproxy.cfg`` is filled with (here, and for compose): the client
+    ports speak TLS with ``certificate`` (its chain and key in one file) when one is given."""
+    # ALPN offers HTTP/1.1 alone: WebSockets upgrade from it, and the BFFs speak nothing else.
+    tls = f" ssl crt {certificate} alpn http/1.1" if certificate is not None else ""
     return {
         "host": host,
+        "tls": tls,
         "web_port": WEB_PORT,
         "admin_port": ADMIN_PORT,
         "stats_port": STATS_PORT,
@@ -91,6 +99,7 @@ class Balancer(Service):
                     catalog.behind_the_balancer(modes.CLUSTER, "config_service"),
                     "CHAT_CONFIG_PORT",
                 ),
+                tls.Files.of(ctx.layout).bundle,
             ),
         )
 
@@ -110,7 +119,7 @@ class Balancer(Service):
 
     def endpoints(self) -> list[str]:
         return [
-            f"HTTP http://{self.host}:{WEB_PORT} (the BFFs)",
-            f"HTTP http://{self.host}:{ADMIN_PORT} (the config services)",
+            f"HTTPS https://{self.host}:{WEB_PORT} (the BFFs; CA .infra/secrets/tls/ca.pem)",
+            f"HTTPS https://{self.host}:{ADMIN_PORT} (the config services)",
             f"stats http://{self.host}:{STATS_PORT}/stats",
         ]

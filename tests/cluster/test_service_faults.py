@@ -18,7 +18,14 @@ from infra import apps, modes
 from infra.apps import default_partitioning
 from infra.catalog import PARTITIONS
 from tests.cluster.conftest import APPS, Load, Nodes, Revocation, WebFollower, under_fault
-from tests.e2e.conftest import Admin, Clients, User, admin_token, applied_everywhere
+from tests.e2e.conftest import (
+    Admin,
+    Clients,
+    User,
+    admin_token,
+    applied_everywhere,
+    http_client,
+)
 
 #: Long enough for the dead server's leases to run out (8 s), its users to move, and a stretch
 #: of load on the survivors alone.
@@ -222,7 +229,7 @@ async def test_a_config_service_killed(clients: Clients, nodes: Nodes) -> None:
     async def inject() -> None:
         await nodes.kill(victim)
         # An operator changes the live config meanwhile, through the balancer, at once.
-        async with aiohttp.ClientSession() as http:
+        async with http_client() as http:
             changed.append(await Admin(http, admin_token()).change("web", heartbeat_seconds=15))
 
     async def heal() -> None:

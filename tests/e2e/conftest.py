@@ -14,11 +14,16 @@ import aiohttp
 import grpc
 import pytest
 
-from clients.stream import KEEPALIVE, StreamState, events
+from clients import deployment
+from clients.stream import StreamState, events
 from infra.layout import Layout
 from protos.chat.v1 import groups_pb2_grpc, messaging_pb2, messaging_pb2_grpc
 
-BFF = os.environ.get("CHAT_BFF_URL", "http://127.0.0.1:8080")
+#: The stack ./dev runs here: the cluster over TLS (verified against its CA), or the single
+#: node in plaintext.
+HERE = deployment.local()
+BFF = HERE.bff
+CA = str(HERE.ca) if HERE.ca else None
 JAEGER = os.environ.get("CHAT_JAEGER_QUERY_URL", "http://127.0.0.1:16686")
 PASSWORD = "correct horse battery"
 
@@ -152,7 +157,7 @@ class Clients:
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self.channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=KEEPALIVE)
+            channel = HERE.dial(address)
             self.channels[address] = channel
         return channel
 
@@ -191,9 +196,12 @@ class Clients:
             await channel.close()
 
 
+http_client = HERE.http
+
+
 @pytest.fixture
 async def clients() -> AsyncIterator[Clients]:
-    async with aiohttp.ClientSession() as http:
+    async with http_client() as http:
         found = Clients(http)
         try:
             yield found
@@ -213,7 +221,7 @@ async def eventually(check: Any, *, seconds: float = 20.0) -> Any:
         await asyncio.sleep(0.2)
 
 
-CONFIG = os.environ.get("CHAT_CONFIG_URL", "http://127.0.0.1:7301")
+CONFIG = HERE.config
 
 
 def admin_token() -> str:
@@ -264,7 +272,7 @@ class Admin:
 @pytest.fixture
 async def admin() -> AsyncIterator[Admin]:
     """The admin API; every section is put back as it was when the test ends."""
-    async with aiohttp.ClientSession() as http:
+    async with http_client() as http:
         found = Admin(http, admin_token())
         before = {
             s: (await found.get(s))["value"]

@@ -10,99 +10,22 @@ Screenshots of both pages are written to .infra/test-output/web-client/.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
 
 from infra.layout import Layout
+from tests.browser import Page, chromium
 from tests.e2e.conftest import BFF, PASSWORD, Clients
 from tests.tcp_proxy import CuttableProxy
-
-WAIT_SECONDS = 30
-
-
-def _browser(width: int, height: int) -> WebDriver:
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # the suite runs as root in CI containers
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        f"--window-size={width},{height}",
-    ):
-        options.add_argument(argument)
-    service = Service(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
-    return webdriver.Chrome(options=options, service=service)
-
-
-class Page:
-    """One person's browser window; every method blocks (run it in a thread)."""
-
-    def __init__(self, driver: WebDriver, base: str) -> None:
-        self.driver = driver
-        self.base = base
-
-    def wait(self, condition: Callable[[WebDriver], Any]) -> Any:
-        return WebDriverWait(self.driver, WAIT_SECONDS).until(condition)
-
-    def log_in(self, username: str) -> None:
-        self.driver.get(f"{self.base}/")
-        self.wait(lambda d: d.find_element(By.ID, "username").is_displayed())
-        self.driver.find_element(By.ID, "username").send_keys(username)
-        self.driver.find_element(By.ID, "password").send_keys(PASSWORD)
-        self.driver.find_element(By.ID, "login").click()
-        self.wait(lambda d: d.find_element(By.ID, "chat-view").is_displayed())
-
-    def open_chat_with(self, username: str) -> None:
-        field = self.driver.find_element(By.ID, "new-chat-username")
-        field.send_keys(username)
-        self.driver.find_element(By.ID, "open-chat").click()
-        self.wait(lambda d: d.find_element(By.ID, "composer").is_enabled())
-
-    def say(self, text: str) -> None:
-        box = self.driver.find_element(By.ID, "composer")
-        box.send_keys(text)
-        box.send_keys(Keys.ENTER)
-
-    def type_without_sending(self, text: str) -> None:
-        self.driver.find_element(By.ID, "composer").send_keys(text)
-
-    def clear_composer(self) -> None:
-        self.driver.find_element(By.ID, "composer").clear()
-
-    def text_of(self, css: str) -> str:
-        return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
-
-    def bodies(self) -> list[str]:
-        """Bodies of the messages shown with an id (sent or received, not pending)."""
-        found = self.driver.find_elements(By.CSS_SELECTOR, "#messages .message[data-message-id]")
-        return [e.text.rsplit("\n", 1)[0] for e in found]
-
-    def wait_for(self, bodies: list[str]) -> list[str]:
-        return list(self.wait(lambda _: (b := self.bodies())[-len(bodies) :] == bodies and b))
-
-    def offline(self) -> bool:
-        return bool(self.driver.find_element(By.ID, "offline-banner").is_displayed())
-
-    def screenshot(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.driver.save_screenshot(str(path))
 
 
 @pytest.fixture
 def browsers() -> Iterator[list[WebDriver]]:
-    opened = [_browser(1280, 800), _browser(390, 844)]  # a laptop and a phone-sized window
+    opened = [chromium(1280, 800), chromium(390, 844)]  # a laptop and a phone-sized window
     try:
         yield opened
     finally:

@@ -11,6 +11,7 @@ import asyncio
 import grpc
 
 from chatlib import channels
+from chatlib.settings import Tls
 
 QUIET_S = 8.0  # four of the channel's 2 s pings
 
@@ -37,7 +38,7 @@ async def test_an_idle_connection_outlives_the_channel_pings() -> None:
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    channel = channels.to_service(f"127.0.0.1:{port}")
+    channel = channels.to_service(f"127.0.0.1:{port}", Tls())
     try:
         echo = channel.unary_unary(
             "/test.Quiet/Echo", request_serializer=bytes, response_deserializer=bytes

@@ -11,6 +11,7 @@ from bff.routing import Backends
 from chatlib.live_config import Document, LiveSection
 from chatlib.ownership import OwnerView, Routing
 from chatlib.partitioning import Partitioning
+from chatlib.settings import Tls
 
 State = grpc.ChannelConnectivity
 PLACEMENT = {
@@ -43,6 +44,7 @@ def _backends(states: dict[str, State]) -> Backends:
         client_interceptors=[],
         messaging_dial={},
         routing=Routing(section, OwnerView(cast(Any, None))),
+        tls=Tls(),
     )
 
 

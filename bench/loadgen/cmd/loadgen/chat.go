@@ -11,7 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -32,12 +32,12 @@ type chat struct {
 // event or page needs.
 const windowBytes = 1 << 20
 
-func newPool(size int) *pool {
-	return &pool{conns: map[string][]*grpc.ClientConn{}, next: map[string]int{}, size: size}
+func newPool(size int, creds credentials.TransportCredentials) *pool {
+	return &pool{conns: map[string][]*grpc.ClientConn{}, next: map[string]int{}, size: size, creds: creds}
 }
 
-func newChat(conns int, receipts bool) *chat {
-	return &chat{conns: newPool(conns), receipts: receipts, typedAt: map[string]time.Time{}}
+func newChat(conns int, receipts bool, creds credentials.TransportCredentials) *chat {
+	return &chat{conns: newPool(conns, creds), receipts: receipts, typedAt: map[string]time.Time{}}
 }
 
 // marks collects, per chat, the newest message id a stream received since the last flush.
@@ -135,6 +135,8 @@ type pool struct {
 	conns map[string][]*grpc.ClientConn
 	next  map[string]int
 	size  int
+	// TLS verified against the plan's CA, or plaintext (see dialCredentials).
+	creds credentials.TransportCredentials
 }
 
 func (p *pool) client(address string) chatv1.MessagingServiceClient {
@@ -147,7 +149,7 @@ func (p *pool) conn(address string) *grpc.ClientConn {
 	conns := p.conns[address]
 	if conns == nil {
 		for range p.size {
-			conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(p.creds),
 				// Fixed flow-control windows turn off grpc-go's bandwidth probe, which sends a
 				// PING (and reads its answer) after nearly every event a quiet connection
 				// receives. That was 14% of the generator's CPU at 500 msg/s, and the servers'

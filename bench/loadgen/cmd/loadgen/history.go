@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"chatbench/chatv1"
@@ -31,8 +32,8 @@ type HistoryResult struct {
 	SendEndUnixNs   int64 `json:"send_end_unix_ns"`
 }
 
-func runHistory(plan HistoryPlan, conns int) HistoryResult {
-	pool := newPool(conns)
+func runHistory(plan HistoryPlan, conns int, creds credentials.TransportCredentials) HistoryResult {
+	pool := newPool(conns, creds)
 	defer pool.close()
 	client := func() chatv1.HistoryServiceClient {
 		return chatv1.NewHistoryServiceClient(pool.conn(plan.Address))

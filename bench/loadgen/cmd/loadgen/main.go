@@ -19,6 +19,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Member is a user of the run: who they are and where their stream lives.
@@ -58,6 +61,23 @@ type Plan struct {
 	// says it is typing before sending (once per 3 s per chat).
 	Receipts bool         `json:"receipts"`
 	History  *HistoryPlan `json:"history"`
+	// TLS to our gRPC servers (the cluster), verified against the CA in the PEM file TLSCA,
+	// or the system's roots when it is empty.
+	TLS   bool   `json:"tls"`
+	TLSCA string `json:"tls_ca"`
+}
+
+// dialCredentials is how the generator dials our gRPC servers.
+func dialCredentials(plan Plan) credentials.TransportCredentials {
+	if !plan.TLS {
+		return insecure.NewCredentials()
+	}
+	if plan.TLSCA == "" {
+		return credentials.NewClientTLSFromCert(nil, "")
+	}
+	creds, err := credentials.NewClientTLSFromFile(plan.TLSCA, "")
+	check(err)
+	return creds
 }
 
 // transport is how the generator reaches the system under test.
@@ -122,7 +142,7 @@ func main() {
 		plan.Conns = 4
 	}
 	if plan.Target == "history" {
-		encoded, err := json.Marshal(runHistory(*plan.History, plan.Conns))
+		encoded, err := json.Marshal(runHistory(*plan.History, plan.Conns, dialCredentials(plan)))
 		check(err)
 		check(os.WriteFile(*outPath, encoded, 0o644))
 		return
@@ -130,7 +150,7 @@ func main() {
 	var target transport
 	switch plan.Target {
 	case "", "chat":
-		target = newChat(plan.Conns, plan.Receipts)
+		target = newChat(plan.Conns, plan.Receipts, dialCredentials(plan))
 	case "peer":
 		target = newPeer(plan.PeerAddr)
 	default:
