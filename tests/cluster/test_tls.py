@@ -174,13 +174,19 @@ async def test_the_terminal_client_verifies_the_cluster(clients: Clients, tmp_pa
     peer = await clients.user("peer")
     chat = await user.open_chat(peer)
     await user.send(chat, "over HTTPS")
+
+    # Acknowledged means in the log; history writes it a moment later.
+    async def stored(*bodies: str) -> bool:
+        return [m["body"] for m in await peer.history(chat)] == list(bodies)
+
+    await eventually(lambda: stored("over HTTPS"))
     # It logs in and shows the chat over HTTPS, then sends a line over gRPC and TLS.
     shown = await asyncio.to_thread(
         _terminal, "chat", user.username, "--with", peer.username, typed="over gRPC\n"
     )
     assert shown.startswith("exit 0\n"), shown
     assert f"{user.username}: over HTTPS" in shown, shown
-    assert [m["body"] for m in await peer.history(chat)] == ["over gRPC", "over HTTPS"]
+    await eventually(lambda: stored("over gRPC", "over HTTPS"))
     # Where the cluster's CA is not known, it refuses the balancer's certificate and says so.
     refused = await asyncio.to_thread(_terminal, "register", "nobody", typed="", elsewhere=tmp_path)
     assert refused.startswith("exit 1\n"), refused
