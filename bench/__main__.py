@@ -22,6 +22,8 @@ Scenarios:
   writer-restart  the history writer SIGKILLed and restarted under load: how long until it
            writes again
   tls      the CPU TLS adds to a gRPC call and to a streamed event (one process, loopback)
+  partitions  the cluster grown to more partitions in steps: idle CPU and memory at each,
+           how long sends were held, how long a messaging server's restart takes (moves)
   keep     copy results from .infra/bench-results into bench/results (what the docs cite)
   report   tables, plots and docs/benchmarks.md from bench/results
 """
@@ -49,6 +51,7 @@ from bench import (
     idle,
     limits,
     moves,
+    partitions,
     presence,
     report,
     revocation,
@@ -284,6 +287,9 @@ async def main(argv: list[str]) -> int:
     tc.add_argument("--rounds", type=int, default=5)
     tc.add_argument("--calls", type=int, default=3000)
     tc.add_argument("--events", type=int, default=30000)
+    pt = sub.add_parser("partitions")
+    pt.add_argument("--counts", default="12,96,384", help="partition counts, rising")
+    pt.add_argument("--idle-seconds", type=float, default=60.0)
     k = sub.add_parser("keep", help="copy results into bench/results, which the docs cite")
     k.add_argument("names", nargs="+", help="result names, e.g. e2e-500 history")
     rp = sub.add_parser("report")
@@ -421,6 +427,10 @@ async def main(argv: list[str]) -> int:
         result = await tls_cost.tls_cost(args.rounds, args.calls, args.events)
         print({k: v for k, v in result.items() if k not in ("plaintext", "tls")})
         save("tls-cost", command, result)
+    elif args.scenario == "partitions":
+        counts = [int(c) for c in args.counts.split(",")]
+        result = await partitions.measure(counts, args.idle_seconds)
+        save("partitions", command, result)
     elif args.scenario == "keep":
         for name in args.names:
             source = RUNS / f"{name}.json"

@@ -25,7 +25,7 @@ from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, Config
 from confluent_kafka.admin._resource import ResourceType
 
 # Re-exported by confluent_kafka.admin at run time; the stubs declare it in cimpl only.
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka.cimpl import NewPartitions, NewTopic
 from prometheus_client import Gauge
 
 from chatlib.settings import KafkaAccess
@@ -350,10 +350,10 @@ def ensure_topic(
     existing = admin.list_topics(timeout=10).topics
     if name in existing:
         found = len(existing[name].partitions)
-        if found != partitions:
+        if found < partitions:
             raise KafkaException(
                 f"topic {name} has {found} partitions, configured {partitions}: partitions are "
-                "routing (stable_hash(user) % P) and cannot change in place"
+                "routing (stable_hash(user) % P) and are added only by chat-admin grow"
             )
         entries = [
             ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
@@ -368,6 +368,28 @@ def ensure_topic(
     for future in admin.create_topics([topic]).values():
         future.result(timeout=30)
     return True
+
+
+def add_partitions(kafka: KafkaAccess, name: str, total: int) -> int:
+    """Give topic ``name`` ``total`` partitions, if it has fewer; the count it had."""
+    admin = AdminClient(kafka.config())
+    found = len(admin.list_topics(name, timeout=10).topics[name].partitions)
+    if found < total:
+        for future in admin.create_partitions([NewPartitions(name, total)]).values():
+            future.result(timeout=30)
+    return found
+
+
+def end_offsets(kafka: KafkaAccess, name: str, partitions: int) -> list[int]:
+    """The end (high watermark) of each of the first ``partitions`` partitions of ``name``."""
+    reader = Consumer(kafka.config(**{"group.id": f"ends-{uuid.uuid4().hex}"}))
+    try:
+        return [
+            int(reader.get_watermark_offsets(TopicPartition(name, p), 10.0, False)[1])
+            for p in range(partitions)
+        ]
+    finally:
+        reader.close()
 
 
 #: Records per batch of ``read_all``.

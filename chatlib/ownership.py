@@ -48,6 +48,11 @@ class LeaseKeys:
     def epoch(self, partition: int) -> str:
         return f"{self.prefix}:partition:{partition}:epoch"
 
+    def held(self, server: str) -> str:
+        """Where a messaging server says it holds its sends (while partitions are added),
+        under which version of the ``partitioning`` section."""
+        return f"{self.prefix}:partitioning:held:{server}"
+
 
 #: The stack's own leases.
 STACK_KEYS = LeaseKeys()

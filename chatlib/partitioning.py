@@ -3,6 +3,12 @@
 Every user's partition is ``stable_hash(user_id) % partitions``; each partition is owned by
 exactly one messaging server, which feeds that partition's live streams. Servers are listed
 with the partition ranges they own and the address clients dial.
+
+Partitions are only ever added (``config_service/grow.py``), and adding them moves users: a user's
+records before the growth stay where they were written. So the section keeps every earlier
+count with the offset where each of its partitions ended (``eras``), and ``trail`` tells a
+reader which stretches of which partitions hold one user's records, oldest first. While a
+growth seals the old partitions, ``hold_sends`` holds every send before it is produced.
 """
 
 from __future__ import annotations
@@ -12,11 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from chatlib.config_checks import InvalidConfig, array, fields, integer, text
+from chatlib.config_checks import InvalidConfig, array, boolean, fields, integer, text
+from chatlib.hashing import stable_hash
 
 MAX_PARTITIONS = 1024
 SERVER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 SCHEMES = ("grpc",)
+OPTIONAL = ("eras", "hold_sends")
+#: An offset no log reaches: where the stretch of the current count ends.
+OPEN = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -42,9 +52,54 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Era:
+    """An earlier partition count, and the offset at which each of its partitions ended (the
+    first offset written under the next count)."""
+
+    partitions: int
+    ends: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Offsets ``start <= offset < end`` of ``partition``: where one user's records of one
+    partition count are."""
+
+    partition: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class Partitioning:
     partitions: int
     servers: tuple[Server, ...]
+    #: Earlier counts, oldest first (empty until partitions are first added).
+    eras: tuple[Era, ...] = ()
+    #: Sends wait before they are produced (set only while partitions are being added).
+    hold_sends: bool = False
+
+    def trail(self, user_id: int) -> list[Stretch]:
+        """The stretches holding ``user_id``'s records, oldest first; the last one is the
+        current count's and is open-ended. Stretches of the same partition that follow each
+        other are one (a user whom a growth did not move)."""
+        digest = stable_hash(user_id)
+        counts = [era.partitions for era in self.eras] + [self.partitions]
+        stretches: list[Stretch] = []
+        for index, count in enumerate(counts):
+            partition = digest % count
+            previous = self.eras[index - 1] if index else None
+            start = (
+                previous.ends[partition]
+                if previous is not None and partition < previous.partitions
+                else 0
+            )
+            end = self.eras[index].ends[partition] if index < len(self.eras) else OPEN
+            if stretches and stretches[-1].partition == partition:
+                stretches[-1] = Stretch(partition, stretches[-1].start, end)
+            else:
+                stretches.append(Stretch(partition, start, end))
+        return stretches
 
     def owner(self, partition: int) -> Server:
         for server in self.servers:
@@ -63,19 +118,31 @@ class Partitioning:
         return server.partitions() if server is not None else frozenset()
 
     def to_value(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "partitions": self.partitions,
             "servers": [
                 {"name": s.name, "address": s.address, "ranges": [list(r) for r in s.ranges]}
                 for s in self.servers
             ],
         }
+        if self.eras:
+            value["eras"] = [{"partitions": e.partitions, "ends": list(e.ends)} for e in self.eras]
+        if self.hold_sends:
+            value["hold_sends"] = True
+        return value
 
     @classmethod
     def parse(cls, value: Any) -> Partitioning:
-        """Check the schema and the invariants: each partition has exactly one owner."""
-        doc = fields(value, "partitioning", {"partitions", "servers"})
+        """Check the schema and the invariants: each partition has exactly one owner, and
+        earlier counts are smaller, in order, with ends that never go back."""
+        if isinstance(value, dict):
+            required = {"partitions", "servers"} | {k for k in OPTIONAL if k in value}
+        else:
+            required = {"partitions", "servers"}
+        doc = fields(value, "partitioning", required)
         count = integer(doc, "partitions", "partitioning", 1, MAX_PARTITIONS)
+        eras = _eras(doc, count) if "eras" in doc else ()
+        hold = boolean(doc, "hold_sends", "partitioning") if "hold_sends" in doc else False
         servers = []
         names: set[str] = set()
         addresses: dict[str, str] = {}
@@ -101,7 +168,7 @@ class Partitioning:
                 for i, r in enumerate(array(entry, "ranges", where))
             ]
             servers.append(Server(name, address, tuple(sorted(ranges))))
-        found = cls(count, tuple(servers))
+        found = cls(count, tuple(servers), eras, hold)
         found._check_ownership()
         return found
 
@@ -156,3 +223,33 @@ def _range(raw: Any, where: str, count: int) -> tuple[int, int]:
             f" (partitions is {count})"
         )
     return first, last
+
+
+def _eras(doc: dict[str, Any], count: int) -> tuple[Era, ...]:
+    eras: list[Era] = []
+    for index, raw in enumerate(array(doc, "eras", "partitioning")):
+        where = f"partitioning.eras[{index}]"
+        entry = fields(raw, where, {"partitions", "ends"})
+        partitions = integer(entry, "partitions", where, 1, MAX_PARTITIONS)
+        bound = eras[-1].partitions if eras else 0
+        if partitions <= bound or partitions >= count:
+            raise InvalidConfig(
+                f"{where}.partitions {partitions} must be more than the era before"
+                f" ({bound}) and fewer than partitions ({count}): partitions are only added"
+            )
+        ends = array(entry, "ends", where)
+        if len(ends) != partitions or not all(
+            isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in ends
+        ):
+            raise InvalidConfig(
+                f"{where}.ends must be {partitions} offsets (one per partition, each >= 0)"
+            )
+        if eras:
+            went_back = [p for p, end in enumerate(eras[-1].ends) if ends[p] < end]
+            if went_back:
+                raise InvalidConfig(
+                    f"{where}.ends[{went_back[0]}] is before the era before's end of partition"
+                    f" {went_back[0]} ({eras[-1].ends[went_back[0]]}): offsets only grow"
+                )
+        eras.append(Era(partitions, tuple(ends)))
+    return tuple(eras)

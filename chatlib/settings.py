@@ -104,6 +104,8 @@ def login(env: Env, user_key: str, file_key: str) -> Login | None:
 
 #: See KafkaAccess.config.
 SOCKET_TIMEOUT_MS = 10_000
+#: How often every Kafka client reads the cluster's metadata again (new partitions among it).
+METADATA_REFRESH_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ class KafkaAccess:
             # failure) holds a request for this long before the client gives up on it and asks
             # another broker; librdkafka's default is a minute, of stalled streams.
             "socket.timeout.ms": SOCKET_TIMEOUT_MS,
+            # How soon a client learns of partitions added to a topic (``config_service/grow.py``
+            # waits this long twice before it uses them): a group's consumers start reading
+            # them, a producer may write to them. librdkafka's default is five minutes.
+            "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
         }
         if self.login is not None:
             found |= {

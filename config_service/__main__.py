@@ -1,4 +1,4 @@
-"""``python -m config_service serve | get | set | history | seed``.
+"""``python -m config_service serve | get | set | history | seed | grow``.
 
 ``serve`` runs the admin HTTP API. The other commands act on Redis directly through the same
 store (same validation, versioning, audit trail and announcements) and record the operating
@@ -20,6 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from confluent_kafka import KafkaException
 
 from chatlib import lifecycle, ops, redis_client
 from chatlib.config_checks import InvalidConfig
@@ -36,6 +37,7 @@ from chatlib.config_sections import (
 )
 from chatlib.settings import Common, Env, redis_access
 from config_service.api import create_app
+from config_service.grow import GrowthFailed, grow
 from config_service.settings import Settings
 from config_service.store import ConfigStore, VersionConflict
 
@@ -59,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     history.add_argument("section")
     history.add_argument("--limit", type=int, default=20)
     commands.add_parser("seed", help="store the default of every section that is not set yet")
+    grow_command = commands.add_parser(
+        "grow",
+        help="add partitions to the deliveries topic of the running stack, without losing or"
+        " reordering a message (sends are held for about a second)",
+    )
+    grow_command.add_argument("--to", type=int, required=True, help="the new partition count")
     args = parser.parse_args(argv)
     if args.command == "serve":
         settings = Settings.from_env(os.environ)
@@ -73,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (aioredis.RedisError, OSError) as exc:
         print(f"the config store (Redis) is unreachable: {exc}", file=sys.stderr)
+        return 1
+    except (GrowthFailed, KafkaException) as exc:
+        print(f"partitions not added: {exc}", file=sys.stderr)
         return 1
 
 
@@ -117,6 +128,8 @@ async def _command(args: argparse.Namespace) -> int:
             )
             state = "stored as" if outcome.changed else "unchanged at"
             print(f"{args.section}: {state} version {outcome.document.version}")
+        elif args.command == "grow":
+            await grow(Common(read), client, store, args.to, by=operator)
         elif args.command == "seed":
             partitioning = _json(
                 read.text("CHAT_PARTITIONING_DEFAULT"), "CHAT_PARTITIONING_DEFAULT"

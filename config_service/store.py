@@ -128,12 +128,31 @@ class ConfigStore:
 def check_transition(section: str, old_value: Any, new: Any) -> None:
     """Rules about changes, beyond what makes a single document valid."""
     if section == "partitioning" and isinstance(new, Partitioning):
-        old_count = old_value.get("partitions") if isinstance(old_value, dict) else None
-        if old_count is not None and old_count != new.partitions:
+        if not isinstance(old_value, dict):
+            return
+        old = Partitioning.parse(old_value)
+        if old.partitions == new.partitions:
+            if old.eras != new.eras:
+                raise InvalidConfig(
+                    "partitioning.eras records where earlier partition counts ended in the log;"
+                    " it changes only when partitions are added"
+                )
+            return
+        if new.partitions < old.partitions:
             raise InvalidConfig(
-                f"partitioning.partitions cannot change from {old_count} to {new.partitions}:"
-                " it must equal the deliveries topic's partition count, and changing it would"
-                " move every user to another partition; move ranges between servers instead"
+                f"partitioning.partitions cannot go down from {old.partitions} to"
+                f" {new.partitions}: Kafka partitions are never removed"
+            )
+        if not old.hold_sends or new.eras[:-1] != old.eras or not new.eras:
+            raise InvalidConfig(
+                f"partitioning.partitions changes from {old.partitions} only while sends are"
+                " held, with an era recording where each old partition ended; add partitions"
+                " with chat-admin grow (./dev admin grow), which does both"
+            )
+        if new.eras[-1].partitions != old.partitions:
+            raise InvalidConfig(
+                f"partitioning.eras must end with the count being replaced ({old.partitions}),"
+                f" got {new.eras[-1].partitions}"
             )
 
 

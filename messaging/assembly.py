@@ -16,6 +16,7 @@ from confluent_kafka import Consumer
 
 from chatlib import cassandra, channels, ops, redis_client, telemetry, tokens
 from chatlib.config_sections import Features, Groups, Limits, Messages
+from chatlib.hashing import partition_for
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer
 from chatlib.leases import WorkerLease
@@ -32,6 +33,7 @@ from messaging.groups.store import GroupStore
 from messaging.history_api import HistoryApi
 from messaging.send.admission import Admission
 from messaging.send.amend import Amendments
+from messaging.send.hold import SendHold
 from messaging.send.receipts import ReceiptFanOut
 from messaging.send.sender import Sender
 from messaging.send.sent import SentMessages
@@ -44,7 +46,7 @@ from messaging.signals.typing import TypingSignals
 from messaging.streams.fanout import FanOut
 from messaging.streams.leases import BEAT_SECONDS, PartitionLeases
 from messaging.streams.recent import RecentDeliveries
-from messaging.streams.registry import StreamRegistry
+from messaging.streams.registry import Redirect, StreamRegistry
 from messaging.streams.replay import Replayer, Watermarks
 from protos.chat.v1 import groups_pb2_grpc, history_pb2_grpc, messaging_pb2_grpc
 
@@ -230,6 +232,8 @@ def _send_path(settings: Settings, stack: AsyncExitStack, base: Platform) -> Sen
     groups = GroupStore(base.db)
     directory = ChatDirectory(base.db, groups, base.history)
     fence = Fence(base.wire)
+    hold = SendHold(base.config.partitioning, base.redis, settings.server_name)
+    stack.push_async_callback(hold.close)
     sender = Sender(
         producer,
         admission,
@@ -242,6 +246,7 @@ def _send_path(settings: Settings, stack: AsyncExitStack, base: Platform) -> Sen
         limits=base.config.limits,
         features=base.config.features,
         partitioning=base.config.partitioning,
+        hold=hold,
         topic=common.deliveries_topic,
     )
     return SendPath(producer, admission, fence, directory, groups, sender)
@@ -291,7 +296,30 @@ def _streams(settings: Settings, stack: AsyncExitStack, base: Platform) -> Strea
         group=settings.fanout_group,
     )
     routing = Routing(config.partitioning, view)
+    _rehome_on_growth(config.partitioning, registry, routing)
     return Streams(registry, recent, watermarks, replayer, fanout, leases, routing)
+
+
+def _rehome_on_growth(
+    partitioning: LiveSection[Partitioning], registry: StreamRegistry, routing: Routing
+) -> None:
+    """When partitions are added, the streams of users who moved go to their new partition."""
+    count = partitioning.get().partitions
+
+    def changed(value: Partitioning) -> None:
+        nonlocal count
+        if value.partitions == count:
+            return
+        count = value.partitions
+
+        def to(partition: int) -> Redirect:
+            owner = routing.owner(partition)
+            return Redirect(owner.name, owner.target)
+
+        moved = registry.rehome(lambda user: partition_for(user, value.partitions), to)
+        logger.info("partitions went to %d: %d streams moved to their new partition", count, moved)
+
+    partitioning.on_change(changed)
 
 
 def _ephemeral(

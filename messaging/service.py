@@ -14,6 +14,7 @@ from chatlib import deliveries, errors, grpc_auth, tokens
 from chatlib.chat_ids import check_chat_id
 from chatlib.ids import smallest_id_at
 from chatlib.ownership import Routing
+from chatlib.partitioning import Stretch
 from messaging.chats import ChatDirectory
 from messaging.groups.changes import ChatChanges
 from messaging.send.amend import Amendments
@@ -21,7 +22,7 @@ from messaging.send.receipts import ReceiptFanOut, receipt_entry
 from messaging.send.sender import Accepted, Outgoing, Sender
 from messaging.signals.presence import Presence
 from messaging.signals.typing import TypingSignals
-from messaging.streams.cursor import Cursor
+from messaging.streams.cursor import Cursor, Resume, resume_from
 from messaging.streams.fanout import FanOut
 from messaging.streams.leases import PartitionLeases
 from messaging.streams.recent import RecentDeliveries
@@ -211,10 +212,22 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
             # the registration below: no fan-out batch can fall between the two.
             high = self._fanout.next_offset(partition)
             cursor = Cursor.decode(request.resume_cursor) if request.resume_cursor else None
-            if cursor is not None and cursor.partition != partition:
-                raise errors.InvalidArgument(
-                    f"resume_cursor is for partition {cursor.partition}, yours is {partition}"
-                )
+            resume = None
+            if cursor is not None:
+                placement = self._routing.partitioning.get()
+                if cursor.partition >= placement.partitions:
+                    # Issued after partitions were added, which this server learns of in a
+                    # moment (the config's announcement is on its way).
+                    raise errors.Unavailable(
+                        f"resume_cursor is for partition {cursor.partition}, beyond the"
+                        f" {placement.partitions} this server knows of yet; retry in a moment"
+                    )
+                trail = placement.trail(user)
+                resume = resume_from(trail, cursor)
+                if resume is None or trail[-1].partition != partition:
+                    raise errors.InvalidArgument(
+                        f"resume_cursor is for partition {cursor.partition}, yours is {partition}"
+                    )
         except errors.ChatError as exc:
             await errors.abort(context, exc)
             return
@@ -232,7 +245,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         # since the token was checked: a revocation cannot fall between the two.)
         self._registry.add(stream)
         try:
-            async for event in self._events(stream, partition, high, cursor):
+            async for event in self._events(stream, partition, high, cursor, resume):
                 yield event
         except errors.ChatError as exc:
             await errors.abort(context, exc)
@@ -252,21 +265,27 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
             self._registry.remove(stream)
 
     async def _events(
-        self, stream: LiveStream, partition: int, high: int, cursor: Cursor | None
+        self,
+        stream: LiveStream,
+        partition: int,
+        high: int,
+        cursor: Cursor | None,
+        resume: Resume | None,
     ) -> AsyncIterator[messaging_pb2.ClientEvent]:
         recent = RecentIds()
         ahead = False
-        if cursor is not None:
+        if cursor is not None and resume is not None:
             low, log_end = await self._watermarks.get(partition)
             high = await self._fanout.reach(partition, log_end)
             # A cursor past the log's end was not issued by this log (the topic was
             # recreated, or the cursor was made up): nothing could ever be after it.
-            ahead = cursor.offset >= log_end
-            missed = (
-                None
-                if ahead
-                else await self._missed(stream.user_id, partition, cursor.offset, low, high)
+            ahead = (
+                not resume.earlier and cursor.partition == partition and (cursor.offset >= log_end)
             )
+            missed = None if ahead else await self._earlier(stream.user_id, resume.earlier)
+            if missed is not None:
+                now = await self._missed(stream.user_id, partition, resume.after, low, high)
+                missed = None if now is None else missed + [(partition, o, v) for o, v in now]
         last = Cursor(partition, high - 1)
         if cursor is not None:
             if missed is None:
@@ -283,17 +302,18 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                     ),
                 )
             else:
-                for offset, value in missed:
+                for where, offset, value in missed:
                     try:
                         delivery = deliveries.decode(value)
                     except deliveries.InvalidDelivery:
                         continue
                     if not deliveries.streamed(delivery):
                         continue
-                    replayed = message_event(Cursor(partition, offset), delivery)
+                    replayed = message_event(Cursor(where, offset), delivery)
                     if recent.first_time(replayed.message_id):
                         yield replayed.event
-                last = max(cursor, last)
+                if cursor.partition == partition:
+                    last = max(cursor, last)
         yield messaging_pb2.ClientEvent(cursor=last.encode(), caught_up=messaging_pb2.CaughtUp())
         queue = stream.queue
         while True:
@@ -332,6 +352,22 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
             stream.wake.clear()
             if not queue:
                 await stream.wake.wait()
+
+    async def _earlier(
+        self, user: int, stretches: list[Stretch]
+    ) -> list[tuple[int, int, bytes]] | None:
+        """The user's records on the partitions they had before partitions were added, after
+        the cursor: (partition, offset, value), oldest first; None if they are too many."""
+        found: list[tuple[int, int, bytes]] = []
+        for stretch in stretches:
+            try:
+                records = await self._replayer.replay(
+                    stretch.partition, user, stretch.start, stretch.end
+                )
+            except TooManyToReplay:
+                return None
+            found.extend((stretch.partition, offset, value) for offset, value in records)
+        return found
 
     async def _missed(
         self, user: int, partition: int, after: int, low: int, high: int

@@ -23,8 +23,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 " tests/cluster"
             )
         item.add_marker(getattr(pytest.mark, kind))
-    # Tests that read what the whole run left behind go after every other test.
-    items.sort(key=lambda item: item.get_closest_marker("after_everything") is not None)
+    # Tests that read what the whole run left behind go after every other test; tests that
+    # leave the stack changed (more partitions) go after those that expect it as it was.
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("after_everything") is not None,
+            item.get_closest_marker("changes_the_stack") is not None,
+        )
+    )
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

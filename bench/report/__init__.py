@@ -28,6 +28,7 @@ SECTIONS = (
     cluster.cost,
     cluster.servers,
     cluster.tls,
+    cluster.partitions,
     cluster.faults,
     sending.before,
 )

@@ -21,6 +21,8 @@ SERVERS_RATES = (500, 200)
 #: and ``bench tls``: one gRPC hop with and without TLS.
 TLS_E2E = ("cluster-e2e-100-tls-first", "cluster-e2e-100-plaintext", "cluster-e2e-100-tls-second")
 TLS_HOP = "tls-cost"
+#: ``bench partitions``: the cluster grown in steps, idle at each count.
+PARTITIONS = "partitions"
 
 
 def summary_keys(results: Path) -> dict[str, float]:
@@ -328,3 +330,36 @@ def _machine(run: dict[str, Any]) -> str:
     """The machine a run was made on (the processor changes from day to day)."""
     found = run.get("machine") or {}
     return f"{found.get('cpus', '?')} cores, {found.get('cpu', 'processor not recorded')}"
+
+
+def partitions(results: Path) -> list[str]:
+    """What more partitions cost the idle cluster, and what adding them costs."""
+    run = load(results, PARTITIONS)
+    if not run:
+        return []
+    r = run["result"]
+    lines = [
+        "### Partitions",
+        "",
+        f"`{run['command']}` ({run['measured_at']}): the cluster grown with `./dev admin grow` "
+        f"in steps, then {r['idle_seconds']:g} s idle at each count (every stack process's "
+        "CPU and resident memory), then `./dev restart messaging-m3`, which hands its "
+        "partitions to the other two servers and takes them back.",
+        "",
+        "| partitions | growth took s | sends held ms | stack cores idle | Kafka brokers | "
+        "messaging servers | history writers | notifiers | stack RSS MiB | Kafka RSS MiB | "
+        "messaging RSS MiB | m3 restart s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for level in r["levels"]:
+        idle, growth = level["idle"], level["growth"] or {}
+        cores, rss = idle["cores_by_kind"], idle["rss_mib_by_kind"]
+        lines.append(
+            f"| {level['partitions']} | {growth.get('seconds', 'start')} | "
+            f"{growth.get('sends_held_ms', '-')} | {idle['stack_cores']} | "
+            f"{cores.get('kafka', 0):.3f} | {cores.get('messaging', 0):.3f} | "
+            f"{cores.get('history-writer', 0):.3f} | {cores.get('notifier', 0):.3f} | "
+            f"{idle['stack_rss_mib']} | {rss.get('kafka', 0)} | {rss.get('messaging', 0)} | "
+            f"{level['restart_m3_s']} |"
+        )
+    return [*lines, ""]

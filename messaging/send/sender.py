@@ -47,6 +47,7 @@ from chatlib.telemetry import kafka_headers
 from messaging.chats import ChatDirectory
 from messaging.groups.fence import Fence
 from messaging.send.admission import REDIS_FAILURES, Admission, Claim, Owner
+from messaging.send.hold import SendHold
 from messaging.send.settle import Settler
 from protos.chat.v1 import envelope_pb2
 
@@ -171,6 +172,7 @@ class Sender:
         limits: LiveSection[Limits],
         features: LiveSection[Features],
         partitioning: LiveSection[Partitioning],
+        hold: SendHold,
         topic: str,
         answer_seconds: float = 5.0,
     ) -> None:
@@ -185,6 +187,7 @@ class Sender:
         self._limits = limits
         self._features = features
         self._partitioning = partitioning
+        self._hold = hold
         self._topic = topic
         self._answer_seconds = answer_seconds
         #: Attempts by (sender, chat, client message id), from admission until the claim is
@@ -334,7 +337,8 @@ class Sender:
         if claim.new:
             if not trace.get_current_span().is_recording():
                 # An unsampled send does no span work at all.
-                await self._produce(claim, self.records(outgoing, message_id))
+                async with self._hold.producing():
+                    await self._produce(claim, self.records(outgoing, message_id))
             else:
                 with (
                     tracer.start_as_current_span(
@@ -355,11 +359,16 @@ class Sender:
                     ),
                 ):
                     # The record headers carry the producer span's context.
-                    await self._produce(claim, self.records(outgoing, message_id))
+                    async with self._hold.producing():
+                        await self._produce(claim, self.records(outgoing, message_id))
         else:
-            claim = await self._settler.settle(
-                claim, owner, lambda missing: self.records(outgoing, message_id, missing)
-            )
+            async with self._hold.producing():
+                claim = await self._settler.settle(
+                    claim,
+                    owner,
+                    lambda missing: self.records(outgoing, message_id, missing),
+                    self._partitioning.get(),
+                )
         self._acknowledge_later(key, claim)
         return dataclasses.replace(accepted, duplicate=not claim.new)
 
@@ -439,7 +448,8 @@ class Sender:
     async def publish(self, outgoing: Outgoing, message_id: int) -> None:
         """Produce a log entry that needs no claim (it is idempotent downstream as it is)."""
         try:
-            await self._producer.send(self.records(outgoing, message_id))
+            async with self._hold.producing():
+                await self._producer.send(self.records(outgoing, message_id))
         except ProduceFailed as exc:
             raise Unavailable(f"Kafka did not confirm it ({exc}); retry") from None
 

@@ -11,7 +11,7 @@ again could deliver some twice; producing none could lose them. So a retry of su
 2. takes the claim over (compare-and-swap), so that no other server settles it at once;
 3. reads each recipient's partition from just before the claim to its current end, looking
    for copies of this message id (by record key first, so other users' records are not
-   decoded);
+   decoded); if partitions were added since, the partitions the recipient had before too;
 4. produces only the copies that are missing.
 
 This is the rare path (a crash, or Kafka gone for longer than the producer's delivery
@@ -48,6 +48,7 @@ from chatlib.kafka import (
     Record,
     fetch,
 )
+from chatlib.partitioning import Partitioning
 from chatlib.settings import KafkaAccess
 from messaging.send.admission import Admission, Claim, Owner
 
@@ -83,7 +84,9 @@ class Settler:
         # Its own thread: a settling never waits behind other blocking work of the process.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="settle")
 
-    async def settle(self, claim: Claim, owner: Owner, records_for: RecordsFor) -> Claim:
+    async def settle(
+        self, claim: Claim, owner: Owner, records_for: RecordsFor, partitioning: Partitioning
+    ) -> Claim:
         """Make sure every copy of the claimed message is in Kafka once; returns the claim,
         now held by ``owner``. Raises Unavailable while that cannot be decided yet."""
         age = time.time() - timestamp_ms(claim.message_id) / 1000
@@ -104,7 +107,7 @@ class Settler:
             loop = asyncio.get_running_loop()
             try:
                 landed = await loop.run_in_executor(
-                    self._thread, self._landed, claim.message_id, wanted
+                    self._thread, self._landed, claim.message_id, wanted, partitioning
                 )
             except (RuntimeError, KafkaException) as exc:
                 # Logged: a retry refused for this reason again and again is a broken reader.
@@ -133,21 +136,34 @@ class Settler:
                 ) from None
         return claim
 
-    def _landed(self, message_id: int, wanted: list[Record]) -> set[int]:
+    def _landed(
+        self, message_id: int, wanted: list[Record], partitioning: Partitioning
+    ) -> set[int]:
         """Recipients whose copy of ``message_id`` is in Kafka. Blocking: run in a thread.
         Raises RuntimeError when the partitions cannot be read to their end in READ_SECONDS."""
         try:
-            return self._read_landed(self._reader.get(), message_id, wanted)
+            return self._read_landed(self._reader.get(), message_id, wanted, partitioning)
         except (RuntimeError, KafkaException):
             self._reader.discard()
             raise
 
-    def _read_landed(self, consumer: Consumer, message_id: int, wanted: list[Record]) -> set[int]:
+    def _read_landed(
+        self,
+        consumer: Consumer,
+        message_id: int,
+        wanted: list[Record],
+        partitioning: Partitioning,
+    ) -> set[int]:
         deadline = time.monotonic() + READ_SECONDS
         keys: dict[int, set[bytes]] = defaultdict(set)
         for record in wanted:
             if record.key is not None:
                 keys[record.partition].add(record.key)
+                recipient = deliveries.recipient_of(record.key)
+                if partitioning.eras and recipient is not None:
+                    # The earlier attempt may have been made before partitions were added.
+                    for stretch in partitioning.trail(recipient):
+                        keys[stretch.partition].add(record.key)
         since = timestamp_ms(message_id) - LOOKBACK_MS
         found: set[int] = set()
         for partition, wanted_keys in keys.items():

@@ -186,7 +186,11 @@ class StreamRegistry:
         if not streams:
             return 0
         for stream in streams:
-            stream.offer(event)
+            # Once partitions are added, a user's stream opened under the old count may see
+            # the user's records of the new partition before it is moved (``rehome``); those
+            # reach it after its resume, in order, not here.
+            if event.cursor is None or event.cursor.partition == stream.partition:
+                stream.offer(event)
         return len(streams)
 
     def redirect(self, partition: int, to: Redirect) -> int:
@@ -197,6 +201,21 @@ class StreamRegistry:
                 stream.redirect = to
                 stream.wake.set()
                 moved += 1
+        REDIRECTS.inc(moved)
+        return moved
+
+    def rehome(self, partition_of: Callable[[int], int], to: Callable[[int], Redirect]) -> int:
+        """Partitions were added: end every stream whose user now has another partition,
+        sending it to that partition's server (where it resumes from its cursor, the rest of
+        the old partition first)."""
+        moved = 0
+        for streams in self._by_user.values():
+            for stream in streams:
+                partition = partition_of(stream.user_id)
+                if partition != stream.partition and stream.redirect is None:
+                    stream.redirect = to(partition)
+                    stream.wake.set()
+                    moved += 1
         REDIRECTS.inc(moved)
         return moved
 

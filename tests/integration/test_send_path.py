@@ -15,8 +15,10 @@ from confluent_kafka import Consumer, TopicPartition
 
 from chatlib import deliveries
 from chatlib.errors import ResourceExhausted, Unavailable
+from chatlib.hashing import partition_for
 from chatlib.ids import EPOCH_MS, TIME_SHIFT
 from chatlib.kafka import AsyncProducer, Record, ensure_topic, fetch
+from chatlib.partitioning import Era, Partitioning, Server
 from chatlib.redis_wire import RedisUnavailable, RedisWire
 from chatlib.settings import KafkaAccess, RedisAccess
 from messaging.send.admission import Admission, Owner
@@ -170,13 +172,13 @@ async def test_settling_produces_only_the_copies_that_never_landed(
         claim = await admission.admit(
             sender, "g:1", "c", new_id=message_id, owner=OTHER, rate_per_second=10, burst=10
         )
-        settled = await settler.settle(claim, ME, records)
+        settled = await settler.settle(claim, ME, records, _placed(4))
         assert settled.owner == ME
         # A second settle (another retry) finds every copy and produces nothing.
         again = await admission.admit(
             sender, "g:1", "c", new_id=1, owner=ME, rate_per_second=10, burst=10
         )
-        await settler.settle(again, ME, records)
+        await settler.settle(again, ME, records, _placed(4))
     finally:
         producer.close()
         settler.close()
@@ -196,7 +198,7 @@ async def test_a_message_too_young_to_settle_is_refused_for_now(
             _sender(), "d:1:2", "c", new_id=message_id, owner=OTHER, rate_per_second=10, burst=10
         )
         with pytest.raises(Unavailable, match="may still reach Kafka"):
-            await settler.settle(claim, ME, lambda _: [])
+            await settler.settle(claim, ME, lambda _: [], _placed(4))
     finally:
         producer.close()
         settler.close()
@@ -204,6 +206,51 @@ async def test_a_message_too_young_to_settle_is_refused_for_now(
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _placed(partitions: int, *eras: Era) -> Partitioning:
+    return Partitioning(
+        partitions, (Server("m1", "grpc://127.0.0.1:1", ((0, partitions - 1),)),), eras
+    )
+
+
+async def test_settling_after_partitions_were_added_finds_the_copies_of_the_old_count(
+    endpoints: Endpoints, unique: str, wire: RedisWire
+) -> None:
+    """The first attempt wrote some copies under 4 partitions; partitions went to 8 before
+    the retry. The copies that landed are found where the old count put them, and only the
+    missing ones are produced, under the new count."""
+    topic = f"{unique}.deliveries"
+    await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, 8, 1, {})
+    producer = AsyncProducer(endpoints.kafka.config())
+    admission = Admission(wire)
+    settler = Settler(producer, admission, endpoints.kafka, topic)
+    claimed_ms = _now_ms() - int(SETTLE_SECONDS + 5) * 1000
+    message_id = ((claimed_ms - EPOCH_MS) << TIME_SHIFT) | 78
+    # Recipients whose partition differs between 4 and 8 partitions, so the test can fail.
+    recipients = [u for u in range(1000, 1100) if partition_for(u, 4) != partition_for(u, 8)][:5]
+    entry = deliveries.Delivery(
+        chat_id="g:2", kind="group", sender_id=recipients[0], body="b", client_message_id="c"
+    )
+
+    def records_under(count: int, missing: frozenset[int] | None) -> list[Record]:
+        wanted = recipients if missing is None else sorted(missing)
+        copies = deliveries.encode(entry, message_id, wanted)
+        return [Record(topic, c.key, c.value, partition_for(c.recipient, count)) for c in copies]
+
+    try:
+        landed = {recipients[1], recipients[3]}
+        await producer.send([r for r in records_under(4, None) if int(r.key or 0) in landed])
+        grown = _placed(8, Era(4, (10**6,) * 4))
+        claim = await admission.admit(
+            _sender(), "g:2", "c", new_id=message_id, owner=OTHER, rate_per_second=10, burst=10
+        )
+        await settler.settle(claim, ME, lambda m: records_under(8, m), grown)
+    finally:
+        producer.close()
+        settler.close()
+    found = await asyncio.to_thread(_read_all, endpoints.kafka, topic, 8)
+    assert Counter(found) == Counter(recipients)
 
 
 def _read_all(kafka: KafkaAccess, topic: str, partitions: int) -> list[int]:

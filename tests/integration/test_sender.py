@@ -23,6 +23,7 @@ from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer, ensure_topic, fetch, reader
 from chatlib.leases import WorkerLease
 from chatlib.live_config import Document, LiveSection
+from chatlib.ownership import LeaseKeys
 from chatlib.partitioning import Partitioning
 from chatlib.redis_wire import RedisWire
 from chatlib.settings import KafkaAccess
@@ -31,6 +32,7 @@ from messaging.groups.fence import Fence
 from messaging.groups.store import GroupStore
 from messaging.history_api import HistoryApi
 from messaging.send.admission import Admission
+from messaging.send.hold import SendHold
 from messaging.send.sender import Sender
 from messaging.send.settle import Settler
 from protos.chat.v1.history_pb2_grpc import HistoryServiceStub
@@ -45,6 +47,10 @@ class Wired:
     topic: str
     chat_id: str
     members: tuple[int, int]
+    placement: LiveSection[Partitioning]
+    redis: aioredis.Redis
+    #: Where this sender's hold says it holds its sends.
+    held_key: str
 
 
 def _section(name: str, parser: Callable[[Any], Any], value: object) -> LiveSection[Any]:
@@ -80,6 +86,9 @@ async def wired(endpoints: Endpoints, unique: str) -> AsyncIterator[Wired]:
     db = cassandra.AsyncSession(session, unique)
     # The directory asks history only to open direct chats, which these tests never do.
     history_channel = grpc.aio.insecure_channel("127.0.0.1:1")
+    placement = _section("partitioning", Partitioning.parse, partitioning)
+    keys = LeaseKeys(unique)
+    hold = SendHold(placement, redis, "m1", keys)
     sender = Sender(
         producer,
         admission,
@@ -91,12 +100,14 @@ async def wired(endpoints: Endpoints, unique: str) -> AsyncIterator[Wired]:
         settler,
         limits=_section("limits", Limits.parse, DEFAULT_LIMITS.to_value()),
         features=_section("features", Features.parse, DEFAULT_FEATURES.to_value()),
-        partitioning=_section("partitioning", Partitioning.parse, partitioning),
+        partitioning=placement,
+        hold=hold,
         topic=topic,
     )
     try:
-        yield Wired(sender, topic, chat_id, (a, b))
+        yield Wired(sender, topic, chat_id, (a, b), placement, redis, keys.held("m1"))
     finally:
+        await hold.close()
         await history_channel.close()
         producer.close()
         settler.close()
@@ -160,3 +171,26 @@ def _read(kafka: KafkaAccess, topic: str) -> list[tuple[int, int]]:
     finally:
         consumer.close()
     return found
+
+
+async def test_held_sends_wait_unproduced_until_released_and_the_server_says_it_holds(
+    wired: Wired, endpoints: Endpoints
+) -> None:
+    a, _ = wired.members
+    value = wired.placement.get().to_value()
+    wired.placement.offer(Document("partitioning", 2, value | {"hold_sends": True}, "t", "now"))
+    sending = asyncio.create_task(wired.sender.send(a, wired.chat_id, "held", "wait"))
+    for _ in range(100):  # nothing in flight: the server says so at once
+        if await wired.redis.get(wired.held_key) == b"2":
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the server never said it holds its sends")
+    await asyncio.sleep(0.5)
+    assert not sending.done()
+    assert await asyncio.to_thread(_read, endpoints.kafka, wired.topic) == []
+    wired.placement.offer(Document("partitioning", 3, value, "t", "now"))
+    accepted = await asyncio.wait_for(sending, 10)
+    await _settled(wired.sender)
+    copies = await asyncio.to_thread(_read, endpoints.kafka, wired.topic)
+    assert Counter(copies) == Counter({(accepted.message_id, m): 1 for m in wired.members})

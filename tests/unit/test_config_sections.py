@@ -22,7 +22,8 @@ from chatlib.config_sections import (
     Notifications,
     parse,
 )
-from chatlib.partitioning import Partitioning
+from chatlib.hashing import partition_for
+from chatlib.partitioning import OPEN, Partitioning, Stretch
 from chatlib.settings import ConfigError
 from config_service.settings import admin_tokens, find_operator
 from config_service.store import check_transition
@@ -104,16 +105,93 @@ def test_invalid_partitioning_is_rejected_with_the_reason(document: Any, message
         Partitioning.parse(document)
 
 
-def test_partition_count_cannot_change_once_set() -> None:
-    more = Partitioning.parse(
+def _grown(ends: list[int], total: int = 13) -> Partitioning:
+    return Partitioning.parse(
+        {
+            "partitions": total,
+            "servers": [{"name": "m1", "address": "grpc://h:1", "ranges": [[0, total - 1]]}],
+            "eras": [{"partitions": 12, "ends": ends}],
+        }
+    )
+
+
+def test_partitions_change_only_by_growth_while_sends_are_held() -> None:
+    grown = _grown([5] * 12)
+    held = GOOD | {"hold_sends": True}
+    # Not held: the old partitions' ends would not be ends.
+    with pytest.raises(InvalidConfig, match="only while sends are held"):
+        check_transition("partitioning", GOOD, grown)
+    check_transition("partitioning", held, grown)
+    # Without recording where the old count ended, readers could not follow a user.
+    bare = Partitioning.parse(
         {
             "partitions": 13,
             "servers": [{"name": "m1", "address": "grpc://h:1", "ranges": [[0, 12]]}],
         }
     )
-    with pytest.raises(InvalidConfig, match="cannot change from 12 to 13"):
-        check_transition("partitioning", GOOD, more)
+    with pytest.raises(InvalidConfig, match="only while sends are held"):
+        check_transition("partitioning", held, bare)
+    # Partitions are never removed, and the record of earlier counts is not edited.
+    with pytest.raises(InvalidConfig, match="cannot go down from 13 to 12"):
+        check_transition("partitioning", grown.to_value(), Partitioning.parse(GOOD))
+    with pytest.raises(InvalidConfig, match="changes only when partitions are added"):
+        check_transition("partitioning", grown.to_value(), _grown([6] * 12))
     check_transition("partitioning", GOOD, Partitioning.parse(GOOD))
+    check_transition("partitioning", GOOD, Partitioning.parse(held))
+
+
+@pytest.mark.parametrize(
+    ("eras", "message"),
+    [
+        ([{"partitions": 13, "ends": [0] * 13}], "fewer than partitions \\(13\\)"),
+        ([{"partitions": 4, "ends": [0] * 3}], "must be 4 offsets"),
+        ([{"partitions": 4, "ends": [0, 0, -1, 0]}], "must be 4 offsets"),
+        (
+            [{"partitions": 4, "ends": [5] * 4}, {"partitions": 3, "ends": [5] * 3}],
+            "more than the era before \\(4\\)",
+        ),
+        (
+            [{"partitions": 4, "ends": [5] * 4}, {"partitions": 8, "ends": [5, 4] + [9] * 6}],
+            "ends\\[1\\] is before the era before's end",
+        ),
+        ({"partitions": 4}, "eras must be a JSON array"),
+    ],
+)
+def test_invalid_eras_are_rejected(eras: Any, message: str) -> None:
+    with pytest.raises(InvalidConfig, match=message):
+        Partitioning.parse(GOOD | {"partitions": 13, "eras": eras} | _all_on_m1(13))
+
+
+def _all_on_m1(total: int) -> dict[str, Any]:
+    return {"servers": [{"name": "m1", "address": "grpc://h:1", "ranges": [[0, total - 1]]}]}
+
+
+def test_a_users_trail_follows_every_growth_and_joins_stretches_of_one_partition() -> None:
+    ends4 = [10, 11, 12, 13]
+    ends8 = [20, 21, 22, 23, 4, 5, 6, 7]
+    config = Partitioning.parse(
+        {
+            "partitions": 16,
+            **_all_on_m1(16),
+            "eras": [{"partitions": 4, "ends": ends4}, {"partitions": 8, "ends": ends8}],
+        }
+    )
+    assert Partitioning.parse(config.to_value()) == config
+    for user in range(1, 400):
+        p4, p8, p16 = (partition_for(user, n) for n in (4, 8, 16))
+        expected = [Stretch(p4, 0, ends4[p4]), Stretch(p8, ends4[p8] if p8 < 4 else 0, ends8[p8])]
+        expected.append(Stretch(p16, ends8[p16] if p16 < 8 else 0, OPEN))
+        joined: list[Stretch] = []
+        for stretch in expected:
+            if joined and joined[-1].partition == stretch.partition:
+                assert joined[-1].end == stretch.start  # one partition, read on without a gap
+                stretch = Stretch(stretch.partition, joined[-1].start, stretch.end)
+                joined[-1] = stretch
+            else:
+                joined.append(stretch)
+        assert config.trail(user) == joined, user
+    # Without growth, one open stretch of the one partition.
+    assert Partitioning.parse(GOOD).trail(7) == [Stretch(partition_for(7, 12), 0, OPEN)]
 
 
 def test_limits_bounds_and_relations() -> None:

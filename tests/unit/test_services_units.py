@@ -16,7 +16,8 @@ from bff.passwords import hash_password, verify_password
 from chatlib import migrations
 from chatlib.chat_ids import check_chat_id, direct_chat_id
 from chatlib.errors import InvalidArgument
-from messaging.streams.cursor import Cursor
+from chatlib.partitioning import OPEN, Stretch
+from messaging.streams.cursor import Cursor, Resume, resume_from
 from messaging.streams.registry import (
     LiveEvent,
     LiveStream,
@@ -48,9 +49,9 @@ def test_direct_chat_ids_are_deterministic_and_checked() -> None:
             check_chat_id(bad)
 
 
-def _event(offset: int) -> LiveEvent:
+def _event(offset: int, partition: int = 0) -> LiveEvent:
     delivery = envelope_pb2.Delivery(message_id=offset + 1, chat_id="d:7:8", recipient_id=7)
-    return message_event(Cursor(0, offset), delivery)
+    return message_event(Cursor(partition, offset), delivery)
 
 
 async def test_a_full_stream_overflows_without_growing_or_touching_others() -> None:
@@ -75,14 +76,55 @@ async def test_a_moved_partition_redirects_only_its_streams_after_what_was_queue
     moving, staying = LiveStream(7, 3, capacity=10), LiveStream(8, 4, capacity=10)
     registry.add(moving)
     registry.add(staying)
-    registry.publish(7, _event(1))
+    registry.publish(7, _event(1, 3))
     assert registry.redirect(3, Redirect("m2", "127.0.0.1:7102")) == 1
     assert registry.redirect(3, Redirect("m2", "127.0.0.1:7102")) == 0  # once per stream
-    registry.publish(7, _event(2))  # after the move: not this server's to deliver
+    registry.publish(7, _event(2, 3))  # after the move: not this server's to deliver
     assert moving.redirect == Redirect("m2", "127.0.0.1:7102")
     assert len(moving.queue) == 1
     assert moving.wake.is_set()
     assert staying.redirect is None
+
+
+async def test_added_partitions_move_the_streams_of_moved_users_only() -> None:
+    registry = StreamRegistry()
+    moved, stays = LiveStream(7, 3, capacity=10), LiveStream(8, 4, capacity=10)
+    registry.add(moved)
+    registry.add(stays)
+    # The moved user's records of the new partition are not this stream's: it resumes there.
+    registry.publish(7, _event(5, 11))
+    registry.publish(7, _event(6, 3))
+    assert [e.cursor for e in moved.queue] == [Cursor(3, 6)]
+    new_partition = {7: 11, 8: 4}
+    assert registry.rehome(new_partition.__getitem__, lambda p: Redirect(f"m{p}", "t")) == 1
+    assert moved.redirect == Redirect("m11", "t")
+    assert stays.redirect is None
+    assert registry.rehome(new_partition.__getitem__, lambda p: Redirect(f"m{p}", "t")) == 0
+
+
+def _trail(*stretches: tuple[int, int, int]) -> list[Stretch]:
+    return [Stretch(*s) for s in stretches]
+
+
+def test_a_resume_reads_the_rest_of_each_old_partition_then_the_new_one() -> None:
+    # Partition 3 until offset 100, then 7 from offset 40, then 19 from 0 (two growths).
+    trail = _trail((3, 0, 100), (7, 40, 90), (19, 0, OPEN))
+    assert resume_from(trail, Cursor(3, 49)) == Resume(_trail((3, 50, 100), (7, 40, 90)), -1)
+    # A cursor at or past the old partition's end (a caught-up event's): nothing left there.
+    assert resume_from(trail, Cursor(3, 99)) == Resume(_trail((7, 40, 90)), -1)
+    assert resume_from(trail, Cursor(3, 150)) == Resume(_trail((7, 40, 90)), -1)
+    assert resume_from(trail, Cursor(7, 60)) == Resume(_trail((7, 61, 90)), -1)
+    assert resume_from(trail, Cursor(19, 5)) == Resume([], 5)
+    # Before a stretch began: that partition held none of this user's records then.
+    assert resume_from(trail, Cursor(7, 20)) is None
+    assert resume_from(trail, Cursor(5, 1)) is None
+    # A user whom the growth did not move: one stretch, resumed as ever.
+    assert resume_from(_trail((3, 0, OPEN)), Cursor(3, 120)) == Resume([], 120)
+    assert resume_from(_trail((3, 0, OPEN)), Cursor(3, -1)) == Resume([], -1)
+    # A new partition that is not a new number: the current stretch starts past the old end.
+    assert resume_from(_trail((9, 0, 30), (2, 55, OPEN)), Cursor(9, 10)) == Resume(
+        _trail((9, 11, 30)), 54
+    )
 
 
 def test_passwords_verify_only_themselves() -> None:
@@ -150,7 +192,7 @@ async def test_a_stopping_server_closes_every_stream_after_what_was_queued() -> 
     one, other = LiveStream(7, 3, capacity=10), LiveStream(8, 4, capacity=10)
     registry.add(one)
     registry.add(other)
-    registry.publish(7, _event(1))
+    registry.publish(7, _event(1, 3))
     assert registry.close_all() == 2
     assert registry.close_all() == 0  # once per stream
     for stream in (one, other):
