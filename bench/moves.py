@@ -15,14 +15,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import grpc
 
 from bench.reach import HERE
 from bench.stats import summary
 from chatlib import tokens
 from chatlib.hashing import partition_for
+from chatlib.ownership import REFRESH_SECONDS
 from chatlib.partitioning import Partitioning
 from clients.stream import StreamState, events
+from infra import catalog, modes
+from infra.layout import Layout
 
 #: Channels per server address; streams are spread over them (one HTTP/2 connection each).
 CHANNELS_PER_SERVER = 4
@@ -146,12 +150,35 @@ async def partition_moves(
                 f"{config_url}/v1/config/partitioning", json=original.to_value()
             ) as r:
                 r.raise_for_status()
+            await _placed_again(http)
     return {
         "streams": streams,
         "rounds": rounds_out,
         "refusals": sum(s.state.refusals for s in held),
         "retries": sum(s.state.retries for s in held),
     }
+
+
+async def _placed_again(http: aiohttp.ClientSession, seconds: float = 60.0) -> None:
+    """Return once every messaging server holds the partitions placed on it again (its
+    ``/readyz`` says so) and every router has read the leases since: whatever runs next
+    is routed as before this benchmark, not to a server still giving partitions back."""
+    layout = Layout.from_env()
+    ports = [app.ops_port for app in catalog.messaging_servers(modes.current(layout))]
+
+    async def ready(port: int) -> bool:
+        try:
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    deadline = time.monotonic() + seconds
+    while not all(await asyncio.gather(*(ready(port) for port in ports))):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the partitions were not back in place within {seconds} s")
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2 * REFRESH_SECONDS)
 
 
 async def _until(check: Any, seconds: float) -> None:

@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
+from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
 from chatlib.config_checks import InvalidConfig
@@ -135,7 +136,8 @@ async def _groups_read(common: Common, topic: str, total: int, say: Any) -> None
 
 
 def _groups_short(admin: AdminClient, topic: str, total: int) -> set[str]:
-    """The groups with members reading ``topic`` whose assignments lack a partition."""
+    """The groups with members reading ``topic`` whose assignments lack a partition, and
+    those with members in the middle of a rebalance (whatever they read)."""
     listed = admin.list_consumer_groups().result(timeout=10)
     names = [g.group_id for g in listed.valid if not g.is_simple_consumer_group]
     short: set[str] = set()
@@ -143,6 +145,9 @@ def _groups_short(admin: AdminClient, topic: str, total: int) -> set[str]:
         return short
     for name, future in admin.describe_consumer_groups(names).items():
         description = future.result(timeout=10)
+        if description.members and description.state != ConsumerGroupState.STABLE:
+            short.add(name)  # its assignment is being made: read it once it is
+            continue
         assigned = {
             tp.partition
             for member in description.members
@@ -155,7 +160,11 @@ def _groups_short(admin: AdminClient, topic: str, total: int) -> set[str]:
 
 
 async def _every_server_holds(client: aioredis.Redis, keys: LeaseKeys, version: int) -> None:
+    """Wait until every live messaging server says it holds its sends under ``version``.
+    A server that stops beating before it said so may be frozen with records queued in its
+    producer, which it would send when it wakes: that is a failure, not a departure."""
     deadline = time.monotonic() + HELD_SECONDS
+    first: set[str] | None = None
     while True:
         seconds, micros = await client.time()
         now_ms = int(seconds) * 1000 + int(micros) // 1000
@@ -167,6 +176,15 @@ async def _every_server_holds(client: aioredis.Redis, keys: LeaseKeys, version: 
             for m, value in zip(members, said, strict=True)
             if value is None or int(value) < version
         ]
+        if first is None:
+            first = set(waiting)
+        gone = first - set(members)
+        if gone:
+            raise GrowthFailed(
+                f"messaging servers {', '.join(sorted(gone))} stopped beating before they held"
+                " their sends"
+            )
+        first &= set(waiting)
         if not waiting:
             return
         if time.monotonic() > deadline:

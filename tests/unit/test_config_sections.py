@@ -23,8 +23,9 @@ from chatlib.config_sections import (
     parse,
 )
 from chatlib.hashing import partition_for
-from chatlib.partitioning import OPEN, Partitioning, Stretch
+from chatlib.partitioning import OPEN, Era, Partitioning, Stretch
 from chatlib.settings import ConfigError
+from config_service.grow import _grown as _grown_value
 from config_service.settings import admin_tokens, find_operator
 from config_service.store import check_transition
 
@@ -254,3 +255,24 @@ def test_messages_and_notifications_sections() -> None:
             Notifications.parse(defaults | {"webhook_url": bad})
     with pytest.raises(InvalidConfig, match=r"notifications\.max_attempts must be between"):
         Notifications.parse(defaults | {"max_attempts": 0})
+
+
+def test_a_growth_places_the_new_partitions_after_each_servers_ranges() -> None:
+    grown = Partitioning.parse(_grown_value(Partitioning.parse(GOOD), 24, list(range(12))))
+    assert grown.partitions == 24
+    assert grown.eras == (Era(12, tuple(range(12))),)
+    assert not grown.hold_sends
+    assert grown.owned_by("m1") == frozenset([0, 1, 2, 9, 10, 11, *range(12, 18)])
+    assert grown.owned_by("m2") == frozenset([*range(3, 9), *range(18, 24)])
+    # Three servers, seven new partitions: 3, 2, 2.
+    three = Partitioning.parse(
+        {
+            "partitions": 3,
+            "servers": [
+                {"name": n, "address": f"grpc://h:{i + 1}", "ranges": [[i, i]]}
+                for i, n in enumerate(("a", "b", "c"))
+            ],
+        }
+    )
+    spread = Partitioning.parse(_grown_value(three, 10, [0, 0, 0]))
+    assert [len(spread.owned_by(n)) for n in ("a", "b", "c")] == [4, 3, 3]
