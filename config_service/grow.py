@@ -11,21 +11,22 @@ per partition:
    record written to them later is read from anywhere but their start.
 2. ``hold_sends``: every messaging server holds its sends before producing them, and says in
    Redis when nothing is in flight (``messaging/send/hold.py``). This waits for every live
-   server to say so, and gives up (sends go on, nothing changed) if one does not in time.
+   server to say so, and gives up (sends go on, nothing changed) if one does not in time or
+   stops beating first.
 3. The end of every old partition is read: the offset where the old count ends.
 4. One config change: the new count, the new partitions placed on the servers, the old count
    and its ends appended to ``eras``, and sends released. From here a user's stream is the
    rest of their old partition up to its end, then their new partition
    (``Partitioning.trail``); servers move the streams of users whose partition changed.
 
-Sends are held for about a second (steps 2-4); nothing is refused unless that takes longer
-than ``messaging/send/hold.py:HOLD_SECONDS``.
+Sends are held for a fraction of a second (steps 2-4; 130-190 ms measured here, see
+docs/benchmarks.md "Partitions"); nothing is refused unless that takes longer than
+``messaging/send/hold.py:HOLD_SECONDS``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
@@ -39,8 +40,6 @@ from chatlib.ownership import STACK_KEYS, LeaseKeys
 from chatlib.partitioning import MAX_PARTITIONS, Partitioning
 from chatlib.settings import METADATA_REFRESH_MS, Common
 from config_service.store import ConfigStore
-
-logger = logging.getLogger(__name__)
 
 #: How long the consumer groups get to take the new partitions.
 GROUPS_SECONDS = 120.0
@@ -125,6 +124,7 @@ async def _groups_read(common: Common, topic: str, total: int, say: Any) -> None
     while True:
         short = await asyncio.to_thread(_groups_short, admin, topic, total)
         if not short:
+            say(f"every consumer group of {topic} reads all {total} partitions")
             return
         if time.monotonic() > deadline:
             raise GrowthFailed(
