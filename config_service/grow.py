@@ -19,9 +19,9 @@ per partition:
    rest of their old partition up to its end, then their new partition
    (``Partitioning.trail``); servers move the streams of users whose partition changed.
 
-Sends are held for a fraction of a second (steps 2-4; 130-190 ms measured here, see
-docs/benchmarks.md "Partitions"); nothing is refused unless that takes longer than
-``messaging/send/hold.py:HOLD_SECONDS``.
+Sends are held for a fraction of a second (steps 2-4; 77-349 ms measured here, growing with
+the old count, see docs/benchmarks.md "Partitions"); nothing is refused unless that takes
+longer than ``messaging/send/hold.py:HOLD_SECONDS``.
 """
 
 from __future__ import annotations
