@@ -115,3 +115,31 @@ async def measure(counts: list[int], idle_seconds: float) -> dict[str, Any]:
         )
         await asyncio.sleep(SETTLE_SECONDS)
     return {"levels": levels, "idle_seconds": idle_seconds}
+
+
+async def hold_cost(rounds: int = 3, calls: int = 200_000) -> list[float]:
+    """What the send hold adds to every produce while nothing is held: microseconds of CPU
+    per ``SendHold.producing()`` entered and left, an empty loop's time subtracted, per round.
+    Needs no stack: ``python -c "import asyncio, bench.partitions as p;
+    print(asyncio.run(p.hold_cost()))"``."""
+    from chatlib.live_config import Document, LiveSection
+    from chatlib.partitioning import Partitioning
+    from messaging.send.hold import SendHold
+
+    section: LiveSection[Partitioning] = LiveSection("partitioning", Partitioning.parse)
+    servers = [{"name": "m1", "address": "grpc://h:1", "ranges": [[0, 11]]}]
+    section.offer(Document("partitioning", 1, {"partitions": 12, "servers": servers}, "b", "now"))
+    hold = SendHold(section, None, "m1")  # type: ignore[arg-type]  # Redis only while held
+    found = []
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(calls):
+            async with hold.producing():
+                pass
+        held = time.process_time() - started
+        started = time.process_time()
+        for _ in range(calls):
+            pass
+        empty = time.process_time() - started
+        found.append(round((held - empty) / calls * 1e6, 2))
+    return found
