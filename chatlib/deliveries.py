@@ -1,16 +1,28 @@
-"""The backplane record: one ``Delivery`` per recipient of a log entry on the deliveries topic.
+"""The backplane record: a ``Delivery`` on the deliveries topic, in one of two shapes.
+
+* **A direct chat's copy**: one record per recipient, keyed by the recipient's id, on the
+  recipient's partition (two records per message; one when both members share a partition
+  is not worth a second shape's reads: a fan-out skips an offline recipient's copy by its key
+  without decoding it).
+* **A group record**: one record per partition that holds members of the group, keyed
+  ``#<chat id>``, listing those members in ``recipient_ids``. A message to M members is at
+  most P records (P partitions) carrying the message once each, plus 8 bytes per member: the
+  recipients are the membership the send path's fence found in force at the message's id,
+  so every reader (the fan-out expanding a record to its online members, a replay, the
+  notifier, the settling of a retry) agrees on them without reading membership again.
 
 This module is the record's only codec and its only mapping to what readers need. The send
 path describes an entry once, as the fields every copy shares (a ``Delivery`` without message
-id or recipient), and ``encode`` makes its copies; every consumer (the live fan-out, replays,
-history writers, the notifier, the settling of a retried send) reads them with
-``recipient_of`` and ``decode``, and turns one into what a client sees with ``message_of``
-(a message, a change or an amendment) or ``receipt_of`` (a read or delivery mark), so they all
-agree on what a valid record is and what it says.
+id or recipient), and ``encode`` or ``encode_group`` makes its records; every consumer reads
+them with ``recipient_of`` and ``is_group_key`` (from the key alone), ``decode`` and
+``recipients``, and
+turns one into what a client sees with ``message_of`` (a message, a change or an amendment) or
+``receipt_of`` (a read or delivery mark), so they all agree on what a valid record is and what
+it says.
 
-A copy is the entry serialized once per message, its id and time, then the two fields that
-differ (recipient, primary): protobuf merges concatenated messages, so a message to M members
-costs M small serializations instead of M full ones, and no copy carries the member list.
+A record is the entry serialized once per message, its id and time, then the fields that
+differ (recipients, primary): protobuf merges concatenated messages, so a message makes one
+full serialization however many records it has.
 """
 
 from __future__ import annotations
@@ -43,11 +55,37 @@ def key_of(recipient: int) -> bytes:
     return str(recipient).encode("ascii")
 
 
+#: The first byte of a group record's key (a recipient's key is digits only).
+GROUP_MARK = b"#"
+
+
+def group_key(chat_id: str) -> bytes:
+    """A group record's key: ``#`` and the chat id (what settling looks for)."""
+    return GROUP_MARK + chat_id.encode()
+
+
+def is_group_key(key: bytes | None) -> bool:
+    return key is not None and key[:1] == GROUP_MARK
+
+
 def recipient_of(key: bytes | None) -> int | None:
-    """The recipient a record is for, read from its key alone; None if the key is malformed."""
+    """The recipient a direct copy is for, read from its key alone; None for any other key (a
+    group record's, or a malformed one)."""
     if not key or len(key) > 20 or not key.isdigit():
         return None
     return int(key)
+
+
+def recipients(delivery: envelope_pb2.Delivery) -> list[int]:
+    """Whom a decoded record is for: a group record's listed members, or the one recipient."""
+    if delivery.recipient_ids:
+        return list(delivery.recipient_ids)
+    return [delivery.recipient_id]
+
+
+def is_for(delivery: envelope_pb2.Delivery, user: int) -> bool:
+    """Whether ``user`` is among the record's recipients."""
+    return delivery.recipient_id == user or user in delivery.recipient_ids
 
 
 def encode(entry: Delivery, message_id: int, recipients: Iterable[int]) -> list[Copy]:
@@ -71,6 +109,30 @@ def encode(entry: Delivery, message_id: int, recipients: Iterable[int]) -> list[
     ]
 
 
+def encode_group(
+    entry: Delivery, message_id: int, by_partition: dict[int, list[int]]
+) -> list[tuple[int, bytes, bytes]]:
+    """One group record of ``entry`` per partition, as message ``message_id``: (partition,
+    key, value), each listing the recipients given for its partition; the record listing the
+    sender is the primary one (history stores the message from it)."""
+    shared = (
+        entry.SerializeToString()
+        + Delivery(
+            message_id=message_id, created_at_ms=timestamp_ms(message_id)
+        ).SerializeToString()
+    )
+    key = group_key(entry.chat_id)
+    sender = entry.sender_id
+    return [
+        (
+            partition,
+            key,
+            shared + Delivery(recipient_ids=members, primary=sender in members).SerializeToString(),
+        )
+        for partition, members in sorted(by_partition.items())
+    ]
+
+
 def stamped(entry: Delivery, message_id: int) -> Delivery:
     """``entry`` as its copies carry it once it is message ``message_id`` (no recipient)."""
     found = Delivery()
@@ -87,10 +149,12 @@ def decode(value: bytes | None) -> envelope_pb2.Delivery:
     except DecodeError as exc:
         raise InvalidDelivery(f"not a Delivery: {exc}") from None
     missing = [
-        name
-        for name in ("message_id", "chat_id", "sender_id", "recipient_id")
-        if not getattr(delivery, name)
+        name for name in ("message_id", "chat_id", "sender_id") if not getattr(delivery, name)
     ]
+    if not delivery.recipient_id and not delivery.recipient_ids:
+        missing.append("recipient_id")
+    elif delivery.recipient_id and delivery.recipient_ids:
+        raise InvalidDelivery("delivery has both recipient_id and recipient_ids")
     if missing:
         raise InvalidDelivery(f"delivery lacks {', '.join(missing)}")
     # Records written before the kind travelled in them have none; anything else is foreign.

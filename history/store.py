@@ -23,6 +23,7 @@ its cells at ``FOREVER``: no edit or reaction can bring anything back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -114,6 +115,8 @@ _UNREACT = (
 _PREVIEW = (
     "UPDATE chats_by_user USING TIMESTAMP ? SET last_message = ? WHERE user_id = ? AND chat_id = ?"
 )
+_GROUP_LAST = "UPDATE group_last USING TIMESTAMP ? SET last_message = ? WHERE chat_id = ?"
+_GROUP_LASTS = "SELECT chat_id, last_message FROM group_last WHERE chat_id IN ?"
 EDITED, DELETED = common_pb2.Amendment.EDITED, common_pb2.Amendment.DELETED
 REACTION_ADDED = common_pb2.Amendment.REACTION_ADDED
 _READ = (
@@ -195,32 +198,52 @@ class HistoryStore:
         newest_own: dict[tuple[int, str], int] = {}
         newest_read: dict[tuple[int, str], int] = {}
         newest_delivered: dict[tuple[int, str], int] = {}
+        newest_group: dict[str, envelope_pb2.Delivery] = {}
         bind = self.db.bind
         for delivery in batch:
-            key = (delivery.recipient_id, delivery.chat_id)
+            grouped = bool(delivery.recipient_ids)
+            own = (delivery.sender_id, delivery.chat_id)
+            # The sender's own copy: in a group record, the primary one lists the sender.
+            sender_copy = (
+                delivery.primary if grouped else delivery.sender_id == delivery.recipient_id
+            )
             if deliveries.is_receipt(delivery):
                 # A read mark moves the reader's watermark and their row of the chat's read
                 # marks (written at the time of the message read up to: never back); a read
                 # mark is a delivery mark too. The copies telling other members are for their
                 # streams only.
-                if delivery.sender_id == delivery.recipient_id:
+                if sender_copy:
                     if delivery.read:
-                        newest_own[key] = max(newest_own.get(key, 0), delivery.message_id)
-                        newest_read[key] = max(newest_read.get(key, 0), delivery.message_id)
-                    newest_delivered[key] = max(newest_delivered.get(key, 0), delivery.message_id)
+                        newest_own[own] = max(newest_own.get(own, 0), delivery.message_id)
+                        newest_read[own] = max(newest_read.get(own, 0), delivery.message_id)
+                    newest_delivered[own] = max(newest_delivered.get(own, 0), delivery.message_id)
                 continue
             if delivery.HasField("amendment"):
                 statements += self._amended(delivery)
                 continue
             if delivery.HasField("change"):
-                statements += self._chat_changed(delivery)
+                for recipient in deliveries.recipients(delivery):
+                    statements += self._chat_changed(delivery, recipient)
                 if delivery.change.action == OPENED:
                     continue  # only the chat lists learn of it
-            current = newest.get(key)
-            if current is None or delivery.message_id > current.message_id:
-                newest[key] = delivery
-            if delivery.sender_id == delivery.recipient_id:
-                newest_own[key] = max(newest_own.get(key, 0), delivery.message_id)
+            if grouped:
+                # A group's newest entry is one row for the group (``group_last``), read
+                # beside each member's row; only a change, rare and the end of a former
+                # member's window, still writes every recipient's row.
+                if delivery.primary:
+                    current = newest_group.get(delivery.chat_id)
+                    if current is None or delivery.message_id > current.message_id:
+                        newest_group[delivery.chat_id] = delivery
+                targets = deliveries.recipients(delivery) if delivery.HasField("change") else []
+            else:
+                targets = [delivery.recipient_id]
+            for recipient in targets:
+                key = (recipient, delivery.chat_id)
+                current = newest.get(key)
+                if current is None or delivery.message_id > current.message_id:
+                    newest[key] = delivery
+            if sender_copy:
+                newest_own[own] = max(newest_own.get(own, 0), delivery.message_id)
             if not delivery.primary:
                 continue
             bucket = bucket_of(delivery.message_id)
@@ -255,6 +278,14 @@ class HistoryStore:
             else:
                 params = (at, last, signed(user), chat_id)
                 statements.append((bind(_NEWEST_UNKNOWN_KIND, params), PREVIEW_CHARS * 4 + 100))
+        for chat_id, delivery in newest_group.items():
+            last = (
+                signed(delivery.message_id),
+                signed(delivery.sender_id),
+                delivery.body[:PREVIEW_CHARS],
+            )
+            params = (write_time(delivery.message_id), last, chat_id)
+            statements.append((bind(_GROUP_LAST, params), PREVIEW_CHARS * 4 + 100))
         for (user, chat_id), message_id in newest_own.items():
             # Sending in a chat means having read it up to one's own message.
             params = (write_time(message_id), signed(message_id), signed(user), chat_id)
@@ -270,17 +301,19 @@ class HistoryStore:
             self._known_buckets.clear()
         self._known_buckets |= new_buckets
 
-    def _chat_changed(self, delivery: envelope_pb2.Delivery) -> list[tuple[BoundStatement, int]]:
-        """A change's effect on its recipient's chat-list row, written at the change's time:
+    def _chat_changed(
+        self, delivery: envelope_pb2.Delivery, recipient: int
+    ) -> list[tuple[BoundStatement, int]]:
+        """A change's effect on a recipient's chat-list row, written at the change's time:
         the kind (an opened direct chat), a group's name, and the recipient's window."""
         change = delivery.change
         at = write_time(delivery.message_id)
-        where = (signed(delivery.recipient_id), delivery.chat_id)
+        where = (signed(recipient), delivery.chat_id)
         bind = self.db.bind
         if change.action == OPENED:
             return [(bind(_KIND, (at, delivery.kind or "direct", *where)), 60)]
         found = [(bind(_NAME, (at, change.name, *where)), 100 + len(change.name) * 4)]
-        if delivery.recipient_id in change.user_ids:
+        if recipient in change.user_ids:
             if change.action in (CREATED, ADDED):
                 found.append((bind(_JOINED, (at, signed(delivery.message_id), *where)), 60))
             elif change.action in (REMOVED, LEFT):
@@ -303,8 +336,15 @@ class HistoryStore:
             # Deleted after edited: +2 beats the edit's +1 (equal times would compare values).
             text, later = (delivery.body, 1) if amendment.action == EDITED else ("", 2)
             last = (signed(target), signed(amendment.message_sender_id), text[:PREVIEW_CHARS])
-            params = (write_time(target) + later, last, signed(delivery.recipient_id))
-            found.append((bind(_PREVIEW, (*params, delivery.chat_id)), PREVIEW_CHARS * 4 + 100))
+            preview_at = write_time(target) + later
+            if delivery.recipient_ids:
+                # A group's preview is its one row, rewritten from the primary record.
+                if delivery.primary:
+                    params = (preview_at, last, delivery.chat_id)
+                    found.append((bind(_GROUP_LAST, params), PREVIEW_CHARS * 4 + 100))
+            else:
+                params = (preview_at, last, signed(delivery.recipient_id), delivery.chat_id)
+                found.append((bind(_PREVIEW, params), PREVIEW_CHARS * 4 + 100))
         if not delivery.primary:
             return found
         if amendment.action == EDITED:
@@ -406,10 +446,37 @@ class HistoryStore:
                     visible_until=unsigned(row.visible_until or 0),
                 )
             )
+        found = await self._with_group_last(found)
         found.sort(key=lambda c: (c.last_message_id, c.chat_id), reverse=True)
         if after is not None:
             found = [c for c in found if (c.last_message_id, c.chat_id) < after]
         return found[:limit], len(found) > limit
+
+    async def _with_group_last(self, chats: list[ChatState]) -> list[ChatState]:
+        """The chats with each group's newest entry (``group_last``) where it is newer than
+        the member's own row says: a group's messages write that one row, not the members'.
+        A former member's row ends at their removal, which it holds already."""
+        wanted = [c.chat_id for c in chats if c.kind == "group" and not c.visible_until]
+        if not wanted:
+            return chats
+        reads = [
+            self.db.execute(_GROUP_LASTS, (wanted[start : start + 100],), tuples=True)
+            for start in range(0, len(wanted), 100)
+        ]
+        newest: dict[str, tuple[int, int, str]] = {}
+        for rows in await asyncio.gather(*reads):
+            for chat_id, last in rows:
+                if last is not None:
+                    newest[chat_id] = (unsigned(last[0]), unsigned(last[1]), last[2] or "")
+        merged = []
+        for chat in chats:
+            last = newest.get(chat.chat_id)
+            if last is not None and last[0] > chat.last_message_id:
+                chat = dataclasses.replace(
+                    chat, last_message_id=last[0], last_sender_id=last[1], last_preview=last[2]
+                )
+            merged.append(chat)
+        return merged
 
     async def unread(self, chat: ChatState, user_id: int) -> int:
         """Entries by others in ``chat`` after the user's read watermark, within what they may

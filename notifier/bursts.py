@@ -62,18 +62,23 @@ class Offsets:
 
     def __init__(self) -> None:
         self._next: dict[int, int] = {}
-        self._busy: dict[int, dict[int, None]] = {}
+        #: Per partition: offset -> how many notifications hold it (a group record is in one
+        #: burst per offline member).
+        self._busy: dict[int, dict[int, int]] = {}
 
     def read(self, partition: int, offset: int) -> None:
         self._next[partition] = max(self._next.get(partition, 0), offset + 1)
 
     def hold(self, partition: int, offset: int) -> None:
-        self._busy.setdefault(partition, {})[offset] = None
+        busy = self._busy.setdefault(partition, {})
+        busy[offset] = busy.get(offset, 0) + 1
 
     def release(self, partition: int, offset: int) -> None:
         busy = self._busy.get(partition)
-        if busy is not None:
-            busy.pop(offset, None)
+        if busy is not None and offset in busy:
+            busy[offset] -= 1
+            if not busy[offset]:
+                del busy[offset]
 
     def committable(self) -> dict[int, int]:
         found = {}

@@ -148,13 +148,22 @@ class Notifier(ConsumerLoop):
     async def _read(self, messages: list[Message]) -> None:
         """Open or extend bursts for the offline recipients of a batch."""
         settings = self._settings.get()
-        records = []
-        for message in messages:
-            recipient = deliveries.recipient_of(message.key())
-            if recipient is not None and settings.webhook_url:
-                records.append(
-                    (recipient, message.partition() or 0, message.offset() or 0, message)
-                )
+        records: list[tuple[int, int, int, Message, deliveries.Delivery | None]] = []
+        for message in messages if settings.webhook_url else ():
+            partition, offset, key = message.partition() or 0, message.offset() or 0, message.key()
+            recipient = deliveries.recipient_of(key)
+            if recipient is not None:
+                records.append((recipient, partition, offset, message, None))
+            elif deliveries.is_group_key(key):
+                # A group record is decoded first: it names its recipients.
+                delivery = self.decode(message)
+                if delivery is None or not _notifiable(delivery, 0):
+                    continue
+                records += [
+                    (member, partition, offset, message, delivery)
+                    for member in delivery.recipient_ids
+                    if member != delivery.sender_id
+                ]
         offline: set[int] = set()
         if records:
             recipients = sorted({r[0] for r in records})
@@ -165,13 +174,18 @@ class Notifier(ConsumerLoop):
         for message in messages:
             self._offsets.read(message.partition() or 0, message.offset() or 0)
         now = time.monotonic()
-        for recipient, partition, offset, message in records:
+        shown: dict[tuple[int, int], common_pb2.Message] = {}  # a group record's, made once
+        for recipient, partition, offset, message, known in records:
             if recipient not in offline:
                 continue
-            delivery = self.decode(message)  # one that does not decode: history dead-letters it
-            if delivery is None or not _notifiable(delivery):
+            # One that does not decode: history dead-letters it.
+            delivery = known if known is not None else self.decode(message)
+            if delivery is None or not _notifiable(delivery, recipient):
                 continue
-            pending = Pending(partition, offset, deliveries.message_of(delivery))
+            entry = shown.get((partition, offset))
+            if entry is None:
+                entry = shown[partition, offset] = deliveries.message_of(delivery)
+            pending = Pending(partition, offset, entry)
             self._offsets.hold(partition, offset)
             self._bursts.add(
                 recipient,
@@ -245,18 +259,22 @@ class Notifier(ConsumerLoop):
         DEAD.inc()
 
 
-def _notifiable(delivery: deliveries.Delivery) -> bool:
-    """A message someone else wrote, or someone else adding the recipient to a group (not a
-    receipt, an amendment, or another change to the chat)."""
+def _notifiable(delivery: deliveries.Delivery, recipient: int) -> bool:
+    """For ``recipient`` (0: for someone on the record): a message someone else wrote, or
+    someone else adding the recipient to a group (not a receipt, an amendment, or another
+    change to the chat)."""
+    recipient = recipient or delivery.recipient_id
     if (
         deliveries.is_receipt(delivery)
         or delivery.HasField("amendment")
-        or delivery.sender_id == delivery.recipient_id
+        or delivery.sender_id == recipient
     ):
         return False
     change = delivery.change
     if delivery.HasField("change"):
-        return change.action in JOINED and delivery.recipient_id in change.user_ids
+        if not recipient:  # anyone the change adds
+            return change.action in JOINED
+        return change.action in JOINED and recipient in change.user_ids
     return True
 
 

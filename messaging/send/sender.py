@@ -432,14 +432,23 @@ class Sender:
     def records(
         self, outgoing: Outgoing, message_id: int, recipients: frozenset[int] | None = None
     ) -> list[Record]:
+        """The entry's records: a copy per recipient in a direct chat, a record per partition
+        holding recipients in a group (``chatlib/deliveries.py``)."""
         partitions = self._partitioning.get().partitions
         # Only a sampled trace travels on: consumers open spans for nothing else.
         headers = kafka_headers() if trace.get_current_span().is_recording() else None
-        copies = deliveries.encode(
-            outgoing.entry,
-            message_id,
-            sorted(outgoing.recipients if recipients is None else recipients),
-        )
+        targets = sorted(outgoing.recipients if recipients is None else recipients)
+        if outgoing.kind == "group":
+            by_partition: dict[int, list[int]] = {}
+            for recipient in targets:
+                by_partition.setdefault(partition_for(recipient, partitions), []).append(recipient)
+            return [
+                Record(self._topic, key, value, partition, headers)
+                for partition, key, value in deliveries.encode_group(
+                    outgoing.entry, message_id, by_partition
+                )
+            ]
+        copies = deliveries.encode(outgoing.entry, message_id, targets)
         return [
             Record(self._topic, c.key, c.value, partition_for(c.recipient, partitions), headers)
             for c in copies

@@ -10,9 +10,11 @@ again could deliver some twice; producing none could lose them. So a retry of su
    producer never sends a record later than its delivery timeout after it was produced);
 2. takes the claim over (compare-and-swap), so that no other server settles it at once;
 3. reads each recipient's partition from just before the claim to its current end, looking
-   for copies of this message id (by record key first, so other users' records are not
-   decoded); if partitions were added since, the partitions the recipient had before too;
-4. produces only the copies that are missing.
+   for records of this message id (by record key first, so other users' copies and other
+   chats' group records are not decoded); if partitions were added since, the partitions the
+   recipient had before too;
+4. produces records only for the recipients none of whose records landed (a group record
+   that landed covers every member it lists).
 
 This is the rare path (a crash, or Kafka gone for longer than the producer's delivery
 timeout); the common one never reads Kafka before producing.
@@ -113,19 +115,15 @@ class Settler:
                 # Logged: a retry refused for this reason again and again is a broken reader.
                 logger.warning("settling message %d: Kafka not read: %s", claim.message_id, exc)
                 raise Unavailable(f"cannot read Kafka to settle a retried message: {exc}") from None
-        missing = frozenset(
-            recipient
-            for record in wanted
-            if (recipient := deliveries.recipient_of(record.key)) is not None
-            and recipient not in landed
-        )
-        SETTLED.labels(landed="true").inc(len(wanted) - len(missing))
+        recipients = {r for record in wanted for r in _recipients(record)}
+        missing = frozenset(recipients - landed)
+        SETTLED.labels(landed="true").inc(len(recipients) - len(missing))
         SETTLED.labels(landed="false").inc(len(missing))
         logger.info(
-            "settled message %d: %d of %d copies had landed",
+            "settled message %d: %d of %d recipients' copies had landed",
             claim.message_id,
-            len(wanted) - len(missing),
-            len(wanted),
+            len(recipients) - len(missing),
+            len(recipients),
         )
         if missing:
             try:
@@ -159,11 +157,11 @@ class Settler:
         for record in wanted:
             if record.key is not None:
                 keys[record.partition].add(record.key)
-                recipient = deliveries.recipient_of(record.key)
-                if partitioning.eras and recipient is not None:
+                if partitioning.eras:
                     # The earlier attempt may have been made before partitions were added.
-                    for stretch in partitioning.trail(recipient):
-                        keys[stretch.partition].add(record.key)
+                    for recipient in _recipients(record):
+                        for stretch in partitioning.trail(recipient):
+                            keys[stretch.partition].add(record.key)
         since = timestamp_ms(message_id) - LOOKBACK_MS
         found: set[int] = set()
         for partition, wanted_keys in keys.items():
@@ -197,7 +195,7 @@ class Settler:
                         if delivery.message_id == message_id and not deliveries.is_receipt(
                             delivery
                         ):
-                            found.add(delivery.recipient_id)
+                            found.update(deliveries.recipients(delivery))
                     if offset < high and time.monotonic() >= deadline:
                         raise RuntimeError(
                             f"partition {partition} was not read to offset {high} within"
@@ -210,6 +208,14 @@ class Settler:
     def close(self) -> None:
         self._thread.shutdown(wait=True)
         self._reader.close()
+
+
+def _recipients(record: Record) -> list[int]:
+    """Whom a record made here goes to (a group record lists them in its value)."""
+    recipient = deliveries.recipient_of(record.key)
+    if recipient is not None:
+        return [recipient]
+    return deliveries.recipients(deliveries.decode(record.value))
 
 
 def _left(deadline: float) -> float:

@@ -266,23 +266,40 @@ class FanOut(ConsumerLoop):
             return
         offset = record.offset() or 0
         self._next[partition] = offset + 1
-        recipient = deliveries.recipient_of(record.key())
-        if recipient is None:
-            logger.warning("skipping a record without a recipient key at %d@%d", partition, offset)
-            return
+        key = record.key()
         value = record.value() or b""
-        self._recent.add(partition, offset, recipient, value)
-        # Routed by the key: records of users without a live stream here are never decoded.
-        if not self._registry.has(recipient):
+        recipient = deliveries.recipient_of(key)
+        if recipient is not None:
+            self._recent.add(partition, offset, recipient, value)
+            # Routed by the key: copies for users without a live stream here are never decoded.
+            if not self._registry.has(recipient):
+                return
+            online = [recipient]
+            # One that does not decode is skipped (history dead-letters it; streams cannot
+            # show it).
+            delivery = self.decode(record)
+        elif deliveries.is_group_key(key):
+            # A group record: decoded once, whoever is online, and handed to its members with
+            # a live stream here (the recipients it lists are the membership at its id).
+            delivery = self.decode(record)
+            if delivery is None:
+                return
+            self._recent.add_group(partition, offset, delivery.recipient_ids, value)
+            has = self._registry.has
+            online = [member for member in delivery.recipient_ids if has(member)]
+            if not online:
+                return
+        else:
+            logger.warning("skipping a record with a malformed key at %d@%d", partition, offset)
             return
-        # One that does not decode is skipped (history dead-letters it; streams cannot show it).
-        delivery = self.decode(record)
         if delivery is None or not deliveries.streamed(delivery):
             return
         event = message_event(Cursor(partition, offset), delivery)
         parent = sampled_context(record.headers())  # type: ignore[arg-type]
+        publish = self._registry.publish
         if parent is None:
-            self._registry.publish(recipient, event)
+            for member in online:
+                publish(member, event)
             return
         with tracer.start_as_current_span(
             "messaging.deliver",
@@ -295,4 +312,4 @@ class FanOut(ConsumerLoop):
                 "messaging.kafka.offset": offset,
             },
         ) as span:
-            span.set_attribute("chat.streams", self._registry.publish(recipient, event))
+            span.set_attribute("chat.streams", sum(publish(member, event) for member in online))

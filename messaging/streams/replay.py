@@ -7,7 +7,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from chatlib import deliveries
 from chatlib.kafka import Reader, fetch
@@ -94,7 +94,8 @@ class Replayer:
 
     Requests for the same partition are served together: one read from the oldest start to the
     newest end, each record handed to the requests of its recipient (read from the key, so the
-    records of users nobody asked for are never decoded). One consumer serves the process, so a
+    copies of users nobody asked for are never decoded; a group record is decoded for the
+    members it lists). One consumer serves the process, so a
     reconnect storm costs a few reads per partition instead of a consumer per stream.
     """
 
@@ -185,13 +186,30 @@ class Replayer:
                     position = offset + 1
                     if offset >= end:
                         return
-                    recipient = deliveries.recipient_of(record.key())
-                    for request in by_user.get(recipient, ()) if recipient is not None else ():
+                    for request in self._wanting(record, by_user):
                         if request.start <= offset < request.end and not request.overflowed:
                             request.found.append((offset, record.value() or b""))
                             request.overflowed = len(request.found) > self._max_events
         finally:
             consumer.unassign()
+
+    @staticmethod
+    def _wanting(record: Message, by_user: dict[int, list[_Request]]) -> list[_Request]:
+        """The requests a record is for: by its key for a direct copy; a group record is
+        decoded and its members looked up."""
+        key = record.key()
+        recipient = deliveries.recipient_of(key)
+        if recipient is not None:
+            return by_user.get(recipient, [])
+        if not deliveries.is_group_key(key):
+            return []
+        try:
+            members = set(deliveries.decode(record.value()).recipient_ids)
+        except deliveries.InvalidDelivery:
+            return []  # the history writer dead-letters it; streams cannot show it
+        if len(by_user) < len(members):
+            return [r for user, found in by_user.items() if user in members for r in found]
+        return [r for member in members for r in by_user.get(member, ())]
 
     def close(self) -> None:
         self._reader.close()

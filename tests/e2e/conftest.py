@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+from aiohttp import web
 
 from clients import deployment
 from clients.stream import StreamState, events
@@ -284,6 +286,7 @@ async def admin() -> AsyncIterator[Admin]:
                 "messages",
                 "notifications",
                 "sessions",
+                "auth",
             )
         }
         try:
@@ -307,6 +310,7 @@ FOLLOWERS = {
     "messages": (9311, 9312),
     "notifications": (9601,),
     "sessions": (9401,),
+    "auth": (9401,),
 }
 
 
@@ -410,3 +414,43 @@ async def each_received_once(
         assert sorted(follower.received) == expected, f"client {index}"
     for follower in followers:
         await follower.stop()
+
+
+@dataclass
+class Receiver:
+    url: str
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    #: recipient id -> statuses to answer, in turn, before 200
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    attempts: list[str] = field(default_factory=list)
+
+    def for_user(self, user_id: int) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["recipient_id"] == str(user_id)]
+
+
+@pytest.fixture
+async def receiver(admin: Admin) -> AsyncIterator[Receiver]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    found = Receiver(f"http://127.0.0.1:{port}/push")
+
+    async def push(request: web.Request) -> web.Response:
+        body = await request.json()
+        found.attempts.append(body["notification_id"])
+        planned = found.failures.get(body["recipient_id"])
+        if planned:
+            return web.Response(status=planned.pop(0))
+        found.calls.append(body)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/push", push)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await admin.change("notifications", webhook_url=found.url, collapse_seconds=2, max_attempts=3)
+    try:
+        yield found
+    finally:
+        await runner.cleanup()

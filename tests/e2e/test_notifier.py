@@ -7,59 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import pytest
-from aiohttp import web
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.e2e.conftest import Admin, Clients, eventually
+from tests.e2e.conftest import Clients, Receiver, eventually
 
 DEAD_LETTERS = "chat.notifications.dead.v1"
-
-
-@dataclass
-class Receiver:
-    url: str
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    #: recipient id -> statuses to answer, in turn, before 200
-    failures: dict[str, list[int]] = field(default_factory=dict)
-    attempts: list[str] = field(default_factory=list)
-
-    def for_user(self, user_id: int) -> list[dict[str, Any]]:
-        return [c for c in self.calls if c["recipient_id"] == str(user_id)]
-
-
-@pytest.fixture
-async def receiver(admin: Admin) -> AsyncIterator[Receiver]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    found = Receiver(f"http://127.0.0.1:{port}/push")
-
-    async def push(request: web.Request) -> web.Response:
-        body = await request.json()
-        found.attempts.append(body["notification_id"])
-        planned = found.failures.get(body["recipient_id"])
-        if planned:
-            return web.Response(status=planned.pop(0))
-        found.calls.append(body)
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/push", push)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    await admin.change("notifications", webhook_url=found.url, collapse_seconds=2, max_attempts=3)
-    try:
-        yield found
-    finally:
-        await runner.cleanup()
 
 
 async def quiet(seconds: float) -> None:

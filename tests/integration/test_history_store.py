@@ -199,3 +199,66 @@ async def test_amendments_apply_in_any_order_and_a_deletion_is_final(store: Hist
     # The chat list's preview is not the deleted text (it was the newest message).
     [chat] = (await store.chats_of(BOB, 10))[0]
     assert (chat.last_message_id, chat.last_preview) == (deleted, "")
+
+
+def _group_records(
+    message_id: int, sender: int, body: str, by_partition: dict[int, list[int]], **fields: object
+) -> list[deliveries.Delivery]:
+    entry = deliveries.Delivery(
+        chat_id="g:500", kind="group", sender_id=sender, body=body, client_message_id=body
+    )
+    for name, value in fields.items():
+        getattr(entry, name).CopyFrom(value)
+    return [
+        deliveries.decode(value)
+        for _, _, value in deliveries.encode_group(entry, message_id, by_partition)
+    ]
+
+
+async def test_a_group_message_writes_the_group_once_and_each_chat_list_derives_it(
+    store: HistoryStore,
+) -> None:
+    carol = 1003
+    created, hello, removed, later, edit = (_message_id(START_MS + n * 1000) for n in range(5))
+    everyone = {0: [ALICE, carol], 1: [BOB]}
+    change = common_pb2.ChatChange(
+        action=common_pb2.ChatChange.CREATED, name="trio", user_ids=[ALICE, BOB, carol]
+    )
+    gone = common_pb2.ChatChange(
+        action=common_pb2.ChatChange.REMOVED, name="trio", user_ids=[carol]
+    )
+    amendment = Amendment(action=Amendment.EDITED, message_id=later, message_sender_id=BOB)
+    batches = [
+        _group_records(created, ALICE, "alice created trio", everyone, change=change),
+        _group_records(hello, ALICE, "hello", everyone),
+        _group_records(removed, ALICE, "alice removed carol", everyone, change=gone),
+        _group_records(later, BOB, "after carol", {0: [ALICE], 1: [BOB]}),
+        _group_records(
+            edit, BOB, "after carol, edited", {0: [ALICE], 1: [BOB]}, amendment=amendment
+        ),
+    ]
+    # A message writes no member's row: only the group's, and its own.
+    await store.persist(batches[0])
+    rows = await store.db.execute(
+        "SELECT user_id FROM chats_by_user WHERE user_id IN ?", ([ALICE, BOB, carol],)
+    )
+    assert len(rows) == 3
+    # In any order, twice.
+    for batch in reversed(batches):
+        await store.persist(batch)
+    for batch in batches:
+        await store.persist(batch)
+    lists = {}
+    for user in (ALICE, BOB, carol):
+        [chat] = (await store.chats_of(user, 10))[0]
+        [unread] = await store.unread_counts([chat], user)
+        lists[user] = (chat.last_message_id, chat.last_preview, unread)
+    # Alice read up to what she sent (the removal); Bob up to his own message; Carol's list
+    # ends at her removal: she never read, so her window's three entries are unread.
+    assert lists == {
+        ALICE: (later, "after carol, edited", 1),
+        BOB: (later, "after carol, edited", 0),
+        carol: (removed, "alice removed carol", 3),
+    }
+    messages, _ = await store.page("g:500", before_id=0, after_id=0, limit=10)
+    assert [m.message_id for m in messages] == [later, removed, hello, created]

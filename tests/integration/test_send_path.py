@@ -186,6 +186,50 @@ async def test_settling_produces_only_the_copies_that_never_landed(
     assert Counter(found) == Counter(recipients)
 
 
+async def test_settling_a_group_entry_produces_records_only_for_members_none_reached(
+    endpoints: Endpoints, unique: str, wire: RedisWire
+) -> None:
+    topic = f"{unique}.deliveries"
+    await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, 4, 1, {})
+    producer = AsyncProducer(endpoints.kafka.config())
+    admission = Admission(wire)
+    settler = Settler(producer, admission, endpoints.kafka, topic)
+    claimed_ms = _now_ms() - int(SETTLE_SECONDS + 5) * 1000
+    message_id = ((claimed_ms - EPOCH_MS) << TIME_SHIFT) | 78
+    members = [11, 12, 13, 14, 15]  # on partitions 3, 0, 1, 2, 3 (id % 4 here)
+
+    def records(missing: frozenset[int] | None) -> list[Record]:
+        by_partition: dict[int, list[int]] = {}
+        for member in members if missing is None else sorted(missing):
+            by_partition.setdefault(member % 4, []).append(member)
+        entry = deliveries.Delivery(
+            chat_id="g:2", kind="group", sender_id=11, body="late", client_message_id="c"
+        )
+        return [
+            Record(topic, key, value, partition)
+            for partition, key, value in deliveries.encode_group(entry, message_id, by_partition)
+        ]
+
+    try:
+        # The first attempt's record for partition 3 (members 11 and 15) landed, then its
+        # process died.
+        await producer.send([r for r in records(None) if r.partition == 3])
+        sender = _sender()
+        claim = await admission.admit(
+            sender, "g:2", "c", new_id=message_id, owner=OTHER, rate_per_second=10, burst=10
+        )
+        await settler.settle(claim, ME, records, _placed(4))
+        again = await admission.admit(
+            sender, "g:2", "c", new_id=1, owner=ME, rate_per_second=10, burst=10
+        )
+        await settler.settle(again, ME, records, _placed(4))
+    finally:
+        producer.close()
+        settler.close()
+    found = await asyncio.to_thread(_read_all, endpoints.kafka, topic, 4)
+    assert Counter(found) == Counter(members)
+
+
 async def test_a_message_too_young_to_settle_is_refused_for_now(
     endpoints: Endpoints, unique: str, wire: RedisWire
 ) -> None:
@@ -264,7 +308,7 @@ def _read_all(kafka: KafkaAccess, topic: str, partitions: int) -> list[int]:
                 if record.error() is not None:
                     ended += 1
                     continue
-                found.append(deliveries.decode(record.value()).recipient_id)
+                found += deliveries.recipients(deliveries.decode(record.value()))
     finally:
         consumer.close()
     return found

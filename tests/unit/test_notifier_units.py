@@ -3,9 +3,10 @@ may be committed, the body a push gateway gets; and how history counts reactions
 
 from __future__ import annotations
 
+from chatlib import deliveries
 from history.store import reaction_counts
 from notifier.bursts import Bursts, Offsets, Pending
-from notifier.consumer import notification
+from notifier.consumer import _notifiable, notification
 from protos.chat.v1 import common_pb2
 
 
@@ -51,6 +52,36 @@ def test_offsets_commit_only_below_what_is_still_being_notified() -> None:
     offsets.release(0, 4)
     offsets.forget({1})
     assert offsets.committable() == {0: 5}
+
+
+def test_an_offset_in_many_bursts_is_held_until_the_last_of_them_is_done() -> None:
+    # A group record is one offset in the burst of each offline member it lists.
+    offsets = Offsets()
+    offsets.read(0, 7)
+    offsets.hold(0, 7)
+    offsets.hold(0, 7)
+    offsets.release(0, 7)
+    assert offsets.committable() == {0: 7}
+    offsets.release(0, 7)
+    assert offsets.committable() == {0: 8}
+
+
+def test_a_group_record_notifies_its_members_but_not_its_sender() -> None:
+    message = deliveries.Delivery(
+        message_id=5, chat_id="g:1", kind="group", sender_id=7, recipient_ids=[7, 8], body="x"
+    )
+    assert _notifiable(message, 0)
+    assert _notifiable(message, 8)
+    assert not _notifiable(message, 7)
+    added = deliveries.Delivery()
+    added.CopyFrom(message)
+    added.change.action = common_pb2.ChatChange.ADDED
+    added.change.user_ids.append(8)
+    assert _notifiable(added, 8)
+    assert not _notifiable(added, 9)
+    receipt = deliveries.Delivery(chat_id="g:1", sender_id=7, recipient_ids=[8], read=True)
+    assert not _notifiable(receipt, 0)
+    assert not _notifiable(receipt, 8)
 
 
 def test_the_notification_body_names_the_burst_and_hides_previews_on_request() -> None:

@@ -62,6 +62,31 @@ def test_a_copy_costs_the_same_whatever_the_member_count() -> None:
     assert len(large[0].value) <= len(small[0].value) + 2  # recipient ids differ in width
 
 
+def test_a_group_entry_is_one_record_per_partition_listing_its_members() -> None:
+    entry = deliveries.Delivery(
+        chat_id="g:77", kind="group", sender_id=7, body="hello all", client_message_id="c1"
+    )
+    records = deliveries.encode_group(entry, MESSAGE_ID, {4: [9, 12], 1: [3, 7]})
+    assert [(partition, key) for partition, key, _ in records] == [(1, b"#g:77"), (4, b"#g:77")]
+    decoded = [deliveries.decode(value) for _, _, value in records]
+    # The record listing the sender is the primary one; no record names one recipient.
+    assert [(list(d.recipient_ids), d.primary, d.recipient_id) for d in decoded] == [
+        ([3, 7], True, 0),
+        ([9, 12], False, 0),
+    ]
+    assert [deliveries.recipients(d) for d in decoded] == [[3, 7], [9, 12]]
+    assert deliveries.is_for(decoded[1], 12)
+    assert not deliveries.is_for(decoded[1], 7)
+    assert all(d.body == "hello all" and d.message_id == MESSAGE_ID for d in decoded)
+    assert deliveries.recipient_of(records[0][1]) is None
+    assert deliveries.is_group_key(records[0][1])
+    assert not deliveries.is_group_key(b"7")
+    # The message is carried once per record, its members at 8 bytes each.
+    few = deliveries.encode_group(entry, MESSAGE_ID, {0: [5]})[0][2]
+    many = deliveries.encode_group(entry, MESSAGE_ID, {0: list(range(1, 1001))})[0][2]
+    assert len(many) - len(few) <= 8 * 999 + 4
+
+
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
@@ -76,6 +101,12 @@ def test_a_copy_costs_the_same_whatever_the_member_count() -> None:
                 message_id=1, chat_id="d:1:2", sender_id=1, recipient_id=2, kind="secret"
             ).SerializeToString(),
             "unknown kind",
+        ),
+        (
+            deliveries.Delivery(
+                message_id=1, chat_id="g:1", sender_id=1, recipient_id=2, recipient_ids=[2]
+            ).SerializeToString(),
+            "both recipient_id and recipient_ids",
         ),
     ],
 )
@@ -123,6 +154,28 @@ def test_recent_deliveries_hold_the_newest_records_and_say_what_they_cover() -> 
     assert not recent.covers(3, 200)
     recent.add(3, 131, 1, value)  # a partition that is not fed here is not held
     assert recent.replay(3, 1, 0, 1000) == []
+
+
+def test_recent_group_records_replay_to_their_members_in_order_with_the_copies() -> None:
+    recent = RecentDeliveries(10_000)
+    recent.start(0, 10)
+    recent.add(0, 10, 1, b"direct to 1")
+    recent.add_group(0, 11, [1, 2], b"group to 1 and 2")
+    recent.add(0, 12, 2, b"direct to 2")
+    recent.add_group(0, 13, [2, 3], b"group to 2 and 3")
+    recent.add(0, 14, 1, b"direct to 1 again")
+    assert [o for o, _ in recent.replay(0, 1, 9, 20)] == [10, 11, 14]
+    assert [o for o, _ in recent.replay(0, 2, 9, 20)] == [11, 12, 13]
+    assert [o for o, _ in recent.replay(0, 3, 11, 13)] == []
+    # Evicted oldest first, whatever the shape: what is held is still every record of a range.
+    small = RecentDeliveries(3 * (16 + OVERHEAD_BYTES))
+    small.start(0, 0)
+    small.add_group(0, 0, [1], b"g" * 16)
+    for offset in range(1, 4):
+        small.add(0, offset, 1, b"d" * 16)
+    assert [o for o, _ in small.replay(0, 1, -1, 10)] == [1, 2, 3]
+    assert small.covers(0, 0)
+    assert not small.covers(0, -1)
 
 
 def test_write_times_order_messages_as_their_ids_do() -> None:

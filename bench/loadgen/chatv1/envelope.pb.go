@@ -21,9 +21,14 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// One record on the deliveries topic: one copy of a message (or of a change to the chat)
-// for one recipient.
-// Key: the recipient id (decimal). Partition: stable_hash(recipient_id) % P.
+// One record on the deliveries topic. Two shapes:
+//   - a direct chat's copy for one recipient: `recipient_id` set; key: the recipient id
+//     (decimal); partition: stable_hash(recipient_id) % P;
+//   - a group's entry for the members on one partition: `recipient_ids` lists them (the
+//     membership in force at the entry's id, as the send path's fence decided it); key: "#"
+//     and the chat id; one record per partition that holds members, so an entry costs at most
+//     P records and 8 bytes per member, however large the group.
+//
 // Headers carry the W3C trace context (traceparent, tracestate).
 // Encoded and decoded only by chatlib/deliveries.py.
 type Delivery struct {
@@ -33,7 +38,8 @@ type Delivery struct {
 	ChatId      string `protobuf:"bytes,2,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
 	SenderId    uint64 `protobuf:"fixed64,3,opt,name=sender_id,json=senderId,proto3" json:"sender_id,omitempty"`
 	RecipientId uint64 `protobuf:"fixed64,4,opt,name=recipient_id,json=recipientId,proto3" json:"recipient_id,omitempty"`
-	// Exactly one copy per message is primary; history stores the message from that copy only.
+	// Exactly one record per message is primary (the sender's own copy, or the group record
+	// that lists the sender); history stores the message from that record only.
 	Primary         bool   `protobuf:"varint,5,opt,name=primary,proto3" json:"primary,omitempty"`
 	Body            string `protobuf:"bytes,6,opt,name=body,proto3" json:"body,omitempty"`
 	ClientMessageId string `protobuf:"bytes,7,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
@@ -50,7 +56,10 @@ type Delivery struct {
 	Amendment *Amendment `protobuf:"bytes,13,opt,name=amendment,proto3" json:"amendment,omitempty"`
 	// Set when the record is a delivery receipt: `recipient_id`'s devices received the chat up
 	// to `message_id`. Like `read`, never stored as a message. (A read receipt implies this.)
-	Delivered     bool `protobuf:"varint,14,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Delivered bool `protobuf:"varint,14,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	// A group record's recipients: the members on this record's partition (see above). The
+	// primary record is the one on the sender's partition; `recipient_id` is then unset.
+	RecipientIds  []uint64 `protobuf:"fixed64,15,rep,packed,name=recipient_ids,json=recipientIds,proto3" json:"recipient_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -174,6 +183,13 @@ func (x *Delivery) GetDelivered() bool {
 		return x.Delivered
 	}
 	return false
+}
+
+func (x *Delivery) GetRecipientIds() []uint64 {
+	if x != nil {
+		return x.RecipientIds
+	}
+	return nil
 }
 
 // One record on the users topic per registered user. Key: the user id (decimal). Written by
@@ -305,7 +321,7 @@ var File_protos_chat_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\x1a\x1eprotos/chat/v1/messaging.proto\"\xb7\x03\n" +
+	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\x1a\x1eprotos/chat/v1/messaging.proto\"\xdc\x03\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x06R\tmessageId\x12\x17\n" +
@@ -321,7 +337,8 @@ const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\x06change\x18\v \x01(\v2\x13.chat.v1.ChatChangeR\x06change\x12\x12\n" +
 	"\x04read\x18\f \x01(\bR\x04read\x120\n" +
 	"\tamendment\x18\r \x01(\v2\x12.chat.v1.AmendmentR\tamendment\x12\x1c\n" +
-	"\tdelivered\x18\x0e \x01(\bR\tdeliveredJ\x04\b\t\x10\n" +
+	"\tdelivered\x18\x0e \x01(\bR\tdelivered\x12#\n" +
+	"\rrecipient_ids\x18\x0f \x03(\x06R\frecipientIdsJ\x04\b\t\x10\n" +
 	"R\n" +
 	"member_ids\"\x8a\x01\n" +
 	"\n" +

@@ -22,9 +22,13 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Delivery(_message.Message):
-    """One record on the deliveries topic: one copy of a message (or of a change to the chat)
-    for one recipient.
-    Key: the recipient id (decimal). Partition: stable_hash(recipient_id) % P.
+    """One record on the deliveries topic. Two shapes:
+    - a direct chat's copy for one recipient: `recipient_id` set; key: the recipient id
+      (decimal); partition: stable_hash(recipient_id) % P;
+    - a group's entry for the members on one partition: `recipient_ids` lists them (the
+      membership in force at the entry's id, as the send path's fence decided it); key: "#"
+      and the chat id; one record per partition that holds members, so an entry costs at most
+      P records and 8 bytes per member, however large the group.
     Headers carry the W3C trace context (traceparent, tracestate).
     Encoded and decoded only by chatlib/deliveries.py.
     """
@@ -44,13 +48,16 @@ class Delivery(_message.Message):
     READ_FIELD_NUMBER: _builtins.int
     AMENDMENT_FIELD_NUMBER: _builtins.int
     DELIVERED_FIELD_NUMBER: _builtins.int
+    RECIPIENT_IDS_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     """Snowflake id, time-ordered; the same in every copy of one message."""
     chat_id: _builtins.str
     sender_id: _builtins.int
     recipient_id: _builtins.int
     primary: _builtins.bool
-    """Exactly one copy per message is primary; history stores the message from that copy only."""
+    """Exactly one record per message is primary (the sender's own copy, or the group record
+    that lists the sender); history stores the message from that record only.
+    """
     body: _builtins.str
     client_message_id: _builtins.str
     created_at_ms: _builtins.int
@@ -73,6 +80,12 @@ class Delivery(_message.Message):
     def amendment(self) -> _common_pb2.Amendment:
         """Set when the record amends an earlier message (see Amendment); `body` is an edit's text."""
 
+    @_builtins.property
+    def recipient_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """A group record's recipients: the members on this record's partition (see above). The
+        primary record is the one on the sender's partition; `recipient_id` is then unset.
+        """
+
     def __init__(
         self,
         *,
@@ -89,10 +102,11 @@ class Delivery(_message.Message):
         read: _builtins.bool = ...,
         amendment: _common_pb2.Amendment | None = ...,
         delivered: _builtins.bool = ...,
+        recipient_ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "change", b"change"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "delivered", b"delivered", "kind", b"kind", "message_id", b"message_id", "primary", b"primary", "read", b"read", "recipient_id", b"recipient_id", "sender_id", b"sender_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "delivered", b"delivered", "kind", b"kind", "message_id", b"message_id", "primary", b"primary", "read", b"read", "recipient_id", b"recipient_id", "recipient_ids", b"recipient_ids", "sender_id", b"sender_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
