@@ -59,7 +59,7 @@ from bench import (
     writer_restart,
     ws,
 )
-from bench.population import open_chats, register_and_login
+from bench.population import created_members, open_chats, register_and_login
 from bench.reach import HERE
 from chatlib import live_config, redis_client
 from chatlib.partitioning import Partitioning
@@ -78,6 +78,8 @@ BFF = HERE.bff
 #: needed for it).
 INFRA = Common(Env({"CHAT_JWT_SECRET": "-", **os.environ}))
 CONFIG = HERE.config
+#: History's query service on the single-node stack (``./dev up``).
+HISTORY = os.environ.get("CHAT_HISTORY_ADDRESS", "127.0.0.1:7201")
 #: Messages the history scenario pages through.
 HISTORY_SEED = 120
 
@@ -99,6 +101,16 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "kernel": platform.release(),
     }
+
+
+async def _partitioning() -> Partitioning:
+    """The partitioning section in force (the live config in Redis)."""
+    client = redis_client.connect(INFRA.redis)
+    document = await live_config.read(client, "partitioning")
+    await client.aclose()
+    if document is None:
+        raise SystemExit("no partitioning config in Redis; ./dev up first")
+    return Partitioning.parse(document.value)
 
 
 def save(name: str, command: str, result: dict[str, Any]) -> Path:
@@ -273,6 +285,7 @@ async def main(argv: list[str]) -> int:
     g.add_argument("--members", type=int, default=1000)
     g.add_argument("--messages", type=int, default=60)
     g.add_argument("--rate", type=float, default=2.0, help="messages per second")
+    g.add_argument("--online", type=float, default=1.0, help="share of members streaming")
     pd = sub.add_parser("presence-death")
     pd.add_argument("--rounds", type=int, default=3)
     wr = sub.add_parser("writer-restart")
@@ -338,7 +351,14 @@ async def main(argv: list[str]) -> int:
         print(result)
         save(f"ws-e2e-{args.rate:g}", command, result)
     elif args.scenario == "group":
-        result = await group.group_messages(BFF, args.members, args.messages, args.rate)
+        if not 0 < args.online <= 1:
+            raise SystemExit("--online is the share of members with a live stream, in (0, 1]")
+        secret = (Layout.from_env().state / "secrets" / "jwt").read_text().strip()
+        config = await _partitioning()
+        users = await created_members(HISTORY, secret, config, args.members, "grp")
+        online = max(1, round(args.members * args.online))
+        async with limits.group_size(CONFIG, args.members):
+            result = await group.group_messages(users, online, args.messages, args.rate)
         print({k: v for k, v in result.items() if k != "cpu"}, result["cpu"]["cpu_ms_per_msg"])
         save(f"group{args.members}", command, result)
     elif args.scenario == "presence-death":
@@ -361,12 +381,7 @@ async def main(argv: list[str]) -> int:
         tracked = processes.alive(layout.pidfile(f"messaging-{args.server}"))
         if tracked is None:
             raise SystemExit(f"messaging-{args.server} is not running; ./dev up first")
-        client = redis_client.connect(INFRA.redis)
-        document = await live_config.read(client, "partitioning")
-        await client.aclose()
-        if document is None:
-            raise SystemExit("no partitioning config in Redis; ./dev up first")
-        config = Partitioning.parse(document.value)
+        config = await _partitioning()
         result = await idle.idle_streams(secret, config, args.server, tracked.pid, args.streams)
         print(result)
         save("idle", command, result)

@@ -1,5 +1,5 @@
-"""Looser send limits for a scenario that needs them, set through the config service (as an
-operator would) and put back when it ends."""
+"""Looser send limits (or larger groups) for a scenario that needs them, set through the
+config service (as an operator would) and put back when it ends."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from infra.layout import Layout
 FOLLOWERS = tuple(
     a.ops_port for a in APPS if a.module[0] == "messaging" or a.module == ["history", "query"]
 )
+#: ... and of those that follow the groups section.
+MESSAGING = tuple(a.ops_port for a in APPS if a.module[0] == "messaging")
 APPLIED_SECONDS = 20.0
 
 
@@ -56,18 +58,44 @@ async def send_limits(config_url: str, *, rate_per_user: float, burst: int) -> A
             await _put(http, url, before)
 
 
-async def _put(http: aiohttp.ClientSession, url: str, value: dict[str, Any]) -> None:
+@contextlib.asynccontextmanager
+async def group_size(config_url: str, members: int) -> AsyncIterator[None]:
+    """Groups of at least ``members`` while the block runs (``groups.max_members``); the
+    section as it was afterwards."""
+    headers = {"Authorization": f"Bearer {admin_token()}"}
+    url = f"{config_url}/v1/config/groups"
+    async with HERE.http(headers=headers) as http:
+        async with http.get(url) as response:
+            response.raise_for_status()
+            before: dict[str, Any] = (await response.json())["value"]
+        if before["max_members"] >= members:
+            yield
+            return
+        try:
+            await _put(http, url, {**before, "max_members": members}, "groups", MESSAGING)
+            yield
+        finally:
+            await _put(http, url, before, "groups", MESSAGING)
+
+
+async def _put(
+    http: aiohttp.ClientSession,
+    url: str,
+    value: dict[str, Any],
+    section: str = "limits",
+    followers: tuple[int, ...] = FOLLOWERS,
+) -> None:
     async with http.put(url, json=value) as response:
         body = await response.json()
         if response.status != 200:
-            raise RuntimeError(f"the config service refused the limits: {body}")
-    line = f'chat_config_version{{section="limits"}} {float(body["version"])}'
+            raise RuntimeError(f"the config service refused the {section}: {body}")
+    line = f'chat_config_version{{section="{section}"}} {float(body["version"])}'
     deadline = time.monotonic() + APPLIED_SECONDS
-    for port in FOLLOWERS:  # every server applies it before the scenario goes on
+    for port in followers:  # every server applies it before the scenario goes on
         while True:
             async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
                 if line in await response.text():
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the service on ops port {port} did not apply the limits")
+                raise RuntimeError(f"the service on ops port {port} did not apply the {section}")
             await asyncio.sleep(0.1)

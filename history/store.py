@@ -5,11 +5,15 @@ Writes never read first. A batch of deliveries becomes:
 * one upsert per message (from its primary copy) into ``messages_by_chat``, keyed by message
   id and written at the message's own time (so what amends it later always wins), plus the
   chat's bucket in ``chat_buckets`` the first time this process writes to it;
-* one update per (recipient, chat) of the recipient's ``chats_by_user`` row: the newest
-  message of the batch as one tuple cell, and (for the sender's own copies) the read
-  watermark, each written with the message's own time as its write time. Cassandra keeps the
-  cell with the newest write time, so the newest message wins whatever order the copies
-  arrive in, and a replayed or duplicated copy writes the same value again.
+* for a direct chat, one update per (recipient, chat) of the recipient's ``chats_by_user``
+  row: the newest message of the batch as one tuple cell, and (for the sender's own copies)
+  the read watermark, each written with the message's own time as its write time. Cassandra
+  keeps the cell with the newest write time, so the newest message wins whatever order the
+  copies arrive in, and a replayed or duplicated copy writes the same value again;
+* for a group, the same cells once per group in ``group_last`` (newest entry, name), which
+  each member's chat list reads beside the member's own row; a member's row is written only
+  by the changes that add or remove them (their window) and by their own sends and marks
+  (their read watermark). A message to a group of any size is a constant number of writes.
 
 Unread counts are not stored: the chat list derives them from the read watermark and
 ``messages_by_chat``, which holds each message once, so nothing can count twice.
@@ -116,7 +120,8 @@ _PREVIEW = (
     "UPDATE chats_by_user USING TIMESTAMP ? SET last_message = ? WHERE user_id = ? AND chat_id = ?"
 )
 _GROUP_LAST = "UPDATE group_last USING TIMESTAMP ? SET last_message = ? WHERE chat_id = ?"
-_GROUP_LASTS = "SELECT chat_id, last_message FROM group_last WHERE chat_id IN ?"
+_GROUP_NAME = "UPDATE group_last USING TIMESTAMP ? SET name = ? WHERE chat_id = ?"
+_GROUP_LASTS = "SELECT chat_id, last_message, name FROM group_last WHERE chat_id IN ?"
 EDITED, DELETED = common_pb2.Amendment.EDITED, common_pb2.Amendment.DELETED
 REACTION_ADDED = common_pb2.Amendment.REACTION_ADDED
 _READ = (
@@ -221,22 +226,30 @@ class HistoryStore:
             if delivery.HasField("amendment"):
                 statements += self._amended(delivery)
                 continue
-            if delivery.HasField("change"):
-                for recipient in deliveries.recipients(delivery):
-                    statements += self._chat_changed(delivery, recipient)
-                if delivery.change.action == OPENED:
-                    continue  # only the chat lists learn of it
             if grouped:
-                # A group's newest entry is one row for the group (``group_last``), read
-                # beside each member's row; only a change, rare and the end of a former
-                # member's window, still writes every recipient's row.
+                # A group's newest entry and name are one row for the group (``group_last``),
+                # read beside each member's row; only the members a change adds or removes
+                # (their window, and the end of a former member's list) have their rows
+                # written.
                 if delivery.primary:
                     current = newest_group.get(delivery.chat_id)
                     if current is None or delivery.message_id > current.message_id:
                         newest_group[delivery.chat_id] = delivery
-                targets = deliveries.recipients(delivery) if delivery.HasField("change") else []
+                    if delivery.HasField("change"):
+                        named = (write_time(delivery.message_id), delivery.change.name)
+                        statements.append((bind(_GROUP_NAME, (*named, delivery.chat_id)), 100))
+                if delivery.HasField("change"):
+                    subjects = set(delivery.change.user_ids)
+                    targets = [r for r in delivery.recipient_ids if r in subjects]
+                else:
+                    targets = []
             else:
                 targets = [delivery.recipient_id]
+            if delivery.HasField("change"):
+                for recipient in targets:
+                    statements += self._chat_changed(delivery, recipient)
+                if delivery.change.action == OPENED:
+                    continue  # only the chat lists learn of it
             for recipient in targets:
                 key = (recipient, delivery.chat_id)
                 current = newest.get(key)
@@ -453,9 +466,9 @@ class HistoryStore:
         return found[:limit], len(found) > limit
 
     async def _with_group_last(self, chats: list[ChatState]) -> list[ChatState]:
-        """The chats with each group's newest entry (``group_last``) where it is newer than
-        the member's own row says: a group's messages write that one row, not the members'.
-        A former member's row ends at their removal, which it holds already."""
+        """The chats with each group's newest entry and name (``group_last``) where the
+        member's own row is older: a group's messages and renames write that one row, not the
+        members'. A former member's row ends at their removal, which it holds already."""
         wanted = [c.chat_id for c in chats if c.kind == "group" and not c.visible_until]
         if not wanted:
             return chats
@@ -464,10 +477,13 @@ class HistoryStore:
             for start in range(0, len(wanted), 100)
         ]
         newest: dict[str, tuple[int, int, str]] = {}
+        names: dict[str, str] = {}
         for rows in await asyncio.gather(*reads):
-            for chat_id, last in rows:
+            for chat_id, last, name in rows:
                 if last is not None:
                     newest[chat_id] = (unsigned(last[0]), unsigned(last[1]), last[2] or "")
+                if name:
+                    names[chat_id] = name
         merged = []
         for chat in chats:
             last = newest.get(chat.chat_id)
@@ -475,6 +491,9 @@ class HistoryStore:
                 chat = dataclasses.replace(
                     chat, last_message_id=last[0], last_sender_id=last[1], last_preview=last[2]
                 )
+            name = names.get(chat.chat_id)
+            if name and name != chat.name:
+                chat = dataclasses.replace(chat, name=name)
             merged.append(chat)
         return merged
 

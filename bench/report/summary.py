@@ -33,6 +33,7 @@ def summary_keys(results: Path) -> dict[str, float]:
     ws_idle = load(results, "ws-idle")
     ws_e2e = load(results, "ws-e2e-200")
     group = load(results, "group1000")
+    big_group = load(results, "group10000")
     with_receipts = load(results, "e2e-500-receipts")
     death = load(results, "presence-death")
     keys: dict[str, float] = {}
@@ -77,6 +78,9 @@ def summary_keys(results: Path) -> dict[str, float]:
         keys["group1000_send_p99_ms"] = group["result"]["send_ms"]["p99"]
         keys["group1000_e2e_p99_ms"] = group["result"]["e2e_ms"]["p99"]
         keys["group1000_cpu_ms_per_msg"] = group["result"]["cpu"]["cpu_ms_per_msg"]
+    if big_group:
+        keys["group10000_e2e_p99_ms"] = big_group["result"]["e2e_ms"]["p99"]
+        keys["group10000_cpu_ms_per_msg"] = big_group["result"]["cpu"]["cpu_ms_per_msg"]
     if with_receipts:
         keys["cpu_ms_per_msg_at_500_with_receipts"] = with_receipts["result"]["cpu"][
             "cpu_ms_per_msg"

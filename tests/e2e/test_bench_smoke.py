@@ -61,7 +61,7 @@ SCENARIOS = {
     "revocation": ["revocation", "--users", "4"],
     "ws-idle": ["ws-idle", "--connections", "20"],
     "ws-e2e-10": ["ws-e2e", "--rate", "10", "--duration", "2", "--users", "6"],
-    "group8": ["group", "--members", "8", "--messages", "4", "--rate", "4"],
+    "group8": ["group", "--members", "8", "--online", "0.5", "--messages", "4", "--rate", "4"],
     "presence-death": ["presence-death", "--rounds", "1"],
     "writer-restart": ["writer-restart", "--rounds", "1", "--rate", "10"],
 }  # fmt: skip

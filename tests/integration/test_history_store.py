@@ -219,30 +219,33 @@ async def test_a_group_message_writes_the_group_once_and_each_chat_list_derives_
     store: HistoryStore,
 ) -> None:
     carol = 1003
-    created, hello, removed, later, edit = (_message_id(START_MS + n * 1000) for n in range(5))
+    created, hello, removed, renamed, later, edit = (
+        _message_id(START_MS + n * 1000) for n in range(6)
+    )
     everyone = {0: [ALICE, carol], 1: [BOB]}
-    change = common_pb2.ChatChange(
+    made = common_pb2.ChatChange(
         action=common_pb2.ChatChange.CREATED, name="trio", user_ids=[ALICE, BOB, carol]
     )
     gone = common_pb2.ChatChange(
         action=common_pb2.ChatChange.REMOVED, name="trio", user_ids=[carol]
     )
+    retitled = common_pb2.ChatChange(action=common_pb2.ChatChange.RENAMED, name="duo")
     amendment = Amendment(action=Amendment.EDITED, message_id=later, message_sender_id=BOB)
+    rest = {0: [ALICE], 1: [BOB]}
     batches = [
-        _group_records(created, ALICE, "alice created trio", everyone, change=change),
+        _group_records(created, ALICE, "alice created trio", everyone, change=made),
         _group_records(hello, ALICE, "hello", everyone),
         _group_records(removed, ALICE, "alice removed carol", everyone, change=gone),
-        _group_records(later, BOB, "after carol", {0: [ALICE], 1: [BOB]}),
-        _group_records(
-            edit, BOB, "after carol, edited", {0: [ALICE], 1: [BOB]}, amendment=amendment
-        ),
+        _group_records(renamed, ALICE, "alice renamed it duo", rest, change=retitled),
+        _group_records(later, BOB, "after carol", rest),
+        _group_records(edit, BOB, "after carol, edited", rest, amendment=amendment),
     ]
-    # A message writes no member's row: only the group's, and its own.
-    await store.persist(batches[0])
+    # A message writes no member's row but the sender's (their read watermark).
+    await store.persist(batches[1])
     rows = await store.db.execute(
         "SELECT user_id FROM chats_by_user WHERE user_id IN ?", ([ALICE, BOB, carol],)
     )
-    assert len(rows) == 3
+    assert [row.user_id for row in rows] == [ALICE]
     # In any order, twice.
     for batch in reversed(batches):
         await store.persist(batch)
@@ -252,13 +255,14 @@ async def test_a_group_message_writes_the_group_once_and_each_chat_list_derives_
     for user in (ALICE, BOB, carol):
         [chat] = (await store.chats_of(user, 10))[0]
         [unread] = await store.unread_counts([chat], user)
-        lists[user] = (chat.last_message_id, chat.last_preview, unread)
-    # Alice read up to what she sent (the removal); Bob up to his own message; Carol's list
-    # ends at her removal: she never read, so her window's three entries are unread.
+        lists[user] = (chat.name, chat.last_message_id, chat.last_preview, unread)
+    # Alice read up to what she sent (the rename); Bob up to his own message; Carol's list
+    # ends at her removal, under the name it had then: she never read, so her window's three
+    # entries are unread.
     assert lists == {
-        ALICE: (later, "after carol, edited", 1),
-        BOB: (later, "after carol, edited", 0),
-        carol: (removed, "alice removed carol", 3),
+        ALICE: ("duo", later, "after carol, edited", 1),
+        BOB: ("duo", later, "after carol, edited", 0),
+        carol: ("trio", removed, "alice removed carol", 3),
     }
     messages, _ = await store.page("g:500", before_id=0, after_id=0, limit=10)
-    assert [m.message_id for m in messages] == [later, removed, hello, created]
+    assert [m.message_id for m in messages] == [later, renamed, removed, hello, created]
