@@ -8,6 +8,7 @@ import struct
 import threading
 import time
 import uuid
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -22,21 +23,41 @@ from messaging.settings import FANOUT_FETCH_MIN_BYTES, FANOUT_FETCH_WAIT_MS, PRO
 PARTITIONS = 12
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How long Kafka's clients wait to batch: the producer's linger, and when a fetch is
+    answered (this many bytes, or after this long)."""
+
+    linger_ms: int
+    fetch_wait_ms: int
+    fetch_min_bytes: int
+
+
+#: The send path's and the fan-out's own settings at full load (``messaging/settings.py``).
+OURS = Batching(PRODUCER_LINGER_MS, FANOUT_FETCH_WAIT_MS, FANOUT_FETCH_MIN_BYTES)
+#: Kafka as fast as its clients go: nothing waits to batch.
+LATENCY = Batching(0, 1, 1)
+
+
 async def kafka_floor(
-    kafka: KafkaAccess, rate: float, duration: float, body_bytes: int
+    kafka: KafkaAccess,
+    rate: float,
+    duration: float,
+    body_bytes: int,
+    batching: Batching = OURS,
 ) -> dict[str, Any]:
     """Produce (idempotent, acks=all, as messaging does) at ``rate``; a consumer thread stamps
-    each record's arrival. Latency = arrival - produce call, on one monotonic clock."""
+    each record's arrival. Latency = arrival - produce call, on one monotonic clock. With
+    ``OURS``, produced and fetched as the send path and the fan-out do at full load, so the
+    floor and the pipeline wait alike; with ``LATENCY``, as fast as Kafka goes."""
     topic = f"bench.floor.{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(ensure_topic, kafka, topic, PARTITIONS, 1, {})
-    # Produced and fetched as the send path and the fan-out do, so the floor and the pipeline
-    # wait alike (linger, fetch wait).
     consumer = Consumer(
         kafka.config(
             **{
                 "group.id": topic,
-                "fetch.wait.max.ms": FANOUT_FETCH_WAIT_MS,
-                "fetch.min.bytes": FANOUT_FETCH_MIN_BYTES,
+                "fetch.wait.max.ms": batching.fetch_wait_ms,
+                "fetch.min.bytes": batching.fetch_min_bytes,
             }
         )
     )
@@ -55,7 +76,7 @@ async def kafka_floor(
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
     await asyncio.sleep(2)  # let the consumer fetch from every partition first
-    producer = AsyncProducer(kafka.config(**{"linger.ms": PRODUCER_LINGER_MS}))
+    producer = AsyncProducer(kafka.config(**{"linger.ms": batching.linger_ms}))
     sent: dict[int, float] = {}
     padding = b"x" * max(0, body_bytes - 8)
 
@@ -75,6 +96,7 @@ async def kafka_floor(
         "rate": rate,
         "duration_s": duration,
         "body_bytes": body_bytes,
+        "batching": asdict(batching),
         "produced": total,
         "consumed": len(arrivals),
         "produce_to_consume_ms": summary(latencies),

@@ -25,6 +25,7 @@ TARGETS = {
 
 def summary_keys(results: Path) -> dict[str, float]:
     e2e = load(results, "e2e-500")
+    low = load(results, "e2e-100")
     step = load(results, "step")
     idle = load(results, "idle")
     history = load(results, "history")
@@ -47,6 +48,15 @@ def summary_keys(results: Path) -> dict[str, float]:
                 r["e2e_ms"]["p50"] / r["kafka_floor_ms"]["p50"], 2
             )
         keys["cpu_ms_per_msg_at_500"] = r["cpu"]["cpu_ms_per_msg"]
+    if low:
+        r = low["result"]
+        keys["e2e_p50_ms_at_100"] = r["e2e_ms"]["p50"]
+        keys["cpu_ms_per_msg_at_100"] = r["cpu"]["cpu_ms_per_msg"]
+        if "kafka_latency_floor_ms" in r:
+            keys["kafka_latency_floor_p50_ms_at_100"] = r["kafka_latency_floor_ms"]["p50"]
+            keys["e2e_p50_over_latency_floor_at_100"] = round(
+                r["e2e_ms"]["p50"] / r["kafka_latency_floor_ms"]["p50"], 2
+            )
     # The peer is built on the centrifuge library (Centrifugo's core); the key keeps its name.
     keys["centrifugo_p99_ms_at_500"] = peer["result"]["e2e_ms"]["p99"] if peer else math.nan
     if step:
