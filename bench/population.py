@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import grpc
 
 from bench.reach import HERE
 from bff import passwords
@@ -92,7 +93,7 @@ async def open_chats(bff: str, pairs: list[tuple[Member, Member]], parallel: int
 
 
 async def created_members(
-    history: str, secret: str, config: Partitioning, count: int, prefix: str, parallel: int = 32
+    history: str, secret: str, config: Partitioning, count: int, prefix: str, parallel: int = 16
 ) -> list[Member]:
     """``count`` users made straight through history's ``CreateUser`` (as the BFF makes them,
     with its service identity) sharing one password hash, each with an access token minted with
@@ -107,13 +108,19 @@ async def created_members(
     stub = history_pb2_grpc.HistoryServiceStub(channel)
 
     async def one(n: int) -> Member:
-        name = f"{prefix}{run}n{n}"
         async with gate:
-            user = await stub.CreateUser(
-                history_pb2.CreateUserRequest(username=name, password_hash=password_hash),
-                metadata=service,
-                timeout=30,
-            )
+            for attempt in range(10):
+                # A retry takes another name: its first try may have reserved this one.
+                name = f"{prefix}{run}n{n}r{attempt}"
+                request = history_pb2.CreateUserRequest(username=name, password_hash=password_hash)
+                try:
+                    user = await stub.CreateUser(request, metadata=service, timeout=30)
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    # Cassandra busy with the name reservations: UNAVAILABLE, retryable.
+                    if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == 9:
+                        raise
+                    await asyncio.sleep(0.2 * 2**attempt)
         partition = partition_for(user.user_id, config.partitions)
         server = next(s for s in config.servers if s.owns(partition))
         token = tokens.issue(secret, str(user.user_id), 3600)

@@ -175,9 +175,16 @@ class AsyncSession:
     async def run(response: ResponseFuture) -> list[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
+        found: list[Any] = []
 
         def ok(rows: Any) -> None:
-            loop.call_soon_threadsafe(_settle, future, list(rows or []), None)
+            # The driver hands results a page (5,000 rows) at a time, to the same callbacks:
+            # the rest of a larger result (a big group's members) is asked for here.
+            found.extend(rows or ())
+            if response.has_more_pages:
+                response.start_fetching_next_page()
+            else:
+                loop.call_soon_threadsafe(_settle, future, found, None)
 
         def failed(error: BaseException) -> None:
             loop.call_soon_threadsafe(_settle, future, None, error)

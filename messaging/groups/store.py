@@ -13,14 +13,22 @@ from cassandra.query import BatchStatement, BatchType, BoundStatement
 
 from chatlib import deliveries
 from chatlib.cassandra import AsyncSession
+from chatlib.errors import Unavailable
 from chatlib.ids import signed, unsigned, write_time
 from messaging.groups.rules import Action, GroupState, MemberRow, Plan
 from protos.chat.v1 import envelope_pb2
 
-_LOAD = (
-    "SELECT user_id, role, since_id, until_id, name, version, last_change_id, last_change"
-    " FROM group_members WHERE chat_id = ?"
+# The members and the version in one read of the partition (a change writes them in one
+# batch on the partition, which applies in isolation). The static blob of the last change is
+# read apart: a result repeats static cells in every row, and a 10,000-member group's last
+# change (its subjects listed) repeated per member made responses of tens of megabytes, which
+# exhausted Cassandra's direct memory (measured: OutOfDirectMemoryError, the node gone).
+_LOAD = "SELECT user_id, role, since_id, until_id, version FROM group_members WHERE chat_id = ?"
+_HEAD = (
+    "SELECT version, name, last_change_id, last_change FROM group_members WHERE chat_id = ? LIMIT 1"
 )
+#: Reads of a group that a change keeps overtaking before its load gives up.
+LOAD_ATTEMPTS = 5
 _GROUP = (
     "UPDATE group_members SET name = ?, version = ?, last_change_id = ?, last_change = ?"
     " WHERE chat_id = ? IF version = ?"
@@ -62,10 +70,18 @@ class GroupStore:
 
     async def load(self, chat_id: str) -> GroupState:
         """The group as Cassandra has it; version 0 if it does not exist."""
-        rows = await self._db.execute(_LOAD, (chat_id,))
-        if not rows or rows[0].version is None:
-            return GroupState(chat_id, "", 0, 0, {})
-        first = rows[0]
+        for _ in range(LOAD_ATTEMPTS):
+            rows = await self._db.execute(_LOAD, (chat_id,))
+            if not rows or rows[0].version is None:
+                return GroupState(chat_id, "", 0, 0, {})
+            heads = await self._db.execute(_HEAD, (chat_id,))
+            if heads and heads[0].version == rows[0].version:
+                return self._state(chat_id, rows, heads[0])
+            # A change landed between the two reads: read both again.
+        raise Unavailable(f"the members of chat {chat_id!r} are changing; retry in a moment")
+
+    @staticmethod
+    def _state(chat_id: str, rows: list[Any], first: Any) -> GroupState:
         members = {
             unsigned(row.user_id): MemberRow(
                 row.role,
