@@ -6,8 +6,10 @@ rest a thousand per ``AddMembers`` call, as the API allows) and sends ``messages
 ``rate`` per second. For each message: the send's latency (until Kafka holds every record),
 and for each online member the time from the send's start until their stream showed it. CPU is
 the machine's busy time during the sending, minus this process's (the generator: it also
-reads every online member's stream), per message. Offline members cost what they cost the
-system (storage, chat state, the notifier's look at them), nothing in the generator.
+reads every online member's stream), per message; and the marginal CPU per message: the same
+less what the stack spent idle, streams held, in the 15 s just before. Offline members cost
+what they cost the system (storage, chat state, the notifier's look at them), nothing in the
+generator.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from protos.chat.v1 import groups_pb2, groups_pb2_grpc, messaging_pb2, messaging
 
 #: Users one CreateGroup or AddMembers call may name (``messaging/groups/rules.py``).
 PER_CALL = 1000
+#: How long the idle stack (the streams held, nothing sent) is measured before the sending.
+IDLE_SECONDS = 15.0
 
 
 async def group_messages(
@@ -113,6 +117,11 @@ async def group_messages(
 
     await asyncio.sleep(2 + members / 2000)  # the changes are delivered and written first
     with cpu.Sampler({**cpu.stack_pids(), "generator": os.getpid()}) as sampler:
+        # The stack idle with the same streams held, just before: what the sending adds to
+        # it is the marginal cost (at a couple of messages a second the idle stack is most
+        # of the machine's busy time).
+        idle_start = time.time()
+        await asyncio.sleep(IDLE_SECONDS)
         window_start = time.time()
         sends = []
         for n in range(messages):
@@ -129,6 +138,11 @@ async def group_messages(
         window_end = time.time()
     first, last = sampler.window(window_start, window_end)
     usage = cpu.usage(first, last, ("generator",), acked)
+    idle = cpu.usage(*sampler.window(idle_start, window_start), ("generator",), 0)
+    usage["idle_system_cores"] = idle["system_cores"]
+    if acked:
+        added = (usage["system_cores"] - idle["system_cores"]) * usage["window_s"]
+        usage["marginal_cpu_ms_per_msg"] = round(added / acked * 1000, 4)
     for call in calls:
         call.cancel()
     for task in readers:

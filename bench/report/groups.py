@@ -30,7 +30,14 @@ def large_group(results: Path) -> list[str]:
             "member's stream showed it. CPU: the machine's busy time while sending, minus the "
             "generator's (it reads all the streams), per message: "
             f"**{usage['cpu_ms_per_msg']} ms** ({usage['system_cores']} cores, the idle "
-            "stack's share included).",
+            "stack's share included)"
+            + (
+                f"; less what the stack spent idle with the same streams held just before "
+                f"({usage['idle_system_cores']} cores), **{usage['marginal_cpu_ms_per_msg']} "
+                "ms** per message."
+                if "marginal_cpu_ms_per_msg" in usage
+                else "."
+            ),
             "",
             HEADER,
             row("send (Kafka holds all records)", r["send_ms"]),
