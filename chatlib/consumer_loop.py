@@ -238,6 +238,12 @@ class ConsumerLoop(abc.ABC):
             if offsets:
                 await asyncio.to_thread(self.commit, offsets, asynchronous=False)
 
+    def switch_consumer(self, consumer: Consumer) -> None:
+        """Poll ``consumer`` from now on, keeping the offsets handled and committed (a fan-out
+        moving its partitions to its other consumer, which batches differently)."""
+        self.consumer = consumer
+        self._lag = LagReporter(consumer, self._group)
+
     async def _replace_consumer(self, error: KafkaError) -> None:
         """A consumer that failed for good (seen: a static group member fenced after the
         group's coordinator moved while two of three brokers were down) never delivers again:

@@ -28,6 +28,7 @@ from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 from prometheus_client import Gauge
 
+from chatlib.pace import Pace
 from chatlib.settings import KafkaAccess
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,15 @@ class LagReporter:
 
 
 class AsyncProducer:
-    def __init__(self, config: dict[str, Any], *, max_queued: int = MAX_QUEUED) -> None:
+    """An idempotent producer whose sends resolve on the event loop. Given a ``pace``, it
+    keeps a twin that does not linger (``linger.ms`` 0) and sends through it while the pace
+    says traffic is quiet (``chatlib/pace.py``): all the records of one send go through one of
+    them, so each send is in order as before, and a send acknowledged before another starts
+    is before it in every partition, whichever producer each used."""
+
+    def __init__(
+        self, config: dict[str, Any], *, max_queued: int = MAX_QUEUED, pace: Pace | None = None
+    ) -> None:
         settings = {
             # Never lose or duplicate on retry: all in-sync replicas ack, and the broker dedups
             # the producer's own retries.
@@ -151,24 +160,33 @@ class AsyncProducer:
         }
         self._max_queued = max_queued
         self._producer = Producer(settings)
+        self._pace = pace
+        #: The twin that does not linger, used while traffic is quiet.
+        self._quick = Producer({**settings, "linger.ms": 0}) if pace is not None else None
+        self._producers = [p for p in (self._producer, self._quick) if p is not None]
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Batches completed during the current poll; flushed to the loop after it.
         self._done: list[_Batch] = []
-        #: Guards batch counts: delivery reports run on the poller thread, a batch that could
+        #: Guards batch counts: delivery reports run on the poller threads, a batch that could
         #: only be enqueued in part is settled from the event loop's.
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="kafka-producer", daemon=True)
-        self._poller.start()
+        # A poller per producer: one polling the other would hold its reports back.
+        self._pollers = [
+            threading.Thread(target=self._poll, args=(p,), name="kafka-producer", daemon=True)
+            for p in self._producers
+        ]
+        for poller in self._pollers:
+            poller.start()
 
-    def _poll(self) -> None:
+    def _poll(self, producer: Producer) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            producer.poll(0.05)
             if self._done:
                 with self._lock:
                     done, self._done = self._done, []
                 loop = self._loop
-                if loop is not None and not loop.is_closed():
+                if loop is not None and not loop.is_closed() and done:
                     loop.call_soon_threadsafe(_settle_all, done)
 
     async def check(self) -> str | None:
@@ -181,7 +199,7 @@ class AsyncProducer:
 
     def queued(self) -> int:
         """Records queued or in flight."""
-        return len(self._producer)
+        return sum(len(p) for p in self._producers)
 
     def send(self, records: Sequence[Record]) -> asyncio.Future[list[Produced]]:
         """Enqueue every record now (or none, raising ProduceFailed); the future resolves
@@ -192,11 +210,13 @@ class AsyncProducer:
         if not records:
             future.set_result([])
             return future
-        if len(self._producer) + len(records) > self._max_queued:
-            raise ProduceFailed(
-                f"{len(self._producer)} records are waiting for Kafka already", uncertain=False
-            )
+        queued = self.queued()
+        if queued + len(records) > self._max_queued:
+            raise ProduceFailed(f"{queued} records are waiting for Kafka already", uncertain=False)
         batch = _Batch(future, len(records))
+        # (A producer's truth is its queue's length: compared with None, never tested.)
+        pace, quick = self._pace, self._quick
+        use_quick = pace is not None and quick is not None and pace.note(len(records))
 
         lock = self._lock
 
@@ -210,7 +230,7 @@ class AsyncProducer:
                 if batch.remaining == 0:
                     self._done.append(batch)
 
-        produce = self._producer.produce
+        produce = (quick if use_quick and quick is not None else self._producer).produce
         enqueued = 0
         try:
             for record in records:
@@ -250,12 +270,15 @@ class AsyncProducer:
 
     def purge_queued(self) -> None:
         """Drop what has not been sent yet (their batches fail as certainly not written)."""
-        self._producer.purge(in_queue=True, in_flight=False, blocking=False)
+        for producer in self._producers:
+            producer.purge(in_queue=True, in_flight=False, blocking=False)
 
     def close(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self._poller.join()
-        self._producer.flush(timeout)
+        for poller in self._pollers:
+            poller.join()
+        for producer in self._producers:
+            producer.flush(timeout)
 
 
 def _settle_all(batches: list[_Batch]) -> None:

@@ -22,6 +22,7 @@ from chatlib.kafka import AsyncProducer
 from chatlib.leases import WorkerLease
 from chatlib.live_config import LiveConfig, LiveSection
 from chatlib.ownership import REFRESH_SECONDS, OwnerView, Routing
+from chatlib.pace import Pace
 from chatlib.partitioning import Partitioning
 from chatlib.redis_wire import RedisWire
 from chatlib.revocations import Revocations
@@ -221,7 +222,10 @@ def _history(settings: Settings, stack: AsyncExitStack) -> HistoryApi:
 
 def _send_path(settings: Settings, stack: AsyncExitStack, base: Platform) -> SendPath:
     common = settings.common
-    producer = AsyncProducer(common.kafka.config(**{"linger.ms": settings.producer_linger_ms}))
+    producer = AsyncProducer(
+        common.kafka.config(**{"linger.ms": settings.producer_linger_ms}),
+        pace=Pace(settings.batch_above_per_s) if settings.batch_above_per_s else None,
+    )
     stack.callback(producer.close)
     # A process that lost its lease must not write in its old name any more: what it has not
     # sent yet is dropped (those sends fail, certainly unwritten, and are retried).
@@ -258,19 +262,23 @@ def _streams(settings: Settings, stack: AsyncExitStack, base: Platform) -> Strea
     stack.callback(watermarks.close)
     replayer = Replayer(common.kafka, common.deliveries_topic)
     stack.callback(replayer.close)
-    consumer = Consumer(
-        common.kafka.config(
-            **{
-                # One group for every messaging server: a partition's position, committed by the
-                # server that gives it up, is where the next owner starts.
-                "group.id": settings.fanout_group,
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": settings.fanout_fetch_wait_ms,
-                "fetch.min.bytes": settings.fanout_fetch_min_bytes,
-            }
-        )
+    fanout_config = common.kafka.config(
+        **{
+            # One group for every messaging server: a partition's position, committed by the
+            # server that gives it up, is where the next owner starts.
+            "group.id": settings.fanout_group,
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": settings.fanout_fetch_wait_ms,
+            "fetch.min.bytes": settings.fanout_fetch_min_bytes,
+        }
     )
+    consumer = Consumer(fanout_config)
     stack.callback(consumer.close)
+    # Its twin for quiet traffic: a fetch answered as soon as a record is there.
+    quick = None
+    if settings.batch_above_per_s:
+        quick = Consumer({**fanout_config, "fetch.min.bytes": 1})
+        stack.callback(quick.close)
     registry = StreamRegistry()
     recent = RecentDeliveries(settings.recent_bytes_per_partition)
     view = OwnerView(base.redis)
@@ -294,6 +302,8 @@ def _streams(settings: Settings, stack: AsyncExitStack, base: Platform) -> Strea
         common.deliveries_topic,
         leases.holds,
         group=settings.fanout_group,
+        quick=quick,
+        pace=Pace(settings.batch_above_per_s) if quick is not None else None,
     )
     routing = Routing(config.partitioning, view)
     _rehome_on_growth(config.partitioning, registry, routing)

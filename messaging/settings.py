@@ -11,6 +11,11 @@ from chatlib.settings import Common, Env
 FANOUT_FETCH_WAIT_MS = 10
 FANOUT_FETCH_MIN_BYTES = 64 * 1024
 PRODUCER_LINGER_MS = 5
+#: Records a second (per server, produced or fanned out) above which those waits are used;
+#: below two thirds of it the send path produces through a twin that does not linger and the
+#: fan-out fetches through one answered at the first byte (``chatlib/pace.py``). 0: always
+#: wait.
+BATCH_ABOVE_PER_S = 300
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class Settings:
     fanout_fetch_wait_ms: int
     fanout_fetch_min_bytes: int
     producer_linger_ms: int
+    batch_above_per_s: int
     #: The history query service: told of opened direct chats (chat lists show them at once).
     history_address: str
 
@@ -53,5 +59,6 @@ class Settings:
             producer_linger_ms=read.integer(
                 "CHAT_PRODUCER_LINGER_MS", PRODUCER_LINGER_MS, minimum=0
             ),
+            batch_above_per_s=read.integer("CHAT_BATCH_ABOVE_PER_S", BATCH_ABOVE_PER_S, minimum=0),
             history_address=read.text("CHAT_HISTORY_ADDRESS", "127.0.0.1:7201"),
         )

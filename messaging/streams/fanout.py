@@ -35,6 +35,7 @@ from chatlib import deliveries
 from chatlib.consumer_loop import ConsumerLoop
 from chatlib.errors import Unavailable
 from chatlib.ownership import Owner
+from chatlib.pace import Pace
 from chatlib.telemetry import sampled_context
 from messaging.streams.cursor import Cursor
 from messaging.streams.recent import RecentDeliveries
@@ -44,6 +45,7 @@ from messaging.streams.replay import Watermarks
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 OWNED = Gauge("messaging_owned_partitions", "Partitions this server feeds live streams from")
+PACE = Gauge("messaging_fanout_quick", "1 while the fan-out fetches without waiting to batch")
 
 BATCH = 500
 POLL_SECONDS = 0.2
@@ -66,6 +68,9 @@ class FanOut(ConsumerLoop):
         topic: str,
         holds: Callable[[int], bool],
         group: str = "fanout",
+        *,
+        quick: Consumer | None = None,
+        pace: Pace | None = None,
     ) -> None:
         super().__init__(
             consumer,
@@ -76,6 +81,11 @@ class FanOut(ConsumerLoop):
             commit_seconds=COMMIT_SECONDS,
         )
         self._watermarks = watermarks
+        #: The consumer whose fetches wait to fill, and its twin answered at the first byte,
+        #: polled while ``pace`` says traffic is quiet (``chatlib/pace.py``).
+        self._batching = consumer
+        self._quick = quick
+        self._pace = pace
         self._registry = registry
         self._recent = recent
         self._holds = holds
@@ -174,6 +184,7 @@ class FanOut(ConsumerLoop):
                 await asyncio.sleep(1.0)
                 return False
         if self._next:
+            self._follow_pace()
             return True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
@@ -186,7 +197,30 @@ class FanOut(ConsumerLoop):
                     changing.cancel()
         return False
 
+    def _follow_pace(self) -> None:
+        """Poll the consumer the pace asks for: the partitions move to it at the offsets the
+        fan-out publishes next (what the other one fetched beyond is fetched again)."""
+        if self._pace is None or self._quick is None:
+            return
+        wanted = self._quick if self._pace.note(0) else self._batching
+        if wanted is self.consumer:
+            return
+        positions = [TopicPartition(self.topic, p, offset) for p, offset in self._next.items()]
+        try:
+            wanted.incremental_assign(positions)
+        except KafkaException as exc:
+            logger.warning("fan-out kept its consumer: the other refused its partitions: %s", exc)
+            return
+        try:
+            self.consumer.unassign()
+        except KafkaException as exc:  # it is not polled any more either way
+            logger.warning("fan-out could not unassign the consumer it left: %s", exc)
+        self.switch_consumer(wanted)
+        PACE.set(wanted is self._quick)
+
     async def handle(self, records: list[Message]) -> None:
+        if self._pace is not None:
+            self._pace.note(len(records))
         # Once per batch, not per record: a lease runs out on the scale of seconds.
         self._live = {p for p in self._next if self._holds(p)}
         for record in records:
