@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -37,53 +37,62 @@ def admin_token() -> str:
 async def send_limits(config_url: str, *, rate_per_user: float, burst: int) -> AsyncIterator[None]:
     """At least ``rate_per_user`` sends a second and ``burst`` at once per user while the block
     runs; the section as it was afterwards. Nothing is changed if the limits allow it already."""
-    headers = {"Authorization": f"Bearer {admin_token()}"}
-    url = f"{config_url}/v1/config/limits"
-    async with HERE.http(headers=headers) as http:
-        async with http.get(url) as response:
-            response.raise_for_status()
-            before: dict[str, Any] = (await response.json())["value"]
-        wanted = {
+
+    def wanted(before: dict[str, Any]) -> dict[str, Any]:
+        return {
             **before,
             "send_rate_per_second": max(before["send_rate_per_second"], rate_per_user),
             "send_burst": max(before["send_burst"], burst),
         }
-        if wanted == before:
-            yield
-            return
-        try:
-            await _put(http, url, wanted)
-            yield
-        finally:
-            await _put(http, url, before)
+
+    async with _changed(config_url, "limits", wanted, FOLLOWERS):
+        yield
 
 
 @contextlib.asynccontextmanager
 async def group_size(config_url: str, members: int) -> AsyncIterator[None]:
     """Groups of at least ``members`` while the block runs (``groups.max_members``); the
     section as it was afterwards."""
+
+    def wanted(before: dict[str, Any]) -> dict[str, Any]:
+        return {**before, "max_members": max(before["max_members"], members)}
+
+    async with _changed(config_url, "groups", wanted, MESSAGING):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _changed(
+    config_url: str,
+    section: str,
+    wanted: Callable[[dict[str, Any]], dict[str, Any]],
+    followers: tuple[int, ...],
+) -> AsyncIterator[None]:
+    """``section`` as ``wanted`` makes it from what it is while the block runs, applied by
+    every follower; as it was afterwards. Nothing is changed if it is as wanted already."""
     headers = {"Authorization": f"Bearer {admin_token()}"}
-    url = f"{config_url}/v1/config/groups"
+    url = f"{config_url}/v1/config/{section}"
     async with HERE.http(headers=headers) as http:
         async with http.get(url) as response:
             response.raise_for_status()
             before: dict[str, Any] = (await response.json())["value"]
-        if before["max_members"] >= members:
+        value = wanted(before)
+        if value == before:
             yield
             return
         try:
-            await _put(http, url, {**before, "max_members": members}, "groups", MESSAGING)
+            await _put(http, url, value, section, followers)
             yield
         finally:
-            await _put(http, url, before, "groups", MESSAGING)
+            await _put(http, url, before, section, followers)
 
 
 async def _put(
     http: aiohttp.ClientSession,
     url: str,
     value: dict[str, Any],
-    section: str = "limits",
-    followers: tuple[int, ...] = FOLLOWERS,
+    section: str,
+    followers: tuple[int, ...],
 ) -> None:
     async with http.put(url, json=value) as response:
         body = await response.json()

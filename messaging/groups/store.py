@@ -20,9 +20,9 @@ from protos.chat.v1 import envelope_pb2
 
 # The members and the version in one read of the partition (a change writes them in one
 # batch on the partition, which applies in isolation). The static blob of the last change is
-# read apart: a result repeats static cells in every row, and a 10,000-member group's last
-# change (its subjects listed) repeated per member made responses of tens of megabytes, which
-# exhausted Cassandra's direct memory (measured: OutOfDirectMemoryError, the node gone).
+# read apart: a result repeats static cells in every row, and a 1,000-member group's creation
+# (its members named in words, about 27 KB) repeated per member made responses of 9-27 MB,
+# which exhausted Cassandra's direct memory (seen: OutOfDirectMemoryError, the node gone).
 _LOAD = "SELECT user_id, role, since_id, until_id, version FROM group_members WHERE chat_id = ?"
 _HEAD = (
     "SELECT version, name, last_change_id, last_change FROM group_members WHERE chat_id = ? LIMIT 1"

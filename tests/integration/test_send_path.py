@@ -147,14 +147,8 @@ async def test_the_wire_gives_up_on_a_stalled_server_and_recovers() -> None:
 async def test_settling_produces_only_the_copies_that_never_landed(
     endpoints: Endpoints, unique: str, wire: RedisWire
 ) -> None:
-    topic = f"{unique}.deliveries"
-    await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, 4, 1, {})
-    producer = AsyncProducer(endpoints.kafka.config())
-    admission = Admission(wire)
-    settler = Settler(producer, admission, endpoints.kafka, topic)
-    # A message claimed long enough ago that its earlier attempt is certainly over.
-    claimed_ms = _now_ms() - int(SETTLE_SECONDS + 5) * 1000
-    message_id = ((claimed_ms - EPOCH_MS) << TIME_SHIFT) | 77
+    topic, producer, admission, settler = await _settling(endpoints, unique, wire, 4)
+    message_id = _settleable_id(77)
     recipients = [11, 12, 13, 14, 15]
 
     def records(missing: frozenset[int] | None) -> list[Record]:
@@ -189,13 +183,8 @@ async def test_settling_produces_only_the_copies_that_never_landed(
 async def test_settling_a_group_entry_produces_records_only_for_members_none_reached(
     endpoints: Endpoints, unique: str, wire: RedisWire
 ) -> None:
-    topic = f"{unique}.deliveries"
-    await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, 4, 1, {})
-    producer = AsyncProducer(endpoints.kafka.config())
-    admission = Admission(wire)
-    settler = Settler(producer, admission, endpoints.kafka, topic)
-    claimed_ms = _now_ms() - int(SETTLE_SECONDS + 5) * 1000
-    message_id = ((claimed_ms - EPOCH_MS) << TIME_SHIFT) | 78
+    topic, producer, admission, settler = await _settling(endpoints, unique, wire, 4)
+    message_id = _settleable_id(78)
     members = [11, 12, 13, 14, 15]  # on partitions 3, 0, 1, 2, 3 (id % 4 here)
 
     def records(missing: frozenset[int] | None) -> list[Record]:
@@ -252,6 +241,23 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+async def _settling(
+    endpoints: Endpoints, unique: str, wire: RedisWire, partitions: int
+) -> tuple[str, AsyncProducer, Admission, Settler]:
+    """A deliveries topic of ``partitions``, and what settles sends on it."""
+    topic = f"{unique}.deliveries"
+    await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, partitions, 1, {})
+    producer = AsyncProducer(endpoints.kafka.config())
+    admission = Admission(wire)
+    return topic, producer, admission, Settler(producer, admission, endpoints.kafka, topic)
+
+
+def _settleable_id(sequence: int) -> int:
+    """A message claimed long enough ago that its earlier attempt is certainly over."""
+    claimed_ms = _now_ms() - int(SETTLE_SECONDS + 5) * 1000
+    return ((claimed_ms - EPOCH_MS) << TIME_SHIFT) | sequence
+
+
 def _placed(partitions: int, *eras: Era) -> Partitioning:
     return Partitioning(
         partitions, (Server("m1", "grpc://127.0.0.1:1", ((0, partitions - 1),)),), eras
@@ -264,13 +270,8 @@ async def test_settling_after_partitions_were_added_finds_the_copies_of_the_old_
     """The first attempt wrote some copies under 4 partitions; partitions went to 8 before
     the retry. The copies that landed are found where the old count put them, and only the
     missing ones are produced, under the new count."""
-    topic = f"{unique}.deliveries"
-    await asyncio.to_thread(ensure_topic, endpoints.kafka, topic, 8, 1, {})
-    producer = AsyncProducer(endpoints.kafka.config())
-    admission = Admission(wire)
-    settler = Settler(producer, admission, endpoints.kafka, topic)
-    claimed_ms = _now_ms() - int(SETTLE_SECONDS + 5) * 1000
-    message_id = ((claimed_ms - EPOCH_MS) << TIME_SHIFT) | 78
+    topic, producer, admission, settler = await _settling(endpoints, unique, wire, 8)
+    message_id = _settleable_id(78)
     # Recipients whose partition differs between 4 and 8 partitions, so the test can fail.
     recipients = [u for u in range(1000, 1100) if partition_for(u, 4) != partition_for(u, 8)][:5]
     entry = deliveries.Delivery(
