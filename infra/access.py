@@ -44,6 +44,7 @@ CASSANDRA_WRITES = {
         "chat_buckets",
         "chats_by_user",
         "read_marks",
+        "group_last",
         "users",
         "users_by_name",
     ),

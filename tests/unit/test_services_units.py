@@ -17,6 +17,7 @@ from chatlib import migrations
 from chatlib.chat_ids import check_chat_id, direct_chat_id
 from chatlib.errors import InvalidArgument
 from chatlib.partitioning import OPEN, Stretch
+from infra import access
 from messaging.streams.cursor import Cursor, Resume, resume_from
 from messaging.streams.registry import (
     LiveEvent,
@@ -178,6 +179,9 @@ def test_each_owner_creates_its_own_tables_in_numbered_migrations() -> None:
     assert created["messaging"] == {"chats", "group_members"}
     assert {"users", "users_by_name", "messages_by_chat", "chats_by_user"} <= created["history"]
     assert not created["history"] & created["messaging"], "a table has one owner"
+    # The cluster's roles may write exactly the tables their owner creates (a table left out
+    # is refused there, and only there).
+    assert {owner: set(tables) for owner, tables in access.CASSANDRA_WRITES.items()} == created
 
 
 def test_recent_ids_let_each_message_through_once_and_stay_bounded() -> None:
