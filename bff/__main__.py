@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bff.app import create_app
 from bff.live import Live
+from bff.relay import Relays
 from bff.routing import Backends
 from bff.session_routes import Accounts
 from bff.settings import Settings
@@ -92,7 +93,9 @@ async def _run(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -
         deadline=settings.call_deadline_seconds,
         locate=locate,
     )
-    streams = Live(backends=backends, accounts=accounts, redis=client, web=browsers)
+    relays = Relays(backends.channel, accounts.service_metadata)
+    stack.push_async_callback(relays.close)
+    streams = Live(backends=backends, accounts=accounts, redis=client, web=browsers, relays=relays)
     app = create_app(backends, accounts, streams, settings.max_request_bytes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -1,5 +1,7 @@
-"""The live stream for browsers: the user's gRPC ``Subscribe``, bridged to a WebSocket (or to
-Server-Sent Events where a WebSocket cannot be held), with exactly its semantics.
+"""The live stream for browsers: the user's live stream, bridged to a WebSocket (or to
+Server-Sent Events where a WebSocket cannot be held), with exactly the semantics of Subscribe.
+It is carried over the BFF's one Relay call to the user's messaging server (``bff/relay.py``),
+not a gRPC call per browser.
 
 - Every event carries the cursor of the gRPC event; reconnecting with the last one yields
   every missed event once, then ``caught_up``, then live events; too old a cursor yields
@@ -12,9 +14,9 @@ Server-Sent Events where a WebSocket cannot be held), with exactly its semantics
 - A browser that does not read is cut loose: one that took nothing for 5 s while events
   wait is ended (a WebSocket with code 4000 and ``resume <cursor>``, the last event handed
   to it; an SSE response simply ends, the browser knows its last event id). Until then the
-  events wait in messaging's bounded stream queue (gRPC flow control holds them there), so
-  memory per connection stays bounded and no one else waits.
-- When the session ends (logout, kick) or its token expires, messaging ends the gRPC stream
+  events wait in messaging's bounded stream queue (the stream's Relay credit holds them
+  there), so memory per connection stays bounded and no one else waits.
+- When the session ends (logout, kick) or its token expires, messaging ends the stream
   with UNAUTHENTICATED; the browser gets an ``error`` event and the connection ends (WebSocket
   code 4401).
 - Sends may go over the WebSocket too (``{"type": "send", "request_id", "chat_id",
@@ -41,13 +43,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import Counter, Gauge
 
 from bff import chat_routes, inputs, views
+from bff.relay import Relays
 from bff.routing import Backends
 from bff.session_routes import Accounts
 from chatlib import errors, problems, tokens
 from chatlib.config_sections import Web
 from chatlib.grpc_auth import bearer_metadata
 from chatlib.live_config import LiveSection
-from clients.stream import StreamState, events
+from clients.stream import Interrupted, StreamState, follow
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,8 @@ class Live:
     accounts: Accounts
     redis: aioredis.Redis
     web: LiveSection[Web]
+    #: The Relay calls every browser's stream is carried over (one per messaging server).
+    relays: Relays
     #: Set when the BFF stops: every socket is closed with a resume hint (its last cursor),
     #: so browsers reconnect (through the load balancer, to another BFF) and miss nothing.
     draining: asyncio.Event = field(default_factory=asyncio.Event)
@@ -130,14 +135,14 @@ async def browser_events(
     state = StreamState(address=await locate(), cursor=cursor)
     caught_up = False
     try:
-        async for event in events(state, token, live.backends.channel, locate):
+        async for event in follow(state, live.relays.opener(token), locate):
             view = views.event(event)
             if view is None or (view["type"] == "caught_up" and caught_up):
                 continue
             caught_up = caught_up or view["type"] == "caught_up"
             yield view
-    except grpc.aio.AioRpcError as exc:
-        raise Ended(exc.code(), exc.details() or exc.code().name) from None
+    except Interrupted as exc:
+        raise Ended(exc.code, exc.detail) from None
 
 
 def _allowed(request: web.Request, live: Live) -> None:
@@ -413,30 +418,43 @@ async def server_sent_events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     CONNECTED.labels(transport="sse").inc()
+    # The heartbeat is also how a browser that left is noticed when no event comes for it:
+    # its write fails, and the stream (and its place on the relay) ends with it.
     beat = asyncio.create_task(
         _heartbeat(response.write, live.web.get().heartbeat_seconds), name="sse-heartbeat"
     )
+    pump = asyncio.create_task(_sse_pump(response, live, token, claims.user_id, cursor))
     try:
-        async for view in browser_events(live, token, claims.user_id, cursor):
+        await asyncio.wait({beat, pump}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (beat, pump):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
+        CONNECTED.labels(transport="sse").dec()
+    return response
+
+
+async def _sse_pump(
+    response: web.StreamResponse, live: Live, token: str, user_id: int, cursor: str
+) -> None:
+    try:
+        async for view in browser_events(live, token, user_id, cursor):
             try:
                 # As for a WebSocket: a browser that takes nothing for STALL_SECONDS while
                 # events wait is cut loose; it reconnects with the id of its last event.
                 await asyncio.wait_for(response.write(_sse(view)), STALL_SECONDS)
             except TimeoutError:
                 CUT_LOOSE.inc()
-                break
+                return
             if view["type"] == "resume_required":
-                break
+                return
     except Ended as exc:
         view = {"type": "error", "code": exc.code.name, "detail": str(exc)}
         with contextlib.suppress(ConnectionError):
             await response.write(_sse(view))
     except ConnectionError:
         pass  # the browser went away
-    finally:
-        beat.cancel()
-        CONNECTED.labels(transport="sse").dec()
-    return response
 
 
 def _sse(view: dict[str, Any]) -> bytes:

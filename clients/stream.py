@@ -9,7 +9,8 @@ the way a mobile client is meant to.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -65,40 +66,87 @@ class StreamState:
     retries: int = 0
 
 
+class Interrupted(Exception):
+    """A stream ended with a status other than OK: its code, its message, and the address a
+    FAILED_PRECONDITION refusal names (empty otherwise)."""
+
+    def __init__(self, code: grpc.StatusCode, detail: str, redirect: str = "") -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.redirect = redirect
+
+
+#: Opens the user's stream at a server (its address) from a cursor; raises Interrupted.
+Opener = Callable[[str, str], AsyncGenerator[messaging_pb2.ClientEvent]]
+
+
+def subscribe(token: str, channel_for: Callable[[str], grpc.aio.Channel]) -> Opener:
+    """Streams as Subscribe calls of their own, with the user's token."""
+    metadata = (("authorization", f"Bearer {token}"),)
+
+    async def opened(address: str, cursor: str) -> AsyncGenerator[messaging_pb2.ClientEvent]:
+        call = messaging_pb2_grpc.MessagingServiceStub(channel_for(address)).Subscribe(
+            messaging_pb2.SubscribeRequest(resume_cursor=cursor), metadata=metadata
+        )
+        try:
+            async for event in call:
+                yield event
+        except grpc.aio.AioRpcError as exc:
+            redirect = dict(exc.trailing_metadata() or ()).get(REDIRECT_KEY)
+            detail = exc.details() or exc.code().name
+            raise Interrupted(exc.code(), detail, str(redirect or "")) from exc
+        finally:
+            call.cancel()
+
+    return opened
+
+
 async def events(
     state: StreamState,
     token: str,
     channel_for: Callable[[str], grpc.aio.Channel],
     discover: Callable[[], Awaitable[str]] | None = None,
 ) -> AsyncIterator[messaging_pb2.ClientEvent]:
-    """Every event of the caller's stream, across reconnects, until the caller stops.
+    """``follow`` over Subscribe calls; a call that ends for good raises its AioRpcError."""
+    try:
+        async for event in follow(state, subscribe(token, channel_for), discover):
+            yield event
+    except Interrupted as exc:
+        if isinstance(exc.__cause__, grpc.aio.AioRpcError):
+            raise exc.__cause__ from None
+        raise
+
+
+async def follow(
+    state: StreamState,
+    open_stream: Opener,
+    discover: Callable[[], Awaitable[str]] | None = None,
+) -> AsyncIterator[messaging_pb2.ClientEvent]:
+    """Every event of the user's stream, across reconnects, until the caller stops.
 
     Redirect events are yielded too (after which the stream continues on the new server).
-    Errors other than a refusal with a redirect, UNAVAILABLE or a server's CANCELLED are
-    raised. While the server stays UNAVAILABLE (it died, or is stopping), ``discover`` names
-    another one to ask: any server refuses with a redirect to the user's current one.
+    An Interrupted other than a refusal with a redirect, UNAVAILABLE or a server's CANCELLED
+    is raised. While the server stays UNAVAILABLE (it died, or is stopping), ``discover``
+    names another one to ask: any server refuses with a redirect to the user's current one.
     """
-    metadata = (("authorization", f"Bearer {token}"),)
     failures = 0
     while True:
-        call = messaging_pb2_grpc.MessagingServiceStub(channel_for(state.address)).Subscribe(
-            messaging_pb2.SubscribeRequest(resume_cursor=state.cursor), metadata=metadata
-        )
         try:
-            async for event in call:
-                failures = 0
-                state.cursor = event.cursor or state.cursor
-                yield event
-                if event.WhichOneof("event") == "redirect":
-                    state.redirects.append(event.redirect.server)
-                    state.address = event.redirect.address
-                    break
-        except grpc.aio.AioRpcError as exc:
-            redirect = dict(exc.trailing_metadata() or ()).get(REDIRECT_KEY)
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and redirect:
+            async with contextlib.aclosing(open_stream(state.address, state.cursor)) as stream:
+                async for event in stream:
+                    failures = 0
+                    state.cursor = event.cursor or state.cursor
+                    yield event
+                    if event.WhichOneof("event") == "redirect":
+                        state.redirects.append(event.redirect.server)
+                        state.address = event.redirect.address
+                        break
+        except Interrupted as exc:
+            if exc.code == grpc.StatusCode.FAILED_PRECONDITION and exc.redirect:
                 state.refusals += 1
-                state.address = str(redirect)
-            elif exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                state.address = exc.redirect
+            elif exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                 # (CANCELLED here is the server's doing, a stop whose grace ran out: one this
                 # side cancelled ends the loop with asyncio.CancelledError instead.)
                 # Quick while a partition is changing hands; backing off to 2 s while the
@@ -110,5 +158,3 @@ async def events(
                     state.address = await discover()
             else:
                 raise
-        finally:
-            call.cancel()

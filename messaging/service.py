@@ -1,11 +1,12 @@
-"""The messaging gRPC service: Subscribe (live stream with resume), Send, OpenDirectChat."""
+"""The messaging gRPC service: Subscribe (live stream with resume) and Relay (many of them, for
+a BFF), Send, OpenDirectChat and the rest."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import grpc
 from confluent_kafka import KafkaException
@@ -27,6 +28,7 @@ from messaging.streams.fanout import FanOut
 from messaging.streams.leases import PartitionLeases
 from messaging.streams.recent import RecentDeliveries
 from messaging.streams.registry import LiveStream, RecentIds, StreamRegistry, end, message_event
+from messaging.streams.relay import RelayCall
 from messaging.streams.replay import Replayer, ReplayFailed, TooManyToReplay, Watermarks
 from protos.chat.v1 import common_pb2, messaging_pb2, messaging_pb2_grpc
 
@@ -195,42 +197,75 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self, request: messaging_pb2.SubscribeRequest, context: Context
     ) -> AsyncIterator[messaging_pb2.ClientEvent]:
         try:
-            claims = self._claims(context)
-            user = claims.user_id
-            partition, owner = self._routing.owner_of_user(user)
-            if not self._leases.holds(partition):
-                if owner.name != self._server_name:
-                    raise errors.FailedPrecondition(
-                        f"partition {partition} of user {user} is served by {owner.name} at "
-                        f"{owner.target}; connect there",
-                        metadata=((errors.REDIRECT_KEY, owner.target),),
-                    )
-                raise errors.Unavailable(
-                    f"partition {partition} is changing hands; retry in a moment"
-                )
-            # Unavailable while the partition is still moving here. Taken in the same step as
-            # the registration below: no fan-out batch can fall between the two.
-            high = self._fanout.next_offset(partition)
-            cursor = Cursor.decode(request.resume_cursor) if request.resume_cursor else None
-            resume = None
-            if cursor is not None:
-                placement = self._routing.partitioning.get()
-                if cursor.partition >= placement.partitions:
-                    # Issued after partitions were added, which this server learns of in a
-                    # moment (the config's announcement is on its way).
-                    raise errors.Unavailable(
-                        f"resume_cursor is for partition {cursor.partition}, beyond the"
-                        f" {placement.partitions} this server knows of yet; retry in a moment"
-                    )
-                trail = placement.trail(user)
-                resume = resume_from(trail, cursor)
-                if resume is None or trail[-1].partition != partition:
-                    raise errors.InvalidArgument(
-                        f"resume_cursor is for partition {cursor.partition}, yours is {partition}"
-                    )
+            async for event in self.live_events(
+                lambda: self._claims(context), request.resume_cursor
+            ):
+                yield event
         except errors.ChatError as exc:
             await errors.abort(context, exc)
-            return
+
+    async def Relay(
+        self, request_iterator: AsyncIterator[messaging_pb2.RelayRequest], context: Context
+    ) -> AsyncIterator[messaging_pb2.RelayBatch]:
+        try:
+            caller = grpc_auth.claims(context, self._verifier)
+            if caller.subject != tokens.SERVICE_SUBJECT:
+                raise errors.PermissionDenied(
+                    "Relay carries the BFF's streams and takes only its service token; "
+                    "a user subscribes with Subscribe"
+                )
+            async for batch in RelayCall(self._relayed).batches(request_iterator):
+                yield batch
+        except errors.ChatError as exc:
+            await errors.abort(context, exc)
+
+    def _relayed(self, token: str, cursor: str) -> AsyncGenerator[messaging_pb2.ClientEvent]:
+        def claims() -> tokens.Claims:
+            try:
+                return self._verifier.verify_user(token)
+            except tokens.InvalidToken as exc:
+                raise errors.Unauthenticated(str(exc)) from None
+
+        return self.live_events(claims, cursor)
+
+    async def live_events(
+        self, verify: Callable[[], tokens.Claims], resume_cursor: str
+    ) -> AsyncGenerator[messaging_pb2.ClientEvent]:
+        """One user's live stream, as Subscribe and each stream of a Relay carry it: the
+        caller (``verify`` says who, or raises) and their cursor are checked, then the missed
+        events, ``caught_up`` and live events follow. It ends after a Redirect or a
+        ResumeRequired; any other end is a ChatError saying why."""
+        claims = verify()
+        user = claims.user_id
+        partition, owner = self._routing.owner_of_user(user)
+        if not self._leases.holds(partition):
+            if owner.name != self._server_name:
+                raise errors.FailedPrecondition(
+                    f"partition {partition} of user {user} is served by {owner.name} at "
+                    f"{owner.target}; connect there",
+                    metadata=((errors.REDIRECT_KEY, owner.target),),
+                )
+            raise errors.Unavailable(f"partition {partition} is changing hands; retry in a moment")
+        # Unavailable while the partition is still moving here. Taken in the same step as
+        # the registration below: no fan-out batch can fall between the two.
+        high = self._fanout.next_offset(partition)
+        cursor = Cursor.decode(resume_cursor) if resume_cursor else None
+        resume = None
+        if cursor is not None:
+            placement = self._routing.partitioning.get()
+            if cursor.partition >= placement.partitions:
+                # Issued after partitions were added, which this server learns of in a
+                # moment (the config's announcement is on its way).
+                raise errors.Unavailable(
+                    f"resume_cursor is for partition {cursor.partition}, beyond the"
+                    f" {placement.partitions} this server knows of yet; retry in a moment"
+                )
+            trail = placement.trail(user)
+            resume = resume_from(trail, cursor)
+            if resume is None or trail[-1].partition != partition:
+                raise errors.InvalidArgument(
+                    f"resume_cursor is for partition {cursor.partition}, yours is {partition}"
+                )
         stream = LiveStream(user, partition, self._stream_queue, claims.session_id)
         # A stream lives no longer than the token that opened it: the client is told, and
         # subscribes again (with its cursor) using a fresh token.
@@ -247,19 +282,14 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         try:
             async for event in self._events(stream, partition, high, cursor, resume):
                 yield event
-        except errors.ChatError as exc:
-            await errors.abort(context, exc)
         except (KafkaException, ReplayFailed) as exc:
             # Where the partition ends, or what the cursor missed, could not be read (a broker
             # down or frozen): a moment's outage the client rides out by resuming again.
             logger.warning("a resume of partition %d could not read Kafka: %s", partition, exc)
-            await errors.abort(
-                context,
-                errors.Unavailable(
-                    f"the log of partition {partition} cannot be read right now ({exc}); "
-                    "subscribe again with the same cursor"
-                ),
-            )
+            raise errors.Unavailable(
+                f"the log of partition {partition} cannot be read right now ({exc}); "
+                "subscribe again with the same cursor"
+            ) from None
         finally:
             expiry.cancel()
             self._registry.remove(stream)

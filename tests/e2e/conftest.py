@@ -287,6 +287,7 @@ async def admin() -> AsyncIterator[Admin]:
                 "notifications",
                 "sessions",
                 "auth",
+                "web",
             )
         }
         try:
@@ -311,6 +312,7 @@ FOLLOWERS = {
     "notifications": (9601,),
     "sessions": (9401,),
     "auth": (9401,),
+    "web": (9401,),
 }
 
 

@@ -6,6 +6,7 @@ exception text. Seeded and bounded, so a run is repeatable."""
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from chatlib import tokens
 from protos.chat.v1 import (
     groups_pb2,
     groups_pb2_grpc,
@@ -24,7 +26,7 @@ from protos.chat.v1 import (
     messaging_pb2,
     messaging_pb2_grpc,
 )
-from tests.e2e.conftest import BFF, PASSWORD
+from tests.e2e.conftest import BFF, PASSWORD, jwt_secret
 
 HISTORY = "127.0.0.1:7201"
 SEED = 20261123
@@ -201,6 +203,50 @@ def test_subscribe_with_any_cursor(call: Any, cursor: str) -> None:
             stream.cancel()
 
     call(first_event)
+
+
+@seed(SEED)
+@FUZZ
+@given(
+    stream_id=ids,
+    token=texts | st.just("<the user's>"),
+    cursor=texts,
+    credit=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_relay_with_any_open(
+    call: Any, session: dict[str, Any], stream_id: int, token: str, cursor: str, credit: int
+) -> None:
+    """The BFF's call: any stream it opens is answered (its events, or its end with a status
+    that names the problem), or the call is refused naming it."""
+    service = (
+        ("authorization", f"Bearer {tokens.issue(jwt_secret(), tokens.SERVICE_SUBJECT, 60)}"),
+    )
+    opened = messaging_pb2.RelayOpen(
+        stream_id=stream_id,
+        access_token=session["access_token"] if token == "<the user's>" else token,
+        resume_cursor=cursor,
+        credit=credit,
+    )
+    answered = threading.Event()
+
+    def requests() -> Iterator[messaging_pb2.RelayRequest]:
+        yield messaging_pb2.RelayRequest(open=opened)
+        answered.wait(10)  # the call stays open until the first answer
+
+    def first_batch(_: Any) -> None:
+        batches = call.messaging.Relay(requests(), metadata=service, timeout=10)
+        try:
+            for item in next(batches).events:
+                assert item.stream_id == stream_id
+                if item.WhichOneof("item") == "ended":
+                    assert grpc.StatusCode.INTERNAL.value[0] != item.ended.code
+                    assert grpc.StatusCode.UNKNOWN.value[0] != item.ended.code
+                    assert not any(leak in item.ended.detail for leak in LEAKS)
+        finally:
+            answered.set()
+            batches.cancel()
+
+    call(first_batch)
 
 
 @seed(SEED)

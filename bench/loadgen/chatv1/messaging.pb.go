@@ -826,6 +826,471 @@ func (x *SubscribeRequest) GetResumeCursor() string {
 	return ""
 }
 
+type RelayRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*RelayRequest_Open
+	//	*RelayRequest_Credit
+	//	*RelayRequest_Close
+	Request       isRelayRequest_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayRequest) Reset() {
+	*x = RelayRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayRequest) ProtoMessage() {}
+
+func (x *RelayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayRequest.ProtoReflect.Descriptor instead.
+func (*RelayRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RelayRequest) GetRequest() isRelayRequest_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *RelayRequest) GetOpen() *RelayOpen {
+	if x != nil {
+		if x, ok := x.Request.(*RelayRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *RelayRequest) GetCredit() *RelayCredit {
+	if x != nil {
+		if x, ok := x.Request.(*RelayRequest_Credit); ok {
+			return x.Credit
+		}
+	}
+	return nil
+}
+
+func (x *RelayRequest) GetClose() *RelayClose {
+	if x != nil {
+		if x, ok := x.Request.(*RelayRequest_Close); ok {
+			return x.Close
+		}
+	}
+	return nil
+}
+
+type isRelayRequest_Request interface {
+	isRelayRequest_Request()
+}
+
+type RelayRequest_Open struct {
+	Open *RelayOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"`
+}
+
+type RelayRequest_Credit struct {
+	Credit *RelayCredit `protobuf:"bytes,2,opt,name=credit,proto3,oneof"`
+}
+
+type RelayRequest_Close struct {
+	Close *RelayClose `protobuf:"bytes,3,opt,name=close,proto3,oneof"`
+}
+
+func (*RelayRequest_Open) isRelayRequest_Request() {}
+
+func (*RelayRequest_Credit) isRelayRequest_Request() {}
+
+func (*RelayRequest_Close) isRelayRequest_Request() {}
+
+type RelayOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the BFF, unique within the call; names the stream in every later message.
+	StreamId uint64 `protobuf:"varint,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// The user's access token, checked as Subscribe checks the caller's.
+	AccessToken  string `protobuf:"bytes,2,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	ResumeCursor string `protobuf:"bytes,3,opt,name=resume_cursor,json=resumeCursor,proto3" json:"resume_cursor,omitempty"`
+	// Events the stream may send before the BFF grants more (at least 1).
+	Credit        uint32 `protobuf:"varint,4,opt,name=credit,proto3" json:"credit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayOpen) Reset() {
+	*x = RelayOpen{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayOpen) ProtoMessage() {}
+
+func (x *RelayOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayOpen.ProtoReflect.Descriptor instead.
+func (*RelayOpen) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RelayOpen) GetStreamId() uint64 {
+	if x != nil {
+		return x.StreamId
+	}
+	return 0
+}
+
+func (x *RelayOpen) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *RelayOpen) GetResumeCursor() string {
+	if x != nil {
+		return x.ResumeCursor
+	}
+	return ""
+}
+
+func (x *RelayOpen) GetCredit() uint32 {
+	if x != nil {
+		return x.Credit
+	}
+	return 0
+}
+
+type RelayCredit struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	StreamId uint64                 `protobuf:"varint,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// More events the stream may send.
+	Events        uint32 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayCredit) Reset() {
+	*x = RelayCredit{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayCredit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayCredit) ProtoMessage() {}
+
+func (x *RelayCredit) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayCredit.ProtoReflect.Descriptor instead.
+func (*RelayCredit) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RelayCredit) GetStreamId() uint64 {
+	if x != nil {
+		return x.StreamId
+	}
+	return 0
+}
+
+func (x *RelayCredit) GetEvents() uint32 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+// The BFF's browser went away: the stream ends, with no RelayEnded.
+type RelayClose struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StreamId      uint64                 `protobuf:"varint,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayClose) Reset() {
+	*x = RelayClose{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayClose) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayClose) ProtoMessage() {}
+
+func (x *RelayClose) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayClose.ProtoReflect.Descriptor instead.
+func (*RelayClose) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RelayClose) GetStreamId() uint64 {
+	if x != nil {
+		return x.StreamId
+	}
+	return 0
+}
+
+// Whatever was ready when the call could next be written, for any of its streams.
+type RelayBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*RelayEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayBatch) Reset() {
+	*x = RelayBatch{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayBatch) ProtoMessage() {}
+
+func (x *RelayBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayBatch.ProtoReflect.Descriptor instead.
+func (*RelayBatch) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RelayBatch) GetEvents() []*RelayEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type RelayEvent struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	StreamId uint64                 `protobuf:"varint,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*RelayEvent_Event
+	//	*RelayEvent_Ended
+	Item          isRelayEvent_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayEvent) Reset() {
+	*x = RelayEvent{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayEvent) ProtoMessage() {}
+
+func (x *RelayEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayEvent.ProtoReflect.Descriptor instead.
+func (*RelayEvent) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RelayEvent) GetStreamId() uint64 {
+	if x != nil {
+		return x.StreamId
+	}
+	return 0
+}
+
+func (x *RelayEvent) GetItem() isRelayEvent_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *RelayEvent) GetEvent() *ClientEvent {
+	if x != nil {
+		if x, ok := x.Item.(*RelayEvent_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
+func (x *RelayEvent) GetEnded() *RelayEnded {
+	if x != nil {
+		if x, ok := x.Item.(*RelayEvent_Ended); ok {
+			return x.Ended
+		}
+	}
+	return nil
+}
+
+type isRelayEvent_Item interface {
+	isRelayEvent_Item()
+}
+
+type RelayEvent_Event struct {
+	Event *ClientEvent `protobuf:"bytes,2,opt,name=event,proto3,oneof"`
+}
+
+type RelayEvent_Ended struct {
+	Ended *RelayEnded `protobuf:"bytes,3,opt,name=ended,proto3,oneof"`
+}
+
+func (*RelayEvent_Event) isRelayEvent_Item() {}
+
+func (*RelayEvent_Ended) isRelayEvent_Item() {}
+
+// The stream ended as a Subscribe call would have: `code` is the gRPC status code (0, OK,
+// after a Redirect or ResumeRequired event), `detail` its message, and `redirect` the
+// address a FAILED_PRECONDITION refusal names (the "chat-redirect" trailer of Subscribe).
+type RelayEnded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          uint32                 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Detail        string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	Redirect      string                 `protobuf:"bytes,3,opt,name=redirect,proto3" json:"redirect,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayEnded) Reset() {
+	*x = RelayEnded{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayEnded) ProtoMessage() {}
+
+func (x *RelayEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayEnded.ProtoReflect.Descriptor instead.
+func (*RelayEnded) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RelayEnded) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *RelayEnded) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *RelayEnded) GetRedirect() string {
+	if x != nil {
+		return x.Redirect
+	}
+	return ""
+}
+
 type ClientEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Opaque; resume from here after a reconnect.
@@ -847,7 +1312,7 @@ type ClientEvent struct {
 
 func (x *ClientEvent) Reset() {
 	*x = ClientEvent{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[15]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +1324,7 @@ func (x *ClientEvent) String() string {
 func (*ClientEvent) ProtoMessage() {}
 
 func (x *ClientEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[15]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +1337,7 @@ func (x *ClientEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientEvent.ProtoReflect.Descriptor instead.
 func (*ClientEvent) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{15}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ClientEvent) GetCursor() string {
@@ -1033,7 +1498,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[16]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1510,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[16]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1523,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{16}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Redirect) GetAddress() string {
@@ -1093,7 +1558,7 @@ type ResumeRequired struct {
 
 func (x *ResumeRequired) Reset() {
 	*x = ResumeRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[17]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1570,7 @@ func (x *ResumeRequired) String() string {
 func (*ResumeRequired) ProtoMessage() {}
 
 func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[17]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1583,7 @@ func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequired.ProtoReflect.Descriptor instead.
 func (*ResumeRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{17}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ResumeRequired) GetReason() string {
@@ -1144,7 +1609,7 @@ type ResyncRequired struct {
 
 func (x *ResyncRequired) Reset() {
 	*x = ResyncRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[18]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1621,7 @@ func (x *ResyncRequired) String() string {
 func (*ResyncRequired) ProtoMessage() {}
 
 func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[18]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1634,7 @@ func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequired.ProtoReflect.Descriptor instead.
 func (*ResyncRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{18}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResyncRequired) GetReason() string {
@@ -1187,7 +1652,7 @@ type CaughtUp struct {
 
 func (x *CaughtUp) Reset() {
 	*x = CaughtUp{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[19]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1664,7 @@ func (x *CaughtUp) String() string {
 func (*CaughtUp) ProtoMessage() {}
 
 func (x *CaughtUp) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[19]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1677,7 @@ func (x *CaughtUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaughtUp.ProtoReflect.Descriptor instead.
 func (*CaughtUp) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{19}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{26}
 }
 
 type SendRequest struct {
@@ -1227,7 +1692,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[20]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1704,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[20]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1717,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{20}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SendRequest) GetChatId() string {
@@ -1288,7 +1753,7 @@ type SendResponse struct {
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[21]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1765,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[21]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1778,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{21}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SendResponse) GetMessageId() uint64 {
@@ -1346,7 +1811,7 @@ type OpenDirectChatRequest struct {
 
 func (x *OpenDirectChatRequest) Reset() {
 	*x = OpenDirectChatRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[22]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1823,7 @@ func (x *OpenDirectChatRequest) String() string {
 func (*OpenDirectChatRequest) ProtoMessage() {}
 
 func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[22]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1836,7 @@ func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDirectChatRequest.ProtoReflect.Descriptor instead.
 func (*OpenDirectChatRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{22}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *OpenDirectChatRequest) GetPeerId() uint64 {
@@ -1439,7 +1904,37 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"read_up_to\x18\x03 \x01(\x06R\breadUpTo\x12&\n" +
 	"\x0fdelivered_up_to\x18\x04 \x01(\x06R\rdeliveredUpTo\"7\n" +
 	"\x10SubscribeRequest\x12#\n" +
-	"\rresume_cursor\x18\x01 \x01(\tR\fresumeCursor\"\xd1\x03\n" +
+	"\rresume_cursor\x18\x01 \x01(\tR\fresumeCursor\"\xa0\x01\n" +
+	"\fRelayRequest\x12(\n" +
+	"\x04open\x18\x01 \x01(\v2\x12.chat.v1.RelayOpenH\x00R\x04open\x12.\n" +
+	"\x06credit\x18\x02 \x01(\v2\x14.chat.v1.RelayCreditH\x00R\x06credit\x12+\n" +
+	"\x05close\x18\x03 \x01(\v2\x13.chat.v1.RelayCloseH\x00R\x05closeB\t\n" +
+	"\arequest\"\x88\x01\n" +
+	"\tRelayOpen\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x12!\n" +
+	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12#\n" +
+	"\rresume_cursor\x18\x03 \x01(\tR\fresumeCursor\x12\x16\n" +
+	"\x06credit\x18\x04 \x01(\rR\x06credit\"B\n" +
+	"\vRelayCredit\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x12\x16\n" +
+	"\x06events\x18\x02 \x01(\rR\x06events\")\n" +
+	"\n" +
+	"RelayClose\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\"9\n" +
+	"\n" +
+	"RelayBatch\x12+\n" +
+	"\x06events\x18\x01 \x03(\v2\x13.chat.v1.RelayEventR\x06events\"\x8c\x01\n" +
+	"\n" +
+	"RelayEvent\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x12,\n" +
+	"\x05event\x18\x02 \x01(\v2\x14.chat.v1.ClientEventH\x00R\x05event\x12+\n" +
+	"\x05ended\x18\x03 \x01(\v2\x13.chat.v1.RelayEndedH\x00R\x05endedB\x06\n" +
+	"\x04item\"T\n" +
+	"\n" +
+	"RelayEnded\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x1a\n" +
+	"\bredirect\x18\x03 \x01(\tR\bredirect\"\xd1\x03\n" +
 	"\vClientEvent\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12,\n" +
 	"\amessage\x18\x02 \x01(\v2\x10.chat.v1.MessageH\x00R\amessage\x12B\n" +
@@ -1472,9 +1967,10 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\rcreated_at_ms\x18\x02 \x01(\x03R\vcreatedAtMs\x12\x1c\n" +
 	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"0\n" +
 	"\x15OpenDirectChatRequest\x12\x17\n" +
-	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\xa8\x05\n" +
+	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\xe1\x05\n" +
 	"\x10MessagingService\x12>\n" +
-	"\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x123\n" +
+	"\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x127\n" +
+	"\x05Relay\x12\x15.chat.v1.RelayRequest\x1a\x13.chat.v1.RelayBatch(\x010\x01\x123\n" +
 	"\x04Send\x12\x14.chat.v1.SendRequest\x1a\x15.chat.v1.SendResponse\x12?\n" +
 	"\x0eOpenDirectChat\x12\x1e.chat.v1.OpenDirectChatRequest\x1a\r.chat.v1.Chat\x12?\n" +
 	"\bMarkRead\x12\x18.chat.v1.MarkReadRequest\x1a\x19.chat.v1.MarkReadResponse\x12N\n" +
@@ -1497,7 +1993,7 @@ func file_protos_chat_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_messaging_proto_rawDescData
 }
 
-var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_protos_chat_v1_messaging_proto_goTypes = []any{
 	(*MarkDeliveredRequest)(nil),  // 0: chat.v1.MarkDeliveredRequest
 	(*MarkDeliveredResponse)(nil), // 1: chat.v1.MarkDeliveredResponse
@@ -1514,52 +2010,67 @@ var file_protos_chat_v1_messaging_proto_goTypes = []any{
 	(*MarkReadResponse)(nil),      // 12: chat.v1.MarkReadResponse
 	(*Receipt)(nil),               // 13: chat.v1.Receipt
 	(*SubscribeRequest)(nil),      // 14: chat.v1.SubscribeRequest
-	(*ClientEvent)(nil),           // 15: chat.v1.ClientEvent
-	(*Redirect)(nil),              // 16: chat.v1.Redirect
-	(*ResumeRequired)(nil),        // 17: chat.v1.ResumeRequired
-	(*ResyncRequired)(nil),        // 18: chat.v1.ResyncRequired
-	(*CaughtUp)(nil),              // 19: chat.v1.CaughtUp
-	(*SendRequest)(nil),           // 20: chat.v1.SendRequest
-	(*SendResponse)(nil),          // 21: chat.v1.SendResponse
-	(*OpenDirectChatRequest)(nil), // 22: chat.v1.OpenDirectChatRequest
-	(*Message)(nil),               // 23: chat.v1.Message
-	(*Chat)(nil),                  // 24: chat.v1.Chat
+	(*RelayRequest)(nil),          // 15: chat.v1.RelayRequest
+	(*RelayOpen)(nil),             // 16: chat.v1.RelayOpen
+	(*RelayCredit)(nil),           // 17: chat.v1.RelayCredit
+	(*RelayClose)(nil),            // 18: chat.v1.RelayClose
+	(*RelayBatch)(nil),            // 19: chat.v1.RelayBatch
+	(*RelayEvent)(nil),            // 20: chat.v1.RelayEvent
+	(*RelayEnded)(nil),            // 21: chat.v1.RelayEnded
+	(*ClientEvent)(nil),           // 22: chat.v1.ClientEvent
+	(*Redirect)(nil),              // 23: chat.v1.Redirect
+	(*ResumeRequired)(nil),        // 24: chat.v1.ResumeRequired
+	(*ResyncRequired)(nil),        // 25: chat.v1.ResyncRequired
+	(*CaughtUp)(nil),              // 26: chat.v1.CaughtUp
+	(*SendRequest)(nil),           // 27: chat.v1.SendRequest
+	(*SendResponse)(nil),          // 28: chat.v1.SendResponse
+	(*OpenDirectChatRequest)(nil), // 29: chat.v1.OpenDirectChatRequest
+	(*Message)(nil),               // 30: chat.v1.Message
+	(*Chat)(nil),                  // 31: chat.v1.Chat
 }
 var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
 	8,  // 0: chat.v1.GetPresenceResponse.presences:type_name -> chat.v1.Presence
-	23, // 1: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
-	17, // 2: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
-	18, // 3: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
-	19, // 4: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
-	16, // 5: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
-	13, // 6: chat.v1.ClientEvent.receipt:type_name -> chat.v1.Receipt
-	7,  // 7: chat.v1.ClientEvent.typing:type_name -> chat.v1.Typing
-	8,  // 8: chat.v1.ClientEvent.presence:type_name -> chat.v1.Presence
-	14, // 9: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
-	20, // 10: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
-	22, // 11: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
-	11, // 12: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
-	0,  // 13: chat.v1.MessagingService.MarkDelivered:input_type -> chat.v1.MarkDeliveredRequest
-	2,  // 14: chat.v1.MessagingService.EditMessage:input_type -> chat.v1.EditMessageRequest
-	3,  // 15: chat.v1.MessagingService.DeleteMessage:input_type -> chat.v1.DeleteMessageRequest
-	4,  // 16: chat.v1.MessagingService.React:input_type -> chat.v1.ReactRequest
-	5,  // 17: chat.v1.MessagingService.SetTyping:input_type -> chat.v1.SetTypingRequest
-	9,  // 18: chat.v1.MessagingService.GetPresence:input_type -> chat.v1.GetPresenceRequest
-	15, // 19: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
-	21, // 20: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
-	24, // 21: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
-	12, // 22: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
-	1,  // 23: chat.v1.MessagingService.MarkDelivered:output_type -> chat.v1.MarkDeliveredResponse
-	21, // 24: chat.v1.MessagingService.EditMessage:output_type -> chat.v1.SendResponse
-	21, // 25: chat.v1.MessagingService.DeleteMessage:output_type -> chat.v1.SendResponse
-	21, // 26: chat.v1.MessagingService.React:output_type -> chat.v1.SendResponse
-	6,  // 27: chat.v1.MessagingService.SetTyping:output_type -> chat.v1.SetTypingResponse
-	10, // 28: chat.v1.MessagingService.GetPresence:output_type -> chat.v1.GetPresenceResponse
-	19, // [19:29] is the sub-list for method output_type
-	9,  // [9:19] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	16, // 1: chat.v1.RelayRequest.open:type_name -> chat.v1.RelayOpen
+	17, // 2: chat.v1.RelayRequest.credit:type_name -> chat.v1.RelayCredit
+	18, // 3: chat.v1.RelayRequest.close:type_name -> chat.v1.RelayClose
+	20, // 4: chat.v1.RelayBatch.events:type_name -> chat.v1.RelayEvent
+	22, // 5: chat.v1.RelayEvent.event:type_name -> chat.v1.ClientEvent
+	21, // 6: chat.v1.RelayEvent.ended:type_name -> chat.v1.RelayEnded
+	30, // 7: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
+	24, // 8: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
+	25, // 9: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
+	26, // 10: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
+	23, // 11: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
+	13, // 12: chat.v1.ClientEvent.receipt:type_name -> chat.v1.Receipt
+	7,  // 13: chat.v1.ClientEvent.typing:type_name -> chat.v1.Typing
+	8,  // 14: chat.v1.ClientEvent.presence:type_name -> chat.v1.Presence
+	14, // 15: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
+	15, // 16: chat.v1.MessagingService.Relay:input_type -> chat.v1.RelayRequest
+	27, // 17: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
+	29, // 18: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
+	11, // 19: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
+	0,  // 20: chat.v1.MessagingService.MarkDelivered:input_type -> chat.v1.MarkDeliveredRequest
+	2,  // 21: chat.v1.MessagingService.EditMessage:input_type -> chat.v1.EditMessageRequest
+	3,  // 22: chat.v1.MessagingService.DeleteMessage:input_type -> chat.v1.DeleteMessageRequest
+	4,  // 23: chat.v1.MessagingService.React:input_type -> chat.v1.ReactRequest
+	5,  // 24: chat.v1.MessagingService.SetTyping:input_type -> chat.v1.SetTypingRequest
+	9,  // 25: chat.v1.MessagingService.GetPresence:input_type -> chat.v1.GetPresenceRequest
+	22, // 26: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
+	19, // 27: chat.v1.MessagingService.Relay:output_type -> chat.v1.RelayBatch
+	28, // 28: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
+	31, // 29: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
+	12, // 30: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
+	1,  // 31: chat.v1.MessagingService.MarkDelivered:output_type -> chat.v1.MarkDeliveredResponse
+	28, // 32: chat.v1.MessagingService.EditMessage:output_type -> chat.v1.SendResponse
+	28, // 33: chat.v1.MessagingService.DeleteMessage:output_type -> chat.v1.SendResponse
+	28, // 34: chat.v1.MessagingService.React:output_type -> chat.v1.SendResponse
+	6,  // 35: chat.v1.MessagingService.SetTyping:output_type -> chat.v1.SetTypingResponse
+	10, // 36: chat.v1.MessagingService.GetPresence:output_type -> chat.v1.GetPresenceResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_messaging_proto_init() }
@@ -1569,6 +2080,15 @@ func file_protos_chat_v1_messaging_proto_init() {
 	}
 	file_protos_chat_v1_common_proto_init()
 	file_protos_chat_v1_messaging_proto_msgTypes[15].OneofWrappers = []any{
+		(*RelayRequest_Open)(nil),
+		(*RelayRequest_Credit)(nil),
+		(*RelayRequest_Close)(nil),
+	}
+	file_protos_chat_v1_messaging_proto_msgTypes[20].OneofWrappers = []any{
+		(*RelayEvent_Event)(nil),
+		(*RelayEvent_Ended)(nil),
+	}
+	file_protos_chat_v1_messaging_proto_msgTypes[22].OneofWrappers = []any{
 		(*ClientEvent_Message)(nil),
 		(*ClientEvent_ResumeRequired)(nil),
 		(*ClientEvent_ResyncRequired)(nil),
@@ -1584,7 +2104,7 @@ func file_protos_chat_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_messaging_proto_rawDesc), len(file_protos_chat_v1_messaging_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	MessagingService_Subscribe_FullMethodName      = "/chat.v1.MessagingService/Subscribe"
+	MessagingService_Relay_FullMethodName          = "/chat.v1.MessagingService/Relay"
 	MessagingService_Send_FullMethodName           = "/chat.v1.MessagingService/Send"
 	MessagingService_OpenDirectChat_FullMethodName = "/chat.v1.MessagingService/OpenDirectChat"
 	MessagingService_MarkRead_FullMethodName       = "/chat.v1.MessagingService/MarkRead"
@@ -43,6 +44,14 @@ type MessagingServiceClient interface {
 	// server's address (trailing metadata "chat-redirect") if this server does not own the
 	// caller's partition.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ClientEvent], error)
+	// For the BFF only (its service token; any other caller is refused PERMISSION_DENIED): the
+	// live streams of many users over one call. Each stream is opened with its user's access
+	// token and cursor and then behaves exactly as a Subscribe of that user (replay, caught_up,
+	// redirects, revocation, the bounded queue); its events come tagged with its id, and at most
+	// its credit of them are in flight: the BFF grants more as its browser takes them, so a
+	// browser that reads nothing holds its own events back and nobody else's. A stream's end
+	// is a RelayEnded carrying the status Subscribe would have ended with.
+	Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayRequest, RelayBatch], error)
 	// Returns only after every copy is durably in Kafka. Retrying with the same
 	// client_message_id returns the same message id and creates nothing new.
 	Send(ctx context.Context, in *SendRequest, opts ...grpc.CallOption) (*SendResponse, error)
@@ -109,6 +118,19 @@ func (c *messagingServiceClient) Subscribe(ctx context.Context, in *SubscribeReq
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessagingService_SubscribeClient = grpc.ServerStreamingClient[ClientEvent]
+
+func (c *messagingServiceClient) Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayRequest, RelayBatch], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MessagingService_ServiceDesc.Streams[1], MessagingService_Relay_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RelayRequest, RelayBatch]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MessagingService_RelayClient = grpc.BidiStreamingClient[RelayRequest, RelayBatch]
 
 func (c *messagingServiceClient) Send(ctx context.Context, in *SendRequest, opts ...grpc.CallOption) (*SendResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -212,6 +234,14 @@ type MessagingServiceServer interface {
 	// server's address (trailing metadata "chat-redirect") if this server does not own the
 	// caller's partition.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[ClientEvent]) error
+	// For the BFF only (its service token; any other caller is refused PERMISSION_DENIED): the
+	// live streams of many users over one call. Each stream is opened with its user's access
+	// token and cursor and then behaves exactly as a Subscribe of that user (replay, caught_up,
+	// redirects, revocation, the bounded queue); its events come tagged with its id, and at most
+	// its credit of them are in flight: the BFF grants more as its browser takes them, so a
+	// browser that reads nothing holds its own events back and nobody else's. A stream's end
+	// is a RelayEnded carrying the status Subscribe would have ended with.
+	Relay(grpc.BidiStreamingServer[RelayRequest, RelayBatch]) error
 	// Returns only after every copy is durably in Kafka. Retrying with the same
 	// client_message_id returns the same message id and creates nothing new.
 	Send(context.Context, *SendRequest) (*SendResponse, error)
@@ -262,6 +292,9 @@ type UnimplementedMessagingServiceServer struct{}
 
 func (UnimplementedMessagingServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[ClientEvent]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedMessagingServiceServer) Relay(grpc.BidiStreamingServer[RelayRequest, RelayBatch]) error {
+	return status.Error(codes.Unimplemented, "method Relay not implemented")
 }
 func (UnimplementedMessagingServiceServer) Send(context.Context, *SendRequest) (*SendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Send not implemented")
@@ -321,6 +354,13 @@ func _MessagingService_Subscribe_Handler(srv interface{}, stream grpc.ServerStre
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessagingService_SubscribeServer = grpc.ServerStreamingServer[ClientEvent]
+
+func _MessagingService_Relay_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MessagingServiceServer).Relay(&grpc.GenericServerStream[RelayRequest, RelayBatch]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MessagingService_RelayServer = grpc.BidiStreamingServer[RelayRequest, RelayBatch]
 
 func _MessagingService_Send_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SendRequest)
@@ -533,6 +573,12 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Subscribe",
 			Handler:       _MessagingService_Subscribe_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Relay",
+			Handler:       _MessagingService_Relay_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "protos/chat/v1/messaging.proto",

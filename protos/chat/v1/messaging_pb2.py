@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos.chat.v1 import common_pb2 as protos_dot_chat_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/chat/v1/messaging.proto\x12\x07\x63hat.v1\x1a\x1bprotos/chat/v1/common.proto\";\n\x14MarkDeliveredRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\"\x17\n\x15MarkDeliveredResponse\"b\n\x12\x45\x64itMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x04 \x01(\t\"V\n\x14\x44\x65leteMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\x12\x19\n\x11\x63lient_request_id\x18\x03 \x01(\t\"m\n\x0cReactRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\x12\r\n\x05\x65moji\x18\x03 \x01(\t\x12\x0e\n\x06remove\x18\x04 \x01(\x08\x12\x19\n\x11\x63lient_request_id\x18\x05 \x01(\t\"4\n\x10SetTypingRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0f\n\x07stopped\x18\x02 \x01(\x08\"\x13\n\x11SetTypingResponse\"R\n\x06Typing\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x06\x12\x0f\n\x07stopped\x18\x03 \x01(\x08\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\"A\n\x08Presence\x12\x0f\n\x07user_id\x18\x01 \x01(\x06\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x14\n\x0clast_seen_ms\x18\x03 \x01(\x03\"&\n\x12GetPresenceRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x06\";\n\x13GetPresenceResponse\x12$\n\tpresences\x18\x01 \x03(\x0b\x32\x11.chat.v1.Presence\"6\n\x0fMarkReadRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\"\x12\n\x10MarkReadResponse\"X\n\x07Receipt\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x06\x12\x12\n\nread_up_to\x18\x03 \x01(\x06\x12\x17\n\x0f\x64\x65livered_up_to\x18\x04 \x01(\x06\")\n\x10SubscribeRequest\x12\x15\n\rresume_cursor\x18\x01 \x01(\t\"\xf1\x02\n\x0b\x43lientEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x10.chat.v1.MessageH\x00\x12\x32\n\x0fresume_required\x18\x03 \x01(\x0b\x32\x17.chat.v1.ResumeRequiredH\x00\x12\x32\n\x0fresync_required\x18\x04 \x01(\x0b\x32\x17.chat.v1.ResyncRequiredH\x00\x12&\n\tcaught_up\x18\x05 \x01(\x0b\x32\x11.chat.v1.CaughtUpH\x00\x12%\n\x08redirect\x18\x06 \x01(\x0b\x32\x11.chat.v1.RedirectH\x00\x12#\n\x07receipt\x18\x07 \x01(\x0b\x32\x10.chat.v1.ReceiptH\x00\x12!\n\x06typing\x18\x08 \x01(\x0b\x32\x0f.chat.v1.TypingH\x00\x12%\n\x08presence\x18\t \x01(\x0b\x32\x11.chat.v1.PresenceH\x00\x42\x07\n\x05\x65vent\";\n\x08Redirect\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"1\n\x0eResumeRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\" \n\x0eResyncRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\n\n\x08\x43\x61ughtUp\"G\n\x0bSendRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\"L\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\x06\x12\x15\n\rcreated_at_ms\x18\x02 \x01(\x03\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"(\n\x15OpenDirectChatRequest\x12\x0f\n\x07peer_id\x18\x01 \x01(\x06\x32\xa8\x05\n\x10MessagingService\x12>\n\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x12\x33\n\x04Send\x12\x14.chat.v1.SendRequest\x1a\x15.chat.v1.SendResponse\x12?\n\x0eOpenDirectChat\x12\x1e.chat.v1.OpenDirectChatRequest\x1a\r.chat.v1.Chat\x12?\n\x08MarkRead\x12\x18.chat.v1.MarkReadRequest\x1a\x19.chat.v1.MarkReadResponse\x12N\n\rMarkDelivered\x12\x1d.chat.v1.MarkDeliveredRequest\x1a\x1e.chat.v1.MarkDeliveredResponse\x12\x41\n\x0b\x45\x64itMessage\x12\x1b.chat.v1.EditMessageRequest\x1a\x15.chat.v1.SendResponse\x12\x45\n\rDeleteMessage\x12\x1d.chat.v1.DeleteMessageRequest\x1a\x15.chat.v1.SendResponse\x12\x35\n\x05React\x12\x15.chat.v1.ReactRequest\x1a\x15.chat.v1.SendResponse\x12\x42\n\tSetTyping\x12\x19.chat.v1.SetTypingRequest\x1a\x1a.chat.v1.SetTypingResponse\x12H\n\x0bGetPresence\x12\x1b.chat.v1.GetPresenceRequest\x1a\x1c.chat.v1.GetPresenceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/chat/v1/messaging.proto\x12\x07\x63hat.v1\x1a\x1bprotos/chat/v1/common.proto\";\n\x14MarkDeliveredRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\"\x17\n\x15MarkDeliveredResponse\"b\n\x12\x45\x64itMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x04 \x01(\t\"V\n\x14\x44\x65leteMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\x12\x19\n\x11\x63lient_request_id\x18\x03 \x01(\t\"m\n\x0cReactRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\x12\r\n\x05\x65moji\x18\x03 \x01(\t\x12\x0e\n\x06remove\x18\x04 \x01(\x08\x12\x19\n\x11\x63lient_request_id\x18\x05 \x01(\t\"4\n\x10SetTypingRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0f\n\x07stopped\x18\x02 \x01(\x08\"\x13\n\x11SetTypingResponse\"R\n\x06Typing\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x06\x12\x0f\n\x07stopped\x18\x03 \x01(\x08\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\"A\n\x08Presence\x12\x0f\n\x07user_id\x18\x01 \x01(\x06\x12\x0e\n\x06online\x18\x02 \x01(\x08\x12\x14\n\x0clast_seen_ms\x18\x03 \x01(\x03\"&\n\x12GetPresenceRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\x06\";\n\x13GetPresenceResponse\x12$\n\tpresences\x18\x01 \x03(\x0b\x32\x11.chat.v1.Presence\"6\n\x0fMarkReadRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x06\"\x12\n\x10MarkReadResponse\"X\n\x07Receipt\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\x06\x12\x12\n\nread_up_to\x18\x03 \x01(\x06\x12\x17\n\x0f\x64\x65livered_up_to\x18\x04 \x01(\x06\")\n\x10SubscribeRequest\x12\x15\n\rresume_cursor\x18\x01 \x01(\t\"\x8b\x01\n\x0cRelayRequest\x12\"\n\x04open\x18\x01 \x01(\x0b\x32\x12.chat.v1.RelayOpenH\x00\x12&\n\x06\x63redit\x18\x02 \x01(\x0b\x32\x14.chat.v1.RelayCreditH\x00\x12$\n\x05\x63lose\x18\x03 \x01(\x0b\x32\x13.chat.v1.RelayCloseH\x00\x42\t\n\x07request\"[\n\tRelayOpen\x12\x11\n\tstream_id\x18\x01 \x01(\x04\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x02 \x01(\t\x12\x15\n\rresume_cursor\x18\x03 \x01(\t\x12\x0e\n\x06\x63redit\x18\x04 \x01(\r\"0\n\x0bRelayCredit\x12\x11\n\tstream_id\x18\x01 \x01(\x04\x12\x0e\n\x06\x65vents\x18\x02 \x01(\r\"\x1f\n\nRelayClose\x12\x11\n\tstream_id\x18\x01 \x01(\x04\"1\n\nRelayBatch\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.chat.v1.RelayEvent\"t\n\nRelayEvent\x12\x11\n\tstream_id\x18\x01 \x01(\x04\x12%\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x14.chat.v1.ClientEventH\x00\x12$\n\x05\x65nded\x18\x03 \x01(\x0b\x32\x13.chat.v1.RelayEndedH\x00\x42\x06\n\x04item\"<\n\nRelayEnded\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x10\n\x08redirect\x18\x03 \x01(\t\"\xf1\x02\n\x0b\x43lientEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12#\n\x07message\x18\x02 \x01(\x0b\x32\x10.chat.v1.MessageH\x00\x12\x32\n\x0fresume_required\x18\x03 \x01(\x0b\x32\x17.chat.v1.ResumeRequiredH\x00\x12\x32\n\x0fresync_required\x18\x04 \x01(\x0b\x32\x17.chat.v1.ResyncRequiredH\x00\x12&\n\tcaught_up\x18\x05 \x01(\x0b\x32\x11.chat.v1.CaughtUpH\x00\x12%\n\x08redirect\x18\x06 \x01(\x0b\x32\x11.chat.v1.RedirectH\x00\x12#\n\x07receipt\x18\x07 \x01(\x0b\x32\x10.chat.v1.ReceiptH\x00\x12!\n\x06typing\x18\x08 \x01(\x0b\x32\x0f.chat.v1.TypingH\x00\x12%\n\x08presence\x18\t \x01(\x0b\x32\x11.chat.v1.PresenceH\x00\x42\x07\n\x05\x65vent\";\n\x08Redirect\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06server\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"1\n\x0eResumeRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\" \n\x0eResyncRequired\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\n\n\x08\x43\x61ughtUp\"G\n\x0bSendRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\"L\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\x06\x12\x15\n\rcreated_at_ms\x18\x02 \x01(\x03\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"(\n\x15OpenDirectChatRequest\x12\x0f\n\x07peer_id\x18\x01 \x01(\x06\x32\xe1\x05\n\x10MessagingService\x12>\n\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x12\x37\n\x05Relay\x12\x15.chat.v1.RelayRequest\x1a\x13.chat.v1.RelayBatch(\x01\x30\x01\x12\x33\n\x04Send\x12\x14.chat.v1.SendRequest\x1a\x15.chat.v1.SendResponse\x12?\n\x0eOpenDirectChat\x12\x1e.chat.v1.OpenDirectChatRequest\x1a\r.chat.v1.Chat\x12?\n\x08MarkRead\x12\x18.chat.v1.MarkReadRequest\x1a\x19.chat.v1.MarkReadResponse\x12N\n\rMarkDelivered\x12\x1d.chat.v1.MarkDeliveredRequest\x1a\x1e.chat.v1.MarkDeliveredResponse\x12\x41\n\x0b\x45\x64itMessage\x12\x1b.chat.v1.EditMessageRequest\x1a\x15.chat.v1.SendResponse\x12\x45\n\rDeleteMessage\x12\x1d.chat.v1.DeleteMessageRequest\x1a\x15.chat.v1.SendResponse\x12\x35\n\x05React\x12\x15.chat.v1.ReactRequest\x1a\x15.chat.v1.SendResponse\x12\x42\n\tSetTyping\x12\x19.chat.v1.SetTypingRequest\x1a\x1a.chat.v1.SetTypingResponse\x12H\n\x0bGetPresence\x12\x1b.chat.v1.GetPresenceRequest\x1a\x1c.chat.v1.GetPresenceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -62,22 +62,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECEIPT']._serialized_end=948
   _globals['_SUBSCRIBEREQUEST']._serialized_start=950
   _globals['_SUBSCRIBEREQUEST']._serialized_end=991
-  _globals['_CLIENTEVENT']._serialized_start=994
-  _globals['_CLIENTEVENT']._serialized_end=1363
-  _globals['_REDIRECT']._serialized_start=1365
-  _globals['_REDIRECT']._serialized_end=1424
-  _globals['_RESUMEREQUIRED']._serialized_start=1426
-  _globals['_RESUMEREQUIRED']._serialized_end=1475
-  _globals['_RESYNCREQUIRED']._serialized_start=1477
-  _globals['_RESYNCREQUIRED']._serialized_end=1509
-  _globals['_CAUGHTUP']._serialized_start=1511
-  _globals['_CAUGHTUP']._serialized_end=1521
-  _globals['_SENDREQUEST']._serialized_start=1523
-  _globals['_SENDREQUEST']._serialized_end=1594
-  _globals['_SENDRESPONSE']._serialized_start=1596
-  _globals['_SENDRESPONSE']._serialized_end=1672
-  _globals['_OPENDIRECTCHATREQUEST']._serialized_start=1674
-  _globals['_OPENDIRECTCHATREQUEST']._serialized_end=1714
-  _globals['_MESSAGINGSERVICE']._serialized_start=1717
-  _globals['_MESSAGINGSERVICE']._serialized_end=2397
+  _globals['_RELAYREQUEST']._serialized_start=994
+  _globals['_RELAYREQUEST']._serialized_end=1133
+  _globals['_RELAYOPEN']._serialized_start=1135
+  _globals['_RELAYOPEN']._serialized_end=1226
+  _globals['_RELAYCREDIT']._serialized_start=1228
+  _globals['_RELAYCREDIT']._serialized_end=1276
+  _globals['_RELAYCLOSE']._serialized_start=1278
+  _globals['_RELAYCLOSE']._serialized_end=1309
+  _globals['_RELAYBATCH']._serialized_start=1311
+  _globals['_RELAYBATCH']._serialized_end=1360
+  _globals['_RELAYEVENT']._serialized_start=1362
+  _globals['_RELAYEVENT']._serialized_end=1478
+  _globals['_RELAYENDED']._serialized_start=1480
+  _globals['_RELAYENDED']._serialized_end=1540
+  _globals['_CLIENTEVENT']._serialized_start=1543
+  _globals['_CLIENTEVENT']._serialized_end=1912
+  _globals['_REDIRECT']._serialized_start=1914
+  _globals['_REDIRECT']._serialized_end=1973
+  _globals['_RESUMEREQUIRED']._serialized_start=1975
+  _globals['_RESUMEREQUIRED']._serialized_end=2024
+  _globals['_RESYNCREQUIRED']._serialized_start=2026
+  _globals['_RESYNCREQUIRED']._serialized_end=2058
+  _globals['_CAUGHTUP']._serialized_start=2060
+  _globals['_CAUGHTUP']._serialized_end=2070
+  _globals['_SENDREQUEST']._serialized_start=2072
+  _globals['_SENDREQUEST']._serialized_end=2143
+  _globals['_SENDRESPONSE']._serialized_start=2145
+  _globals['_SENDRESPONSE']._serialized_end=2221
+  _globals['_OPENDIRECTCHATREQUEST']._serialized_start=2223
+  _globals['_OPENDIRECTCHATREQUEST']._serialized_end=2263
+  _globals['_MESSAGINGSERVICE']._serialized_start=2266
+  _globals['_MESSAGINGSERVICE']._serialized_end=3003
 # @@protoc_insertion_point(module_scope)

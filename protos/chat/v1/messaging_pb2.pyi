@@ -367,6 +367,192 @@ class SubscribeRequest(_message.Message):
 Global___SubscribeRequest: _TypeAlias = SubscribeRequest  # noqa: Y015
 
 @_typing.final
+class RelayRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: _builtins.int
+    CREDIT_FIELD_NUMBER: _builtins.int
+    CLOSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def open(self) -> Global___RelayOpen: ...
+    @_builtins.property
+    def credit(self) -> Global___RelayCredit: ...
+    @_builtins.property
+    def close(self) -> Global___RelayClose: ...
+    def __init__(
+        self,
+        *,
+        open: Global___RelayOpen | None = ...,
+        credit: Global___RelayCredit | None = ...,
+        close: Global___RelayClose | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "credit", b"credit", "open", b"open", "request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "credit", b"credit", "open", b"open", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["open", "credit", "close"]  # noqa: Y015
+    _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
+
+Global___RelayRequest: _TypeAlias = RelayRequest  # noqa: Y015
+
+@_typing.final
+class RelayOpen(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
+    RESUME_CURSOR_FIELD_NUMBER: _builtins.int
+    CREDIT_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.int
+    """Chosen by the BFF, unique within the call; names the stream in every later message."""
+    access_token: _builtins.str
+    """The user's access token, checked as Subscribe checks the caller's."""
+    resume_cursor: _builtins.str
+    credit: _builtins.int
+    """Events the stream may send before the BFF grants more (at least 1)."""
+    def __init__(
+        self,
+        *,
+        stream_id: _builtins.int = ...,
+        access_token: _builtins.str = ...,
+        resume_cursor: _builtins.str = ...,
+        credit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "credit", b"credit", "resume_cursor", b"resume_cursor", "stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayOpen: _TypeAlias = RelayOpen  # noqa: Y015
+
+@_typing.final
+class RelayCredit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.int
+    events: _builtins.int
+    """More events the stream may send."""
+    def __init__(
+        self,
+        *,
+        stream_id: _builtins.int = ...,
+        events: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayCredit: _TypeAlias = RelayCredit  # noqa: Y015
+
+@_typing.final
+class RelayClose(_message.Message):
+    """The BFF's browser went away: the stream ends, with no RelayEnded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        stream_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayClose: _TypeAlias = RelayClose  # noqa: Y015
+
+@_typing.final
+class RelayBatch(_message.Message):
+    """Whatever was ready when the call could next be written, for any of its streams."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelayEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___RelayEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayBatch: _TypeAlias = RelayBatch  # noqa: Y015
+
+@_typing.final
+class RelayEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    ENDED_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___ClientEvent: ...
+    @_builtins.property
+    def ended(self) -> Global___RelayEnded: ...
+    def __init__(
+        self,
+        *,
+        stream_id: _builtins.int = ...,
+        event: Global___ClientEvent | None = ...,
+        ended: Global___RelayEnded | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended", b"ended", "event", b"event", "item", b"item"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ended", b"ended", "event", b"event", "item", b"item", "stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["event", "ended"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___RelayEvent: _TypeAlias = RelayEvent  # noqa: Y015
+
+@_typing.final
+class RelayEnded(_message.Message):
+    """The stream ended as a Subscribe call would have: `code` is the gRPC status code (0, OK,
+    after a Redirect or ResumeRequired event), `detail` its message, and `redirect` the
+    address a FAILED_PRECONDITION refusal names (the "chat-redirect" trailer of Subscribe).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    REDIRECT_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    detail: _builtins.str
+    redirect: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        detail: _builtins.str = ...,
+        redirect: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "detail", b"detail", "redirect", b"redirect"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayEnded: _TypeAlias = RelayEnded  # noqa: Y015
+
+@_typing.final
 class ClientEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

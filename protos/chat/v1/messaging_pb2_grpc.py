@@ -42,6 +42,11 @@ class MessagingServiceStub:
                 request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ClientEvent.FromString,
                 _registered_method=True)
+        self.Relay = channel.stream_stream(
+                '/chat.v1.MessagingService/Relay',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.RelayRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.RelayBatch.FromString,
+                _registered_method=True)
         self.Send = channel.unary_unary(
                 '/chat.v1.MessagingService/Send',
                 request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SendRequest.SerializeToString,
@@ -99,6 +104,19 @@ class MessagingServiceServicer:
         missed, each once, then live events. Refused with FAILED_PRECONDITION and the owning
         server's address (trailing metadata "chat-redirect") if this server does not own the
         caller's partition.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Relay(self, request_iterator, context):
+        """For the BFF only (its service token; any other caller is refused PERMISSION_DENIED): the
+        live streams of many users over one call. Each stream is opened with its user's access
+        token and cursor and then behaves exactly as a Subscribe of that user (replay, caught_up,
+        redirects, revocation, the bounded queue); its events come tagged with its id, and at most
+        its credit of them are in flight: the BFF grants more as its browser takes them, so a
+        browser that reads nothing holds its own events back and nobody else's. A stream's end
+        is a RelayEnded carrying the status Subscribe would have ended with.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,6 +213,11 @@ def add_MessagingServiceServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SubscribeRequest.FromString,
                     response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ClientEvent.SerializeToString,
             ),
+            'Relay': grpc.stream_stream_rpc_method_handler(
+                    servicer.Relay,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.RelayRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.RelayBatch.SerializeToString,
+            ),
             'Send': grpc.unary_unary_rpc_method_handler(
                     servicer.Send,
                     request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.SendRequest.FromString,
@@ -270,6 +293,33 @@ class MessagingService:
             '/chat.v1.MessagingService/Subscribe',
             protos_dot_chat_dot_v1_dot_messaging__pb2.SubscribeRequest.SerializeToString,
             protos_dot_chat_dot_v1_dot_messaging__pb2.ClientEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Relay(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/chat.v1.MessagingService/Relay',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.RelayRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.RelayBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,15 @@ class MessagingServiceStub:
     server's address (trailing metadata "chat-redirect") if this server does not own the
     caller's partition.
     """
+    Relay: _grpc.StreamStreamMultiCallable[_messaging_pb2.RelayRequest, _messaging_pb2.RelayBatch]
+    """For the BFF only (its service token; any other caller is refused PERMISSION_DENIED): the
+    live streams of many users over one call. Each stream is opened with its user's access
+    token and cursor and then behaves exactly as a Subscribe of that user (replay, caught_up,
+    redirects, revocation, the bounded queue); its events come tagged with its id, and at most
+    its credit of them are in flight: the BFF grants more as its browser takes them, so a
+    browser that reads nothing holds its own events back and nobody else's. A stream's end
+    is a RelayEnded carrying the status Subscribe would have ended with.
+    """
     Send: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.SendRequest, _messaging_pb2.SendResponse]
     """Returns only after every copy is durably in Kafka. Retrying with the same
     client_message_id returns the same message id and creates nothing new.
@@ -101,6 +110,15 @@ class MessagingServiceAsyncStub(MessagingServiceStub):
     missed, each once, then live events. Refused with FAILED_PRECONDITION and the owning
     server's address (trailing metadata "chat-redirect") if this server does not own the
     caller's partition.
+    """
+    Relay: _aio.StreamStreamMultiCallable[_messaging_pb2.RelayRequest, _messaging_pb2.RelayBatch]  # type: ignore[assignment]
+    """For the BFF only (its service token; any other caller is refused PERMISSION_DENIED): the
+    live streams of many users over one call. Each stream is opened with its user's access
+    token and cursor and then behaves exactly as a Subscribe of that user (replay, caught_up,
+    redirects, revocation, the bounded queue); its events come tagged with its id, and at most
+    its credit of them are in flight: the BFF grants more as its browser takes them, so a
+    browser that reads nothing holds its own events back and nobody else's. A stream's end
+    is a RelayEnded carrying the status Subscribe would have ended with.
     """
     Send: _aio.UnaryUnaryMultiCallable[_messaging_pb2.SendRequest, _messaging_pb2.SendResponse]  # type: ignore[assignment]
     """Returns only after every copy is durably in Kafka. Retrying with the same
@@ -164,6 +182,21 @@ class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
         missed, each once, then live events. Refused with FAILED_PRECONDITION and the owning
         server's address (trailing metadata "chat-redirect") if this server does not own the
         caller's partition.
+        """
+
+    @_abc_1.abstractmethod
+    def Relay(
+        self,
+        request_iterator: _MaybeAsyncIterator[_messaging_pb2.RelayRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_messaging_pb2.RelayBatch], _abc.AsyncIterator[_messaging_pb2.RelayBatch]]:
+        """For the BFF only (its service token; any other caller is refused PERMISSION_DENIED): the
+        live streams of many users over one call. Each stream is opened with its user's access
+        token and cursor and then behaves exactly as a Subscribe of that user (replay, caught_up,
+        redirects, revocation, the bounded queue); its events come tagged with its id, and at most
+        its credit of them are in flight: the BFF grants more as its browser takes them, so a
+        browser that reads nothing holds its own events back and nobody else's. A stream's end
+        is a RelayEnded carrying the status Subscribe would have ended with.
         """
 
     @_abc_1.abstractmethod
