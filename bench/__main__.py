@@ -347,7 +347,12 @@ async def main(argv: list[str]) -> int:
         tracked = processes.alive(layout.pidfile("bff"))
         if tracked is None:
             raise SystemExit("the BFF is not running; ./dev up first")
-        result = await ws.idle_websockets(BFF, secret, tracked.pid, args.connections)
+        servers = {
+            name: found.pid
+            for name in ("messaging-m1", "messaging-m2")
+            if (found := processes.alive(layout.pidfile(name))) is not None
+        }
+        result = await ws.idle_websockets(BFF, secret, tracked.pid, args.connections, servers)
         print(result)
         save("ws-idle", command, result)
     elif args.scenario == "ws-e2e":

@@ -34,11 +34,15 @@ async def _caught_up(ws: aiohttp.ClientWebSocketResponse) -> None:
             return
 
 
-async def idle_websockets(bff: str, secret: str, pid: int, count: int) -> dict[str, Any]:
+async def idle_websockets(
+    bff: str, secret: str, pid: int, count: int, messaging: dict[str, int]
+) -> dict[str, Any]:
     """Hold ``count`` WebSockets on the BFF whose pid is given, each past its hello and caught
     up (tokens minted with the shared key: a stream needs a valid token, not a registered
-    user); the BFF's resident memory before and after, per connection."""
+    user); the BFF's resident memory before and after, per connection, and the messaging
+    servers' (``messaging``: name to pid), where each browser's stream is held too."""
     before = rss_kib(pid)
+    servers_before = {name: rss_kib(server) for name, server in messaging.items()}
     sockets: list[aiohttp.ClientWebSocketResponse] = []
     gate = asyncio.Semaphore(200)
     began = time.monotonic()
@@ -56,8 +60,10 @@ async def idle_websockets(bff: str, secret: str, pid: int, count: int) -> dict[s
         opened = time.monotonic() - began
         await asyncio.sleep(5)  # let allocations settle
         after = rss_kib(pid)
+        servers_after = {name: rss_kib(server) for name, server in messaging.items()}
         for ws in sockets:
             await ws.close()
+    grown = sum(servers_after[name] - servers_before[name] for name in messaging)
     return {
         "connections": count,
         "ready": len(sockets),
@@ -65,6 +71,9 @@ async def idle_websockets(bff: str, secret: str, pid: int, count: int) -> dict[s
         "rss_before_kib": before,
         "rss_after_kib": after,
         "rss_kib_per_conn": round((after - before) / max(len(sockets), 1), 2),
+        "messaging_rss_before_kib": servers_before,
+        "messaging_rss_after_kib": servers_after,
+        "messaging_rss_kib_per_conn": round(grown / max(len(sockets), 1), 2),
     }
 
 

@@ -16,14 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import grpc
 from prometheus_client import Gauge
 
-from clients.stream import Interrupted, Opener
+from clients.stream import Interrupted, Opener, subscribe
 from protos.chat.v1 import messaging_pb2, messaging_pb2_grpc
+
+logger = logging.getLogger(__name__)
 
 #: Events a stream may have in flight (sent by the server, not yet taken by its browser).
 WINDOW = 32
@@ -33,6 +37,8 @@ GRANT_EVERY = WINDOW // 2
 CALLS = Gauge("bff_relay_calls", "Relay calls open to messaging servers")
 STREAMS = Gauge("bff_relay_streams", "Browser streams carried by Relay calls")
 STATUS = {code.value[0]: code for code in grpc.StatusCode}
+#: How long a server without Relay is given Subscribe calls before it is asked again.
+ASK_AGAIN_SECONDS = 60.0
 
 
 class _Stream:
@@ -60,6 +66,12 @@ class Upstream:
         CALLS.inc()
 
     async def _requests(self) -> AsyncIterator[messaging_pb2.RelayRequest]:
+        # Nothing is written before the server has accepted the call (its initial metadata):
+        # a write racing a refusal would turn the refusal's status into grpc's INTERNAL, and
+        # UNIMPLEMENTED (a server without Relay) must be seen as what it is.
+        await self._call.initial_metadata()
+        if self._call.done():
+            return
         while True:
             yield await self._outbox.get()
 
@@ -78,7 +90,14 @@ class Upstream:
                         del self._streams[item.stream_id]
                     stream.wake.set()
         except grpc.aio.AioRpcError as exc:
-            broken = Interrupted(exc.code(), exc.details() or exc.code().name)
+            detail = f"the relay to the messaging server ended: {exc.code().name}: {exc.details()}"
+            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                logger.warning("%s", detail)
+            # Whatever ended the call, its streams did nothing wrong: they resume from their
+            # cursors on a new one (a server without Relay is given Subscribe calls instead).
+            unimplemented = exc.code() == grpc.StatusCode.UNIMPLEMENTED
+            code = grpc.StatusCode.UNIMPLEMENTED if unimplemented else grpc.StatusCode.UNAVAILABLE
+            broken = Interrupted(code, detail)
         finally:
             self.broken = broken
             CALLS.dec()
@@ -149,12 +168,33 @@ class Relays:
         self._channel_for = channel_for
         self._metadata = metadata
         self._calls: dict[str, Upstream] = {}
+        #: Servers that answered Relay UNIMPLEMENTED, until when they are not asked again.
+        self._without_relay: dict[str, float] = {}
 
     def opener(self, token: str) -> Opener:
-        """How ``clients.stream.follow`` opens this user's stream at a server."""
+        """How ``clients.stream.follow`` opens this user's stream at a server: on its relay,
+        or as a Subscribe of its own at a server that has no Relay yet (an older version,
+        during a rolling upgrade)."""
 
-        def opened(address: str, cursor: str) -> AsyncGenerator[messaging_pb2.ClientEvent]:
-            return self._upstream(address).stream(token, cursor)
+        async def opened(address: str, cursor: str) -> AsyncGenerator[messaging_pb2.ClientEvent]:
+            if self._without_relay.get(address, 0.0) < time.monotonic():
+                try:
+                    async with contextlib.aclosing(
+                        self._upstream(address).stream(token, cursor)
+                    ) as relayed:
+                        async for event in relayed:
+                            yield event
+                    return
+                except Interrupted as exc:
+                    if exc.code != grpc.StatusCode.UNIMPLEMENTED:
+                        raise
+                    # Refused at the call's start, before any event: nothing is repeated.
+                    self._without_relay[address] = time.monotonic() + ASK_AGAIN_SECONDS
+            async with contextlib.aclosing(
+                subscribe(token, self._channel_for)(address, cursor)
+            ) as own:
+                async for event in own:
+                    yield event
 
         return opened
 

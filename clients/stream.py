@@ -122,7 +122,7 @@ async def follow(
     state: StreamState,
     open_stream: Opener,
     discover: Callable[[], Awaitable[str]] | None = None,
-) -> AsyncIterator[messaging_pb2.ClientEvent]:
+) -> AsyncGenerator[messaging_pb2.ClientEvent]:
     """Every event of the user's stream, across reconnects, until the caller stops.
 
     Redirect events are yielded too (after which the stream continues on the new server).

@@ -214,6 +214,9 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
                     "Relay carries the BFF's streams and takes only its service token; "
                     "a user subscribes with Subscribe"
                 )
+            # Accepted: the BFF writes nothing before this (a write racing a refusal would
+            # hide the refusal's status behind grpc's INTERNAL).
+            await context.send_initial_metadata(())
             async for batch in RelayCall(self._relayed).batches(request_iterator):
                 yield batch
         except errors.ChatError as exc:

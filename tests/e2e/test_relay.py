@@ -47,6 +47,9 @@ class Relay:
         self.task = asyncio.create_task(self._read())
 
     async def _pending(self) -> AsyncIterator[messaging_pb2.RelayRequest]:
+        await self.call.initial_metadata()  # as the BFF: nothing is written before the answer
+        if self.call.done():
+            return
         while True:
             yield await self._requests.get()
 
