@@ -92,11 +92,17 @@ def browsers(results: Path) -> list[str]:
         lines += [
             f"Command: `{ws_idle['command']}` ({ws_idle['measured_at']}). "
             f"{r['ready']} WebSockets held on the one BFF process, each past its hello and "
-            f"caught up (so each also holds a gRPC stream to its messaging server): resident "
+            f"caught up (each a stream on the BFF's relay to its messaging server): resident "
             f"memory {r['rss_before_kib']} KiB before, {r['rss_after_kib']} KiB after, "
             f"**{r['rss_kib_per_conn']} KiB per connection**; opened in {r['open_seconds']} s.",
             "",
         ]
+        if "messaging_rss_kib_per_conn" in r:
+            lines += [
+                "The messaging servers hold each browser's stream too: together "
+                f"{r['messaging_rss_kib_per_conn']} KiB more per connection.",
+                "",
+            ]
     if ws_e2e:
         r = ws_e2e["result"]
         lines += [
