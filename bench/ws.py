@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import aiohttp
 import grpc
 
+from bench import cpu
 from bench.idle import rss_kib
 from bench.population import Member, caught_up, open_chats, register_and_login
 from bench.reach import HERE
@@ -147,9 +149,19 @@ async def ws_e2e(bff: str, rate: float, duration: float, users: int) -> dict[str
                 )
                 n += 1
 
-        await asyncio.gather(
-            *(sender(i, a, chat) for i, ((a, _), chat) in enumerate(zip(pairs, chats, strict=True)))
-        )
+        # The CPU of the whole machine less this process (the browsers, the phones and the
+        # senders), from a second in to the last send: what a message costs the stack when it
+        # goes to a WebSocket and to a gRPC stream.
+        with cpu.Sampler({**cpu.stack_pids(), "generator": os.getpid()}) as sampler:
+            await asyncio.gather(
+                *(
+                    sender(i, a, chat)
+                    for i, ((a, _), chat) in enumerate(zip(pairs, chats, strict=True))
+                )
+            )
+        to_wall = time.time() - time.perf_counter()
+        first, last = sampler.window(start + 1.0 + to_wall, time.time())
+        due_in_window = sum(1 for at in due.values() if first.wall <= at + to_wall <= last.wall)
         await asyncio.sleep(3)
         for task in tasks:
             task.cancel()
@@ -158,6 +170,7 @@ async def ws_e2e(bff: str, rate: float, duration: float, users: int) -> dict[str
     for channel in channels.values():
         await channel.close()
     result: dict[str, Any] = {"rate": rate, "duration": duration, "users": users, "sent": len(due)}
+    result["cpu"] = cpu.usage(first, last, ("generator",), due_in_window)
     for path, times in arrived.items():
         latencies = sorted((times[k] - due[k]) * 1000 for k in due if k in times)
         result[f"{path}_ms"] = summary(latencies)

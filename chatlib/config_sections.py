@@ -54,12 +54,19 @@ class Features:
     registration_open: bool
     #: Users may send; off answers UNAVAILABLE / 503 (read-only maintenance mode).
     sending_enabled: bool
+    #: A group message is one record per partition holding members (off: a copy per member,
+    #: which every version reads). Absent from a stored section it is off: a deployment
+    #: upgraded from a version without group records turns it on once every messaging server,
+    #: history writer and notifier runs a version that reads them.
+    group_records: bool = False
 
     def to_value(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def parse(cls, value: Any) -> Features:
+        if isinstance(value, dict) and "group_records" not in value:
+            value = {**value, "group_records": False}
         doc = fields(value, "features", set(cls.__dataclass_fields__))
         return cls(**{key: boolean(doc, key, "features") for key in doc})
 
@@ -240,7 +247,7 @@ DEFAULT_LIMITS = Limits(
     send_rate_per_second=20.0,
     send_burst=100,
 )
-DEFAULT_FEATURES = Features(registration_open=True, sending_enabled=True)
+DEFAULT_FEATURES = Features(registration_open=True, sending_enabled=True, group_records=True)
 DEFAULT_SESSIONS = Sessions(refresh_reuse_seconds=10)
 DEFAULT_WEB = Web(allowed_origins=(), heartbeat_seconds=15)
 DEFAULT_GROUPS = Groups(max_members=1000)

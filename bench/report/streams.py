@@ -119,4 +119,18 @@ def browsers(results: Path) -> list[str]:
             row("sent over WebSocket → recipient's gRPC stream", r["grpc_ms"]),
             "",
         ]
+        if "cpu" in r:
+            usage = r["cpu"]
+            shares = ", ".join(
+                f"{name} {p['cpu_ms_per_msg']}"
+                for name, p in usage["processes"].items()
+                if name != "generator" and p["cpu_ms_per_msg"]
+            )
+            lines += [
+                f"CPU, the machine less the benchmark's own process (the browsers, phones and "
+                f"senders), over {usage['window_s']} s and {usage['messages']} messages: "
+                f"**{usage['cpu_ms_per_msg']} ms per message** (each to a WebSocket and a gRPC "
+                f"stream); by process, ms per message: {shares}.",
+                "",
+            ]
     return lines

@@ -91,6 +91,8 @@ def summary_keys(results: Path) -> dict[str, float]:
     if ws_e2e:
         keys["ws_e2e_p99_ms_at_200"] = ws_e2e["result"]["websocket_ms"]["p99"]
         keys["grpc_e2e_p99_ms_at_200_same_run"] = ws_e2e["result"]["grpc_ms"]["p99"]
+        if "cpu" in ws_e2e["result"]:
+            keys["ws_e2e_cpu_ms_per_msg_at_200"] = ws_e2e["result"]["cpu"]["cpu_ms_per_msg"]
     if group:
         keys["group1000_send_p99_ms"] = group["result"]["send_ms"]["p99"]
         keys["group1000_e2e_p99_ms"] = group["result"]["e2e_ms"]["p99"]

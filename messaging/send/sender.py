@@ -433,12 +433,13 @@ class Sender:
         self, outgoing: Outgoing, message_id: int, recipients: frozenset[int] | None = None
     ) -> list[Record]:
         """The entry's records: a copy per recipient in a direct chat, a record per partition
-        holding recipients in a group (``chatlib/deliveries.py``)."""
+        holding recipients in a group (``chatlib/deliveries.py``; a copy per recipient there
+        too while ``features.group_records`` is off, during an upgrade)."""
         partitions = self._partitioning.get().partitions
         # Only a sampled trace travels on: consumers open spans for nothing else.
         headers = kafka_headers() if trace.get_current_span().is_recording() else None
         targets = sorted(outgoing.recipients if recipients is None else recipients)
-        if outgoing.kind == "group":
+        if outgoing.kind == "group" and self._features.get().group_records:
             by_partition: dict[int, list[int]] = {}
             for recipient in targets:
                 by_partition.setdefault(partition_for(recipient, partitions), []).append(recipient)

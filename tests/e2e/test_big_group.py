@@ -16,11 +16,13 @@ from chatlib import deliveries
 from chatlib.ids import timestamp_ms
 from tests.e2e.conftest import (
     BFF,
+    FOLLOWERS,
     PASSWORD,
     Admin,
     Clients,
     Receiver,
     User,
+    applied_everywhere,
     each_received_once,
     eventually,
     follow,
@@ -56,6 +58,7 @@ async def test_a_big_group_reaches_online_members_once_and_offline_ones_later(
     clients: Clients, admin: Admin, receiver: Receiver
 ) -> None:
     await admin.change("auth", registrations_per_address=10_000)
+    await _group_records_on(admin, True)
     owner = await clients.user("owner")
     speaker = await clients.user("speaker")
     registered = await _register(clients.http, MEMBERS - 2)
@@ -123,8 +126,57 @@ async def test_a_big_group_reaches_online_members_once_and_offline_ones_later(
         assert sorted(ids) == sorted(str(e) for e in entries), recipient
 
 
+async def test_with_group_records_off_a_group_message_is_a_copy_per_member(
+    clients: Clients, admin: Admin
+) -> None:
+    """The upgrade switch: while it is off, messaging writes what older readers understand,
+    and streams, history and chat lists are the same; turned on, the next message is one
+    record per partition."""
+    await _group_records_on(admin, False)
+    owner, speaker = await clients.user("owner"), await clients.user("speaker")
+    away = [user_id for _, user_id in await _register(clients.http, 6)]
+    followers = await follow(clients, [owner, speaker])
+    status, group = await owner.post(
+        "/v1/groups", {"name": "upgrade", "member_ids": [str(speaker.user_id), *map(str, away)]}
+    )
+    assert status == 201, group
+    chat = group["chat_id"]
+    members = sorted([owner.user_id, speaker.user_id, *away])
+    copies = await owner.send(chat, "while off")
+    records = await asyncio.to_thread(_records, chat, copies)
+    assert sorted(r.recipient_id for _, r in records) == members
+    assert not any(deliveries.is_group_key(key) for key, _ in records)
+    assert [r.primary for _, r in records].count(True) == 1
+
+    await _group_records_on(admin, True)
+    grouped = await owner.send(chat, "once on")
+    records = await asyncio.to_thread(_records, chat, grouped)
+    assert all(key == deliveries.group_key(chat) for key, _ in records)
+    assert sorted(m for _, r in records for m in r.recipient_ids) == members
+
+    async def stored() -> list[int] | None:
+        found = [int(m["message_id"]) for m in reversed(await whole_history(owner, chat))]
+        return found if len(found) >= 3 else None
+
+    entries = await eventually(stored)
+    assert entries[1:] == [copies, grouped]
+    await each_received_once(followers, {chat: entries}, {chat: {0, 1}})
+    row = await _row(await clients.login(speaker.username), chat)
+    assert (row["last_message_id"], row["unread_count"]) == (str(grouped), 3), row
+
+
+async def _group_records_on(admin: Admin, on: bool) -> None:
+    changed = await admin.change("features", group_records=on)
+    await applied_everywhere("features", changed["version"], FOLLOWERS["features"])
+
+
 def _group_records(chat: str, message_id: int) -> list[deliveries.Delivery]:
-    """The records of ``message_id`` in the deliveries topic (read from a little before it)."""
+    return [r for key, r in _records(chat, message_id) if key == deliveries.group_key(chat)]
+
+
+def _records(chat: str, message_id: int) -> list[tuple[bytes, deliveries.Delivery]]:
+    """The records of ``message_id`` in the deliveries topic (read from a little before it),
+    with their keys."""
     consumer = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": "test-big-group"})
     since = timestamp_ms(message_id) - 5_000
     found = []
@@ -141,10 +193,9 @@ def _group_records(chat: str, message_id: int) -> list[deliveries.Delivery]:
                     if record.error() is not None or record.partition() != start.partition:
                         continue
                     position = (record.offset() or 0) + 1
-                    if record.key() == deliveries.group_key(chat):
-                        delivery = deliveries.decode(record.value())
-                        if delivery.message_id == message_id:
-                            found.append(delivery)
+                    delivery = deliveries.decode(record.value())
+                    if delivery.message_id == message_id and delivery.chat_id == chat:
+                        found.append((record.key() or b"", delivery))
             consumer.unassign()
     finally:
         consumer.close()

@@ -219,6 +219,19 @@ def test_features_are_known_booleans() -> None:
         Features.parse(DEFAULT_FEATURES.to_value() | {"sending_enabled": "yes"})
 
 
+def test_group_records_are_on_for_new_deployments_and_off_where_a_stored_section_lacks_them() -> (
+    None
+):
+    assert DEFAULT_FEATURES.group_records
+    stored_before_the_switch = {"registration_open": True, "sending_enabled": True}
+    assert not Features.parse(stored_before_the_switch).group_records
+    assert Features.parse(stored_before_the_switch | {"group_records": True}).group_records
+    with pytest.raises(InvalidConfig, match=r"features\.group_records must be true or false"):
+        Features.parse(stored_before_the_switch | {"group_records": 1})
+    with pytest.raises(InvalidConfig, match="features: key 'sending_enabled' is missing"):
+        Features.parse({"registration_open": True, "group_records": True})
+
+
 def test_unknown_section_names_the_known_ones() -> None:
     with pytest.raises(
         InvalidConfig, match="unknown section 'quotas' \\(sections: auth, features,"
