@@ -169,7 +169,20 @@ def chromium(layout: Layout) -> tuple[Path, Path]:
     browser = debian_program(layout, "chromium", "chromium", "chromium")
     driver = debian_program(layout, "chromedriver", "chromium-driver", "chromium-driver")
     debian_program(layout, "certutil", "libnss3-tools", "NSS tools (certutil)")
+    # Without a colour emoji font, headless Chromium draws every emoji as an empty box, and
+    # the web client's screenshots show reactions that nobody can read.
+    if not EMOJI_FONT.is_file():
+        _apt_install(layout, "fonts-noto-color-emoji", "an emoji font (fonts-noto-color-emoji)")
+        if not EMOJI_FONT.is_file():
+            raise MissingTool(
+                f"apt-get installed fonts-noto-color-emoji but {EMOJI_FONT} is absent"
+            )
+    detail(f"found {EMOJI_FONT}")
     return browser, driver
+
+
+#: Debian's colour emoji font (fonts-noto-color-emoji), which Chromium finds by fontconfig.
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 
 
 def debian_program(layout: Layout, program: str, package: str, what: str) -> Path:
@@ -178,6 +191,15 @@ def debian_program(layout: Layout, program: str, package: str, what: str) -> Pat
     if found is not None:
         detail(f"found {found}")
         return Path(found)
+    _apt_install(layout, package, what)
+    found = shutil.which(program)
+    if found is None:
+        raise MissingTool(f"apt-get installed {package} but {program} is not on PATH")
+    return Path(found)
+
+
+def _apt_install(layout: Layout, package: str, what: str) -> None:
+    """Debian's ``package``, with apt-get (as root, or through sudo)."""
     apt = require_program("apt-get", f"install {what} by hand on this system")
     sudo: list[str] = []
     if os.geteuid() != 0:
@@ -208,10 +230,6 @@ def debian_program(layout: Layout, program: str, package: str, what: str) -> Pat
     finally:
         if created_policy:
             policy.unlink(missing_ok=True)
-    found = shutil.which(program)
-    if found is None:
-        raise MissingTool(f"apt-get installed {package} but {program} is not on PATH")
-    return Path(found)
 
 
 def redis_version(binary: Path) -> str:

@@ -92,3 +92,32 @@ async def test_two_people_chat_in_browsers_and_a_dropped_network_loses_nothing(
         await act(alice.screenshot, out / "alice.png")
         await act(bob.screenshot, out / "bob.png")
         await proxy.close()
+
+
+#: Draws one emoji in black on a canvas and counts the pixels that came out in colour: an
+#: emoji font draws the bowl in its colours; without one Chromium draws an empty black box.
+COLOURED_PIXELS = """
+const canvas = document.createElement("canvas");
+canvas.width = 64;
+canvas.height = 64;
+const pen = canvas.getContext("2d");
+pen.fillStyle = "#000";
+pen.textBaseline = "top";
+pen.font = "48px sans-serif";
+pen.fillText("\\u{1F35C}", 4, 4);
+const pixels = pen.getImageData(0, 0, 64, 64).data;
+let coloured = 0;
+for (let i = 0; i < pixels.length; i += 4) {
+  const [r, g, b, a] = [pixels[i], pixels[i + 1], pixels[i + 2], pixels[i + 3]];
+  if (a > 0 && (Math.abs(r - g) > 16 || Math.abs(g - b) > 16)) coloured += 1;
+}
+return coloured;
+"""
+
+
+def test_the_browser_draws_emoji_in_colour(browsers: list[WebDriver]) -> None:
+    """``./dev`` installs a colour emoji font, so the web client's reactions are readable in
+    the screenshots rather than empty boxes."""
+    driver = browsers[0]
+    driver.get(f"{BFF}/")
+    assert driver.execute_script(COLOURED_PIXELS) > 100
