@@ -2,6 +2,7 @@
 
 - ``bff/session_routes.py``: accounts and sessions (register, log in, refresh, log out);
 - ``bff/chat_routes.py``: chats and messages, checked and routed to messaging or history;
+- ``bff/block_routes.py``: blocking someone, and the list of whom one blocked;
 - ``bff/live.py``: the live stream for browsers (WebSocket, and SSE as the fallback);
 - ``bff/routing.py``: which messaging server owns a user; ``bff/views.py``: the JSON shapes;
 - ``clients/web/``: the web client, served at ``/``.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bff import chat_routes, group_routes, live, session_routes
+from bff import block_routes, chat_routes, group_routes, live, session_routes
 from bff.live import Live
 from bff.openapi import DOCUMENT
 from bff.routing import BACKENDS, Backends
@@ -31,6 +32,7 @@ def create_app(
     session_routes.add_routes(app, accounts)
     chat_routes.add_routes(app)
     group_routes.add_routes(app)
+    block_routes.add_routes(app)
     live.add_routes(app, streams)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/", index)

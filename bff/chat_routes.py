@@ -49,7 +49,7 @@ async def open_direct_chat(request: web.Request) -> web.Response:
         peer_id = (await _user_named(request, name)).user_id
     else:
         raise InvalidArgument("give 'peer_id' or 'peer_username'")
-    messaging, call = await _messaging(request, claims)
+    messaging, call = await messaging_of(request, claims)
     chat = await messaging.OpenDirectChat(
         messaging_pb2.OpenDirectChatRequest(peer_id=peer_id), **call
     )
@@ -120,7 +120,7 @@ async def send_message(request: web.Request) -> web.Response:
     claims = caller(request)
     body = await inputs.json_object(request)
     outgoing = send_request(inputs.chat_id(request), body)
-    messaging, call = await _messaging(request, claims)
+    messaging, call = await messaging_of(request, claims)
     return _created(await messaging.Send(outgoing, **call))
 
 
@@ -138,7 +138,7 @@ async def _mark(request: web.Request, *, read: bool) -> web.Response:
     body = await inputs.json_object(request)
     # Past every possible id is "everything": the service reads that as up to now.
     message_id = min(inputs.id_field(body, "message_id"), inputs.MAX_ID)
-    messaging, call = await _messaging(request, claims)
+    messaging, call = await messaging_of(request, claims)
     if read:
         mark = messaging_pb2.MarkReadRequest(chat_id=chat_id, message_id=message_id)
         await messaging.MarkRead(mark, **call)
@@ -158,7 +158,7 @@ async def edit_message(request: web.Request) -> web.Response:
         body=inputs.text(body, "body", maximum=1_000_000),
         client_request_id=inputs.request_id(request, body),
     )
-    messaging, call = await _messaging(request, claims)
+    messaging, call = await messaging_of(request, claims)
     return _created(await messaging.EditMessage(edit, **call))
 
 
@@ -169,7 +169,7 @@ async def delete_message(request: web.Request) -> web.Response:
         message_id=_message_id(request),
         client_request_id=inputs.request_id(request, {}),
     )
-    messaging, call = await _messaging(request, claims)
+    messaging, call = await messaging_of(request, claims)
     return _created(await messaging.DeleteMessage(delete, **call))
 
 
@@ -190,7 +190,7 @@ async def _react(request: web.Request, *, remove: bool) -> web.Response:
         remove=remove,
         client_request_id=inputs.request_id(request, {}),
     )
-    messaging, call = await _messaging(request, claims)
+    messaging, call = await messaging_of(request, claims)
     return _created(await messaging.React(react, **call))
 
 
@@ -201,7 +201,7 @@ async def set_typing(request: web.Request) -> web.Response:
     stopped = body.get("stopped", False)
     if not isinstance(stopped, bool):
         raise InvalidArgument("field 'stopped' must be true or false")
-    messaging, call = await _messaging(request, claims)
+    messaging, call = await messaging_of(request, claims)
     await messaging.SetTyping(
         messaging_pb2.SetTypingRequest(chat_id=chat_id, stopped=stopped), **call
     )
@@ -220,7 +220,7 @@ async def presence(request: web.Request) -> web.Response:
     users = [inputs.id_value(part, "user_ids") for part in parts]
     if any(u > inputs.MAX_ID for u in users):
         raise NotFound("no such user")
-    messaging, call = await _messaging(request, claims)
+    messaging, call = await messaging_of(request, claims)
     reply = await messaging.GetPresence(messaging_pb2.GetPresenceRequest(user_ids=users), **call)
     return web.json_response(views.presences(reply))
 
@@ -251,7 +251,7 @@ def _created(reply: messaging_pb2.SendResponse) -> web.Response:
     return web.json_response(views.sent(reply), status=200 if reply.duplicate else 201)
 
 
-async def _messaging(request: web.Request, claims: tokens.Claims) -> tuple[Any, dict[str, Any]]:
+async def messaging_of(request: web.Request, claims: tokens.Claims) -> tuple[Any, dict[str, Any]]:
     """The caller's messaging server and the keywords of a call to it."""
     backends = request.app[BACKENDS]
     _, messaging = await backends.messaging_for(claims.user_id)

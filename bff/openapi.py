@@ -443,6 +443,36 @@ DOCUMENT: dict[str, Any] = {
                 "responses": _ok("PresenceList"),
             }
         },
+        "/v1/blocks": {
+            "get": {
+                "summary": "The people you blocked, newest first",
+                "description": "Clients hide what these people say in groups (blocking does not"
+                " change a group: it is shown or hidden by the client, from this list).",
+                "security": _AUTH,
+                "responses": _ok("BlockedList"),
+            }
+        },
+        "/v1/blocks/{user_id}": {
+            "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": _ID}],
+            "put": {
+                "summary": "Block someone (blocking twice changes nothing)",
+                "description": "From the answer on, on every server, they cannot open a direct chat"
+                " with you nor send in one: they get the same 403 a stranger gets, so the block"
+                " is not revealed. You cannot send there either until you unblock them. Yourself:"
+                " 400; nobody by that id: 404.",
+                "security": _AUTH,
+                "responses": {"204": {"description": "Blocked"}, "4XX": _PROBLEM, "5XX": _PROBLEM},
+            },
+            "delete": {
+                "summary": "Unblock someone (unblocking someone not blocked changes nothing)",
+                "security": _AUTH,
+                "responses": {
+                    "204": {"description": "Unblocked"},
+                    "4XX": _PROBLEM,
+                    "5XX": _PROBLEM,
+                },
+            },
+        },
         "/v1/me/notifications": {
             "get": {
                 "summary": "Your notification settings",
@@ -758,6 +788,23 @@ DOCUMENT: dict[str, Any] = {
                         "anyOf": [{"type": "integer"}, {"type": "null"}],
                         "description": "When the last stream ended; null while online or never",
                     },
+                },
+            },
+            "BlockedList": {
+                "type": "object",
+                "required": ["blocked"],
+                "properties": {
+                    "blocked": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["user_id", "blocked_at_ms"],
+                            "properties": {
+                                "user_id": _ID,
+                                "blocked_at_ms": {"type": "integer"},
+                            },
+                        },
+                    }
                 },
             },
             "PresenceList": {

@@ -137,6 +137,14 @@ def presences(reply: messaging_pb2.GetPresenceResponse) -> dict[str, Any]:
     return {"presences": [presence(p) for p in reply.presences]}
 
 
+def blocked(reply: messaging_pb2.ListBlockedResponse) -> dict[str, Any]:
+    return {
+        "blocked": [
+            {"user_id": str(b.user_id), "blocked_at_ms": b.blocked_at_ms} for b in reply.blocked
+        ]
+    }
+
+
 def sent(reply: messaging_pb2.SendResponse) -> dict[str, Any]:
     return {
         "message_id": str(reply.message_id),

@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 
 #: Pause before a batch whose work failed is handled again.
 RETRY_SECONDS = 1.0
+#: A group member that lost its partitions (the group went on without it: a broker outage)
+#: and has been given none back for this long is replaced by a new consumer. Seen: after the
+#: single broker restarted, a writer with a static group.instance.id polled for minutes
+#: without ever joining again, while the notifier beside it (dynamic) was back in seconds.
+REJOIN_SECONDS = 30.0
 
 
 class DeadLetters:
@@ -105,6 +110,9 @@ class ConsumerLoop(abc.ABC):
         #: Why the last batch failed, until one succeeds.
         self.last_error: str | None = None
         self.batches = 0
+        #: Since when the group has given this consumer nothing back after it lost its
+        #: partitions (or since it was replaced); None once it is assigned again.
+        self._unassigned_since: float | None = None
 
     # What each consumer says.
 
@@ -223,7 +231,14 @@ class ConsumerLoop(abc.ABC):
                         None,
                     )
                     if fatal is not None:
-                        await self._replace_consumer(fatal)
+                        await self._replace_consumer(f"the Kafka consumer failed for good: {fatal}")
+                        continue
+                    stranded = self.stranded_for()
+                    if stranded > REJOIN_SECONDS and await self._brokers_answer():
+                        await self._replace_consumer(
+                            f"the consumer lost its partitions {stranded:.0f} s ago and the group"
+                            " has given it none back though the brokers answer"
+                        )
                         continue
                     records = [r for r in records if not failed(r, logger)]
                     if records and not await self._handled(records, stop):
@@ -244,13 +259,31 @@ class ConsumerLoop(abc.ABC):
         self.consumer = consumer
         self._lag = LagReporter(consumer, self._group)
 
-    async def _replace_consumer(self, error: KafkaError) -> None:
+    def stranded_for(self, now: float | None = None) -> float:
+        """Seconds since this consumer lost its partitions (or was replaced) without the
+        group giving it any back; 0 while it is assigned."""
+        since = self._unassigned_since
+        return 0.0 if since is None else (time.monotonic() if now is None else now) - since
+
+    async def _brokers_answer(self) -> bool:
+        """Whether the cluster answers this consumer now. While it does not (an outage), the
+        wait for an assignment starts again: replacing a consumer then would not help."""
+        try:
+            await asyncio.to_thread(self.consumer.list_topics, self.topic, 5.0)
+        except KafkaException:
+            self._unassigned_since = time.monotonic()
+            return False
+        return True
+
+    async def _replace_consumer(self, reason: str) -> None:
         """A consumer that failed for good (seen: a static group member fenced after the
-        group's coordinator moved while two of three brokers were down) never delivers again:
-        it is replaced by a new one that joins the group again and starts from the committed
-        offsets (the work since is redone; it is idempotent). Without a way to make one, the
-        loop ends, and readiness says so."""
-        self.last_error = f"the Kafka consumer failed for good: {error}"
+        group's coordinator moved while two of three brokers were down), or that the group
+        left without partitions for ``REJOIN_SECONDS``, may never deliver again: it is
+        replaced by a new one that joins the group again and starts from the committed offsets
+        (the work since is redone; it is idempotent). Without a way to make one, the loop ends,
+        and readiness says so. The new one has ``REJOIN_SECONDS`` to be assigned in turn (a
+        broker still down: it is replaced again then)."""
+        self.last_error = reason
         logger.error("%s; %s", self.last_error, "replacing it" if self._renew else "stopping")
         if self._renew is None:
             raise RuntimeError(self.last_error)
@@ -260,6 +293,7 @@ class ConsumerLoop(abc.ABC):
         self._lag = LagReporter(self.consumer, self._group)
         self._committed = {}
         self._handled_to = {}
+        self._unassigned_since = time.monotonic()
         self.replaced()
         await self.start()
         self.last_error = None
@@ -320,6 +354,7 @@ class ConsumerLoop(abc.ABC):
         # committed offset says, so what was noted for it before says nothing.
         for tp in partitions:
             self._handled_to.pop(tp.partition, None)
+        self._unassigned_since = None
         logger.info(
             "%s: assigned partitions %s", self.topic, sorted(tp.partition for tp in partitions)
         )
@@ -335,4 +370,5 @@ class ConsumerLoop(abc.ABC):
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.warning("%s: partitions lost (the group went on without this consumer)", self.topic)
+        self._unassigned_since = time.monotonic()
         self._on_revoke(consumer, partitions)

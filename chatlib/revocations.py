@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,9 +28,10 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.asyncio.client import Pipeline
 
+from chatlib import subscription
 from chatlib.redis_client import durably
 from chatlib.settings import RedisAccess
-from chatlib.subscription import ChannelFollower
+from chatlib.subscription import ChannelFollower, announce
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ Listener = Callable[[list[str], str], object]
 
 
 def ack_channel(announcement: str) -> str:
-    return f"{CHANNEL}:acks:{announcement}"
+    return subscription.ack_channel(CHANNEL, announcement)
 
 
 @dataclass(frozen=True)
@@ -141,33 +141,16 @@ async def revoke(
     # One member per session; the reason rides along so a service that reads the set after
     # a reconnect can still say why.
     members = {f"{sid} {reason}": max(until, now + 1) for sid, until in sessions.items()}
-    ident = secrets.token_hex(8)
-    async with client.pubsub() as acks:
-        await acks.subscribe(ack_channel(ident))
 
-        async def queue(pipe: Pipeline) -> None:
-            pipe.zadd(KEY, members)
-            pipe.zremrangebyscore(KEY, "-inf", now)
+    async def queue(pipe: Pipeline) -> None:
+        pipe.zadd(KEY, members)
+        pipe.zremrangebyscore(KEY, "-inf", now)
 
-        # A revocation a failover loses would let a logged-out session back in.
-        await durably(client, queue)
-        announcement = {"id": ident, "sessions": dict(sessions), "reason": reason}
-        receivers = int(await client.publish(CHANNEL, json.dumps(announcement)))
-        applied = 0
-        deadline = time.monotonic() + wait
-        while applied < receivers:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            message = await acks.get_message(ignore_subscribe_messages=True, timeout=left)
-            if message is not None and message.get("type") == "message":
-                applied += 1
-    if applied < receivers:
-        logger.warning(
-            "revocation %s: %d of %d services confirmed within %.1fs",
-            ident,
-            applied,
-            receivers,
-            wait,
-        )
-    return applied, receivers
+    # A revocation a failover loses would let a logged-out session back in.
+    return await announce(
+        client,
+        CHANNEL,
+        {"sessions": dict(sessions), "reason": reason},
+        lambda: durably(client, queue),
+        wait,
+    )

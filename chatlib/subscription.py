@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import secrets
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
@@ -126,3 +129,48 @@ class ChannelFollower(ABC):
             self._lost_since = time.monotonic()
             self._lost_reason = f"{type(exc).__name__}: {exc}"
             logger.warning("%s", self.problem())
+
+
+def ack_channel(channel: str, ident: str) -> str:
+    """Where followers of ``channel`` acknowledge the announcement ``ident``."""
+    return f"{channel}:acks:{ident}"
+
+
+async def announce(
+    client: aioredis.Redis,
+    channel: str,
+    payload: dict[str, object],
+    write: Callable[[], Awaitable[object]],
+    wait: float = 2.0,
+) -> tuple[int, int]:
+    """``write`` the state, then announce ``payload`` (given an ``id``) on ``channel`` and wait
+    up to ``wait`` seconds until every follower that received it has acknowledged it
+    (``ack_channel``). Listening for the answers starts before the write, so none is missed.
+
+    Returns (followers that applied it, followers that received it). Fewer means one did not
+    answer in time; it still has the change once it reads the state again.
+    """
+    ident = secrets.token_hex(8)
+    async with client.pubsub() as acks:
+        await acks.subscribe(ack_channel(channel, ident))
+        await write()
+        receivers = int(await client.publish(channel, json.dumps({**payload, "id": ident})))
+        applied = 0
+        deadline = time.monotonic() + wait
+        while applied < receivers:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            message = await acks.get_message(ignore_subscribe_messages=True, timeout=left)
+            if message is not None and message.get("type") == "message":
+                applied += 1
+    if applied < receivers:
+        logger.warning(
+            "%s announcement %s: %d of %d followers confirmed within %.1fs",
+            channel,
+            ident,
+            applied,
+            receivers,
+            wait,
+        )
+    return applied, receivers

@@ -2,5 +2,5 @@
 
 from pathlib import Path
 
-#: The CQL migrations of the tables messaging owns (``chats``, ``group_members``).
+#: The CQL migrations of the tables messaging owns (``chats``, ``group_members``, ``blocks``).
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

@@ -26,6 +26,7 @@ from chatlib.pace import Pace
 from chatlib.partitioning import Partitioning
 from chatlib.redis_wire import RedisWire
 from chatlib.revocations import Revocations
+from messaging.blocks import Blocks
 from messaging.chats import ChatDirectory
 from messaging.groups.changes import ChatChanges, UserNames
 from messaging.groups.fence import Fence
@@ -96,6 +97,7 @@ class SendPath:
     directory: ChatDirectory
     groups: GroupStore
     sender: Sender
+    blocks: Blocks
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ REROUTE_SECONDS = BEAT_SECONDS + 2 * REFRESH_SECONDS
 async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) -> None:
     base = await _platform(settings, stack, stop)
     send = _send_path(settings, stack, base)
+    send.blocks.follow_in_background(stop, "blocks")
     streams = _streams(settings, stack, base)
     base.revoked.on_revoke(streams.registry.end_sessions)
     ephemeral = _ephemeral(settings, stack, base, send, streams, stop)
@@ -152,11 +155,13 @@ async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) 
             "config": base.config.live.check,
             "revocations": base.revoked.check,
             "signals": ephemeral.signals.check,
+            "blocks": send.blocks.check,
             "presence": ops.loop_check(presence, "presence"),
         },
         degraded={
             "config": base.config.live.problem,
             "revocations": base.revoked.problem,
+            "blocks": send.blocks.problem,
             "signals": ephemeral.signals.problem,
         },
     )
@@ -234,7 +239,9 @@ def _send_path(settings: Settings, stack: AsyncExitStack, base: Platform) -> Sen
     settler = Settler(producer, admission, common.kafka, common.deliveries_topic)
     stack.callback(settler.close)
     groups = GroupStore(base.db)
-    directory = ChatDirectory(base.db, groups, base.history)
+    blocks = Blocks(base.db, base.redis, common.redis, base.history, settings.server_name)
+    stack.push_async_callback(blocks.close)
+    directory = ChatDirectory(base.db, groups, base.history, blocks)
     fence = Fence(base.wire)
     hold = SendHold(base.config.partitioning, base.redis, settings.server_name)
     stack.push_async_callback(hold.close)
@@ -253,7 +260,7 @@ def _send_path(settings: Settings, stack: AsyncExitStack, base: Platform) -> Sen
         hold=hold,
         topic=common.deliveries_topic,
     )
-    return SendPath(producer, admission, fence, directory, groups, sender)
+    return SendPath(producer, admission, fence, directory, groups, sender, blocks)
 
 
 def _streams(settings: Settings, stack: AsyncExitStack, base: Platform) -> Streams:
@@ -390,6 +397,7 @@ async def _grpc_server(
         fanout=streams.fanout,
         verifier=verifier,
         stream_queue=settings.stream_queue,
+        blocks=send.blocks,
     )
     server = grpc.aio.server(
         interceptors=telemetry.grpc_server_interceptors(settings.common.trace_sample_ratio),

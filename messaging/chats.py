@@ -9,6 +9,7 @@ from typing import Any
 from chatlib.cassandra import AsyncSession
 from chatlib.chat_ids import direct_chat_id, direct_members
 from chatlib.errors import InvalidArgument, NotFound, PermissionDenied
+from messaging.blocks import Blocks
 from messaging.groups.store import GroupStore
 from messaging.history_api import HistoryApi
 
@@ -41,10 +42,18 @@ class ChatDirectory:
     send (``messaging/groups/fence.py``), so a stale entry is noticed and read again
     (``refresh``)."""
 
-    def __init__(self, db: AsyncSession, groups: GroupStore, history: HistoryApi) -> None:
+    def __init__(
+        self,
+        db: AsyncSession,
+        groups: GroupStore,
+        history: HistoryApi,
+        blocks: Blocks | None = None,
+    ) -> None:
         self._db = db
         self._groups = groups
         self._history = history
+        #: Who blocked whom (None: nobody is ever blocked, as in the send path's own tests).
+        self._blocks = blocks
         self._chats: OrderedDict[str, Chat] = OrderedDict()
 
     async def chat(self, chat_id: str) -> Chat:
@@ -91,6 +100,19 @@ class ChatDirectory:
             raise PermissionDenied(f"you are not a member of chat {chat_id!r}")
         return found
 
+    async def check_sender(self, chat_id: str, user_id: int) -> Chat:
+        """``check_member``, and in a direct chat neither member blocked the other. A blocked
+        sender is refused in the words a stranger gets, so the block is not revealed."""
+        found = await self.check_member(chat_id, user_id)
+        if found.kind == "direct" and self._blocks is not None:
+            peer = _peer(found, user_id)
+            blockers = await self._blocks.blockers(user_id, peer)
+            if user_id in blockers:
+                raise PermissionDenied(f"you blocked user {peer}; unblock them to write to them")
+            if blockers:
+                raise PermissionDenied(f"you are not a member of chat {chat_id!r}")
+        return found
+
     async def check_reader(self, chat_id: str, user_id: int) -> tuple[Chat, bool]:
         """The chat if the user may read it, and whether they are a member now: a group's
         former members still read what they saw while members."""
@@ -109,6 +131,9 @@ class ChatDirectory:
         if peer_id not in await self._history.usernames([peer_id]):
             raise NotFound(f"user {peer_id} does not exist")
         chat_id = direct_chat_id(user_id, peer_id)
+        if self._blocks is not None and peer_id in await self._blocks.blockers(user_id, peer_id):
+            # The words a stranger's send gets there: the block is not revealed.
+            raise PermissionDenied(f"you are not a member of chat {chat_id!r}")
         # IF NOT EXISTS keeps the first creation time when both users open the chat at once.
         # (The members' chat lists learn of it from the log: messaging/groups/changes.py.)
         await self._db.execute(
@@ -117,3 +142,8 @@ class ChatDirectory:
             (chat_id, {user_id, peer_id}),
         )
         return chat_id
+
+
+def _peer(chat: Chat, user_id: int) -> int:
+    """The other member of a direct chat (the user themself in a chat with oneself)."""
+    return next((m for m in chat.members if m != user_id), user_id)

@@ -16,6 +16,7 @@ from chatlib.chat_ids import check_chat_id
 from chatlib.ids import smallest_id_at
 from chatlib.ownership import Routing
 from chatlib.partitioning import Stretch
+from messaging.blocks import Blocks
 from messaging.chats import ChatDirectory
 from messaging.groups.changes import ChatChanges
 from messaging.send.amend import Amendments
@@ -74,6 +75,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         fanout: FanOut,
         verifier: tokens.Verifier,
         stream_queue: int,
+        blocks: Blocks,
     ) -> None:
         self._server_name = server_name
         self._routing = routing
@@ -92,6 +94,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self._fanout = fanout
         self._verifier = verifier
         self._stream_queue = stream_queue
+        self._blocks = blocks
 
     @errors.handler
     async def Send(
@@ -112,6 +115,32 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         await self._changes.opened(user, request.peer_id)
         members = sorted({user, request.peer_id})
         return common_pb2.Chat(chat_id=chat_id, kind="direct", member_ids=members)
+
+    @errors.handler
+    async def BlockUser(
+        self, request: messaging_pb2.BlockUserRequest, context: Context
+    ) -> messaging_pb2.BlockUserResponse:
+        await self._blocks.block(self._user(context), request.user_id)
+        return messaging_pb2.BlockUserResponse()
+
+    @errors.handler
+    async def UnblockUser(
+        self, request: messaging_pb2.UnblockUserRequest, context: Context
+    ) -> messaging_pb2.UnblockUserResponse:
+        await self._blocks.unblock(self._user(context), request.user_id)
+        return messaging_pb2.UnblockUserResponse()
+
+    @errors.handler
+    async def ListBlocked(
+        self, request: messaging_pb2.ListBlockedRequest, context: Context
+    ) -> messaging_pb2.ListBlockedResponse:
+        found = await self._blocks.blocked_by(self._user(context))
+        return messaging_pb2.ListBlockedResponse(
+            blocked=[
+                messaging_pb2.BlockedUser(user_id=b.user_id, blocked_at_ms=b.blocked_at_ms)
+                for b in found
+            ]
+        )
 
     @errors.handler
     async def MarkRead(

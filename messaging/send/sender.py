@@ -222,7 +222,7 @@ class Sender:
     async def send(self, sender: int, chat_id: str, client_message_id: str, body: str) -> Accepted:
         started = time.perf_counter()
         self.check(chat_id, client_message_id, body)
-        chat = await self._directory.check_member(chat_id, sender)
+        chat = await self._directory.check_sender(chat_id, sender)
         entry = Delivery(
             chat_id=chat_id,
             kind=chat.kind,

@@ -191,6 +191,23 @@ def test_open_direct_chat(call: Any, peer_id: int) -> None:
 
 @seed(SEED)
 @FUZZ
+@given(user_id=ids, unblock=st.booleans())
+def test_block_any_user(call: Any, user_id: int, unblock: bool) -> None:
+    if unblock:
+        request = messaging_pb2.UnblockUserRequest(user_id=user_id)
+        call(lambda md: call.messaging.UnblockUser(request, metadata=md, timeout=10))
+    else:
+        blocking = messaging_pb2.BlockUserRequest(user_id=user_id)
+        call(lambda md: call.messaging.BlockUser(blocking, metadata=md, timeout=10))
+    call(
+        lambda md: call.messaging.ListBlocked(
+            messaging_pb2.ListBlockedRequest(), metadata=md, timeout=10
+        )
+    )
+
+
+@seed(SEED)
+@FUZZ
 @given(cursor=texts)
 def test_subscribe_with_any_cursor(call: Any, cursor: str) -> None:
     def first_event(md: Any) -> None:

@@ -19,7 +19,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from infra.layout import Layout
 from tests.browser import Page, chromium
-from tests.e2e.conftest import BFF, PASSWORD, Clients
+from tests.e2e.conftest import BFF, PASSWORD, Admin, Clients
 from tests.tcp_proxy import CuttableProxy
 
 
@@ -92,6 +92,47 @@ async def test_two_people_chat_in_browsers_and_a_dropped_network_loses_nothing(
         await act(alice.screenshot, out / "alice.png")
         await act(bob.screenshot, out / "bob.png")
         await proxy.close()
+
+
+@pytest.mark.timeout(300)
+async def test_scrolling_up_reads_back_through_200_messages(
+    clients: Clients, admin: Admin, browsers: list[WebDriver]
+) -> None:
+    """The web client pages history as its reader scrolls up: from the newest page to the
+    first message, each once and in order, and it knows when there is no more."""
+    await admin.change("limits", send_rate_per_second=1000.0, send_burst=1000)
+    alice, bob, chat = await clients.pair()
+    sent = [f"old {n}" for n in range(200)]
+    for text in sent:
+        await alice.send(chat, text)
+    page = Page(browsers[0], BFF)
+
+    def act(call: Callable[..., Any], *args: Any) -> Any:
+        return asyncio.to_thread(call, *args)
+
+    await act(page.log_in, bob.username)
+    await act(page.open_chat_with, alice.username)
+    await act(page.wait_for, sent[-10:])
+    shown = await act(page.bodies)
+    assert len(shown) < len(sent)  # the newest page only
+    while len(shown) < len(sent):
+        await act(page.driver.execute_script, SCROLL_TO_TOP)
+        await act(page.wait, _more_than(page, len(shown)))
+        shown = await act(page.bodies)
+    assert await act(page.bodies) == sent
+    # At the first message there is nothing older to ask for: scrolling changes nothing.
+    await act(page.driver.execute_script, SCROLL_TO_TOP)
+    await asyncio.sleep(1.0)
+    assert await act(page.bodies) == sent
+    out = Layout.from_env().state / "test-output" / "web-client"
+    await act(page.screenshot, out / "scrolled-back.png")
+
+
+SCROLL_TO_TOP = 'document.getElementById("messages").scrollTop = 0;'
+
+
+def _more_than(page: Page, count: int) -> Callable[[WebDriver], bool]:
+    return lambda _: len(page.bodies()) > count
 
 
 #: Draws one emoji in black on a canvas and counts the pixels that came out in colour: an

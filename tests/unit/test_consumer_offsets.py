@@ -4,12 +4,13 @@ assignment is logged as an error (records were skipped); a new assignment starts
 from __future__ import annotations
 
 import logging
+import time
 from typing import cast
 
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from chatlib.consumer_loop import ConsumerLoop
+from chatlib.consumer_loop import REJOIN_SECONDS, ConsumerLoop
 
 TOPIC = "t"
 
@@ -85,3 +86,19 @@ def test_revoked_partitions_reach_the_hook() -> None:
     loop._on_revoke(cast(Consumer, None), [TopicPartition(TOPIC, 1), TopicPartition(TOPIC, 4)])
     loop._on_lost(cast(Consumer, None), [TopicPartition(TOPIC, 7)])
     assert gone == [{1, 4}, {7}]
+
+
+def test_a_consumer_that_lost_its_partitions_is_stranded_until_assigned_again() -> None:
+    """The clock ``run`` replaces a consumer by: it starts when the group goes on without the
+    consumer, and stops at the next assignment, even an empty one."""
+    loop = _loop()
+    assert loop.stranded_for() == 0.0
+    loop._on_lost(cast(Consumer, object()), [TopicPartition(TOPIC, 3)])
+    lost_at = time.monotonic()
+    assert 0.0 <= loop.stranded_for() < 1.0
+    assert loop.stranded_for(lost_at + REJOIN_SECONDS + 1) > REJOIN_SECONDS
+    loop._on_assign(cast(Consumer, object()), [])
+    assert loop.stranded_for(lost_at + REJOIN_SECONDS + 1) == 0.0
+    # A revocation in an ordinary rebalance is not a loss: no clock.
+    loop._on_revoke(cast(Consumer, object()), [TopicPartition(TOPIC, 3)])
+    assert loop.stranded_for() == 0.0

@@ -621,6 +621,298 @@ func (x *GetPresenceResponse) GetPresences() []*Presence {
 	return nil
 }
 
+type BlockUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockUserRequest) Reset() {
+	*x = BlockUserRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockUserRequest) ProtoMessage() {}
+
+func (x *BlockUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockUserRequest.ProtoReflect.Descriptor instead.
+func (*BlockUserRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *BlockUserRequest) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+type BlockUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockUserResponse) Reset() {
+	*x = BlockUserResponse{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockUserResponse) ProtoMessage() {}
+
+func (x *BlockUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockUserResponse.ProtoReflect.Descriptor instead.
+func (*BlockUserResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{12}
+}
+
+type UnblockUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnblockUserRequest) Reset() {
+	*x = UnblockUserRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnblockUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnblockUserRequest) ProtoMessage() {}
+
+func (x *UnblockUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnblockUserRequest.ProtoReflect.Descriptor instead.
+func (*UnblockUserRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UnblockUserRequest) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+type UnblockUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnblockUserResponse) Reset() {
+	*x = UnblockUserResponse{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnblockUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnblockUserResponse) ProtoMessage() {}
+
+func (x *UnblockUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnblockUserResponse.ProtoReflect.Descriptor instead.
+func (*UnblockUserResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{14}
+}
+
+type ListBlockedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBlockedRequest) Reset() {
+	*x = ListBlockedRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBlockedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBlockedRequest) ProtoMessage() {}
+
+func (x *ListBlockedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBlockedRequest.ProtoReflect.Descriptor instead.
+func (*ListBlockedRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{15}
+}
+
+type BlockedUser struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	BlockedAtMs   int64                  `protobuf:"varint,2,opt,name=blocked_at_ms,json=blockedAtMs,proto3" json:"blocked_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockedUser) Reset() {
+	*x = BlockedUser{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockedUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockedUser) ProtoMessage() {}
+
+func (x *BlockedUser) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockedUser.ProtoReflect.Descriptor instead.
+func (*BlockedUser) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BlockedUser) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *BlockedUser) GetBlockedAtMs() int64 {
+	if x != nil {
+		return x.BlockedAtMs
+	}
+	return 0
+}
+
+type ListBlockedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blocked       []*BlockedUser         `protobuf:"bytes,1,rep,name=blocked,proto3" json:"blocked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBlockedResponse) Reset() {
+	*x = ListBlockedResponse{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBlockedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBlockedResponse) ProtoMessage() {}
+
+func (x *ListBlockedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBlockedResponse.ProtoReflect.Descriptor instead.
+func (*ListBlockedResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListBlockedResponse) GetBlocked() []*BlockedUser {
+	if x != nil {
+		return x.Blocked
+	}
+	return nil
+}
+
 type MarkReadRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ChatId        string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
@@ -631,7 +923,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[11]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +935,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[11]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +948,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{11}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MarkReadRequest) GetChatId() string {
@@ -681,7 +973,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[12]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +985,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[12]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +998,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{12}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{19}
 }
 
 // A member's read position in a chat: the reader's own devices get it at once, the other
@@ -725,7 +1017,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[13]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +1029,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[13]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +1042,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{13}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Receipt) GetChatId() string {
@@ -791,7 +1083,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[14]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +1095,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[14]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +1108,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{14}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubscribeRequest) GetResumeCursor() string {
@@ -840,7 +1132,7 @@ type RelayRequest struct {
 
 func (x *RelayRequest) Reset() {
 	*x = RelayRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[15]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +1144,7 @@ func (x *RelayRequest) String() string {
 func (*RelayRequest) ProtoMessage() {}
 
 func (x *RelayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[15]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +1157,7 @@ func (x *RelayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayRequest.ProtoReflect.Descriptor instead.
 func (*RelayRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{15}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RelayRequest) GetRequest() isRelayRequest_Request {
@@ -939,7 +1231,7 @@ type RelayOpen struct {
 
 func (x *RelayOpen) Reset() {
 	*x = RelayOpen{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[16]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1243,7 @@ func (x *RelayOpen) String() string {
 func (*RelayOpen) ProtoMessage() {}
 
 func (x *RelayOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[16]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1256,7 @@ func (x *RelayOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayOpen.ProtoReflect.Descriptor instead.
 func (*RelayOpen) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{16}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RelayOpen) GetStreamId() uint64 {
@@ -1006,7 +1298,7 @@ type RelayCredit struct {
 
 func (x *RelayCredit) Reset() {
 	*x = RelayCredit{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[17]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1310,7 @@ func (x *RelayCredit) String() string {
 func (*RelayCredit) ProtoMessage() {}
 
 func (x *RelayCredit) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[17]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1323,7 @@ func (x *RelayCredit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayCredit.ProtoReflect.Descriptor instead.
 func (*RelayCredit) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{17}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RelayCredit) GetStreamId() uint64 {
@@ -1058,7 +1350,7 @@ type RelayClose struct {
 
 func (x *RelayClose) Reset() {
 	*x = RelayClose{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[18]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1362,7 @@ func (x *RelayClose) String() string {
 func (*RelayClose) ProtoMessage() {}
 
 func (x *RelayClose) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[18]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1375,7 @@ func (x *RelayClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayClose.ProtoReflect.Descriptor instead.
 func (*RelayClose) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{18}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RelayClose) GetStreamId() uint64 {
@@ -1103,7 +1395,7 @@ type RelayBatch struct {
 
 func (x *RelayBatch) Reset() {
 	*x = RelayBatch{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[19]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1407,7 @@ func (x *RelayBatch) String() string {
 func (*RelayBatch) ProtoMessage() {}
 
 func (x *RelayBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[19]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1420,7 @@ func (x *RelayBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayBatch.ProtoReflect.Descriptor instead.
 func (*RelayBatch) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{19}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RelayBatch) GetEvents() []*RelayEvent {
@@ -1152,7 +1444,7 @@ type RelayEvent struct {
 
 func (x *RelayEvent) Reset() {
 	*x = RelayEvent{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[20]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1456,7 @@ func (x *RelayEvent) String() string {
 func (*RelayEvent) ProtoMessage() {}
 
 func (x *RelayEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[20]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1469,7 @@ func (x *RelayEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayEvent.ProtoReflect.Descriptor instead.
 func (*RelayEvent) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{20}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RelayEvent) GetStreamId() uint64 {
@@ -1242,7 +1534,7 @@ type RelayEnded struct {
 
 func (x *RelayEnded) Reset() {
 	*x = RelayEnded{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[21]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1546,7 @@ func (x *RelayEnded) String() string {
 func (*RelayEnded) ProtoMessage() {}
 
 func (x *RelayEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[21]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1559,7 @@ func (x *RelayEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayEnded.ProtoReflect.Descriptor instead.
 func (*RelayEnded) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{21}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RelayEnded) GetCode() uint32 {
@@ -1312,7 +1604,7 @@ type ClientEvent struct {
 
 func (x *ClientEvent) Reset() {
 	*x = ClientEvent{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[22]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1616,7 @@ func (x *ClientEvent) String() string {
 func (*ClientEvent) ProtoMessage() {}
 
 func (x *ClientEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[22]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1629,7 @@ func (x *ClientEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientEvent.ProtoReflect.Descriptor instead.
 func (*ClientEvent) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{22}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ClientEvent) GetCursor() string {
@@ -1498,7 +1790,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[23]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1802,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[23]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1815,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{23}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Redirect) GetAddress() string {
@@ -1558,7 +1850,7 @@ type ResumeRequired struct {
 
 func (x *ResumeRequired) Reset() {
 	*x = ResumeRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[24]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1862,7 @@ func (x *ResumeRequired) String() string {
 func (*ResumeRequired) ProtoMessage() {}
 
 func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[24]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1875,7 @@ func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequired.ProtoReflect.Descriptor instead.
 func (*ResumeRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{24}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ResumeRequired) GetReason() string {
@@ -1609,7 +1901,7 @@ type ResyncRequired struct {
 
 func (x *ResyncRequired) Reset() {
 	*x = ResyncRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[25]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1913,7 @@ func (x *ResyncRequired) String() string {
 func (*ResyncRequired) ProtoMessage() {}
 
 func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[25]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1926,7 @@ func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequired.ProtoReflect.Descriptor instead.
 func (*ResyncRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{25}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResyncRequired) GetReason() string {
@@ -1652,7 +1944,7 @@ type CaughtUp struct {
 
 func (x *CaughtUp) Reset() {
 	*x = CaughtUp{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[26]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1956,7 @@ func (x *CaughtUp) String() string {
 func (*CaughtUp) ProtoMessage() {}
 
 func (x *CaughtUp) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[26]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1969,7 @@ func (x *CaughtUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaughtUp.ProtoReflect.Descriptor instead.
 func (*CaughtUp) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{26}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{33}
 }
 
 type SendRequest struct {
@@ -1692,7 +1984,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[27]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +1996,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[27]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +2009,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{27}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SendRequest) GetChatId() string {
@@ -1753,7 +2045,7 @@ type SendResponse struct {
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[28]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +2057,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[28]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +2070,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{28}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SendResponse) GetMessageId() uint64 {
@@ -1811,7 +2103,7 @@ type OpenDirectChatRequest struct {
 
 func (x *OpenDirectChatRequest) Reset() {
 	*x = OpenDirectChatRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[29]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +2115,7 @@ func (x *OpenDirectChatRequest) String() string {
 func (*OpenDirectChatRequest) ProtoMessage() {}
 
 func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[29]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +2128,7 @@ func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDirectChatRequest.ProtoReflect.Descriptor instead.
 func (*OpenDirectChatRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{29}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *OpenDirectChatRequest) GetPeerId() uint64 {
@@ -1891,7 +2183,19 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\x12GetPresenceRequest\x12\x19\n" +
 	"\buser_ids\x18\x01 \x03(\x06R\auserIds\"F\n" +
 	"\x13GetPresenceResponse\x12/\n" +
-	"\tpresences\x18\x01 \x03(\v2\x11.chat.v1.PresenceR\tpresences\"I\n" +
+	"\tpresences\x18\x01 \x03(\v2\x11.chat.v1.PresenceR\tpresences\"+\n" +
+	"\x10BlockUserRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x06R\x06userId\"\x13\n" +
+	"\x11BlockUserResponse\"-\n" +
+	"\x12UnblockUserRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x06R\x06userId\"\x15\n" +
+	"\x13UnblockUserResponse\"\x14\n" +
+	"\x12ListBlockedRequest\"J\n" +
+	"\vBlockedUser\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\"\n" +
+	"\rblocked_at_ms\x18\x02 \x01(\x03R\vblockedAtMs\"E\n" +
+	"\x13ListBlockedResponse\x12.\n" +
+	"\ablocked\x18\x01 \x03(\v2\x14.chat.v1.BlockedUserR\ablocked\"I\n" +
 	"\x0fMarkReadRequest\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
 	"\n" +
@@ -1967,7 +2271,7 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\rcreated_at_ms\x18\x02 \x01(\x03R\vcreatedAtMs\x12\x1c\n" +
 	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"0\n" +
 	"\x15OpenDirectChatRequest\x12\x17\n" +
-	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\xe1\x05\n" +
+	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\xb9\a\n" +
 	"\x10MessagingService\x12>\n" +
 	"\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x127\n" +
 	"\x05Relay\x12\x15.chat.v1.RelayRequest\x1a\x13.chat.v1.RelayBatch(\x010\x01\x123\n" +
@@ -1979,7 +2283,10 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\rDeleteMessage\x12\x1d.chat.v1.DeleteMessageRequest\x1a\x15.chat.v1.SendResponse\x125\n" +
 	"\x05React\x12\x15.chat.v1.ReactRequest\x1a\x15.chat.v1.SendResponse\x12B\n" +
 	"\tSetTyping\x12\x19.chat.v1.SetTypingRequest\x1a\x1a.chat.v1.SetTypingResponse\x12H\n" +
-	"\vGetPresence\x12\x1b.chat.v1.GetPresenceRequest\x1a\x1c.chat.v1.GetPresenceResponseb\x06proto3"
+	"\vGetPresence\x12\x1b.chat.v1.GetPresenceRequest\x1a\x1c.chat.v1.GetPresenceResponse\x12B\n" +
+	"\tBlockUser\x12\x19.chat.v1.BlockUserRequest\x1a\x1a.chat.v1.BlockUserResponse\x12H\n" +
+	"\vUnblockUser\x12\x1b.chat.v1.UnblockUserRequest\x1a\x1c.chat.v1.UnblockUserResponse\x12H\n" +
+	"\vListBlocked\x12\x1b.chat.v1.ListBlockedRequest\x1a\x1c.chat.v1.ListBlockedResponseb\x06proto3"
 
 var (
 	file_protos_chat_v1_messaging_proto_rawDescOnce sync.Once
@@ -1993,7 +2300,7 @@ func file_protos_chat_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_messaging_proto_rawDescData
 }
 
-var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_protos_chat_v1_messaging_proto_goTypes = []any{
 	(*MarkDeliveredRequest)(nil),  // 0: chat.v1.MarkDeliveredRequest
 	(*MarkDeliveredResponse)(nil), // 1: chat.v1.MarkDeliveredResponse
@@ -2006,71 +2313,85 @@ var file_protos_chat_v1_messaging_proto_goTypes = []any{
 	(*Presence)(nil),              // 8: chat.v1.Presence
 	(*GetPresenceRequest)(nil),    // 9: chat.v1.GetPresenceRequest
 	(*GetPresenceResponse)(nil),   // 10: chat.v1.GetPresenceResponse
-	(*MarkReadRequest)(nil),       // 11: chat.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),      // 12: chat.v1.MarkReadResponse
-	(*Receipt)(nil),               // 13: chat.v1.Receipt
-	(*SubscribeRequest)(nil),      // 14: chat.v1.SubscribeRequest
-	(*RelayRequest)(nil),          // 15: chat.v1.RelayRequest
-	(*RelayOpen)(nil),             // 16: chat.v1.RelayOpen
-	(*RelayCredit)(nil),           // 17: chat.v1.RelayCredit
-	(*RelayClose)(nil),            // 18: chat.v1.RelayClose
-	(*RelayBatch)(nil),            // 19: chat.v1.RelayBatch
-	(*RelayEvent)(nil),            // 20: chat.v1.RelayEvent
-	(*RelayEnded)(nil),            // 21: chat.v1.RelayEnded
-	(*ClientEvent)(nil),           // 22: chat.v1.ClientEvent
-	(*Redirect)(nil),              // 23: chat.v1.Redirect
-	(*ResumeRequired)(nil),        // 24: chat.v1.ResumeRequired
-	(*ResyncRequired)(nil),        // 25: chat.v1.ResyncRequired
-	(*CaughtUp)(nil),              // 26: chat.v1.CaughtUp
-	(*SendRequest)(nil),           // 27: chat.v1.SendRequest
-	(*SendResponse)(nil),          // 28: chat.v1.SendResponse
-	(*OpenDirectChatRequest)(nil), // 29: chat.v1.OpenDirectChatRequest
-	(*Message)(nil),               // 30: chat.v1.Message
-	(*Chat)(nil),                  // 31: chat.v1.Chat
+	(*BlockUserRequest)(nil),      // 11: chat.v1.BlockUserRequest
+	(*BlockUserResponse)(nil),     // 12: chat.v1.BlockUserResponse
+	(*UnblockUserRequest)(nil),    // 13: chat.v1.UnblockUserRequest
+	(*UnblockUserResponse)(nil),   // 14: chat.v1.UnblockUserResponse
+	(*ListBlockedRequest)(nil),    // 15: chat.v1.ListBlockedRequest
+	(*BlockedUser)(nil),           // 16: chat.v1.BlockedUser
+	(*ListBlockedResponse)(nil),   // 17: chat.v1.ListBlockedResponse
+	(*MarkReadRequest)(nil),       // 18: chat.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),      // 19: chat.v1.MarkReadResponse
+	(*Receipt)(nil),               // 20: chat.v1.Receipt
+	(*SubscribeRequest)(nil),      // 21: chat.v1.SubscribeRequest
+	(*RelayRequest)(nil),          // 22: chat.v1.RelayRequest
+	(*RelayOpen)(nil),             // 23: chat.v1.RelayOpen
+	(*RelayCredit)(nil),           // 24: chat.v1.RelayCredit
+	(*RelayClose)(nil),            // 25: chat.v1.RelayClose
+	(*RelayBatch)(nil),            // 26: chat.v1.RelayBatch
+	(*RelayEvent)(nil),            // 27: chat.v1.RelayEvent
+	(*RelayEnded)(nil),            // 28: chat.v1.RelayEnded
+	(*ClientEvent)(nil),           // 29: chat.v1.ClientEvent
+	(*Redirect)(nil),              // 30: chat.v1.Redirect
+	(*ResumeRequired)(nil),        // 31: chat.v1.ResumeRequired
+	(*ResyncRequired)(nil),        // 32: chat.v1.ResyncRequired
+	(*CaughtUp)(nil),              // 33: chat.v1.CaughtUp
+	(*SendRequest)(nil),           // 34: chat.v1.SendRequest
+	(*SendResponse)(nil),          // 35: chat.v1.SendResponse
+	(*OpenDirectChatRequest)(nil), // 36: chat.v1.OpenDirectChatRequest
+	(*Message)(nil),               // 37: chat.v1.Message
+	(*Chat)(nil),                  // 38: chat.v1.Chat
 }
 var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
 	8,  // 0: chat.v1.GetPresenceResponse.presences:type_name -> chat.v1.Presence
-	16, // 1: chat.v1.RelayRequest.open:type_name -> chat.v1.RelayOpen
-	17, // 2: chat.v1.RelayRequest.credit:type_name -> chat.v1.RelayCredit
-	18, // 3: chat.v1.RelayRequest.close:type_name -> chat.v1.RelayClose
-	20, // 4: chat.v1.RelayBatch.events:type_name -> chat.v1.RelayEvent
-	22, // 5: chat.v1.RelayEvent.event:type_name -> chat.v1.ClientEvent
-	21, // 6: chat.v1.RelayEvent.ended:type_name -> chat.v1.RelayEnded
-	30, // 7: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
-	24, // 8: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
-	25, // 9: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
-	26, // 10: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
-	23, // 11: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
-	13, // 12: chat.v1.ClientEvent.receipt:type_name -> chat.v1.Receipt
-	7,  // 13: chat.v1.ClientEvent.typing:type_name -> chat.v1.Typing
-	8,  // 14: chat.v1.ClientEvent.presence:type_name -> chat.v1.Presence
-	14, // 15: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
-	15, // 16: chat.v1.MessagingService.Relay:input_type -> chat.v1.RelayRequest
-	27, // 17: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
-	29, // 18: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
-	11, // 19: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
-	0,  // 20: chat.v1.MessagingService.MarkDelivered:input_type -> chat.v1.MarkDeliveredRequest
-	2,  // 21: chat.v1.MessagingService.EditMessage:input_type -> chat.v1.EditMessageRequest
-	3,  // 22: chat.v1.MessagingService.DeleteMessage:input_type -> chat.v1.DeleteMessageRequest
-	4,  // 23: chat.v1.MessagingService.React:input_type -> chat.v1.ReactRequest
-	5,  // 24: chat.v1.MessagingService.SetTyping:input_type -> chat.v1.SetTypingRequest
-	9,  // 25: chat.v1.MessagingService.GetPresence:input_type -> chat.v1.GetPresenceRequest
-	22, // 26: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
-	19, // 27: chat.v1.MessagingService.Relay:output_type -> chat.v1.RelayBatch
-	28, // 28: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
-	31, // 29: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
-	12, // 30: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
-	1,  // 31: chat.v1.MessagingService.MarkDelivered:output_type -> chat.v1.MarkDeliveredResponse
-	28, // 32: chat.v1.MessagingService.EditMessage:output_type -> chat.v1.SendResponse
-	28, // 33: chat.v1.MessagingService.DeleteMessage:output_type -> chat.v1.SendResponse
-	28, // 34: chat.v1.MessagingService.React:output_type -> chat.v1.SendResponse
-	6,  // 35: chat.v1.MessagingService.SetTyping:output_type -> chat.v1.SetTypingResponse
-	10, // 36: chat.v1.MessagingService.GetPresence:output_type -> chat.v1.GetPresenceResponse
-	26, // [26:37] is the sub-list for method output_type
-	15, // [15:26] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	16, // 1: chat.v1.ListBlockedResponse.blocked:type_name -> chat.v1.BlockedUser
+	23, // 2: chat.v1.RelayRequest.open:type_name -> chat.v1.RelayOpen
+	24, // 3: chat.v1.RelayRequest.credit:type_name -> chat.v1.RelayCredit
+	25, // 4: chat.v1.RelayRequest.close:type_name -> chat.v1.RelayClose
+	27, // 5: chat.v1.RelayBatch.events:type_name -> chat.v1.RelayEvent
+	29, // 6: chat.v1.RelayEvent.event:type_name -> chat.v1.ClientEvent
+	28, // 7: chat.v1.RelayEvent.ended:type_name -> chat.v1.RelayEnded
+	37, // 8: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
+	31, // 9: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
+	32, // 10: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
+	33, // 11: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
+	30, // 12: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
+	20, // 13: chat.v1.ClientEvent.receipt:type_name -> chat.v1.Receipt
+	7,  // 14: chat.v1.ClientEvent.typing:type_name -> chat.v1.Typing
+	8,  // 15: chat.v1.ClientEvent.presence:type_name -> chat.v1.Presence
+	21, // 16: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
+	22, // 17: chat.v1.MessagingService.Relay:input_type -> chat.v1.RelayRequest
+	34, // 18: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
+	36, // 19: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
+	18, // 20: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
+	0,  // 21: chat.v1.MessagingService.MarkDelivered:input_type -> chat.v1.MarkDeliveredRequest
+	2,  // 22: chat.v1.MessagingService.EditMessage:input_type -> chat.v1.EditMessageRequest
+	3,  // 23: chat.v1.MessagingService.DeleteMessage:input_type -> chat.v1.DeleteMessageRequest
+	4,  // 24: chat.v1.MessagingService.React:input_type -> chat.v1.ReactRequest
+	5,  // 25: chat.v1.MessagingService.SetTyping:input_type -> chat.v1.SetTypingRequest
+	9,  // 26: chat.v1.MessagingService.GetPresence:input_type -> chat.v1.GetPresenceRequest
+	11, // 27: chat.v1.MessagingService.BlockUser:input_type -> chat.v1.BlockUserRequest
+	13, // 28: chat.v1.MessagingService.UnblockUser:input_type -> chat.v1.UnblockUserRequest
+	15, // 29: chat.v1.MessagingService.ListBlocked:input_type -> chat.v1.ListBlockedRequest
+	29, // 30: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
+	26, // 31: chat.v1.MessagingService.Relay:output_type -> chat.v1.RelayBatch
+	35, // 32: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
+	38, // 33: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
+	19, // 34: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
+	1,  // 35: chat.v1.MessagingService.MarkDelivered:output_type -> chat.v1.MarkDeliveredResponse
+	35, // 36: chat.v1.MessagingService.EditMessage:output_type -> chat.v1.SendResponse
+	35, // 37: chat.v1.MessagingService.DeleteMessage:output_type -> chat.v1.SendResponse
+	35, // 38: chat.v1.MessagingService.React:output_type -> chat.v1.SendResponse
+	6,  // 39: chat.v1.MessagingService.SetTyping:output_type -> chat.v1.SetTypingResponse
+	10, // 40: chat.v1.MessagingService.GetPresence:output_type -> chat.v1.GetPresenceResponse
+	12, // 41: chat.v1.MessagingService.BlockUser:output_type -> chat.v1.BlockUserResponse
+	14, // 42: chat.v1.MessagingService.UnblockUser:output_type -> chat.v1.UnblockUserResponse
+	17, // 43: chat.v1.MessagingService.ListBlocked:output_type -> chat.v1.ListBlockedResponse
+	30, // [30:44] is the sub-list for method output_type
+	16, // [16:30] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_messaging_proto_init() }
@@ -2079,16 +2400,16 @@ func file_protos_chat_v1_messaging_proto_init() {
 		return
 	}
 	file_protos_chat_v1_common_proto_init()
-	file_protos_chat_v1_messaging_proto_msgTypes[15].OneofWrappers = []any{
+	file_protos_chat_v1_messaging_proto_msgTypes[22].OneofWrappers = []any{
 		(*RelayRequest_Open)(nil),
 		(*RelayRequest_Credit)(nil),
 		(*RelayRequest_Close)(nil),
 	}
-	file_protos_chat_v1_messaging_proto_msgTypes[20].OneofWrappers = []any{
+	file_protos_chat_v1_messaging_proto_msgTypes[27].OneofWrappers = []any{
 		(*RelayEvent_Event)(nil),
 		(*RelayEvent_Ended)(nil),
 	}
-	file_protos_chat_v1_messaging_proto_msgTypes[22].OneofWrappers = []any{
+	file_protos_chat_v1_messaging_proto_msgTypes[29].OneofWrappers = []any{
 		(*ClientEvent_Message)(nil),
 		(*ClientEvent_ResumeRequired)(nil),
 		(*ClientEvent_ResyncRequired)(nil),
@@ -2104,7 +2425,7 @@ func file_protos_chat_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_messaging_proto_rawDesc), len(file_protos_chat_v1_messaging_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

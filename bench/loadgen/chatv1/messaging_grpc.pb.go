@@ -30,6 +30,9 @@ const (
 	MessagingService_React_FullMethodName          = "/chat.v1.MessagingService/React"
 	MessagingService_SetTyping_FullMethodName      = "/chat.v1.MessagingService/SetTyping"
 	MessagingService_GetPresence_FullMethodName    = "/chat.v1.MessagingService/GetPresence"
+	MessagingService_BlockUser_FullMethodName      = "/chat.v1.MessagingService/BlockUser"
+	MessagingService_UnblockUser_FullMethodName    = "/chat.v1.MessagingService/UnblockUser"
+	MessagingService_ListBlocked_FullMethodName    = "/chat.v1.MessagingService/ListBlocked"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -90,6 +93,16 @@ type MessagingServiceClient interface {
 	// Changes arrive as `presence` events to everyone who shares a direct chat with the user,
 	// or a group of at most 100 members.
 	GetPresence(ctx context.Context, in *GetPresenceRequest, opts ...grpc.CallOption) (*GetPresenceResponse, error)
+	// The caller blocks `user_id` (blocking twice changes nothing). From the answer on, on every
+	// server, the blocked user cannot open a direct chat with the caller nor send in one: they
+	// are refused PERMISSION_DENIED with the very words a stranger gets, so the block is not
+	// revealed; the caller cannot send there either until they unblock. Groups are not
+	// affected: clients hide what a blocked person says there (ListBlocked).
+	BlockUser(ctx context.Context, in *BlockUserRequest, opts ...grpc.CallOption) (*BlockUserResponse, error)
+	// Takes a block back (unblocking someone not blocked changes nothing).
+	UnblockUser(ctx context.Context, in *UnblockUserRequest, opts ...grpc.CallOption) (*UnblockUserResponse, error)
+	// The users the caller has blocked, newest block first.
+	ListBlocked(ctx context.Context, in *ListBlockedRequest, opts ...grpc.CallOption) (*ListBlockedResponse, error)
 }
 
 type messagingServiceClient struct {
@@ -222,6 +235,36 @@ func (c *messagingServiceClient) GetPresence(ctx context.Context, in *GetPresenc
 	return out, nil
 }
 
+func (c *messagingServiceClient) BlockUser(ctx context.Context, in *BlockUserRequest, opts ...grpc.CallOption) (*BlockUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BlockUserResponse)
+	err := c.cc.Invoke(ctx, MessagingService_BlockUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) UnblockUser(ctx context.Context, in *UnblockUserRequest, opts ...grpc.CallOption) (*UnblockUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnblockUserResponse)
+	err := c.cc.Invoke(ctx, MessagingService_UnblockUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) ListBlocked(ctx context.Context, in *ListBlockedRequest, opts ...grpc.CallOption) (*ListBlockedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBlockedResponse)
+	err := c.cc.Invoke(ctx, MessagingService_ListBlocked_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -280,6 +323,16 @@ type MessagingServiceServer interface {
 	// Changes arrive as `presence` events to everyone who shares a direct chat with the user,
 	// or a group of at most 100 members.
 	GetPresence(context.Context, *GetPresenceRequest) (*GetPresenceResponse, error)
+	// The caller blocks `user_id` (blocking twice changes nothing). From the answer on, on every
+	// server, the blocked user cannot open a direct chat with the caller nor send in one: they
+	// are refused PERMISSION_DENIED with the very words a stranger gets, so the block is not
+	// revealed; the caller cannot send there either until they unblock. Groups are not
+	// affected: clients hide what a blocked person says there (ListBlocked).
+	BlockUser(context.Context, *BlockUserRequest) (*BlockUserResponse, error)
+	// Takes a block back (unblocking someone not blocked changes nothing).
+	UnblockUser(context.Context, *UnblockUserRequest) (*UnblockUserResponse, error)
+	// The users the caller has blocked, newest block first.
+	ListBlocked(context.Context, *ListBlockedRequest) (*ListBlockedResponse, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -322,6 +375,15 @@ func (UnimplementedMessagingServiceServer) SetTyping(context.Context, *SetTyping
 }
 func (UnimplementedMessagingServiceServer) GetPresence(context.Context, *GetPresenceRequest) (*GetPresenceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPresence not implemented")
+}
+func (UnimplementedMessagingServiceServer) BlockUser(context.Context, *BlockUserRequest) (*BlockUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BlockUser not implemented")
+}
+func (UnimplementedMessagingServiceServer) UnblockUser(context.Context, *UnblockUserRequest) (*UnblockUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnblockUser not implemented")
+}
+func (UnimplementedMessagingServiceServer) ListBlocked(context.Context, *ListBlockedRequest) (*ListBlockedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBlocked not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -524,6 +586,60 @@ func _MessagingService_GetPresence_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_BlockUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BlockUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).BlockUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_BlockUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).BlockUser(ctx, req.(*BlockUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_UnblockUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnblockUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).UnblockUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_UnblockUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).UnblockUser(ctx, req.(*UnblockUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_ListBlocked_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBlockedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).ListBlocked(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_ListBlocked_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).ListBlocked(ctx, req.(*ListBlockedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -566,6 +682,18 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetPresence",
 			Handler:    _MessagingService_GetPresence_Handler,
+		},
+		{
+			MethodName: "BlockUser",
+			Handler:    _MessagingService_BlockUser_Handler,
+		},
+		{
+			MethodName: "UnblockUser",
+			Handler:    _MessagingService_UnblockUser_Handler,
+		},
+		{
+			MethodName: "ListBlocked",
+			Handler:    _MessagingService_ListBlocked_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -92,6 +92,21 @@ class MessagingServiceStub:
                 request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceRequest.SerializeToString,
                 response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceResponse.FromString,
                 _registered_method=True)
+        self.BlockUser = channel.unary_unary(
+                '/chat.v1.MessagingService/BlockUser',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.BlockUserRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.BlockUserResponse.FromString,
+                _registered_method=True)
+        self.UnblockUser = channel.unary_unary(
+                '/chat.v1.MessagingService/UnblockUser',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.UnblockUserRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.UnblockUserResponse.FromString,
+                _registered_method=True)
+        self.ListBlocked = channel.unary_unary(
+                '/chat.v1.MessagingService/ListBlocked',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedResponse.FromString,
+                _registered_method=True)
 
 
 class MessagingServiceServicer:
@@ -205,6 +220,31 @@ class MessagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BlockUser(self, request, context):
+        """The caller blocks `user_id` (blocking twice changes nothing). From the answer on, on every
+        server, the blocked user cannot open a direct chat with the caller nor send in one: they
+        are refused PERMISSION_DENIED with the very words a stranger gets, so the block is not
+        revealed; the caller cannot send there either until they unblock. Groups are not
+        affected: clients hide what a blocked person says there (ListBlocked).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnblockUser(self, request, context):
+        """Takes a block back (unblocking someone not blocked changes nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBlocked(self, request, context):
+        """The users the caller has blocked, newest block first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MessagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +302,21 @@ def add_MessagingServiceServicer_to_server(servicer, server):
                     servicer.GetPresence,
                     request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceRequest.FromString,
                     response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceResponse.SerializeToString,
+            ),
+            'BlockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.BlockUser,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.BlockUserRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.BlockUserResponse.SerializeToString,
+            ),
+            'UnblockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnblockUser,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.UnblockUserRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.UnblockUserResponse.SerializeToString,
+            ),
+            'ListBlocked': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBlocked,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -563,6 +618,87 @@ class MessagingService:
             '/chat.v1.MessagingService/GetPresence',
             protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceRequest.SerializeToString,
             protos_dot_chat_dot_v1_dot_messaging__pb2.GetPresenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BlockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/BlockUser',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.BlockUserRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.BlockUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnblockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/UnblockUser',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.UnblockUserRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.UnblockUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBlocked(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/ListBlocked',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -97,6 +97,17 @@ class MessagingServiceStub:
     Changes arrive as `presence` events to everyone who shares a direct chat with the user,
     or a group of at most 100 members.
     """
+    BlockUser: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.BlockUserRequest, _messaging_pb2.BlockUserResponse]
+    """The caller blocks `user_id` (blocking twice changes nothing). From the answer on, on every
+    server, the blocked user cannot open a direct chat with the caller nor send in one: they
+    are refused PERMISSION_DENIED with the very words a stranger gets, so the block is not
+    revealed; the caller cannot send there either until they unblock. Groups are not
+    affected: clients hide what a blocked person says there (ListBlocked).
+    """
+    UnblockUser: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.UnblockUserRequest, _messaging_pb2.UnblockUserResponse]
+    """Takes a block back (unblocking someone not blocked changes nothing)."""
+    ListBlocked: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.ListBlockedRequest, _messaging_pb2.ListBlockedResponse]
+    """The users the caller has blocked, newest block first."""
 
 @_typing.type_check_only
 class MessagingServiceAsyncStub(MessagingServiceStub):
@@ -166,6 +177,17 @@ class MessagingServiceAsyncStub(MessagingServiceStub):
     Changes arrive as `presence` events to everyone who shares a direct chat with the user,
     or a group of at most 100 members.
     """
+    BlockUser: _aio.UnaryUnaryMultiCallable[_messaging_pb2.BlockUserRequest, _messaging_pb2.BlockUserResponse]  # type: ignore[assignment]
+    """The caller blocks `user_id` (blocking twice changes nothing). From the answer on, on every
+    server, the blocked user cannot open a direct chat with the caller nor send in one: they
+    are refused PERMISSION_DENIED with the very words a stranger gets, so the block is not
+    revealed; the caller cannot send there either until they unblock. Groups are not
+    affected: clients hide what a blocked person says there (ListBlocked).
+    """
+    UnblockUser: _aio.UnaryUnaryMultiCallable[_messaging_pb2.UnblockUserRequest, _messaging_pb2.UnblockUserResponse]  # type: ignore[assignment]
+    """Takes a block back (unblocking someone not blocked changes nothing)."""
+    ListBlocked: _aio.UnaryUnaryMultiCallable[_messaging_pb2.ListBlockedRequest, _messaging_pb2.ListBlockedResponse]  # type: ignore[assignment]
+    """The users the caller has blocked, newest block first."""
 
 class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Clients call this with "authorization: Bearer <access token>" metadata. The acting user is
@@ -298,5 +320,34 @@ class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
         Changes arrive as `presence` events to everyone who shares a direct chat with the user,
         or a group of at most 100 members.
         """
+
+    @_abc_1.abstractmethod
+    def BlockUser(
+        self,
+        request: _messaging_pb2.BlockUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.BlockUserResponse, _abc.Awaitable[_messaging_pb2.BlockUserResponse]]:
+        """The caller blocks `user_id` (blocking twice changes nothing). From the answer on, on every
+        server, the blocked user cannot open a direct chat with the caller nor send in one: they
+        are refused PERMISSION_DENIED with the very words a stranger gets, so the block is not
+        revealed; the caller cannot send there either until they unblock. Groups are not
+        affected: clients hide what a blocked person says there (ListBlocked).
+        """
+
+    @_abc_1.abstractmethod
+    def UnblockUser(
+        self,
+        request: _messaging_pb2.UnblockUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.UnblockUserResponse, _abc.Awaitable[_messaging_pb2.UnblockUserResponse]]:
+        """Takes a block back (unblocking someone not blocked changes nothing)."""
+
+    @_abc_1.abstractmethod
+    def ListBlocked(
+        self,
+        request: _messaging_pb2.ListBlockedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.ListBlockedResponse, _abc.Awaitable[_messaging_pb2.ListBlockedResponse]]:
+        """The users the caller has blocked, newest block first."""
 
 def add_MessagingServiceServicer_to_server(servicer: MessagingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
