@@ -87,18 +87,19 @@ class Live:
     #: so browsers reconnect (through the load balancer, to another BFF) and miss nothing.
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     sockets: set[Socket] = field(default_factory=set)
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def drain(self, seconds: float = 5.0) -> None:
         """Close every socket with its resume hint, waiting at most ``seconds``."""
         self.draining.set()
-        closing = [asyncio.create_task(socket.drain()) for socket in list(self.sockets)]
-        if closing:
-            await asyncio.wait(closing, timeout=seconds)
-        for task in closing:
-            task.cancel()
+        if self.sockets:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drained.wait(), seconds)
 
     def forget(self, socket: Socket) -> None:
         self.sockets.discard(socket)
+        if self.draining.is_set() and not self.sockets:
+            self.drained.set()
 
 
 LIVE = web.AppKey("live", Live)
@@ -237,62 +238,40 @@ class Socket:
     token: str
     #: The cursor of the last event sent: where the browser resumes.
     last: str = ""
-    #: Events out (the handler's own task reads frames in).
-    pump: asyncio.Task[None] | None = None
-    #: Set once the pump (or the drain) has begun the close: it is left to finish it.
-    closing: bool = False
-
-    async def drain(self) -> None:
-        """The BFF is stopping: stop the events, and close with the resume hint."""
-        if self.pump is not None and not self.closing:
-            self.pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.pump
-        if not self.ws.closed:
-            self.closing = True
-            await _close_soon(self.ws, CLOSE_RESUME, f"resume {self.last}")
 
 
 async def _serve(socket: Socket, cursor: str) -> None:
-    """Frames in on the handler's task, events out on one more; either side's end closes the
-    socket (aiohttp lets one task close while another reads: the read ends), and then both
-    stop. Two tasks per socket, not four: each idle task costs about 2 KiB."""
+    """Events out and sends in, until either side ends; then one close, from here (a close
+    while another task is reading the socket would race it)."""
     ws = socket.ws
     socket.last = cursor
-    live = socket.live
-    if live.draining.is_set():
-        await _close_soon(ws, CLOSE_RESUME, f"resume {cursor}")
-        return
-    live.sockets.add(socket)
-    socket.pump = asyncio.create_task(_events_out(socket, cursor))
+    socket.live.sockets.add(socket)
+    pump = asyncio.create_task(_pump(socket, cursor))
+    reader = asyncio.create_task(_read(socket))
+    draining = asyncio.create_task(socket.live.draining.wait())
     try:
-        outcome = await _read(socket)
+        done, _ = await asyncio.wait({pump, reader, draining}, return_when=asyncio.FIRST_COMPLETED)
+        outcome: Close = None
+        if draining in done:
+            outcome = (CLOSE_RESUME, f"resume {socket.last}")
+        else:
+            first = pump if pump in done else reader
+            if first.exception() is None:
+                outcome = first.result()
+            elif not isinstance(first.exception(), ConnectionError):  # a browser gone: no news
+                logger.warning("a browser stream failed: %r", first.exception())
+                outcome = (CLOSE_SERVER_ERROR, "the stream failed; reconnect with your cursor")
+        for task in (pump, reader, draining):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
         if outcome is not None and not ws.closed:
             await _close_soon(ws, *outcome)
     finally:
-        if not socket.closing:  # the browser left, or sent a bad frame: no more events
-            socket.pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await socket.pump
-        live.forget(socket)
+        socket.live.forget(socket)
 
 
 Close = tuple[int, str] | None
-
-
-async def _events_out(socket: Socket, cursor: str) -> None:
-    """The pump, then the close it asks for (which ends the read in the handler's task)."""
-    outcome: Close
-    try:
-        outcome = await _pump(socket, cursor)
-    except ConnectionError:
-        return  # a browser gone: no news
-    except Exception as exc:  # noqa: BLE001 - one browser's failure ends its stream only
-        logger.warning("a browser stream failed: %r", exc)
-        outcome = (CLOSE_SERVER_ERROR, "the stream failed; reconnect with your cursor")
-    if outcome is not None and not socket.ws.closed:
-        socket.closing = True
-        await _close_soon(socket.ws, *outcome)
 
 
 async def _read(socket: Socket) -> Close:

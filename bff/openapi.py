@@ -459,7 +459,7 @@ DOCUMENT: dict[str, Any] = {
                 "description": "From the answer on, on every server, they cannot open a direct chat"
                 " with you nor send in one: they get the same 403 a stranger gets, so the block"
                 " is not revealed. You cannot send there either until you unblock them. Yourself:"
-                " 400; nobody by that id: 404.",
+                " 403; nobody by that id: 404.",
                 "security": _AUTH,
                 "responses": {"204": {"description": "Blocked"}, "4XX": _PROBLEM, "5XX": _PROBLEM},
             },

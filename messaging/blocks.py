@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Gauge
 
 from chatlib.cassandra import AsyncSession
-from chatlib.errors import InvalidArgument, NotFound
+from chatlib.errors import InvalidArgument, NotFound, PermissionDenied
 from chatlib.settings import RedisAccess
 from chatlib.subscription import ChannelFollower, ack_channel, announce
 from messaging.history_api import HistoryApi
@@ -108,7 +108,7 @@ class Blocks(ChannelFollower):
         if not other:
             raise InvalidArgument("user_id is required")
         if other == user:
-            raise InvalidArgument("user_id must be another user: nobody blocks themselves")
+            raise PermissionDenied("user_id is your own: nobody can block themselves")
         if other not in await self._history.usernames([other]):
             raise NotFound(f"user {other} does not exist")
 

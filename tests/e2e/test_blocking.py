@@ -81,7 +81,7 @@ async def test_a_block_over_http(clients: Clients) -> None:
 async def test_blocking_refuses_what_it_must(clients: Clients) -> None:
     alice = await clients.user("blocker")
     for path, status, words in (
-        (f"/v1/blocks/{alice.user_id}", 400, "themselves"),
+        (f"/v1/blocks/{alice.user_id}", 403, "themselves"),
         ("/v1/blocks/not-a-number", 400, "user_id"),
         ("/v1/blocks/123456789012345", 404, "does not exist"),
         (f"/v1/blocks/{2**64}", 404, "does not exist"),
@@ -135,7 +135,7 @@ async def test_a_block_over_grpc(clients: Clients) -> None:
     assert (await send(bob)).message_id
     assert (await send(alice)).message_id
     for bad, code in (
-        (alice.user_id, grpc.StatusCode.INVALID_ARGUMENT),
+        (alice.user_id, grpc.StatusCode.PERMISSION_DENIED),
         (0, grpc.StatusCode.INVALID_ARGUMENT),
         (123456789012345, grpc.StatusCode.NOT_FOUND),
     ):
