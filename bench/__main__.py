@@ -15,6 +15,7 @@ Scenarios:
   floors   raw Kafka produce-to-consume and raw Cassandra inserts at the same rate
   idle     idle streams on one messaging server: resident memory per stream
   history  50-message history pages at rising rates
+  search   searches in a chat of 100,000 messages (in one bucket, and over 300 days)
   moves    half the partitions move to the other server and back under held streams
   revocation  streams held, then their sessions logged out: when each stream ended
   ws-idle  idle WebSockets on the BFF: resident memory per connection
@@ -55,6 +56,8 @@ from bench import (
     presence,
     report,
     revocation,
+    search,
+    stats,
     tls_cost,
     writer_restart,
     ws,
@@ -273,6 +276,10 @@ async def main(argv: list[str]) -> int:
     h = sub.add_parser("history")
     h.add_argument("--rates", default="100,250,500")
     h.add_argument("--duration", type=float, default=10)
+    se = sub.add_parser("search")
+    se.add_argument("--messages", type=int, default=100_000)
+    se.add_argument("--rounds", type=int, default=50)
+    se.add_argument("--limit", type=int, default=50)
     m = sub.add_parser("moves")
     m.add_argument("--streams", type=int, default=2000)
     m.add_argument("--rounds", type=int, default=2)
@@ -430,6 +437,39 @@ async def main(argv: list[str]) -> int:
             )
             levels.append(level)
         save("history", command, {"levels": levels})
+    elif args.scenario == "search":
+        search_chats = []
+        for days in (1.0, 300.0):
+            [alice, bob] = await register_and_login(BFF, 2, "search")
+            [chat_id] = await open_chats(BFF, [(alice, bob)])
+            fill_began = time.monotonic()
+            planted_counts = await search.fill(
+                INFRA, chat_id, alice.user_id, bob.user_id, args.messages, days
+            )
+            fill_took = time.monotonic() - fill_began
+            print(f"{args.messages} over {days:g} days in {fill_took:.1f} s: {planted_counts}")
+            searches = []
+            for query in ("common", "frequent", "rare", "common frequent", "absent"):
+                searched = await search.latencies(
+                    BFF, bob.token, chat_id, query, args.rounds, args.limit
+                )
+                searched["ms"] = stats.summary(searched["ms"])
+                first = searched["found_on_first_page"]
+                print(f"  {query!r}: {first} on the first page, {searched['ms']}")
+                searches.append(searched)
+            search_chats.append(
+                {
+                    "days": days,
+                    "fill_s": round(fill_took, 1),
+                    "planted": planted_counts,
+                    "searches": searches,
+                }
+            )
+        save(
+            "search",
+            command,
+            {"messages": args.messages, "limit": args.limit, "chats": search_chats},
+        )
     elif args.scenario == "moves":
         layout = Layout.from_env()
         secret = (layout.state / "secrets" / "jwt").read_text().strip()

@@ -22,6 +22,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chats/direct", open_direct_chat)
     app.router.add_get("/v1/chats", list_chats)
     app.router.add_get("/v1/chats/{chat_id}/messages", history_page)
+    app.router.add_get("/v1/chats/{chat_id}/search", search)
     app.router.add_post("/v1/chats/{chat_id}/messages", send_message)
     app.router.add_post("/v1/chats/{chat_id}/read", mark_read)
     app.router.add_get("/v1/chats/{chat_id}/messages/{message_id}/readers", readers)
@@ -113,6 +114,21 @@ async def history_page(request: web.Request) -> web.Response:
     )
     backends = request.app[BACKENDS]
     reply = await backends.history.GetHistory(query, **backends.call_options(request))
+    return web.json_response(views.page(reply))
+
+
+async def search(request: web.Request) -> web.Response:
+    caller(request)
+    if "q" not in request.query:
+        raise InvalidArgument("query parameter 'q' is required: the words to find")
+    query = history_pb2.SearchMessagesRequest(
+        chat_id=inputs.chat_id(request),
+        query=inputs.checked(request.query["q"], "q", minimum=1, maximum=inputs.MAX_QUERY),
+        before_id=inputs.cursor_query(request, "before"),
+        limit=inputs.limit_query(request),
+    )
+    backends = request.app[BACKENDS]
+    reply = await backends.history.SearchMessages(query, **backends.call_options(request))
     return web.json_response(views.page(reply))
 
 

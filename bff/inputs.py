@@ -23,6 +23,8 @@ MAX_ID = 2**64 - 1
 ID_PATTERN = "^[1-9][0-9]{0,19}$"
 #: The largest page a client may ask for (the live limits can only lower it).
 MAX_PAGE = 1000
+#: A search's query, in characters (history's SearchMessages takes as many).
+MAX_QUERY = 200
 _ID = re.compile(r"[1-9][0-9]{0,19}")
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _USERNAME = re.compile(r"[a-z0-9_.-]{3,32}")

@@ -497,6 +497,35 @@ DOCUMENT: dict[str, Any] = {
                 "responses": _ok("Readers"),
             },
         },
+        "/v1/chats/{chat_id}/search": {
+            "parameters": [{"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID}],
+            "get": {
+                "summary": "Find messages of a chat by their words, newest first",
+                "description": "The caller's visible messages (as the history shows them) whose"
+                " current text holds every word of `q`. A word is a run of letters, digits and"
+                " underscores; case and accents are ignored and whole words match (`cat` does not"
+                " find `cats`). Only the first 8 distinct words of `q` are asked; a `q` without"
+                " a word finds nothing. Deleted messages never match, edited ones by their"
+                " current text. Page on with `before` set to the last message's id while"
+                " `has_more` is true; `limit` as for history.",
+                "security": _AUTH,
+                "parameters": [
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    },
+                    {"name": "before", "in": "query", "schema": _ID},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                ],
+                "responses": _ok("Page"),
+            },
+        },
         "/v1/chats/{chat_id}/messages": {
             "parameters": [{"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID}],
             "get": {

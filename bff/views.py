@@ -110,7 +110,9 @@ def chat_list(reply: history_pb2.ListChatsResponse) -> dict[str, Any]:
     }
 
 
-def page(reply: history_pb2.GetHistoryResponse) -> dict[str, Any]:
+def page(
+    reply: history_pb2.GetHistoryResponse | history_pb2.SearchMessagesResponse,
+) -> dict[str, Any]:
     return {"messages": [message(m) for m in reply.messages], "has_more": reply.has_more}
 
 

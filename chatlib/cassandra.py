@@ -97,9 +97,11 @@ def tuple_rows(_: list[str], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...
     return rows
 
 
-#: A table named after FROM, INTO, UPDATE or TABLE without a keyspace in front of it.
+#: A table named after FROM, INTO, UPDATE, TABLE or an index's ON without a keyspace in front
+#: of it.
 _UNQUALIFIED = re.compile(
-    r"\b(FROM|INTO|UPDATE|TABLE(?:\s+IF(?:\s+NOT)?\s+EXISTS)?)\s+(?![A-Za-z_]\w*\.)([A-Za-z_]\w*)",
+    r"\b(FROM|INTO|UPDATE|TABLE(?:\s+IF(?:\s+NOT)?\s+EXISTS)?"
+    r"|INDEX(?:\s+IF\s+NOT\s+EXISTS)?\s+\w+\s+ON)\s+(?![A-Za-z_]\w*\.)([A-Za-z_]\w*)",
     re.IGNORECASE,
 )
 

@@ -179,6 +179,7 @@ HELP = """commands:
   /leave                   leave the open group
   /members                 list the open group's members and roles
   /who                     who of the open chat is online (or when last seen)
+  /search WORDS            the open chat's messages holding every word, newest first
   /edit N TEXT             edit your message #N
   /delete N                delete message #N (yours; any, for a group's owner or admin)
   /react N EMOJI           react to message #N (/unreact N EMOJI takes it back)
@@ -251,6 +252,19 @@ async def _command(me: Session, line: str) -> None:
                 await me.call("PUT" if word == "/react" else "DELETE", f"{path}/reactions/{emoji}")
             else:
                 print(HELP)
+        elif word == "/search" and me.chat_id and args:
+            query = urllib.parse.quote(rest.strip())
+            found = await me.call("GET", f"/v1/chats/{me.chat_id}/search?q={query}&limit=20")
+            for message in reversed(found["messages"]):
+                stamp = time.strftime(
+                    "%Y-%m-%d %H:%M", time.localtime(message["created_at_ms"] / 1000)
+                )
+                name = await me.name_of(int(message["sender_id"]))
+                print(f"  [{stamp}] {name}: {message['body']}")
+            print(
+                f"-- {len(found['messages'])} found"
+                + (" (older ones too)" if found["has_more"] else "")
+            )
         elif word == "/who" and me.chat_id:
             await _who(me, me.chat_id)
         elif word in ("/add", "/remove", "/leave", "/members") and _group_open(me):

@@ -12,6 +12,7 @@ from chatlib import errors, grpc_auth, tokens
 from chatlib.config_sections import Limits
 from chatlib.ids import Snowflake
 from chatlib.live_config import LiveSection
+from history import search_terms
 from history.store import HistoryStore
 from history.users import UserRegistry
 from protos.chat.v1 import history_pb2, history_pb2_grpc
@@ -89,6 +90,36 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         else:
             messages, more = await page
         return history_pb2.GetHistoryResponse(messages=messages, has_more=more)
+
+    @errors.handler
+    async def SearchMessages(
+        self, request: history_pb2.SearchMessagesRequest, context: Context
+    ) -> history_pb2.SearchMessagesResponse:
+        user = self._user(context)
+        _check_chat_id(request.chat_id)
+        if len(request.query) > MAX_QUERY_CHARS:
+            raise errors.InvalidArgument(f"query is longer than {MAX_QUERY_CHARS} characters")
+        if not request.query:
+            raise errors.InvalidArgument("query is required: the words to find")
+        limits = self._limits.get()
+        limit = _limit(request.limit, limits.history_page_default, limits.history_page_max)
+        window = await self._window(request.chat_id, user)
+        # Punctuation alone finds nothing; words past the first MAX_QUERY_WORDS are not asked.
+        query = search_terms.words(request.query, search_terms.MAX_QUERY_WORDS)
+        if not query:
+            return history_pb2.SearchMessagesResponse()
+        with tracer.start_as_current_span(
+            "history.search", attributes={"db.system": "cassandra", "chat.id": request.chat_id}
+        ):
+            messages, more = await self._store.search(
+                request.chat_id,
+                query,
+                before_id=request.before_id,
+                limit=limit,
+                window=window,
+                viewer=user,
+            )
+        return history_pb2.SearchMessagesResponse(messages=messages, has_more=more)
 
     @errors.handler
     async def GetReaders(
@@ -226,6 +257,7 @@ MAX_USERNAME = 64
 MAX_USERS_ASKED = 1000
 DIRECT = re.compile(r"d:([0-9]{1,19}):([0-9]{1,19})")
 MAX_CHAT_ID = 64
+MAX_QUERY_CHARS = 200
 
 
 def _check_chat_id(chat_id: str) -> None:

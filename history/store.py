@@ -43,6 +43,7 @@ from chatlib.cassandra import AsyncSession
 from chatlib.chat_ids import direct_members
 from chatlib.errors import NotFound, PermissionDenied
 from chatlib.ids import signed, timestamp_ms, unsigned, write_time
+from history.search_terms import MAX_QUERY_WORDS, words
 from protos.chat.v1 import common_pb2, envelope_pb2
 
 OPENED = common_pb2.ChatChange.OPENED
@@ -54,6 +55,8 @@ UNREAD_CAP = 1000
 #: Larger than any message id (41 bits of milliseconds shifted by 22 stay below 2**63), and
 #: the largest Cassandra bigint.
 MAX_ID = 2**63 - 1
+#: Buckets a search asks at once (after the newest alone, then 2, then 4).
+SEARCH_WAVE = 8
 #: Chats whose members or buckets a query process remembers.
 CACHED_CHATS = 100_000
 BUCKETS_SECONDS = 60.0
@@ -64,9 +67,11 @@ KNOWN_BUCKETS = 100_000
 # Written at the message's own time, like every other cell: an edit (written at its later
 # entry's time) then wins whenever the writer gets to the message, even replaying it after a
 # crash, or rebuilding the keyspace.
+# ``terms``: the body's words (history/search_terms.py), which the search index holds; written
+# with the body, at its write time, so they change and go with it.
 _INSERT_MESSAGE = (
     "INSERT INTO messages_by_chat (chat_id, bucket, message_id, sender_id, body,"
-    " client_message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+    " client_message_id, created_at, terms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
 )
 _INSERT_CHANGE = (
     "INSERT INTO messages_by_chat (chat_id, bucket, message_id, sender_id, body,"
@@ -99,13 +104,13 @@ _READERS = "SELECT user_id, read_up_to, delivered_up_to FROM read_marks WHERE ch
 #: Write time of a deletion's cells: above any entry's, so nothing written later revives them.
 FOREVER = 2**62
 _EDIT = (
-    "UPDATE messages_by_chat USING TIMESTAMP ? SET body = ?, edited_at = ?"
+    "UPDATE messages_by_chat USING TIMESTAMP ? SET body = ?, terms = ?, edited_at = ?"
     " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
 )
 # The literal is FOREVER (2**62).
 _DELETE = (
     "UPDATE messages_by_chat USING TIMESTAMP 4611686018427387904"
-    " SET body = null, reacted = null, deleted = true"
+    " SET body = null, terms = null, reacted = null, deleted = true"
     " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
 )
 _REACT = (
@@ -137,6 +142,8 @@ _PAGE = (
 _NEWER = _PAGE + " AND message_id > ? AND message_id < ? ORDER BY message_id ASC LIMIT ?"
 _OLDER = _PAGE + " AND message_id < ? LIMIT ?"
 _OLDER_ABOVE = _PAGE + " AND message_id > ? AND message_id < ? LIMIT ?"
+# One statement per number of words (1..MAX_QUERY_WORDS): every word must be in the message.
+_SEARCH = _PAGE + " AND message_id > ? AND message_id < ?{words} LIMIT ?"
 _ENTRY = (
     "SELECT sender_id, deleted, change FROM messages_by_chat"
     " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
@@ -172,6 +179,32 @@ class ChatState:
     name: str = ""
     visible_from: int = 0
     visible_until: int = 0
+
+
+def _messages(chat_id: str, rows: Sequence[Any], viewer: int) -> list[common_pb2.Message]:
+    """Rows of ``_PAGE``'s columns as the API's messages."""
+    messages = []
+    for row in rows:
+        message_id, sender_id, body, client_message_id, change, edited, deleted, reacted = row
+        if sender_id is None:
+            continue  # amended before the message itself was written: not here yet
+        messages.append(
+            common_pb2.Message(
+                message_id=message_id,
+                chat_id=chat_id,
+                sender_id=unsigned(sender_id),
+                body=body or "",
+                client_message_id=client_message_id,
+                created_at_ms=timestamp_ms(message_id),
+                change=common_pb2.ChatChange.FromString(change) if change else None,
+                edited_at_ms=int(edited.replace(tzinfo=UTC).timestamp() * 1000)
+                if edited and not deleted
+                else 0,
+                deleted=bool(deleted),
+                reactions=reaction_counts(reacted, viewer) if reacted else (),
+            )
+        )
+    return messages
 
 
 def reaction_counts(reacted: dict[str, int], viewer: int) -> list[common_pb2.Reaction]:
@@ -271,9 +304,12 @@ class HistoryStore:
             ]
             if delivery.HasField("change"):
                 row.append(delivery.change.SerializeToString(deterministic=True))
-            cql = _INSERT_CHANGE if len(row) > 7 else _INSERT_MESSAGE
+                cql = _INSERT_CHANGE
+            else:
+                row.append(words(delivery.body) or None)
+                cql = _INSERT_MESSAGE
             row.append(write_time(delivery.message_id))
-            statements.append((bind(cql, row), len(delivery.body) * 4 + 100))
+            statements.append((bind(cql, row), len(delivery.body) * 8 + 100))
             pair = (delivery.chat_id, bucket)
             if pair not in self._known_buckets and pair not in new_buckets:
                 new_buckets.add(pair)
@@ -361,8 +397,9 @@ class HistoryStore:
         if not delivery.primary:
             return found
         if amendment.action == EDITED:
-            params = (at, delivery.body, delivery.created_at_ms, *where)
-            found.append((bind(_EDIT, params), len(delivery.body) * 4 + 100))
+            body = delivery.body
+            params = (at, body, words(body) or None, delivery.created_at_ms, *where)
+            found.append((bind(_EDIT, params), len(delivery.body) * 8 + 100))
         elif amendment.action == DELETED:
             found.append((bind(_DELETE, where), 80))
         else:
@@ -616,28 +653,48 @@ class HistoryStore:
                     found += await self.db.execute(_OLDER, params, tuples=True)
                 if len(found) >= wanted:
                     break
-        messages = []
-        for row in found[:limit]:
-            message_id, sender_id, body, client_message_id, change, edited, deleted, reacted = row
-            if sender_id is None:
-                continue  # amended before the message itself was written: not here yet
-            messages.append(
-                common_pb2.Message(
-                    message_id=message_id,
-                    chat_id=chat_id,
-                    sender_id=unsigned(sender_id),
-                    body=body or "",
-                    client_message_id=client_message_id,
-                    created_at_ms=timestamp_ms(message_id),
-                    change=common_pb2.ChatChange.FromString(change) if change else None,
-                    edited_at_ms=int(edited.replace(tzinfo=UTC).timestamp() * 1000)
-                    if edited and not deleted
-                    else 0,
-                    deleted=bool(deleted),
-                    reactions=reaction_counts(reacted, viewer) if reacted else (),
+        return _messages(chat_id, found[:limit], viewer), len(found) > limit
+
+    async def search(
+        self,
+        chat_id: str,
+        query: Sequence[str],
+        *,
+        before_id: int,
+        limit: int,
+        window: tuple[int, int] = (0, 0),
+        viewer: int = 0,
+    ) -> tuple[list[common_pb2.Message], bool]:
+        """Up to ``limit`` messages holding every word of ``query`` (``search_terms.words``),
+        newest first, older than ``before_id`` (0: from the newest), within ``window``; and
+        whether more match. One indexed query per non-empty bucket (each within its
+        partition), newest bucket first, until the page is full: the newest bucket alone, then
+        waves of 2, 4 and at most SEARCH_WAVE buckets at once, so a rare word in a long chat
+        costs a few round trips rather than one per bucket."""
+        if not query or len(query) > MAX_QUERY_WORDS:
+            raise ValueError(f"a search has 1 to {MAX_QUERY_WORDS} words, not {len(query)}")
+        since, until = window
+        bound = min(before_id or MAX_ID, until + 1 if until else MAX_ID, MAX_ID)
+        floor = since - 1 if since else 0
+        cql = _SEARCH.format(words=" AND terms CONTAINS ?" * len(query))
+        wanted = limit + 1
+        found: list[Any] = []
+        low, high = bucket_of(floor), bucket_of(bound)
+        buckets = [b for b in await self.buckets(chat_id, newest=not before_id) if low <= b <= high]
+        done, wave = 0, 1
+        while done < len(buckets) and len(found) < wanted:
+            asked = (wanted - len(found),)
+            pages = await asyncio.gather(
+                *(
+                    self.db.execute(cql, (chat_id, b, floor, bound, *query, *asked), tuples=True)
+                    for b in buckets[done : done + wave]
                 )
             )
-        return messages, len(found) > limit
+            for rows in pages:  # newest bucket first, as asked
+                found += rows
+            done += wave
+            wave = min(wave * 2, SEARCH_WAVE)
+        return _messages(chat_id, found[:limit], viewer), len(found) > limit
 
     async def unread_counts(self, chats: list[ChatState], user_id: int) -> list[int]:
         return list(await asyncio.gather(*(self.unread(chat, user_id) for chat in chats)))

@@ -19,6 +19,7 @@ SECTIONS = (
     sending.peer,
     streams.idle,
     history.pages,
+    history.search,
     streams.moves,
     streams.revocation,
     streams.browsers,

@@ -1,10 +1,10 @@
-"""History's sections: history pages, and the writer killed and started again."""
+"""History's sections: history pages, search, and the writer killed and started again."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report.common import load
+from bench.report.common import HEADER, load, row
 
 
 def pages(results: Path) -> list[str]:
@@ -31,6 +31,35 @@ def pages(results: Path) -> list[str]:
                 f"{stats['p90']} | {stats['p99']} | {stats['p99_9']} | {stats['max']} | "
                 f"{stats['count']} | {query.get('cores', '-')} | {query.get('cpu_ms_per_msg', '-')} |"
             )
+        lines.append("")
+    return lines
+
+
+def search(results: Path) -> list[str]:
+    """(e) Search within a chat of many messages."""
+    found = load(results, "search")
+    if not found:
+        return []
+    run = found["result"]
+    lines = [
+        f"## (e) Search within a chat of {run['messages']:,} messages",
+        "",
+        f"Command: `{found['command']}` ({found['measured_at']}). Searches one after another "
+        f"through the BFF (`GET /v1/chats/{{id}}/search`, first page of {run['limit']}). The "
+        "chat is written through the history writer's own code; `common`, `frequent` and "
+        "`rare` are planted in 10%, 1% and 0.01% of its messages, `absent` in none.",
+        "",
+    ]
+    for chat in run["chats"]:
+        lines += [
+            f"Messages over {chat['days']:g} days (written in {chat['fill_s']} s; "
+            f"planted: {chat['planted']}):",
+            "",
+            HEADER,
+        ]
+        for query in chat["searches"]:
+            label = f"`{query['query']}` ({query['found_on_first_page']} on the page)"
+            lines.append(row(label, query["ms"]))
         lines.append("")
     return lines
 

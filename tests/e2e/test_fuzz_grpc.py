@@ -290,3 +290,23 @@ def test_find_user_and_list_chats(
     call(lambda md: call.history.FindUser(find, metadata=md, timeout=10))
     listing = history_pb2.ListChatsRequest(limit=limit)
     call(lambda md: call.history.ListChats(listing, metadata=md, timeout=10))
+
+
+@pytest.fixture(scope="module")
+def own_group(call: Any, session: dict[str, Any]) -> str:
+    """A group the fuzzing user is in, so searches reach the index and not only the checks."""
+    metadata = (("authorization", f"Bearer {session['access_token']}"),)
+    request = groups_pb2.CreateGroupRequest(name="searched", client_request_id=uuid.uuid4().hex)
+    return str(call.groups.CreateGroup(request, metadata=metadata, timeout=10).chat_id)
+
+
+@seed(SEED)
+@FUZZ
+@given(chat_id=texts, query=texts, before=ids, limit=int32s, own=st.booleans())
+def test_search_with_any_query(
+    call: Any, own_group: str, chat_id: str, query: str, before: int, limit: int, own: bool
+) -> None:
+    request = history_pb2.SearchMessagesRequest(
+        chat_id=own_group if own else chat_id, query=query, before_id=before, limit=limit
+    )
+    call(lambda md: call.history.SearchMessages(request, metadata=md, timeout=10))

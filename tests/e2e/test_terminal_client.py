@@ -31,10 +31,13 @@ async def _type(process: asyncio.subprocess.Process, line: str) -> None:
     await process.stdin.drain()
 
 
-async def _wait_for(process: asyncio.subprocess.Process, text: str, seen: list[str]) -> None:
+async def _wait_for(
+    process: asyncio.subprocess.Process, text: str, seen: list[str], start: int = 0
+) -> None:
+    """Read the client's lines into ``seen`` until one from ``start`` on holds ``text``."""
     assert process.stdout is not None
     async with asyncio.timeout(30):
-        while not any(text in line for line in seen):
+        while not any(text in line for line in seen[start:]):
             line = (await process.stdout.readline()).decode()
             assert line, f"client exited before showing {text!r}; it showed {seen}"
             seen.append(line)
@@ -59,6 +62,16 @@ async def test_three_terminal_clients_hold_a_group_conversation(clients: Clients
         await _type(processes[1], "/members")
         await _wait_for(processes[1], f"{alice.username}", seen[1])
         await _wait_for(processes[1], "owner", seen[1])
+        # The history writer stores the messages a moment after they are shown live.
+        for _ in range(50):
+            await _type(processes[2], "/search HELLO from")
+            done = len(seen[2])
+            await _wait_for(processes[2], " found", seen[2], start=done)
+            if "-- 3 found" in seen[2][-1]:
+                break
+            await asyncio.sleep(0.2)
+        assert f"] {alice.username}: hello from {alice.username}" in seen[2][-4], seen[2][-4:]
+        assert f"] {carol.username}: hello from {carol.username}" in seen[2][-2], seen[2][-4:]
     finally:
         for process in processes:
             if process.returncode is None:

@@ -266,3 +266,29 @@ async def test_a_group_message_writes_the_group_once_and_each_chat_list_derives_
     }
     messages, _ = await store.page("g:500", before_id=0, after_id=0, limit=10)
     assert [m.message_id for m in messages] == [later, renamed, removed, hello, created]
+
+
+async def test_search_walks_many_buckets_newest_first_and_keeps_to_the_window(
+    store: HistoryStore,
+) -> None:
+    # 40 messages, two per bucket over 20 buckets; every third holds "needle".
+    ids = [_message_id(START_MS + (n // 2) * BUCKET_MS + (n % 2) * 1000) for n in range(40)]
+    for n, message_id in enumerate(ids):
+        body = f"hay {n} needle" if n % 3 == 0 else f"hay {n}"
+        await store.persist(_copies(message_id, ALICE, body))
+    matching = sorted((i for n, i in enumerate(ids) if n % 3 == 0), reverse=True)
+    seen: list[int] = []
+    before = 0
+    while True:  # pages of 3: some end inside a bucket, some span several
+        page, more = await store.search(CHAT, ["needle", "hay"], before_id=before, limit=3)
+        seen += [m.message_id for m in page]
+        if not more:
+            break
+        before = page[-1].message_id
+    assert seen == matching
+    # A window (a group member's) bounds both ends, whichever buckets it falls in.
+    window = (ids[7], ids[30])
+    page, more = await store.search(CHAT, ["needle"], before_id=0, limit=100, window=window)
+    assert [m.message_id for m in page] == [i for i in matching if ids[7] <= i <= ids[30]]
+    assert not more
+    assert (await store.search(CHAT, ["absent"], before_id=0, limit=5)) == ([], False)

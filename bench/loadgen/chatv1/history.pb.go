@@ -802,6 +802,132 @@ func (x *GetHistoryResponse) GetHasMore() bool {
 	return false
 }
 
+type SearchMessagesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ChatId string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	// Words to find: 1-200 characters. A word is a run of letters, digits and underscores;
+	// case and accents are ignored (`Café` finds `cafe`), and whole words match (`cat` does not
+	// find `cats`). A message matches when it holds every word of the query (its first 8
+	// distinct words); a query without a word (punctuation only) matches nothing.
+	Query string `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	// Only messages older than this id (the last one of the previous page); 0 for the newest.
+	BeforeId      uint64 `protobuf:"fixed64,3,opt,name=before_id,json=beforeId,proto3" json:"before_id,omitempty"`
+	Limit         int32  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchMessagesRequest) Reset() {
+	*x = SearchMessagesRequest{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchMessagesRequest) ProtoMessage() {}
+
+func (x *SearchMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchMessagesRequest.ProtoReflect.Descriptor instead.
+func (*SearchMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SearchMessagesRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *SearchMessagesRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *SearchMessagesRequest) GetBeforeId() uint64 {
+	if x != nil {
+		return x.BeforeId
+	}
+	return 0
+}
+
+func (x *SearchMessagesRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type SearchMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first. Deleted messages never match; edited ones match their current text only.
+	Messages      []*Message `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	HasMore       bool       `protobuf:"varint,2,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchMessagesResponse) Reset() {
+	*x = SearchMessagesResponse{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchMessagesResponse) ProtoMessage() {}
+
+func (x *SearchMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchMessagesResponse.ProtoReflect.Descriptor instead.
+func (*SearchMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SearchMessagesResponse) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *SearchMessagesResponse) GetHasMore() bool {
+	if x != nil {
+		return x.HasMore
+	}
+	return false
+}
+
 type CreateUserRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
@@ -812,7 +938,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[14]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +950,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[14]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +963,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{14}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateUserRequest) GetUsername() string {
@@ -867,7 +993,7 @@ type FindUserRequest struct {
 
 func (x *FindUserRequest) Reset() {
 	*x = FindUserRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[15]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1005,7 @@ func (x *FindUserRequest) String() string {
 func (*FindUserRequest) ProtoMessage() {}
 
 func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[15]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1018,7 @@ func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindUserRequest.ProtoReflect.Descriptor instead.
 func (*FindUserRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{15}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FindUserRequest) GetKey() isFindUserRequest_Key {
@@ -948,7 +1074,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[16]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1086,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[16]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1099,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{16}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *User) GetUserId() uint64 {
@@ -1007,7 +1133,7 @@ type GetReadersRequest struct {
 
 func (x *GetReadersRequest) Reset() {
 	*x = GetReadersRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[17]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1145,7 @@ func (x *GetReadersRequest) String() string {
 func (*GetReadersRequest) ProtoMessage() {}
 
 func (x *GetReadersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[17]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1158,7 @@ func (x *GetReadersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReadersRequest.ProtoReflect.Descriptor instead.
 func (*GetReadersRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{17}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetReadersRequest) GetChatId() string {
@@ -1062,7 +1188,7 @@ type GetReadersResponse struct {
 
 func (x *GetReadersResponse) Reset() {
 	*x = GetReadersResponse{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[18]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1200,7 @@ func (x *GetReadersResponse) String() string {
 func (*GetReadersResponse) ProtoMessage() {}
 
 func (x *GetReadersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[18]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1213,7 @@ func (x *GetReadersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReadersResponse.ProtoReflect.Descriptor instead.
 func (*GetReadersResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{18}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetReadersResponse) GetReaders() []*Reader {
@@ -1116,7 +1242,7 @@ type Reader struct {
 
 func (x *Reader) Reset() {
 	*x = Reader{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[19]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1254,7 @@ func (x *Reader) String() string {
 func (*Reader) ProtoMessage() {}
 
 func (x *Reader) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[19]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1267,7 @@ func (x *Reader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reader.ProtoReflect.Descriptor instead.
 func (*Reader) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{19}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Reader) GetUserId() uint64 {
@@ -1219,6 +1345,14 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\"]\n" +
 	"\x12GetHistoryResponse\x12,\n" +
 	"\bmessages\x18\x01 \x03(\v2\x10.chat.v1.MessageR\bmessages\x12\x19\n" +
+	"\bhas_more\x18\x02 \x01(\bR\ahasMore\"y\n" +
+	"\x15SearchMessagesRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x14\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\x12\x1b\n" +
+	"\tbefore_id\x18\x03 \x01(\x06R\bbeforeId\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"a\n" +
+	"\x16SearchMessagesResponse\x12,\n" +
+	"\bmessages\x18\x01 \x03(\v2\x10.chat.v1.MessageR\bmessages\x12\x19\n" +
 	"\bhas_more\x18\x02 \x01(\bR\ahasMore\"T\n" +
 	"\x11CreateUserRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12#\n" +
@@ -1242,11 +1376,12 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1c\n" +
 	"\n" +
 	"read_up_to\x18\x02 \x01(\x06R\breadUpTo\x12&\n" +
-	"\x0fdelivered_up_to\x18\x03 \x01(\x06R\rdeliveredUpTo2\x87\x05\n" +
+	"\x0fdelivered_up_to\x18\x03 \x01(\x06R\rdeliveredUpTo2\xda\x05\n" +
 	"\x0eHistoryService\x12B\n" +
 	"\tListChats\x12\x19.chat.v1.ListChatsRequest\x1a\x1a.chat.v1.ListChatsResponse\x12E\n" +
 	"\n" +
-	"GetHistory\x12\x1a.chat.v1.GetHistoryRequest\x1a\x1b.chat.v1.GetHistoryResponse\x127\n" +
+	"GetHistory\x12\x1a.chat.v1.GetHistoryRequest\x1a\x1b.chat.v1.GetHistoryResponse\x12Q\n" +
+	"\x0eSearchMessages\x12\x1e.chat.v1.SearchMessagesRequest\x1a\x1f.chat.v1.SearchMessagesResponse\x127\n" +
 	"\n" +
 	"CreateUser\x12\x1a.chat.v1.CreateUserRequest\x1a\r.chat.v1.User\x123\n" +
 	"\bFindUser\x12\x18.chat.v1.FindUserRequest\x1a\r.chat.v1.User\x12E\n" +
@@ -1270,7 +1405,7 @@ func file_protos_chat_v1_history_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_history_proto_rawDescData
 }
 
-var file_protos_chat_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_protos_chat_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_protos_chat_v1_history_proto_goTypes = []any{
 	(*GetMessageRequest)(nil),        // 0: chat.v1.GetMessageRequest
 	(*GetMessageResponse)(nil),       // 1: chat.v1.GetMessageResponse
@@ -1286,45 +1421,50 @@ var file_protos_chat_v1_history_proto_goTypes = []any{
 	(*ListChatsResponse)(nil),        // 11: chat.v1.ListChatsResponse
 	(*GetHistoryRequest)(nil),        // 12: chat.v1.GetHistoryRequest
 	(*GetHistoryResponse)(nil),       // 13: chat.v1.GetHistoryResponse
-	(*CreateUserRequest)(nil),        // 14: chat.v1.CreateUserRequest
-	(*FindUserRequest)(nil),          // 15: chat.v1.FindUserRequest
-	(*User)(nil),                     // 16: chat.v1.User
-	(*GetReadersRequest)(nil),        // 17: chat.v1.GetReadersRequest
-	(*GetReadersResponse)(nil),       // 18: chat.v1.GetReadersResponse
-	(*Reader)(nil),                   // 19: chat.v1.Reader
-	(*Message)(nil),                  // 20: chat.v1.Message
+	(*SearchMessagesRequest)(nil),    // 14: chat.v1.SearchMessagesRequest
+	(*SearchMessagesResponse)(nil),   // 15: chat.v1.SearchMessagesResponse
+	(*CreateUserRequest)(nil),        // 16: chat.v1.CreateUserRequest
+	(*FindUserRequest)(nil),          // 17: chat.v1.FindUserRequest
+	(*User)(nil),                     // 18: chat.v1.User
+	(*GetReadersRequest)(nil),        // 19: chat.v1.GetReadersRequest
+	(*GetReadersResponse)(nil),       // 20: chat.v1.GetReadersResponse
+	(*Reader)(nil),                   // 21: chat.v1.Reader
+	(*Message)(nil),                  // 22: chat.v1.Message
 }
 var file_protos_chat_v1_history_proto_depIdxs = []int32{
-	20, // 0: chat.v1.GetMessageResponse.message:type_name -> chat.v1.Message
+	22, // 0: chat.v1.GetMessageResponse.message:type_name -> chat.v1.Message
 	3,  // 1: chat.v1.ListMembershipsResponse.memberships:type_name -> chat.v1.Membership
-	16, // 2: chat.v1.GetUsersResponse.users:type_name -> chat.v1.User
+	18, // 2: chat.v1.GetUsersResponse.users:type_name -> chat.v1.User
 	10, // 3: chat.v1.ListChatsResponse.chats:type_name -> chat.v1.ChatSummary
-	20, // 4: chat.v1.GetHistoryResponse.messages:type_name -> chat.v1.Message
-	19, // 5: chat.v1.GetReadersResponse.readers:type_name -> chat.v1.Reader
-	19, // 6: chat.v1.GetReadersResponse.delivered:type_name -> chat.v1.Reader
-	9,  // 7: chat.v1.HistoryService.ListChats:input_type -> chat.v1.ListChatsRequest
-	12, // 8: chat.v1.HistoryService.GetHistory:input_type -> chat.v1.GetHistoryRequest
-	14, // 9: chat.v1.HistoryService.CreateUser:input_type -> chat.v1.CreateUserRequest
-	15, // 10: chat.v1.HistoryService.FindUser:input_type -> chat.v1.FindUserRequest
-	17, // 11: chat.v1.HistoryService.GetReaders:input_type -> chat.v1.GetReadersRequest
-	7,  // 12: chat.v1.HistoryService.RecordOpenedChat:input_type -> chat.v1.RecordOpenedChatRequest
-	0,  // 13: chat.v1.HistoryService.GetMessage:input_type -> chat.v1.GetMessageRequest
-	2,  // 14: chat.v1.HistoryService.ListMemberships:input_type -> chat.v1.ListMembershipsRequest
-	5,  // 15: chat.v1.HistoryService.GetUsers:input_type -> chat.v1.GetUsersRequest
-	11, // 16: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
-	13, // 17: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
-	16, // 18: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
-	16, // 19: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
-	18, // 20: chat.v1.HistoryService.GetReaders:output_type -> chat.v1.GetReadersResponse
-	8,  // 21: chat.v1.HistoryService.RecordOpenedChat:output_type -> chat.v1.RecordOpenedChatResponse
-	1,  // 22: chat.v1.HistoryService.GetMessage:output_type -> chat.v1.GetMessageResponse
-	4,  // 23: chat.v1.HistoryService.ListMemberships:output_type -> chat.v1.ListMembershipsResponse
-	6,  // 24: chat.v1.HistoryService.GetUsers:output_type -> chat.v1.GetUsersResponse
-	16, // [16:25] is the sub-list for method output_type
-	7,  // [7:16] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	22, // 4: chat.v1.GetHistoryResponse.messages:type_name -> chat.v1.Message
+	22, // 5: chat.v1.SearchMessagesResponse.messages:type_name -> chat.v1.Message
+	21, // 6: chat.v1.GetReadersResponse.readers:type_name -> chat.v1.Reader
+	21, // 7: chat.v1.GetReadersResponse.delivered:type_name -> chat.v1.Reader
+	9,  // 8: chat.v1.HistoryService.ListChats:input_type -> chat.v1.ListChatsRequest
+	12, // 9: chat.v1.HistoryService.GetHistory:input_type -> chat.v1.GetHistoryRequest
+	14, // 10: chat.v1.HistoryService.SearchMessages:input_type -> chat.v1.SearchMessagesRequest
+	16, // 11: chat.v1.HistoryService.CreateUser:input_type -> chat.v1.CreateUserRequest
+	17, // 12: chat.v1.HistoryService.FindUser:input_type -> chat.v1.FindUserRequest
+	19, // 13: chat.v1.HistoryService.GetReaders:input_type -> chat.v1.GetReadersRequest
+	7,  // 14: chat.v1.HistoryService.RecordOpenedChat:input_type -> chat.v1.RecordOpenedChatRequest
+	0,  // 15: chat.v1.HistoryService.GetMessage:input_type -> chat.v1.GetMessageRequest
+	2,  // 16: chat.v1.HistoryService.ListMemberships:input_type -> chat.v1.ListMembershipsRequest
+	5,  // 17: chat.v1.HistoryService.GetUsers:input_type -> chat.v1.GetUsersRequest
+	11, // 18: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
+	13, // 19: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
+	15, // 20: chat.v1.HistoryService.SearchMessages:output_type -> chat.v1.SearchMessagesResponse
+	18, // 21: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
+	18, // 22: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
+	20, // 23: chat.v1.HistoryService.GetReaders:output_type -> chat.v1.GetReadersResponse
+	8,  // 24: chat.v1.HistoryService.RecordOpenedChat:output_type -> chat.v1.RecordOpenedChatResponse
+	1,  // 25: chat.v1.HistoryService.GetMessage:output_type -> chat.v1.GetMessageResponse
+	4,  // 26: chat.v1.HistoryService.ListMemberships:output_type -> chat.v1.ListMembershipsResponse
+	6,  // 27: chat.v1.HistoryService.GetUsers:output_type -> chat.v1.GetUsersResponse
+	18, // [18:28] is the sub-list for method output_type
+	8,  // [8:18] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_history_proto_init() }
@@ -1333,7 +1473,7 @@ func file_protos_chat_v1_history_proto_init() {
 		return
 	}
 	file_protos_chat_v1_common_proto_init()
-	file_protos_chat_v1_history_proto_msgTypes[15].OneofWrappers = []any{
+	file_protos_chat_v1_history_proto_msgTypes[17].OneofWrappers = []any{
 		(*FindUserRequest_Username)(nil),
 		(*FindUserRequest_UserId)(nil),
 	}
@@ -1343,7 +1483,7 @@ func file_protos_chat_v1_history_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_history_proto_rawDesc), len(file_protos_chat_v1_history_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	HistoryService_ListChats_FullMethodName        = "/chat.v1.HistoryService/ListChats"
 	HistoryService_GetHistory_FullMethodName       = "/chat.v1.HistoryService/GetHistory"
+	HistoryService_SearchMessages_FullMethodName   = "/chat.v1.HistoryService/SearchMessages"
 	HistoryService_CreateUser_FullMethodName       = "/chat.v1.HistoryService/CreateUser"
 	HistoryService_FindUser_FullMethodName         = "/chat.v1.HistoryService/FindUser"
 	HistoryService_GetReaders_FullMethodName       = "/chat.v1.HistoryService/GetReaders"
@@ -39,6 +40,9 @@ const (
 type HistoryServiceClient interface {
 	ListChats(ctx context.Context, in *ListChatsRequest, opts ...grpc.CallOption) (*ListChatsResponse, error)
 	GetHistory(ctx context.Context, in *GetHistoryRequest, opts ...grpc.CallOption) (*GetHistoryResponse, error)
+	// The caller's messages of a chat (those a GetHistory would show them) whose current text
+	// holds every word of the query, newest first, paged like GetHistory's older pages.
+	SearchMessages(ctx context.Context, in *SearchMessagesRequest, opts ...grpc.CallOption) (*SearchMessagesResponse, error)
 	CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*User, error)
 	FindUser(ctx context.Context, in *FindUserRequest, opts ...grpc.CallOption) (*User, error)
 	// Who has read the chat up to a message (members who can read the chat only).
@@ -80,6 +84,16 @@ func (c *historyServiceClient) GetHistory(ctx context.Context, in *GetHistoryReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetHistoryResponse)
 	err := c.cc.Invoke(ctx, HistoryService_GetHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *historyServiceClient) SearchMessages(ctx context.Context, in *SearchMessagesRequest, opts ...grpc.CallOption) (*SearchMessagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SearchMessagesResponse)
+	err := c.cc.Invoke(ctx, HistoryService_SearchMessages_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +179,9 @@ func (c *historyServiceClient) GetUsers(ctx context.Context, in *GetUsersRequest
 type HistoryServiceServer interface {
 	ListChats(context.Context, *ListChatsRequest) (*ListChatsResponse, error)
 	GetHistory(context.Context, *GetHistoryRequest) (*GetHistoryResponse, error)
+	// The caller's messages of a chat (those a GetHistory would show them) whose current text
+	// holds every word of the query, newest first, paged like GetHistory's older pages.
+	SearchMessages(context.Context, *SearchMessagesRequest) (*SearchMessagesResponse, error)
 	CreateUser(context.Context, *CreateUserRequest) (*User, error)
 	FindUser(context.Context, *FindUserRequest) (*User, error)
 	// Who has read the chat up to a message (members who can read the chat only).
@@ -197,6 +214,9 @@ func (UnimplementedHistoryServiceServer) ListChats(context.Context, *ListChatsRe
 }
 func (UnimplementedHistoryServiceServer) GetHistory(context.Context, *GetHistoryRequest) (*GetHistoryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetHistory not implemented")
+}
+func (UnimplementedHistoryServiceServer) SearchMessages(context.Context, *SearchMessagesRequest) (*SearchMessagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SearchMessages not implemented")
 }
 func (UnimplementedHistoryServiceServer) CreateUser(context.Context, *CreateUserRequest) (*User, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateUser not implemented")
@@ -272,6 +292,24 @@ func _HistoryService_GetHistory_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(HistoryServiceServer).GetHistory(ctx, req.(*GetHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HistoryService_SearchMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HistoryServiceServer).SearchMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HistoryService_SearchMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HistoryServiceServer).SearchMessages(ctx, req.(*SearchMessagesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -416,6 +454,10 @@ var HistoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetHistory",
 			Handler:    _HistoryService_GetHistory_Handler,
+		},
+		{
+			MethodName: "SearchMessages",
+			Handler:    _HistoryService_SearchMessages_Handler,
 		},
 		{
 			MethodName: "CreateUser",

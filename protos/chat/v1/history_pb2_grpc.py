@@ -46,6 +46,11 @@ class HistoryServiceStub:
                 request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.GetHistoryRequest.SerializeToString,
                 response_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.GetHistoryResponse.FromString,
                 _registered_method=True)
+        self.SearchMessages = channel.unary_unary(
+                '/chat.v1.HistoryService/SearchMessages',
+                request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.SearchMessagesRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.SearchMessagesResponse.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/chat.v1.HistoryService/CreateUser',
                 request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.CreateUserRequest.SerializeToString,
@@ -96,6 +101,14 @@ class HistoryServiceServicer:
 
     def GetHistory(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchMessages(self, request, context):
+        """The caller's messages of a chat (those a GetHistory would show them) whose current text
+        holds every word of the query, newest first, paged like GetHistory's older pages.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -164,6 +177,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.GetHistory,
                     request_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.GetHistoryRequest.FromString,
                     response_serializer=protos_dot_chat_dot_v1_dot_history__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'SearchMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchMessages,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.SearchMessagesRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_history__pb2.SearchMessagesResponse.SerializeToString,
             ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
@@ -257,6 +275,33 @@ class HistoryService:
             '/chat.v1.HistoryService/GetHistory',
             protos_dot_chat_dot_v1_dot_history__pb2.GetHistoryRequest.SerializeToString,
             protos_dot_chat_dot_v1_dot_history__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.HistoryService/SearchMessages',
+            protos_dot_chat_dot_v1_dot_history__pb2.SearchMessagesRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_history__pb2.SearchMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

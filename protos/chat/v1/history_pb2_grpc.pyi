@@ -37,6 +37,10 @@ class HistoryServiceStub:
     def __new__(cls, channel: _aio.Channel) -> HistoryServiceAsyncStub: ...
     ListChats: _grpc.UnaryUnaryMultiCallable[_history_pb2.ListChatsRequest, _history_pb2.ListChatsResponse]
     GetHistory: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetHistoryRequest, _history_pb2.GetHistoryResponse]
+    SearchMessages: _grpc.UnaryUnaryMultiCallable[_history_pb2.SearchMessagesRequest, _history_pb2.SearchMessagesResponse]
+    """The caller's messages of a chat (those a GetHistory would show them) whose current text
+    holds every word of the query, newest first, paged like GetHistory's older pages.
+    """
     CreateUser: _grpc.UnaryUnaryMultiCallable[_history_pb2.CreateUserRequest, _history_pb2.User]
     FindUser: _grpc.UnaryUnaryMultiCallable[_history_pb2.FindUserRequest, _history_pb2.User]
     GetReaders: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetReadersRequest, _history_pb2.GetReadersResponse]
@@ -67,6 +71,10 @@ class HistoryServiceAsyncStub(HistoryServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListChats: _aio.UnaryUnaryMultiCallable[_history_pb2.ListChatsRequest, _history_pb2.ListChatsResponse]  # type: ignore[assignment]
     GetHistory: _aio.UnaryUnaryMultiCallable[_history_pb2.GetHistoryRequest, _history_pb2.GetHistoryResponse]  # type: ignore[assignment]
+    SearchMessages: _aio.UnaryUnaryMultiCallable[_history_pb2.SearchMessagesRequest, _history_pb2.SearchMessagesResponse]  # type: ignore[assignment]
+    """The caller's messages of a chat (those a GetHistory would show them) whose current text
+    holds every word of the query, newest first, paged like GetHistory's older pages.
+    """
     CreateUser: _aio.UnaryUnaryMultiCallable[_history_pb2.CreateUserRequest, _history_pb2.User]  # type: ignore[assignment]
     FindUser: _aio.UnaryUnaryMultiCallable[_history_pb2.FindUserRequest, _history_pb2.User]  # type: ignore[assignment]
     GetReaders: _aio.UnaryUnaryMultiCallable[_history_pb2.GetReadersRequest, _history_pb2.GetReadersResponse]  # type: ignore[assignment]
@@ -106,6 +114,16 @@ class HistoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _history_pb2.GetHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_history_pb2.GetHistoryResponse, _abc.Awaitable[_history_pb2.GetHistoryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SearchMessages(
+        self,
+        request: _history_pb2.SearchMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.SearchMessagesResponse, _abc.Awaitable[_history_pb2.SearchMessagesResponse]]:
+        """The caller's messages of a chat (those a GetHistory would show them) whose current text
+        holds every word of the query, newest first, paged like GetHistory's older pages.
+        """
 
     @_abc_1.abstractmethod
     def CreateUser(

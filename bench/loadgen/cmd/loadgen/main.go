@@ -195,11 +195,7 @@ func run(plan Plan, target transport) Result {
 	errors := map[string]int{}
 	var inFlight atomic.Int64
 	overloaded := 0
-	body := make([]byte, plan.BodyBytes)
-	for i := range body {
-		body[i] = 'x'
-	}
-	text := string(body)
+	text := prose(plan.BodyBytes)
 	var senders sync.WaitGroup
 	tick := time.Duration(plan.TickMs * float64(time.Millisecond))
 	start := time.Now().Add(500 * time.Millisecond)
@@ -272,4 +268,23 @@ func run(plan Plan, target transport) Result {
 		}
 	}
 	return result
+}
+
+// prose is n bytes of words and spaces: the history writer indexes each message's words for
+// search, so a body of words costs what people's text costs, where one long run of a letter
+// would be a single word.
+func prose(n int) string {
+	words := []string{
+		"the", "meeting", "moved", "to", "thursday", "afternoon", "bring", "your", "notes",
+		"and", "coffee", "we", "will", "review", "last", "week's", "numbers", "before", "lunch",
+		"see", "you", "there", "unless", "traffic", "is", "bad", "again", "today",
+	}
+	var text []byte
+	for i := 0; len(text) < n; i++ {
+		if len(text) > 0 {
+			text = append(text, ' ')
+		}
+		text = append(text, words[i%len(words)]...)
+	}
+	return string(text[:n])
 }
