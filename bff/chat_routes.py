@@ -23,6 +23,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/chats", list_chats)
     app.router.add_get("/v1/chats/{chat_id}/messages", history_page)
     app.router.add_get("/v1/chats/{chat_id}/search", search)
+    app.router.add_post("/v1/chats/{chat_id}/attachments", create_upload)
+    app.router.add_get(
+        "/v1/chats/{chat_id}/messages/{message_id}/attachments/{attachment_id}", attachment_link
+    )
     app.router.add_post("/v1/chats/{chat_id}/messages", send_message)
     app.router.add_post("/v1/chats/{chat_id}/read", mark_read)
     app.router.add_get("/v1/chats/{chat_id}/messages/{message_id}/readers", readers)
@@ -130,6 +134,34 @@ async def search(request: web.Request) -> web.Response:
     backends = request.app[BACKENDS]
     reply = await backends.history.SearchMessages(query, **backends.call_options(request))
     return web.json_response(views.page(reply))
+
+
+async def create_upload(request: web.Request) -> web.Response:
+    claims = caller(request)
+    body = await inputs.json_object(request)
+    size = inputs.whole(body.get("size"), "field 'size' (bytes)")
+    upload = messaging_pb2.CreateUploadRequest(
+        chat_id=inputs.chat_id(request),
+        name=inputs.text(body, "name", minimum=1, maximum=255),
+        size=max(min(size, 2**62), -1),
+        content_type=inputs.text(body, "content_type", minimum=1, maximum=127),
+    )
+    messaging, call = await messaging_of(request, claims)
+    reply = await messaging.CreateUpload(upload, **call)
+    return web.json_response(views.upload(reply), status=201)
+
+
+async def attachment_link(request: web.Request) -> web.Response:
+    claims = caller(request)
+    asked = messaging_pb2.GetAttachmentRequest(
+        chat_id=inputs.chat_id(request),
+        message_id=_message_id(request),
+        attachment_id=inputs.id_value(request.match_info["attachment_id"], "attachment_id"),
+    )
+    if asked.attachment_id >= 2**64:
+        raise NotFound(f"no attachment {asked.attachment_id}")
+    messaging, call = await messaging_of(request, claims)
+    return web.json_response(views.attachment_link(await messaging.GetAttachment(asked, **call)))
 
 
 async def send_message(request: web.Request) -> web.Response:
@@ -300,4 +332,5 @@ def send_request(chat_id: str, body: dict[str, Any]) -> messaging_pb2.SendReques
         chat_id=chat_id,
         client_message_id=inputs.text(body, "client_message_id", maximum=64),
         body=inputs.text(body, "body", maximum=1_000_000),
+        attachments=inputs.attachments(body),
     )

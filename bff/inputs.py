@@ -16,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from chatlib.errors import InvalidArgument
+from chatlib.errors import InvalidArgument, NotFound
+from protos.chat.v1 import common_pb2
 
 MAX_ID = 2**64 - 1
 #: Ids are 1-20 decimal digits without a leading zero (what the OpenAPI document says).
@@ -27,6 +28,8 @@ MAX_PAGE = 1000
 MAX_QUERY = 200
 _ID = re.compile(r"[1-9][0-9]{0,19}")
 _DIGITS = re.compile(r"[0-9]{1,20}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_ATTACHMENTS = 10
 _USERNAME = re.compile(r"[a-z0-9_.-]{3,32}")
 USERNAME_RULE = "3-32 characters of a-z, 0-9, '_', '.', '-'"
 
@@ -107,6 +110,47 @@ def limit_query(request: web.Request) -> int:
             f"query parameter 'limit' must be a whole number from 1 to {MAX_PAGE}"
         )
     return int(raw)
+
+
+def whole(value: Any, what: str) -> int:
+    """A JSON integer (``216`` or ``216.0``: JSON has one kind of number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgument(f"{what} must be a whole number")
+    if isinstance(value, float) and not value.is_integer():
+        raise InvalidArgument(f"{what} must be a whole number")
+    return int(value)
+
+
+def attachments(body: dict[str, Any]) -> list[common_pb2.Attachment]:
+    """A send's ``attachments``: at most 10 of {attachment_id, sha256?, width?, height?}."""
+    given = body.get("attachments", [])
+    if not isinstance(given, list) or len(given) > MAX_ATTACHMENTS:
+        raise InvalidArgument(f"field 'attachments' must be a list of at most {MAX_ATTACHMENTS}")
+    found = []
+    for item in given:
+        if not isinstance(item, dict):
+            raise InvalidArgument("each of 'attachments' must be an object")
+        pixels = {}
+        for side in ("width", "height"):
+            value = whole(item.get(side, 0), f"attachment field {side!r}")
+            if not 0 <= value <= 100_000:
+                raise InvalidArgument(f"attachment field {side!r} must be 0 to 100000 pixels")
+            pixels[side] = value
+        digest = item.get("sha256", "")
+        if not isinstance(digest, str) or (digest and not _SHA256.fullmatch(digest)):
+            raise InvalidArgument("attachment field 'sha256' must be 64 lowercase hex digits")
+        attachment_id = id_field(item, "attachment_id")
+        if attachment_id >= 2**64:
+            raise NotFound(f"no upload {attachment_id}")
+        found.append(
+            common_pb2.Attachment(
+                attachment_id=attachment_id,
+                sha256=digest,
+                width=pixels["width"],
+                height=pixels["height"],
+            )
+        )
+    return found
 
 
 def username(raw: str, field: str = "username") -> str:

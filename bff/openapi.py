@@ -486,6 +486,34 @@ DOCUMENT: dict[str, Any] = {
                 "responses": _ok("NotificationSettings"),
             },
         },
+        "/v1/chats/{chat_id}/attachments": {
+            "parameters": [{"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID}],
+            "post": {
+                "summary": "An upload for a file to send in the chat (members who may send)",
+                "description": "Answers a presigned URL of the object store: PUT the bytes there,"
+                " before `expires_at_ms`, with the `headers` given (the store refuses another"
+                " size or type), then send a message naming `attachment_id` in `attachments`."
+                " `size` is at most the live config's `files.max_bytes` (25 MiB by default). An"
+                " upload no message names within `files.upload_ttl_seconds` is removed.",
+                "security": _AUTH,
+                "requestBody": _json_body("UploadRequest"),
+                "responses": _ok("Upload", "201"),
+            },
+        },
+        "/v1/chats/{chat_id}/messages/{message_id}/attachments/{attachment_id}": {
+            "parameters": [
+                *_MESSAGE_PATH,
+                {"name": "attachment_id", "in": "path", "required": True, "schema": _ID},
+            ],
+            "get": {
+                "summary": "A short-lived download link for a message's file",
+                "description": "For those who can read the message (a group's members within"
+                " their window). 404 once the message is deleted; 503 with Retry-After for the"
+                " moment between a send and its file being recorded.",
+                "security": _AUTH,
+                "responses": _ok("AttachmentLink"),
+            },
+        },
         "/v1/chats/{chat_id}/messages/{message_id}/readers": {
             "parameters": [
                 {"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID},
@@ -761,6 +789,10 @@ DOCUMENT: dict[str, Any] = {
                             },
                         },
                     },
+                    "attachments": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Attachment"},
+                    },
                 },
             },
             "Amendment": {
@@ -979,6 +1011,56 @@ DOCUMENT: dict[str, Any] = {
                     "has_more": {"type": "boolean"},
                 },
             },
+            "UploadRequest": {
+                "type": "object",
+                "required": ["name", "size", "content_type"],
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[^/\\x00-\\x1f]+$",
+                        "description": "The file's name (no '/' or control characters)",
+                    },
+                    "size": {"type": "integer", "minimum": 1, "maximum": 26214400},
+                    "content_type": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,62}/"
+                        "[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,62}$",
+                        "description": "Its media type, e.g. image/png",
+                    },
+                },
+            },
+            "Upload": {
+                "type": "object",
+                "properties": {
+                    "attachment_id": _ID,
+                    "method": {"enum": ["PUT"]},
+                    "url": {"type": "string"},
+                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "expires_at_ms": {"type": "integer"},
+                },
+            },
+            "Attachment": {
+                "type": "object",
+                "properties": {
+                    "attachment_id": _ID,
+                    "name": {"type": "string"},
+                    "size": {"type": "integer"},
+                    "content_type": {"type": "string"},
+                    "sha256": {"type": "string", "description": "As the uploader computed it"},
+                    "width": {"type": "integer", "description": "Images: pixels, if told"},
+                    "height": {"type": "integer"},
+                },
+            },
+            "AttachmentLink": {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string", "description": "GET the bytes here"},
+                    "expires_at_ms": {"type": "integer"},
+                    "attachment": {"$ref": "#/components/schemas/Attachment"},
+                },
+            },
             "SendRequest": {
                 "type": "object",
                 "required": ["client_message_id", "body"],
@@ -995,7 +1077,24 @@ DOCUMENT: dict[str, Any] = {
                         "type": "string",
                         "pattern": "\\S",
                         "description": "Not blank; at most the live config's"
-                        " `limits.max_body_bytes` bytes of UTF-8 (4,096 by default)",
+                        " `limits.max_body_bytes` bytes of UTF-8 (4,096 by default). With"
+                        " attachments: a caption, or the file's name",
+                    },
+                    "attachments": {
+                        "type": "array",
+                        "maxItems": 10,
+                        "description": "Uploads of yours for this chat (POST .../attachments),"
+                        " each in one message only",
+                        "items": {
+                            "type": "object",
+                            "required": ["attachment_id"],
+                            "properties": {
+                                "attachment_id": _ID,
+                                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                "width": {"type": "integer", "minimum": 0, "maximum": 100000},
+                                "height": {"type": "integer", "minimum": 0, "maximum": 100000},
+                            },
+                        },
                     },
                 },
             },

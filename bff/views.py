@@ -55,7 +55,41 @@ def message(m: common_pb2.Message) -> dict[str, Any]:
         found["reactions"] = [
             {"emoji": r.emoji, "count": r.count, "mine": r.mine} for r in m.reactions
         ]
+    if m.attachments:
+        found["attachments"] = [attachment(a) for a in m.attachments]
     return found
+
+
+def attachment(a: common_pb2.Attachment) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "attachment_id": str(a.attachment_id),
+        "name": a.name,
+        "size": a.size,
+        "content_type": a.content_type,
+    }
+    if a.sha256:
+        found["sha256"] = a.sha256
+    if a.width and a.height:
+        found["width"], found["height"] = a.width, a.height
+    return found
+
+
+def upload(u: messaging_pb2.Upload) -> dict[str, Any]:
+    return {
+        "attachment_id": str(u.attachment_id),
+        "method": "PUT",
+        "url": u.url,
+        "headers": dict(u.headers),
+        "expires_at_ms": u.expires_at_ms,
+    }
+
+
+def attachment_link(link: messaging_pb2.AttachmentLink) -> dict[str, Any]:
+    return {
+        "url": link.url,
+        "expires_at_ms": link.expires_at_ms,
+        "attachment": attachment(link.attachment),
+    }
 
 
 def change(c: common_pb2.ChatChange) -> dict[str, Any]:

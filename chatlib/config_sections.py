@@ -206,6 +206,33 @@ class Messages:
         )
 
 
+@dataclass(frozen=True)
+class Files:
+    """Attachments (messaging/attachments.py): the object store's bytes, our rows."""
+
+    #: The largest file an upload may declare (the store refuses bigger bodies).
+    max_bytes: int
+    #: An upload no send claimed is removed this long after it was made.
+    upload_ttl_seconds: int
+    #: How long a download link stays good.
+    link_seconds: int
+    #: How often a messaging server sweeps deleted and expired files from the store.
+    sweep_seconds: int
+
+    def to_value(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, value: Any) -> Files:
+        doc = fields(value, "files", set(cls.__dataclass_fields__))
+        return cls(
+            max_bytes=integer(doc, "max_bytes", "files", 1, 5 * 2**30),
+            upload_ttl_seconds=integer(doc, "upload_ttl_seconds", "files", 1, 30 * 86_400),
+            link_seconds=integer(doc, "link_seconds", "files", 10, 7 * 86_400),
+            sweep_seconds=integer(doc, "sweep_seconds", "files", 1, 86_400),
+        )
+
+
 _WEBHOOK = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[!-~]*)?")
 
 
@@ -252,6 +279,9 @@ DEFAULT_SESSIONS = Sessions(refresh_reuse_seconds=10)
 DEFAULT_WEB = Web(allowed_origins=(), heartbeat_seconds=15)
 DEFAULT_GROUPS = Groups(max_members=1000)
 DEFAULT_MESSAGES = Messages(edit_window_seconds=900, typing_seconds=6)
+DEFAULT_FILES = Files(
+    max_bytes=25 * 2**20, upload_ttl_seconds=86_400, link_seconds=300, sweep_seconds=60
+)
 DEFAULT_NOTIFICATIONS = Notifications(webhook_url="", collapse_seconds=5, max_attempts=6)
 DEFAULT_AUTH = AuthLimits(
     login_failures_per_username=20,
@@ -272,6 +302,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "groups": Groups.parse,
     "messages": Messages.parse,
     "notifications": Notifications.parse,
+    "files": Files.parse,
 }
 
 

@@ -176,6 +176,8 @@ def message_of(
     message.body = delivery.body
     message.client_message_id = delivery.client_message_id
     message.created_at_ms = delivery.created_at_ms
+    if delivery.attachments:
+        message.attachments.extend(delivery.attachments)
     if delivery.HasField("change"):
         message.change.CopyFrom(delivery.change)
     elif delivery.HasField("amendment"):
@@ -192,6 +194,7 @@ def entry_of(message: common_pb2.Message, kind: str) -> Delivery:
         sender_id=message.sender_id,
         body=message.body,
         client_message_id=message.client_message_id,
+        attachments=message.attachments,
         change=message.change if message.HasField("change") else None,
         amendment=message.amendment if message.HasField("amendment") else None,
     )

@@ -27,6 +27,7 @@ from chatlib.config_checks import InvalidConfig
 from chatlib.config_sections import (
     DEFAULT_AUTH,
     DEFAULT_FEATURES,
+    DEFAULT_FILES,
     DEFAULT_GROUPS,
     DEFAULT_LIMITS,
     DEFAULT_MESSAGES,
@@ -153,6 +154,7 @@ async def _command(args: argparse.Namespace) -> int:
                 "groups": DEFAULT_GROUPS.to_value(),
                 "messages": DEFAULT_MESSAGES.to_value(),
                 "notifications": DEFAULT_NOTIFICATIONS.to_value(),
+                "files": DEFAULT_FILES.to_value(),
             }
             for section, value in defaults.items():
                 outcome = await store.seed(section, value, by=operator)

@@ -71,7 +71,8 @@ KNOWN_BUCKETS = 100_000
 # with the body, at its write time, so they change and go with it.
 _INSERT_MESSAGE = (
     "INSERT INTO messages_by_chat (chat_id, bucket, message_id, sender_id, body,"
-    " client_message_id, created_at, terms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+    " client_message_id, created_at, terms, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " USING TIMESTAMP ?"
 )
 _INSERT_CHANGE = (
     "INSERT INTO messages_by_chat (chat_id, bucket, message_id, sender_id, body,"
@@ -110,7 +111,7 @@ _EDIT = (
 # The literal is FOREVER (2**62).
 _DELETE = (
     "UPDATE messages_by_chat USING TIMESTAMP 4611686018427387904"
-    " SET body = null, terms = null, reacted = null, deleted = true"
+    " SET body = null, terms = null, attachments = null, reacted = null, deleted = true"
     " WHERE chat_id = ? AND bucket = ? AND message_id = ?"
 )
 _REACT = (
@@ -136,8 +137,8 @@ _READ = (
 # created_at is not read: a message's time is its id's (timestamp_ms), and decoding a
 # timestamp column into a datetime for each of a page's rows costs more than the rest.
 _PAGE = (
-    "SELECT message_id, sender_id, body, client_message_id, change, edited_at, deleted, reacted"
-    " FROM messages_by_chat WHERE chat_id = ? AND bucket = ?"
+    "SELECT message_id, sender_id, body, client_message_id, change, edited_at, deleted, reacted,"
+    " attachments FROM messages_by_chat WHERE chat_id = ? AND bucket = ?"
 )
 _NEWER = _PAGE + " AND message_id > ? AND message_id < ? ORDER BY message_id ASC LIMIT ?"
 _OLDER = _PAGE + " AND message_id < ? LIMIT ?"
@@ -185,7 +186,9 @@ def _messages(chat_id: str, rows: Sequence[Any], viewer: int) -> list[common_pb2
     """Rows of ``_PAGE``'s columns as the API's messages."""
     messages = []
     for row in rows:
-        message_id, sender_id, body, client_message_id, change, edited, deleted, reacted = row
+        message_id, sender_id, body, client_message_id, change, edited, deleted, reacted, files = (
+            row
+        )
         if sender_id is None:
             continue  # amended before the message itself was written: not here yet
         messages.append(
@@ -202,6 +205,7 @@ def _messages(chat_id: str, rows: Sequence[Any], viewer: int) -> list[common_pb2
                 else 0,
                 deleted=bool(deleted),
                 reactions=reaction_counts(reacted, viewer) if reacted else (),
+                attachments=[common_pb2.Attachment.FromString(f) for f in files or ()],
             )
         )
     return messages
@@ -307,9 +311,11 @@ class HistoryStore:
                 cql = _INSERT_CHANGE
             else:
                 row.append(words(delivery.body) or None)
+                row.append([a.SerializeToString() for a in delivery.attachments] or None)
                 cql = _INSERT_MESSAGE
             row.append(write_time(delivery.message_id))
-            statements.append((bind(cql, row), len(delivery.body) * 8 + 100))
+            size = len(delivery.body) * 8 + 100 + 400 * len(delivery.attachments)
+            statements.append((bind(cql, row), size))
             pair = (delivery.chat_id, bucket)
             if pair not in self._known_buckets and pair not in new_buckets:
                 new_buckets.add(pair)

@@ -38,7 +38,7 @@ SYSTEM_KEYSPACES = ("system_auth", "system_distributed", "system_traces")
 
 #: Tables each service writes, and tables it only reads.
 CASSANDRA_WRITES = {
-    "messaging": ("chats", "group_members", "blocks"),
+    "messaging": ("chats", "group_members", "blocks", "attachments", "attachments_by_message"),
     "history": (
         "messages_by_chat",
         "chat_buckets",

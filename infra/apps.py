@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import time
@@ -23,11 +22,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import access, catalog, cluster, modes, processes, tls
+from infra import access, catalog, cluster, modes, processes, secret_files, tls
 from infra.catalog import PARTITIONS, App
 from infra.console import detail, say, step
 from infra.errors import StepFailed
-from infra.services import Context, balancer
+from infra.services import Context, balancer, seaweedfs
 
 GRPC_EXPERIMENTS = "-event_engine_listener,-event_engine_for_all_other_endpoints"
 READY_TIMEOUT = 60.0
@@ -57,12 +56,7 @@ def default_partitioning(mode: modes.Mode = modes.SINGLE) -> str:
 
 def secret(ctx: Context, name: str) -> str:
     """A random secret kept in .infra/secrets/<name>, made on first use."""
-    path = ctx.layout.state / "secrets" / name
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return secret_files.secret(ctx.layout, name)
 
 
 def environment(ctx: Context, user: str) -> dict[str, str]:
@@ -72,6 +66,10 @@ def environment(ctx: Context, user: str) -> dict[str, str]:
     found = {
         "CHAT_JWT_SECRET": secret(ctx, "jwt"),
         "CHAT_ADMIN_TOKENS": f"admin={secret(ctx, 'admin')}",
+        # The object store's key for attachments (infra/services/seaweedfs.py).
+        "CHAT_S3_ENDPOINT": f"http://127.0.0.1:{seaweedfs.S3_PORT}",
+        "CHAT_S3_ACCESS_KEY": seaweedfs.ACCESS_KEY,
+        "CHAT_S3_SECRET_KEY_FILE": str(seaweedfs.secret_key_file(ctx.layout)),
         "CHAT_PARTITIONS": str(PARTITIONS),
         "CHAT_PARTITIONING_DEFAULT": default_partitioning(modes.current(ctx.layout)),
         "PYTHONUNBUFFERED": "1",

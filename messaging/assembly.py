@@ -15,17 +15,19 @@ import redis.asyncio as aioredis
 from confluent_kafka import Consumer
 
 from chatlib import cassandra, channels, ops, redis_client, telemetry, tokens
-from chatlib.config_sections import Features, Groups, Limits, Messages
+from chatlib.config_sections import Features, Files, Groups, Limits, Messages
 from chatlib.hashing import partition_for
 from chatlib.ids import Snowflake
 from chatlib.kafka import AsyncProducer
 from chatlib.leases import WorkerLease
 from chatlib.live_config import LiveConfig, LiveSection
+from chatlib.object_store import ObjectStore
 from chatlib.ownership import REFRESH_SECONDS, OwnerView, Routing
 from chatlib.pace import Pace
 from chatlib.partitioning import Partitioning
 from chatlib.redis_wire import RedisWire
 from chatlib.revocations import Revocations
+from messaging.attachments import Attachments
 from messaging.blocks import Blocks
 from messaging.chats import ChatDirectory
 from messaging.groups.changes import ChatChanges, UserNames
@@ -71,6 +73,7 @@ class Config:
     features: LiveSection[Features]
     groups: LiveSection[Groups]
     messages: LiveSection[Messages]
+    files: LiveSection[Files]
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,13 @@ async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) 
     fanout = asyncio.create_task(streams.fanout.run(fanout_stop), name="fan-out")
     leases = asyncio.create_task(streams.leases.run(stop), name="partition-leases")
     presence = asyncio.create_task(ephemeral.presence.run(stop), name="presence")
-    server = await _grpc_server(settings, base, send, streams, ephemeral)
+    files = _attachments(settings, stack, base, send)
+    if files is not None:
+        sweep = asyncio.create_task(
+            files.sweep_forever(stop, settings.files_origins), name="attachments-sweep"
+        )
+        stack.push_async_callback(_awaited, sweep)
+    server = await _grpc_server(settings, base, send, streams, ephemeral, files)
     runner = await ops.start(
         settings.common.ops_host,
         settings.ops_port,
@@ -209,10 +218,13 @@ async def _config(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event
     features = LiveSection("features", Features.parse)
     groups = LiveSection("groups", Groups.parse)
     messages = LiveSection("messages", Messages.parse)
-    live = LiveConfig(settings.common.redis, [partitioning, limits, features, groups, messages])
+    files = LiveSection("files", Files.parse)
+    live = LiveConfig(
+        settings.common.redis, [partitioning, limits, features, groups, messages, files]
+    )
     stack.push_async_callback(live.close)
     await live.start(stop)
-    return Config(live, partitioning, limits, features, groups, messages)
+    return Config(live, partitioning, limits, features, groups, messages, files)
 
 
 def _history(settings: Settings, stack: AsyncExitStack) -> HistoryApi:
@@ -358,8 +370,30 @@ def _ephemeral(
     return Ephemeral(signals, presence, typing)
 
 
+def _attachments(
+    settings: Settings, stack: AsyncExitStack, base: Platform, send: SendPath
+) -> Attachments | None:
+    if settings.object_store is None:
+        logger.warning("no object store configured (CHAT_S3_SECRET_KEY_FILE): attachments off")
+        return None
+    files = Attachments(
+        base.db, ObjectStore(settings.object_store), send.sender.ids, base.config.files
+    )
+    stack.push_async_callback(files.close)
+    return files
+
+
+async def _awaited(task: asyncio.Task[None]) -> None:
+    await task
+
+
 async def _grpc_server(
-    settings: Settings, base: Platform, send: SendPath, streams: Streams, ephemeral: Ephemeral
+    settings: Settings,
+    base: Platform,
+    send: SendPath,
+    streams: Streams,
+    ephemeral: Ephemeral,
+    files: Attachments | None,
 ) -> grpc.aio.Server:
     changes = ChatChanges(
         sender=send.sender,
@@ -387,6 +421,7 @@ async def _grpc_server(
             SentMessages(base.wire),
             base.history,
             base.config.messages,
+            on_deleted=files.message_deleted if files is not None else None,
         ),
         typing=ephemeral.typing,
         presence=ephemeral.presence,
@@ -398,6 +433,7 @@ async def _grpc_server(
         verifier=verifier,
         stream_queue=settings.stream_queue,
         blocks=send.blocks,
+        files=files,
     )
     server = grpc.aio.server(
         interceptors=telemetry.grpc_server_interceptors(settings.common.trace_sample_ratio),

@@ -16,6 +16,7 @@ from chatlib.chat_ids import check_chat_id
 from chatlib.ids import smallest_id_at
 from chatlib.ownership import Routing
 from chatlib.partitioning import Stretch
+from messaging.attachments import Attachments
 from messaging.blocks import Blocks
 from messaging.chats import ChatDirectory
 from messaging.groups.changes import ChatChanges
@@ -76,6 +77,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         verifier: tokens.Verifier,
         stream_queue: int,
         blocks: Blocks,
+        files: Attachments | None = None,
     ) -> None:
         self._server_name = server_name
         self._routing = routing
@@ -95,6 +97,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self._verifier = verifier
         self._stream_queue = stream_queue
         self._blocks = blocks
+        self._files = files
 
     @errors.handler
     async def Send(
@@ -102,9 +105,49 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
     ) -> messaging_pb2.SendResponse:
         user = self._user(context)
         accepted = await self._sender.send(
-            user, request.chat_id, request.client_message_id, request.body
+            user,
+            request.chat_id,
+            request.client_message_id,
+            request.body,
+            self._files,
+            request.attachments,
         )
         return _sent(accepted)
+
+    @errors.handler
+    async def CreateUpload(
+        self, request: messaging_pb2.CreateUploadRequest, context: Context
+    ) -> messaging_pb2.Upload:
+        user = self._user(context)
+        files = self._attachments_on()
+        check_chat_id(request.chat_id)
+        await self._directory.check_sender(request.chat_id, user)
+        attachment_id, url, headers, expires = await files.create_upload(
+            user, request.chat_id, request.name, request.size, request.content_type
+        )
+        return messaging_pb2.Upload(
+            attachment_id=attachment_id, url=url, headers=headers, expires_at_ms=expires
+        )
+
+    @errors.handler
+    async def GetAttachment(
+        self, request: messaging_pb2.GetAttachmentRequest, context: Context
+    ) -> messaging_pb2.AttachmentLink:
+        user = self._user(context)
+        files = self._attachments_on()
+        check_chat_id(request.chat_id)
+        if not request.message_id or not request.attachment_id:
+            raise errors.InvalidArgument("message_id and attachment_id are required")
+        await self._amendments.visible(request.chat_id, user, request.message_id)
+        url, expires, attachment = await files.link(
+            request.chat_id, request.message_id, request.attachment_id
+        )
+        return messaging_pb2.AttachmentLink(url=url, expires_at_ms=expires, attachment=attachment)
+
+    def _attachments_on(self) -> Attachments:
+        if self._files is None:
+            raise errors.Unavailable("attachments are not configured on this deployment")
+        return self._files
 
     @errors.handler
     async def OpenDirectChat(

@@ -3,7 +3,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from chatlib.settings import Common, Env
+from chatlib.object_store import ObjectStoreAccess
+from chatlib.settings import Common, Env, secret
 
 #: Kafka client settings of the send path and the fan-out (the benchmark's Kafka floor uses
 #: the same). The fan-out's broker answers a fetch once FETCH_MIN_BYTES are there or
@@ -34,6 +35,11 @@ class Settings:
     batch_above_per_s: int
     #: The history query service: told of opened direct chats (chat lists show them at once).
     history_address: str
+    #: The object store attachments go to; None (no secret key file set): attachments off.
+    object_store: ObjectStoreAccess | None
+    #: Browser origins the store lets upload and download (CORS), "*" for any: the presigned
+    #: URL is what grants access.
+    files_origins: list[str]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -61,4 +67,19 @@ class Settings:
             ),
             batch_above_per_s=read.integer("CHAT_BATCH_ABOVE_PER_S", BATCH_ABOVE_PER_S, minimum=0),
             history_address=read.text("CHAT_HISTORY_ADDRESS", "127.0.0.1:7201"),
+            object_store=_object_store(read),
+            files_origins=list(read.items("CHAT_FILES_ORIGINS", "*")),
         )
+
+
+def _object_store(read: Env) -> ObjectStoreAccess | None:
+    key = secret(read, "CHAT_S3_SECRET_KEY_FILE")
+    if key is None:
+        return None
+    return ObjectStoreAccess(
+        endpoint=read.text("CHAT_S3_ENDPOINT", "http://127.0.0.1:8333"),
+        bucket=read.text("CHAT_S3_BUCKET", "chat-files"),
+        access_key=read.text("CHAT_S3_ACCESS_KEY", "chat"),
+        secret_key=key,
+        public_endpoint=read.optional("CHAT_S3_PUBLIC_ENDPOINT") or "",
+    )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from chatlib.chat_ids import check_chat_id
@@ -70,6 +71,7 @@ class Amendments:
         sent: SentMessages,
         history: HistoryApi,
         messages: LiveSection[Messages],
+        on_deleted: Callable[[str, int], Awaitable[None]] | None = None,
     ) -> None:
         self._sender = sender
         self._directory = directory
@@ -77,6 +79,8 @@ class Amendments:
         self._sent = sent
         self._history = history
         self._messages = messages
+        #: Told of each deletion once it is accepted (its files become unreachable).
+        self._on_deleted = on_deleted
 
     async def edit(self, user: int, chat_id: str, message_id: int, body: str, key: str) -> Accepted:
         self._check(chat_id, message_id, key)
@@ -104,6 +108,8 @@ class Amendments:
                 "only its sender (or a group's owner or admin) may delete a message"
             )
         accepted = await self._submit(user, chat, key, "", Amendment.DELETED, target)
+        if self._on_deleted is not None:
+            await self._on_deleted(chat.chat_id, message_id)
         try:
             await self._sent.mark_deleted(chat.chat_id, message_id, target.sender_id)
         except REDIS_FAILURES as exc:
@@ -156,6 +162,15 @@ class Amendments:
         )
         return await self._sender.submit(Outgoing(entry, chat.members, chat.version))
 
+    async def visible(self, chat_id: str, user: int, message_id: int) -> Target:
+        """A message the user can read (a former group member: one sent while a member), not
+        deleted; NotFound otherwise."""
+        chat, _ = await self._directory.check_reader(chat_id, user)
+        target = await self._target(chat, user, message_id)
+        if target.deleted:
+            raise NotFound(f"message {message_id} of chat {chat_id!r} was deleted")
+        return target
+
     async def _target(self, chat: Chat, user: int, message_id: int) -> Target:
         """The message, if it is one the user can see in the chat; NotFound otherwise."""
         missing = NotFound(f"chat {chat.chat_id!r} has no message {message_id}")
@@ -166,6 +181,8 @@ class Amendments:
             member = (await self._groups.load(chat.chat_id)).rows.get(user)
             if member is None or message_id < member.since_id:
                 raise missing
+            if member.until_id is not None and message_id > member.until_id:
+                raise missing  # sent after they left
             role = member.role
         try:
             sent = await self._sent.lookup(chat.chat_id, message_id)

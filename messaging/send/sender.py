@@ -26,7 +26,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -44,12 +44,13 @@ from chatlib.leases import LeaseLost, WorkerLease
 from chatlib.live_config import LiveSection
 from chatlib.partitioning import Partitioning
 from chatlib.telemetry import kafka_headers
+from messaging.attachments import Attachments
 from messaging.chats import ChatDirectory
 from messaging.groups.fence import Fence
 from messaging.send.admission import REDIS_FAILURES, Admission, Claim, Owner
 from messaging.send.hold import SendHold
 from messaging.send.settle import Settler
-from protos.chat.v1 import envelope_pb2
+from protos.chat.v1 import common_pb2, envelope_pb2
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -206,30 +207,51 @@ class Sender:
     def ids(self) -> Snowflake:
         return self._ids
 
-    def check(self, chat_id: str, client_message_id: str, body: str) -> None:
+    def check(
+        self, chat_id: str, client_message_id: str, body: str, with_files: bool = False
+    ) -> None:
         check_chat_id(chat_id)
         check_idempotency_key(client_message_id, "client_message_id")
-        self.check_body(body)
+        self.check_body(body, with_files)
 
-    def check_body(self, body: str) -> None:
-        if not body.strip():
+    def check_body(self, body: str, with_files: bool = False) -> None:
+        if not body.strip() and not with_files:
             raise InvalidArgument("body is empty")
         size = len(body.encode("utf-8"))
         maximum = self._limits.get().max_body_bytes
         if size > maximum:
             raise InvalidArgument(f"body is {size} bytes, the maximum is {maximum}")
 
-    async def send(self, sender: int, chat_id: str, client_message_id: str, body: str) -> Accepted:
+    async def send(
+        self,
+        sender: int,
+        chat_id: str,
+        client_message_id: str,
+        body: str,
+        files: Attachments | None = None,
+        attachments: Sequence[common_pb2.Attachment] = (),
+    ) -> Accepted:
+        """Send a message; with ``files``, the ``attachments`` the client named are claimed
+        for it first and recorded under it once it is accepted."""
         started = time.perf_counter()
-        self.check(chat_id, client_message_id, body)
+        self.check(chat_id, client_message_id, body, bool(attachments))
         chat = await self._directory.check_sender(chat_id, sender)
+        if attachments:
+            if files is None:
+                raise Unavailable("attachments are not configured on this deployment")
+            attachments = await files.claim(sender, chat_id, client_message_id, list(attachments))
         entry = Delivery(
             chat_id=chat_id,
             kind=chat.kind,
             sender_id=sender,
             body=body,
             client_message_id=client_message_id,
+            attachments=attachments,
         )
+        if attachments and files is not None:
+            accepted = await self.submit(Outgoing(entry, chat.members, chat.version), started)
+            await files.record(chat_id, accepted.message_id, [a.attachment_id for a in attachments])
+            return accepted
         return await self.submit(Outgoing(entry, chat.members, chat.version), started)
 
     async def submit(self, outgoing: Outgoing, started: float | None = None) -> Accepted:

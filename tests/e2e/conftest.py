@@ -288,6 +288,7 @@ async def admin() -> AsyncIterator[Admin]:
                 "sessions",
                 "auth",
                 "web",
+                "files",
             )
         }
         try:
@@ -313,6 +314,7 @@ FOLLOWERS = {
     "sessions": (9401,),
     "auth": (9401,),
     "web": (9401,),
+    "files": (9311, 9312),
 }
 
 

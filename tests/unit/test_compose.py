@@ -23,6 +23,7 @@ INFRASTRUCTURE = {
     "kibana",
     "fluent-bit",
     "prometheus",
+    "seaweedfs",
 }
 APPS = {
     "setup",

@@ -176,7 +176,13 @@ def test_each_owner_creates_its_own_tables_in_numbered_migrations() -> None:
             for s in m.statements
             if s.upper().startswith("CREATE TABLE IF NOT EXISTS")
         }
-    assert created["messaging"] == {"chats", "group_members", "blocks"}
+    assert created["messaging"] == {
+        "chats",
+        "group_members",
+        "blocks",
+        "attachments",
+        "attachments_by_message",
+    }
     assert {"users", "users_by_name", "messages_by_chat", "chats_by_user"} <= created["history"]
     assert not created["history"] & created["messaging"], "a table has one owner"
     # The cluster's roles may write exactly the tables their owner creates (a table left out

@@ -76,7 +76,7 @@ func (x Amendment_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Amendment_Action.Descriptor instead.
 func (Amendment_Action) EnumDescriptor() ([]byte, []int) {
-	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{1, 0}
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{2, 0}
 }
 
 type ChatChange_Action int32
@@ -144,7 +144,7 @@ func (x ChatChange_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChatChange_Action.Descriptor instead.
 func (ChatChange_Action) EnumDescriptor() ([]byte, []int) {
-	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{3, 0}
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{4, 0}
 }
 
 type Message struct {
@@ -166,9 +166,12 @@ type Message struct {
 	Amendment *Amendment `protobuf:"bytes,8,opt,name=amendment,proto3" json:"amendment,omitempty"`
 	// History only, the message's state now: when it was last edited (0: never), whether it
 	// was deleted (its body is then empty and gone from storage), and its reactions.
-	EditedAtMs    int64       `protobuf:"varint,9,opt,name=edited_at_ms,json=editedAtMs,proto3" json:"edited_at_ms,omitempty"`
-	Deleted       bool        `protobuf:"varint,10,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	Reactions     []*Reaction `protobuf:"bytes,11,rep,name=reactions,proto3" json:"reactions,omitempty"`
+	EditedAtMs int64       `protobuf:"varint,9,opt,name=edited_at_ms,json=editedAtMs,proto3" json:"edited_at_ms,omitempty"`
+	Deleted    bool        `protobuf:"varint,10,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Reactions  []*Reaction `protobuf:"bytes,11,rep,name=reactions,proto3" json:"reactions,omitempty"`
+	// Files sent with the message (MessagingService.CreateUpload, then Send); each is fetched
+	// through MessagingService.GetAttachment by those who can read the message.
+	Attachments   []*Attachment `protobuf:"bytes,12,rep,name=attachments,proto3" json:"attachments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -280,6 +283,110 @@ func (x *Message) GetReactions() []*Reaction {
 	return nil
 }
 
+func (x *Message) GetAttachments() []*Attachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
+// A file in the object store, as a message carries it.
+type Attachment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// From CreateUpload.
+	AttachmentId uint64 `protobuf:"fixed64,1,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	// As CreateUpload declared them (the store refused any other size or type).
+	Name        string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Size        int64  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	ContentType string `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// The uploader's SHA-256 of the bytes, 64 lowercase hex digits (or empty).
+	Sha256 string `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// An image's size in pixels, as the uploader measured it (0: not an image, or not told).
+	Width         int32 `protobuf:"varint,6,opt,name=width,proto3" json:"width,omitempty"`
+	Height        int32 `protobuf:"varint,7,opt,name=height,proto3" json:"height,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attachment) Reset() {
+	*x = Attachment{}
+	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attachment) ProtoMessage() {}
+
+func (x *Attachment) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
+func (*Attachment) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Attachment) GetAttachmentId() uint64 {
+	if x != nil {
+		return x.AttachmentId
+	}
+	return 0
+}
+
+func (x *Attachment) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Attachment) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Attachment) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *Attachment) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *Attachment) GetWidth() int32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *Attachment) GetHeight() int32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
 type Amendment struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Action Amendment_Action       `protobuf:"varint,1,opt,name=action,proto3,enum=chat.v1.Amendment_Action" json:"action,omitempty"`
@@ -294,7 +401,7 @@ type Amendment struct {
 
 func (x *Amendment) Reset() {
 	*x = Amendment{}
-	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +413,7 @@ func (x *Amendment) String() string {
 func (*Amendment) ProtoMessage() {}
 
 func (x *Amendment) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_common_proto_msgTypes[1]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +426,7 @@ func (x *Amendment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Amendment.ProtoReflect.Descriptor instead.
 func (*Amendment) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{1}
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Amendment) GetAction() Amendment_Action {
@@ -362,7 +469,7 @@ type Reaction struct {
 
 func (x *Reaction) Reset() {
 	*x = Reaction{}
-	mi := &file_protos_chat_v1_common_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +481,7 @@ func (x *Reaction) String() string {
 func (*Reaction) ProtoMessage() {}
 
 func (x *Reaction) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_common_proto_msgTypes[2]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +494,7 @@ func (x *Reaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reaction.ProtoReflect.Descriptor instead.
 func (*Reaction) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{2}
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Reaction) GetEmoji() string {
@@ -432,7 +539,7 @@ type ChatChange struct {
 
 func (x *ChatChange) Reset() {
 	*x = ChatChange{}
-	mi := &file_protos_chat_v1_common_proto_msgTypes[3]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +551,7 @@ func (x *ChatChange) String() string {
 func (*ChatChange) ProtoMessage() {}
 
 func (x *ChatChange) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_common_proto_msgTypes[3]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +564,7 @@ func (x *ChatChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatChange.ProtoReflect.Descriptor instead.
 func (*ChatChange) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{3}
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ChatChange) GetAction() ChatChange_Action {
@@ -514,7 +621,7 @@ type Chat struct {
 
 func (x *Chat) Reset() {
 	*x = Chat{}
-	mi := &file_protos_chat_v1_common_proto_msgTypes[4]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +633,7 @@ func (x *Chat) String() string {
 func (*Chat) ProtoMessage() {}
 
 func (x *Chat) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_common_proto_msgTypes[4]
+	mi := &file_protos_chat_v1_common_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +646,7 @@ func (x *Chat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chat.ProtoReflect.Descriptor instead.
 func (*Chat) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{4}
+	return file_protos_chat_v1_common_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Chat) GetChatId() string {
@@ -567,7 +674,7 @@ var File_protos_chat_v1_common_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x1bprotos/chat/v1/common.proto\x12\achat.v1\"\x8e\x03\n" +
+	"\x1bprotos/chat/v1/common.proto\x12\achat.v1\"\xc5\x03\n" +
 	"\aMessage\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x06R\tmessageId\x12\x17\n" +
@@ -582,7 +689,17 @@ const file_protos_chat_v1_common_proto_rawDesc = "" +
 	"editedAtMs\x12\x18\n" +
 	"\adeleted\x18\n" +
 	" \x01(\bR\adeleted\x12/\n" +
-	"\treactions\x18\v \x03(\v2\x11.chat.v1.ReactionR\treactions\"\x84\x02\n" +
+	"\treactions\x18\v \x03(\v2\x11.chat.v1.ReactionR\treactions\x125\n" +
+	"\vattachments\x18\f \x03(\v2\x13.chat.v1.AttachmentR\vattachments\"\xc2\x01\n" +
+	"\n" +
+	"Attachment\x12#\n" +
+	"\rattachment_id\x18\x01 \x01(\x06R\fattachmentId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12!\n" +
+	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\tR\x06sha256\x12\x14\n" +
+	"\x05width\x18\x06 \x01(\x05R\x05width\x12\x16\n" +
+	"\x06height\x18\a \x01(\x05R\x06height\"\x84\x02\n" +
 	"\tAmendment\x121\n" +
 	"\x06action\x18\x01 \x01(\x0e2\x19.chat.v1.Amendment.ActionR\x06action\x12\x1d\n" +
 	"\n" +
@@ -641,29 +758,31 @@ func file_protos_chat_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_protos_chat_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_protos_chat_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_protos_chat_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_protos_chat_v1_common_proto_goTypes = []any{
 	(Amendment_Action)(0),  // 0: chat.v1.Amendment.Action
 	(ChatChange_Action)(0), // 1: chat.v1.ChatChange.Action
 	(*Message)(nil),        // 2: chat.v1.Message
-	(*Amendment)(nil),      // 3: chat.v1.Amendment
-	(*Reaction)(nil),       // 4: chat.v1.Reaction
-	(*ChatChange)(nil),     // 5: chat.v1.ChatChange
-	(*Chat)(nil),           // 6: chat.v1.Chat
-	nil,                    // 7: chat.v1.ChatChange.RolesEntry
+	(*Attachment)(nil),     // 3: chat.v1.Attachment
+	(*Amendment)(nil),      // 4: chat.v1.Amendment
+	(*Reaction)(nil),       // 5: chat.v1.Reaction
+	(*ChatChange)(nil),     // 6: chat.v1.ChatChange
+	(*Chat)(nil),           // 7: chat.v1.Chat
+	nil,                    // 8: chat.v1.ChatChange.RolesEntry
 }
 var file_protos_chat_v1_common_proto_depIdxs = []int32{
-	5, // 0: chat.v1.Message.change:type_name -> chat.v1.ChatChange
-	3, // 1: chat.v1.Message.amendment:type_name -> chat.v1.Amendment
-	4, // 2: chat.v1.Message.reactions:type_name -> chat.v1.Reaction
-	0, // 3: chat.v1.Amendment.action:type_name -> chat.v1.Amendment.Action
-	1, // 4: chat.v1.ChatChange.action:type_name -> chat.v1.ChatChange.Action
-	7, // 5: chat.v1.ChatChange.roles:type_name -> chat.v1.ChatChange.RolesEntry
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 0: chat.v1.Message.change:type_name -> chat.v1.ChatChange
+	4, // 1: chat.v1.Message.amendment:type_name -> chat.v1.Amendment
+	5, // 2: chat.v1.Message.reactions:type_name -> chat.v1.Reaction
+	3, // 3: chat.v1.Message.attachments:type_name -> chat.v1.Attachment
+	0, // 4: chat.v1.Amendment.action:type_name -> chat.v1.Amendment.Action
+	1, // 5: chat.v1.ChatChange.action:type_name -> chat.v1.ChatChange.Action
+	8, // 6: chat.v1.ChatChange.roles:type_name -> chat.v1.ChatChange.RolesEntry
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_common_proto_init() }
@@ -677,7 +796,7 @@ func file_protos_chat_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_common_proto_rawDesc), len(file_protos_chat_v1_common_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -59,7 +59,9 @@ type Delivery struct {
 	Delivered bool `protobuf:"varint,14,opt,name=delivered,proto3" json:"delivered,omitempty"`
 	// A group record's recipients: the members on this record's partition (see above). The
 	// primary record is the one on the sender's partition; `recipient_id` is then unset.
-	RecipientIds  []uint64 `protobuf:"fixed64,15,rep,packed,name=recipient_ids,json=recipientIds,proto3" json:"recipient_ids,omitempty"`
+	RecipientIds []uint64 `protobuf:"fixed64,15,rep,packed,name=recipient_ids,json=recipientIds,proto3" json:"recipient_ids,omitempty"`
+	// The message's files (Message.attachments).
+	Attachments   []*Attachment `protobuf:"bytes,16,rep,name=attachments,proto3" json:"attachments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -188,6 +190,13 @@ func (x *Delivery) GetDelivered() bool {
 func (x *Delivery) GetRecipientIds() []uint64 {
 	if x != nil {
 		return x.RecipientIds
+	}
+	return nil
+}
+
+func (x *Delivery) GetAttachments() []*Attachment {
+	if x != nil {
+		return x.Attachments
 	}
 	return nil
 }
@@ -321,7 +330,7 @@ var File_protos_chat_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\x1a\x1eprotos/chat/v1/messaging.proto\"\xdc\x03\n" +
+	"\x1dprotos/chat/v1/envelope.proto\x12\achat.v1\x1a\x1bprotos/chat/v1/common.proto\x1a\x1eprotos/chat/v1/messaging.proto\"\x93\x04\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x06R\tmessageId\x12\x17\n" +
@@ -338,7 +347,8 @@ const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\x04read\x18\f \x01(\bR\x04read\x120\n" +
 	"\tamendment\x18\r \x01(\v2\x12.chat.v1.AmendmentR\tamendment\x12\x1c\n" +
 	"\tdelivered\x18\x0e \x01(\bR\tdelivered\x12#\n" +
-	"\rrecipient_ids\x18\x0f \x03(\x06R\frecipientIdsJ\x04\b\t\x10\n" +
+	"\rrecipient_ids\x18\x0f \x03(\x06R\frecipientIds\x125\n" +
+	"\vattachments\x18\x10 \x03(\v2\x13.chat.v1.AttachmentR\vattachmentsJ\x04\b\t\x10\n" +
 	"R\n" +
 	"member_ids\"\x8a\x01\n" +
 	"\n" +
@@ -370,17 +380,19 @@ var file_protos_chat_v1_envelope_proto_goTypes = []any{
 	(*Signal)(nil),      // 2: chat.v1.Signal
 	(*ChatChange)(nil),  // 3: chat.v1.ChatChange
 	(*Amendment)(nil),   // 4: chat.v1.Amendment
-	(*ClientEvent)(nil), // 5: chat.v1.ClientEvent
+	(*Attachment)(nil),  // 5: chat.v1.Attachment
+	(*ClientEvent)(nil), // 6: chat.v1.ClientEvent
 }
 var file_protos_chat_v1_envelope_proto_depIdxs = []int32{
 	3, // 0: chat.v1.Delivery.change:type_name -> chat.v1.ChatChange
 	4, // 1: chat.v1.Delivery.amendment:type_name -> chat.v1.Amendment
-	5, // 2: chat.v1.Signal.event:type_name -> chat.v1.ClientEvent
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 2: chat.v1.Delivery.attachments:type_name -> chat.v1.Attachment
+	6, // 3: chat.v1.Signal.event:type_name -> chat.v1.ClientEvent
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_envelope_proto_init() }

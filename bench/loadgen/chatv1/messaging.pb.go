@@ -1977,9 +1977,14 @@ type SendRequest struct {
 	ChatId string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
 	// Chosen by the client, unique per sender; the idempotency key for retries.
 	ClientMessageId string `protobuf:"bytes,2,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
-	Body            string `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// May be empty when the message has attachments.
+	Body string `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	// Files uploaded for this chat (CreateUpload), at most 10, each in one message only:
+	// `attachment_id`, and the uploader's `sha256`, `width` and `height`; name, size and type
+	// are the ones CreateUpload declared.
+	Attachments   []*Attachment `protobuf:"bytes,4,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendRequest) Reset() {
@@ -2033,6 +2038,277 @@ func (x *SendRequest) GetBody() string {
 	return ""
 }
 
+func (x *SendRequest) GetAttachments() []*Attachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
+type CreateUploadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chat the file will be sent in (the caller must be able to send there).
+	ChatId string `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	// The file's name, 1-255 characters, no "/" or control characters.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Its exact size in bytes, 1 up to the live config's `files.max_bytes`.
+	Size int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// Its media type, "type/subtype" (e.g. "image/png"), at most 127 characters.
+	ContentType   string `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUploadRequest) Reset() {
+	*x = CreateUploadRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUploadRequest) ProtoMessage() {}
+
+func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUploadRequest.ProtoReflect.Descriptor instead.
+func (*CreateUploadRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CreateUploadRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *CreateUploadRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateUploadRequest) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CreateUploadRequest) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+type Upload struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AttachmentId uint64                 `protobuf:"fixed64,1,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	// PUT the bytes here before `expires_at_ms`, with exactly these headers (Content-Length and
+	// Content-Type as declared: the store refuses anything else).
+	Url           string            `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	Headers       map[string]string `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ExpiresAtMs   int64             `protobuf:"varint,4,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Upload) Reset() {
+	*x = Upload{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Upload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Upload) ProtoMessage() {}
+
+func (x *Upload) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Upload.ProtoReflect.Descriptor instead.
+func (*Upload) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *Upload) GetAttachmentId() uint64 {
+	if x != nil {
+		return x.AttachmentId
+	}
+	return 0
+}
+
+func (x *Upload) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Upload) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *Upload) GetExpiresAtMs() int64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+type GetAttachmentRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ChatId string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
+	// The message that carries it.
+	MessageId     uint64 `protobuf:"fixed64,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	AttachmentId  uint64 `protobuf:"fixed64,3,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAttachmentRequest) Reset() {
+	*x = GetAttachmentRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAttachmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAttachmentRequest) ProtoMessage() {}
+
+func (x *GetAttachmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAttachmentRequest.ProtoReflect.Descriptor instead.
+func (*GetAttachmentRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetAttachmentRequest) GetChatId() string {
+	if x != nil {
+		return x.ChatId
+	}
+	return ""
+}
+
+func (x *GetAttachmentRequest) GetMessageId() uint64 {
+	if x != nil {
+		return x.MessageId
+	}
+	return 0
+}
+
+func (x *GetAttachmentRequest) GetAttachmentId() uint64 {
+	if x != nil {
+		return x.AttachmentId
+	}
+	return 0
+}
+
+type AttachmentLink struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// GET the bytes here before `expires_at_ms`.
+	Url           string      `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	ExpiresAtMs   int64       `protobuf:"varint,2,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	Attachment    *Attachment `protobuf:"bytes,3,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachmentLink) Reset() {
+	*x = AttachmentLink{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachmentLink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachmentLink) ProtoMessage() {}
+
+func (x *AttachmentLink) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachmentLink.ProtoReflect.Descriptor instead.
+func (*AttachmentLink) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *AttachmentLink) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *AttachmentLink) GetExpiresAtMs() int64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+func (x *AttachmentLink) GetAttachment() *Attachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
 type SendResponse struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	MessageId   uint64                 `protobuf:"fixed64,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
@@ -2045,7 +2321,7 @@ type SendResponse struct {
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2333,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2346,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{35}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SendResponse) GetMessageId() uint64 {
@@ -2103,7 +2379,7 @@ type OpenDirectChatRequest struct {
 
 func (x *OpenDirectChatRequest) Reset() {
 	*x = OpenDirectChatRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2391,7 @@ func (x *OpenDirectChatRequest) String() string {
 func (*OpenDirectChatRequest) ProtoMessage() {}
 
 func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2404,7 @@ func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDirectChatRequest.ProtoReflect.Descriptor instead.
 func (*OpenDirectChatRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{36}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *OpenDirectChatRequest) GetPeerId() uint64 {
@@ -2260,18 +2536,43 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\x0eResyncRequired\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\n" +
 	"\n" +
-	"\bCaughtUp\"f\n" +
+	"\bCaughtUp\"\x9d\x01\n" +
 	"\vSendRequest\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12*\n" +
 	"\x11client_message_id\x18\x02 \x01(\tR\x0fclientMessageId\x12\x12\n" +
-	"\x04body\x18\x03 \x01(\tR\x04body\"o\n" +
+	"\x04body\x18\x03 \x01(\tR\x04body\x125\n" +
+	"\vattachments\x18\x04 \x03(\v2\x13.chat.v1.AttachmentR\vattachments\"y\n" +
+	"\x13CreateUploadRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12!\n" +
+	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\"\xd7\x01\n" +
+	"\x06Upload\x12#\n" +
+	"\rattachment_id\x18\x01 \x01(\x06R\fattachmentId\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x126\n" +
+	"\aheaders\x18\x03 \x03(\v2\x1c.chat.v1.Upload.HeadersEntryR\aheaders\x12\"\n" +
+	"\rexpires_at_ms\x18\x04 \x01(\x03R\vexpiresAtMs\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"s\n" +
+	"\x14GetAttachmentRequest\x12\x17\n" +
+	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\x06R\tmessageId\x12#\n" +
+	"\rattachment_id\x18\x03 \x01(\x06R\fattachmentId\"{\n" +
+	"\x0eAttachmentLink\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\"\n" +
+	"\rexpires_at_ms\x18\x02 \x01(\x03R\vexpiresAtMs\x123\n" +
+	"\n" +
+	"attachment\x18\x03 \x01(\v2\x13.chat.v1.AttachmentR\n" +
+	"attachment\"o\n" +
 	"\fSendResponse\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\x06R\tmessageId\x12\"\n" +
 	"\rcreated_at_ms\x18\x02 \x01(\x03R\vcreatedAtMs\x12\x1c\n" +
 	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"0\n" +
 	"\x15OpenDirectChatRequest\x12\x17\n" +
-	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\xb9\a\n" +
+	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\xc1\b\n" +
 	"\x10MessagingService\x12>\n" +
 	"\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x127\n" +
 	"\x05Relay\x12\x15.chat.v1.RelayRequest\x1a\x13.chat.v1.RelayBatch(\x010\x01\x123\n" +
@@ -2286,7 +2587,9 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\vGetPresence\x12\x1b.chat.v1.GetPresenceRequest\x1a\x1c.chat.v1.GetPresenceResponse\x12B\n" +
 	"\tBlockUser\x12\x19.chat.v1.BlockUserRequest\x1a\x1a.chat.v1.BlockUserResponse\x12H\n" +
 	"\vUnblockUser\x12\x1b.chat.v1.UnblockUserRequest\x1a\x1c.chat.v1.UnblockUserResponse\x12H\n" +
-	"\vListBlocked\x12\x1b.chat.v1.ListBlockedRequest\x1a\x1c.chat.v1.ListBlockedResponseb\x06proto3"
+	"\vListBlocked\x12\x1b.chat.v1.ListBlockedRequest\x1a\x1c.chat.v1.ListBlockedResponse\x12=\n" +
+	"\fCreateUpload\x12\x1c.chat.v1.CreateUploadRequest\x1a\x0f.chat.v1.Upload\x12G\n" +
+	"\rGetAttachment\x12\x1d.chat.v1.GetAttachmentRequest\x1a\x17.chat.v1.AttachmentLinkb\x06proto3"
 
 var (
 	file_protos_chat_v1_messaging_proto_rawDescOnce sync.Once
@@ -2300,7 +2603,7 @@ func file_protos_chat_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_messaging_proto_rawDescData
 }
 
-var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_protos_chat_v1_messaging_proto_goTypes = []any{
 	(*MarkDeliveredRequest)(nil),  // 0: chat.v1.MarkDeliveredRequest
 	(*MarkDeliveredResponse)(nil), // 1: chat.v1.MarkDeliveredResponse
@@ -2337,10 +2640,16 @@ var file_protos_chat_v1_messaging_proto_goTypes = []any{
 	(*ResyncRequired)(nil),        // 32: chat.v1.ResyncRequired
 	(*CaughtUp)(nil),              // 33: chat.v1.CaughtUp
 	(*SendRequest)(nil),           // 34: chat.v1.SendRequest
-	(*SendResponse)(nil),          // 35: chat.v1.SendResponse
-	(*OpenDirectChatRequest)(nil), // 36: chat.v1.OpenDirectChatRequest
-	(*Message)(nil),               // 37: chat.v1.Message
-	(*Chat)(nil),                  // 38: chat.v1.Chat
+	(*CreateUploadRequest)(nil),   // 35: chat.v1.CreateUploadRequest
+	(*Upload)(nil),                // 36: chat.v1.Upload
+	(*GetAttachmentRequest)(nil),  // 37: chat.v1.GetAttachmentRequest
+	(*AttachmentLink)(nil),        // 38: chat.v1.AttachmentLink
+	(*SendResponse)(nil),          // 39: chat.v1.SendResponse
+	(*OpenDirectChatRequest)(nil), // 40: chat.v1.OpenDirectChatRequest
+	nil,                           // 41: chat.v1.Upload.HeadersEntry
+	(*Message)(nil),               // 42: chat.v1.Message
+	(*Attachment)(nil),            // 43: chat.v1.Attachment
+	(*Chat)(nil),                  // 44: chat.v1.Chat
 }
 var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
 	8,  // 0: chat.v1.GetPresenceResponse.presences:type_name -> chat.v1.Presence
@@ -2351,7 +2660,7 @@ var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
 	27, // 5: chat.v1.RelayBatch.events:type_name -> chat.v1.RelayEvent
 	29, // 6: chat.v1.RelayEvent.event:type_name -> chat.v1.ClientEvent
 	28, // 7: chat.v1.RelayEvent.ended:type_name -> chat.v1.RelayEnded
-	37, // 8: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
+	42, // 8: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
 	31, // 9: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
 	32, // 10: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
 	33, // 11: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
@@ -2359,39 +2668,46 @@ var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
 	20, // 13: chat.v1.ClientEvent.receipt:type_name -> chat.v1.Receipt
 	7,  // 14: chat.v1.ClientEvent.typing:type_name -> chat.v1.Typing
 	8,  // 15: chat.v1.ClientEvent.presence:type_name -> chat.v1.Presence
-	21, // 16: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
-	22, // 17: chat.v1.MessagingService.Relay:input_type -> chat.v1.RelayRequest
-	34, // 18: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
-	36, // 19: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
-	18, // 20: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
-	0,  // 21: chat.v1.MessagingService.MarkDelivered:input_type -> chat.v1.MarkDeliveredRequest
-	2,  // 22: chat.v1.MessagingService.EditMessage:input_type -> chat.v1.EditMessageRequest
-	3,  // 23: chat.v1.MessagingService.DeleteMessage:input_type -> chat.v1.DeleteMessageRequest
-	4,  // 24: chat.v1.MessagingService.React:input_type -> chat.v1.ReactRequest
-	5,  // 25: chat.v1.MessagingService.SetTyping:input_type -> chat.v1.SetTypingRequest
-	9,  // 26: chat.v1.MessagingService.GetPresence:input_type -> chat.v1.GetPresenceRequest
-	11, // 27: chat.v1.MessagingService.BlockUser:input_type -> chat.v1.BlockUserRequest
-	13, // 28: chat.v1.MessagingService.UnblockUser:input_type -> chat.v1.UnblockUserRequest
-	15, // 29: chat.v1.MessagingService.ListBlocked:input_type -> chat.v1.ListBlockedRequest
-	29, // 30: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
-	26, // 31: chat.v1.MessagingService.Relay:output_type -> chat.v1.RelayBatch
-	35, // 32: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
-	38, // 33: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
-	19, // 34: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
-	1,  // 35: chat.v1.MessagingService.MarkDelivered:output_type -> chat.v1.MarkDeliveredResponse
-	35, // 36: chat.v1.MessagingService.EditMessage:output_type -> chat.v1.SendResponse
-	35, // 37: chat.v1.MessagingService.DeleteMessage:output_type -> chat.v1.SendResponse
-	35, // 38: chat.v1.MessagingService.React:output_type -> chat.v1.SendResponse
-	6,  // 39: chat.v1.MessagingService.SetTyping:output_type -> chat.v1.SetTypingResponse
-	10, // 40: chat.v1.MessagingService.GetPresence:output_type -> chat.v1.GetPresenceResponse
-	12, // 41: chat.v1.MessagingService.BlockUser:output_type -> chat.v1.BlockUserResponse
-	14, // 42: chat.v1.MessagingService.UnblockUser:output_type -> chat.v1.UnblockUserResponse
-	17, // 43: chat.v1.MessagingService.ListBlocked:output_type -> chat.v1.ListBlockedResponse
-	30, // [30:44] is the sub-list for method output_type
-	16, // [16:30] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	43, // 16: chat.v1.SendRequest.attachments:type_name -> chat.v1.Attachment
+	41, // 17: chat.v1.Upload.headers:type_name -> chat.v1.Upload.HeadersEntry
+	43, // 18: chat.v1.AttachmentLink.attachment:type_name -> chat.v1.Attachment
+	21, // 19: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
+	22, // 20: chat.v1.MessagingService.Relay:input_type -> chat.v1.RelayRequest
+	34, // 21: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
+	40, // 22: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
+	18, // 23: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
+	0,  // 24: chat.v1.MessagingService.MarkDelivered:input_type -> chat.v1.MarkDeliveredRequest
+	2,  // 25: chat.v1.MessagingService.EditMessage:input_type -> chat.v1.EditMessageRequest
+	3,  // 26: chat.v1.MessagingService.DeleteMessage:input_type -> chat.v1.DeleteMessageRequest
+	4,  // 27: chat.v1.MessagingService.React:input_type -> chat.v1.ReactRequest
+	5,  // 28: chat.v1.MessagingService.SetTyping:input_type -> chat.v1.SetTypingRequest
+	9,  // 29: chat.v1.MessagingService.GetPresence:input_type -> chat.v1.GetPresenceRequest
+	11, // 30: chat.v1.MessagingService.BlockUser:input_type -> chat.v1.BlockUserRequest
+	13, // 31: chat.v1.MessagingService.UnblockUser:input_type -> chat.v1.UnblockUserRequest
+	15, // 32: chat.v1.MessagingService.ListBlocked:input_type -> chat.v1.ListBlockedRequest
+	35, // 33: chat.v1.MessagingService.CreateUpload:input_type -> chat.v1.CreateUploadRequest
+	37, // 34: chat.v1.MessagingService.GetAttachment:input_type -> chat.v1.GetAttachmentRequest
+	29, // 35: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
+	26, // 36: chat.v1.MessagingService.Relay:output_type -> chat.v1.RelayBatch
+	39, // 37: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
+	44, // 38: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
+	19, // 39: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
+	1,  // 40: chat.v1.MessagingService.MarkDelivered:output_type -> chat.v1.MarkDeliveredResponse
+	39, // 41: chat.v1.MessagingService.EditMessage:output_type -> chat.v1.SendResponse
+	39, // 42: chat.v1.MessagingService.DeleteMessage:output_type -> chat.v1.SendResponse
+	39, // 43: chat.v1.MessagingService.React:output_type -> chat.v1.SendResponse
+	6,  // 44: chat.v1.MessagingService.SetTyping:output_type -> chat.v1.SetTypingResponse
+	10, // 45: chat.v1.MessagingService.GetPresence:output_type -> chat.v1.GetPresenceResponse
+	12, // 46: chat.v1.MessagingService.BlockUser:output_type -> chat.v1.BlockUserResponse
+	14, // 47: chat.v1.MessagingService.UnblockUser:output_type -> chat.v1.UnblockUserResponse
+	17, // 48: chat.v1.MessagingService.ListBlocked:output_type -> chat.v1.ListBlockedResponse
+	36, // 49: chat.v1.MessagingService.CreateUpload:output_type -> chat.v1.Upload
+	38, // 50: chat.v1.MessagingService.GetAttachment:output_type -> chat.v1.AttachmentLink
+	35, // [35:51] is the sub-list for method output_type
+	19, // [19:35] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_messaging_proto_init() }
@@ -2425,7 +2741,7 @@ func file_protos_chat_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_messaging_proto_rawDesc), len(file_protos_chat_v1_messaging_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

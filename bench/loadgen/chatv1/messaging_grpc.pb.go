@@ -33,6 +33,8 @@ const (
 	MessagingService_BlockUser_FullMethodName      = "/chat.v1.MessagingService/BlockUser"
 	MessagingService_UnblockUser_FullMethodName    = "/chat.v1.MessagingService/UnblockUser"
 	MessagingService_ListBlocked_FullMethodName    = "/chat.v1.MessagingService/ListBlocked"
+	MessagingService_CreateUpload_FullMethodName   = "/chat.v1.MessagingService/CreateUpload"
+	MessagingService_GetAttachment_FullMethodName  = "/chat.v1.MessagingService/GetAttachment"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -103,6 +105,14 @@ type MessagingServiceClient interface {
 	UnblockUser(ctx context.Context, in *UnblockUserRequest, opts ...grpc.CallOption) (*UnblockUserResponse, error)
 	// The users the caller has blocked, newest block first.
 	ListBlocked(ctx context.Context, in *ListBlockedRequest, opts ...grpc.CallOption) (*ListBlockedResponse, error)
+	// A presigned upload to the object store for a file to send in a chat; the bytes go
+	// straight to the store, never through our services. Unsent uploads expire
+	// (`files.upload_ttl_seconds`).
+	CreateUpload(ctx context.Context, in *CreateUploadRequest, opts ...grpc.CallOption) (*Upload, error)
+	// A short-lived download link for a message's file, for those who can read the message
+	// (a group member within their window). NOT_FOUND once the message is deleted; UNAVAILABLE
+	// for the moment between a send and its file being recorded.
+	GetAttachment(ctx context.Context, in *GetAttachmentRequest, opts ...grpc.CallOption) (*AttachmentLink, error)
 }
 
 type messagingServiceClient struct {
@@ -265,6 +275,26 @@ func (c *messagingServiceClient) ListBlocked(ctx context.Context, in *ListBlocke
 	return out, nil
 }
 
+func (c *messagingServiceClient) CreateUpload(ctx context.Context, in *CreateUploadRequest, opts ...grpc.CallOption) (*Upload, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Upload)
+	err := c.cc.Invoke(ctx, MessagingService_CreateUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) GetAttachment(ctx context.Context, in *GetAttachmentRequest, opts ...grpc.CallOption) (*AttachmentLink, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AttachmentLink)
+	err := c.cc.Invoke(ctx, MessagingService_GetAttachment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -333,6 +363,14 @@ type MessagingServiceServer interface {
 	UnblockUser(context.Context, *UnblockUserRequest) (*UnblockUserResponse, error)
 	// The users the caller has blocked, newest block first.
 	ListBlocked(context.Context, *ListBlockedRequest) (*ListBlockedResponse, error)
+	// A presigned upload to the object store for a file to send in a chat; the bytes go
+	// straight to the store, never through our services. Unsent uploads expire
+	// (`files.upload_ttl_seconds`).
+	CreateUpload(context.Context, *CreateUploadRequest) (*Upload, error)
+	// A short-lived download link for a message's file, for those who can read the message
+	// (a group member within their window). NOT_FOUND once the message is deleted; UNAVAILABLE
+	// for the moment between a send and its file being recorded.
+	GetAttachment(context.Context, *GetAttachmentRequest) (*AttachmentLink, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -384,6 +422,12 @@ func (UnimplementedMessagingServiceServer) UnblockUser(context.Context, *Unblock
 }
 func (UnimplementedMessagingServiceServer) ListBlocked(context.Context, *ListBlockedRequest) (*ListBlockedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListBlocked not implemented")
+}
+func (UnimplementedMessagingServiceServer) CreateUpload(context.Context, *CreateUploadRequest) (*Upload, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateUpload not implemented")
+}
+func (UnimplementedMessagingServiceServer) GetAttachment(context.Context, *GetAttachmentRequest) (*AttachmentLink, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAttachment not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -640,6 +684,42 @@ func _MessagingService_ListBlocked_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_CreateUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).CreateUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_CreateUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).CreateUpload(ctx, req.(*CreateUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_GetAttachment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAttachmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).GetAttachment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_GetAttachment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).GetAttachment(ctx, req.(*GetAttachmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -694,6 +774,14 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListBlocked",
 			Handler:    _MessagingService_ListBlocked_Handler,
+		},
+		{
+			MethodName: "CreateUpload",
+			Handler:    _MessagingService_CreateUpload_Handler,
+		},
+		{
+			MethodName: "GetAttachment",
+			Handler:    _MessagingService_GetAttachment_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

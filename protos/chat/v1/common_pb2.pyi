@@ -34,6 +34,7 @@ class Message(_message.Message):
     EDITED_AT_MS_FIELD_NUMBER: _builtins.int
     DELETED_FIELD_NUMBER: _builtins.int
     REACTIONS_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     chat_id: _builtins.str
     sender_id: _builtins.int
@@ -62,6 +63,12 @@ class Message(_message.Message):
 
     @_builtins.property
     def reactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reaction]: ...
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attachment]:
+        """Files sent with the message (MessagingService.CreateUpload, then Send); each is fetched
+        through MessagingService.GetAttachment by those who can read the message.
+        """
+
     def __init__(
         self,
         *,
@@ -76,14 +83,58 @@ class Message(_message.Message):
         edited_at_ms: _builtins.int = ...,
         deleted: _builtins.bool = ...,
         reactions: _abc.Iterable[Global___Reaction] | None = ...,
+        attachments: _abc.Iterable[Global___Attachment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "change", b"change"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "deleted", b"deleted", "edited_at_ms", b"edited_at_ms", "message_id", b"message_id", "reactions", b"reactions", "sender_id", b"sender_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "attachments", b"attachments", "body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "deleted", b"deleted", "edited_at_ms", b"edited_at_ms", "message_id", b"message_id", "reactions", b"reactions", "sender_id", b"sender_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class Attachment(_message.Message):
+    """A file in the object store, as a message carries it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    attachment_id: _builtins.int
+    """From CreateUpload."""
+    name: _builtins.str
+    """As CreateUpload declared them (the store refused any other size or type)."""
+    size: _builtins.int
+    content_type: _builtins.str
+    sha256: _builtins.str
+    """The uploader's SHA-256 of the bytes, 64 lowercase hex digits (or empty)."""
+    width: _builtins.int
+    """An image's size in pixels, as the uploader measured it (0: not an image, or not told)."""
+    height: _builtins.int
+    def __init__(
+        self,
+        *,
+        attachment_id: _builtins.int = ...,
+        name: _builtins.str = ...,
+        size: _builtins.int = ...,
+        content_type: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "content_type", b"content_type", "height", b"height", "name", b"name", "sha256", b"sha256", "size", b"size", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attachment: _TypeAlias = Attachment  # noqa: Y015
 
 @_typing.final
 class Amendment(_message.Message):

@@ -49,6 +49,7 @@ class Delivery(_message.Message):
     AMENDMENT_FIELD_NUMBER: _builtins.int
     DELIVERED_FIELD_NUMBER: _builtins.int
     RECIPIENT_IDS_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     """Snowflake id, time-ordered; the same in every copy of one message."""
     chat_id: _builtins.str
@@ -86,6 +87,10 @@ class Delivery(_message.Message):
         primary record is the one on the sender's partition; `recipient_id` is then unset.
         """
 
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Attachment]:
+        """The message's files (Message.attachments)."""
+
     def __init__(
         self,
         *,
@@ -103,10 +108,11 @@ class Delivery(_message.Message):
         amendment: _common_pb2.Amendment | None = ...,
         delivered: _builtins.bool = ...,
         recipient_ids: _abc.Iterable[_builtins.int] | None = ...,
+        attachments: _abc.Iterable[_common_pb2.Attachment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "change", b"change"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "delivered", b"delivered", "kind", b"kind", "message_id", b"message_id", "primary", b"primary", "read", b"read", "recipient_id", b"recipient_id", "recipient_ids", b"recipient_ids", "sender_id", b"sender_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amendment", b"amendment", "attachments", b"attachments", "body", b"body", "change", b"change", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at_ms", b"created_at_ms", "delivered", b"delivered", "kind", b"kind", "message_id", b"message_id", "primary", b"primary", "read", b"read", "recipient_id", b"recipient_id", "recipient_ids", b"recipient_ids", "sender_id", b"sender_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -107,6 +107,16 @@ class MessagingServiceStub:
                 request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedRequest.SerializeToString,
                 response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedResponse.FromString,
                 _registered_method=True)
+        self.CreateUpload = channel.unary_unary(
+                '/chat.v1.MessagingService/CreateUpload',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.CreateUploadRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.Upload.FromString,
+                _registered_method=True)
+        self.GetAttachment = channel.unary_unary(
+                '/chat.v1.MessagingService/GetAttachment',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetAttachmentRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.AttachmentLink.FromString,
+                _registered_method=True)
 
 
 class MessagingServiceServicer:
@@ -245,6 +255,24 @@ class MessagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateUpload(self, request, context):
+        """A presigned upload to the object store for a file to send in a chat; the bytes go
+        straight to the store, never through our services. Unsent uploads expire
+        (`files.upload_ttl_seconds`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAttachment(self, request, context):
+        """A short-lived download link for a message's file, for those who can read the message
+        (a group member within their window). NOT_FOUND once the message is deleted; UNAVAILABLE
+        for the moment between a send and its file being recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MessagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -317,6 +345,16 @@ def add_MessagingServiceServicer_to_server(servicer, server):
                     servicer.ListBlocked,
                     request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedRequest.FromString,
                     response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedResponse.SerializeToString,
+            ),
+            'CreateUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUpload,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.CreateUploadRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.Upload.SerializeToString,
+            ),
+            'GetAttachment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAttachment,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetAttachmentRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.AttachmentLink.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -699,6 +737,60 @@ class MessagingService:
             '/chat.v1.MessagingService/ListBlocked',
             protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedRequest.SerializeToString,
             protos_dot_chat_dot_v1_dot_messaging__pb2.ListBlockedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/CreateUpload',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.CreateUploadRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.Upload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/GetAttachment',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.GetAttachmentRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.AttachmentLink.FromString,
             options,
             channel_credentials,
             insecure,

@@ -108,6 +108,16 @@ class MessagingServiceStub:
     """Takes a block back (unblocking someone not blocked changes nothing)."""
     ListBlocked: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.ListBlockedRequest, _messaging_pb2.ListBlockedResponse]
     """The users the caller has blocked, newest block first."""
+    CreateUpload: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.CreateUploadRequest, _messaging_pb2.Upload]
+    """A presigned upload to the object store for a file to send in a chat; the bytes go
+    straight to the store, never through our services. Unsent uploads expire
+    (`files.upload_ttl_seconds`).
+    """
+    GetAttachment: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.GetAttachmentRequest, _messaging_pb2.AttachmentLink]
+    """A short-lived download link for a message's file, for those who can read the message
+    (a group member within their window). NOT_FOUND once the message is deleted; UNAVAILABLE
+    for the moment between a send and its file being recorded.
+    """
 
 @_typing.type_check_only
 class MessagingServiceAsyncStub(MessagingServiceStub):
@@ -188,6 +198,16 @@ class MessagingServiceAsyncStub(MessagingServiceStub):
     """Takes a block back (unblocking someone not blocked changes nothing)."""
     ListBlocked: _aio.UnaryUnaryMultiCallable[_messaging_pb2.ListBlockedRequest, _messaging_pb2.ListBlockedResponse]  # type: ignore[assignment]
     """The users the caller has blocked, newest block first."""
+    CreateUpload: _aio.UnaryUnaryMultiCallable[_messaging_pb2.CreateUploadRequest, _messaging_pb2.Upload]  # type: ignore[assignment]
+    """A presigned upload to the object store for a file to send in a chat; the bytes go
+    straight to the store, never through our services. Unsent uploads expire
+    (`files.upload_ttl_seconds`).
+    """
+    GetAttachment: _aio.UnaryUnaryMultiCallable[_messaging_pb2.GetAttachmentRequest, _messaging_pb2.AttachmentLink]  # type: ignore[assignment]
+    """A short-lived download link for a message's file, for those who can read the message
+    (a group member within their window). NOT_FOUND once the message is deleted; UNAVAILABLE
+    for the moment between a send and its file being recorded.
+    """
 
 class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Clients call this with "authorization: Bearer <access token>" metadata. The acting user is
@@ -349,5 +369,27 @@ class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_messaging_pb2.ListBlockedResponse, _abc.Awaitable[_messaging_pb2.ListBlockedResponse]]:
         """The users the caller has blocked, newest block first."""
+
+    @_abc_1.abstractmethod
+    def CreateUpload(
+        self,
+        request: _messaging_pb2.CreateUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.Upload, _abc.Awaitable[_messaging_pb2.Upload]]:
+        """A presigned upload to the object store for a file to send in a chat; the bytes go
+        straight to the store, never through our services. Unsent uploads expire
+        (`files.upload_ttl_seconds`).
+        """
+
+    @_abc_1.abstractmethod
+    def GetAttachment(
+        self,
+        request: _messaging_pb2.GetAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.AttachmentLink, _abc.Awaitable[_messaging_pb2.AttachmentLink]]:
+        """A short-lived download link for a message's file, for those who can read the message
+        (a group member within their window). NOT_FOUND once the message is deleted; UNAVAILABLE
+        for the moment between a send and its file being recorded.
+        """
 
 def add_MessagingServiceServicer_to_server(servicer: MessagingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
