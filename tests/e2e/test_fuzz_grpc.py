@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from chatlib import tokens
 from protos.chat.v1 import (
+    common_pb2,
     groups_pb2,
     groups_pb2_grpc,
     history_pb2,
@@ -310,3 +311,59 @@ def test_search_with_any_query(
         chat_id=own_group if own else chat_id, query=query, before_id=before, limit=limit
     )
     call(lambda md: call.history.SearchMessages(request, metadata=md, timeout=10))
+
+
+@seed(SEED)
+@FUZZ
+@given(
+    chat_id=texts,
+    name=texts,
+    size=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    content_type=texts | st.sampled_from(["image/png", "text/plain", "a/b"]),
+    own=st.booleans(),
+)
+def test_create_upload_with_anything(
+    call: Any, own_group: str, chat_id: str, name: str, size: int, content_type: str, own: bool
+) -> None:
+    request = messaging_pb2.CreateUploadRequest(
+        chat_id=own_group if own else chat_id, name=name, size=size, content_type=content_type
+    )
+    call(lambda md: call.messaging.CreateUpload(request, metadata=md, timeout=10))
+
+
+@seed(SEED)
+@FUZZ
+@given(
+    chat_id=texts,
+    message_id=ids,
+    attachment_id=ids,
+    sha=texts,
+    pixels=int32s,
+    own=st.booleans(),
+)
+def test_attachments_with_any_ids(
+    call: Any,
+    own_group: str,
+    chat_id: str,
+    message_id: int,
+    attachment_id: int,
+    sha: str,
+    pixels: int,
+    own: bool,
+) -> None:
+    chat = own_group if own else chat_id
+    link = messaging_pb2.GetAttachmentRequest(
+        chat_id=chat, message_id=message_id, attachment_id=attachment_id
+    )
+    call(lambda md: call.messaging.GetAttachment(link, metadata=md, timeout=10))
+    send = messaging_pb2.SendRequest(
+        chat_id=chat,
+        client_message_id=sha or "k",
+        body=sha,
+        attachments=[
+            common_pb2.Attachment(
+                attachment_id=attachment_id, sha256=sha, width=pixels, height=pixels
+            )
+        ],
+    )
+    call(lambda md: call.messaging.Send(send, metadata=md, timeout=10))
