@@ -16,6 +16,8 @@ Scenarios:
   idle     idle streams on one messaging server: resident memory per stream
   history  50-message history pages at rising rates
   search   searches in a chat of 100,000 messages (in one bucket, and over 300 days)
+  files    100 files of 1 MiB uploaded to the object store and downloaded again: time, and
+           our processes' CPU against the store's
   moves    half the partitions move to the other server and back under held streams
   revocation  streams held, then their sessions logged out: when each stream ended
   ws-idle  idle WebSockets on the BFF: resident memory per connection
@@ -46,6 +48,7 @@ from typing import Any
 from bench import (
     cpu,
     e2e,
+    files,
     floors,
     group,
     history_load,
@@ -276,6 +279,10 @@ async def main(argv: list[str]) -> int:
     h = sub.add_parser("history")
     h.add_argument("--rates", default="100,250,500")
     h.add_argument("--duration", type=float, default=10)
+    fi = sub.add_parser("files")
+    fi.add_argument("--count", type=int, default=100)
+    fi.add_argument("--size", type=int, default=2**20)
+    fi.add_argument("--parallel", type=int, default=4)
     se = sub.add_parser("search")
     se.add_argument("--messages", type=int, default=100_000)
     se.add_argument("--rounds", type=int, default=50)
@@ -437,6 +444,21 @@ async def main(argv: list[str]) -> int:
             )
             levels.append(level)
         save("history", command, {"levels": levels})
+    elif args.scenario == "files":
+        [alice, bob] = await register_and_login(BFF, 2, "files")
+        [chat_id] = await open_chats(BFF, [(alice, bob)])
+        async with limits.send_limits(CONFIG, rate_per_user=1000, burst=args.count):
+            moved = await files.transfer(
+                BFF, alice, bob, chat_id, args.count, args.size, args.parallel
+            )
+        for phase, found in moved["phases"].items():
+            print(
+                f"{phase}: {found['wall_s']} s ({found['mib_per_s']} MiB/s), per file"
+                f" {found['per_file_ms']}; CPU s: store {found['store_cpu_s']}, our services"
+                f" {found['our_services_cpu_s']}, Cassandra/Kafka/Redis/Jaeger"
+                f" {found['backing_cpu_s']}, client {found['client_cpu_s']}"
+            )
+        save("files", command, moved)
     elif args.scenario == "search":
         search_chats = []
         for days in (1.0, 300.0):

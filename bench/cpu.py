@@ -28,6 +28,7 @@ STACK = (
     "cassandra",
     "redis",
     "jaeger",
+    "seaweedfs",
     # Our services, the cluster's doubles included.
     *(app.name for app in catalog.every_app()),
     # The cluster's nodes and its balancer (./dev up --cluster).

@@ -20,6 +20,8 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import hashlib
+import mimetypes
 import os
 import sys
 import time
@@ -82,6 +84,8 @@ class Session:
         self.ticks: dict[tuple[int, bool], int] = {}
         #: Marks to send: (chat id, read?) -> up to.
         self.marks: dict[tuple[str, bool], int] = {}
+        #: The files of the open chat's messages, by their number on screen.
+        self.files: dict[int, list[dict[str, Any]]] = {}
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         return await _call(self.http, method, f"{self.bff}{path}", headers=self.auth, **kwargs)
@@ -123,6 +127,7 @@ class Session:
     async def open(self, chat_id: str, title: str) -> None:
         self.chat_id = chat_id
         self.numbers, self.by_number, self.mine, self.ticks = {}, {}, [], {}
+        self.files = {}
         page = await self.call("GET", f"/v1/chats/{chat_id}/messages?limit=20")
         print(f"-- {title} ({chat_id})")
         for message in reversed(page["messages"]):
@@ -135,11 +140,19 @@ class Session:
                 int(message["sender_id"]),
                 f"{body}  {reactions}" if reactions else body,
                 message["created_at_ms"],
+                message.get("attachments", []),
             )
         if page["messages"]:
             self.mark(chat_id, int(page["messages"][0]["message_id"]), read=True)
 
-    def show(self, message_id: int, sender: int, body: str, created_ms: int) -> None:
+    def show(
+        self,
+        message_id: int,
+        sender: int,
+        body: str,
+        created_ms: int,
+        files: list[dict[str, Any]] | None = None,
+    ) -> None:
         number = len(self.numbers) + 1
         self.numbers[message_id] = number
         self.by_number[number] = message_id
@@ -147,6 +160,12 @@ class Session:
             self.mine.append(message_id)
         stamp = time.strftime("%H:%M:%S", time.localtime(created_ms / 1000))
         print(f"[{stamp}] #{number} {self.names.get(sender, sender)}: {body}", flush=True)
+        if files:
+            self.files[number] = [{**f, "message_id": message_id} for f in files]
+            for f in files:
+                size = max(1, round(int(f["size"]) / 1024))
+                what = f"{f['name']} ({f['content_type']}, {size} KiB)"
+                print(f"      \N{PAPERCLIP} {what}: /get {number}")
 
     def mark(self, chat_id: str, message_id: int, *, read: bool) -> None:
         key = (chat_id, read)
@@ -180,6 +199,8 @@ HELP = """commands:
   /members                 list the open group's members and roles
   /who                     who of the open chat is online (or when last seen)
   /search WORDS            the open chat's messages holding every word, newest first
+  /send-file PATH          send a file (straight to the object store, then a message naming it)
+  /get N                   save the files of message #N here
   /edit N TEXT             edit your message #N
   /delete N                delete message #N (yours; any, for a group's owner or admin)
   /react N EMOJI           react to message #N (/unreact N EMOJI takes it back)
@@ -265,6 +286,10 @@ async def _command(me: Session, line: str) -> None:
                 f"-- {len(found['messages'])} found"
                 + (" (older ones too)" if found["has_more"] else "")
             )
+        elif word == "/send-file" and me.chat_id and args:
+            await _send_file(me, me.chat_id, rest.strip())
+        elif word == "/get" and me.chat_id and len(args) == 1:
+            await _get_files(me, me.chat_id, args[0])
         elif word == "/who" and me.chat_id:
             await _who(me, me.chat_id)
         elif word in ("/add", "/remove", "/leave", "/members") and _group_open(me):
@@ -355,7 +380,17 @@ async def _on_event(me: Session, event: messaging_pb2.ClientEvent) -> None:
             me.chat_id = m.chat_id  # added to a group: talk there
             print(f"-- {m.body}; you are in {m.chat_id} now (/chats to switch)")
         elif m.chat_id == me.chat_id:
-            me.show(m.message_id, m.sender_id, m.body, m.created_at_ms)
+            files = [
+                {
+                    "attachment_id": str(a.attachment_id),
+                    "name": a.name,
+                    "size": a.size,
+                    "content_type": a.content_type,
+                    "sha256": a.sha256,
+                }
+                for a in m.attachments
+            ]
+            me.show(m.message_id, m.sender_id, m.body, m.created_at_ms, files)
         elif m.HasField("change"):
             print(f"-- in {m.chat_id}: {m.body}", flush=True)
         else:
@@ -417,10 +452,85 @@ async def _read_lines(me: Session) -> None:
             await _send(me, me.chat_id, text)
 
 
-async def _send(me: Session, chat_id: str, text: str) -> None:
+async def _send_file(me: Session, chat_id: str, name: str) -> None:
+    """Upload with the presigned URL the BFF hands out, then send a message naming it."""
+    path = Path(name)
+    try:
+        data = await asyncio.to_thread(lambda: path.expanduser().read_bytes())
+    except OSError as exc:
+        print(f"-- cannot read {path}: {exc.strerror}")
+        return
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    upload = await me.call(
+        "POST",
+        f"/v1/chats/{chat_id}/attachments",
+        json={"name": path.name, "size": len(data), "content_type": kind},
+    )
+    async with me.http.put(upload["url"], data=data, headers=upload["headers"]) as response:
+        if response.status != 200:
+            print(f"-- the store refused the upload ({response.status})")
+            return
+    attachment = common_pb2.Attachment(
+        attachment_id=int(upload["attachment_id"]), sha256=hashlib.sha256(data).hexdigest()
+    )
+    await _send(me, chat_id, path.name, [attachment])
+
+
+async def _get_files(me: Session, chat_id: str, which: str) -> None:
+    """Save message #N's files in the working directory (a name already there gets a
+    number), checking each against the sender's SHA-256."""
+    files = me.files.get(int(which)) if which.isdigit() else None
+    if not files:
+        print(f"-- message #{which} has no files here")
+        return
+    for f in files:
+        path = f"/v1/chats/{chat_id}/messages/{f['message_id']}/attachments/{f['attachment_id']}"
+        link: dict[str, Any] | None = None
+        for _ in range(20):  # 503 only for the moment between a send and its file's record
+            try:
+                link = await me.call("GET", path)
+                break
+            except ClientError as exc:
+                if not str(exc).startswith("503"):
+                    raise
+                await asyncio.sleep(0.3)
+        if link is None:
+            print(f"-- {f['name']}: not available yet; try again")
+            continue
+        async with me.http.get(link["url"]) as response:
+            data = await response.read()
+            if response.status != 200:
+                print(f"-- {f['name']}: the store answered {response.status}")
+                continue
+        target = await asyncio.to_thread(_save, f["name"], data)
+        check = hashlib.sha256(data).hexdigest()
+        verdict = (
+            ""
+            if not f.get("sha256")
+            else (", checksum ok" if check == f["sha256"] else ", CHECKSUM MISMATCH")
+        )
+        print(f"-- saved {target} ({len(data)} bytes{verdict})")
+
+
+def _save(name: str, data: bytes) -> Path:
+    """``data`` in the working directory under the file's own name, or with a number added
+    when that name is taken."""
+    plain = Path(Path(name).name or "file")
+    target = plain
+    for n in range(1, 1000):
+        if not target.exists():
+            break
+        target = Path(f"{plain.stem} ({n}){plain.suffix}")
+    target.write_bytes(data)
+    return target
+
+
+async def _send(
+    me: Session, chat_id: str, text: str, files: list[common_pb2.Attachment] | None = None
+) -> None:
     metadata = (("authorization", f"Bearer {me.token}"),)
     request = messaging_pb2.SendRequest(
-        chat_id=chat_id, client_message_id=uuid.uuid4().hex, body=text
+        chat_id=chat_id, client_message_id=uuid.uuid4().hex, body=text, attachments=files or []
     )
     for attempt in range(5):  # the same client_message_id on every retry: no duplicates
         if attempt:

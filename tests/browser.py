@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -64,7 +65,13 @@ class Page:
         self.base = base
 
     def wait(self, condition: Callable[[WebDriver], Any]) -> Any:
-        return WebDriverWait(self.driver, WAIT_SECONDS).until(condition)
+        # The page draws lists and bubbles again as events come: an element a condition
+        # found may be replaced before it is read, which means "not yet", not a failure.
+        return WebDriverWait(
+            self.driver,
+            WAIT_SECONDS,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        ).until(condition)
 
     def log_in(self, username: str) -> None:
         self.driver.get(f"{self.base}/")

@@ -1,12 +1,12 @@
 """Turning bench/results/*.json into tables, plots and docs/benchmarks.md: one module per group
-of sections (``summary``, ``sending``, ``streams``, ``history``, ``groups``, ``cluster``), put
-together here in the page's order."""
+of sections (``summary``, ``sending``, ``streams``, ``history``, ``groups``, ``files``,
+``cluster``), put together here in the page's order."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report import cluster, groups, history, sending, streams, summary
+from bench.report import cluster, files, groups, history, sending, streams, summary
 from bench.report.common import downsample, sustained
 
 __all__ = ["downsample", "sustained", "write"]
@@ -26,6 +26,7 @@ SECTIONS = (
     groups.large_group,
     sending.receipts,
     history.writer_restarts,
+    files.transfers,
     cluster.cost,
     cluster.servers,
     cluster.tls,

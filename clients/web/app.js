@@ -25,6 +25,9 @@ const presence = new Map(); // user_id -> {online, last_seen_ms}
 let typingSentAt = 0;
 let deliveredTimer = null;
 const deliveredMarks = new Map(); // chat_id -> newest message id received, to mark delivered
+// Whom the user blocked (GET /v1/blocks): in groups, what they say is hidden here.
+const blocked = new Set();
+const asking = new Set(); // user ids whose names are being asked for
 
 // --- HTTP ---------------------------------------------------------------------------------
 
@@ -78,6 +81,33 @@ function learnName(userId, username) {
   const known = names();
   known[userId] = username;
   localStorage.setItem(NAMES, JSON.stringify(known));
+  for (const node of document.querySelectorAll(`[data-name-of="${userId}"]`)) node.textContent = username;
+}
+
+// Names this page has not learned yet are asked for once each (GET /v1/users/{id}); what
+// shows an id until then is filled in when the answer comes.
+function askNames(userIds) {
+  const known = names();
+  for (const userId of new Set(userIds)) {
+    if (!userId || known[userId] || asking.has(userId)) continue;
+    asking.add(userId);
+    call("GET", `/v1/users/${userId}`)
+      .then((user) => {
+        learnName(user.user_id, user.username);
+        renderChats();
+        if (current) $("chat-title").textContent = chatName(chats.get(current.id) || { kind: "group", name: "" });
+      })
+      .catch(() => {})
+      .finally(() => asking.delete(userId));
+  }
+}
+
+function nameNode(userId, tag = "span") {
+  const node = document.createElement(tag);
+  node.dataset.nameOf = userId;
+  node.textContent = nameOf(userId);
+  askNames([userId]);
+  return node;
 }
 
 function chatName(chat) {
@@ -102,8 +132,18 @@ async function showApp() {
   $("login-view").hidden = true;
   $("chat-view").hidden = false;
   $("me").textContent = session.username;
-  await loadChats();
+  await Promise.all([loadChats(), loadBlocked()]);
   connect();
+}
+
+async function loadBlocked() {
+  try {
+    const found = await call("GET", "/v1/blocks");
+    blocked.clear();
+    for (const b of found.blocked) blocked.add(b.user_id);
+  } catch {
+    // Without the list nothing is hidden; the server still refuses what a block forbids.
+  }
 }
 
 function setBanner(show) {
@@ -114,6 +154,7 @@ function renderChats() {
   const list = $("chat-list");
   list.replaceChildren();
   for (const chat of chats.values()) {
+    if (chat.kind === "direct") askNames(chat.member_ids.filter((id) => id !== session.user_id));
     const item = document.createElement("li");
     item.className = "chat-item" + (current && current.id === chat.chat_id ? " active" : "");
     item.dataset.chatId = chat.chat_id;
@@ -142,11 +183,27 @@ function bubble(message, isPending = false) {
   if (message.message_id) item.dataset.messageId = message.message_id;
   item.dataset.clientId = message.client_message_id;
   item.dataset.senderId = message.sender_id;
+  const inGroup = message.chat_id && message.chat_id.startsWith("g:");
+  if (inGroup && !mine && !message.change) {
+    const who = nameNode(message.sender_id, "b");
+    who.className = "who";
+    item.append(who, document.createElement("br"));
+  }
   const text = document.createElement("span");
   text.className = "text";
-  text.textContent = message.deleted ? "This message was deleted" : message.body;
+  // Someone the user blocked, in a group they share: the words are not shown (GET /v1/blocks).
+  const hidden = inGroup && !mine && blocked.has(message.sender_id) && !message.change;
+  text.textContent = message.deleted
+    ? "This message was deleted"
+    : hidden
+      ? "Message from someone you blocked"
+      : message.body;
   if (message.deleted) item.classList.add("deleted");
+  if (hidden) item.classList.add("blocked");
   item.append(text);
+  if (!message.deleted && !hidden && message.message_id) {
+    for (const file of message.attachments || []) item.append(attachmentNode(message, file));
+  }
   const reactions = document.createElement("span");
   reactions.className = "reactions";
   item.reactions = new Map((message.reactions || []).map((r) => [r.emoji, { count: r.count, mine: r.mine }]));
@@ -163,6 +220,46 @@ function bubble(message, isPending = false) {
   }
   refreshBubble(item);
   return item;
+}
+
+// An image is shown in place; any other file is a link. Both ask the BFF for a short-lived
+// link to the object store when they are shown or clicked (503: recorded in a moment).
+function attachmentNode(message, file) {
+  const path =
+    `/v1/chats/${encodeURIComponent(message.chat_id)}/messages/${message.message_id}` +
+    `/attachments/${file.attachment_id}`;
+  if (file.content_type.startsWith("image/")) {
+    const img = document.createElement("img");
+    img.className = "file";
+    img.alt = file.name;
+    if (file.width && file.height) img.style.aspectRatio = `${file.width} / ${file.height}`;
+    fileLink(path).then((url) => { img.src = url; }).catch(() => { img.alt = `${file.name} (unavailable)`; });
+    return img;
+  }
+  const link = document.createElement("a");
+  link.className = "file";
+  link.href = "#";
+  link.textContent = `📎 ${file.name} (${Math.max(1, Math.round(file.size / 1024))} KiB)`;
+  link.addEventListener("click", async (e) => {
+    e.preventDefault();
+    try {
+      window.open(await fileLink(path), "_blank", "noopener");
+    } catch (error) {
+      alert(error.message);
+    }
+  });
+  return link;
+}
+
+async function fileLink(path) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return (await call("GET", path)).url;
+    } catch (error) {
+      if (attempt >= 20 || !/recorded/.test(error.message)) throw error;
+      await new Promise((done) => setTimeout(done, 300));
+    }
+  }
 }
 
 // The line under a bubble: time, "edited", and on your own messages ✓ / ✓✓ as far as the
@@ -299,8 +396,11 @@ function shown(messageId) {
 
 async function loadChats() {
   const data = await call("GET", "/v1/chats");
+  // A chat this page learned from the stream before history stored it stays listed.
+  const listed = new Set(data.chats.map((c) => c.chat_id));
+  const early = [...chats.values()].filter((c) => c.provisional && !listed.has(c.chat_id));
   chats.clear();
-  for (const chat of data.chats) chats.set(chat.chat_id, chat);
+  for (const chat of [...early, ...data.chats]) chats.set(chat.chat_id, chat);
   renderChats();
 }
 
@@ -322,6 +422,7 @@ async function openChat(chatId) {
   renderChats();
   showTyping();
   loadPresence(chatId);
+  showTools();
   await olderPage();
   markRead(chatId);
   const box = $("messages");
@@ -362,9 +463,26 @@ function received(message) {
   showTyping();
   const chat = chats.get(message.chat_id);
   if (!chat) {
-    loadChats(); // a chat this page did not know yet
+    // A chat this page did not know yet: listed at once, then as history has it.
+    const direct = message.chat_id.startsWith("d:");
+    chats.set(message.chat_id, {
+      chat_id: message.chat_id,
+      kind: direct ? "direct" : "group",
+      name: message.change ? message.change.name : "",
+      member_ids: direct ? message.chat_id.split(":").slice(1) : [],
+      unread_count: message.sender_id === session.user_id ? 0 : 1,
+      last_preview: message.body.slice(0, 80),
+      last_message_id: message.message_id,
+      member: true,
+      provisional: true,
+    });
+    renderChats();
+    loadChats();
   } else {
-    if (message.change) chat.name = message.change.name;
+    if (message.change) {
+      chat.name = message.change.name;
+      if (current && current.id === chat.chat_id) $("chat-title").textContent = chatName(chat);
+    }
     chat.last_preview = message.body.slice(0, 80);
     chat.last_message_id = message.message_id;
     if (message.sender_id !== session.user_id && !(current && current.id === chat.chat_id)) {
@@ -391,10 +509,10 @@ function received(message) {
 
 // --- sending: over the socket when it is open, else HTTP; the same key either way ---------
 
-function send(chatId, body) {
+function send(chatId, body, attachments = []) {
   const clientId = crypto.randomUUID();
   const message = { chat_id: chatId, sender_id: session.user_id, body, client_message_id: clientId };
-  pending.set(clientId, { chatId, body, message });
+  pending.set(clientId, { chatId, body, message, attachments });
   $("messages").append(bubble(message, true));
   $("messages").scrollTop = $("messages").scrollHeight;
   deliver(clientId);
@@ -404,6 +522,7 @@ function deliver(clientId) {
   const item = pending.get(clientId);
   if (!item) return;
   const frame = { chat_id: item.chatId, client_message_id: clientId, body: item.body };
+  if (item.attachments.length) frame.attachments = item.attachments;
   if (socket && socket.readyState === WebSocket.OPEN && online) {
     socket.send(JSON.stringify({ type: "send", request_id: clientId, ...frame }));
     return;
@@ -417,6 +536,11 @@ function accepted(clientId, sent) {
   const item = pending.get(clientId);
   if (!item) return;
   const node = $("messages").querySelector(`.pending[data-client-id="${CSS.escape(clientId)}"]`);
+  if (item.attachments.length) {
+    // Only the stream's event says what the files are: it takes the pending bubble's place.
+    pending.delete(clientId);
+    return;
+  }
   if (node && !shown(sent.message_id)) {
     node.replaceWith(
       bubble({ ...item.message, message_id: sent.message_id, created_at_ms: sent.created_at_ms }),
@@ -537,6 +661,192 @@ function handle(event) {
   }
 }
 
+// --- files: straight to the object store with a presigned URL, then a message naming them --
+
+async function sendFile(file) {
+  if (!current) return;
+  const chatId = current.id;
+  $("composer-error").textContent = "";
+  try {
+    const bytes = await file.arrayBuffer();
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    const sha256 = [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const type = file.type || "application/octet-stream";
+    let width = 0;
+    let height = 0;
+    if (type.startsWith("image/")) {
+      try {
+        const bitmap = await createImageBitmap(file);
+        [width, height] = [bitmap.width, bitmap.height];
+      } catch {
+        // Not an image the browser can decode: sent without a size.
+      }
+    }
+    const upload = await call("POST", `/v1/chats/${encodeURIComponent(chatId)}/attachments`, {
+      name: file.name,
+      size: file.size,
+      content_type: type,
+    });
+    const put = await fetch(upload.url, { method: upload.method, headers: upload.headers, body: bytes });
+    if (!put.ok) throw new Error(`the upload was refused (${put.status})`);
+    const caption = $("composer").value.trim();
+    $("composer").value = "";
+    send(chatId, caption || file.name, [{ attachment_id: upload.attachment_id, sha256, width, height }]);
+  } catch (error) {
+    $("composer-error").textContent = error.message;
+  }
+}
+
+// --- search -------------------------------------------------------------------------------
+
+let searching = null; // {q, before, chatId}
+
+async function search(q, more = false) {
+  const list = $("search-results");
+  if (!q || !current) {
+    list.hidden = true;
+    list.replaceChildren();
+    searching = null;
+    return;
+  }
+  if (!more) {
+    searching = { q, before: null, chatId: current.id };
+    list.replaceChildren();
+  }
+  const query = new URLSearchParams({ q, limit: "20" });
+  if (searching.before) query.set("before", searching.before);
+  try {
+    const page = await call("GET", `/v1/chats/${encodeURIComponent(searching.chatId)}/search?${query}`);
+    list.querySelector(".more")?.remove();
+    for (const message of page.messages) {
+      const item = document.createElement("li");
+      item.className = "found";
+      const time = document.createElement("time");
+      time.textContent = new Date(message.created_at_ms).toLocaleString();
+      const who = nameNode(message.sender_id, "b");
+      item.append(time, who, document.createTextNode(`: ${message.body}`));
+      list.append(item);
+      searching.before = message.message_id;
+    }
+    if (!list.children.length) {
+      const none = document.createElement("li");
+      none.textContent = `Nothing found for “${q}”`;
+      list.append(none);
+    }
+    if (page.has_more) {
+      const next = document.createElement("li");
+      next.className = "more";
+      const button = document.createElement("button");
+      button.className = "link";
+      button.type = "button";
+      button.textContent = "Older results";
+      button.addEventListener("click", () => search(q, true));
+      next.append(button);
+      list.append(next);
+    }
+    list.hidden = false;
+  } catch (error) {
+    list.replaceChildren(Object.assign(document.createElement("li"), { textContent: error.message }));
+    list.hidden = false;
+  }
+}
+
+// --- the open chat's tools: members of a group, blocking a direct chat's peer -------------
+
+function peerOf(chat) {
+  return chat && chat.kind === "direct" ? chat.member_ids.find((id) => id !== session.user_id) : null;
+}
+
+function showTools() {
+  const chat = current && chats.get(current.id);
+  const group = Boolean(current && current.id.startsWith("g:"));
+  $("search-form").hidden = !current;
+  $("search-input").value = "";
+  search("");
+  $("members-button").hidden = !group;
+  $("members-panel").hidden = true;
+  const peer = peerOf(chat);
+  $("block-button").hidden = !peer;
+  $("block-button").textContent = peer && blocked.has(peer) ? "Unblock" : "Block";
+}
+
+async function toggleBlock() {
+  const peer = peerOf(current && chats.get(current.id));
+  if (!peer) return;
+  const unblock = blocked.has(peer);
+  try {
+    await call(unblock ? "DELETE" : "PUT", `/v1/blocks/${peer}`, undefined);
+    if (unblock) blocked.delete(peer);
+    else blocked.add(peer);
+    showTools();
+  } catch (error) {
+    $("composer-error").textContent = error.message;
+  }
+}
+
+async function userIds(text) {
+  const wanted = text.split(",").map((n) => n.trim().toLowerCase()).filter(Boolean);
+  const ids = [];
+  for (const username of wanted) {
+    const user = await call("GET", `/v1/users?username=${encodeURIComponent(username)}`);
+    learnName(user.user_id, user.username);
+    ids.push(user.user_id);
+  }
+  return ids;
+}
+
+async function loadMembers() {
+  if (!current) return;
+  const chatId = current.id;
+  const group = await call("GET", `/v1/groups/${encodeURIComponent(chatId)}`);
+  const mine = group.members.find((m) => m.user_id === session.user_id);
+  const manager = mine && (mine.role === "owner" || mine.role === "admin");
+  if (document.activeElement !== $("rename-input")) $("rename-input").value = group.name;
+  const list = $("member-list");
+  list.replaceChildren();
+  for (const member of group.members) {
+    const item = document.createElement("li");
+    item.dataset.userId = member.user_id;
+    const who = nameNode(member.user_id);
+    who.className = "who";
+    item.append(who);
+    if (manager && member.user_id !== session.user_id) {
+      const role = document.createElement("select");
+      for (const name of ["member", "admin", "owner"]) role.append(new Option(name, name, false, name === member.role));
+      role.addEventListener("change", () =>
+        groupCall("PUT", `/members/${member.user_id}/role`, { role: role.value }),
+      );
+      const remove = document.createElement("button");
+      remove.className = "link remove";
+      remove.type = "button";
+      remove.textContent = "Remove";
+      remove.addEventListener("click", () => groupCall("DELETE", `/members/${member.user_id}`));
+      item.append(role, remove);
+    } else {
+      const role = document.createElement("span");
+      role.className = "role";
+      role.textContent = member.role;
+      item.append(role);
+    }
+    list.append(item);
+  }
+}
+
+async function groupCall(method, tail, body) {
+  $("members-error").textContent = "";
+  try {
+    await call(method, `/v1/groups/${encodeURIComponent(current.id)}${tail}`, body);
+    if (method === "DELETE" && tail === `/members/${session.user_id}`) {
+      $("members-panel").hidden = true;
+      await loadChats();
+      return;
+    }
+    await loadMembers();
+  } catch (error) {
+    $("members-error").textContent = error.message;
+  }
+}
+
 // --- wiring -------------------------------------------------------------------------------
 
 async function authenticate(register) {
@@ -584,6 +894,61 @@ $("new-chat-form").addEventListener("submit", async (e) => {
     $("new-chat-error").textContent = error.message;
   }
 });
+$("new-group-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("new-chat-error").textContent = "";
+  try {
+    const memberIds = await userIds($("new-group-members").value);
+    const group = await call("POST", "/v1/groups", { name: $("new-group-name").value.trim(), member_ids: memberIds });
+    $("new-group-name").value = "";
+    $("new-group-members").value = "";
+    await loadChats();
+    if (!chats.has(group.chat_id)) {
+      chats.set(group.chat_id, { chat_id: group.chat_id, kind: "group", name: group.name, member_ids: [], unread_count: 0, last_preview: "" });
+    }
+    await openChat(group.chat_id);
+  } catch (error) {
+    $("new-chat-error").textContent = error.message;
+  }
+});
+$("logout-everywhere").addEventListener("click", async () => {
+  try {
+    await call("DELETE", "/v1/sessions");
+  } finally {
+    showLogin("Logged out on every device.");
+  }
+});
+$("file-input").addEventListener("change", () => {
+  const file = $("file-input").files[0];
+  $("file-input").value = "";
+  if (file) sendFile(file);
+});
+$("search-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  search($("search-input").value.trim());
+});
+$("search-input").addEventListener("search", () => search($("search-input").value.trim()));
+$("block-button").addEventListener("click", toggleBlock);
+$("members-button").addEventListener("click", () => {
+  const panel = $("members-panel");
+  panel.hidden = !panel.hidden;
+  if (!panel.hidden) loadMembers().catch((error) => { $("members-error").textContent = error.message; });
+});
+$("rename-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  groupCall("PATCH", "", { name: $("rename-input").value.trim() });
+});
+$("add-member-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  try {
+    const ids = await userIds($("add-member-input").value);
+    $("add-member-input").value = "";
+    await groupCall("POST", "/members", { user_ids: ids });
+  } catch (error) {
+    $("members-error").textContent = error.message;
+  }
+});
+$("leave-button").addEventListener("click", () => groupCall("DELETE", `/members/${session.user_id}`));
 $("composer").addEventListener("input", typing);
 $("composer").addEventListener("keydown", (e) => {
   if (e.key !== "Enter" || e.shiftKey || e.isComposing) return;

@@ -70,8 +70,8 @@ async def test_invalid_changes_are_refused_with_the_reason_and_change_nothing(
             "quotas",
             {},
             404,
-            "unknown section 'quotas' (sections: auth, features, groups, limits, messages,"
-            " notifications, partitioning, sessions, web)",
+            "unknown section 'quotas' (sections: auth, features, files, groups, limits,"
+            " messages, notifications, partitioning, sessions, web)",
         ),
     ]
     for section, value, status, message in cases:

@@ -6,11 +6,14 @@ import asyncio
 import os
 import sys
 import uuid
+from pathlib import Path
 
 from tests.e2e.conftest import PASSWORD, Clients
 
 
-async def _client(username: str, peer: str = "") -> asyncio.subprocess.Process:
+async def _client(
+    username: str, peer: str = "", cwd: Path | None = None
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -22,6 +25,7 @@ async def _client(username: str, peer: str = "") -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "CHAT_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1"},
+        cwd=cwd,
     )
 
 
@@ -43,10 +47,17 @@ async def _wait_for(
             seen.append(line)
 
 
-async def test_three_terminal_clients_hold_a_group_conversation(clients: Clients) -> None:
+async def test_three_terminal_clients_hold_a_group_conversation(
+    clients: Clients, tmp_path: Path
+) -> None:
     users = [await clients.user(prefix) for prefix in ("al", "bo", "ca")]
     alice, bob, carol = users
-    processes = [await _client(user.username) for user in users]
+    homes = [tmp_path / user.username for user in users]
+    for home in homes:
+        home.mkdir()
+    processes = [
+        await _client(user.username, cwd=home) for user, home in zip(users, homes, strict=True)
+    ]
     seen: list[list[str]] = [[], [], []]
     group = f"team{uuid.uuid4().hex[:6]}"
     try:
@@ -72,6 +83,16 @@ async def test_three_terminal_clients_hold_a_group_conversation(clients: Clients
             await asyncio.sleep(0.2)
         assert f"] {alice.username}: hello from {alice.username}" in seen[2][-4], seen[2][-4:]
         assert f"] {carol.username}: hello from {carol.username}" in seen[2][-2], seen[2][-4:]
+
+        # A file: alice sends it from disk, bob saves it with /get N, checked by its hash.
+        notes = tmp_path / "notes.txt"
+        notes.write_bytes(b"bring sunscreen\n" * 100)
+        await _type(processes[0], f"/send-file {notes}")
+        await _wait_for(processes[1], "notes.txt (text/plain, 2 KiB): /get ", seen[1])
+        line = next(x for x in reversed(seen[1]) if "notes.txt (text/plain" in x)
+        await _type(processes[1], f"/get {line.rsplit(' ', 1)[1].strip()}")
+        await _wait_for(processes[1], "-- saved notes.txt (1600 bytes, checksum ok)", seen[1])
+        assert (homes[1] / "notes.txt").read_bytes() == notes.read_bytes()
     finally:
         for process in processes:
             if process.returncode is None:
