@@ -19,6 +19,8 @@ from protos.chat.v1 import history_pb2, messaging_pb2
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/users", find_user)
     app.router.add_get("/v1/users/{user_id}", user_by_id)
+    app.router.add_get("/v1/profiles", profiles)
+    app.router.add_put("/v1/me/profile", update_profile)
     app.router.add_post("/v1/chats/direct", open_direct_chat)
     app.router.add_get("/v1/chats", list_chats)
     app.router.add_get("/v1/chats/{chat_id}/messages", history_page)
@@ -79,6 +81,31 @@ async def user_by_id(request: web.Request) -> web.Response:
         raise NotFound(f"no user {user_id}")
     user = await _find(request, history_pb2.FindUserRequest(user_id=user_id), str(user_id))
     return web.json_response(views.user(user))
+
+
+async def profiles(request: web.Request) -> web.Response:
+    """Several users' names and display names at once (those that exist)."""
+    caller(request)
+    raw = request.query.get("user_ids", "")
+    wanted = [inputs.id_value(part, "user_ids") for part in raw.split(",") if part] if raw else []
+    if not 0 < len(wanted) <= MAX_ASKED:
+        raise InvalidArgument(f"query parameter 'user_ids' must name 1 to {MAX_ASKED} user ids")
+    backends = request.app[BACKENDS]
+    reply = await backends.history.GetUsers(
+        history_pb2.GetUsersRequest(user_ids=[u for u in wanted if u < 2**64]),
+        **backends.call_options(request),
+    )
+    return web.json_response({"profiles": [views.user(u) for u in reply.users]})
+
+
+async def update_profile(request: web.Request) -> web.Response:
+    claims = caller(request)
+    body = await inputs.json_object(request)
+    change = messaging_pb2.UpdateProfileRequest(
+        display_name=inputs.text(body, "display_name", maximum=64)
+    )
+    messaging, call = await messaging_of(request, claims)
+    return web.json_response(views.profile(await messaging.UpdateProfile(change, **call)))
 
 
 async def _user_named(request: web.Request, name: str) -> history_pb2.User:

@@ -135,10 +135,50 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/users/{user_id}": {
             "get": {
-                "summary": "A user's name by id",
+                "summary": "A user's name and display name by id",
                 "security": _AUTH,
                 "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": _ID}],
                 "responses": _ok("User"),
+            }
+        },
+        "/v1/profiles": {
+            "get": {
+                "summary": "Several users' names and display names (those that exist)",
+                "security": _AUTH,
+                "parameters": [
+                    {
+                        "name": "user_ids",
+                        "in": "query",
+                        "required": True,
+                        "description": "1 to 200 ids, comma-separated",
+                        "schema": {
+                            "type": "string",
+                            "pattern": "^[1-9][0-9]{0,19}(,[1-9][0-9]{0,19}){0,199}$",
+                        },
+                    }
+                ],
+                "responses": _ok("Profiles"),
+            }
+        },
+        "/v1/me/profile": {
+            "put": {
+                "summary": "Change your display name; your contacts' streams get a profile event",
+                "description": "Recorded in the users log (a rebuild keeps it). An empty"
+                " `display_name` clears it: clients then show the username.",
+                "security": _AUTH,
+                "requestBody": _json_body("ProfileChange"),
+                "responses": _ok("User"),
+            }
+        },
+        "/v1/me/password": {
+            "put": {
+                "summary": "Change your password; every other session of yours ends",
+                "description": "403 when `current_password` is wrong (failures count against"
+                " the same budget as failed logins). This session goes on; the others' tokens"
+                " are refused and their streams end, as at a logout.",
+                "security": _AUTH,
+                "requestBody": _json_body("PasswordChange"),
+                "responses": _ok("SessionsEnded"),
             }
         },
         "/v1/sessions": {
@@ -631,7 +671,36 @@ DOCUMENT: dict[str, Any] = {
             },
             "User": {
                 "type": "object",
-                "properties": {"user_id": _ID, "username": {"type": "string"}},
+                "properties": {
+                    "user_id": _ID,
+                    "username": {"type": "string"},
+                    "display_name": {"type": "string", "description": "Empty: show the username"},
+                },
+            },
+            "Profiles": {
+                "type": "object",
+                "properties": {
+                    "profiles": {"type": "array", "items": {"$ref": "#/components/schemas/User"}}
+                },
+            },
+            "ProfileChange": {
+                "type": "object",
+                "required": ["display_name"],
+                "properties": {
+                    "display_name": {
+                        "type": "string",
+                        "maxLength": 64,
+                        "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
+                    }
+                },
+            },
+            "PasswordChange": {
+                "type": "object",
+                "required": ["current_password", "new_password"],
+                "properties": {
+                    "current_password": {"type": "string", "maxLength": 256},
+                    "new_password": {"type": "string", "minLength": 8, "maxLength": 256},
+                },
             },
             "ServerSentEvent": {
                 "type": "object",

@@ -197,6 +197,7 @@ def add_routes(app: web.Application, accounts: Accounts) -> None:
     app.router.add_delete("/v1/sessions/current", logout)
     app.router.add_get("/v1/sessions/current/messaging-server", messaging_server)
     app.router.add_delete("/v1/sessions", logout_everywhere)
+    app.router.add_put("/v1/me/password", change_password)
 
 
 def _address(request: web.Request) -> str:
@@ -289,6 +290,43 @@ async def logout(request: web.Request) -> web.Response:
         [claims.session_id], "logged out", "logout", fallback_until=claims.expires_at
     )
     return web.Response(status=204)
+
+
+async def change_password(request: web.Request) -> web.Response:
+    """A new password; every other session of the user ends (this one goes on)."""
+    accounts = request.app[ACCOUNTS]
+    claims = accounts.claims(request)
+    body = await inputs.json_object(request)
+    current = inputs.text(body, "current_password", maximum=256)
+    new = inputs.text(body, "new_password", minimum=8, maximum=256)
+    limits = accounts.limits.get()
+    key = str(claims.user_id)
+    await accounts.over("login-failures-per-username", key, limits.login_failures_per_username)
+    user = await accounts.history.FindUser(
+        history_pb2.FindUserRequest(user_id=claims.user_id),
+        metadata=accounts.service_metadata(),
+        timeout=accounts.deadline,
+    )
+    if not await passwords.verified(current, user.password_hash):
+        await accounts.spend(
+            "login-failures-per-username",
+            key,
+            limits.login_failures_per_username,
+            limits.username_window_seconds,
+        )
+        raise PermissionDenied("current_password is not your password")
+    await accounts.history.UpdateUser(
+        history_pb2.UpdateUserRequest(
+            user_id=claims.user_id, password_hash=await passwords.hashed(new)
+        ),
+        metadata=accounts.service_metadata(),
+        timeout=accounts.deadline,
+    )
+    others = await accounts.store.sessions_of(claims.user_id)
+    ended = await accounts.store.end(
+        [s for s in others if s != claims.session_id], "the password changed", "password"
+    )
+    return web.json_response({"sessions_ended": len(ended)})
 
 
 async def logout_everywhere(request: web.Request) -> web.Response:

@@ -117,7 +117,11 @@ def group(g: groups_pb2.Group) -> dict[str, Any]:
 
 
 def user(u: history_pb2.User) -> dict[str, Any]:
-    return {"user_id": str(u.user_id), "username": u.username}
+    return {"user_id": str(u.user_id), "username": u.username, "display_name": u.display_name}
+
+
+def profile(p: messaging_pb2.Profile) -> dict[str, Any]:
+    return {"user_id": str(p.user_id), "username": p.username, "display_name": p.display_name}
 
 
 def chat(c: common_pb2.Chat) -> dict[str, Any]:
@@ -221,4 +225,6 @@ def event(e: messaging_pb2.ClientEvent) -> dict[str, Any] | None:
         return {"type": "typing", "cursor": e.cursor, "typing": typing}
     if kind == "presence":
         return {"type": "presence", "cursor": e.cursor, "presence": presence(e.presence)}
+    if kind == "profile":
+        return {"type": "profile", "cursor": e.cursor, "profile": profile(e.profile)}
     return None

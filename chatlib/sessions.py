@@ -177,8 +177,10 @@ class SessionStore:
             REVOKED.labels(cause=cause).inc(len(until))
         return list(until)
 
+    async def sessions_of(self, user_id: int) -> list[str]:
+        members = await self._client.smembers(USER_SESSIONS.format(user_id))
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
     async def end_user(self, user_id: int, reason: str, cause: str) -> list[str]:
         """End every session of the user (logout everywhere, an operator's kick)."""
-        members = await self._client.smembers(USER_SESSIONS.format(user_id))
-        ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
-        return await self.end(ids, reason, cause)
+        return await self.end(await self.sessions_of(user_id), reason, cause)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
+from chatlib.errors import InvalidArgument
 from protos.chat.v1 import envelope_pb2
 
 UserRecord = envelope_pb2.UserRecord
@@ -22,6 +23,18 @@ def user(user_id: int, username: str, password_hash: str, created_at_ms: int) ->
         password_hash=password_hash,
         created_at_ms=created_at_ms,
     )
+
+
+#: What a display name may be (UpdateProfile): this many characters, no control characters.
+MAX_DISPLAY_NAME = 64
+
+
+def check_display_name(name: str) -> None:
+    if len(name) > MAX_DISPLAY_NAME or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+        raise InvalidArgument(
+            f"display_name must be at most {MAX_DISPLAY_NAME} characters, without control"
+            " characters"
+        )
 
 
 def encode(record: UserRecord) -> tuple[bytes, bytes]:

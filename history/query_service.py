@@ -8,7 +8,7 @@ import re
 import grpc
 from opentelemetry import trace
 
-from chatlib import errors, grpc_auth, tokens
+from chatlib import errors, grpc_auth, tokens, user_records
 from chatlib.config_sections import Limits
 from chatlib.ids import Snowflake
 from chatlib.live_config import LiveSection
@@ -187,6 +187,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
             user_id=row.user_id,
             username=row.username,
             password_hash=row.password_hash if is_service else "",
+            display_name=row.display_name or "",
         )
 
     @errors.handler
@@ -230,12 +231,34 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
     async def GetUsers(
         self, request: history_pb2.GetUsersRequest, context: Context
     ) -> history_pb2.GetUsersResponse:
-        self._messaging(context)
+        self._caller(context)
         if len(request.user_ids) > MAX_USERS_ASKED:
             raise errors.InvalidArgument(f"user_ids names more than {MAX_USERS_ASKED} users")
         found = await self._store.usernames(list(request.user_ids))
         return history_pb2.GetUsersResponse(
-            users=[history_pb2.User(user_id=u, username=name) for u, name in found.items()]
+            users=[
+                history_pb2.User(user_id=u, username=name, display_name=shown)
+                for u, (name, shown) in found.items()
+            ]
+        )
+
+    @errors.handler
+    async def UpdateUser(
+        self, request: history_pb2.UpdateUserRequest, context: Context
+    ) -> history_pb2.User:
+        subject = self._caller(context).subject
+        if subject not in (tokens.SERVICE_SUBJECT, tokens.MESSAGING_SUBJECT):
+            raise errors.PermissionDenied("only the BFF and messaging may change users")
+        if not request.user_id:
+            raise errors.InvalidArgument("user_id is required")
+        shown = request.display_name if request.HasField("display_name") else None
+        if shown is not None:
+            user_records.check_display_name(shown)
+        record = await self._users.update(
+            request.user_id, display_name=shown, password_hash=request.password_hash
+        )
+        return history_pb2.User(
+            user_id=record.user_id, username=record.username, display_name=record.display_name
         )
 
     def _caller(self, context: Context) -> tokens.Claims:

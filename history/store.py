@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from cassandra.query import BoundStatement
+from cassandra.query import UNSET_VALUE, BoundStatement
 
 from chatlib import deliveries
 from chatlib.buckets import bucket_at, bucket_of
@@ -734,17 +734,21 @@ class HistoryStore:
         )
         return [(chat_id, kind or "", bool(until)) for chat_id, kind, until in rows]
 
-    async def usernames(self, user_ids: Sequence[int]) -> dict[int, str]:
-        """The names of those of ``user_ids`` that exist."""
+    async def usernames(self, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """(username, display name) of those of ``user_ids`` that exist."""
         wanted = sorted({u for u in user_ids if 0 < u < 2**63})
-        found: dict[int, str] = {}
+        found: dict[int, tuple[str, str]] = {}
         for start in range(0, len(wanted), 100):
             rows = await self.db.execute(
-                "SELECT user_id, username FROM users WHERE user_id IN ?",
+                "SELECT user_id, username, display_name FROM users WHERE user_id IN ?",
                 ([signed(u) for u in wanted[start : start + 100]],),
                 tuples=True,
             )
-            found.update((unsigned(user_id), username) for user_id, username in rows)
+            found.update(
+                (unsigned(user_id), (username, shown or ""))
+                for user_id, username, shown in rows
+                if username is not None
+            )
         return found
 
     async def reserve_name(self, username: str, user_id: int) -> bool:
@@ -762,18 +766,24 @@ class HistoryStore:
             (username, signed(user_id)),
         )
 
-    async def insert_user(self, record: envelope_pb2.UserRecord, *, with_name: bool) -> None:
-        """The user's row (and, replaying the log into a new keyspace, their name's)."""
+    async def insert_user(
+        self, record: envelope_pb2.UserRecord, *, with_name: bool, registering: bool = False
+    ) -> None:
+        """The user's row (and, replaying the log into a new keyspace, their name's). A
+        registration leaves the profile's cells unwritten (no null to store); a change or a
+        replay writes them, a cleared display name as null."""
+        shown: Any = record.display_name or (UNSET_VALUE if registering else None)
         statements = [
             (
                 self.db.bind(
-                    "INSERT INTO users (user_id, username, password_hash, created_at)"
-                    " VALUES (?, ?, ?, ?)",
+                    "INSERT INTO users (user_id, username, password_hash, created_at,"
+                    " display_name) VALUES (?, ?, ?, ?, ?)",
                     (
                         signed(record.user_id),
                         record.username,
                         record.password_hash,
                         record.created_at_ms,
+                        shown,
                     ),
                 ),
                 200,
@@ -799,7 +809,8 @@ class HistoryStore:
 
     async def user_by_id(self, user_id: int) -> Any | None:
         rows = await self.db.execute(
-            "SELECT user_id, username, password_hash FROM users WHERE user_id = ?",
+            "SELECT user_id, username, password_hash, display_name, created_at FROM users"
+            " WHERE user_id = ?",
             (signed(user_id),),
         )
         return rows[0] if rows else None

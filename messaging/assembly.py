@@ -433,6 +433,7 @@ async def _grpc_server(
         verifier=verifier,
         stream_queue=settings.stream_queue,
         blocks=send.blocks,
+        history=base.history,
         files=files,
     )
     server = grpc.aio.server(

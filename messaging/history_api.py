@@ -78,6 +78,16 @@ class HistoryApi:
             names.update((user.user_id, user.username) for user in found.users)
         return names
 
+    async def update_profile(self, user_id: int, display_name: str) -> history_pb2.User:
+        """Record the user's new profile (history owns users)."""
+        request = history_pb2.UpdateUserRequest(user_id=user_id, display_name=display_name)
+        try:
+            return await self._stub.UpdateUser(
+                request, metadata=self._metadata(), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _unavailable(f"the profile of user {user_id}", exc) from None
+
     async def record_opened(self, chat_id: str, opened_id: int) -> None:
         """Both members' chat lists show a direct chat just opened."""
         request = history_pb2.RecordOpenedChatRequest(chat_id=chat_id, opened_id=opened_id)

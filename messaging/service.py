@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 import grpc
 from confluent_kafka import KafkaException
 
-from chatlib import deliveries, errors, grpc_auth, tokens
+from chatlib import deliveries, errors, grpc_auth, tokens, user_records
 from chatlib.chat_ids import check_chat_id
 from chatlib.ids import smallest_id_at
 from chatlib.ownership import Routing
@@ -20,6 +20,7 @@ from messaging.attachments import Attachments
 from messaging.blocks import Blocks
 from messaging.chats import ChatDirectory
 from messaging.groups.changes import ChatChanges
+from messaging.history_api import HistoryApi
 from messaging.send.amend import Amendments
 from messaging.send.receipts import ReceiptFanOut, receipt_entry
 from messaging.send.sender import Accepted, Outgoing, Sender
@@ -77,6 +78,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         verifier: tokens.Verifier,
         stream_queue: int,
         blocks: Blocks,
+        history: HistoryApi,
         files: Attachments | None = None,
     ) -> None:
         self._server_name = server_name
@@ -98,6 +100,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self._stream_queue = stream_queue
         self._blocks = blocks
         self._files = files
+        self._history = history
 
     @errors.handler
     async def Send(
@@ -143,6 +146,22 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
             request.chat_id, request.message_id, request.attachment_id
         )
         return messaging_pb2.AttachmentLink(url=url, expires_at_ms=expires, attachment=attachment)
+
+    @errors.handler
+    async def UpdateProfile(
+        self, request: messaging_pb2.UpdateProfileRequest, context: Context
+    ) -> messaging_pb2.Profile:
+        user = self._user(context)
+        user_records.check_display_name(request.display_name)
+        stored = await self._history.update_profile(user, request.display_name)
+        profile = messaging_pb2.Profile(
+            user_id=user, username=stored.username, display_name=stored.display_name
+        )
+        try:
+            await self._presence.tell_contacts(user, messaging_pb2.ClientEvent(profile=profile))
+        except Exception as exc:  # noqa: BLE001 - stored; contacts also read it on demand
+            logger.warning("the profile change of %d was not told: %s", user, exc)
+        return profile
 
     def _attachments_on(self) -> Attachments:
         if self._files is None:

@@ -93,7 +93,7 @@ function askNames(userIds) {
     asking.add(userId);
     call("GET", `/v1/users/${userId}`)
       .then((user) => {
-        learnName(user.user_id, user.username);
+        learnName(user.user_id, user.display_name || user.username);
         renderChats();
         if (current) $("chat-title").textContent = chatName(chats.get(current.id) || { kind: "group", name: "" });
       })
@@ -638,6 +638,13 @@ function handle(event) {
       presence.set(event.presence.user_id, event.presence);
       showPresence();
       break;
+    case "profile": {
+      // A contact changed their display name: shown everywhere at once.
+      const p = event.profile;
+      learnName(p.user_id, p.display_name || p.username);
+      renderChats();
+      break;
+    }
     case "resync_required":
       loadChats();
       if (current) openChat(current.id);
@@ -909,6 +916,29 @@ $("new-group-form").addEventListener("submit", async (e) => {
     await openChat(group.chat_id);
   } catch (error) {
     $("new-chat-error").textContent = error.message;
+  }
+});
+$("profile-button").addEventListener("click", async () => {
+  const shown = prompt("Your display name (empty: your username)", names()[session.user_id] || "");
+  if (shown === null) return;
+  try {
+    const me = await call("PUT", "/v1/me/profile", { display_name: shown.trim() });
+    learnName(me.user_id, me.display_name || me.username);
+    $("me").textContent = me.display_name || me.username;
+  } catch (error) {
+    alert(error.message);
+  }
+});
+$("password-button").addEventListener("click", async () => {
+  const current = prompt("Your current password");
+  if (current === null) return;
+  const next = prompt("Your new password (8 characters or more)");
+  if (next === null) return;
+  try {
+    const done = await call("PUT", "/v1/me/password", { current_password: current, new_password: next });
+    alert(`Password changed; ${done.sessions_ended} other session(s) logged out.`);
+  } catch (error) {
+    alert(error.message);
   }
 });
 $("logout-everywhere").addEventListener("click", async () => {

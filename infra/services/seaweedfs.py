@@ -22,6 +22,8 @@ VOLUME_PORT = 8380
 FILER_PORT = 8888
 #: Each of those also listens on its port + 10000 for gRPC between the parts.
 GRPC_OFFSET = 10000
+VOLUME_MB = 1024
+MAX_VOLUMES = 100
 #: The one identity our services sign with (its secret is .infra/secrets/s3).
 ACCESS_KEY = "chat"
 
@@ -83,8 +85,11 @@ class SeaweedFS(Service):
             f"-ip.bind={self.host}",
             f"-master.port={MASTER_PORT}",
             f"-volume.port={VOLUME_PORT}",
-            # No fixed number of volumes: as many as the disk's free space allows.
-            "-volume.max=0",
+            # Volumes of 1 GiB, at most 100. The defaults (30 GB volumes, as many as the free
+            # space holds) leave two on a disk with 70 GB free: the filer's own may take both,
+            # and the bucket then finds no volume to write in (seen after ./dev reset).
+            f"-master.volumeSizeLimitMB={VOLUME_MB}",
+            f"-volume.max={MAX_VOLUMES}",
             "-filer",
             f"-filer.port={FILER_PORT}",
             "-s3",

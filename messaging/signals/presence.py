@@ -227,6 +227,12 @@ class Presence:
         )
         await self._signals.send(contacts, event)
 
+    async def tell_contacts(self, user: int, event: messaging_pb2.ClientEvent) -> None:
+        """Send an event about the user (a profile change) to their contacts' streams, read
+        afresh: a chat opened in the last CONTACTS_SECONDS counts too."""
+        contacts, _ = await self._read_contacts(user)
+        await self._signals.send(contacts, event)
+
     async def contacts(self, user: int) -> frozenset[int]:
         """Who shares a direct chat, or a group of at most PRESENCE_GROUP_LIMIT, with the
         user (remembered for CONTACTS_SECONDS)."""

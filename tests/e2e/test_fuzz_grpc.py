@@ -367,3 +367,13 @@ def test_attachments_with_any_ids(
         ],
     )
     call(lambda md: call.messaging.Send(send, metadata=md, timeout=10))
+
+
+@seed(SEED)
+@FUZZ
+@given(name=texts, users=st.lists(ids, max_size=20))
+def test_profiles_with_anything(call: Any, name: str, users: list[int]) -> None:
+    change = messaging_pb2.UpdateProfileRequest(display_name=name)
+    call(lambda md: call.messaging.UpdateProfile(change, metadata=md, timeout=10))
+    batch = history_pb2.GetUsersRequest(user_ids=users)
+    call(lambda md: call.history.GetUsers(batch, metadata=md, timeout=10))

@@ -151,6 +151,10 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
     await eventually(written, seconds=60)
     await eventually(lambda: _writer_idle(clients), seconds=60)
 
+    # A profile is in the log too: the rebuilt row has it.
+    status, profile = await alice.call("PUT", "/v1/me/profile", {"display_name": "Alice, logged"})
+    assert status == 200, profile
+
     # A user from before registration announced users: only the backfill puts them on the log.
     legacy_id = 2**62 + uuid.uuid4().int % 2**40
     legacy_name = f"legacy{uuid.uuid4().hex[:10]}"
@@ -177,7 +181,7 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
         chats = [direct, chat, _direct_id(bob, carol)]
         for cql, params in (
             (
-                "SELECT user_id, username, password_hash, created_at FROM {ks}.users"
+                "SELECT user_id, username, password_hash, created_at, display_name FROM {ks}.users"
                 " WHERE user_id IN ?",
                 (ids,),
             ),

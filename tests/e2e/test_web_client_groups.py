@@ -140,6 +140,22 @@ async def test_a_group_of_three_in_browsers_shares_a_photo_searches_and_blocks(
         ),
     )
 
+    # Bob takes a display name: carol's page shows it over his words at once (a profile event).
+    bob_token = await _token(clients, names[1])
+    async with clients.http.put(
+        f"{BFF}/v1/me/profile",
+        json={"display_name": "Bobby Tables"},
+        headers={"Authorization": f"Bearer {bob_token}"},
+    ) as response:
+        assert response.status == 200, await response.text()
+    await act(
+        carol.wait,
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, "#messages .message:last-child .who").text
+            == "Bobby Tables"
+        ),
+    )
+
     # Bob finds the old message with the chat's search.
     await act(_fill, bob, "search-input", "HARBOUR plan")
     await act(lambda: bob.driver.find_element(By.ID, "search-input").submit())

@@ -204,11 +204,13 @@ func (x *Delivery) GetAttachments() []*Attachment {
 // One record on the users topic per registered user. Key: the user id (decimal). Written by
 // the history query service once the username is reserved, before the user is answered.
 type UserRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Username      string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
-	PasswordHash  string                 `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
-	CreatedAtMs   int64                  `protobuf:"varint,4,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	UserId       uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Username     string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	PasswordHash string                 `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	CreatedAtMs  int64                  `protobuf:"varint,4,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	// The profile (UpdateProfile): the newest record of a user holds all of it.
+	DisplayName   string `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,6 +271,13 @@ func (x *UserRecord) GetCreatedAtMs() int64 {
 		return x.CreatedAtMs
 	}
 	return 0
+}
+
+func (x *UserRecord) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
 }
 
 // An ephemeral event (typing, presence) for some users, published on the Redis channel of the
@@ -350,13 +359,14 @@ const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\rrecipient_ids\x18\x0f \x03(\x06R\frecipientIds\x125\n" +
 	"\vattachments\x18\x10 \x03(\v2\x13.chat.v1.AttachmentR\vattachmentsJ\x04\b\t\x10\n" +
 	"R\n" +
-	"member_ids\"\x8a\x01\n" +
+	"member_ids\"\xad\x01\n" +
 	"\n" +
 	"UserRecord\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12#\n" +
 	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash\x12\"\n" +
-	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\"Y\n" +
+	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\x12!\n" +
+	"\fdisplay_name\x18\x05 \x01(\tR\vdisplayName\"Y\n" +
 	"\x06Signal\x12#\n" +
 	"\rrecipient_ids\x18\x01 \x03(\x06R\frecipientIds\x12*\n" +
 	"\x05event\x18\x02 \x01(\v2\x14.chat.v1.ClientEventR\x05eventb\x06proto3"

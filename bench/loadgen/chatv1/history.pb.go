@@ -1067,7 +1067,9 @@ type User struct {
 	UserId   uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Username string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
 	// Only returned to the BFF's service token.
-	PasswordHash  string `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	PasswordHash string `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	// What clients show for the user (empty: the username).
+	DisplayName   string `protobuf:"bytes,4,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1123,6 +1125,76 @@ func (x *User) GetPasswordHash() string {
 	return ""
 }
 
+func (x *User) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+// Only the BFF (a password) and messaging (a profile) call this, with their service tokens.
+type UpdateUserRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Set to change it ("" clears it).
+	DisplayName *string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3,oneof" json:"display_name,omitempty"`
+	// Set to change it.
+	PasswordHash  string `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateUserRequest) Reset() {
+	*x = UpdateUserRequest{}
+	mi := &file_protos_chat_v1_history_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateUserRequest) ProtoMessage() {}
+
+func (x *UpdateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_history_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateUserRequest.ProtoReflect.Descriptor instead.
+func (*UpdateUserRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *UpdateUserRequest) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *UpdateUserRequest) GetDisplayName() string {
+	if x != nil && x.DisplayName != nil {
+		return *x.DisplayName
+	}
+	return ""
+}
+
+func (x *UpdateUserRequest) GetPasswordHash() string {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return ""
+}
+
 type GetReadersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ChatId        string                 `protobuf:"bytes,1,opt,name=chat_id,json=chatId,proto3" json:"chat_id,omitempty"`
@@ -1133,7 +1205,7 @@ type GetReadersRequest struct {
 
 func (x *GetReadersRequest) Reset() {
 	*x = GetReadersRequest{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[19]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1217,7 @@ func (x *GetReadersRequest) String() string {
 func (*GetReadersRequest) ProtoMessage() {}
 
 func (x *GetReadersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[19]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1230,7 @@ func (x *GetReadersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReadersRequest.ProtoReflect.Descriptor instead.
 func (*GetReadersRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{19}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetReadersRequest) GetChatId() string {
@@ -1188,7 +1260,7 @@ type GetReadersResponse struct {
 
 func (x *GetReadersResponse) Reset() {
 	*x = GetReadersResponse{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[20]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1272,7 @@ func (x *GetReadersResponse) String() string {
 func (*GetReadersResponse) ProtoMessage() {}
 
 func (x *GetReadersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[20]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1285,7 @@ func (x *GetReadersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReadersResponse.ProtoReflect.Descriptor instead.
 func (*GetReadersResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{20}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetReadersResponse) GetReaders() []*Reader {
@@ -1242,7 +1314,7 @@ type Reader struct {
 
 func (x *Reader) Reset() {
 	*x = Reader{}
-	mi := &file_protos_chat_v1_history_proto_msgTypes[21]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1326,7 @@ func (x *Reader) String() string {
 func (*Reader) ProtoMessage() {}
 
 func (x *Reader) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_history_proto_msgTypes[21]
+	mi := &file_protos_chat_v1_history_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1339,7 @@ func (x *Reader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reader.ProtoReflect.Descriptor instead.
 func (*Reader) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{21}
+	return file_protos_chat_v1_history_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Reader) GetUserId() uint64 {
@@ -1360,11 +1432,17 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\x0fFindUserRequest\x12\x1c\n" +
 	"\busername\x18\x01 \x01(\tH\x00R\busername\x12\x19\n" +
 	"\auser_id\x18\x02 \x01(\x06H\x00R\x06userIdB\x05\n" +
-	"\x03key\"`\n" +
+	"\x03key\"\x83\x01\n" +
 	"\x04User\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12#\n" +
-	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash\"K\n" +
+	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash\x12!\n" +
+	"\fdisplay_name\x18\x04 \x01(\tR\vdisplayName\"\x8a\x01\n" +
+	"\x11UpdateUserRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12&\n" +
+	"\fdisplay_name\x18\x02 \x01(\tH\x00R\vdisplayName\x88\x01\x01\x12#\n" +
+	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHashB\x0f\n" +
+	"\r_display_name\"K\n" +
 	"\x11GetReadersRequest\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
 	"\n" +
@@ -1376,7 +1454,7 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1c\n" +
 	"\n" +
 	"read_up_to\x18\x02 \x01(\x06R\breadUpTo\x12&\n" +
-	"\x0fdelivered_up_to\x18\x03 \x01(\x06R\rdeliveredUpTo2\xda\x05\n" +
+	"\x0fdelivered_up_to\x18\x03 \x01(\x06R\rdeliveredUpTo2\x93\x06\n" +
 	"\x0eHistoryService\x12B\n" +
 	"\tListChats\x12\x19.chat.v1.ListChatsRequest\x1a\x1a.chat.v1.ListChatsResponse\x12E\n" +
 	"\n" +
@@ -1391,7 +1469,9 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\n" +
 	"GetMessage\x12\x1a.chat.v1.GetMessageRequest\x1a\x1b.chat.v1.GetMessageResponse\x12T\n" +
 	"\x0fListMemberships\x12\x1f.chat.v1.ListMembershipsRequest\x1a .chat.v1.ListMembershipsResponse\x12?\n" +
-	"\bGetUsers\x12\x18.chat.v1.GetUsersRequest\x1a\x19.chat.v1.GetUsersResponseb\x06proto3"
+	"\bGetUsers\x12\x18.chat.v1.GetUsersRequest\x1a\x19.chat.v1.GetUsersResponse\x127\n" +
+	"\n" +
+	"UpdateUser\x12\x1a.chat.v1.UpdateUserRequest\x1a\r.chat.v1.Userb\x06proto3"
 
 var (
 	file_protos_chat_v1_history_proto_rawDescOnce sync.Once
@@ -1405,7 +1485,7 @@ func file_protos_chat_v1_history_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_history_proto_rawDescData
 }
 
-var file_protos_chat_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_protos_chat_v1_history_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_protos_chat_v1_history_proto_goTypes = []any{
 	(*GetMessageRequest)(nil),        // 0: chat.v1.GetMessageRequest
 	(*GetMessageResponse)(nil),       // 1: chat.v1.GetMessageResponse
@@ -1426,42 +1506,45 @@ var file_protos_chat_v1_history_proto_goTypes = []any{
 	(*CreateUserRequest)(nil),        // 16: chat.v1.CreateUserRequest
 	(*FindUserRequest)(nil),          // 17: chat.v1.FindUserRequest
 	(*User)(nil),                     // 18: chat.v1.User
-	(*GetReadersRequest)(nil),        // 19: chat.v1.GetReadersRequest
-	(*GetReadersResponse)(nil),       // 20: chat.v1.GetReadersResponse
-	(*Reader)(nil),                   // 21: chat.v1.Reader
-	(*Message)(nil),                  // 22: chat.v1.Message
+	(*UpdateUserRequest)(nil),        // 19: chat.v1.UpdateUserRequest
+	(*GetReadersRequest)(nil),        // 20: chat.v1.GetReadersRequest
+	(*GetReadersResponse)(nil),       // 21: chat.v1.GetReadersResponse
+	(*Reader)(nil),                   // 22: chat.v1.Reader
+	(*Message)(nil),                  // 23: chat.v1.Message
 }
 var file_protos_chat_v1_history_proto_depIdxs = []int32{
-	22, // 0: chat.v1.GetMessageResponse.message:type_name -> chat.v1.Message
+	23, // 0: chat.v1.GetMessageResponse.message:type_name -> chat.v1.Message
 	3,  // 1: chat.v1.ListMembershipsResponse.memberships:type_name -> chat.v1.Membership
 	18, // 2: chat.v1.GetUsersResponse.users:type_name -> chat.v1.User
 	10, // 3: chat.v1.ListChatsResponse.chats:type_name -> chat.v1.ChatSummary
-	22, // 4: chat.v1.GetHistoryResponse.messages:type_name -> chat.v1.Message
-	22, // 5: chat.v1.SearchMessagesResponse.messages:type_name -> chat.v1.Message
-	21, // 6: chat.v1.GetReadersResponse.readers:type_name -> chat.v1.Reader
-	21, // 7: chat.v1.GetReadersResponse.delivered:type_name -> chat.v1.Reader
+	23, // 4: chat.v1.GetHistoryResponse.messages:type_name -> chat.v1.Message
+	23, // 5: chat.v1.SearchMessagesResponse.messages:type_name -> chat.v1.Message
+	22, // 6: chat.v1.GetReadersResponse.readers:type_name -> chat.v1.Reader
+	22, // 7: chat.v1.GetReadersResponse.delivered:type_name -> chat.v1.Reader
 	9,  // 8: chat.v1.HistoryService.ListChats:input_type -> chat.v1.ListChatsRequest
 	12, // 9: chat.v1.HistoryService.GetHistory:input_type -> chat.v1.GetHistoryRequest
 	14, // 10: chat.v1.HistoryService.SearchMessages:input_type -> chat.v1.SearchMessagesRequest
 	16, // 11: chat.v1.HistoryService.CreateUser:input_type -> chat.v1.CreateUserRequest
 	17, // 12: chat.v1.HistoryService.FindUser:input_type -> chat.v1.FindUserRequest
-	19, // 13: chat.v1.HistoryService.GetReaders:input_type -> chat.v1.GetReadersRequest
+	20, // 13: chat.v1.HistoryService.GetReaders:input_type -> chat.v1.GetReadersRequest
 	7,  // 14: chat.v1.HistoryService.RecordOpenedChat:input_type -> chat.v1.RecordOpenedChatRequest
 	0,  // 15: chat.v1.HistoryService.GetMessage:input_type -> chat.v1.GetMessageRequest
 	2,  // 16: chat.v1.HistoryService.ListMemberships:input_type -> chat.v1.ListMembershipsRequest
 	5,  // 17: chat.v1.HistoryService.GetUsers:input_type -> chat.v1.GetUsersRequest
-	11, // 18: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
-	13, // 19: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
-	15, // 20: chat.v1.HistoryService.SearchMessages:output_type -> chat.v1.SearchMessagesResponse
-	18, // 21: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
-	18, // 22: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
-	20, // 23: chat.v1.HistoryService.GetReaders:output_type -> chat.v1.GetReadersResponse
-	8,  // 24: chat.v1.HistoryService.RecordOpenedChat:output_type -> chat.v1.RecordOpenedChatResponse
-	1,  // 25: chat.v1.HistoryService.GetMessage:output_type -> chat.v1.GetMessageResponse
-	4,  // 26: chat.v1.HistoryService.ListMemberships:output_type -> chat.v1.ListMembershipsResponse
-	6,  // 27: chat.v1.HistoryService.GetUsers:output_type -> chat.v1.GetUsersResponse
-	18, // [18:28] is the sub-list for method output_type
-	8,  // [8:18] is the sub-list for method input_type
+	19, // 18: chat.v1.HistoryService.UpdateUser:input_type -> chat.v1.UpdateUserRequest
+	11, // 19: chat.v1.HistoryService.ListChats:output_type -> chat.v1.ListChatsResponse
+	13, // 20: chat.v1.HistoryService.GetHistory:output_type -> chat.v1.GetHistoryResponse
+	15, // 21: chat.v1.HistoryService.SearchMessages:output_type -> chat.v1.SearchMessagesResponse
+	18, // 22: chat.v1.HistoryService.CreateUser:output_type -> chat.v1.User
+	18, // 23: chat.v1.HistoryService.FindUser:output_type -> chat.v1.User
+	21, // 24: chat.v1.HistoryService.GetReaders:output_type -> chat.v1.GetReadersResponse
+	8,  // 25: chat.v1.HistoryService.RecordOpenedChat:output_type -> chat.v1.RecordOpenedChatResponse
+	1,  // 26: chat.v1.HistoryService.GetMessage:output_type -> chat.v1.GetMessageResponse
+	4,  // 27: chat.v1.HistoryService.ListMemberships:output_type -> chat.v1.ListMembershipsResponse
+	6,  // 28: chat.v1.HistoryService.GetUsers:output_type -> chat.v1.GetUsersResponse
+	18, // 29: chat.v1.HistoryService.UpdateUser:output_type -> chat.v1.User
+	19, // [19:30] is the sub-list for method output_type
+	8,  // [8:19] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name
@@ -1477,13 +1560,14 @@ func file_protos_chat_v1_history_proto_init() {
 		(*FindUserRequest_Username)(nil),
 		(*FindUserRequest_UserId)(nil),
 	}
+	file_protos_chat_v1_history_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_history_proto_rawDesc), len(file_protos_chat_v1_history_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	HistoryService_GetMessage_FullMethodName       = "/chat.v1.HistoryService/GetMessage"
 	HistoryService_ListMemberships_FullMethodName  = "/chat.v1.HistoryService/ListMemberships"
 	HistoryService_GetUsers_FullMethodName         = "/chat.v1.HistoryService/GetUsers"
+	HistoryService_UpdateUser_FullMethodName       = "/chat.v1.HistoryService/UpdateUser"
 )
 
 // HistoryServiceClient is the client API for HistoryService service.
@@ -57,9 +58,12 @@ type HistoryServiceClient interface {
 	GetMessage(ctx context.Context, in *GetMessageRequest, opts ...grpc.CallOption) (*GetMessageResponse, error)
 	// The chats in a user's chat list (who is told of their presence).
 	ListMemberships(ctx context.Context, in *ListMembershipsRequest, opts ...grpc.CallOption) (*ListMembershipsResponse, error)
-	// Those of some user ids that exist, with their names (opening a direct chat, the text of
-	// a group change).
+	// Those of some user ids that exist, with their names and display names (opening a direct
+	// chat, the text of a group change; any logged-in caller, for the names to show).
 	GetUsers(ctx context.Context, in *GetUsersRequest, opts ...grpc.CallOption) (*GetUsersResponse, error)
+	// A user's profile or password, recorded on the users topic (what a rebuild reads) and then
+	// in `users`.
+	UpdateUser(ctx context.Context, in *UpdateUserRequest, opts ...grpc.CallOption) (*User, error)
 }
 
 type historyServiceClient struct {
@@ -170,6 +174,16 @@ func (c *historyServiceClient) GetUsers(ctx context.Context, in *GetUsersRequest
 	return out, nil
 }
 
+func (c *historyServiceClient) UpdateUser(ctx context.Context, in *UpdateUserRequest, opts ...grpc.CallOption) (*User, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(User)
+	err := c.cc.Invoke(ctx, HistoryService_UpdateUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HistoryServiceServer is the server API for HistoryService service.
 // All implementations must embed UnimplementedHistoryServiceServer
 // for forward compatibility.
@@ -196,9 +210,12 @@ type HistoryServiceServer interface {
 	GetMessage(context.Context, *GetMessageRequest) (*GetMessageResponse, error)
 	// The chats in a user's chat list (who is told of their presence).
 	ListMemberships(context.Context, *ListMembershipsRequest) (*ListMembershipsResponse, error)
-	// Those of some user ids that exist, with their names (opening a direct chat, the text of
-	// a group change).
+	// Those of some user ids that exist, with their names and display names (opening a direct
+	// chat, the text of a group change; any logged-in caller, for the names to show).
 	GetUsers(context.Context, *GetUsersRequest) (*GetUsersResponse, error)
+	// A user's profile or password, recorded on the users topic (what a rebuild reads) and then
+	// in `users`.
+	UpdateUser(context.Context, *UpdateUserRequest) (*User, error)
 	mustEmbedUnimplementedHistoryServiceServer()
 }
 
@@ -238,6 +255,9 @@ func (UnimplementedHistoryServiceServer) ListMemberships(context.Context, *ListM
 }
 func (UnimplementedHistoryServiceServer) GetUsers(context.Context, *GetUsersRequest) (*GetUsersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetUsers not implemented")
+}
+func (UnimplementedHistoryServiceServer) UpdateUser(context.Context, *UpdateUserRequest) (*User, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateUser not implemented")
 }
 func (UnimplementedHistoryServiceServer) mustEmbedUnimplementedHistoryServiceServer() {}
 func (UnimplementedHistoryServiceServer) testEmbeddedByValue()                        {}
@@ -440,6 +460,24 @@ func _HistoryService_GetUsers_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HistoryService_UpdateUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HistoryServiceServer).UpdateUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HistoryService_UpdateUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HistoryServiceServer).UpdateUser(ctx, req.(*UpdateUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HistoryService_ServiceDesc is the grpc.ServiceDesc for HistoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -486,6 +524,10 @@ var HistoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetUsers",
 			Handler:    _HistoryService_GetUsers_Handler,
+		},
+		{
+			MethodName: "UpdateUser",
+			Handler:    _HistoryService_UpdateUser_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

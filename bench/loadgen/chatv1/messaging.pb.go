@@ -1597,6 +1597,7 @@ type ClientEvent struct {
 	//	*ClientEvent_Receipt
 	//	*ClientEvent_Typing
 	//	*ClientEvent_Presence
+	//	*ClientEvent_Profile
 	Event         isClientEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1718,6 +1719,15 @@ func (x *ClientEvent) GetPresence() *Presence {
 	return nil
 }
 
+func (x *ClientEvent) GetProfile() *Profile {
+	if x != nil {
+		if x, ok := x.Event.(*ClientEvent_Profile); ok {
+			return x.Profile
+		}
+	}
+	return nil
+}
+
 type isClientEvent_Event interface {
 	isClientEvent_Event()
 }
@@ -1762,6 +1772,11 @@ type ClientEvent_Presence struct {
 	Presence *Presence `protobuf:"bytes,9,opt,name=presence,proto3,oneof"`
 }
 
+type ClientEvent_Profile struct {
+	// A contact changed their profile (someone sharing a direct chat or a small group).
+	Profile *Profile `protobuf:"bytes,10,opt,name=profile,proto3,oneof"`
+}
+
 func (*ClientEvent_Message) isClientEvent_Event() {}
 
 func (*ClientEvent_ResumeRequired) isClientEvent_Event() {}
@@ -1778,6 +1793,114 @@ func (*ClientEvent_Typing) isClientEvent_Event() {}
 
 func (*ClientEvent_Presence) isClientEvent_Event() {}
 
+func (*ClientEvent_Profile) isClientEvent_Event() {}
+
+type Profile struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	UserId   uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Username string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	// What to show for them (empty: the username).
+	DisplayName   string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Profile) Reset() {
+	*x = Profile{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Profile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Profile) ProtoMessage() {}
+
+func (x *Profile) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Profile.ProtoReflect.Descriptor instead.
+func (*Profile) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Profile) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *Profile) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *Profile) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+type UpdateProfileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0-64 characters, no control characters; "" clears it.
+	DisplayName   string `protobuf:"bytes,1,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateProfileRequest) Reset() {
+	*x = UpdateProfileRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateProfileRequest) ProtoMessage() {}
+
+func (x *UpdateProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateProfileRequest.ProtoReflect.Descriptor instead.
+func (*UpdateProfileRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *UpdateProfileRequest) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
 type Redirect struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// host:port of the server that owns the caller's partition now.
@@ -1790,7 +1913,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[30]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1925,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[30]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1938,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{30}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Redirect) GetAddress() string {
@@ -1850,7 +1973,7 @@ type ResumeRequired struct {
 
 func (x *ResumeRequired) Reset() {
 	*x = ResumeRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[31]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +1985,7 @@ func (x *ResumeRequired) String() string {
 func (*ResumeRequired) ProtoMessage() {}
 
 func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[31]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +1998,7 @@ func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequired.ProtoReflect.Descriptor instead.
 func (*ResumeRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{31}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ResumeRequired) GetReason() string {
@@ -1901,7 +2024,7 @@ type ResyncRequired struct {
 
 func (x *ResyncRequired) Reset() {
 	*x = ResyncRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[32]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2036,7 @@ func (x *ResyncRequired) String() string {
 func (*ResyncRequired) ProtoMessage() {}
 
 func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[32]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2049,7 @@ func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequired.ProtoReflect.Descriptor instead.
 func (*ResyncRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{32}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ResyncRequired) GetReason() string {
@@ -1944,7 +2067,7 @@ type CaughtUp struct {
 
 func (x *CaughtUp) Reset() {
 	*x = CaughtUp{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[33]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2079,7 @@ func (x *CaughtUp) String() string {
 func (*CaughtUp) ProtoMessage() {}
 
 func (x *CaughtUp) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[33]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2092,7 @@ func (x *CaughtUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaughtUp.ProtoReflect.Descriptor instead.
 func (*CaughtUp) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{33}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{35}
 }
 
 type SendRequest struct {
@@ -1989,7 +2112,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[34]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2124,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[34]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2137,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{34}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SendRequest) GetChatId() string {
@@ -2061,7 +2184,7 @@ type CreateUploadRequest struct {
 
 func (x *CreateUploadRequest) Reset() {
 	*x = CreateUploadRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2073,7 +2196,7 @@ func (x *CreateUploadRequest) String() string {
 func (*CreateUploadRequest) ProtoMessage() {}
 
 func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2086,7 +2209,7 @@ func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUploadRequest.ProtoReflect.Descriptor instead.
 func (*CreateUploadRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{35}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateUploadRequest) GetChatId() string {
@@ -2131,7 +2254,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2266,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2279,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{36}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Upload) GetAttachmentId() uint64 {
@@ -2199,7 +2322,7 @@ type GetAttachmentRequest struct {
 
 func (x *GetAttachmentRequest) Reset() {
 	*x = GetAttachmentRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[37]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2334,7 @@ func (x *GetAttachmentRequest) String() string {
 func (*GetAttachmentRequest) ProtoMessage() {}
 
 func (x *GetAttachmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[37]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2347,7 @@ func (x *GetAttachmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttachmentRequest.ProtoReflect.Descriptor instead.
 func (*GetAttachmentRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{37}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetAttachmentRequest) GetChatId() string {
@@ -2260,7 +2383,7 @@ type AttachmentLink struct {
 
 func (x *AttachmentLink) Reset() {
 	*x = AttachmentLink{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[38]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2272,7 +2395,7 @@ func (x *AttachmentLink) String() string {
 func (*AttachmentLink) ProtoMessage() {}
 
 func (x *AttachmentLink) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[38]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2285,7 +2408,7 @@ func (x *AttachmentLink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentLink.ProtoReflect.Descriptor instead.
 func (*AttachmentLink) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{38}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AttachmentLink) GetUrl() string {
@@ -2321,7 +2444,7 @@ type SendResponse struct {
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[39]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +2456,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[39]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +2469,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{39}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SendResponse) GetMessageId() uint64 {
@@ -2379,7 +2502,7 @@ type OpenDirectChatRequest struct {
 
 func (x *OpenDirectChatRequest) Reset() {
 	*x = OpenDirectChatRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[40]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2514,7 @@ func (x *OpenDirectChatRequest) String() string {
 func (*OpenDirectChatRequest) ProtoMessage() {}
 
 func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[40]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2527,7 @@ func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDirectChatRequest.ProtoReflect.Descriptor instead.
 func (*OpenDirectChatRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{40}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *OpenDirectChatRequest) GetPeerId() uint64 {
@@ -2514,7 +2637,7 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"RelayEnded\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x1a\n" +
-	"\bredirect\x18\x03 \x01(\tR\bredirect\"\xd1\x03\n" +
+	"\bredirect\x18\x03 \x01(\tR\bredirect\"\xff\x03\n" +
 	"\vClientEvent\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12,\n" +
 	"\amessage\x18\x02 \x01(\v2\x10.chat.v1.MessageH\x00R\amessage\x12B\n" +
@@ -2524,8 +2647,16 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\bredirect\x18\x06 \x01(\v2\x11.chat.v1.RedirectH\x00R\bredirect\x12,\n" +
 	"\areceipt\x18\a \x01(\v2\x10.chat.v1.ReceiptH\x00R\areceipt\x12)\n" +
 	"\x06typing\x18\b \x01(\v2\x0f.chat.v1.TypingH\x00R\x06typing\x12/\n" +
-	"\bpresence\x18\t \x01(\v2\x11.chat.v1.PresenceH\x00R\bpresenceB\a\n" +
-	"\x05event\"T\n" +
+	"\bpresence\x18\t \x01(\v2\x11.chat.v1.PresenceH\x00R\bpresence\x12,\n" +
+	"\aprofile\x18\n" +
+	" \x01(\v2\x10.chat.v1.ProfileH\x00R\aprofileB\a\n" +
+	"\x05event\"a\n" +
+	"\aProfile\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12!\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"9\n" +
+	"\x14UpdateProfileRequest\x12!\n" +
+	"\fdisplay_name\x18\x01 \x01(\tR\vdisplayName\"T\n" +
 	"\bRedirect\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\x12\x16\n" +
@@ -2572,7 +2703,7 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\rcreated_at_ms\x18\x02 \x01(\x03R\vcreatedAtMs\x12\x1c\n" +
 	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"0\n" +
 	"\x15OpenDirectChatRequest\x12\x17\n" +
-	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\xc1\b\n" +
+	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\x83\t\n" +
 	"\x10MessagingService\x12>\n" +
 	"\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x127\n" +
 	"\x05Relay\x12\x15.chat.v1.RelayRequest\x1a\x13.chat.v1.RelayBatch(\x010\x01\x123\n" +
@@ -2589,7 +2720,8 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\vUnblockUser\x12\x1b.chat.v1.UnblockUserRequest\x1a\x1c.chat.v1.UnblockUserResponse\x12H\n" +
 	"\vListBlocked\x12\x1b.chat.v1.ListBlockedRequest\x1a\x1c.chat.v1.ListBlockedResponse\x12=\n" +
 	"\fCreateUpload\x12\x1c.chat.v1.CreateUploadRequest\x1a\x0f.chat.v1.Upload\x12G\n" +
-	"\rGetAttachment\x12\x1d.chat.v1.GetAttachmentRequest\x1a\x17.chat.v1.AttachmentLinkb\x06proto3"
+	"\rGetAttachment\x12\x1d.chat.v1.GetAttachmentRequest\x1a\x17.chat.v1.AttachmentLink\x12@\n" +
+	"\rUpdateProfile\x12\x1d.chat.v1.UpdateProfileRequest\x1a\x10.chat.v1.Profileb\x06proto3"
 
 var (
 	file_protos_chat_v1_messaging_proto_rawDescOnce sync.Once
@@ -2603,7 +2735,7 @@ func file_protos_chat_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_messaging_proto_rawDescData
 }
 
-var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_protos_chat_v1_messaging_proto_goTypes = []any{
 	(*MarkDeliveredRequest)(nil),  // 0: chat.v1.MarkDeliveredRequest
 	(*MarkDeliveredResponse)(nil), // 1: chat.v1.MarkDeliveredResponse
@@ -2635,21 +2767,23 @@ var file_protos_chat_v1_messaging_proto_goTypes = []any{
 	(*RelayEvent)(nil),            // 27: chat.v1.RelayEvent
 	(*RelayEnded)(nil),            // 28: chat.v1.RelayEnded
 	(*ClientEvent)(nil),           // 29: chat.v1.ClientEvent
-	(*Redirect)(nil),              // 30: chat.v1.Redirect
-	(*ResumeRequired)(nil),        // 31: chat.v1.ResumeRequired
-	(*ResyncRequired)(nil),        // 32: chat.v1.ResyncRequired
-	(*CaughtUp)(nil),              // 33: chat.v1.CaughtUp
-	(*SendRequest)(nil),           // 34: chat.v1.SendRequest
-	(*CreateUploadRequest)(nil),   // 35: chat.v1.CreateUploadRequest
-	(*Upload)(nil),                // 36: chat.v1.Upload
-	(*GetAttachmentRequest)(nil),  // 37: chat.v1.GetAttachmentRequest
-	(*AttachmentLink)(nil),        // 38: chat.v1.AttachmentLink
-	(*SendResponse)(nil),          // 39: chat.v1.SendResponse
-	(*OpenDirectChatRequest)(nil), // 40: chat.v1.OpenDirectChatRequest
-	nil,                           // 41: chat.v1.Upload.HeadersEntry
-	(*Message)(nil),               // 42: chat.v1.Message
-	(*Attachment)(nil),            // 43: chat.v1.Attachment
-	(*Chat)(nil),                  // 44: chat.v1.Chat
+	(*Profile)(nil),               // 30: chat.v1.Profile
+	(*UpdateProfileRequest)(nil),  // 31: chat.v1.UpdateProfileRequest
+	(*Redirect)(nil),              // 32: chat.v1.Redirect
+	(*ResumeRequired)(nil),        // 33: chat.v1.ResumeRequired
+	(*ResyncRequired)(nil),        // 34: chat.v1.ResyncRequired
+	(*CaughtUp)(nil),              // 35: chat.v1.CaughtUp
+	(*SendRequest)(nil),           // 36: chat.v1.SendRequest
+	(*CreateUploadRequest)(nil),   // 37: chat.v1.CreateUploadRequest
+	(*Upload)(nil),                // 38: chat.v1.Upload
+	(*GetAttachmentRequest)(nil),  // 39: chat.v1.GetAttachmentRequest
+	(*AttachmentLink)(nil),        // 40: chat.v1.AttachmentLink
+	(*SendResponse)(nil),          // 41: chat.v1.SendResponse
+	(*OpenDirectChatRequest)(nil), // 42: chat.v1.OpenDirectChatRequest
+	nil,                           // 43: chat.v1.Upload.HeadersEntry
+	(*Message)(nil),               // 44: chat.v1.Message
+	(*Attachment)(nil),            // 45: chat.v1.Attachment
+	(*Chat)(nil),                  // 46: chat.v1.Chat
 }
 var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
 	8,  // 0: chat.v1.GetPresenceResponse.presences:type_name -> chat.v1.Presence
@@ -2660,54 +2794,57 @@ var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
 	27, // 5: chat.v1.RelayBatch.events:type_name -> chat.v1.RelayEvent
 	29, // 6: chat.v1.RelayEvent.event:type_name -> chat.v1.ClientEvent
 	28, // 7: chat.v1.RelayEvent.ended:type_name -> chat.v1.RelayEnded
-	42, // 8: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
-	31, // 9: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
-	32, // 10: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
-	33, // 11: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
-	30, // 12: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
+	44, // 8: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
+	33, // 9: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
+	34, // 10: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
+	35, // 11: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
+	32, // 12: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
 	20, // 13: chat.v1.ClientEvent.receipt:type_name -> chat.v1.Receipt
 	7,  // 14: chat.v1.ClientEvent.typing:type_name -> chat.v1.Typing
 	8,  // 15: chat.v1.ClientEvent.presence:type_name -> chat.v1.Presence
-	43, // 16: chat.v1.SendRequest.attachments:type_name -> chat.v1.Attachment
-	41, // 17: chat.v1.Upload.headers:type_name -> chat.v1.Upload.HeadersEntry
-	43, // 18: chat.v1.AttachmentLink.attachment:type_name -> chat.v1.Attachment
-	21, // 19: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
-	22, // 20: chat.v1.MessagingService.Relay:input_type -> chat.v1.RelayRequest
-	34, // 21: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
-	40, // 22: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
-	18, // 23: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
-	0,  // 24: chat.v1.MessagingService.MarkDelivered:input_type -> chat.v1.MarkDeliveredRequest
-	2,  // 25: chat.v1.MessagingService.EditMessage:input_type -> chat.v1.EditMessageRequest
-	3,  // 26: chat.v1.MessagingService.DeleteMessage:input_type -> chat.v1.DeleteMessageRequest
-	4,  // 27: chat.v1.MessagingService.React:input_type -> chat.v1.ReactRequest
-	5,  // 28: chat.v1.MessagingService.SetTyping:input_type -> chat.v1.SetTypingRequest
-	9,  // 29: chat.v1.MessagingService.GetPresence:input_type -> chat.v1.GetPresenceRequest
-	11, // 30: chat.v1.MessagingService.BlockUser:input_type -> chat.v1.BlockUserRequest
-	13, // 31: chat.v1.MessagingService.UnblockUser:input_type -> chat.v1.UnblockUserRequest
-	15, // 32: chat.v1.MessagingService.ListBlocked:input_type -> chat.v1.ListBlockedRequest
-	35, // 33: chat.v1.MessagingService.CreateUpload:input_type -> chat.v1.CreateUploadRequest
-	37, // 34: chat.v1.MessagingService.GetAttachment:input_type -> chat.v1.GetAttachmentRequest
-	29, // 35: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
-	26, // 36: chat.v1.MessagingService.Relay:output_type -> chat.v1.RelayBatch
-	39, // 37: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
-	44, // 38: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
-	19, // 39: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
-	1,  // 40: chat.v1.MessagingService.MarkDelivered:output_type -> chat.v1.MarkDeliveredResponse
-	39, // 41: chat.v1.MessagingService.EditMessage:output_type -> chat.v1.SendResponse
-	39, // 42: chat.v1.MessagingService.DeleteMessage:output_type -> chat.v1.SendResponse
-	39, // 43: chat.v1.MessagingService.React:output_type -> chat.v1.SendResponse
-	6,  // 44: chat.v1.MessagingService.SetTyping:output_type -> chat.v1.SetTypingResponse
-	10, // 45: chat.v1.MessagingService.GetPresence:output_type -> chat.v1.GetPresenceResponse
-	12, // 46: chat.v1.MessagingService.BlockUser:output_type -> chat.v1.BlockUserResponse
-	14, // 47: chat.v1.MessagingService.UnblockUser:output_type -> chat.v1.UnblockUserResponse
-	17, // 48: chat.v1.MessagingService.ListBlocked:output_type -> chat.v1.ListBlockedResponse
-	36, // 49: chat.v1.MessagingService.CreateUpload:output_type -> chat.v1.Upload
-	38, // 50: chat.v1.MessagingService.GetAttachment:output_type -> chat.v1.AttachmentLink
-	35, // [35:51] is the sub-list for method output_type
-	19, // [19:35] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	30, // 16: chat.v1.ClientEvent.profile:type_name -> chat.v1.Profile
+	45, // 17: chat.v1.SendRequest.attachments:type_name -> chat.v1.Attachment
+	43, // 18: chat.v1.Upload.headers:type_name -> chat.v1.Upload.HeadersEntry
+	45, // 19: chat.v1.AttachmentLink.attachment:type_name -> chat.v1.Attachment
+	21, // 20: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
+	22, // 21: chat.v1.MessagingService.Relay:input_type -> chat.v1.RelayRequest
+	36, // 22: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
+	42, // 23: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
+	18, // 24: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
+	0,  // 25: chat.v1.MessagingService.MarkDelivered:input_type -> chat.v1.MarkDeliveredRequest
+	2,  // 26: chat.v1.MessagingService.EditMessage:input_type -> chat.v1.EditMessageRequest
+	3,  // 27: chat.v1.MessagingService.DeleteMessage:input_type -> chat.v1.DeleteMessageRequest
+	4,  // 28: chat.v1.MessagingService.React:input_type -> chat.v1.ReactRequest
+	5,  // 29: chat.v1.MessagingService.SetTyping:input_type -> chat.v1.SetTypingRequest
+	9,  // 30: chat.v1.MessagingService.GetPresence:input_type -> chat.v1.GetPresenceRequest
+	11, // 31: chat.v1.MessagingService.BlockUser:input_type -> chat.v1.BlockUserRequest
+	13, // 32: chat.v1.MessagingService.UnblockUser:input_type -> chat.v1.UnblockUserRequest
+	15, // 33: chat.v1.MessagingService.ListBlocked:input_type -> chat.v1.ListBlockedRequest
+	37, // 34: chat.v1.MessagingService.CreateUpload:input_type -> chat.v1.CreateUploadRequest
+	39, // 35: chat.v1.MessagingService.GetAttachment:input_type -> chat.v1.GetAttachmentRequest
+	31, // 36: chat.v1.MessagingService.UpdateProfile:input_type -> chat.v1.UpdateProfileRequest
+	29, // 37: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
+	26, // 38: chat.v1.MessagingService.Relay:output_type -> chat.v1.RelayBatch
+	41, // 39: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
+	46, // 40: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
+	19, // 41: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
+	1,  // 42: chat.v1.MessagingService.MarkDelivered:output_type -> chat.v1.MarkDeliveredResponse
+	41, // 43: chat.v1.MessagingService.EditMessage:output_type -> chat.v1.SendResponse
+	41, // 44: chat.v1.MessagingService.DeleteMessage:output_type -> chat.v1.SendResponse
+	41, // 45: chat.v1.MessagingService.React:output_type -> chat.v1.SendResponse
+	6,  // 46: chat.v1.MessagingService.SetTyping:output_type -> chat.v1.SetTypingResponse
+	10, // 47: chat.v1.MessagingService.GetPresence:output_type -> chat.v1.GetPresenceResponse
+	12, // 48: chat.v1.MessagingService.BlockUser:output_type -> chat.v1.BlockUserResponse
+	14, // 49: chat.v1.MessagingService.UnblockUser:output_type -> chat.v1.UnblockUserResponse
+	17, // 50: chat.v1.MessagingService.ListBlocked:output_type -> chat.v1.ListBlockedResponse
+	38, // 51: chat.v1.MessagingService.CreateUpload:output_type -> chat.v1.Upload
+	40, // 52: chat.v1.MessagingService.GetAttachment:output_type -> chat.v1.AttachmentLink
+	30, // 53: chat.v1.MessagingService.UpdateProfile:output_type -> chat.v1.Profile
+	37, // [37:54] is the sub-list for method output_type
+	20, // [20:37] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_protos_chat_v1_messaging_proto_init() }
@@ -2734,6 +2871,7 @@ func file_protos_chat_v1_messaging_proto_init() {
 		(*ClientEvent_Receipt)(nil),
 		(*ClientEvent_Typing)(nil),
 		(*ClientEvent_Presence)(nil),
+		(*ClientEvent_Profile)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2741,7 +2879,7 @@ func file_protos_chat_v1_messaging_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_messaging_proto_rawDesc), len(file_protos_chat_v1_messaging_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

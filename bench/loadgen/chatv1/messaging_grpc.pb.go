@@ -35,6 +35,7 @@ const (
 	MessagingService_ListBlocked_FullMethodName    = "/chat.v1.MessagingService/ListBlocked"
 	MessagingService_CreateUpload_FullMethodName   = "/chat.v1.MessagingService/CreateUpload"
 	MessagingService_GetAttachment_FullMethodName  = "/chat.v1.MessagingService/GetAttachment"
+	MessagingService_UpdateProfile_FullMethodName  = "/chat.v1.MessagingService/UpdateProfile"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -113,6 +114,9 @@ type MessagingServiceClient interface {
 	// (a group member within their window). NOT_FOUND once the message is deleted; UNAVAILABLE
 	// for the moment between a send and its file being recorded.
 	GetAttachment(ctx context.Context, in *GetAttachmentRequest, opts ...grpc.CallOption) (*AttachmentLink, error)
+	// The caller's profile: recorded in the users log (a rebuild keeps it), then told to their
+	// contacts' streams as a `profile` event.
+	UpdateProfile(ctx context.Context, in *UpdateProfileRequest, opts ...grpc.CallOption) (*Profile, error)
 }
 
 type messagingServiceClient struct {
@@ -295,6 +299,16 @@ func (c *messagingServiceClient) GetAttachment(ctx context.Context, in *GetAttac
 	return out, nil
 }
 
+func (c *messagingServiceClient) UpdateProfile(ctx context.Context, in *UpdateProfileRequest, opts ...grpc.CallOption) (*Profile, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Profile)
+	err := c.cc.Invoke(ctx, MessagingService_UpdateProfile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -371,6 +385,9 @@ type MessagingServiceServer interface {
 	// (a group member within their window). NOT_FOUND once the message is deleted; UNAVAILABLE
 	// for the moment between a send and its file being recorded.
 	GetAttachment(context.Context, *GetAttachmentRequest) (*AttachmentLink, error)
+	// The caller's profile: recorded in the users log (a rebuild keeps it), then told to their
+	// contacts' streams as a `profile` event.
+	UpdateProfile(context.Context, *UpdateProfileRequest) (*Profile, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -428,6 +445,9 @@ func (UnimplementedMessagingServiceServer) CreateUpload(context.Context, *Create
 }
 func (UnimplementedMessagingServiceServer) GetAttachment(context.Context, *GetAttachmentRequest) (*AttachmentLink, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAttachment not implemented")
+}
+func (UnimplementedMessagingServiceServer) UpdateProfile(context.Context, *UpdateProfileRequest) (*Profile, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateProfile not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -720,6 +740,24 @@ func _MessagingService_GetAttachment_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_UpdateProfile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateProfileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).UpdateProfile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_UpdateProfile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).UpdateProfile(ctx, req.(*UpdateProfileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -782,6 +820,10 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAttachment",
 			Handler:    _MessagingService_GetAttachment_Handler,
+		},
+		{
+			MethodName: "UpdateProfile",
+			Handler:    _MessagingService_UpdateProfile_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -130,10 +130,13 @@ class UserRecord(_message.Message):
     USERNAME_FIELD_NUMBER: _builtins.int
     PASSWORD_HASH_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     username: _builtins.str
     password_hash: _builtins.str
     created_at_ms: _builtins.int
+    display_name: _builtins.str
+    """The profile (UpdateProfile): the newest record of a user holds all of it."""
     def __init__(
         self,
         *,
@@ -141,10 +144,11 @@ class UserRecord(_message.Message):
         username: _builtins.str = ...,
         password_hash: _builtins.str = ...,
         created_at_ms: _builtins.int = ...,
+        display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "password_hash", b"password_hash", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "display_name", b"display_name", "password_hash", b"password_hash", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -86,6 +86,11 @@ class HistoryServiceStub:
                 request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.GetUsersRequest.SerializeToString,
                 response_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.GetUsersResponse.FromString,
                 _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/chat.v1.HistoryService/UpdateUser',
+                request_serializer=protos_dot_chat_dot_v1_dot_history__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.User.FromString,
+                _registered_method=True)
 
 
 class HistoryServiceServicer:
@@ -158,8 +163,16 @@ class HistoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUsers(self, request, context):
-        """Those of some user ids that exist, with their names (opening a direct chat, the text of
-        a group change).
+        """Those of some user ids that exist, with their names and display names (opening a direct
+        chat, the text of a group change; any logged-in caller, for the names to show).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUser(self, request, context):
+        """A user's profile or password, recorded on the users topic (what a rebuild reads) and then
+        in `users`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -217,6 +230,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.GetUsers,
                     request_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.GetUsersRequest.FromString,
                     response_serializer=protos_dot_chat_dot_v1_dot_history__pb2.GetUsersResponse.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_history__pb2.UpdateUserRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_history__pb2.User.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -491,6 +509,33 @@ class HistoryService:
             '/chat.v1.HistoryService/GetUsers',
             protos_dot_chat_dot_v1_dot_history__pb2.GetUsersRequest.SerializeToString,
             protos_dot_chat_dot_v1_dot_history__pb2.GetUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.HistoryService/UpdateUser',
+            protos_dot_chat_dot_v1_dot_history__pb2.UpdateUserRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_history__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,8 +58,12 @@ class HistoryServiceStub:
     ListMemberships: _grpc.UnaryUnaryMultiCallable[_history_pb2.ListMembershipsRequest, _history_pb2.ListMembershipsResponse]
     """The chats in a user's chat list (who is told of their presence)."""
     GetUsers: _grpc.UnaryUnaryMultiCallable[_history_pb2.GetUsersRequest, _history_pb2.GetUsersResponse]
-    """Those of some user ids that exist, with their names (opening a direct chat, the text of
-    a group change).
+    """Those of some user ids that exist, with their names and display names (opening a direct
+    chat, the text of a group change; any logged-in caller, for the names to show).
+    """
+    UpdateUser: _grpc.UnaryUnaryMultiCallable[_history_pb2.UpdateUserRequest, _history_pb2.User]
+    """A user's profile or password, recorded on the users topic (what a rebuild reads) and then
+    in `users`.
     """
 
 @_typing.type_check_only
@@ -92,8 +96,12 @@ class HistoryServiceAsyncStub(HistoryServiceStub):
     ListMemberships: _aio.UnaryUnaryMultiCallable[_history_pb2.ListMembershipsRequest, _history_pb2.ListMembershipsResponse]  # type: ignore[assignment]
     """The chats in a user's chat list (who is told of their presence)."""
     GetUsers: _aio.UnaryUnaryMultiCallable[_history_pb2.GetUsersRequest, _history_pb2.GetUsersResponse]  # type: ignore[assignment]
-    """Those of some user ids that exist, with their names (opening a direct chat, the text of
-    a group change).
+    """Those of some user ids that exist, with their names and display names (opening a direct
+    chat, the text of a group change; any logged-in caller, for the names to show).
+    """
+    UpdateUser: _aio.UnaryUnaryMultiCallable[_history_pb2.UpdateUserRequest, _history_pb2.User]  # type: ignore[assignment]
+    """A user's profile or password, recorded on the users topic (what a rebuild reads) and then
+    in `users`.
     """
 
 class HistoryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -183,8 +191,18 @@ class HistoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _history_pb2.GetUsersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_history_pb2.GetUsersResponse, _abc.Awaitable[_history_pb2.GetUsersResponse]]:
-        """Those of some user ids that exist, with their names (opening a direct chat, the text of
-        a group change).
+        """Those of some user ids that exist, with their names and display names (opening a direct
+        chat, the text of a group change; any logged-in caller, for the names to show).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateUser(
+        self,
+        request: _history_pb2.UpdateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_history_pb2.User, _abc.Awaitable[_history_pb2.User]]:
+        """A user's profile or password, recorded on the users topic (what a rebuild reads) and then
+        in `users`.
         """
 
 def add_HistoryServiceServicer_to_server(servicer: HistoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

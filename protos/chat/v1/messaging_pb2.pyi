@@ -690,6 +690,7 @@ class ClientEvent(_message.Message):
     RECEIPT_FIELD_NUMBER: _builtins.int
     TYPING_FIELD_NUMBER: _builtins.int
     PRESENCE_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Opaque; resume from here after a reconnect."""
     @_builtins.property
@@ -724,6 +725,10 @@ class ClientEvent(_message.Message):
 
     @_builtins.property
     def presence(self) -> Global___Presence: ...
+    @_builtins.property
+    def profile(self) -> Global___Profile:
+        """A contact changed their profile (someone sharing a direct chat or a small group)."""
+
     def __init__(
         self,
         *,
@@ -736,16 +741,63 @@ class ClientEvent(_message.Message):
         receipt: Global___Receipt | None = ...,
         typing: Global___Typing | None = ...,
         presence: Global___Presence | None = ...,
+        profile: Global___Profile | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "event", b"event", "message", b"message", "presence", b"presence", "receipt", b"receipt", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required", "typing", b"typing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "event", b"event", "message", b"message", "presence", b"presence", "profile", b"profile", "receipt", b"receipt", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required", "typing", b"typing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "cursor", b"cursor", "event", b"event", "message", b"message", "presence", b"presence", "receipt", b"receipt", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required", "typing", b"typing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "cursor", b"cursor", "event", b"event", "message", b"message", "presence", b"presence", "profile", b"profile", "receipt", b"receipt", "redirect", b"redirect", "resume_required", b"resume_required", "resync_required", b"resync_required", "typing", b"typing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "resume_required", "resync_required", "caught_up", "redirect", "receipt", "typing", "presence"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "resume_required", "resync_required", "caught_up", "redirect", "receipt", "typing", "presence", "profile"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___ClientEvent: _TypeAlias = ClientEvent  # noqa: Y015
+
+@_typing.final
+class Profile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    username: _builtins.str
+    display_name: _builtins.str
+    """What to show for them (empty: the username)."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        username: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Profile: _TypeAlias = Profile  # noqa: Y015
+
+@_typing.final
+class UpdateProfileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    display_name: _builtins.str
+    """0-64 characters, no control characters; "" clears it."""
+    def __init__(
+        self,
+        *,
+        display_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateProfileRequest: _TypeAlias = UpdateProfileRequest  # noqa: Y015
 
 @_typing.final
 class Redirect(_message.Message):

@@ -117,6 +117,11 @@ class MessagingServiceStub:
                 request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetAttachmentRequest.SerializeToString,
                 response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.AttachmentLink.FromString,
                 _registered_method=True)
+        self.UpdateProfile = channel.unary_unary(
+                '/chat.v1.MessagingService/UpdateProfile',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.UpdateProfileRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.Profile.FromString,
+                _registered_method=True)
 
 
 class MessagingServiceServicer:
@@ -273,6 +278,14 @@ class MessagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateProfile(self, request, context):
+        """The caller's profile: recorded in the users log (a rebuild keeps it), then told to their
+        contacts' streams as a `profile` event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MessagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -355,6 +368,11 @@ def add_MessagingServiceServicer_to_server(servicer, server):
                     servicer.GetAttachment,
                     request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetAttachmentRequest.FromString,
                     response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.AttachmentLink.SerializeToString,
+            ),
+            'UpdateProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProfile,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.UpdateProfileRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.Profile.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -791,6 +809,33 @@ class MessagingService:
             '/chat.v1.MessagingService/GetAttachment',
             protos_dot_chat_dot_v1_dot_messaging__pb2.GetAttachmentRequest.SerializeToString,
             protos_dot_chat_dot_v1_dot_messaging__pb2.AttachmentLink.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/UpdateProfile',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.UpdateProfileRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.Profile.FromString,
             options,
             channel_credentials,
             insecure,

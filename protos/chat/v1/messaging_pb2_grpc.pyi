@@ -118,6 +118,10 @@ class MessagingServiceStub:
     (a group member within their window). NOT_FOUND once the message is deleted; UNAVAILABLE
     for the moment between a send and its file being recorded.
     """
+    UpdateProfile: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.UpdateProfileRequest, _messaging_pb2.Profile]
+    """The caller's profile: recorded in the users log (a rebuild keeps it), then told to their
+    contacts' streams as a `profile` event.
+    """
 
 @_typing.type_check_only
 class MessagingServiceAsyncStub(MessagingServiceStub):
@@ -207,6 +211,10 @@ class MessagingServiceAsyncStub(MessagingServiceStub):
     """A short-lived download link for a message's file, for those who can read the message
     (a group member within their window). NOT_FOUND once the message is deleted; UNAVAILABLE
     for the moment between a send and its file being recorded.
+    """
+    UpdateProfile: _aio.UnaryUnaryMultiCallable[_messaging_pb2.UpdateProfileRequest, _messaging_pb2.Profile]  # type: ignore[assignment]
+    """The caller's profile: recorded in the users log (a rebuild keeps it), then told to their
+    contacts' streams as a `profile` event.
     """
 
 class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -390,6 +398,16 @@ class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
         """A short-lived download link for a message's file, for those who can read the message
         (a group member within their window). NOT_FOUND once the message is deleted; UNAVAILABLE
         for the moment between a send and its file being recorded.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateProfile(
+        self,
+        request: _messaging_pb2.UpdateProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.Profile, _abc.Awaitable[_messaging_pb2.Profile]]:
+        """The caller's profile: recorded in the users log (a rebuild keeps it), then told to their
+        contacts' streams as a `profile` event.
         """
 
 def add_MessagingServiceServicer_to_server(servicer: MessagingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
