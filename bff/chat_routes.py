@@ -21,6 +21,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/users/{user_id}", user_by_id)
     app.router.add_get("/v1/profiles", profiles)
     app.router.add_put("/v1/me/profile", update_profile)
+    app.router.add_post("/v1/me/avatar", create_avatar_upload)
+    app.router.add_get("/v1/users/{user_id}/avatar", avatar_link)
     app.router.add_post("/v1/chats/direct", open_direct_chat)
     app.router.add_get("/v1/chats", list_chats)
     app.router.add_get("/v1/chats/{chat_id}/messages", history_page)
@@ -101,11 +103,41 @@ async def profiles(request: web.Request) -> web.Response:
 async def update_profile(request: web.Request) -> web.Response:
     claims = caller(request)
     body = await inputs.json_object(request)
-    change = messaging_pb2.UpdateProfileRequest(
-        display_name=inputs.text(body, "display_name", maximum=64)
+    if "display_name" not in body and "avatar_id" not in body:
+        raise InvalidArgument("give 'display_name', 'avatar_id' or both")
+    change = messaging_pb2.UpdateProfileRequest()
+    if "display_name" in body:
+        change.display_name = inputs.text(body, "display_name", maximum=64)
+    if "avatar_id" in body:  # null removes the picture
+        avatar = 0 if body["avatar_id"] is None else inputs.id_field(body, "avatar_id")
+        if avatar >= 2**64:
+            raise NotFound(f"no avatar upload {avatar} of yours")
+        change.avatar_id = avatar
+    messaging, call = await messaging_of(request, claims)
+    return web.json_response(views.user(await messaging.UpdateProfile(change, **call)))
+
+
+async def create_avatar_upload(request: web.Request) -> web.Response:
+    claims = caller(request)
+    body = await inputs.json_object(request)
+    size = inputs.whole(body.get("size"), "field 'size' (bytes)")
+    upload = messaging_pb2.CreateAvatarUploadRequest(
+        size=max(min(size, 2**62), -1),
+        content_type=inputs.text(body, "content_type", minimum=1, maximum=127),
     )
     messaging, call = await messaging_of(request, claims)
-    return web.json_response(views.profile(await messaging.UpdateProfile(change, **call)))
+    reply = await messaging.CreateAvatarUpload(upload, **call)
+    return web.json_response(views.upload(reply), status=201)
+
+
+async def avatar_link(request: web.Request) -> web.Response:
+    claims = caller(request)
+    user_id = inputs.id_value(request.match_info["user_id"], "user_id")
+    if user_id > inputs.MAX_ID:
+        raise NotFound(f"no user {user_id}")
+    asked = messaging_pb2.GetAvatarRequest(user_id=user_id)
+    messaging, call = await messaging_of(request, claims)
+    return web.json_response(views.attachment_link(await messaging.GetAvatar(asked, **call)))
 
 
 async def _user_named(request: web.Request, name: str) -> history_pb2.User:

@@ -135,15 +135,39 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/users/{user_id}": {
             "get": {
-                "summary": "A user's name and display name by id",
+                "summary": "A user's name, display name and avatar id by id",
                 "security": _AUTH,
                 "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": _ID}],
                 "responses": _ok("User"),
             }
         },
+        "/v1/users/{user_id}/avatar": {
+            "get": {
+                "summary": "A short-lived download link for a user's avatar (any logged-in user)",
+                "description": "404 when the user has none. The link changes with every call;"
+                " a client keeps it until `expires_at_ms` and asks again when the user's"
+                " `avatar_id` changes (a profile event tells).",
+                "security": _AUTH,
+                "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": _ID}],
+                "responses": _ok("AttachmentLink"),
+            }
+        },
+        "/v1/me/avatar": {
+            "post": {
+                "summary": "An upload for your picture",
+                "description": "Answers a presigned URL of the object store: PUT the image"
+                " there with the `headers` given, then `PUT /v1/me/profile` with its"
+                " `avatar_id`. An image/png, image/jpeg, image/gif or image/webp of at most"
+                " 5 MiB (and at most `files.max_bytes`). An upload never made the avatar is"
+                " removed after `files.upload_ttl_seconds`.",
+                "security": _AUTH,
+                "requestBody": _json_body("AvatarUploadRequest"),
+                "responses": _ok("Upload", "201"),
+            }
+        },
         "/v1/profiles": {
             "get": {
-                "summary": "Several users' names and display names (those that exist)",
+                "summary": "Several users' names, display names and avatar ids (those that exist)",
                 "security": _AUTH,
                 "parameters": [
                     {
@@ -162,9 +186,13 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/me/profile": {
             "put": {
-                "summary": "Change your display name; your contacts' streams get a profile event",
-                "description": "Recorded in the users log (a rebuild keeps it). An empty"
-                " `display_name` clears it: clients then show the username.",
+                "summary": "Change your display name or avatar; your contacts' streams get a"
+                " profile event",
+                "description": "What is given changes, the rest stays. Recorded in the users log"
+                " (a rebuild keeps it). An empty `display_name` clears it: clients then show the"
+                " username. `avatar_id` names an upload from `POST /v1/me/avatar` whose bytes"
+                " are stored (409 before that; 404 for anything else), or null to remove the"
+                " picture; the picture it replaces is removed from the store.",
                 "security": _AUTH,
                 "requestBody": _json_body("ProfileChange"),
                 "responses": _ok("User"),
@@ -675,6 +703,10 @@ DOCUMENT: dict[str, Any] = {
                     "user_id": _ID,
                     "username": {"type": "string"},
                     "display_name": {"type": "string", "description": "Empty: show the username"},
+                    "avatar_id": {
+                        "oneOf": [_ID, {"type": "null"}],
+                        "description": "Their picture (GET /v1/users/{user_id}/avatar); null: none",
+                    },
                 },
             },
             "Profiles": {
@@ -685,13 +717,28 @@ DOCUMENT: dict[str, Any] = {
             },
             "ProfileChange": {
                 "type": "object",
-                "required": ["display_name"],
+                "minProperties": 1,
+                "description": "One or both of the fields",
                 "properties": {
                     "display_name": {
                         "type": "string",
                         "maxLength": 64,
                         "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
-                    }
+                    },
+                    "avatar_id": {
+                        "oneOf": [_ID, {"type": "null"}],
+                        "description": "An upload of POST /v1/me/avatar; null removes the picture",
+                    },
+                },
+            },
+            "AvatarUploadRequest": {
+                "type": "object",
+                "required": ["size", "content_type"],
+                "properties": {
+                    "size": {"type": "integer", "minimum": 1, "maximum": 5242880},
+                    "content_type": {
+                        "enum": ["image/png", "image/jpeg", "image/gif", "image/webp"]
+                    },
                 },
             },
             "PasswordChange": {

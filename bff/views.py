@@ -116,12 +116,13 @@ def group(g: groups_pb2.Group) -> dict[str, Any]:
     }
 
 
-def user(u: history_pb2.User) -> dict[str, Any]:
-    return {"user_id": str(u.user_id), "username": u.username, "display_name": u.display_name}
-
-
-def profile(p: messaging_pb2.Profile) -> dict[str, Any]:
-    return {"user_id": str(p.user_id), "username": p.username, "display_name": p.display_name}
+def user(u: history_pb2.User | messaging_pb2.Profile) -> dict[str, Any]:
+    return {
+        "user_id": str(u.user_id),
+        "username": u.username,
+        "display_name": u.display_name,
+        "avatar_id": str(u.avatar_id) if u.avatar_id else None,
+    }
 
 
 def chat(c: common_pb2.Chat) -> dict[str, Any]:
@@ -226,5 +227,5 @@ def event(e: messaging_pb2.ClientEvent) -> dict[str, Any] | None:
     if kind == "presence":
         return {"type": "presence", "cursor": e.cursor, "presence": presence(e.presence)}
     if kind == "profile":
-        return {"type": "profile", "cursor": e.cursor, "profile": profile(e.profile)}
+        return {"type": "profile", "cursor": e.cursor, "profile": user(e.profile)}
     return None

@@ -173,6 +173,12 @@ class ObjectStore:
         if status != 200:
             raise ObjectStoreError(f"setting the bucket's CORS rules: {status} {body!r}")
 
+    async def exists(self, http: aiohttp.ClientSession, key: str) -> bool:
+        status, body = await self.call(http, "HEAD", key)
+        if status not in (200, 404):
+            raise ObjectStoreError(f"looking for {key}: {status} {body!r}")
+        return status == 200
+
     async def delete(self, http: aiohttp.ClientSession, key: str) -> None:
         status, body = await self.call(http, "DELETE", key)
         if status not in (200, 204, 404):

@@ -10,7 +10,7 @@ from opentelemetry import trace
 
 from chatlib import errors, grpc_auth, tokens, user_records
 from chatlib.config_sections import Limits
-from chatlib.ids import Snowflake
+from chatlib.ids import Snowflake, unsigned
 from chatlib.live_config import LiveSection
 from history import search_terms
 from history.store import HistoryStore
@@ -188,6 +188,7 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
             username=row.username,
             password_hash=row.password_hash if is_service else "",
             display_name=row.display_name or "",
+            avatar_id=unsigned(row.avatar_id or 0),
         )
 
     @errors.handler
@@ -237,8 +238,8 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         found = await self._store.usernames(list(request.user_ids))
         return history_pb2.GetUsersResponse(
             users=[
-                history_pb2.User(user_id=u, username=name, display_name=shown)
-                for u, (name, shown) in found.items()
+                history_pb2.User(user_id=u, username=name, display_name=shown, avatar_id=avatar)
+                for u, (name, shown, avatar) in found.items()
             ]
         )
 
@@ -255,10 +256,16 @@ class HistoryService(history_pb2_grpc.HistoryServiceServicer):
         if shown is not None:
             user_records.check_display_name(shown)
         record = await self._users.update(
-            request.user_id, display_name=shown, password_hash=request.password_hash
+            request.user_id,
+            display_name=shown,
+            password_hash=request.password_hash,
+            avatar_id=request.avatar_id if request.HasField("avatar_id") else None,
         )
         return history_pb2.User(
-            user_id=record.user_id, username=record.username, display_name=record.display_name
+            user_id=record.user_id,
+            username=record.username,
+            display_name=record.display_name,
+            avatar_id=record.avatar_id,
         )
 
     def _caller(self, context: Context) -> tokens.Claims:

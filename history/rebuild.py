@@ -42,7 +42,8 @@ def backfill_users(common: Common) -> int:
     try:
         query = session.prepare(
             cassandra.qualified(
-                "SELECT user_id, username, password_hash, created_at, display_name FROM users",
+                "SELECT user_id, username, password_hash, created_at, display_name, avatar_id"
+                " FROM users",
                 common.keyspace,
             )
         )
@@ -55,6 +56,7 @@ def backfill_users(common: Common) -> int:
                 int(row.created_at.timestamp() * 1000) if row.created_at else 0,
             )
             record.display_name = row.display_name or ""  # the profile is the row's too
+            record.avatar_id = unsigned(row.avatar_id or 0)
             key, value = user_records.encode(record)
             producer.produce(common.users_topic, value, key, on_delivery=delivered)
             producer.poll(0)

@@ -734,19 +734,19 @@ class HistoryStore:
         )
         return [(chat_id, kind or "", bool(until)) for chat_id, kind, until in rows]
 
-    async def usernames(self, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
-        """(username, display name) of those of ``user_ids`` that exist."""
+    async def usernames(self, user_ids: Sequence[int]) -> dict[int, tuple[str, str, int]]:
+        """(username, display name, avatar id or 0) of those of ``user_ids`` that exist."""
         wanted = sorted({u for u in user_ids if 0 < u < 2**63})
-        found: dict[int, tuple[str, str]] = {}
+        found: dict[int, tuple[str, str, int]] = {}
         for start in range(0, len(wanted), 100):
             rows = await self.db.execute(
-                "SELECT user_id, username, display_name FROM users WHERE user_id IN ?",
+                "SELECT user_id, username, display_name, avatar_id FROM users WHERE user_id IN ?",
                 ([signed(u) for u in wanted[start : start + 100]],),
                 tuples=True,
             )
             found.update(
-                (unsigned(user_id), (username, shown or ""))
-                for user_id, username, shown in rows
+                (unsigned(user_id), (username, shown or "", unsigned(avatar or 0)))
+                for user_id, username, shown, avatar in rows
                 if username is not None
             )
         return found
@@ -771,19 +771,22 @@ class HistoryStore:
     ) -> None:
         """The user's row (and, replaying the log into a new keyspace, their name's). A
         registration leaves the profile's cells unwritten (no null to store); a change or a
-        replay writes them, a cleared display name as null."""
-        shown: Any = record.display_name or (UNSET_VALUE if registering else None)
+        replay writes them, a cleared display name or avatar as null."""
+        cleared = UNSET_VALUE if registering else None
+        shown: Any = record.display_name or cleared
+        avatar: Any = signed(record.avatar_id) if record.avatar_id else cleared
         statements = [
             (
                 self.db.bind(
                     "INSERT INTO users (user_id, username, password_hash, created_at,"
-                    " display_name) VALUES (?, ?, ?, ?, ?)",
+                    " display_name, avatar_id) VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         signed(record.user_id),
                         record.username,
                         record.password_hash,
                         record.created_at_ms,
                         shown,
+                        avatar,
                     ),
                 ),
                 200,
@@ -809,8 +812,8 @@ class HistoryStore:
 
     async def user_by_id(self, user_id: int) -> Any | None:
         rows = await self.db.execute(
-            "SELECT user_id, username, password_hash, display_name, created_at FROM users"
-            " WHERE user_id = ?",
+            "SELECT user_id, username, password_hash, display_name, avatar_id, created_at"
+            " FROM users WHERE user_id = ?",
             (signed(user_id),),
         )
         return rows[0] if rows else None

@@ -16,6 +16,7 @@ from datetime import UTC
 
 from chatlib import user_records
 from chatlib.errors import NotFound, Unavailable
+from chatlib.ids import unsigned
 from chatlib.kafka import AsyncProducer, ProduceFailed, Record
 from history.store import HistoryStore
 
@@ -47,7 +48,12 @@ class UserRegistry:
         return True
 
     async def update(
-        self, user_id: int, *, display_name: str | None = None, password_hash: str = ""
+        self,
+        user_id: int,
+        *,
+        display_name: str | None = None,
+        password_hash: str = "",
+        avatar_id: int | None = None,
     ) -> user_records.UserRecord:
         """The user with what is given changed: recorded on the users topic, then the row."""
         row = await self._store.user_by_id(user_id)
@@ -62,6 +68,7 @@ class UserRegistry:
             int(created.replace(tzinfo=UTC).timestamp() * 1000) if created else 0,
         )
         record.display_name = row.display_name or "" if display_name is None else display_name
+        record.avatar_id = unsigned(row.avatar_id or 0) if avatar_id is None else avatar_id
         key, value = user_records.encode(record)
         try:
             await self._producer.send([Record(self._topic, key, value, -1)])

@@ -9,6 +9,12 @@ recorded under its message (``record``). ``link`` presigns a short-lived GET for
 can read the message, while it is not deleted. A message's deletion marks its files
 (``message_deleted``), and ``sweep`` removes from the store the files of deleted messages and
 the uploads no send claimed within ``files.upload_ttl_seconds``, then their rows.
+
+A user's picture is an upload too, made for no chat (``create_avatar_upload``: its row's
+chat is ``AVATAR``, so no send can name it). ``choose_avatar`` claims it for the profile
+(UpdateProfile records its id in the user's record, which history owns), ``avatar_link``
+presigns it for anyone while it is the one chosen, and ``avatar_replaced`` marks the one a
+change replaced, which the sweep then removes like a deleted message's file.
 """
 
 from __future__ import annotations
@@ -42,6 +48,12 @@ UPLOAD_URL_SECONDS = 900
 #: How long after its send an attachment may still lack its record (the send's answer and
 #: the recipients' events race the write): asked for meanwhile, it is UNAVAILABLE, not gone.
 RECORDING_SECONDS = 60
+
+#: The chat of avatar uploads' rows (no chat id looks like it), and the claim of the one in use.
+AVATAR = "avatar"
+#: Pictures: at most this big (and at most ``files.max_bytes``), of these types.
+AVATAR_MAX_BYTES = 5 * 2**20
+AVATAR_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 _INSERT = (
     "INSERT INTO attachments (attachment_id, uploader_id, chat_id, name, size, content_type,"
@@ -129,6 +141,22 @@ class Attachments:
         """(attachment id, URL, headers to send, when the URL expires) for one upload; the
         caller has checked that the user may send in the chat."""
         check_upload(name, size, content_type, self._files.get().max_bytes)
+        return await self._upload(user, chat_id, name, size, content_type)
+
+    async def create_avatar_upload(
+        self, user: int, size: int, content_type: str
+    ) -> tuple[int, str, dict[str, str], int]:
+        """Like ``create_upload``, for a picture of the user."""
+        if content_type not in AVATAR_TYPES:
+            raise InvalidArgument(f"content_type of an avatar must be one of {AVATAR_TYPES}")
+        limit = min(AVATAR_MAX_BYTES, self._files.get().max_bytes)
+        if not 0 < size <= limit:
+            raise InvalidArgument(f"size of an avatar must be 1 to {limit} bytes, not {size}")
+        return await self._upload(user, AVATAR, AVATAR, size, content_type)
+
+    async def _upload(
+        self, user: int, chat_id: str, name: str, size: int, content_type: str
+    ) -> tuple[int, str, dict[str, str], int]:
         attachment_id = self._ids.next_id()
         now = datetime.now(UTC)
         await self._db.execute(
@@ -244,6 +272,35 @@ class Attachments:
             if row.message_id is None and row.message_key is not None and young:
                 raise Unavailable("the attachment is being recorded with its message; retry")
             raise missing
+        return self._download(attachment_id, row)
+
+    async def choose_avatar(self, user: int, avatar_id: int) -> None:
+        """Claim the user's avatar upload for their profile, once its bytes are stored."""
+        row = await self._row(avatar_id)
+        if row is None or row.uploader_id != user or row.chat_id != AVATAR or row.deleted:
+            raise NotFound(f"no avatar upload {avatar_id} of yours (CreateAvatarUpload makes one)")
+        if row.message_key == AVATAR:
+            return  # chosen already (a retry, or the picture in use)
+        if not await self._store.exists(self._client(), object_key(avatar_id)):
+            raise FailedPrecondition(f"avatar {avatar_id} has no bytes yet: upload them first")
+        await self._db.execute(_CLAIM, (AVATAR, signed(avatar_id)))
+
+    async def avatar_replaced(self, user: int, avatar_id: int) -> None:
+        """The user's profile no longer shows this picture: the sweep removes it."""
+        row = await self._row(avatar_id)
+        if row is not None and row.uploader_id == user and row.chat_id == AVATAR:
+            await self._db.execute(_DELETED, (signed(avatar_id),))
+
+    async def avatar_link(
+        self, user: int, avatar_id: int
+    ) -> tuple[str, int, common_pb2.Attachment]:
+        """A download URL for the picture the user's profile shows (``avatar_id``)."""
+        row = await self._row(avatar_id)
+        if row is None or row.uploader_id != user or row.chat_id != AVATAR or row.deleted:
+            raise NotFound(f"user {user} has no avatar")
+        return self._download(avatar_id, row)
+
+    def _download(self, attachment_id: int, row: Stored) -> tuple[str, int, common_pb2.Attachment]:
         seconds = self._files.get().link_seconds
         now = datetime.now(UTC)
         url = self._store.presign("GET", object_key(attachment_id), seconds, at=now)

@@ -65,8 +65,12 @@ class HistoryApi:
 
     async def usernames(self, user_ids: Iterable[int]) -> dict[int, str]:
         """The names of those of ``user_ids`` that exist."""
+        return {user_id: user.username for user_id, user in (await self.users(user_ids)).items()}
+
+    async def users(self, user_ids: Iterable[int]) -> dict[int, history_pb2.User]:
+        """Those of ``user_ids`` that exist, with their profiles."""
         wanted = sorted(set(user_ids))
-        names: dict[int, str] = {}
+        found_users: dict[int, history_pb2.User] = {}
         for start in range(0, len(wanted), 1000):
             request = history_pb2.GetUsersRequest(user_ids=wanted[start : start + 1000])
             try:
@@ -75,12 +79,16 @@ class HistoryApi:
                 )
             except grpc.aio.AioRpcError as exc:
                 raise _unavailable("users", exc) from None
-            names.update((user.user_id, user.username) for user in found.users)
-        return names
+            found_users.update((user.user_id, user) for user in found.users)
+        return found_users
 
-    async def update_profile(self, user_id: int, display_name: str) -> history_pb2.User:
-        """Record the user's new profile (history owns users)."""
-        request = history_pb2.UpdateUserRequest(user_id=user_id, display_name=display_name)
+    async def update_profile(
+        self, user_id: int, display_name: str | None, avatar_id: int | None
+    ) -> history_pb2.User:
+        """Record the user's new profile (history owns users): what is not None changes."""
+        request = history_pb2.UpdateUserRequest(
+            user_id=user_id, display_name=display_name, avatar_id=avatar_id
+        )
         try:
             return await self._stub.UpdateUser(
                 request, metadata=self._metadata(), timeout=self._deadline

@@ -46,6 +46,7 @@ texts = st.text(max_size=80) | st.sampled_from(
 )
 ids = st.integers(min_value=0, max_value=2**64 - 1)
 int32s = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+int64s = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 
 
 def _post(path: str, body: dict[str, str]) -> dict[str, Any]:
@@ -318,7 +319,7 @@ def test_search_with_any_query(
 @given(
     chat_id=texts,
     name=texts,
-    size=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    size=int64s,
     content_type=texts | st.sampled_from(["image/png", "text/plain", "a/b"]),
     own=st.booleans(),
 )
@@ -371,9 +372,21 @@ def test_attachments_with_any_ids(
 
 @seed(SEED)
 @FUZZ
-@given(name=texts, users=st.lists(ids, max_size=20))
-def test_profiles_with_anything(call: Any, name: str, users: list[int]) -> None:
-    change = messaging_pb2.UpdateProfileRequest(display_name=name)
+@given(
+    name=st.none() | texts,
+    avatar=st.none() | ids,
+    users=st.lists(ids, max_size=20),
+    size=int64s,
+    kind=texts | st.sampled_from(["image/png", "image/webp"]),
+)
+def test_profiles_with_anything(
+    call: Any, name: str | None, avatar: int | None, users: list[int], size: int, kind: str
+) -> None:
+    change = messaging_pb2.UpdateProfileRequest(display_name=name, avatar_id=avatar)
     call(lambda md: call.messaging.UpdateProfile(change, metadata=md, timeout=10))
     batch = history_pb2.GetUsersRequest(user_ids=users)
     call(lambda md: call.history.GetUsers(batch, metadata=md, timeout=10))
+    upload = messaging_pb2.CreateAvatarUploadRequest(size=size, content_type=kind)
+    call(lambda md: call.messaging.CreateAvatarUpload(upload, metadata=md, timeout=10))
+    asked = messaging_pb2.GetAvatarRequest(user_id=users[0] if users else 0)
+    call(lambda md: call.messaging.GetAvatar(asked, metadata=md, timeout=10))

@@ -151,9 +151,17 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
     await eventually(written, seconds=60)
     await eventually(lambda: _writer_idle(clients), seconds=60)
 
-    # A profile is in the log too: the rebuilt row has it.
-    status, profile = await alice.call("PUT", "/v1/me/profile", {"display_name": "Alice, logged"})
-    assert status == 200, profile
+    # A profile is in the log too: the rebuilt row has it, picture and all.
+    status, upload = await alice.post("/v1/me/avatar", {"size": 4, "content_type": "image/png"})
+    assert status == 201, upload
+    async with alice.http.put(upload["url"], data=b"\x89PNG", headers=upload["headers"]) as r:
+        assert r.status == 200, await r.text()
+    status, profile = await alice.call(
+        "PUT",
+        "/v1/me/profile",
+        {"display_name": "Alice, logged", "avatar_id": upload["attachment_id"]},
+    )
+    assert (status, profile["avatar_id"]) == (200, upload["attachment_id"]), profile
 
     # A user from before registration announced users: only the backfill puts them on the log.
     legacy_id = 2**62 + uuid.uuid4().int % 2**40
@@ -181,8 +189,8 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
         chats = [direct, chat, _direct_id(bob, carol)]
         for cql, params in (
             (
-                "SELECT user_id, username, password_hash, created_at, display_name FROM {ks}.users"
-                " WHERE user_id IN ?",
+                "SELECT user_id, username, password_hash, created_at, display_name, avatar_id"
+                " FROM {ks}.users WHERE user_id IN ?",
                 (ids,),
             ),
             ("SELECT username, user_id FROM {ks}.users_by_name WHERE username IN ?", (names,)),
@@ -208,6 +216,10 @@ async def test_a_keyspace_rebuilt_from_the_log_equals_the_live_one(
             rebuilt = rows(db, keyspace, cql, *params)
             assert live, cql
             assert rebuilt == live, cql
+        pictured = rows(
+            db, keyspace, "SELECT avatar_id FROM {ks}.users WHERE user_id = ?", alice.user_id
+        )
+        assert pictured == [(int(upload["attachment_id"]),)]
         for chat_id in (direct, chat):
             buckets = [
                 r[1]

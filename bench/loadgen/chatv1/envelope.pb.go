@@ -210,7 +210,10 @@ type UserRecord struct {
 	PasswordHash string                 `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
 	CreatedAtMs  int64                  `protobuf:"varint,4,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
 	// The profile (UpdateProfile): the newest record of a user holds all of it.
-	DisplayName   string `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	DisplayName string `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Their picture: an avatar upload (MessagingService.CreateAvatarUpload) the user chose; 0 for
+	// none.
+	AvatarId      uint64 `protobuf:"fixed64,6,opt,name=avatar_id,json=avatarId,proto3" json:"avatar_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -278,6 +281,13 @@ func (x *UserRecord) GetDisplayName() string {
 		return x.DisplayName
 	}
 	return ""
+}
+
+func (x *UserRecord) GetAvatarId() uint64 {
+	if x != nil {
+		return x.AvatarId
+	}
+	return 0
 }
 
 // An ephemeral event (typing, presence) for some users, published on the Redis channel of the
@@ -359,14 +369,15 @@ const file_protos_chat_v1_envelope_proto_rawDesc = "" +
 	"\rrecipient_ids\x18\x0f \x03(\x06R\frecipientIds\x125\n" +
 	"\vattachments\x18\x10 \x03(\v2\x13.chat.v1.AttachmentR\vattachmentsJ\x04\b\t\x10\n" +
 	"R\n" +
-	"member_ids\"\xad\x01\n" +
+	"member_ids\"\xca\x01\n" +
 	"\n" +
 	"UserRecord\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12#\n" +
 	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash\x12\"\n" +
 	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\x12!\n" +
-	"\fdisplay_name\x18\x05 \x01(\tR\vdisplayName\"Y\n" +
+	"\fdisplay_name\x18\x05 \x01(\tR\vdisplayName\x12\x1b\n" +
+	"\tavatar_id\x18\x06 \x01(\x06R\bavatarId\"Y\n" +
 	"\x06Signal\x12#\n" +
 	"\rrecipient_ids\x18\x01 \x03(\x06R\frecipientIds\x12*\n" +
 	"\x05event\x18\x02 \x01(\v2\x14.chat.v1.ClientEventR\x05eventb\x06proto3"

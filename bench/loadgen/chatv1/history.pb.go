@@ -1069,7 +1069,9 @@ type User struct {
 	// Only returned to the BFF's service token.
 	PasswordHash string `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
 	// What clients show for the user (empty: the username).
-	DisplayName   string `protobuf:"bytes,4,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	DisplayName string `protobuf:"bytes,4,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Their picture (MessagingService.GetAvatar links it); 0 for none.
+	AvatarId      uint64 `protobuf:"fixed64,5,opt,name=avatar_id,json=avatarId,proto3" json:"avatar_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1132,6 +1134,13 @@ func (x *User) GetDisplayName() string {
 	return ""
 }
 
+func (x *User) GetAvatarId() uint64 {
+	if x != nil {
+		return x.AvatarId
+	}
+	return 0
+}
+
 // Only the BFF (a password) and messaging (a profile) call this, with their service tokens.
 type UpdateUserRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1139,7 +1148,9 @@ type UpdateUserRequest struct {
 	// Set to change it ("" clears it).
 	DisplayName *string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3,oneof" json:"display_name,omitempty"`
 	// Set to change it.
-	PasswordHash  string `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	PasswordHash string `protobuf:"bytes,3,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	// Set to change it (0 removes it); messaging has checked it is the user's avatar upload.
+	AvatarId      *uint64 `protobuf:"fixed64,4,opt,name=avatar_id,json=avatarId,proto3,oneof" json:"avatar_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1193,6 +1204,13 @@ func (x *UpdateUserRequest) GetPasswordHash() string {
 		return x.PasswordHash
 	}
 	return ""
+}
+
+func (x *UpdateUserRequest) GetAvatarId() uint64 {
+	if x != nil && x.AvatarId != nil {
+		return *x.AvatarId
+	}
+	return 0
 }
 
 type GetReadersRequest struct {
@@ -1432,17 +1450,21 @@ const file_protos_chat_v1_history_proto_rawDesc = "" +
 	"\x0fFindUserRequest\x12\x1c\n" +
 	"\busername\x18\x01 \x01(\tH\x00R\busername\x12\x19\n" +
 	"\auser_id\x18\x02 \x01(\x06H\x00R\x06userIdB\x05\n" +
-	"\x03key\"\x83\x01\n" +
+	"\x03key\"\xa0\x01\n" +
 	"\x04User\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12#\n" +
 	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash\x12!\n" +
-	"\fdisplay_name\x18\x04 \x01(\tR\vdisplayName\"\x8a\x01\n" +
+	"\fdisplay_name\x18\x04 \x01(\tR\vdisplayName\x12\x1b\n" +
+	"\tavatar_id\x18\x05 \x01(\x06R\bavatarId\"\xba\x01\n" +
 	"\x11UpdateUserRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tH\x00R\vdisplayName\x88\x01\x01\x12#\n" +
-	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHashB\x0f\n" +
-	"\r_display_name\"K\n" +
+	"\rpassword_hash\x18\x03 \x01(\tR\fpasswordHash\x12 \n" +
+	"\tavatar_id\x18\x04 \x01(\x06H\x01R\bavatarId\x88\x01\x01B\x0f\n" +
+	"\r_display_nameB\f\n" +
+	"\n" +
+	"_avatar_id\"K\n" +
 	"\x11GetReadersRequest\x12\x17\n" +
 	"\achat_id\x18\x01 \x01(\tR\x06chatId\x12\x1d\n" +
 	"\n" +

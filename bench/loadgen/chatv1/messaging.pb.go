@@ -1800,7 +1800,9 @@ type Profile struct {
 	UserId   uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Username string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
 	// What to show for them (empty: the username).
-	DisplayName   string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Their picture (GetAvatar links it); 0 for none.
+	AvatarId      uint64 `protobuf:"fixed64,4,opt,name=avatar_id,json=avatarId,proto3" json:"avatar_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1856,10 +1858,21 @@ func (x *Profile) GetDisplayName() string {
 	return ""
 }
 
+func (x *Profile) GetAvatarId() uint64 {
+	if x != nil {
+		return x.AvatarId
+	}
+	return 0
+}
+
+// What is set changes; what is not set stays as it was.
 type UpdateProfileRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 0-64 characters, no control characters; "" clears it.
-	DisplayName   string `protobuf:"bytes,1,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	DisplayName *string `protobuf:"bytes,1,opt,name=display_name,json=displayName,proto3,oneof" json:"display_name,omitempty"`
+	// One of the caller's avatar uploads (CreateAvatarUpload) once its bytes are stored, or 0 to
+	// remove the picture. The one it replaces is removed from the store.
+	AvatarId      *uint64 `protobuf:"fixed64,2,opt,name=avatar_id,json=avatarId,proto3,oneof" json:"avatar_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1895,10 +1908,115 @@ func (*UpdateProfileRequest) Descriptor() ([]byte, []int) {
 }
 
 func (x *UpdateProfileRequest) GetDisplayName() string {
-	if x != nil {
-		return x.DisplayName
+	if x != nil && x.DisplayName != nil {
+		return *x.DisplayName
 	}
 	return ""
+}
+
+func (x *UpdateProfileRequest) GetAvatarId() uint64 {
+	if x != nil && x.AvatarId != nil {
+		return *x.AvatarId
+	}
+	return 0
+}
+
+type CreateAvatarUploadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its exact size in bytes, 1 up to 5 MiB (and at most `files.max_bytes`).
+	Size int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// image/png, image/jpeg, image/gif or image/webp.
+	ContentType   string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAvatarUploadRequest) Reset() {
+	*x = CreateAvatarUploadRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAvatarUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAvatarUploadRequest) ProtoMessage() {}
+
+func (x *CreateAvatarUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAvatarUploadRequest.ProtoReflect.Descriptor instead.
+func (*CreateAvatarUploadRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CreateAvatarUploadRequest) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CreateAvatarUploadRequest) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+type GetAvatarRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        uint64                 `protobuf:"fixed64,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAvatarRequest) Reset() {
+	*x = GetAvatarRequest{}
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAvatarRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAvatarRequest) ProtoMessage() {}
+
+func (x *GetAvatarRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAvatarRequest.ProtoReflect.Descriptor instead.
+func (*GetAvatarRequest) Descriptor() ([]byte, []int) {
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GetAvatarRequest) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
 }
 
 type Redirect struct {
@@ -1913,7 +2031,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[32]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2043,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[32]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2056,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{32}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Redirect) GetAddress() string {
@@ -1973,7 +2091,7 @@ type ResumeRequired struct {
 
 func (x *ResumeRequired) Reset() {
 	*x = ResumeRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[33]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2103,7 @@ func (x *ResumeRequired) String() string {
 func (*ResumeRequired) ProtoMessage() {}
 
 func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[33]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2116,7 @@ func (x *ResumeRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequired.ProtoReflect.Descriptor instead.
 func (*ResumeRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{33}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ResumeRequired) GetReason() string {
@@ -2024,7 +2142,7 @@ type ResyncRequired struct {
 
 func (x *ResyncRequired) Reset() {
 	*x = ResyncRequired{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[34]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2154,7 @@ func (x *ResyncRequired) String() string {
 func (*ResyncRequired) ProtoMessage() {}
 
 func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[34]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2167,7 @@ func (x *ResyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequired.ProtoReflect.Descriptor instead.
 func (*ResyncRequired) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{34}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ResyncRequired) GetReason() string {
@@ -2067,7 +2185,7 @@ type CaughtUp struct {
 
 func (x *CaughtUp) Reset() {
 	*x = CaughtUp{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2197,7 @@ func (x *CaughtUp) String() string {
 func (*CaughtUp) ProtoMessage() {}
 
 func (x *CaughtUp) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[35]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2210,7 @@ func (x *CaughtUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaughtUp.ProtoReflect.Descriptor instead.
 func (*CaughtUp) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{35}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{37}
 }
 
 type SendRequest struct {
@@ -2112,7 +2230,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2242,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[36]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2255,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{36}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SendRequest) GetChatId() string {
@@ -2184,7 +2302,7 @@ type CreateUploadRequest struct {
 
 func (x *CreateUploadRequest) Reset() {
 	*x = CreateUploadRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[37]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2314,7 @@ func (x *CreateUploadRequest) String() string {
 func (*CreateUploadRequest) ProtoMessage() {}
 
 func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[37]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2327,7 @@ func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUploadRequest.ProtoReflect.Descriptor instead.
 func (*CreateUploadRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{37}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateUploadRequest) GetChatId() string {
@@ -2254,7 +2372,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[38]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2384,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[38]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2397,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{38}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Upload) GetAttachmentId() uint64 {
@@ -2322,7 +2440,7 @@ type GetAttachmentRequest struct {
 
 func (x *GetAttachmentRequest) Reset() {
 	*x = GetAttachmentRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[39]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2334,7 +2452,7 @@ func (x *GetAttachmentRequest) String() string {
 func (*GetAttachmentRequest) ProtoMessage() {}
 
 func (x *GetAttachmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[39]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2347,7 +2465,7 @@ func (x *GetAttachmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttachmentRequest.ProtoReflect.Descriptor instead.
 func (*GetAttachmentRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{39}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetAttachmentRequest) GetChatId() string {
@@ -2383,7 +2501,7 @@ type AttachmentLink struct {
 
 func (x *AttachmentLink) Reset() {
 	*x = AttachmentLink{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[40]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2513,7 @@ func (x *AttachmentLink) String() string {
 func (*AttachmentLink) ProtoMessage() {}
 
 func (x *AttachmentLink) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[40]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2526,7 @@ func (x *AttachmentLink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachmentLink.ProtoReflect.Descriptor instead.
 func (*AttachmentLink) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{40}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AttachmentLink) GetUrl() string {
@@ -2444,7 +2562,7 @@ type SendResponse struct {
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[41]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2574,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[41]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2587,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{41}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SendResponse) GetMessageId() uint64 {
@@ -2502,7 +2620,7 @@ type OpenDirectChatRequest struct {
 
 func (x *OpenDirectChatRequest) Reset() {
 	*x = OpenDirectChatRequest{}
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[42]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2514,7 +2632,7 @@ func (x *OpenDirectChatRequest) String() string {
 func (*OpenDirectChatRequest) ProtoMessage() {}
 
 func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protos_chat_v1_messaging_proto_msgTypes[42]
+	mi := &file_protos_chat_v1_messaging_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2527,7 +2645,7 @@ func (x *OpenDirectChatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDirectChatRequest.ProtoReflect.Descriptor instead.
 func (*OpenDirectChatRequest) Descriptor() ([]byte, []int) {
-	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{42}
+	return file_protos_chat_v1_messaging_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *OpenDirectChatRequest) GetPeerId() uint64 {
@@ -2650,13 +2768,23 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\bpresence\x18\t \x01(\v2\x11.chat.v1.PresenceH\x00R\bpresence\x12,\n" +
 	"\aprofile\x18\n" +
 	" \x01(\v2\x10.chat.v1.ProfileH\x00R\aprofileB\a\n" +
-	"\x05event\"a\n" +
+	"\x05event\"~\n" +
 	"\aProfile\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x06R\x06userId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12!\n" +
-	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"9\n" +
-	"\x14UpdateProfileRequest\x12!\n" +
-	"\fdisplay_name\x18\x01 \x01(\tR\vdisplayName\"T\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12\x1b\n" +
+	"\tavatar_id\x18\x04 \x01(\x06R\bavatarId\"\x7f\n" +
+	"\x14UpdateProfileRequest\x12&\n" +
+	"\fdisplay_name\x18\x01 \x01(\tH\x00R\vdisplayName\x88\x01\x01\x12 \n" +
+	"\tavatar_id\x18\x02 \x01(\x06H\x01R\bavatarId\x88\x01\x01B\x0f\n" +
+	"\r_display_nameB\f\n" +
+	"\n" +
+	"_avatar_id\"R\n" +
+	"\x19CreateAvatarUploadRequest\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12!\n" +
+	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\"+\n" +
+	"\x10GetAvatarRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x06R\x06userId\"T\n" +
 	"\bRedirect\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\x12\x16\n" +
@@ -2703,7 +2831,8 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\rcreated_at_ms\x18\x02 \x01(\x03R\vcreatedAtMs\x12\x1c\n" +
 	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"0\n" +
 	"\x15OpenDirectChatRequest\x12\x17\n" +
-	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\x83\t\n" +
+	"\apeer_id\x18\x01 \x01(\x06R\x06peerId2\x8f\n" +
+	"\n" +
 	"\x10MessagingService\x12>\n" +
 	"\tSubscribe\x12\x19.chat.v1.SubscribeRequest\x1a\x14.chat.v1.ClientEvent0\x01\x127\n" +
 	"\x05Relay\x12\x15.chat.v1.RelayRequest\x1a\x13.chat.v1.RelayBatch(\x010\x01\x123\n" +
@@ -2721,7 +2850,9 @@ const file_protos_chat_v1_messaging_proto_rawDesc = "" +
 	"\vListBlocked\x12\x1b.chat.v1.ListBlockedRequest\x1a\x1c.chat.v1.ListBlockedResponse\x12=\n" +
 	"\fCreateUpload\x12\x1c.chat.v1.CreateUploadRequest\x1a\x0f.chat.v1.Upload\x12G\n" +
 	"\rGetAttachment\x12\x1d.chat.v1.GetAttachmentRequest\x1a\x17.chat.v1.AttachmentLink\x12@\n" +
-	"\rUpdateProfile\x12\x1d.chat.v1.UpdateProfileRequest\x1a\x10.chat.v1.Profileb\x06proto3"
+	"\rUpdateProfile\x12\x1d.chat.v1.UpdateProfileRequest\x1a\x10.chat.v1.Profile\x12I\n" +
+	"\x12CreateAvatarUpload\x12\".chat.v1.CreateAvatarUploadRequest\x1a\x0f.chat.v1.Upload\x12?\n" +
+	"\tGetAvatar\x12\x19.chat.v1.GetAvatarRequest\x1a\x17.chat.v1.AttachmentLinkb\x06proto3"
 
 var (
 	file_protos_chat_v1_messaging_proto_rawDescOnce sync.Once
@@ -2735,55 +2866,57 @@ func file_protos_chat_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_protos_chat_v1_messaging_proto_rawDescData
 }
 
-var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_protos_chat_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_protos_chat_v1_messaging_proto_goTypes = []any{
-	(*MarkDeliveredRequest)(nil),  // 0: chat.v1.MarkDeliveredRequest
-	(*MarkDeliveredResponse)(nil), // 1: chat.v1.MarkDeliveredResponse
-	(*EditMessageRequest)(nil),    // 2: chat.v1.EditMessageRequest
-	(*DeleteMessageRequest)(nil),  // 3: chat.v1.DeleteMessageRequest
-	(*ReactRequest)(nil),          // 4: chat.v1.ReactRequest
-	(*SetTypingRequest)(nil),      // 5: chat.v1.SetTypingRequest
-	(*SetTypingResponse)(nil),     // 6: chat.v1.SetTypingResponse
-	(*Typing)(nil),                // 7: chat.v1.Typing
-	(*Presence)(nil),              // 8: chat.v1.Presence
-	(*GetPresenceRequest)(nil),    // 9: chat.v1.GetPresenceRequest
-	(*GetPresenceResponse)(nil),   // 10: chat.v1.GetPresenceResponse
-	(*BlockUserRequest)(nil),      // 11: chat.v1.BlockUserRequest
-	(*BlockUserResponse)(nil),     // 12: chat.v1.BlockUserResponse
-	(*UnblockUserRequest)(nil),    // 13: chat.v1.UnblockUserRequest
-	(*UnblockUserResponse)(nil),   // 14: chat.v1.UnblockUserResponse
-	(*ListBlockedRequest)(nil),    // 15: chat.v1.ListBlockedRequest
-	(*BlockedUser)(nil),           // 16: chat.v1.BlockedUser
-	(*ListBlockedResponse)(nil),   // 17: chat.v1.ListBlockedResponse
-	(*MarkReadRequest)(nil),       // 18: chat.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),      // 19: chat.v1.MarkReadResponse
-	(*Receipt)(nil),               // 20: chat.v1.Receipt
-	(*SubscribeRequest)(nil),      // 21: chat.v1.SubscribeRequest
-	(*RelayRequest)(nil),          // 22: chat.v1.RelayRequest
-	(*RelayOpen)(nil),             // 23: chat.v1.RelayOpen
-	(*RelayCredit)(nil),           // 24: chat.v1.RelayCredit
-	(*RelayClose)(nil),            // 25: chat.v1.RelayClose
-	(*RelayBatch)(nil),            // 26: chat.v1.RelayBatch
-	(*RelayEvent)(nil),            // 27: chat.v1.RelayEvent
-	(*RelayEnded)(nil),            // 28: chat.v1.RelayEnded
-	(*ClientEvent)(nil),           // 29: chat.v1.ClientEvent
-	(*Profile)(nil),               // 30: chat.v1.Profile
-	(*UpdateProfileRequest)(nil),  // 31: chat.v1.UpdateProfileRequest
-	(*Redirect)(nil),              // 32: chat.v1.Redirect
-	(*ResumeRequired)(nil),        // 33: chat.v1.ResumeRequired
-	(*ResyncRequired)(nil),        // 34: chat.v1.ResyncRequired
-	(*CaughtUp)(nil),              // 35: chat.v1.CaughtUp
-	(*SendRequest)(nil),           // 36: chat.v1.SendRequest
-	(*CreateUploadRequest)(nil),   // 37: chat.v1.CreateUploadRequest
-	(*Upload)(nil),                // 38: chat.v1.Upload
-	(*GetAttachmentRequest)(nil),  // 39: chat.v1.GetAttachmentRequest
-	(*AttachmentLink)(nil),        // 40: chat.v1.AttachmentLink
-	(*SendResponse)(nil),          // 41: chat.v1.SendResponse
-	(*OpenDirectChatRequest)(nil), // 42: chat.v1.OpenDirectChatRequest
-	nil,                           // 43: chat.v1.Upload.HeadersEntry
-	(*Message)(nil),               // 44: chat.v1.Message
-	(*Attachment)(nil),            // 45: chat.v1.Attachment
-	(*Chat)(nil),                  // 46: chat.v1.Chat
+	(*MarkDeliveredRequest)(nil),      // 0: chat.v1.MarkDeliveredRequest
+	(*MarkDeliveredResponse)(nil),     // 1: chat.v1.MarkDeliveredResponse
+	(*EditMessageRequest)(nil),        // 2: chat.v1.EditMessageRequest
+	(*DeleteMessageRequest)(nil),      // 3: chat.v1.DeleteMessageRequest
+	(*ReactRequest)(nil),              // 4: chat.v1.ReactRequest
+	(*SetTypingRequest)(nil),          // 5: chat.v1.SetTypingRequest
+	(*SetTypingResponse)(nil),         // 6: chat.v1.SetTypingResponse
+	(*Typing)(nil),                    // 7: chat.v1.Typing
+	(*Presence)(nil),                  // 8: chat.v1.Presence
+	(*GetPresenceRequest)(nil),        // 9: chat.v1.GetPresenceRequest
+	(*GetPresenceResponse)(nil),       // 10: chat.v1.GetPresenceResponse
+	(*BlockUserRequest)(nil),          // 11: chat.v1.BlockUserRequest
+	(*BlockUserResponse)(nil),         // 12: chat.v1.BlockUserResponse
+	(*UnblockUserRequest)(nil),        // 13: chat.v1.UnblockUserRequest
+	(*UnblockUserResponse)(nil),       // 14: chat.v1.UnblockUserResponse
+	(*ListBlockedRequest)(nil),        // 15: chat.v1.ListBlockedRequest
+	(*BlockedUser)(nil),               // 16: chat.v1.BlockedUser
+	(*ListBlockedResponse)(nil),       // 17: chat.v1.ListBlockedResponse
+	(*MarkReadRequest)(nil),           // 18: chat.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),          // 19: chat.v1.MarkReadResponse
+	(*Receipt)(nil),                   // 20: chat.v1.Receipt
+	(*SubscribeRequest)(nil),          // 21: chat.v1.SubscribeRequest
+	(*RelayRequest)(nil),              // 22: chat.v1.RelayRequest
+	(*RelayOpen)(nil),                 // 23: chat.v1.RelayOpen
+	(*RelayCredit)(nil),               // 24: chat.v1.RelayCredit
+	(*RelayClose)(nil),                // 25: chat.v1.RelayClose
+	(*RelayBatch)(nil),                // 26: chat.v1.RelayBatch
+	(*RelayEvent)(nil),                // 27: chat.v1.RelayEvent
+	(*RelayEnded)(nil),                // 28: chat.v1.RelayEnded
+	(*ClientEvent)(nil),               // 29: chat.v1.ClientEvent
+	(*Profile)(nil),                   // 30: chat.v1.Profile
+	(*UpdateProfileRequest)(nil),      // 31: chat.v1.UpdateProfileRequest
+	(*CreateAvatarUploadRequest)(nil), // 32: chat.v1.CreateAvatarUploadRequest
+	(*GetAvatarRequest)(nil),          // 33: chat.v1.GetAvatarRequest
+	(*Redirect)(nil),                  // 34: chat.v1.Redirect
+	(*ResumeRequired)(nil),            // 35: chat.v1.ResumeRequired
+	(*ResyncRequired)(nil),            // 36: chat.v1.ResyncRequired
+	(*CaughtUp)(nil),                  // 37: chat.v1.CaughtUp
+	(*SendRequest)(nil),               // 38: chat.v1.SendRequest
+	(*CreateUploadRequest)(nil),       // 39: chat.v1.CreateUploadRequest
+	(*Upload)(nil),                    // 40: chat.v1.Upload
+	(*GetAttachmentRequest)(nil),      // 41: chat.v1.GetAttachmentRequest
+	(*AttachmentLink)(nil),            // 42: chat.v1.AttachmentLink
+	(*SendResponse)(nil),              // 43: chat.v1.SendResponse
+	(*OpenDirectChatRequest)(nil),     // 44: chat.v1.OpenDirectChatRequest
+	nil,                               // 45: chat.v1.Upload.HeadersEntry
+	(*Message)(nil),                   // 46: chat.v1.Message
+	(*Attachment)(nil),                // 47: chat.v1.Attachment
+	(*Chat)(nil),                      // 48: chat.v1.Chat
 }
 var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
 	8,  // 0: chat.v1.GetPresenceResponse.presences:type_name -> chat.v1.Presence
@@ -2794,22 +2927,22 @@ var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
 	27, // 5: chat.v1.RelayBatch.events:type_name -> chat.v1.RelayEvent
 	29, // 6: chat.v1.RelayEvent.event:type_name -> chat.v1.ClientEvent
 	28, // 7: chat.v1.RelayEvent.ended:type_name -> chat.v1.RelayEnded
-	44, // 8: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
-	33, // 9: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
-	34, // 10: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
-	35, // 11: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
-	32, // 12: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
+	46, // 8: chat.v1.ClientEvent.message:type_name -> chat.v1.Message
+	35, // 9: chat.v1.ClientEvent.resume_required:type_name -> chat.v1.ResumeRequired
+	36, // 10: chat.v1.ClientEvent.resync_required:type_name -> chat.v1.ResyncRequired
+	37, // 11: chat.v1.ClientEvent.caught_up:type_name -> chat.v1.CaughtUp
+	34, // 12: chat.v1.ClientEvent.redirect:type_name -> chat.v1.Redirect
 	20, // 13: chat.v1.ClientEvent.receipt:type_name -> chat.v1.Receipt
 	7,  // 14: chat.v1.ClientEvent.typing:type_name -> chat.v1.Typing
 	8,  // 15: chat.v1.ClientEvent.presence:type_name -> chat.v1.Presence
 	30, // 16: chat.v1.ClientEvent.profile:type_name -> chat.v1.Profile
-	45, // 17: chat.v1.SendRequest.attachments:type_name -> chat.v1.Attachment
-	43, // 18: chat.v1.Upload.headers:type_name -> chat.v1.Upload.HeadersEntry
-	45, // 19: chat.v1.AttachmentLink.attachment:type_name -> chat.v1.Attachment
+	47, // 17: chat.v1.SendRequest.attachments:type_name -> chat.v1.Attachment
+	45, // 18: chat.v1.Upload.headers:type_name -> chat.v1.Upload.HeadersEntry
+	47, // 19: chat.v1.AttachmentLink.attachment:type_name -> chat.v1.Attachment
 	21, // 20: chat.v1.MessagingService.Subscribe:input_type -> chat.v1.SubscribeRequest
 	22, // 21: chat.v1.MessagingService.Relay:input_type -> chat.v1.RelayRequest
-	36, // 22: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
-	42, // 23: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
+	38, // 22: chat.v1.MessagingService.Send:input_type -> chat.v1.SendRequest
+	44, // 23: chat.v1.MessagingService.OpenDirectChat:input_type -> chat.v1.OpenDirectChatRequest
 	18, // 24: chat.v1.MessagingService.MarkRead:input_type -> chat.v1.MarkReadRequest
 	0,  // 25: chat.v1.MessagingService.MarkDelivered:input_type -> chat.v1.MarkDeliveredRequest
 	2,  // 26: chat.v1.MessagingService.EditMessage:input_type -> chat.v1.EditMessageRequest
@@ -2820,28 +2953,32 @@ var file_protos_chat_v1_messaging_proto_depIdxs = []int32{
 	11, // 31: chat.v1.MessagingService.BlockUser:input_type -> chat.v1.BlockUserRequest
 	13, // 32: chat.v1.MessagingService.UnblockUser:input_type -> chat.v1.UnblockUserRequest
 	15, // 33: chat.v1.MessagingService.ListBlocked:input_type -> chat.v1.ListBlockedRequest
-	37, // 34: chat.v1.MessagingService.CreateUpload:input_type -> chat.v1.CreateUploadRequest
-	39, // 35: chat.v1.MessagingService.GetAttachment:input_type -> chat.v1.GetAttachmentRequest
+	39, // 34: chat.v1.MessagingService.CreateUpload:input_type -> chat.v1.CreateUploadRequest
+	41, // 35: chat.v1.MessagingService.GetAttachment:input_type -> chat.v1.GetAttachmentRequest
 	31, // 36: chat.v1.MessagingService.UpdateProfile:input_type -> chat.v1.UpdateProfileRequest
-	29, // 37: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
-	26, // 38: chat.v1.MessagingService.Relay:output_type -> chat.v1.RelayBatch
-	41, // 39: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
-	46, // 40: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
-	19, // 41: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
-	1,  // 42: chat.v1.MessagingService.MarkDelivered:output_type -> chat.v1.MarkDeliveredResponse
-	41, // 43: chat.v1.MessagingService.EditMessage:output_type -> chat.v1.SendResponse
-	41, // 44: chat.v1.MessagingService.DeleteMessage:output_type -> chat.v1.SendResponse
-	41, // 45: chat.v1.MessagingService.React:output_type -> chat.v1.SendResponse
-	6,  // 46: chat.v1.MessagingService.SetTyping:output_type -> chat.v1.SetTypingResponse
-	10, // 47: chat.v1.MessagingService.GetPresence:output_type -> chat.v1.GetPresenceResponse
-	12, // 48: chat.v1.MessagingService.BlockUser:output_type -> chat.v1.BlockUserResponse
-	14, // 49: chat.v1.MessagingService.UnblockUser:output_type -> chat.v1.UnblockUserResponse
-	17, // 50: chat.v1.MessagingService.ListBlocked:output_type -> chat.v1.ListBlockedResponse
-	38, // 51: chat.v1.MessagingService.CreateUpload:output_type -> chat.v1.Upload
-	40, // 52: chat.v1.MessagingService.GetAttachment:output_type -> chat.v1.AttachmentLink
-	30, // 53: chat.v1.MessagingService.UpdateProfile:output_type -> chat.v1.Profile
-	37, // [37:54] is the sub-list for method output_type
-	20, // [20:37] is the sub-list for method input_type
+	32, // 37: chat.v1.MessagingService.CreateAvatarUpload:input_type -> chat.v1.CreateAvatarUploadRequest
+	33, // 38: chat.v1.MessagingService.GetAvatar:input_type -> chat.v1.GetAvatarRequest
+	29, // 39: chat.v1.MessagingService.Subscribe:output_type -> chat.v1.ClientEvent
+	26, // 40: chat.v1.MessagingService.Relay:output_type -> chat.v1.RelayBatch
+	43, // 41: chat.v1.MessagingService.Send:output_type -> chat.v1.SendResponse
+	48, // 42: chat.v1.MessagingService.OpenDirectChat:output_type -> chat.v1.Chat
+	19, // 43: chat.v1.MessagingService.MarkRead:output_type -> chat.v1.MarkReadResponse
+	1,  // 44: chat.v1.MessagingService.MarkDelivered:output_type -> chat.v1.MarkDeliveredResponse
+	43, // 45: chat.v1.MessagingService.EditMessage:output_type -> chat.v1.SendResponse
+	43, // 46: chat.v1.MessagingService.DeleteMessage:output_type -> chat.v1.SendResponse
+	43, // 47: chat.v1.MessagingService.React:output_type -> chat.v1.SendResponse
+	6,  // 48: chat.v1.MessagingService.SetTyping:output_type -> chat.v1.SetTypingResponse
+	10, // 49: chat.v1.MessagingService.GetPresence:output_type -> chat.v1.GetPresenceResponse
+	12, // 50: chat.v1.MessagingService.BlockUser:output_type -> chat.v1.BlockUserResponse
+	14, // 51: chat.v1.MessagingService.UnblockUser:output_type -> chat.v1.UnblockUserResponse
+	17, // 52: chat.v1.MessagingService.ListBlocked:output_type -> chat.v1.ListBlockedResponse
+	40, // 53: chat.v1.MessagingService.CreateUpload:output_type -> chat.v1.Upload
+	42, // 54: chat.v1.MessagingService.GetAttachment:output_type -> chat.v1.AttachmentLink
+	30, // 55: chat.v1.MessagingService.UpdateProfile:output_type -> chat.v1.Profile
+	40, // 56: chat.v1.MessagingService.CreateAvatarUpload:output_type -> chat.v1.Upload
+	42, // 57: chat.v1.MessagingService.GetAvatar:output_type -> chat.v1.AttachmentLink
+	39, // [39:58] is the sub-list for method output_type
+	20, // [20:39] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
 	20, // [20:20] is the sub-list for extension extendee
 	0,  // [0:20] is the sub-list for field type_name
@@ -2873,13 +3010,14 @@ func file_protos_chat_v1_messaging_proto_init() {
 		(*ClientEvent_Presence)(nil),
 		(*ClientEvent_Profile)(nil),
 	}
+	file_protos_chat_v1_messaging_proto_msgTypes[31].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protos_chat_v1_messaging_proto_rawDesc), len(file_protos_chat_v1_messaging_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

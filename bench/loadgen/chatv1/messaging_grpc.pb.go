@@ -19,23 +19,25 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MessagingService_Subscribe_FullMethodName      = "/chat.v1.MessagingService/Subscribe"
-	MessagingService_Relay_FullMethodName          = "/chat.v1.MessagingService/Relay"
-	MessagingService_Send_FullMethodName           = "/chat.v1.MessagingService/Send"
-	MessagingService_OpenDirectChat_FullMethodName = "/chat.v1.MessagingService/OpenDirectChat"
-	MessagingService_MarkRead_FullMethodName       = "/chat.v1.MessagingService/MarkRead"
-	MessagingService_MarkDelivered_FullMethodName  = "/chat.v1.MessagingService/MarkDelivered"
-	MessagingService_EditMessage_FullMethodName    = "/chat.v1.MessagingService/EditMessage"
-	MessagingService_DeleteMessage_FullMethodName  = "/chat.v1.MessagingService/DeleteMessage"
-	MessagingService_React_FullMethodName          = "/chat.v1.MessagingService/React"
-	MessagingService_SetTyping_FullMethodName      = "/chat.v1.MessagingService/SetTyping"
-	MessagingService_GetPresence_FullMethodName    = "/chat.v1.MessagingService/GetPresence"
-	MessagingService_BlockUser_FullMethodName      = "/chat.v1.MessagingService/BlockUser"
-	MessagingService_UnblockUser_FullMethodName    = "/chat.v1.MessagingService/UnblockUser"
-	MessagingService_ListBlocked_FullMethodName    = "/chat.v1.MessagingService/ListBlocked"
-	MessagingService_CreateUpload_FullMethodName   = "/chat.v1.MessagingService/CreateUpload"
-	MessagingService_GetAttachment_FullMethodName  = "/chat.v1.MessagingService/GetAttachment"
-	MessagingService_UpdateProfile_FullMethodName  = "/chat.v1.MessagingService/UpdateProfile"
+	MessagingService_Subscribe_FullMethodName          = "/chat.v1.MessagingService/Subscribe"
+	MessagingService_Relay_FullMethodName              = "/chat.v1.MessagingService/Relay"
+	MessagingService_Send_FullMethodName               = "/chat.v1.MessagingService/Send"
+	MessagingService_OpenDirectChat_FullMethodName     = "/chat.v1.MessagingService/OpenDirectChat"
+	MessagingService_MarkRead_FullMethodName           = "/chat.v1.MessagingService/MarkRead"
+	MessagingService_MarkDelivered_FullMethodName      = "/chat.v1.MessagingService/MarkDelivered"
+	MessagingService_EditMessage_FullMethodName        = "/chat.v1.MessagingService/EditMessage"
+	MessagingService_DeleteMessage_FullMethodName      = "/chat.v1.MessagingService/DeleteMessage"
+	MessagingService_React_FullMethodName              = "/chat.v1.MessagingService/React"
+	MessagingService_SetTyping_FullMethodName          = "/chat.v1.MessagingService/SetTyping"
+	MessagingService_GetPresence_FullMethodName        = "/chat.v1.MessagingService/GetPresence"
+	MessagingService_BlockUser_FullMethodName          = "/chat.v1.MessagingService/BlockUser"
+	MessagingService_UnblockUser_FullMethodName        = "/chat.v1.MessagingService/UnblockUser"
+	MessagingService_ListBlocked_FullMethodName        = "/chat.v1.MessagingService/ListBlocked"
+	MessagingService_CreateUpload_FullMethodName       = "/chat.v1.MessagingService/CreateUpload"
+	MessagingService_GetAttachment_FullMethodName      = "/chat.v1.MessagingService/GetAttachment"
+	MessagingService_UpdateProfile_FullMethodName      = "/chat.v1.MessagingService/UpdateProfile"
+	MessagingService_CreateAvatarUpload_FullMethodName = "/chat.v1.MessagingService/CreateAvatarUpload"
+	MessagingService_GetAvatar_FullMethodName          = "/chat.v1.MessagingService/GetAvatar"
 )
 
 // MessagingServiceClient is the client API for MessagingService service.
@@ -117,6 +119,13 @@ type MessagingServiceClient interface {
 	// The caller's profile: recorded in the users log (a rebuild keeps it), then told to their
 	// contacts' streams as a `profile` event.
 	UpdateProfile(ctx context.Context, in *UpdateProfileRequest, opts ...grpc.CallOption) (*Profile, error)
+	// A presigned upload for the caller's picture (an image of at most 5 MiB and at most
+	// `files.max_bytes`); UpdateProfile makes it their avatar. Unused uploads expire
+	// (`files.upload_ttl_seconds`); a replaced or removed avatar is swept from the store.
+	CreateAvatarUpload(ctx context.Context, in *CreateAvatarUploadRequest, opts ...grpc.CallOption) (*Upload, error)
+	// A short-lived download link for a user's current avatar, for any logged-in caller;
+	// NOT_FOUND if the user has none.
+	GetAvatar(ctx context.Context, in *GetAvatarRequest, opts ...grpc.CallOption) (*AttachmentLink, error)
 }
 
 type messagingServiceClient struct {
@@ -309,6 +318,26 @@ func (c *messagingServiceClient) UpdateProfile(ctx context.Context, in *UpdatePr
 	return out, nil
 }
 
+func (c *messagingServiceClient) CreateAvatarUpload(ctx context.Context, in *CreateAvatarUploadRequest, opts ...grpc.CallOption) (*Upload, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Upload)
+	err := c.cc.Invoke(ctx, MessagingService_CreateAvatarUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messagingServiceClient) GetAvatar(ctx context.Context, in *GetAvatarRequest, opts ...grpc.CallOption) (*AttachmentLink, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AttachmentLink)
+	err := c.cc.Invoke(ctx, MessagingService_GetAvatar_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessagingServiceServer is the server API for MessagingService service.
 // All implementations must embed UnimplementedMessagingServiceServer
 // for forward compatibility.
@@ -388,6 +417,13 @@ type MessagingServiceServer interface {
 	// The caller's profile: recorded in the users log (a rebuild keeps it), then told to their
 	// contacts' streams as a `profile` event.
 	UpdateProfile(context.Context, *UpdateProfileRequest) (*Profile, error)
+	// A presigned upload for the caller's picture (an image of at most 5 MiB and at most
+	// `files.max_bytes`); UpdateProfile makes it their avatar. Unused uploads expire
+	// (`files.upload_ttl_seconds`); a replaced or removed avatar is swept from the store.
+	CreateAvatarUpload(context.Context, *CreateAvatarUploadRequest) (*Upload, error)
+	// A short-lived download link for a user's current avatar, for any logged-in caller;
+	// NOT_FOUND if the user has none.
+	GetAvatar(context.Context, *GetAvatarRequest) (*AttachmentLink, error)
 	mustEmbedUnimplementedMessagingServiceServer()
 }
 
@@ -448,6 +484,12 @@ func (UnimplementedMessagingServiceServer) GetAttachment(context.Context, *GetAt
 }
 func (UnimplementedMessagingServiceServer) UpdateProfile(context.Context, *UpdateProfileRequest) (*Profile, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateProfile not implemented")
+}
+func (UnimplementedMessagingServiceServer) CreateAvatarUpload(context.Context, *CreateAvatarUploadRequest) (*Upload, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateAvatarUpload not implemented")
+}
+func (UnimplementedMessagingServiceServer) GetAvatar(context.Context, *GetAvatarRequest) (*AttachmentLink, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAvatar not implemented")
 }
 func (UnimplementedMessagingServiceServer) mustEmbedUnimplementedMessagingServiceServer() {}
 func (UnimplementedMessagingServiceServer) testEmbeddedByValue()                          {}
@@ -758,6 +800,42 @@ func _MessagingService_UpdateProfile_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessagingService_CreateAvatarUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateAvatarUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).CreateAvatarUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_CreateAvatarUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).CreateAvatarUpload(ctx, req.(*CreateAvatarUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessagingService_GetAvatar_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAvatarRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagingServiceServer).GetAvatar(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessagingService_GetAvatar_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagingServiceServer).GetAvatar(ctx, req.(*GetAvatarRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessagingService_ServiceDesc is the grpc.ServiceDesc for MessagingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -824,6 +902,14 @@ var MessagingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateProfile",
 			Handler:    _MessagingService_UpdateProfile_Handler,
+		},
+		{
+			MethodName: "CreateAvatarUpload",
+			Handler:    _MessagingService_CreateAvatarUpload_Handler,
+		},
+		{
+			MethodName: "GetAvatar",
+			Handler:    _MessagingService_GetAvatar_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

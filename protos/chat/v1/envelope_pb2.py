@@ -26,7 +26,7 @@ from protos.chat.v1 import common_pb2 as protos_dot_chat_dot_v1_dot_common__pb2
 from protos.chat.v1 import messaging_pb2 as protos_dot_chat_dot_v1_dot_messaging__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprotos/chat/v1/envelope.proto\x12\x07\x63hat.v1\x1a\x1bprotos/chat/v1/common.proto\x1a\x1eprotos/chat/v1/messaging.proto\"\xf7\x02\n\x08\x44\x65livery\x12\x12\n\nmessage_id\x18\x01 \x01(\x06\x12\x0f\n\x07\x63hat_id\x18\x02 \x01(\t\x12\x11\n\tsender_id\x18\x03 \x01(\x06\x12\x14\n\x0crecipient_id\x18\x04 \x01(\x06\x12\x0f\n\x07primary\x18\x05 \x01(\x08\x12\x0c\n\x04\x62ody\x18\x06 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x07 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x08 \x01(\x03\x12\x0c\n\x04kind\x18\n \x01(\t\x12#\n\x06\x63hange\x18\x0b \x01(\x0b\x32\x13.chat.v1.ChatChange\x12\x0c\n\x04read\x18\x0c \x01(\x08\x12%\n\tamendment\x18\r \x01(\x0b\x32\x12.chat.v1.Amendment\x12\x11\n\tdelivered\x18\x0e \x01(\x08\x12\x15\n\rrecipient_ids\x18\x0f \x03(\x06\x12(\n\x0b\x61ttachments\x18\x10 \x03(\x0b\x32\x13.chat.v1.AttachmentJ\x04\x08\t\x10\nR\nmember_ids\"s\n\nUserRecord\x12\x0f\n\x07user_id\x18\x01 \x01(\x06\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\rpassword_hash\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\"D\n\x06Signal\x12\x15\n\rrecipient_ids\x18\x01 \x03(\x06\x12#\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x14.chat.v1.ClientEventb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprotos/chat/v1/envelope.proto\x12\x07\x63hat.v1\x1a\x1bprotos/chat/v1/common.proto\x1a\x1eprotos/chat/v1/messaging.proto\"\xf7\x02\n\x08\x44\x65livery\x12\x12\n\nmessage_id\x18\x01 \x01(\x06\x12\x0f\n\x07\x63hat_id\x18\x02 \x01(\t\x12\x11\n\tsender_id\x18\x03 \x01(\x06\x12\x14\n\x0crecipient_id\x18\x04 \x01(\x06\x12\x0f\n\x07primary\x18\x05 \x01(\x08\x12\x0c\n\x04\x62ody\x18\x06 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x07 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x08 \x01(\x03\x12\x0c\n\x04kind\x18\n \x01(\t\x12#\n\x06\x63hange\x18\x0b \x01(\x0b\x32\x13.chat.v1.ChatChange\x12\x0c\n\x04read\x18\x0c \x01(\x08\x12%\n\tamendment\x18\r \x01(\x0b\x32\x12.chat.v1.Amendment\x12\x11\n\tdelivered\x18\x0e \x01(\x08\x12\x15\n\rrecipient_ids\x18\x0f \x03(\x06\x12(\n\x0b\x61ttachments\x18\x10 \x03(\x0b\x32\x13.chat.v1.AttachmentJ\x04\x08\t\x10\nR\nmember_ids\"\x86\x01\n\nUserRecord\x12\x0f\n\x07user_id\x18\x01 \x01(\x06\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\rpassword_hash\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12\x11\n\tavatar_id\x18\x06 \x01(\x06\"D\n\x06Signal\x12\x15\n\rrecipient_ids\x18\x01 \x03(\x06\x12#\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x14.chat.v1.ClientEventb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DELIVERY']._serialized_start=104
   _globals['_DELIVERY']._serialized_end=479
-  _globals['_USERRECORD']._serialized_start=481
-  _globals['_USERRECORD']._serialized_end=596
-  _globals['_SIGNAL']._serialized_start=598
-  _globals['_SIGNAL']._serialized_end=666
+  _globals['_USERRECORD']._serialized_start=482
+  _globals['_USERRECORD']._serialized_end=616
+  _globals['_SIGNAL']._serialized_start=618
+  _globals['_SIGNAL']._serialized_end=686
 # @@protoc_insertion_point(module_scope)

@@ -131,12 +131,17 @@ class UserRecord(_message.Message):
     PASSWORD_HASH_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    AVATAR_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     username: _builtins.str
     password_hash: _builtins.str
     created_at_ms: _builtins.int
     display_name: _builtins.str
     """The profile (UpdateProfile): the newest record of a user holds all of it."""
+    avatar_id: _builtins.int
+    """Their picture: an avatar upload (MessagingService.CreateAvatarUpload) the user chose; 0 for
+    none.
+    """
     def __init__(
         self,
         *,
@@ -145,10 +150,11 @@ class UserRecord(_message.Message):
         password_hash: _builtins.str = ...,
         created_at_ms: _builtins.int = ...,
         display_name: _builtins.str = ...,
+        avatar_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "display_name", b"display_name", "password_hash", b"password_hash", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_id", b"avatar_id", "created_at_ms", b"created_at_ms", "display_name", b"display_name", "password_hash", b"password_hash", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

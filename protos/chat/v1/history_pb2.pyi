@@ -488,12 +488,15 @@ class User(_message.Message):
     USERNAME_FIELD_NUMBER: _builtins.int
     PASSWORD_HASH_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    AVATAR_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     username: _builtins.str
     password_hash: _builtins.str
     """Only returned to the BFF's service token."""
     display_name: _builtins.str
     """What clients show for the user (empty: the username)."""
+    avatar_id: _builtins.int
+    """Their picture (MessagingService.GetAvatar links it); 0 for none."""
     def __init__(
         self,
         *,
@@ -501,10 +504,11 @@ class User(_message.Message):
         username: _builtins.str = ...,
         password_hash: _builtins.str = ...,
         display_name: _builtins.str = ...,
+        avatar_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "password_hash", b"password_hash", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_id", b"avatar_id", "display_name", b"display_name", "password_hash", b"password_hash", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -519,24 +523,33 @@ class UpdateUserRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     PASSWORD_HASH_FIELD_NUMBER: _builtins.int
+    AVATAR_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     display_name: _builtins.str
     """Set to change it ("" clears it)."""
     password_hash: _builtins.str
     """Set to change it."""
+    avatar_id: _builtins.int
+    """Set to change it (0 removes it); messaging has checked it is the user's avatar upload."""
     def __init__(
         self,
         *,
         user_id: _builtins.int = ...,
         display_name: _builtins.str | None = ...,
         password_hash: _builtins.str = ...,
+        avatar_id: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "display_name", b"display_name"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_avatar_id", b"_avatar_id", "_display_name", b"_display_name", "avatar_id", b"avatar_id", "display_name", b"display_name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "display_name", b"display_name", "password_hash", b"password_hash", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_avatar_id", b"_avatar_id", "_display_name", b"_display_name", "avatar_id", b"avatar_id", "display_name", b"display_name", "password_hash", b"password_hash", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__avatar_id: _TypeAlias = _typing.Literal["avatar_id"]  # noqa: Y015
+    _WhichOneofArgType__avatar_id: _TypeAlias = _typing.Literal["_avatar_id", b"_avatar_id"]  # noqa: Y015
     _WhichOneofReturnType__display_name: _TypeAlias = _typing.Literal["display_name"]  # noqa: Y015
     _WhichOneofArgType__display_name: _TypeAlias = _typing.Literal["_display_name", b"_display_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__avatar_id) -> _WhichOneofReturnType__avatar_id | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__display_name) -> _WhichOneofReturnType__display_name | None: ...
 
 Global___UpdateUserRequest: _TypeAlias = UpdateUserRequest  # noqa: Y015

@@ -760,20 +760,24 @@ class Profile(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     USERNAME_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    AVATAR_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     username: _builtins.str
     display_name: _builtins.str
     """What to show for them (empty: the username)."""
+    avatar_id: _builtins.int
+    """Their picture (GetAvatar links it); 0 for none."""
     def __init__(
         self,
         *,
         user_id: _builtins.int = ...,
         username: _builtins.str = ...,
         display_name: _builtins.str = ...,
+        avatar_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_id", b"avatar_id", "display_name", b"display_name", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -781,23 +785,81 @@ Global___Profile: _TypeAlias = Profile  # noqa: Y015
 
 @_typing.final
 class UpdateProfileRequest(_message.Message):
+    """What is set changes; what is not set stays as it was."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    AVATAR_ID_FIELD_NUMBER: _builtins.int
     display_name: _builtins.str
     """0-64 characters, no control characters; "" clears it."""
+    avatar_id: _builtins.int
+    """One of the caller's avatar uploads (CreateAvatarUpload) once its bytes are stored, or 0 to
+    remove the picture. The one it replaces is removed from the store.
+    """
     def __init__(
         self,
         *,
-        display_name: _builtins.str = ...,
+        display_name: _builtins.str | None = ...,
+        avatar_id: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_avatar_id", b"_avatar_id", "_display_name", b"_display_name", "avatar_id", b"avatar_id", "display_name", b"display_name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_avatar_id", b"_avatar_id", "_display_name", b"_display_name", "avatar_id", b"avatar_id", "display_name", b"display_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__avatar_id: _TypeAlias = _typing.Literal["avatar_id"]  # noqa: Y015
+    _WhichOneofArgType__avatar_id: _TypeAlias = _typing.Literal["_avatar_id", b"_avatar_id"]  # noqa: Y015
+    _WhichOneofReturnType__display_name: _TypeAlias = _typing.Literal["display_name"]  # noqa: Y015
+    _WhichOneofArgType__display_name: _TypeAlias = _typing.Literal["_display_name", b"_display_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__avatar_id) -> _WhichOneofReturnType__avatar_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__display_name) -> _WhichOneofReturnType__display_name | None: ...
+
+Global___UpdateProfileRequest: _TypeAlias = UpdateProfileRequest  # noqa: Y015
+
+@_typing.final
+class CreateAvatarUploadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIZE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    size: _builtins.int
+    """Its exact size in bytes, 1 up to 5 MiB (and at most `files.max_bytes`)."""
+    content_type: _builtins.str
+    """image/png, image/jpeg, image/gif or image/webp."""
+    def __init__(
+        self,
+        *,
+        size: _builtins.int = ...,
+        content_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateProfileRequest: _TypeAlias = UpdateProfileRequest  # noqa: Y015
+Global___CreateAvatarUploadRequest: _TypeAlias = CreateAvatarUploadRequest  # noqa: Y015
+
+@_typing.final
+class GetAvatarRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAvatarRequest: _TypeAlias = GetAvatarRequest  # noqa: Y015
 
 @_typing.final
 class Redirect(_message.Message):

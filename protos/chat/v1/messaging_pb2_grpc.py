@@ -122,6 +122,16 @@ class MessagingServiceStub:
                 request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.UpdateProfileRequest.SerializeToString,
                 response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.Profile.FromString,
                 _registered_method=True)
+        self.CreateAvatarUpload = channel.unary_unary(
+                '/chat.v1.MessagingService/CreateAvatarUpload',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.CreateAvatarUploadRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.Upload.FromString,
+                _registered_method=True)
+        self.GetAvatar = channel.unary_unary(
+                '/chat.v1.MessagingService/GetAvatar',
+                request_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetAvatarRequest.SerializeToString,
+                response_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.AttachmentLink.FromString,
+                _registered_method=True)
 
 
 class MessagingServiceServicer:
@@ -286,6 +296,23 @@ class MessagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateAvatarUpload(self, request, context):
+        """A presigned upload for the caller's picture (an image of at most 5 MiB and at most
+        `files.max_bytes`); UpdateProfile makes it their avatar. Unused uploads expire
+        (`files.upload_ttl_seconds`); a replaced or removed avatar is swept from the store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAvatar(self, request, context):
+        """A short-lived download link for a user's current avatar, for any logged-in caller;
+        NOT_FOUND if the user has none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MessagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -373,6 +400,16 @@ def add_MessagingServiceServicer_to_server(servicer, server):
                     servicer.UpdateProfile,
                     request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.UpdateProfileRequest.FromString,
                     response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.Profile.SerializeToString,
+            ),
+            'CreateAvatarUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAvatarUpload,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.CreateAvatarUploadRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.Upload.SerializeToString,
+            ),
+            'GetAvatar': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAvatar,
+                    request_deserializer=protos_dot_chat_dot_v1_dot_messaging__pb2.GetAvatarRequest.FromString,
+                    response_serializer=protos_dot_chat_dot_v1_dot_messaging__pb2.AttachmentLink.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -836,6 +873,60 @@ class MessagingService:
             '/chat.v1.MessagingService/UpdateProfile',
             protos_dot_chat_dot_v1_dot_messaging__pb2.UpdateProfileRequest.SerializeToString,
             protos_dot_chat_dot_v1_dot_messaging__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAvatarUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/CreateAvatarUpload',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.CreateAvatarUploadRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.Upload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAvatar(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chat.v1.MessagingService/GetAvatar',
+            protos_dot_chat_dot_v1_dot_messaging__pb2.GetAvatarRequest.SerializeToString,
+            protos_dot_chat_dot_v1_dot_messaging__pb2.AttachmentLink.FromString,
             options,
             channel_credentials,
             insecure,

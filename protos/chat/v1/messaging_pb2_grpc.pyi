@@ -122,6 +122,15 @@ class MessagingServiceStub:
     """The caller's profile: recorded in the users log (a rebuild keeps it), then told to their
     contacts' streams as a `profile` event.
     """
+    CreateAvatarUpload: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.CreateAvatarUploadRequest, _messaging_pb2.Upload]
+    """A presigned upload for the caller's picture (an image of at most 5 MiB and at most
+    `files.max_bytes`); UpdateProfile makes it their avatar. Unused uploads expire
+    (`files.upload_ttl_seconds`); a replaced or removed avatar is swept from the store.
+    """
+    GetAvatar: _grpc.UnaryUnaryMultiCallable[_messaging_pb2.GetAvatarRequest, _messaging_pb2.AttachmentLink]
+    """A short-lived download link for a user's current avatar, for any logged-in caller;
+    NOT_FOUND if the user has none.
+    """
 
 @_typing.type_check_only
 class MessagingServiceAsyncStub(MessagingServiceStub):
@@ -215,6 +224,15 @@ class MessagingServiceAsyncStub(MessagingServiceStub):
     UpdateProfile: _aio.UnaryUnaryMultiCallable[_messaging_pb2.UpdateProfileRequest, _messaging_pb2.Profile]  # type: ignore[assignment]
     """The caller's profile: recorded in the users log (a rebuild keeps it), then told to their
     contacts' streams as a `profile` event.
+    """
+    CreateAvatarUpload: _aio.UnaryUnaryMultiCallable[_messaging_pb2.CreateAvatarUploadRequest, _messaging_pb2.Upload]  # type: ignore[assignment]
+    """A presigned upload for the caller's picture (an image of at most 5 MiB and at most
+    `files.max_bytes`); UpdateProfile makes it their avatar. Unused uploads expire
+    (`files.upload_ttl_seconds`); a replaced or removed avatar is swept from the store.
+    """
+    GetAvatar: _aio.UnaryUnaryMultiCallable[_messaging_pb2.GetAvatarRequest, _messaging_pb2.AttachmentLink]  # type: ignore[assignment]
+    """A short-lived download link for a user's current avatar, for any logged-in caller;
+    NOT_FOUND if the user has none.
     """
 
 class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -408,6 +426,27 @@ class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_messaging_pb2.Profile, _abc.Awaitable[_messaging_pb2.Profile]]:
         """The caller's profile: recorded in the users log (a rebuild keeps it), then told to their
         contacts' streams as a `profile` event.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateAvatarUpload(
+        self,
+        request: _messaging_pb2.CreateAvatarUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.Upload, _abc.Awaitable[_messaging_pb2.Upload]]:
+        """A presigned upload for the caller's picture (an image of at most 5 MiB and at most
+        `files.max_bytes`); UpdateProfile makes it their avatar. Unused uploads expire
+        (`files.upload_ttl_seconds`); a replaced or removed avatar is swept from the store.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAvatar(
+        self,
+        request: _messaging_pb2.GetAvatarRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messaging_pb2.AttachmentLink, _abc.Awaitable[_messaging_pb2.AttachmentLink]]:
+        """A short-lived download link for a user's current avatar, for any logged-in caller;
+        NOT_FOUND if the user has none.
         """
 
 def add_MessagingServiceServicer_to_server(servicer: MessagingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
