@@ -73,6 +73,8 @@ class Session:
         self.channels: dict[str, grpc.aio.Channel] = {}
         self.auth = {"Authorization": f"Bearer {self.token}"}
         self.names: dict[int, str] = {}
+        #: Display names, where users chose one (what is shown instead of their username).
+        self.shown: dict[int, str] = {}
         #: The chat lines go to; None until one is opened.
         self.chat_id: str | None = None
         #: The open chat's messages as numbered on screen (#1...), both ways.
@@ -112,17 +114,25 @@ class Session:
             if known == name.lower():
                 return user_id
         user = await self.call("GET", "/v1/users", params={"username": name})
-        self.names[int(user["user_id"])] = user["username"]
+        self.learn(user)
         return int(user["user_id"])
+
+    def learn(self, user: dict[str, Any]) -> None:
+        """A user's username and display name (a user, a profile or a profile event)."""
+        user_id = int(user["user_id"])
+        self.names[user_id] = str(user["username"])
+        self.shown[user_id] = str(user.get("display_name") or "")
+
+    def shown_name(self, user_id: int) -> str:
+        return self.shown.get(user_id) or self.names.get(user_id) or str(user_id)
 
     async def name_of(self, user_id: int) -> str:
         if user_id not in self.names:
             try:
-                user = await self.call("GET", f"/v1/users/{user_id}")
+                self.learn(await self.call("GET", f"/v1/users/{user_id}"))
             except ClientError:
                 return str(user_id)
-            self.names[user_id] = user["username"]
-        return self.names[user_id]
+        return self.shown_name(user_id)
 
     async def open(self, chat_id: str, title: str) -> None:
         self.chat_id = chat_id
@@ -159,7 +169,7 @@ class Session:
         if sender == self.user_id:
             self.mine.append(message_id)
         stamp = time.strftime("%H:%M:%S", time.localtime(created_ms / 1000))
-        print(f"[{stamp}] #{number} {self.names.get(sender, sender)}: {body}", flush=True)
+        print(f"[{stamp}] #{number} {self.shown_name(sender)}: {body}", flush=True)
         if files:
             self.files[number] = [{**f, "message_id": message_id} for f in files]
             for f in files:
@@ -199,6 +209,8 @@ HELP = """commands:
   /members                 list the open group's members and roles
   /who                     who of the open chat is online (or when last seen)
   /search WORDS            the open chat's messages holding every word, newest first
+  /name [TEXT]             your display name (none: your username)
+  /picture PATH            your avatar (a PNG, JPEG, GIF or WebP of at most 5 MiB)
   /send-file PATH          send a file (straight to the object store, then a message naming it)
   /get N                   save the files of message #N here
   /edit N TEXT             edit your message #N
@@ -286,6 +298,11 @@ async def _command(me: Session, line: str) -> None:
                 f"-- {len(found['messages'])} found"
                 + (" (older ones too)" if found["has_more"] else "")
             )
+        elif word == "/name":
+            me.learn(await me.call("PUT", "/v1/me/profile", json={"display_name": rest.strip()}))
+            print(f"-- you are shown as {me.shown_name(me.user_id)}")
+        elif word == "/picture" and args:
+            await _set_picture(me, rest.strip())
         elif word == "/send-file" and me.chat_id and args:
             await _send_file(me, me.chat_id, rest.strip())
         elif word == "/get" and me.chat_id and len(args) == 1:
@@ -406,6 +423,17 @@ async def _on_event(me: Session, event: messaging_pb2.ClientEvent) -> None:
         p = event.presence
         shown = _presence({"online": p.online, "last_seen_ms": p.last_seen_ms})
         print(f"-- {await me.name_of(p.user_id)} is {shown}")
+    elif kind == "profile":
+        before = me.shown_name(event.profile.user_id)
+        me.learn(
+            {
+                "user_id": event.profile.user_id,
+                "username": event.profile.username,
+                "display_name": event.profile.display_name,
+            }
+        )
+        after = me.shown_name(event.profile.user_id)
+        print(f"-- {before} changed their profile" + (f": now {after}" if after != before else ""))
     elif kind == "resync_required":
         print("-- missed too much while away; showing only new messages")
 
@@ -474,6 +502,24 @@ async def _send_file(me: Session, chat_id: str, name: str) -> None:
         attachment_id=int(upload["attachment_id"]), sha256=hashlib.sha256(data).hexdigest()
     )
     await _send(me, chat_id, path.name, [attachment])
+
+
+async def _set_picture(me: Session, name: str) -> None:
+    """Upload an avatar with the presigned URL the BFF hands out, then name it the profile's."""
+    path = Path(name)
+    try:
+        data = await asyncio.to_thread(lambda: path.expanduser().read_bytes())
+    except OSError as exc:
+        print(f"-- cannot read {path}: {exc.strerror}")
+        return
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    upload = await me.call("POST", "/v1/me/avatar", json={"size": len(data), "content_type": kind})
+    async with me.http.put(upload["url"], data=data, headers=upload["headers"]) as response:
+        if response.status != 200:
+            print(f"-- the store refused the upload ({response.status})")
+            return
+    await me.call("PUT", "/v1/me/profile", json={"avatar_id": upload["attachment_id"]})
+    print(f"-- your picture is {path.name}")
 
 
 async def _get_files(me: Session, chat_id: str, which: str) -> None:

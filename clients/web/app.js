@@ -27,7 +27,12 @@ let deliveredTimer = null;
 const deliveredMarks = new Map(); // chat_id -> newest message id received, to mark delivered
 // Whom the user blocked (GET /v1/blocks): in groups, what they say is hidden here.
 const blocked = new Set();
-const asking = new Set(); // user ids whose names are being asked for
+const asking = new Set(); // user ids whose profiles are being asked for
+const profiled = new Set(); // user ids whose profiles this page load has learned
+const wanted = new Set(); // user ids to ask for in the next batch
+let askTimer = null;
+const avatarIds = new Map(); // user_id -> their avatar_id (null: none)
+const avatarLinks = new Map(); // user_id -> {avatarId, url (a promise), expires}
 
 // --- HTTP ---------------------------------------------------------------------------------
 
@@ -84,22 +89,86 @@ function learnName(userId, username) {
   for (const node of document.querySelectorAll(`[data-name-of="${userId}"]`)) node.textContent = username;
 }
 
-// Names this page has not learned yet are asked for once each (GET /v1/users/{id}); what
-// shows an id until then is filled in when the answer comes.
+// Each user's profile (name and picture) is asked for once per page load, in batches of up
+// to 200 (GET /v1/profiles): what asks comes in bursts, a page of history or the chat list.
+// A name learned before shows meanwhile; profile events keep them current.
 function askNames(userIds) {
-  const known = names();
-  for (const userId of new Set(userIds)) {
-    if (!userId || known[userId] || asking.has(userId)) continue;
-    asking.add(userId);
-    call("GET", `/v1/users/${userId}`)
-      .then((user) => {
-        learnName(user.user_id, user.display_name || user.username);
-        renderChats();
-        if (current) $("chat-title").textContent = chatName(chats.get(current.id) || { kind: "group", name: "" });
-      })
-      .catch(() => {})
-      .finally(() => asking.delete(userId));
+  for (const userId of userIds) {
+    if (userId && !profiled.has(userId) && !asking.has(userId)) wanted.add(userId);
   }
+  if (wanted.size && !askTimer) askTimer = setTimeout(askProfiles, 0);
+}
+
+async function askProfiles() {
+  askTimer = null;
+  const ids = [...wanted].slice(0, 200);
+  for (const userId of ids) {
+    wanted.delete(userId);
+    asking.add(userId);
+  }
+  try {
+    const found = await call("GET", `/v1/profiles?user_ids=${ids.join(",")}`);
+    for (const p of found.profiles) learnProfile(p);
+    for (const userId of ids) profiled.add(userId); // who does not exist is not asked again
+    renderChats();
+    if (current) $("chat-title").textContent = chatName(chats.get(current.id) || { kind: "group", name: "" });
+  } catch {
+    // Asked again the next time they are shown.
+  } finally {
+    for (const userId of ids) asking.delete(userId);
+    if (wanted.size && !askTimer) askTimer = setTimeout(askProfiles, 0);
+  }
+}
+
+function learnProfile(p) {
+  profiled.add(p.user_id);
+  learnName(p.user_id, p.display_name || p.username);
+  const avatarId = p.avatar_id || null;
+  const changed = avatarIds.get(p.user_id) !== avatarId;
+  avatarIds.set(p.user_id, avatarId);
+  if (changed) {
+    avatarUrl(p.user_id)
+      .then((url) => {
+        for (const node of document.querySelectorAll(`img[data-avatar-of="${p.user_id}"]`)) paint(node, url);
+      })
+      .catch(() => {});
+  }
+}
+
+// A picture's link (GET /v1/users/{id}/avatar) is asked once per avatar and kept until it
+// nears its expiry; an image already shown keeps its bytes after that.
+function avatarUrl(userId) {
+  const avatarId = avatarIds.get(userId);
+  if (!avatarId) return Promise.resolve(null);
+  const cached = avatarLinks.get(userId);
+  if (cached && cached.avatarId === avatarId && cached.expires > Date.now() + 30000) return cached.url;
+  const entry = { avatarId, expires: Infinity };
+  entry.url = call("GET", `/v1/users/${userId}/avatar`).then((link) => {
+    entry.expires = link.expires_at_ms;
+    return link.url;
+  });
+  entry.url.catch(() => {
+    if (avatarLinks.get(userId) === entry) avatarLinks.delete(userId);
+  });
+  avatarLinks.set(userId, entry);
+  return entry.url;
+}
+
+function paint(img, url) {
+  if (url) img.src = url;
+  else img.removeAttribute("src");
+  img.hidden = !url;
+}
+
+function avatarNode(userId) {
+  const img = document.createElement("img");
+  img.className = "avatar";
+  img.alt = "";
+  img.dataset.avatarOf = userId;
+  img.hidden = true;
+  if (avatarIds.get(userId)) avatarUrl(userId).then((url) => paint(img, url)).catch(() => {});
+  askNames([userId]);
+  return img;
 }
 
 function nameNode(userId, tag = "span") {
@@ -131,7 +200,10 @@ function showLogin(message = "") {
 async function showApp() {
   $("login-view").hidden = true;
   $("chat-view").hidden = false;
-  $("me").textContent = session.username;
+  $("me").textContent = names()[session.user_id] || session.username;
+  $("me").dataset.nameOf = session.user_id;
+  $("my-avatar").dataset.avatarOf = session.user_id;
+  askNames([session.user_id]);
   await Promise.all([loadChats(), loadBlocked()]);
   connect();
 }
@@ -161,6 +233,8 @@ function renderChats() {
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = chatName(chat);
+    const peer = chat.kind === "direct" && chat.member_ids.find((id) => id !== session.user_id);
+    if (peer) name.prepend(avatarNode(peer));
     const unread = document.createElement("span");
     unread.className = "unread";
     const count = current && current.id === chat.chat_id ? 0 : chat.unread_count;
@@ -187,7 +261,7 @@ function bubble(message, isPending = false) {
   if (inGroup && !mine && !message.change) {
     const who = nameNode(message.sender_id, "b");
     who.className = "who";
-    item.append(who, document.createElement("br"));
+    item.append(avatarNode(message.sender_id), who, document.createElement("br"));
   }
   const text = document.createElement("span");
   text.className = "text";
@@ -639,9 +713,8 @@ function handle(event) {
       showPresence();
       break;
     case "profile": {
-      // A contact changed their display name: shown everywhere at once.
-      const p = event.profile;
-      learnName(p.user_id, p.display_name || p.username);
+      // A contact changed their display name or picture: shown everywhere at once.
+      learnProfile(event.profile);
       renderChats();
       break;
     }
@@ -701,6 +774,18 @@ async function sendFile(file) {
     send(chatId, caption || file.name, [{ attachment_id: upload.attachment_id, sha256, width, height }]);
   } catch (error) {
     $("composer-error").textContent = error.message;
+  }
+}
+
+// Your picture: straight to the object store, then named in your profile.
+async function setPicture(file) {
+  try {
+    const upload = await call("POST", "/v1/me/avatar", { size: file.size, content_type: file.type });
+    const put = await fetch(upload.url, { method: upload.method, headers: upload.headers, body: file });
+    if (!put.ok) throw new Error(`the upload was refused (${put.status})`);
+    learnProfile(await call("PUT", "/v1/me/profile", { avatar_id: upload.attachment_id }));
+  } catch (error) {
+    alert(error.message);
   }
 }
 
@@ -796,7 +881,7 @@ async function userIds(text) {
   const ids = [];
   for (const username of wanted) {
     const user = await call("GET", `/v1/users?username=${encodeURIComponent(username)}`);
-    learnName(user.user_id, user.username);
+    learnProfile(user);
     ids.push(user.user_id);
   }
   return ids;
@@ -816,7 +901,7 @@ async function loadMembers() {
     item.dataset.userId = member.user_id;
     const who = nameNode(member.user_id);
     who.className = "who";
-    item.append(who);
+    item.append(avatarNode(member.user_id), who);
     if (manager && member.user_id !== session.user_id) {
       const role = document.createElement("select");
       for (const name of ["member", "admin", "owner"]) role.append(new Option(name, name, false, name === member.role));
@@ -890,7 +975,7 @@ $("new-chat-form").addEventListener("submit", async (e) => {
   try {
     const chat = await call("POST", "/v1/chats/direct", { peer_username: username });
     const peer = chat.member_ids.find((id) => id !== session.user_id) || session.user_id;
-    learnName(peer, username.toLowerCase());
+    if (!profiled.has(peer)) learnName(peer, username.toLowerCase());
     $("new-chat-username").value = "";
     await loadChats();
     if (!chats.has(chat.chat_id)) {
@@ -923,11 +1008,16 @@ $("profile-button").addEventListener("click", async () => {
   if (shown === null) return;
   try {
     const me = await call("PUT", "/v1/me/profile", { display_name: shown.trim() });
-    learnName(me.user_id, me.display_name || me.username);
-    $("me").textContent = me.display_name || me.username;
+    learnProfile(me);
   } catch (error) {
     alert(error.message);
   }
+});
+$("avatar-button").addEventListener("click", () => $("avatar-input").click());
+$("avatar-input").addEventListener("change", () => {
+  const file = $("avatar-input").files[0];
+  $("avatar-input").value = "";
+  if (file) setPicture(file);
 });
 $("password-button").addEventListener("click", async () => {
   const current = prompt("Your current password");

@@ -93,6 +93,20 @@ async def test_three_terminal_clients_hold_a_group_conversation(
         await _type(processes[1], f"/get {line.rsplit(' ', 1)[1].strip()}")
         await _wait_for(processes[1], "-- saved notes.txt (1600 bytes, checksum ok)", seen[1])
         assert (homes[1] / "notes.txt").read_bytes() == notes.read_bytes()
+
+        # A profile: carol takes a display name and a picture; the others are told and show
+        # the name over her words from then on.
+        await _type(processes[2], "/name Carol C.")
+        await _wait_for(processes[2], "-- you are shown as Carol C.", seen[2])
+        await _wait_for(processes[0], f"-- {carol.username} changed their profile", seen[0])
+        face = tmp_path / "carol.png"
+        face.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+        await _type(processes[2], f"/picture {face}")
+        await _wait_for(processes[2], "-- your picture is carol.png", seen[2])
+        await _type(processes[2], "still here")
+        await _wait_for(processes[0], "Carol C.: still here", seen[0])
+        status, found = await alice.get(f"/v1/users/{carol.user_id}/avatar")
+        assert (status, found["attachment"]["size"]) == (200, 108), found
     finally:
         for process in processes:
             if process.returncode is None:

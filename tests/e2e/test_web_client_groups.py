@@ -1,8 +1,9 @@
 """The web client does what the API does, in three headless Chromium windows: alice makes a
 group with bob and carol from the page, sends a photo that the others see in place, names
-show instead of ids, bob finds an old message with the chat's search, alice makes carol an
-admin and renames the group from the members panel, carol blocks bob and his words are
-hidden on her page, bob leaves. Screenshots land in .infra/test-output/web-client/."""
+show instead of ids, bob takes a picture that shows by his words on the others' pages, bob
+finds an old message with the chat's search, alice makes carol an admin and renames the group
+from the members panel, carol blocks bob and his words are hidden on her page, bob leaves.
+Screenshots land in .infra/test-output/web-client/."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ from tests.e2e.conftest import BFF, PASSWORD, Clients, eventually
 #: An image's natural size once it has loaded from the object store: 0 until then.
 NATURAL_WIDTH = (
     "const i = document.querySelector('#messages img.file'); return i ? i.naturalWidth : 0;"
+)
+
+#: The same for an avatar found by a CSS selector (shown: hidden ones count as 0).
+AVATAR_WIDTH = (
+    "const i = document.querySelector(arguments[0]); return i && !i.hidden ? i.naturalWidth : 0;"
 )
 
 
@@ -155,6 +161,14 @@ async def test_a_group_of_three_in_browsers_shares_a_photo_searches_and_blocks(
             == "Bobby Tables"
         ),
     )
+
+    # Bob picks a picture from his page: it shows by his name there and by his words on
+    # carol's page (a profile event, then a link from GET /v1/users/{id}/avatar).
+    face = _png(tmp_path / "bob.png", 20, 20)
+    await act(lambda: bob.driver.find_element(By.ID, "avatar-input").send_keys(str(face)))
+    await act(bob.wait, lambda d: d.execute_script(AVATAR_WIDTH, "#my-avatar") == 20)
+    last_avatar = "#messages .message:last-child img.avatar"
+    await act(carol.wait, lambda d: d.execute_script(AVATAR_WIDTH, last_avatar) == 20)
 
     # Bob finds the old message with the chat's search.
     await act(_fill, bob, "search-input", "HARBOUR plan")
