@@ -300,13 +300,14 @@ async def change_password(request: web.Request) -> web.Response:
     current = inputs.text(body, "current_password", maximum=256)
     new = inputs.text(body, "new_password", minimum=8, maximum=256)
     limits = accounts.limits.get()
-    key = str(claims.user_id)
-    await accounts.over("login-failures-per-username", key, limits.login_failures_per_username)
     user = await accounts.history.FindUser(
         history_pb2.FindUserRequest(user_id=claims.user_id),
         metadata=accounts.service_metadata(),
         timeout=accounts.deadline,
     )
+    # The failed-login budget of the username: a stolen session is no way around it.
+    key = user.username
+    await accounts.over("login-failures-per-username", key, limits.login_failures_per_username)
     if not await passwords.verified(current, user.password_hash):
         await accounts.spend(
             "login-failures-per-username",

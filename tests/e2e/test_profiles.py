@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from protos.chat.v1 import messaging_pb2
-from tests.e2e.conftest import BFF, PASSWORD, Clients
+from tests.e2e.conftest import BFF, PASSWORD, Admin, Clients
 
 
 async def test_a_display_name_is_shown_by_id_in_batches_and_told_to_contacts(
@@ -77,6 +77,22 @@ async def test_a_password_change_ends_the_other_sessions(clients: Clients) -> No
             f"{BFF}/v1/sessions", json={"username": alice.username, "password": password}
         ) as response:
             assert response.status == expected, await response.text()
+
+
+async def test_wrong_current_passwords_spend_the_failed_login_budget(
+    clients: Clients, admin: Admin
+) -> None:
+    budget = (await admin.get("auth"))["value"]["login_failures_per_username"]
+    alice = await clients.user("guessed")
+    wrong = {"current_password": "not-the-password", "new_password": "n3w-password"}
+    statuses = [(await alice.call("PUT", "/v1/me/password", wrong))[0] for _ in range(budget + 1)]
+    assert statuses == [403] * budget + [429], statuses
+    # Spent by password changes, the budget refuses logins of that username too, right
+    # password and all (one budget, whichever door the guesses come through).
+    async with alice.http.post(
+        f"{BFF}/v1/sessions", json={"username": alice.username, "password": PASSWORD}
+    ) as response:
+        assert response.status == 429, await response.text()
 
 
 async def test_a_profile_over_grpc(clients: Clients) -> None:
