@@ -480,46 +480,44 @@ async def _read_lines(me: Session) -> None:
             await _send(me, me.chat_id, text)
 
 
-async def _send_file(me: Session, chat_id: str, name: str) -> None:
-    """Upload with the presigned URL the BFF hands out, then send a message naming it."""
+async def _upload(me: Session, name: str, path_of_upload: str) -> tuple[Path, bytes, str] | None:
+    """Read a file and PUT it with the presigned URL the BFF answers at ``path_of_upload``:
+    (the path, its bytes, the upload's id), or None, said why, if it could not."""
     path = Path(name)
     try:
         data = await asyncio.to_thread(lambda: path.expanduser().read_bytes())
     except OSError as exc:
         print(f"-- cannot read {path}: {exc.strerror}")
-        return
+        return None
     kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    upload = await me.call(
-        "POST",
-        f"/v1/chats/{chat_id}/attachments",
-        json={"name": path.name, "size": len(data), "content_type": kind},
-    )
+    declared = {"size": len(data), "content_type": kind}
+    if path_of_upload.endswith("/attachments"):
+        declared["name"] = path.name
+    upload = await me.call("POST", path_of_upload, json=declared)
     async with me.http.put(upload["url"], data=data, headers=upload["headers"]) as response:
         if response.status != 200:
             print(f"-- the store refused the upload ({response.status})")
-            return
-    attachment = common_pb2.Attachment(
-        attachment_id=int(upload["attachment_id"]), sha256=hashlib.sha256(data).hexdigest()
-    )
-    await _send(me, chat_id, path.name, [attachment])
+            return None
+    return path, data, str(upload["attachment_id"])
+
+
+async def _send_file(me: Session, chat_id: str, name: str) -> None:
+    """Upload straight to the store, then send a message naming the file."""
+    uploaded = await _upload(me, name, f"/v1/chats/{chat_id}/attachments")
+    if uploaded is not None:
+        path, data, attachment_id = uploaded
+        attachment = common_pb2.Attachment(
+            attachment_id=int(attachment_id), sha256=hashlib.sha256(data).hexdigest()
+        )
+        await _send(me, chat_id, path.name, [attachment])
 
 
 async def _set_picture(me: Session, name: str) -> None:
-    """Upload an avatar with the presigned URL the BFF hands out, then name it the profile's."""
-    path = Path(name)
-    try:
-        data = await asyncio.to_thread(lambda: path.expanduser().read_bytes())
-    except OSError as exc:
-        print(f"-- cannot read {path}: {exc.strerror}")
-        return
-    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    upload = await me.call("POST", "/v1/me/avatar", json={"size": len(data), "content_type": kind})
-    async with me.http.put(upload["url"], data=data, headers=upload["headers"]) as response:
-        if response.status != 200:
-            print(f"-- the store refused the upload ({response.status})")
-            return
-    await me.call("PUT", "/v1/me/profile", json={"avatar_id": upload["attachment_id"]})
-    print(f"-- your picture is {path.name}")
+    """Upload an avatar straight to the store, then make it the profile's."""
+    uploaded = await _upload(me, name, "/v1/me/avatar")
+    if uploaded is not None:
+        await me.call("PUT", "/v1/me/profile", json={"avatar_id": uploaded[2]})
+        print(f"-- your picture is {uploaded[0].name}")
 
 
 async def _get_files(me: Session, chat_id: str, which: str) -> None:
