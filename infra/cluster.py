@@ -37,6 +37,12 @@ CASSANDRA_STORAGE_PORT = 7000
 CASSANDRA_DATACENTER = "datacenter1"
 KEYSPACE_REPLICATION = f"{{'class': 'NetworkTopologyStrategy', '{CASSANDRA_DATACENTER}': 3}}"
 
+#: The object store (SeaweedFS): one node beside each Cassandra node, on its address. Each
+#: holds a master (the three elect a leader), a volume server, a filer and an S3 gateway; every
+#: file is written to two volume servers.
+OBJECT_STORE_ADDRESSES = CASSANDRA_ADDRESSES
+OBJECT_STORE_REPLICATION = "001"
+
 #: Redis: node 1 starts as the primary; the sentinels follow it under MASTER.
 REDIS_PORTS = {1: 16379, 2: 16380, 3: 16381}
 SENTINEL_PORTS = {1: 26379, 2: 26380, 3: 26381}

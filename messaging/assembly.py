@@ -146,8 +146,11 @@ async def serve(settings: Settings, stack: AsyncExitStack, stop: asyncio.Event) 
     presence = asyncio.create_task(ephemeral.presence.run(stop), name="presence")
     files = _attachments(settings, stack, base, send)
     if files is not None:
+        # The holder of partition 0's lease sweeps (there is always one, moved within
+        # seconds when its server dies).
         sweep = asyncio.create_task(
-            files.sweep_forever(stop, settings.files_origins), name="attachments-sweep"
+            files.sweep_forever(stop, settings.files_origins, lambda: streams.leases.holds(0)),
+            name="attachments-sweep",
         )
         stack.push_async_callback(_awaited, sweep)
     server = await _grpc_server(settings, base, send, streams, ephemeral, files)

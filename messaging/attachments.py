@@ -23,6 +23,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -331,16 +332,20 @@ class Attachments:
             removed += 1
         return removed
 
-    async def sweep_forever(self, stop: asyncio.Event, origins: list[str]) -> None:
+    async def sweep_forever(
+        self, stop: asyncio.Event, origins: list[str], sweeper: Callable[[], bool]
+    ) -> None:
         """Make the bucket (with CORS rules for browsers from ``origins``) once the store
-        answers, then sweep every ``files.sweep_seconds``."""
+        answers, then sweep every ``files.sweep_seconds`` while ``sweeper()`` says this
+        server is the one to (the sweep reads the whole table: one server is enough, and
+        two for a moment while that changes hands only delete the same things twice)."""
         while not stop.is_set():
             self._changed.clear()
             try:
                 if not self._bucket_ready:
                     await self._store.ensure_bucket(self._client(), origins)
                     self._bucket_ready = True
-                removed = await self.sweep()
+                removed = await self.sweep() if sweeper() else 0
                 if removed:
                     logger.info("swept %d attachments from the object store", removed)
             except (ObjectStoreError, OSError) as exc:

@@ -12,7 +12,7 @@ from infra.services.jaeger import Jaeger
 from infra.services.kafka import Kafka, KafkaNode
 from infra.services.prometheus import Prometheus
 from infra.services.redis import Redis, RedisNode, SentinelNode
-from infra.services.seaweedfs import SeaweedFS
+from infra.services.seaweedfs import SeaweedFS, SeaweedFSNode
 
 __all__ = [
     "Context",
@@ -34,8 +34,9 @@ def cluster_services(layout: Layout) -> list[Service]:
     """The cluster: the sentinels, then the Redis nodes (each asks them which node is the
     primary, so one that was demoted while stopped comes back as a replica), the three brokers
     (started together: a quorum forms only once two run), the three Cassandra nodes (one after
-    the other: a node joins a ring that is settled), then Jaeger, Prometheus and the object
-    store as in the single stack, and the balancer before the BFFs and config services."""
+    the other: a node joins a ring that is settled), then Jaeger and Prometheus as in the
+    single stack, the object store's three nodes, and the balancer before the BFFs and config
+    services (and the object store's gateways)."""
     return [
         *(SentinelNode(n, layout) for n in NODES),
         *(RedisNode(n, layout) for n in NODES),
@@ -43,8 +44,8 @@ def cluster_services(layout: Layout) -> list[Service]:
         *(CassandraNode(n, layout) for n in NODES),
         Jaeger(),
         Prometheus(),
-        # One object store, as in the single stack (attachments' bytes; not replicated yet).
-        SeaweedFS(),
+        # The object store's three nodes start together (their masters elect a leader).
+        *(SeaweedFSNode(n) for n in NODES),
         Balancer(),
     ]
 

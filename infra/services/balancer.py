@@ -16,9 +16,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import catalog, install, modes, tls
+from infra import catalog, cluster, install, modes, tls
 from infra.catalog import App
 from infra.console import detail
+from infra.services import seaweedfs
 from infra.services.base import Context, Service
 from infra.templates import render_file
 
@@ -37,10 +38,15 @@ class Backend:
 
 
 def values(
-    host: str, bffs: list[Backend], configs: list[Backend], certificate: Path | None = None
+    host: str,
+    bffs: list[Backend],
+    configs: list[Backend],
+    certificate: Path | None = None,
+    object_stores: list[Backend] | None = None,
 ) -> dict[str, object]:
     """What ``infra/haproxy/haproxy.cfg`` is filled with (here, and for compose): the client
-    ports speak TLS with ``certificate`` (its chain and key in one file) when one is given."""
+    ports speak TLS with ``certificate`` (its chain and key in one file) when one is given;
+    S3 requests go to the ``object_stores``' gateways, when there are some."""
     # ALPN offers HTTP/1.1 alone: WebSockets upgrade from it, and the BFFs speak nothing else.
     tls = f" ssl crt {certificate} alpn http/1.1" if certificate is not None else ""
     return {
@@ -51,7 +57,31 @@ def values(
         "stats_port": STATS_PORT,
         "bff_servers": _server_lines(bffs),
         "config_servers": _server_lines(configs),
+        "object_store": _object_store(host, object_stores or []),
     }
+
+
+def _object_store(host: str, gateways: list[Backend]) -> str:
+    """The S3 frontend, in plain HTTP: presigned URLs are signed for it (the requests pass
+    through with their Host header), and a page of the BFF on https may fetch from loopback.
+    One gateway at a time (``balance first``, in the order given): each filer learns the
+    others' files a moment later, so what a client just uploaded is read where it was
+    written while that gateway lives."""
+    if not gateways:
+        return ""
+    return "\n".join(
+        [
+            "frontend object_store",
+            f"    bind {host}:{seaweedfs.S3_PORT}",
+            "    default_backend object_stores",
+            "",
+            "backend object_stores",
+            "    balance first",
+            "    option httpchk GET /healthz",
+            "    http-check expect status 200",
+            _server_lines(gateways),
+        ]
+    )
 
 
 def _server_lines(backends: list[Backend]) -> str:
@@ -77,7 +107,12 @@ def _local(apps: list[App], port_setting: str) -> list[Backend]:
 
 class Balancer(Service):
     name = "balancer"
-    ports = {"HTTP": WEB_PORT, "admin HTTP": ADMIN_PORT, "stats": STATS_PORT}  # noqa: RUF012
+    ports = {  # noqa: RUF012
+        "HTTP": WEB_PORT,
+        "admin HTTP": ADMIN_PORT,
+        "stats": STATS_PORT,
+        "S3": seaweedfs.S3_PORT,
+    }
     ready_timeout = 30.0
     stop_grace = 10.0
 
@@ -100,6 +135,10 @@ class Balancer(Service):
                     "CHAT_CONFIG_PORT",
                 ),
                 tls.Files.of(ctx.layout).bundle,
+                [
+                    Backend(n.name, f"{n.host}:{n.s3_port}", n.s3_port)
+                    for n in (seaweedfs.SeaweedFSNode(node) for node in cluster.NODES)
+                ],
             ),
         )
 
@@ -122,4 +161,6 @@ class Balancer(Service):
             f"HTTPS https://{self.host}:{WEB_PORT} (the BFFs; CA .infra/secrets/tls/ca.pem)",
             f"HTTPS https://{self.host}:{ADMIN_PORT} (the config services)",
             f"stats http://{self.host}:{STATS_PORT}/stats",
+            f"S3 http://{self.host}:{seaweedfs.S3_PORT} (the object store's gateways; access"
+            f" key {seaweedfs.ACCESS_KEY}, secret .infra/secrets/s3)",
         ]

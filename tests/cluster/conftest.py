@@ -28,6 +28,7 @@ from infra.services import Context, Service
 from infra.services.cassandra import CassandraNode
 from infra.services.kafka import KafkaNode
 from infra.services.redis import RedisNode
+from infra.services.seaweedfs import SeaweedFSNode
 from tests.e2e.conftest import BFF, Clients, Follower, User, clients, eventually
 
 __all__ = ["clients"]
@@ -55,6 +56,7 @@ class Nodes:
         self.kafka = {n: KafkaNode(n, self.layout) for n in cluster.NODES}
         self.cassandra = {n: CassandraNode(n, self.layout) for n in cluster.NODES}
         self.redis = {n: RedisNode(n, self.layout) for n in cluster.NODES}
+        self.object_store = {n: SeaweedFSNode(n) for n in cluster.NODES}
 
     def _tracked(self, service: Service | App) -> processes.Tracked:
         tracked = processes.alive(self.layout.pidfile(service.name))
@@ -167,13 +169,23 @@ async def nodes() -> AsyncIterator[Nodes]:
         yield found
     finally:
         # Whatever a failed test left stopped or paused runs again for the next one.
-        storage = [*found.kafka.values(), *found.cassandra.values(), *found.redis.values()]
+        storage = [
+            *found.kafka.values(),
+            *found.cassandra.values(),
+            *found.redis.values(),
+            *found.object_store.values(),
+        ]
         for name in [service.name for service in storage] + [app.name for app in APPS]:
             tracked = processes.alive(found.layout.pidfile(name))
             if tracked is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(tracked.pid, signal.SIGCONT)
-        await found.start(*found.redis.values(), *found.kafka.values(), *found.cassandra.values())
+        await found.start(
+            *found.redis.values(),
+            *found.kafka.values(),
+            *found.cassandra.values(),
+            *found.object_store.values(),
+        )
         await asyncio.to_thread(apps.up, found.ctx, missing_only=True)
 
 
