@@ -35,7 +35,7 @@ from chatlib.errors import FailedPrecondition, InvalidArgument, NotFound, Unavai
 from chatlib.ids import Snowflake, signed, timestamp_ms, unsigned
 from chatlib.live_config import LiveSection
 from chatlib.object_store import ObjectStore, ObjectStoreError
-from protos.chat.v1 import common_pb2
+from protos.chat.v1 import common_pb2, messaging_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -138,15 +138,15 @@ class Attachments:
 
     async def create_upload(
         self, user: int, chat_id: str, name: str, size: int, content_type: str
-    ) -> tuple[int, str, dict[str, str], int]:
-        """(attachment id, URL, headers to send, when the URL expires) for one upload; the
+    ) -> messaging_pb2.Upload:
+        """One upload (its id, the URL, the headers to send, when the URL expires); the
         caller has checked that the user may send in the chat."""
         check_upload(name, size, content_type, self._files.get().max_bytes)
         return await self._upload(user, chat_id, name, size, content_type)
 
     async def create_avatar_upload(
         self, user: int, size: int, content_type: str
-    ) -> tuple[int, str, dict[str, str], int]:
+    ) -> messaging_pb2.Upload:
         """Like ``create_upload``, for a picture of the user."""
         if content_type not in AVATAR_TYPES:
             raise InvalidArgument(f"content_type of an avatar must be one of {AVATAR_TYPES}")
@@ -157,7 +157,7 @@ class Attachments:
 
     async def _upload(
         self, user: int, chat_id: str, name: str, size: int, content_type: str
-    ) -> tuple[int, str, dict[str, str], int]:
+    ) -> messaging_pb2.Upload:
         attachment_id = self._ids.next_id()
         now = datetime.now(UTC)
         await self._db.execute(
@@ -167,8 +167,12 @@ class Attachments:
         url = self._store.presign(
             "PUT", object_key(attachment_id), UPLOAD_URL_SECONDS, headers, at=now
         )
-        expires = int(now.timestamp() * 1000) + UPLOAD_URL_SECONDS * 1000
-        return attachment_id, url, {"Content-Type": content_type}, expires
+        return messaging_pb2.Upload(
+            attachment_id=attachment_id,
+            url=url,
+            headers={"Content-Type": content_type},
+            expires_at_ms=int(now.timestamp() * 1000) + UPLOAD_URL_SECONDS * 1000,
+        )
 
     async def _row(self, attachment_id: int) -> Stored | None:
         if not 0 < attachment_id < 2**63:

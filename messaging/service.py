@@ -125,11 +125,8 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         files = self._attachments_on()
         check_chat_id(request.chat_id)
         await self._directory.check_sender(request.chat_id, user)
-        attachment_id, url, headers, expires = await files.create_upload(
+        return await files.create_upload(
             user, request.chat_id, request.name, request.size, request.content_type
-        )
-        return messaging_pb2.Upload(
-            attachment_id=attachment_id, url=url, headers=headers, expires_at_ms=expires
         )
 
     @errors.handler
@@ -186,11 +183,8 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self, request: messaging_pb2.CreateAvatarUploadRequest, context: Context
     ) -> messaging_pb2.Upload:
         user = self._user(context)
-        attachment_id, url, headers, expires = await self._attachments_on().create_avatar_upload(
+        return await self._attachments_on().create_avatar_upload(
             user, request.size, request.content_type
-        )
-        return messaging_pb2.Upload(
-            attachment_id=attachment_id, url=url, headers=headers, expires_at_ms=expires
         )
 
     @errors.handler
